@@ -1,0 +1,93 @@
+"""Settings shared by every service, read from `VISIONDOCK_*` environment variables.
+
+The defaults are the embedded, single-machine setup: blobs as files and documents
+in SQLite under one home directory, and a local-only API key. Production sets the
+Azure backends and real keys; it refuses to start with the local key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Marked in its own name: a key anybody can read in the source is for a laptop only.
+LOCAL_DEV_API_KEY = "local-dev-only-insecure-key"
+
+DEFAULT_PORTS = {"annotation": 8701, "registry": 8702, "scoring": 8703}
+
+
+def default_home() -> Path:
+    return Path.home() / ".visiondock"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VISIONDOCK_", extra="ignore")
+
+    environment: Literal["local", "production"] = "local"
+    home: Path = Field(default_factory=default_home)
+
+    # Blob storage: images and model artifacts.
+    blob_backend: Literal["local", "azure"] = "local"
+    blob_root: Path | None = None  # local backend; defaults to <home>/blobs
+    azure_storage_connection_string: SecretStr | None = None
+    azure_storage_container: str = "visiondock"
+
+    # Document storage: projects, labels, model versions, metrics.
+    document_backend: Literal["sqlite", "cosmos"] = "sqlite"
+    sqlite_path: Path | None = None  # defaults to <home>/documents.sqlite3
+    cosmos_endpoint: str | None = None
+    cosmos_key: SecretStr | None = None
+    cosmos_database: str = "visiondock"
+    cosmos_verify_tls: bool = True
+    # Multi-region endpoint discovery; off for single-endpoint servers.
+    cosmos_endpoint_discovery: bool = True
+
+    # Comma-separated list of accepted API keys.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [LOCAL_DEV_API_KEY])
+    # The key this process presents when it calls another service.
+    api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
+
+    annotation_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['annotation']}"
+    registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
+    scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.environment == "production":
+            if LOCAL_DEV_API_KEY in self.api_keys or not self.api_keys:
+                raise ValueError(
+                    "VISIONDOCK_API_KEYS must be set to real keys in production; "
+                    "the built-in local development key is refused there"
+                )
+            if self.api_key.get_secret_value() == LOCAL_DEV_API_KEY:
+                raise ValueError("VISIONDOCK_API_KEY must be set to a real key in production")
+        if self.blob_backend == "azure" and self.azure_storage_connection_string is None:
+            raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING is required with blob_backend=azure")
+        if self.document_backend == "cosmos" and (self.cosmos_endpoint is None or self.cosmos_key is None):
+            raise ValueError("VISIONDOCK_COSMOS_ENDPOINT and VISIONDOCK_COSMOS_KEY are required with cosmos")
+        return self
+
+    @property
+    def resolved_blob_root(self) -> Path:
+        return self.blob_root or self.home / "blobs"
+
+    @property
+    def resolved_sqlite_path(self) -> Path:
+        return self.sqlite_path or self.home / "documents.sqlite3"
+
+    @property
+    def uses_local_key(self) -> bool:
+        return LOCAL_DEV_API_KEY in self.api_keys

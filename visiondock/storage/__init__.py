@@ -1,0 +1,85 @@
+"""Storage interfaces and the factory that picks a backend from settings.
+
+`BlobStore` (bytes: images, model artifacts) and `DocumentStore` (JSON documents:
+projects, labels, model versions, metrics) each have an embedded backend (files,
+SQLite) and an Azure backend (Blob Storage, Cosmos DB). The Azure SDKs are imported
+only when configured, so the embedded setup needs none of them.
+"""
+
+from __future__ import annotations
+
+from visiondock.settings import Settings
+from visiondock.storage.blobs import (
+    BlobError,
+    BlobExistsError,
+    BlobInfo,
+    BlobNotFoundError,
+    BlobStore,
+    InvalidBlobKeyError,
+)
+from visiondock.storage.documents import (
+    ConflictError,
+    Document,
+    DocumentError,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    Filter,
+    InvalidQueryError,
+    Page,
+    PreconditionFailedError,
+    Query,
+)
+
+__all__ = [
+    "BlobError",
+    "BlobExistsError",
+    "BlobInfo",
+    "BlobNotFoundError",
+    "BlobStore",
+    "ConflictError",
+    "Document",
+    "DocumentError",
+    "DocumentExistsError",
+    "DocumentNotFoundError",
+    "DocumentStore",
+    "Filter",
+    "InvalidBlobKeyError",
+    "InvalidQueryError",
+    "Page",
+    "PreconditionFailedError",
+    "Query",
+    "open_blob_store",
+    "open_document_store",
+]
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_backend == "azure":
+        from visiondock.storage.blobs_azure import AzureBlobStore
+
+        assert settings.azure_storage_connection_string is not None  # checked by Settings
+        return AzureBlobStore(
+            settings.azure_storage_connection_string.get_secret_value(),
+            container=settings.azure_storage_container,
+        )
+    from visiondock.storage.blobs_local import LocalBlobStore
+
+    return LocalBlobStore(settings.resolved_blob_root)
+
+
+def open_document_store(settings: Settings) -> DocumentStore:
+    if settings.document_backend == "cosmos":
+        from visiondock.storage.documents_cosmos import CosmosDocumentStore
+
+        assert settings.cosmos_endpoint is not None and settings.cosmos_key is not None  # checked by Settings
+        return CosmosDocumentStore(
+            endpoint=settings.cosmos_endpoint,
+            key=settings.cosmos_key.get_secret_value(),
+            database=settings.cosmos_database,
+            verify_tls=settings.cosmos_verify_tls,
+            endpoint_discovery=settings.cosmos_endpoint_discovery,
+        )
+    from visiondock.storage.documents_sqlite import SqliteDocumentStore
+
+    return SqliteDocumentStore(settings.resolved_sqlite_path)
