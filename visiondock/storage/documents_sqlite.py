@@ -3,8 +3,12 @@
 One table holds every collection; bodies are JSON text queried with SQLite's JSON
 functions. Several service processes may share the file: WAL mode lets readers run
 beside one writer, and every read-modify-write runs in an IMMEDIATE transaction.
-Paging is keyset paging on (ordering value, partition key, id), so a continuation
-token is the last row's key and a deep page costs the same as the first.
+Paging is keyset paging on (type rank, ordering value, partition key, id), so a
+continuation token is the last row's key and a deep page costs the same as the first.
+
+SQLite's JSON functions lose a value's JSON type (`true` reads back as 1, null as SQL
+NULL), so every comparison also checks `json_type`: the filters then mean what the
+interface says, the same as on Cosmos DB.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from typing import Any
 
 from visiondock.storage.documents import (
     MAX_PAGE_SIZE,
+    TYPE_RANK_BOOL,
+    TYPE_RANK_NULL,
+    TYPE_RANK_NUMBER,
+    TYPE_RANK_STRING,
     Document,
     DocumentExistsError,
     DocumentNotFoundError,
@@ -29,11 +37,15 @@ from visiondock.storage.documents import (
     Page,
     PreconditionFailedError,
     Query,
-    check_user_fields,
-    decode_token,
-    encode_token,
+    clean_body,
+    decode_page_token,
+    encode_page_token,
+    patch_changes,
+    type_rank,
+    validate_collection,
     validate_field_path,
     validate_id,
+    validate_partition_key,
 )
 
 _SCHEMA = """
@@ -47,17 +59,40 @@ CREATE TABLE IF NOT EXISTS documents (
 ) WITHOUT ROWID;
 """
 
-_SQL_OPS = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_SQL_OPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+# What json_type() answers for the values of each type rank.
+_JSON_TYPES = {
+    TYPE_RANK_NULL: ("null",),
+    TYPE_RANK_BOOL: ("true", "false"),
+    TYPE_RANK_NUMBER: ("integer", "real"),
+    TYPE_RANK_STRING: ("text",),
+}
+_SCALAR_TYPES = "('null', 'true', 'false', 'integer', 'real', 'text')"
+_RANK_SQL = (
+    "CASE {kind} WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1"
+    " WHEN 'integer' THEN 2 WHEN 'real' THEN 2 ELSE 3 END"
+)
 
 
 def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in validate_field_path(field).split("."))
 
 
-def _scalar(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        raise InvalidQueryError("filters compare scalar values (strings, numbers, booleans, null)")
-    return value
+def _type_is(kind: str, value: Any) -> str:
+    """SQL that is true when `kind` (a json_type() expression) is the JSON type of `value`."""
+    return f"{kind} IN ({', '.join(repr(t) for t in _JSON_TYPES[type_rank(value)])})"
+
+
+def _sql_value(value: Any) -> Any:
+    # json_extract() answers 1/0 for true/false; the type check keeps them apart from numbers.
+    return int(value) if isinstance(value, bool) else value
+
+
+def _typed_eq(kind: str, extract: str, value: Any) -> tuple[str, list[Any]]:
+    if value is None:
+        return f"{kind} = 'null'", []
+    return f"({_type_is(kind, value)} AND {extract} = ?)", [_sql_value(value)]
 
 
 def _new_etag() -> str:
@@ -124,14 +159,19 @@ class SqliteDocumentStore(DocumentStore):
         return Document(id=body["id"], partition_key=pk, etag=etag, data=body)
 
     @staticmethod
-    def _body(data: Mapping[str, Any]) -> dict[str, Any]:
-        check_user_fields(data)
-        body = json.loads(json.dumps(dict(data)))  # a deep, JSON-clean copy
-        validate_id(body.get("id", ""))
-        return body
+    def _body(collection: str, data: Mapping[str, Any], partition_key: str) -> dict[str, Any]:
+        validate_collection(collection)
+        validate_partition_key(partition_key)
+        return clean_body(data)
+
+    @staticmethod
+    def _check_address(collection: str, doc_id: str, partition_key: str) -> None:
+        validate_collection(collection)
+        validate_partition_key(partition_key)
+        validate_id(doc_id)
 
     def create(self, collection: str, data: Mapping[str, Any], *, partition_key: str) -> Document:
-        body = self._body(data)
+        body = self._body(collection, data, partition_key)
         with self._transaction() as conn:
             if self._row(conn, collection, partition_key, body["id"]) is not None:
                 raise DocumentExistsError(collection, body["id"])
@@ -145,7 +185,7 @@ class SqliteDocumentStore(DocumentStore):
         partition_key: str,
         if_match: str | None = None,
     ) -> Document:
-        body = self._body(data)
+        body = self._body(collection, data, partition_key)
         with self._transaction() as conn:
             if if_match is not None:
                 row = self._row(conn, collection, partition_key, body["id"])
@@ -156,6 +196,7 @@ class SqliteDocumentStore(DocumentStore):
             return self._write(conn, collection, partition_key, body)
 
     def get(self, collection: str, doc_id: str, *, partition_key: str) -> Document:
+        self._check_address(collection, doc_id, partition_key)
         row = self._row(self._conn(), collection, partition_key, doc_id)
         if row is None:
             raise DocumentNotFoundError(collection, doc_id)
@@ -171,10 +212,8 @@ class SqliteDocumentStore(DocumentStore):
         remove_fields: Sequence[str] = (),
         if_match: str | None = None,
     ) -> Document:
-        changes = dict(set_fields or {})
-        check_user_fields(changes)
-        if "id" in changes or "id" in remove_fields:
-            raise InvalidQueryError("a document's id cannot be patched")
+        self._check_address(collection, doc_id, partition_key)
+        changes, removals = patch_changes(set_fields, remove_fields)
         with self._transaction() as conn:
             row = self._row(conn, collection, partition_key, doc_id)
             if row is None:
@@ -182,12 +221,15 @@ class SqliteDocumentStore(DocumentStore):
             if if_match is not None and row[0] != if_match:
                 raise PreconditionFailedError(collection, doc_id)
             body = json.loads(row[1])
-            body.update(json.loads(json.dumps(changes)))
-            for name in remove_fields:
+            body.update(changes)
+            for name in removals:
                 body.pop(name, None)
             return self._write(conn, collection, partition_key, body)
 
-    def delete(self, collection: str, doc_id: str, *, partition_key: str, if_match: str | None = None) -> None:
+    def delete(
+        self, collection: str, doc_id: str, *, partition_key: str, if_match: str | None = None
+    ) -> None:
+        self._check_address(collection, doc_id, partition_key)
         with self._transaction() as conn:
             row = self._row(conn, collection, partition_key, doc_id)
             if row is None:
@@ -195,7 +237,8 @@ class SqliteDocumentStore(DocumentStore):
             if if_match is not None and row[0] != if_match:
                 raise PreconditionFailedError(collection, doc_id)
             conn.execute(
-                "DELETE FROM documents WHERE collection=? AND pk=? AND id=?", (collection, partition_key, doc_id)
+                "DELETE FROM documents WHERE collection=? AND pk=? AND id=?",
+                (collection, partition_key, doc_id),
             )
 
     # -- queries -----------------------------------------------------------------
@@ -204,24 +247,33 @@ class SqliteDocumentStore(DocumentStore):
         path = _json_path(flt.field)
         extract = f"json_extract(body, '{path}')"
         kind = f"json_type(body, '{path}')"
-        if flt.op == "contains":
-            return (
-                f"({kind} = 'array' AND EXISTS (SELECT 1 FROM json_each(body, '{path}') WHERE value = ?))",
-                [_scalar(flt.value)],
-            )
+        if flt.op == "eq":
+            return _typed_eq(kind, extract, flt.value)
+        if flt.op == "ne":
+            present = f"{kind} IS NOT NULL AND {kind} != 'null'"
+            if flt.value is None:
+                return f"({present})", []
+            equal, params = _typed_eq(kind, extract, flt.value)
+            return f"({present} AND NOT {equal})", params
         if flt.op == "in":
-            values = [_scalar(v) for v in flt.value]
-            if not values:
+            if not flt.value:
                 return "0", []
-            return f"{extract} IN ({', '.join('?' for _ in values)})", values
-        if flt.value is None:
-            # JSON null is SQL NULL after json_extract; compare the JSON type instead.
-            if flt.op == "eq":
-                return f"{kind} = 'null'", []
-            if flt.op == "ne":
-                return f"({kind} IS NOT NULL AND {kind} != 'null')", []
+            parts, params = [], []
+            for value in flt.value:
+                sql, values = _typed_eq(kind, extract, value)
+                parts.append(sql)
+                params.extend(values)
+            return f"({' OR '.join(parts)})", params
+        if flt.op == "contains":
+            element, params = _typed_eq("e.type", "e.value", flt.value)
+            elements = f"SELECT 1 FROM json_each(body, '{path}') AS e WHERE {element}"
+            return f"({kind} = 'array' AND EXISTS ({elements}))", params
+        if flt.value is None:  # Filter refuses this already; kept for filters built around it
             raise InvalidQueryError(f"operator {flt.op!r} cannot compare with null")
-        return f"{extract} {_SQL_OPS[flt.op]} ?", [_scalar(flt.value)]
+        return (
+            f"({_type_is(kind, flt.value)} AND {extract} {_SQL_OPS[flt.op]} ?)",
+            [_sql_value(flt.value)],
+        )
 
     def query(
         self,
@@ -231,12 +283,21 @@ class SqliteDocumentStore(DocumentStore):
         limit: int = 100,
         continuation: str | None = None,
     ) -> Page:
+        validate_collection(collection)
         query = query or Query()
-        if not 1 <= limit <= MAX_PAGE_SIZE:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidQueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
-        order = f"json_extract(body, '{_json_path(query.order_by)}')" if query.order_by != "id" else "id"
         where = ["collection = ?"]
         params: list[Any] = [collection]
+        if query.order_by == "id":
+            sort_columns = ["id", "pk"]
+        else:
+            path = _json_path(query.order_by)
+            kind = f"json_type(body, '{path}')"
+            # Ordering values are scalars; JSON null sorts first, as 0 within its own rank.
+            where.append(f"{kind} IN {_SCALAR_TYPES}")
+            value_sql = f"ifnull(json_extract(body, '{path}'), 0)"
+            sort_columns = [_RANK_SQL.format(kind=kind), value_sql, "pk", "id"]
         if query.partition_key is not None:
             where.append("pk = ?")
             params.append(query.partition_key)
@@ -244,21 +305,25 @@ class SqliteDocumentStore(DocumentStore):
             sql, values = self._filter_sql(flt)
             where.append(sql)
             params.extend(values)
-        if continuation:
-            state = decode_token(continuation)
-            if not {"v", "pk", "id"} <= state.keys():
-                raise InvalidQueryError("continuation token is not valid; start again without it")
-            where.append(f"({order}, pk, id) {'<' if query.descending else '>'} (?, ?, ?)")
-            params.extend([state["v"], state["pk"], state["id"]])
+        if continuation is not None:
+            value, last_pk, last_id = decode_page_token(collection, query, continuation)
+            if query.order_by == "id":
+                if not isinstance(value, str):
+                    raise InvalidQueryError("continuation token is not valid; start again without it")
+                boundary = [value, last_pk]
+            else:
+                boundary = [type_rank(value), 0 if value is None else _sql_value(value), last_pk, last_id]
+            placeholders = ", ".join("?" for _ in boundary)
+            where.append(f"({', '.join(sort_columns)}) {'<' if query.descending else '>'} ({placeholders})")
+            params.extend(boundary)
         direction = "DESC" if query.descending else "ASC"
         sql = (
-            f"SELECT pk, id, etag, body, {order} FROM documents WHERE {' AND '.join(where)} "
-            f"ORDER BY {order} {direction}, pk {direction}, id {direction} LIMIT ?"
+            f"SELECT pk, id, etag, body FROM documents WHERE {' AND '.join(where)} "
+            f"ORDER BY {', '.join(f'{column} {direction}' for column in sort_columns)} LIMIT ?"
         )
         rows = self._conn().execute(sql, [*params, limit + 1]).fetchall()
-        items = [Document(id=r[1], partition_key=r[0], etag=r[2], data=json.loads(r[3])) for r in rows[:limit]]
-        token = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            token = encode_token({"v": last[4], "pk": last[0], "id": last[1]})
+        items = [
+            Document(id=r[1], partition_key=r[0], etag=r[2], data=json.loads(r[3])) for r in rows[:limit]
+        ]
+        token = encode_page_token(collection, query, items[-1]) if len(rows) > limit else None
         return Page(items=items, continuation=token)

@@ -1,0 +1,238 @@
+"""Images of a project: upload with de-duplication, labels, listing.
+
+An image's id is the SHA-256 of its bytes, so the same photo uploaded twice is one
+image. Its bytes live in the BlobStore at `images/<project>/<sha256>`, its metadata
+and labels in the `images` collection, partition `<project>`.
+
+Order of writes: the blob first, then the document, so a document never points at
+missing bytes; if the document cannot be written, the blob is removed again unless
+another document already owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from visiondock.errors import ApiError, BadRequest, NotFound
+from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, inspect_image
+from visiondock.storage import (
+    BlobStore,
+    Document,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    Filter,
+    Query,
+)
+from visiondock.timeutil import utc_now
+
+from .projects import ProjectCatalog
+
+IMAGES = "images"
+MAX_FILES_PER_UPLOAD = 256
+
+log = logging.getLogger(__name__)
+
+
+def image_blob_key(project_id: str, image_id: str) -> str:
+    return f"images/{project_id}/{image_id}"
+
+
+def public_image(doc: Document) -> dict[str, Any]:
+    return {**doc.data, "etag": doc.etag}
+
+
+@dataclass
+class UploadOutcome:
+    filename: str
+    status: str  # created | duplicate | rejected
+    image: dict[str, Any] | None = None
+    error: str | None = None
+    error_status: int | None = None
+
+
+class ImageLibrary:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        blobs: BlobStore,
+        projects: ProjectCatalog,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.documents = documents
+        self.blobs = blobs
+        self.projects = projects
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    # -- labels --------------------------------------------------------------------
+    def _check_tags(self, project: dict[str, Any], tags: Sequence[str]) -> list[str]:
+        tags = list(dict.fromkeys(tags))
+        if project["type"] == "detection":
+            raise BadRequest("detection images are labeled with regions (PUT .../regions), not with tags")
+        if project["type"] == "multiclass" and len(tags) > 1:
+            raise BadRequest(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
+        self.projects.require_tags(project["id"], tags)
+        return tags
+
+    @staticmethod
+    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
+        labeled = len(tags) == 1 if project_type == "multiclass" else True
+        return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
+
+    # -- upload --------------------------------------------------------------------
+    def upload(
+        self,
+        project_id: str,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        tags: Sequence[str] = (),
+        split: str | None = None,
+    ) -> list[UploadOutcome]:
+        project = self.projects.get(project_id)
+        if not files:
+            raise BadRequest("no files in the upload; send them as multipart form field 'files'")
+        if len(files) > MAX_FILES_PER_UPLOAD:
+            raise BadRequest(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
+        labels = self._check_tags(project, tags) if tags else []
+        return [self._upload_one(project, name, data, labels, split) for name, data in files]
+
+    def _upload_one(self, project: dict[str, Any], filename: str, data: bytes, tags: list[str],
+                    split: str | None) -> UploadOutcome:
+        project_id = project["id"]
+        if len(data) > self.max_bytes:
+            return UploadOutcome(filename, "rejected", error=f"{len(data):,} bytes is over the {self.max_bytes:,}-byte "
+                                 "limit per image", error_status=413)
+        try:
+            facts = inspect_image(data, max_pixels=self.max_pixels)
+        except ApiError as exc:
+            return UploadOutcome(filename, "rejected", error=exc.message, error_status=exc.status)
+        image_id = facts.sha256
+        try:
+            existing = self.documents.get(IMAGES, image_id, partition_key=project_id)
+            return UploadOutcome(filename, "duplicate", image=public_image(existing))
+        except DocumentNotFoundError:
+            pass
+        key = image_blob_key(project_id, image_id)
+        self.blobs.put(key, data, content_type=facts.content_type)
+        now = utc_now()
+        document = {
+            "id": image_id,
+            "project_id": project_id,
+            "filename": filename[:255],
+            "content_type": facts.content_type,
+            "width": facts.width,
+            "height": facts.height,
+            "size": len(data),
+            "split": split,
+            "created_at": now,
+            # Tags given with the upload label the image; without them it waits to be labeled.
+            **(self._label_fields(project["type"], tags, []) if tags
+               else {"tags": [], "regions": [], "labeled": False, "updated_at": now}),
+        }
+        try:
+            stored = self.documents.create(IMAGES, document, partition_key=project_id)
+        except DocumentExistsError:
+            # A concurrent upload of the same bytes won; the blob is now that image's.
+            winner = self.documents.get(IMAGES, image_id, partition_key=project_id)
+            return UploadOutcome(filename, "duplicate", image=public_image(winner))
+        except Exception:
+            self._remove_orphan_blob(project_id, image_id)
+            raise
+        return UploadOutcome(filename, "created", image=public_image(stored))
+
+    def _remove_orphan_blob(self, project_id: str, image_id: str) -> None:
+        try:
+            self.documents.get(IMAGES, image_id, partition_key=project_id)
+        except DocumentNotFoundError:
+            self.blobs.delete(image_blob_key(project_id, image_id))
+        except Exception:  # the store is down: keeping a stray blob beats deleting one in use
+            log.warning("could not check image %s/%s; its blob is kept", project_id, image_id)
+
+    # -- reading -------------------------------------------------------------------
+    def get(self, project_id: str, image_id: str) -> Document:
+        self.projects.get(project_id)
+        try:
+            return self.documents.get(IMAGES, image_id, partition_key=project_id)
+        except DocumentNotFoundError:
+            raise NotFound(f"image {image_id!r} does not exist in project {project_id!r}") from None
+
+    def content(self, project_id: str, image_id: str) -> tuple[Iterator[bytes], str, int]:
+        doc = self.get(project_id, image_id)
+        key = image_blob_key(project_id, image_id)
+        return self.blobs.stream(key), doc.data["content_type"], doc.data["size"]
+
+    def list(
+        self,
+        project_id: str,
+        *,
+        labeled: bool | None = None,
+        tag: str | None = None,
+        split: str | None = None,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        self.projects.get(project_id)
+        filters = []
+        if labeled is not None:
+            filters.append(Filter("labeled", "eq", labeled))
+        if tag is not None:
+            filters.append(Filter("tags", "contains", tag))
+        if split is not None:
+            filters.append(Filter("split", "eq", None if split == "none" else split))
+        query = Query(partition_key=project_id, filters=filters, order_by="created_at")
+        page = self.documents.query(IMAGES, query, limit=limit, continuation=continuation)
+        return page.items, page.continuation
+
+    def stats(self, project_id: str) -> dict[str, Any]:
+        self.projects.get(project_id)
+        tag_counts = {tag["name"]: 0 for tag in self.projects.list_tags(project_id)}
+        split_counts: dict[str, int] = {}
+        image_count = labeled_count = 0
+        for doc in self.documents.query_all(IMAGES, Query(partition_key=project_id, order_by="created_at")):
+            image_count += 1
+            split_name = doc.data.get("split") or "none"
+            split_counts[split_name] = split_counts.get(split_name, 0) + 1
+            if doc.data.get("labeled"):
+                labeled_count += 1
+                for name in doc.data.get("tags", []):
+                    tag_counts[name] = tag_counts.get(name, 0) + 1
+        return {"image_count": image_count, "labeled_count": labeled_count, "tag_counts": tag_counts,
+                "split_counts": split_counts}
+
+    # -- updates -------------------------------------------------------------------
+    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None) -> Document:
+        project = self.projects.get(project_id)
+        labels = self._check_tags(project, tags)
+        self.get(project_id, image_id)
+        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
+                                    set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+
+    def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
+                    if_match: str | None) -> Document:
+        project = self.projects.get(project_id)
+        if project["type"] != "detection":
+            raise BadRequest(f"project {project_id!r} is {project['type']}: label its images with tags, "
+                             "not regions")
+        tags = sorted({region["tag"] for region in regions})
+        self.projects.require_tags(project_id, tags)
+        self.get(project_id, image_id)
+        fields = self._label_fields("detection", tags, [dict(region) for region in regions])
+        return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                    if_match=if_match)
+
+    def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
+        self.get(project_id, image_id)
+        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
+                                    set_fields={"split": split, "updated_at": utc_now()}, if_match=if_match)
+
+    def delete(self, project_id: str, image_id: str, *, if_match: str | None) -> None:
+        self.get(project_id, image_id)
+        # The document goes first: a blob without a document is invisible, the reverse is a broken image.
+        self.documents.delete(IMAGES, image_id, partition_key=project_id, if_match=if_match)
+        self.blobs.delete(image_blob_key(project_id, image_id))

@@ -1,0 +1,179 @@
+"""HTTP routes of the annotation service: thin wrappers over ProjectCatalog and ImageLibrary."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from visiondock.errors import BadRequest
+from visiondock.web import error_response, require_api_key
+
+from .images import ImageLibrary, UploadOutcome, public_image
+from .projects import ProjectCatalog
+from .schemas import (
+    Image,
+    ImagePage,
+    ImageRegionsUpdate,
+    ImageSplitUpdate,
+    ImageTagsUpdate,
+    Project,
+    ProjectCreate,
+    ProjectPage,
+    ProjectStats,
+    Split,
+    Tag,
+    TagCreate,
+    TagList,
+)
+
+
+def _catalog(request: Request) -> ProjectCatalog:
+    return request.app.state.projects
+
+
+def _library(request: Request) -> ImageLibrary:
+    return request.app.state.images
+
+
+Catalog = Annotated[ProjectCatalog, Depends(_catalog)]
+Library = Annotated[ImageLibrary, Depends(_library)]
+IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+@router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
+def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
+    return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
+
+
+@router.get("/projects", response_model=ProjectPage, tags=["projects"])
+def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    items, token = catalog.list(limit=limit, continuation=continuation)
+    return {"data": items, "continuation": token}
+
+
+@router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
+def get_project(project_id: str, catalog: Catalog) -> dict:
+    return catalog.get(project_id)
+
+
+@router.get("/projects/{project_id}/stats", response_model=ProjectStats, tags=["projects"])
+def project_stats(project_id: str, library: Library) -> dict:
+    return library.stats(project_id)
+
+
+@router.post("/projects/{project_id}/tags", status_code=201, response_model=Tag, tags=["tags"])
+def create_tag(project_id: str, body: TagCreate, catalog: Catalog) -> dict:
+    return catalog.create_tag(project_id, body.name)
+
+
+@router.get("/projects/{project_id}/tags", response_model=TagList, tags=["tags"])
+def list_tags(project_id: str, catalog: Catalog) -> dict:
+    return {"data": catalog.list_tags(project_id)}
+
+
+def _upload_status(outcomes: list[UploadOutcome]) -> int:
+    rejected = [o for o in outcomes if o.status == "rejected"]
+    if rejected and len(rejected) == len(outcomes):
+        return rejected[0].error_status or 400
+    return 200
+
+
+@router.post(
+    "/projects/{project_id}/images",
+    tags=["images"],
+    summary="Upload images (multipart field `files`, repeated)",
+    responses={200: {"description": "Each file's outcome: created, duplicate (same bytes already in the "
+                                    "project) or rejected with the reason. 4xx when every file was rejected."}},
+)
+def upload_images(
+    project_id: str,
+    library: Library,
+    files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
+    tags: Annotated[str | None, Form(description="Comma-separated tags to put on every uploaded image.")] = None,
+    split: Annotated[Split | None, Form(description="Keep these images in the train or the test split.")] = None,
+) -> JSONResponse:
+    # Read at most one byte past the limit: enough to know a file is too big without holding it all.
+    payload = [(f.filename or "upload", f.file.read(library.max_bytes + 1)) for f in files]
+    tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    outcomes = library.upload(project_id, payload, tags=tag_list, split=split)
+    status = _upload_status(outcomes)
+    if status != 200:
+        message = "; ".join(f"{o.filename}: {o.error}" for o in outcomes)
+        return error_response(status, message, "upload_rejected",
+                              results=[{"filename": o.filename, "status": o.status, "error": o.error}
+                                       for o in outcomes])
+    body = {
+        "created": sum(o.status == "created" for o in outcomes),
+        "duplicates": sum(o.status == "duplicate" for o in outcomes),
+        "rejected": sum(o.status == "rejected" for o in outcomes),
+        "results": [{"filename": o.filename, "status": o.status, "image": o.image, "error": o.error}
+                    for o in outcomes],
+    }
+    return JSONResponse(body)
+
+
+def _bool_param(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
+@router.get("/projects/{project_id}/images", response_model=ImagePage, tags=["images"])
+def list_images(
+    project_id: str,
+    library: Library,
+    labeled: Annotated[str | None, Query(description="true: labeled images only; false: unlabeled only")] = None,
+    tag: Annotated[str | None, Query(description="Only images carrying this tag")] = None,
+    split: Annotated[str | None, Query(pattern="^(train|test|none)$")] = None,
+    limit: PageSize = 100,
+    continuation: str | None = None,
+) -> dict:
+    docs, token = library.list(project_id, labeled=_bool_param(labeled, "labeled"), tag=tag, split=split,
+                               limit=limit, continuation=continuation)
+    return {"data": [public_image(d) for d in docs], "continuation": token}
+
+
+@router.get("/projects/{project_id}/images/{image_id}", response_model=Image, tags=["images"])
+def get_image(project_id: str, image_id: str, library: Library) -> dict:
+    return public_image(library.get(project_id, image_id))
+
+
+@router.get("/projects/{project_id}/images/{image_id}/content", tags=["images"],
+            response_class=StreamingResponse, summary="The image's bytes as uploaded")
+def get_image_content(project_id: str, image_id: str, library: Library) -> StreamingResponse:
+    chunks, content_type, size = library.content(project_id, image_id)
+    return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
+
+
+@router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
+def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library,
+                   if_match: IfMatch = None) -> dict:
+    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match))
+
+
+@router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
+def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, library: Library,
+                      if_match: IfMatch = None) -> dict:
+    regions = [region.model_dump() for region in body.regions]
+    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match))
+
+
+@router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])
+def set_image_split(project_id: str, image_id: str, body: ImageSplitUpdate, library: Library,
+                    if_match: IfMatch = None) -> dict:
+    return public_image(library.set_split(project_id, image_id, body.split, if_match=if_match))
+
+
+@router.delete("/projects/{project_id}/images/{image_id}", status_code=204, tags=["images"])
+def delete_image(project_id: str, image_id: str, library: Library, if_match: IfMatch = None) -> None:
+    library.delete(project_id, image_id, if_match=if_match)

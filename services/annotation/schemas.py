@@ -1,0 +1,122 @@
+"""Request and response bodies of the annotation API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+ProjectType = Literal["multiclass", "multilabel", "detection"]
+Split = Literal["train", "test"]
+
+# Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+TagName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$")
+]
+
+
+class ProjectCreate(BaseModel):
+    id: ProjectId = Field(description="Lowercase letters, digits and '-', e.g. `shelf-products`; also the "
+                                      "default name of the models trained from it.")
+    type: ProjectType
+    description: str = Field(default="", max_length=2000)
+    tags: list[TagName] = Field(default_factory=list, description="Tags to create with the project.")
+
+
+class Project(BaseModel):
+    id: str
+    type: ProjectType
+    description: str
+    created_at: datetime
+
+
+class TagCreate(BaseModel):
+    name: TagName
+
+
+class Tag(BaseModel):
+    name: str
+    created_at: datetime
+
+
+class Region(BaseModel):
+    """A box in normalized coordinates: fractions of the image's width and height."""
+
+    tag: TagName
+    left: float = Field(ge=0.0, le=1.0)
+    top: float = Field(ge=0.0, le=1.0)
+    width: float = Field(gt=0.0, le=1.0)
+    height: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _inside_image(self) -> Region:
+        if self.left + self.width > 1.0 + 1e-6 or self.top + self.height > 1.0 + 1e-6:
+            raise ValueError("the box must lie inside the image (left + width <= 1, top + height <= 1)")
+        return self
+
+
+class ImageTagsUpdate(BaseModel):
+    tags: list[TagName] = Field(max_length=500)
+
+
+class ImageRegionsUpdate(BaseModel):
+    regions: list[Region] = Field(max_length=1000)
+
+
+class ImageSplitUpdate(BaseModel):
+    split: Split | None
+
+
+class Image(BaseModel):
+    id: str = Field(description="The SHA-256 of the image's bytes.")
+    project_id: str
+    filename: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+    tags: list[str]
+    regions: list[Region]
+    split: Split | None
+    labeled: bool = Field(description="A person has labeled it: one tag (multiclass), or a tag list / box "
+                                      "list that may be empty to say 'none here' (multilabel, detection).")
+    created_at: datetime
+    updated_at: datetime
+    etag: str = Field(description="Send back as If-Match to update only if nobody changed the image since.")
+
+
+class UploadResult(BaseModel):
+    filename: str
+    status: Literal["created", "duplicate", "rejected"]
+    image: Image | None = None
+    error: str | None = None
+
+
+class UploadResponse(BaseModel):
+    created: int
+    duplicates: int
+    rejected: int
+    results: list[UploadResult]
+
+
+class ImagePage(BaseModel):
+    data: list[Image]
+    continuation: str | None = Field(default=None, description="Pass as `continuation` for the next page.")
+
+
+class ProjectPage(BaseModel):
+    data: list[Project]
+    continuation: str | None = None
+
+
+class TagList(BaseModel):
+    data: list[Tag]
+
+
+class ProjectStats(BaseModel):
+    image_count: int
+    labeled_count: int
+    tag_counts: dict[str, int] = Field(description="Labeled images carrying each tag (boxes count once per image).")
+    split_counts: dict[str, int] = Field(description="Images per explicit split; `none` for images without one.")

@@ -1,0 +1,49 @@
+"""The registry service: model versions, their files and metrics, and aliases.
+
+`create_app()` builds the FastAPI app; `python -m services.registry` serves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from visiondock.settings import Settings
+from visiondock.storage import open_blob_store, open_document_store
+from visiondock.web import Readiness, create_service_app
+
+from .catalog import ModelRegistry
+from .routes import router
+
+
+def _readiness(app: FastAPI) -> Readiness:
+    ready = getattr(app.state, "registry", None) is not None
+    return Readiness(ready, {"storage": "open" if ready else "starting"})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        documents = open_document_store(settings)
+        blobs = open_blob_store(settings)
+        app.state.registry = ModelRegistry(documents, blobs)
+        try:
+            yield
+        finally:
+            app.state.registry = None
+            documents.close()
+            blobs.close()
+
+    app = create_service_app(
+        service="registry",
+        settings=settings,
+        description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
+        readiness=_readiness,
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,193 @@
+"""Model versions and aliases.
+
+A model is a named series of immutable, numbered versions. Deploying means moving an
+alias (for example `production`) to a version; the scoring service follows the alias.
+
+Storage layout:
+- `models` collection, partition `<model>`: one document per model holding the last
+  version number handed out; numbers are taken with an etag-guarded increment, so two
+  concurrent registrations never get the same number.
+- `model_versions` collection, partition `<model>`, id `<version>`.
+- `model_aliases` collection, partition `<model>`, id `<alias>`: each alias is its own
+  document so watching one alias is one small read with its own etag.
+- blobs `models/<model>/<version>/model.onnx` and `.../metadata.json`.
+
+A version's number is taken before its files are written; if writing fails the number
+stays unused, so version numbers may have gaps but never point at half a version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from visiondock.errors import BadRequest, NotFound
+from visiondock.storage import (
+    BlobStore,
+    Document,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    PreconditionFailedError,
+    Query,
+)
+from visiondock.timeutil import utc_now
+
+MODELS = "models"
+VERSIONS = "model_versions"
+ALIASES = "model_aliases"
+MAX_ARTIFACT_BYTES = 2 * 1024**3
+_COPY_CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
+
+
+def artifact_key(model: str, version: int) -> str:
+    return f"models/{model}/{version}/model.onnx"
+
+
+def metadata_key(model: str, version: int) -> str:
+    return f"models/{model}/{version}/metadata.json"
+
+
+class ModelRegistry:
+    def __init__(self, documents: DocumentStore, blobs: BlobStore) -> None:
+        self.documents = documents
+        self.blobs = blobs
+
+    # -- models --------------------------------------------------------------------
+    def _model_doc(self, model: str) -> Document:
+        try:
+            return self.documents.get(MODELS, model, partition_key=model)
+        except DocumentNotFoundError:
+            raise NotFound(f"model {model!r} does not exist") from None
+
+    def _next_version(self, model: str) -> int:
+        now = utc_now()
+        try:
+            self.documents.create(MODELS, {"id": model, "name": model, "latest_version": 0, "created_at": now,
+                                           "updated_at": now}, partition_key=model)
+        except DocumentExistsError:
+            pass
+        while True:
+            current = self.documents.get(MODELS, model, partition_key=model)
+            number = int(current.data["latest_version"]) + 1
+            try:
+                self.documents.patch(MODELS, model, partition_key=model, if_match=current.etag,
+                                     set_fields={"latest_version": number, "updated_at": utc_now()})
+                return number
+            except PreconditionFailedError:
+                continue  # another registration took this number; take the next
+
+    def get_model(self, model: str) -> dict[str, Any]:
+        doc = self._model_doc(model)
+        return {**self._summary(doc.data), "aliases": self._alias_map(model)}
+
+    def list_models(self, *, limit: int, continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        page = self.documents.query(MODELS, Query(order_by="created_at"), limit=limit, continuation=continuation)
+        items = [{**self._summary(doc.data), "aliases": self._alias_map(doc.id)} for doc in page.items]
+        return items, page.continuation
+
+    @staticmethod
+    def _summary(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: data[k] for k in ("name", "latest_version", "created_at", "updated_at")}
+
+    # -- versions ------------------------------------------------------------------
+    def register(self, model: str, artifact: BinaryIO, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Store an ONNX file and its metadata as the model's next version."""
+        with tempfile.SpooledTemporaryFile(max_size=64 * 1024**2) as spool:
+            digest, size = hashlib.sha256(), 0
+            while chunk := artifact.read(_COPY_CHUNK):
+                size += len(chunk)
+                if size > MAX_ARTIFACT_BYTES:
+                    raise BadRequest(f"model file is over the {MAX_ARTIFACT_BYTES:,}-byte limit",
+                                     status=413)
+                digest.update(chunk)
+                spool.write(chunk)
+            if size == 0:
+                raise BadRequest("the model file is empty")
+            spool.seek(0)
+            version = self._next_version(model)
+            document = {
+                **metadata,
+                "id": str(version),
+                "model": model,
+                "version": version,
+                "created_at": utc_now(),
+                "artifact": {"key": artifact_key(model, version), "sha256": digest.hexdigest(), "size": size},
+            }
+            written: list[str] = []
+            try:
+                self.blobs.put(artifact_key(model, version), spool, content_type="application/octet-stream",
+                               overwrite=False)
+                written.append(artifact_key(model, version))
+                self.blobs.put(metadata_key(model, version), json.dumps(document, indent=2).encode(),
+                               content_type="application/json", overwrite=False)
+                written.append(metadata_key(model, version))
+                stored = self.documents.create(VERSIONS, document, partition_key=model)
+            except BaseException:
+                for key in written:
+                    try:
+                        self.blobs.delete(key)
+                    except Exception:  # noqa: BLE001 - report the original failure, not the cleanup's
+                        log.warning("could not remove %s after a failed registration", key)
+                raise
+        log.info("registered %s version %d (%d bytes)", model, version, size)
+        return stored.data
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        try:
+            return self.documents.get(VERSIONS, str(version), partition_key=model).data
+        except DocumentNotFoundError:
+            self._model_doc(model)
+            raise NotFound(f"model {model!r} has no version {version}") from None
+
+    def list_versions(self, model: str, *, limit: int,
+                      continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        self._model_doc(model)
+        query = Query(partition_key=model, order_by="version", descending=True)
+        page = self.documents.query(VERSIONS, query, limit=limit, continuation=continuation)
+        return [doc.data for doc in page.items], page.continuation
+
+    def artifact(self, model: str, version: int) -> tuple[Iterator[bytes], dict[str, Any]]:
+        info = self.get_version(model, version)["artifact"]
+        return self.blobs.stream(info["key"]), info
+
+    # -- aliases -------------------------------------------------------------------
+    def set_alias(self, model: str, alias: str, version: int) -> dict[str, Any]:
+        self.get_version(model, version)
+        doc = {"id": alias, "model": model, "alias": alias, "version": version, "updated_at": utc_now()}
+        stored = self.documents.put(ALIASES, doc, partition_key=model)
+        log.info("alias %s@%s now points at version %d", model, alias, version)
+        return {**stored.data, "etag": stored.etag}
+
+    def get_alias(self, model: str, alias: str) -> dict[str, Any]:
+        try:
+            doc = self.documents.get(ALIASES, alias, partition_key=model)
+        except DocumentNotFoundError:
+            self._model_doc(model)
+            raise NotFound(f"model {model!r} has no alias {alias!r}; set it with "
+                           f"PUT /v1/models/{model}/aliases/{alias}") from None
+        return {**doc.data, "etag": doc.etag}
+
+    def resolve_alias(self, model: str, alias: str) -> dict[str, Any]:
+        target = self.get_alias(model, alias)
+        version = self.get_version(model, target["version"])
+        return {**target, "model_version": version,
+                "artifact_url": f"/v1/models/{model}/versions/{version['version']}/artifacts/model.onnx"}
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self.get_alias(model, alias)
+        self.documents.delete(ALIASES, alias, partition_key=model)
+
+    def list_aliases(self, model: str) -> list[dict[str, Any]]:
+        self._model_doc(model)
+        return [doc.data for doc in self.documents.query_all(ALIASES, Query(partition_key=model))]
+
+    def _alias_map(self, model: str) -> dict[str, int]:
+        return {doc.data["alias"]: doc.data["version"]
+                for doc in self.documents.query_all(ALIASES, Query(partition_key=model))}

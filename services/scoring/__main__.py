@@ -1,0 +1,5 @@
+from visiondock.serve import serve
+
+from .app import create_app
+
+serve("scoring", create_app)

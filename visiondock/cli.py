@@ -1,0 +1,282 @@
+"""The `visiondock` command line.
+
+    visiondock up                      start the services locally (Ctrl-C stops them)
+    visiondock demo                    the whole loop on generated images
+    visiondock project create NAME --type multiclass
+    visiondock import PROJECT PATH --format folder
+    visiondock train PROJECT
+    visiondock promote MODEL VERSION --alias production
+    visiondock predict IMAGE...
+
+Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
+(default http://127.0.0.1:8701, 8702, 8703), or the --*-url flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
+from visiondock.settings import DEFAULT_PORTS, Settings
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _key(args: argparse.Namespace) -> str:
+    return args.api_key or _settings().api_key.get_secret_value()
+
+
+def _annotation(args: argparse.Namespace) -> AnnotationClient:
+    return AnnotationClient(args.annotation_url or _settings().annotation_url, _key(args))
+
+
+def _registry(args: argparse.Namespace) -> RegistryClient:
+    return RegistryClient(args.registry_url or _settings().registry_url, _key(args))
+
+
+def _scoring(args: argparse.Namespace) -> ScoringClient:
+    return ScoringClient(args.scoring_url or _settings().scoring_url, _key(args))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# -- commands -----------------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    from visiondock.launcher import SERVICES, LaunchError, LocalServices
+
+    settings = _settings()
+    home = Path(args.home) if args.home else settings.home
+    ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
+    services = LocalServices(home=home, host=args.host, ports=ports, scoring_model=args.model or "")
+    stopping = False
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        services.start()
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print("VisionDock is running:")
+    for name in SERVICES:
+        print(f"  {name:<11} {services.url(name)}   (API docs: {services.url(name)}/docs)")
+    print(f"  data in {home}, logs in {services.log_dir}")
+    if not args.model:
+        print("  the scoring service serves no model: restart with --model NAME to serve one")
+    else:
+        print(f"  the scoring service serves {args.model}@production once that alias is set")
+    print("Press Ctrl-C to stop.", flush=True)
+    while not stopping:
+        exited = services.first_exited()
+        if exited:
+            print(f"error: the {exited} service stopped; see {services.log_dir / (exited + '.log')}",
+                  file=sys.stderr)
+            services.stop()
+            return EXIT_FAILED
+        time.sleep(0.5)
+    print("stopping…", flush=True)
+    services.stop()
+    print("stopped.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from visiondock.demo import run_demo
+
+    accuracy = run_demo(home=Path(args.home) if args.home else None, per_class=args.per_class,
+                        heldout_per_class=args.heldout_per_class, keep=args.keep)
+    # Four classes: chance is 25 %. A model that did not learn is a failed demo.
+    return 0 if accuracy >= 0.5 else EXIT_FAILED
+
+
+def cmd_project_create(args: argparse.Namespace) -> int:
+    tags = [t.strip() for t in (args.tags or "").split(",") if t.strip()]
+    with _annotation(args) as client:
+        _print_json(client.create_project(args.name, args.type, description=args.description or "", tags=tags))
+    return 0
+
+
+def cmd_project_list(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        for project in client.list_projects():
+            print(f"{project['id']:<32} {project['type']:<11} {project['created_at']}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from visiondock.importer import DatasetFormatError, import_folder
+
+    with _annotation(args) as client:
+        try:
+            summary = import_folder(client, args.project, Path(args.path), split=args.split)
+        except DatasetFormatError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"imported {summary.created} images, {summary.duplicates} already there, "
+          f"{len(summary.rejected)} rejected")
+    for tag, count in sorted(summary.per_tag.items()):
+        print(f"  {tag:<24} {count}")
+    for name, reason in summary.rejected:
+        print(f"  rejected {name}: {reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from services.trainer.data import TrainingDataError
+        from services.trainer.job import TrainingConfig, run_training
+    except ImportError as exc:
+        print(f"error: training needs the trainer extra (pip install 'visiondock[trainer]'): {exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    config = TrainingConfig(project=args.project, model=args.model, seed=args.seed)
+    try:
+        with _annotation(args) as annotation, _registry(args) as registry:
+            result = run_training(config, annotation, registry)
+    except TrainingDataError as exc:
+        print(f"error: cannot train: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    metrics = result.metrics
+    print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s")
+    print(f"held-out accuracy {metrics['accuracy']:.1%} on {metrics['test_count']} images "
+          f"(trained on {metrics['train_count']})")
+    print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'images':>8}")
+    for label, row in metrics["per_class"].items():
+        print(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{row['support']:>8}")
+    for item in result.skipped:
+        print(f"  skipped {item['filename']}: {item['reason']}")
+    print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        alias = client.set_alias(args.model, args.alias, args.version)
+    print(f"{alias['model']}@{alias['alias']} -> version {alias['version']}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        if args.model:
+            for version in client.list_versions(args.model):
+                accuracy = version.get("metrics", {}).get("accuracy")
+                shown = f"{accuracy:.1%}" if isinstance(accuracy, float) else "-"
+                print(f"{version['version']:>4}  {version['task']:<11} accuracy {shown:<7} {version['created_at']}")
+        else:
+            for model in client.list_models():
+                aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
+                print(f"{model['name']:<32} latest {model['latest_version']:<4} {aliases}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    failures = 0
+    with _scoring(args) as client:
+        for name in args.images:
+            path = Path(name)
+            try:
+                answer: dict[str, Any] = client.predict(path.read_bytes(), filename=path.name)
+            except (OSError, ServiceError) as exc:
+                failures += 1
+                answer = {"error": str(exc)}
+            print(json.dumps({"file": name, **answer}), flush=True)
+    return EXIT_FAILED if failures else 0
+
+
+# -- parser -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visiondock", description="VisionDock: custom computer vision, "
+                                     "self-hosted.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__)
+    parser.add_argument("--annotation-url", help="default: $VISIONDOCK_ANNOTATION_URL or http://127.0.0.1:8701")
+    parser.add_argument("--registry-url", help="default: $VISIONDOCK_REGISTRY_URL or http://127.0.0.1:8702")
+    parser.add_argument("--scoring-url", help="default: $VISIONDOCK_SCORING_URL or http://127.0.0.1:8703")
+    parser.add_argument("--api-key", help="default: $VISIONDOCK_API_KEY (the local development key)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+                parent: Any = commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    up = command("up", cmd_up, "start the annotation, registry and scoring services on this machine")
+    up.add_argument("--home", help="data directory (default: $VISIONDOCK_HOME or ~/.visiondock)")
+    up.add_argument("--model", help="the model the scoring service serves (its production alias)")
+    up.add_argument("--host", default="127.0.0.1")
+    for name, port in DEFAULT_PORTS.items():
+        up.add_argument(f"--{name}-port", type=int, default=port)
+
+    demo = command("demo", cmd_demo, "run the whole loop on generated images and print held-out accuracy")
+    demo.add_argument("--home", help="keep the demo's data here instead of a scratch directory")
+    demo.add_argument("--per-class", type=int, default=40, help="images per class to train from")
+    demo.add_argument("--heldout-per-class", type=int, default=15, help="images per class to score")
+    demo.add_argument("--keep", action="store_true", help="keep the scratch directory")
+
+    project = commands.add_parser("project", help="create and list projects").add_subparsers(
+        dest="project_command", required=True, metavar="ACTION")
+    create = command("create", cmd_project_create, "create a project", project)
+    create.add_argument("name", help="lowercase letters, digits and '-'")
+    create.add_argument("--type", required=True, choices=["multiclass", "multilabel", "detection"])
+    create.add_argument("--tags", help="comma-separated tags to create with it")
+    create.add_argument("--description")
+    command("list", cmd_project_list, "list projects", project)
+
+    imp = command("import", cmd_import, "import a folder of labeled images into a project")
+    imp.add_argument("project")
+    imp.add_argument("path")
+    imp.add_argument("--format", default="folder", choices=["folder"],
+                     help="folder: one sub-folder per class, named after its tag")
+    imp.add_argument("--split", choices=["train", "test"], help="put every imported image in this split")
+
+    train = command("train", cmd_train, "train a model from a project's labeled images and register it")
+    train.add_argument("project")
+    train.add_argument("--model", help="register under this name (default: the project id)")
+    train.add_argument("--seed", type=int, default=0)
+
+    promote = command("promote", cmd_promote, "point an alias (e.g. production) at a model version")
+    promote.add_argument("model")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default="production")
+
+    models = command("models", cmd_models, "list models, or one model's versions")
+    models.add_argument("model", nargs="?")
+
+    predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""HTTP clients of the annotation, registry and scoring APIs.
+
+The trainer, the scoring service, the CLI and the tests all talk to the services
+through these, so an API change shows up in one place. Calls that are safe to
+repeat are retried on connection errors and 502/503/504 with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from visiondock.web import API_KEY_HEADER
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+class ServiceError(Exception):
+    """A service answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, url: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.url = url
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+
+class ServiceUnavailableError(ServiceError):
+    """Nothing answered at the service's address, or it answered 502/503/504."""
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        message = body.get("detail") if isinstance(body, dict) else None
+        code = body.get("code") if isinstance(body, dict) else None
+    except ValueError:
+        message, code = None, None
+    message = message if isinstance(message, str) else (response.text[:300] or response.reason_phrase)
+    cls = ServiceUnavailableError if response.status_code in RETRY_STATUSES else ServiceError
+    raise cls(f"{response.request.method} {response.request.url.path}: {response.status_code} {message}",
+              status=response.status_code, code=code, url=str(response.request.url))
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ServiceUnavailableError)
+
+
+class ServiceClient:
+    service = "service"
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers={API_KEY_HEADER: api_key},
+                                  timeout=httpx.Timeout(timeout, connect=5.0))
+        self._retries = max(1, retries)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        method = method.upper()
+        # A POST that reached the server may have taken effect; repeat only what is safe to repeat,
+        # and any request that never connected.
+        attempts = self._retries if method in IDEMPOTENT_METHODS else 1
+
+        @retry(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.2, max=3.0),
+               retry=retry_if_exception(_is_retryable), reraise=True)
+        def send() -> httpx.Response:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                raise ServiceUnavailableError(
+                    f"cannot reach the {self.service} service at {self.base_url} ({exc})", url=self.base_url
+                ) from exc
+            except httpx.TimeoutException as exc:
+                raise ServiceUnavailableError(
+                    f"the {self.service} service at {self.base_url} did not answer in time", url=self.base_url
+                ) from exc
+            _raise_for_status(response)
+            return response
+
+        return send()
+
+    def get_json(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+    def is_ready(self) -> bool:
+        try:
+            return self._http.get("/readyz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def readiness(self) -> dict[str, Any]:
+        try:
+            return self._http.get("/readyz", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return {"status": "unreachable", "error": str(exc)}
+
+
+def _paged(client: ServiceClient, path: str, params: dict[str, Any], page_size: int) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        query = {**{k: v for k, v in params.items() if v is not None}, "limit": page_size}
+        if token:
+            query["continuation"] = token
+        page = client.get_json(path, params=query)
+        yield from page["data"]
+        token = page.get("continuation")
+        if not token:
+            return
+
+
+class AnnotationClient(ServiceClient):
+    service = "annotation"
+
+    def create_project(self, project_id: str, project_type: str, *, description: str = "",
+                       tags: Sequence[str] = ()) -> dict[str, Any]:
+        body = {"id": project_id, "type": project_type, "description": description, "tags": list(tags)}
+        return self.request("POST", "/v1/projects", json=body).json()
+
+    def get_project(self, project_id: str) -> dict[str, Any]:
+        return self.get_json(f"/v1/projects/{project_id}")
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        return list(_paged(self, "/v1/projects", {}, 200))
+
+    def create_tag(self, project_id: str, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/v1/projects/{project_id}/tags", json={"name": name}).json()
+
+    def list_tags(self, project_id: str) -> list[dict[str, Any]]:
+        return self.get_json(f"/v1/projects/{project_id}/tags")["data"]
+
+    def upload_images(
+        self,
+        project_id: str,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        tags: Sequence[str] = (),
+        split: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload images in one multipart request; the answer lists each file's outcome."""
+        form: dict[str, Any] = {}
+        if tags:
+            form["tags"] = ",".join(tags)
+        if split:
+            form["split"] = split
+        parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
+        return self.request("POST", f"/v1/projects/{project_id}/images", data=form, files=parts).json()
+
+    def list_images(self, project_id: str, *, labeled: bool | None = None, tag: str | None = None,
+                    split: str | None = None, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        params = {"labeled": None if labeled is None else str(labeled).lower(), "tag": tag, "split": split}
+        return _paged(self, f"/v1/projects/{project_id}/images", params, page_size)
+
+    def get_image(self, project_id: str, image_id: str) -> dict[str, Any]:
+        return self.get_json(f"/v1/projects/{project_id}/images/{image_id}")
+
+    def get_image_bytes(self, project_id: str, image_id: str) -> bytes:
+        return self.request("GET", f"/v1/projects/{project_id}/images/{image_id}/content").content
+
+    def set_image_tags(self, project_id: str, image_id: str, tags: Sequence[str]) -> dict[str, Any]:
+        return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/tags",
+                            json={"tags": list(tags)}).json()
+
+    def set_image_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
+                            json={"regions": list(regions)}).json()
+
+
+class RegistryClient(ServiceClient):
+    service = "registry"
+
+    def register_version(self, model: str, onnx_path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+        with onnx_path.open("rb") as onnx_file:
+            return self.request(
+                "POST",
+                f"/v1/models/{model}/versions",
+                data={"metadata": json.dumps(metadata)},
+                files={"model": ("model.onnx", onnx_file, "application/octet-stream")},
+            ).json()
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return list(_paged(self, "/v1/models", {}, 200))
+
+    def list_versions(self, model: str) -> list[dict[str, Any]]:
+        return list(_paged(self, f"/v1/models/{model}/versions", {}, 200))
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        return self.get_json(f"/v1/models/{model}/versions/{version}")
+
+    def set_alias(self, model: str, alias: str, version: int) -> dict[str, Any]:
+        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version}).json()
+
+    def get_alias(self, model: str, alias: str) -> dict[str, Any]:
+        """The alias with the version it points at (its metadata and artifact checksum)."""
+        return self.get_json(f"/v1/models/{model}/aliases/{alias}")
+
+    def download_artifact(self, model: str, version: int, destination: Path) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_suffix(destination.suffix + ".partial")
+        with self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/model.onnx") as response:
+            if not response.is_success:
+                response.read()
+                _raise_for_status(response)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+        partial.replace(destination)
+        return destination
+
+
+class ScoringClient(ServiceClient):
+    service = "scoring"
+
+    def predict(self, image: bytes, *, filename: str = "image") -> dict[str, Any]:
+        return self.request("POST", "/v1/predict",
+                            files={"file": (filename, image, "application/octet-stream")}).json()

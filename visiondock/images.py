@@ -1,0 +1,142 @@
+"""Image decoding and validation shared by the annotation, scoring and trainer code.
+
+One place decides what an acceptable image is, so an image the annotation service
+took is one the trainer and the scoring service can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from visiondock.errors import ApiError
+
+# Formats we accept; Pillow can open more, but these are the ones cameras and
+# browsers produce and every backend of ours decodes the same way.
+ALLOWED_FORMATS: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
+DEFAULT_MAX_PIXELS = 50_000_000  # about 8000 x 6000; bigger is a decompression bomb or a mistake
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+class InvalidImageError(ApiError, ValueError):
+    """Bytes that are not an image we accept; carries the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_image") -> None:
+        super().__init__(message, status=status, code=code)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    format: str
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise InvalidImageError("the upload is empty; send the image's bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InvalidImageError(
+            "not an image: expected JPEG, PNG, BMP, GIF or WebP bytes", status=415, code="unsupported_media_type"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError(f"image has too many pixels (limit {max_pixels:,})", status=413,
+                                code="image_too_large") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # The header itself is cut off or malformed.
+        raise InvalidImageError(f"image data is truncated or corrupt ({exc})") from None
+    if image.format not in ALLOWED_FORMATS:
+        raise InvalidImageError(
+            f"image format {image.format} is not accepted; use JPEG, PNG, BMP, GIF or WebP",
+            status=415,
+            code="unsupported_media_type",
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InvalidImageError(
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+            status=413,
+            code="image_too_large",
+        )
+    if width < 1 or height < 1:
+        raise InvalidImageError("image has no pixels")
+    return image
+
+
+def _load(image: Image.Image) -> None:
+    # Pillow only notices a cut-off file when it decodes the pixels.
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"image data is truncated or corrupt ({exc})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFacts:
+    """Decode fully (so truncation is caught) and describe the image; raises InvalidImageError."""
+    image = _open(data, max_pixels)
+    fmt = image.format or ""
+    _load(image)
+    width, height = ImageOps.exif_transpose(image).size if _has_rotation(image) else image.size
+    return ImageFacts(format=fmt, content_type=ALLOWED_FORMATS[fmt], width=width, height=height,
+                      sha256=sha256_hex(data))
+
+
+def _has_rotation(image: Image.Image) -> bool:
+    try:
+        return image.getexif().get(0x0112, 1) != 1
+    except Exception:  # a broken EXIF block is not a reason to refuse the picture
+        return False
+
+
+def decode_rgb(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """An upright RGB image from encoded bytes.
+
+    EXIF orientation is applied; grayscale, palette, RGBA and CMYK become RGB; a GIF
+    gives its first frame. With `draft_size`, a JPEG is decoded at a reduced scale no
+    smaller than that size (libjpeg's DCT scaling), which is several times faster for
+    camera-sized photos that will be shrunk anyway.
+    """
+    image = _open(data, max_pixels)
+    if draft_size is not None and image.format == "JPEG":
+        image.draft("RGB", draft_size)
+    _load(image)
+    if _has_rotation(image):
+        image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparent pixels onto white, as a viewer would show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

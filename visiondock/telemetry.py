@@ -1,0 +1,138 @@
+"""Structured JSON logs, Prometheus metrics and the per-request middleware.
+
+Each service app owns a `CollectorRegistry`, so several apps can live in one test
+process without clashing metric names, and `/metrics` shows only that service.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+access_log = logging.getLogger("visiondock.access")
+
+
+def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json") -> None:
+    """One handler on the root logger: JSON lines (or plain text for a terminal) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={"service": service},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's own access lines would duplicate ours, without the route or request id.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    # The Azure SDKs log every HTTP request at INFO.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class ServiceMetrics:
+    """The metrics every service exports; services add their own to `registry`."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "visiondock_http_requests_total",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "visiondock_http_request_duration_seconds",
+            "Time from request start to the last byte of the response, by route template.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "visiondock_http_requests_in_flight", "Requests being handled now.", registry=self.registry
+        )
+        Gauge("visiondock_service_info", "The service this process runs.", ["service"],
+              registry=self.registry).labels(service=service).set(1)
+
+
+class RequestTelemetryMiddleware:
+    """Pure ASGI middleware: a request id, one access log line and metrics per request.
+
+    Pure ASGI rather than BaseHTTPMiddleware so streaming responses and the scoring hot
+    path pay no extra task per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        status = 500
+        self.metrics.in_flight.inc()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=route, method=method).observe(elapsed)
+            if route not in _QUIET_ROUTES or status >= 400:
+                access_log.info(
+                    "%s %s -> %d in %.1f ms", method, scope.get("path"), status, elapsed * 1000,
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "path": scope.get("path"),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
+
+
+# Probes and scrapes arrive every few seconds; logging each would drown the real traffic.
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.encode()
+    for key, value in scope.get("headers", []):
+        if key == wanted:
+            return value.decode("latin-1")[:128]
+    return None
+
