@@ -112,6 +112,17 @@ def _has_rotation(image: Image.Image) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """An upright RGB image and what the encoded file said about itself."""
+
+    image: Image.Image
+    format: str
+    # Upright size of the encoded image; `image` is smaller when JPEG draft mode shrank it.
+    width: int
+    height: int
+
+
 def decode_rgb(
     data: bytes,
     *,
@@ -125,12 +136,30 @@ def decode_rgb(
     smaller than that size (libjpeg's DCT scaling), which is several times faster for
     camera-sized photos that will be shrunk anyway.
     """
+    return decode_image(data, max_pixels=max_pixels, draft_size=draft_size).image
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> DecodedImage:
+    """`decode_rgb`, keeping the format and the upright size of the full image."""
     image = _open(data, max_pixels)
+    fmt = image.format or ""
+    width, height = image.size
     if draft_size is not None and image.format == "JPEG":
         image.draft("RGB", draft_size)
     _load(image)
     if _has_rotation(image):
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # the quarter turns swap width and height
+            width, height = height, width
         image = ImageOps.exif_transpose(image)
+    return DecodedImage(_to_rgb(image), fmt, width, height)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -18,8 +18,9 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 STREAM_CHUNK_SIZE = 1 << 20
 
 # Letters, digits and a few punctuation marks, slash-separated; a segment never starts
-# with "." (no "..", no hidden files) nor is empty.
-_KEY_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=+@-]*$")
+# with "." (no "..", no hidden files) nor is empty. Segments are file names in the local
+# backend, which adds ".json" for its metadata: 200 stays under every filesystem's 255.
+_KEY_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=+@-]{0,199}")
 
 
 class BlobError(Exception):
@@ -63,10 +64,10 @@ def validate_key(key: str) -> str:
         raise InvalidBlobKeyError(f"blob key must be 1 to 1024 characters, got {len(key)}")
     segments = key.split("/")
     for segment in segments:
-        if not _KEY_SEGMENT.match(segment):
+        if not _KEY_SEGMENT.fullmatch(segment):  # `$` would let a trailing newline through
             raise InvalidBlobKeyError(
-                f"invalid blob key {key!r}: use slash-separated segments of letters, digits and ._=+@-"
-                " that do not start with '.'"
+                f"invalid blob key {key!r}: use slash-separated segments of 1 to 200 letters, digits"
+                " and ._=+@- that do not start with '.'"
             )
     return key
 
@@ -74,8 +75,9 @@ def validate_key(key: str) -> str:
 def validate_prefix(prefix: str) -> str:
     if prefix == "":
         return prefix
-    # A prefix may end inside a segment ("images/ab") or at a slash ("images/").
-    validate_key(prefix.rstrip("/") or "x")
+    # A prefix may end inside a segment ("images/ab") or at a slash ("images/"), and
+    # otherwise looks like a key: "/" or "a//" could never match one.
+    validate_key(prefix.removesuffix("/"))
     return prefix
 
 

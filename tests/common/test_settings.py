@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
+
+
+def test_defaults_are_embedded_and_local(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("VISIONDOCK_HOME", str(tmp_path))
+    settings = Settings()
+    assert settings.blob_backend == "local" and settings.document_backend == "sqlite"
+    assert settings.resolved_blob_root == tmp_path / "blobs"
+    assert settings.resolved_sqlite_path == tmp_path / "documents.sqlite3"
+    assert settings.uses_local_key
+
+
+def test_api_keys_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONDOCK_API_KEYS", "first-key, second-key,")
+    assert Settings().api_keys == ["first-key", "second-key"]
+
+
+def test_production_refuses_the_local_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONDOCK_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="real keys in production"):
+        Settings()
+    monkeypatch.setenv("VISIONDOCK_API_KEYS", "a-real-key")
+    with pytest.raises(ValidationError, match="VISIONDOCK_API_KEY must be set"):
+        Settings()
+    monkeypatch.setenv("VISIONDOCK_API_KEY", "a-real-key")
+    assert Settings().api_keys == ["a-real-key"]
+    assert LOCAL_DEV_API_KEY not in Settings().api_keys
+
+
+def test_azure_backends_need_their_connection_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VISIONDOCK_BLOB_BACKEND", "azure")
+    with pytest.raises(ValidationError, match="AZURE_STORAGE_CONNECTION_STRING"):
+        Settings()
+    monkeypatch.delenv("VISIONDOCK_BLOB_BACKEND")
+    monkeypatch.setenv("VISIONDOCK_DOCUMENT_BACKEND", "cosmos")
+    with pytest.raises(ValidationError, match="COSMOS_ENDPOINT"):
+        Settings()

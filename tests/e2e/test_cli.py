@@ -1,0 +1,96 @@
+"""The `visiondock` command line against the services as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from visiondock.clients import RegistryClient
+from visiondock.launcher import LocalServices, free_port
+from visiondock.synthetic import write_folder
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(services: LocalServices, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **services.environment()}
+    return subprocess.run([sys.executable, "-m", "visiondock.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_project_import_models_promote_predict(services: LocalServices, registry: RegistryClient,
+                                               tmp_path: Path) -> None:
+    created = cli(services, "project", "create", "cli-shapes", "--type", "multiclass", "--tags", "circle")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["id"] == "cli-shapes"
+    listed = cli(services, "project", "list")
+    assert "cli-shapes" in listed.stdout
+
+    write_folder(tmp_path / "data", 2, seed=3)
+    imported = cli(services, "import", "cli-shapes", str(tmp_path / "data"), "--format", "folder")
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 12 images" in imported.stdout
+    not_a_dataset = cli(services, "import", "cli-shapes", str(tmp_path / "nothing-here"))
+    assert not_a_dataset.returncode == 2 and "not a folder" in not_a_dataset.stderr
+
+    duplicate = cli(services, "project", "create", "cli-shapes", "--type", "multiclass")
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+    missing = cli(services, "promote", "cli-shapes", "1", "--alias", "production")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+    trained = cli(services, "train", "cli-shapes", timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    assert "registered cli-shapes version 1" in trained.stdout and "held-out accuracy" in trained.stdout
+    promoted = cli(services, "promote", "cli-shapes", "1", "--alias", "production")
+    assert promoted.returncode == 0 and "cli-shapes@production -> version 1" in promoted.stdout
+    assert registry.get_alias("cli-shapes", "production")["version"] == 1
+    models = cli(services, "models")
+    assert "cli-shapes" in models.stdout and "production=1" in models.stdout
+
+    bad_image = tmp_path / "notes.txt"
+    bad_image.write_text("not an image")
+    predicted = cli(services, "predict", str(bad_image), str(tmp_path / "missing.jpg"))
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert predicted.returncode == 1
+    assert [line["file"] for line in lines] == [str(bad_image), str(tmp_path / "missing.jpg")]
+    assert all("error" in line for line in lines)
+
+
+def test_up_serves_until_sigterm_and_stops_every_service(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("annotation", "registry", "scoring")}
+    args = [sys.executable, "-m", "visiondock.cli", "up", "--home", str(tmp_path / "home")]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        banner = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            banner.append(line)
+            if "Press Ctrl-C" in line or not line:
+                break
+        text = "".join(banner)
+        for name, port in ports.items():
+            assert f"http://127.0.0.1:{port}" in text
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "stopped." in process.stdout.read()
+        for port in ports.values():
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    finally:
+        if process.poll() is None:
+            process.kill()

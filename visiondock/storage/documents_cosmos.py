@@ -1,0 +1,507 @@
+"""DocumentStore on Azure Cosmos DB (API for NoSQL), through the synchronous SDK.
+
+Layout: one Cosmos container per collection, created on first use, partitioned on the
+reserved field `_pk` that holds the caller's partition key. Fields starting with `_`
+are reserved for the stores, so `_pk` never collides with user data; it and the system
+fields (`_rid`, `_self`, `_etag`, `_attachments`, `_ts`, ...) are stripped from
+`Document.data`, which holds exactly what the SQLite store returns. The etag is Cosmos'
+`_etag`; `if_match` becomes an If-Match precondition. `patch` reads, merges the
+top-level fields and replaces with the read etag, retrying a lost race when the caller
+gave no `if_match` (Cosmos' own PATCH is not used: emulators lack or differ on it).
+
+Paging: keyset paging with our own opaque token (`encode_page_token`: the last
+document's ordering value, partition key and id, tied to the query), the same token
+design as the SQLite store. The SDK's native continuation tokens were not used: their
+content and their support for cross-partition ORDER BY differ between the SDK's
+query-plan pipeline on real Cosmos DB and emulators that answer the whole query in one
+request, pages may come back short or empty, and they cannot be checked against the
+query they came from. Keyset paging needs the documents in a total order, (type rank,
+value, partition key, id), but real Cosmos DB serves an ORDER BY over several fields only
+from a composite index declared in advance for exactly those fields, and the ordering
+field is chosen per query. So every Cosmos query here orders by ONE field, which the
+default range index serves, and ties are resolved level by level:
+
+    level 0: ORDER BY the ordering field      (TOP n+1; groups of equal values)
+    level 1: partition key, within one value  (ORDER BY c._pk, when across partitions)
+    level 2: id, within one value and key     (ORDER BY c.id; unique, so total)
+
+A page asks level 0 for n+1 documents. Groups of equal values before the last one are
+complete, so they are sorted by (partition key, id) here; the last group may go on past
+the page, so it is read again at the next level, in order, from its start (or, when
+resuming from a token, from the token's key). Each query reads at most n+1 documents;
+a page usually takes one to three queries, and deep pages cost the same as the first.
+Filters and keyset conditions check JSON types explicitly (IS_STRING(x) AND x > @v), so
+results never depend on how a server compares values of different types.
+
+Gaps of the cosmosdb-server emulator (@vercel/cosmosdb-server 1.0.1) that the tests run
+against, found by trying, and how this module works around them (correctly on real
+Cosmos DB too):
+
+- Reading a missing item answers 500 ("Cannot read properties of undefined") instead of
+  404. On a 500 from a point read, `get` checks with a query by id in the partition: no
+  document means DocumentNotFoundError; if the document is there, the 500 was a real
+  server error and is raised as DocumentError.
+- A single-partition query is not scoped by the partition key header; the server answers
+  400 "missing partition keys" unless the WHERE clause has `c._pk = @pk` at its top level.
+  Every partition-scoped query here carries that equality (harmless on real Cosmos DB).
+- `!=` between values of different types is true there and `NOT (a = b)` is true across
+  types, where real Cosmos DB answers undefined (no match). Every comparison here is
+  guarded by a type check (IS_STRING/IS_NUMBER/IS_BOOL/IS_NULL), so both agree.
+- ORDER BY over several fields needs a composite index whose directions match exactly
+  (real Cosmos DB also accepts the exact reverse); avoided by ordering on one field.
+- ORDER BY on one field drops documents without the field, as real Cosmos DB does only
+  in some versions; the queries here filter on IS_PRIMITIVE(field) explicitly.
+- OFFSET/LIMIT, DISTINCT and GROUP BY are not parsed: not used (TOP and keyset paging).
+- Transactional batches fail unless each operation carries the partition key, and are
+  not atomic: not used.
+- TTL is not enforced: not used.
+- PATCH exists but its semantics differ from the service in places: not used.
+- An empty string partition key is mixed up with the document id in the server's index
+  (`partition || id`): partition keys must be non-empty (`validate_partition_key`).
+- Items are kept in JS objects: numbers are doubles (integers above 2**53 lose
+  precision, as they may on real Cosmos DB; the SQLite store keeps them exact), strings
+  compare by UTF-16 code unit (so characters beyond U+FFFF sort differently from real
+  Cosmos DB and SQLite), and a point read of an id equal to another item's `_rid`
+  returns that item.
+- Etags are bare UUIDs rather than quoted strings: they stay opaque here.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError
+
+from visiondock.storage.documents import (
+    MAX_PAGE_SIZE,
+    MISSING,
+    TYPE_RANK_BOOL,
+    TYPE_RANK_NULL,
+    TYPE_RANK_NUMBER,
+    TYPE_RANK_STRING,
+    Document,
+    DocumentError,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    Filter,
+    InvalidQueryError,
+    Page,
+    PreconditionFailedError,
+    Query,
+    clean_body,
+    decode_page_token,
+    encode_page_token,
+    field_value,
+    patch_changes,
+    type_rank,
+    validate_collection,
+    validate_id,
+    validate_partition_key,
+)
+
+PARTITION_KEY_FIELD = "_pk"
+PATCH_ATTEMPTS = 50
+
+_TYPE_CHECKS = {
+    TYPE_RANK_NULL: "IS_NULL",
+    TYPE_RANK_BOOL: "IS_BOOL",
+    TYPE_RANK_NUMBER: "IS_NUMBER",
+    TYPE_RANK_STRING: "IS_STRING",
+}
+_SQL_OPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+_T = TypeVar("_T")
+
+
+def _path_sql(path: str) -> str:
+    # Bracket notation: field names such as `value` or `order` are keywords in Cosmos SQL.
+    return "c" + "".join(f'["{part}"]' for part in path.split("."))
+
+
+def _user_data(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if not key.startswith("_")}
+
+
+def _short_message(exc: AzureError) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@contextmanager
+def _sdk_errors() -> Iterator[None]:
+    """Turn whatever the SDK raises that the caller did not map into a DocumentError."""
+    try:
+        yield
+    except DocumentError:
+        raise
+    except CosmosHttpResponseError as exc:
+        if exc.status_code == 400:
+            raise InvalidQueryError(f"Cosmos DB refused the request: {_short_message(exc)}") from exc
+        raise DocumentError(f"Cosmos DB request failed ({exc.status_code}): {_short_message(exc)}") from exc
+    except AzureError as exc:
+        raise DocumentError(f"Cosmos DB request failed: {_short_message(exc)}") from exc
+
+
+class _Sql:
+    """A query's text and its parameters, named @p0, @p1, ..."""
+
+    def __init__(self) -> None:
+        self.params: list[dict[str, Any]] = []
+
+    def param(self, value: Any) -> str:
+        name = f"@p{len(self.params)}"
+        self.params.append({"name": name, "value": value})
+        return name
+
+    def typed_eq(self, expr: str, value: Any) -> str:
+        if value is None:
+            return f"IS_NULL({expr})"
+        return f"({_TYPE_CHECKS[type_rank(value)]}({expr}) AND {expr} = {self.param(value)})"
+
+    def filter(self, flt: Filter) -> str:
+        expr = _path_sql(flt.field)
+        if flt.op == "eq":
+            return self.typed_eq(expr, flt.value)
+        if flt.op == "ne":
+            present = f"IS_DEFINED({expr}) AND NOT IS_NULL({expr})"
+            if flt.value is None:
+                return f"({present})"
+            return f"({present} AND NOT {self.typed_eq(expr, flt.value)})"
+        if flt.op == "in":
+            if not flt.value:
+                return "false"
+            return "(" + " OR ".join(self.typed_eq(expr, value) for value in flt.value) + ")"
+        if flt.op == "contains":
+            # ARRAY_CONTAINS compares with `=`, which never matches across types.
+            return f"(IS_ARRAY({expr}) AND ARRAY_CONTAINS({expr}, {self.param(flt.value)}))"
+        if flt.value is None:
+            raise InvalidQueryError(f"operator {flt.op!r} cannot compare with null")
+        check = _TYPE_CHECKS[type_rank(flt.value)]
+        return f"({check}({expr}) AND {expr} {_SQL_OPS[flt.op]} {self.param(flt.value)})"
+
+    def sorts_after(self, expr: str, value: Any, descending: bool) -> str:
+        """True for scalar values that come after `value` in (type rank, value) order."""
+        rank = type_rank(value)
+        later_ranks = [r for r in _TYPE_CHECKS if (r < rank if descending else r > rank)]
+        parts = [f"{_TYPE_CHECKS[r]}({expr})" for r in later_ranks]
+        if value is not None:  # all nulls are equal: nothing sorts after null within its rank
+            op = "<" if descending else ">"
+            parts.append(f"({_TYPE_CHECKS[rank]}({expr}) AND {expr} {op} {self.param(value)})")
+        return "(" + " OR ".join(parts) + ")" if parts else "false"
+
+
+def _typed(value: Any) -> tuple[int, Any]:
+    """A value's identity for grouping: Python has True == 1, JSON does not."""
+    return type_rank(value), value
+
+
+class CosmosDocumentStore(DocumentStore):
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        key: str,
+        database: str,
+        verify_tls: bool = True,
+        endpoint_discovery: bool = True,
+    ) -> None:
+        self.database_name = database
+        with _sdk_errors():
+            self._client = CosmosClient(
+                endpoint,
+                credential=key,
+                connection_verify=verify_tls,
+                enable_endpoint_discovery=endpoint_discovery,
+            )
+            self._database: DatabaseProxy = self._client.create_database_if_not_exists(id=database)
+        self._containers: dict[str, ContainerProxy] = {}
+        self._containers_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- plumbing ----------------------------------------------------------------
+    def _container(self, collection: str) -> ContainerProxy:
+        validate_collection(collection)
+        container = self._containers.get(collection)
+        if container is not None:
+            return container
+        with self._containers_lock, _sdk_errors():
+            container = self._containers.get(collection)
+            if container is None:
+                try:
+                    container = self._database.create_container_if_not_exists(
+                        id=collection, partition_key=PartitionKey(path=f"/{PARTITION_KEY_FIELD}")
+                    )
+                except CosmosResourceExistsError:  # another process created it between read and create
+                    container = self._database.get_container_client(collection)
+                self._containers[collection] = container
+        return container
+
+    @staticmethod
+    def _document(item: Mapping[str, Any]) -> Document:
+        return Document(
+            id=item["id"], partition_key=item[PARTITION_KEY_FIELD], etag=item["_etag"], data=_user_data(item)
+        )
+
+    def _call(self, operation: Callable[[], _T], on_error: Callable[[CosmosHttpResponseError], None]) -> _T:
+        """Run one SDK call; `on_error` maps the statuses it knows, the rest become DocumentError."""
+        with _sdk_errors():
+            try:
+                return operation()
+            except CosmosHttpResponseError as exc:
+                on_error(exc)
+                raise
+
+    # -- single documents --------------------------------------------------------
+    def create(self, collection: str, data: Mapping[str, Any], *, partition_key: str) -> Document:
+        validate_partition_key(partition_key)
+        body = clean_body(data)
+        container = self._container(collection)
+
+        def on_error(exc: CosmosHttpResponseError) -> None:
+            if exc.status_code == 409:
+                raise DocumentExistsError(collection, body["id"]) from None
+
+        body[PARTITION_KEY_FIELD] = partition_key
+        return self._document(self._call(lambda: container.create_item(body), on_error))
+
+    def put(
+        self,
+        collection: str,
+        data: Mapping[str, Any],
+        *,
+        partition_key: str,
+        if_match: str | None = None,
+    ) -> Document:
+        validate_partition_key(partition_key)
+        body = clean_body(data)
+        body[PARTITION_KEY_FIELD] = partition_key
+        container = self._container(collection)
+        doc_id = body["id"]
+        if if_match is None:
+            return self._document(self._call(lambda: container.upsert_item(body), lambda exc: None))
+        return self._document(self._replace(container, collection, doc_id, body, if_match))
+
+    def _replace(
+        self, container: ContainerProxy, collection: str, doc_id: str, body: dict[str, Any], etag: str
+    ) -> dict[str, Any]:
+        def on_error(exc: CosmosHttpResponseError) -> None:
+            if exc.status_code == 404:
+                raise DocumentNotFoundError(collection, doc_id) from None
+            if exc.status_code == 412:
+                raise PreconditionFailedError(collection, doc_id) from None
+
+        return self._call(
+            lambda: container.replace_item(
+                doc_id, body, etag=etag, match_condition=MatchConditions.IfNotModified
+            ),
+            on_error,
+        )
+
+    def get(self, collection: str, doc_id: str, *, partition_key: str) -> Document:
+        return self._document(self._read(collection, doc_id, partition_key))
+
+    def _read(self, collection: str, doc_id: str, partition_key: str) -> dict[str, Any]:
+        validate_partition_key(partition_key)
+        validate_id(doc_id)
+        container = self._container(collection)
+
+        def on_error(exc: CosmosHttpResponseError) -> None:
+            if exc.status_code == 404:
+                raise DocumentNotFoundError(collection, doc_id) from None
+            if exc.status_code == 500 and not self._exists(container, doc_id, partition_key):
+                # cosmosdb-server answers 500 for a missing item; the query says it is missing.
+                raise DocumentNotFoundError(collection, doc_id) from None
+
+        return self._call(lambda: container.read_item(doc_id, partition_key=partition_key), on_error)
+
+    def _exists(self, container: ContainerProxy, doc_id: str, partition_key: str) -> bool:
+        sql = _Sql()
+        text = (
+            f'SELECT VALUE c.id FROM c WHERE c["{PARTITION_KEY_FIELD}"] = {sql.param(partition_key)}'
+            f" AND c.id = {sql.param(doc_id)}"
+        )
+        with _sdk_errors():
+            found = container.query_items(text, parameters=sql.params, partition_key=partition_key)
+            return any(True for _ in found)
+
+    def patch(
+        self,
+        collection: str,
+        doc_id: str,
+        *,
+        partition_key: str,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Sequence[str] = (),
+        if_match: str | None = None,
+    ) -> Document:
+        changes, removals = patch_changes(set_fields, remove_fields)
+        container = self._container(collection)
+        for attempt in range(PATCH_ATTEMPTS):
+            current = self._read(collection, doc_id, partition_key)
+            if if_match is not None and current["_etag"] != if_match:
+                raise PreconditionFailedError(collection, doc_id)
+            body = _user_data(current)
+            body.update(changes)
+            for name in removals:
+                body.pop(name, None)
+            body[PARTITION_KEY_FIELD] = partition_key
+            try:
+                return self._document(self._replace(container, collection, doc_id, body, current["_etag"]))
+            except PreconditionFailedError:
+                if if_match is not None:
+                    raise
+            # Another writer got in between our read and our write: read again and merge
+            # onto its version, after a short random pause so racing writers spread out.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise PreconditionFailedError(collection, doc_id)
+
+    def delete(
+        self, collection: str, doc_id: str, *, partition_key: str, if_match: str | None = None
+    ) -> None:
+        validate_partition_key(partition_key)
+        validate_id(doc_id)
+        container = self._container(collection)
+        conditions: dict[str, Any] = {}
+        if if_match is not None:
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+
+        def on_error(exc: CosmosHttpResponseError) -> None:
+            if exc.status_code == 404:
+                raise DocumentNotFoundError(collection, doc_id) from None
+            if exc.status_code == 412:
+                raise PreconditionFailedError(collection, doc_id) from None
+
+        self._call(lambda: container.delete_item(doc_id, partition_key=partition_key, **conditions), on_error)
+
+    # -- queries -----------------------------------------------------------------
+    def query(
+        self,
+        collection: str,
+        query: Query | None = None,
+        *,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        validate_collection(collection)
+        query = query or Query()
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidQueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+        boundary = decode_page_token(collection, query, continuation) if continuation is not None else None
+        container = self._container(collection)
+        # The sort key, one level per field; the last level is unique within the ones before it.
+        levels = [query.order_by]
+        if query.partition_key is None:
+            levels.append(PARTITION_KEY_FIELD)
+        if query.order_by != "id":
+            levels.append("id")
+        scan = _KeysetScan(container, query, levels)
+        # One more than a page, to learn whether another page follows.
+        want = limit + 1
+        if boundary is None:
+            items = scan.run(depth=0, fixed=[], after=MISSING, want=want)
+        else:
+            value, last_pk, last_id = boundary
+            key = {query.order_by: value, PARTITION_KEY_FIELD: last_pk, "id": last_id}
+            boundary_values = [key[level] for level in levels]
+            # Resume inside the deepest group first: the rest of the boundary's (value, key)
+            # group, then the rest of its value group, then the values after it.
+            items = []
+            for depth in reversed(range(len(levels))):
+                fixed = boundary_values[:depth]
+                after = boundary_values[depth]
+                items += scan.run(depth=depth, fixed=fixed, after=after, want=want - len(items))
+                if len(items) >= want:
+                    break
+        page = [self._document(item) for item in items[:limit]]
+        token = encode_page_token(collection, query, page[-1]) if len(items) > limit else None
+        return Page(items=page, continuation=token)
+
+
+class _KeysetScan:
+    """Reads documents in full sort-key order with queries that each order by one field."""
+
+    def __init__(self, container: ContainerProxy, query: Query, levels: list[str]) -> None:
+        self.container = container
+        self.query = query
+        self.levels = levels
+
+    def _level_value(self, item: Mapping[str, Any], depth: int) -> Any:
+        return field_value(item, self.levels[depth])
+
+    def _tail_key(self, item: Mapping[str, Any], depth: int) -> tuple[Any, ...]:
+        # Levels below the first are the partition key and id: always strings.
+        return tuple(self._level_value(item, d) for d in range(depth + 1, len(self.levels)))
+
+    def _fetch(self, depth: int, fixed: list[Any], after: Any, count: int) -> list[dict[str, Any]]:
+        """Up to `count` documents with the fixed values on the levels above `depth`, after
+        `after` on level `depth` (MISSING: from the start), ordered by that level only."""
+        sql = _Sql()
+        where: list[str] = []
+        partition_key = self.query.partition_key
+        if partition_key is None and PARTITION_KEY_FIELD in self.levels[:depth]:
+            partition_key = fixed[self.levels.index(PARTITION_KEY_FIELD)]
+        if partition_key is not None:
+            # First, at the top level: cosmosdb-server looks for it there.
+            where.append(f"{_path_sql(PARTITION_KEY_FIELD)} = {sql.param(partition_key)}")
+        where.extend(sql.filter(flt) for flt in self.query.filters)
+        for level, value in zip(self.levels[:depth], fixed, strict=True):
+            if level != PARTITION_KEY_FIELD:  # already the first condition
+                where.append(sql.typed_eq(_path_sql(level), value))
+        expr = _path_sql(self.levels[depth])
+        if depth == 0:
+            where.append(f"IS_PRIMITIVE({expr})")
+        if after is not MISSING:
+            where.append(sql.sorts_after(expr, after, self.query.descending))
+        direction = "DESC" if self.query.descending else "ASC"
+        text = (
+            f"SELECT TOP {count} * FROM c WHERE {' AND '.join(where)} ORDER BY {expr} {direction}"
+        )
+        options: dict[str, Any] = {"parameters": sql.params, "max_item_count": count}
+        if partition_key is not None:
+            options["partition_key"] = partition_key
+        else:
+            options["enable_cross_partition_query"] = True
+        with _sdk_errors():
+            return list(self.container.query_items(text, **options))
+
+    def run(self, *, depth: int, fixed: list[Any], after: Any, want: int) -> list[dict[str, Any]]:
+        """Up to `want` documents in sort-key order, with `fixed` values on the levels above
+        `depth` and level `depth` after `after`."""
+        found: list[dict[str, Any]] = []
+        last_level = depth == len(self.levels) - 1
+        while len(found) < want:
+            need = want - len(found)
+            rows = self._fetch(depth, fixed, after, need if last_level else need + 1)
+            if last_level:  # values are unique here: the server's order is the full order
+                return found + rows[:need]
+            groups: list[list[dict[str, Any]]] = []
+            for row in rows:
+                if groups and _typed(self._level_value(groups[-1][0], depth)) == _typed(
+                    self._level_value(row, depth)
+                ):
+                    groups[-1].append(row)
+                else:
+                    groups.append([row])
+            exhausted = len(rows) <= need
+            complete = groups if exhausted else groups[:-1]
+            for group in complete:
+                group.sort(key=lambda row: self._tail_key(row, depth), reverse=self.query.descending)
+                found += group
+            if exhausted:
+                return found
+            # The last group may continue past what we read: read it in order at the next level.
+            value = self._level_value(groups[-1][0], depth)
+            found += self.run(depth=depth + 1, fixed=[*fixed, value], after=MISSING, want=want - len(found))
+            after = value
+        return found
