@@ -165,6 +165,22 @@ def test_get_missing_document(store: DocumentStore) -> None:
         store.get("never-written", "here", partition_key="p1")
 
 
+def test_a_collection_that_was_never_written(store: DocumentStore) -> None:
+    with pytest.raises(DocumentNotFoundError):
+        store.get("unwritten", "x", partition_key="p")
+    with pytest.raises(DocumentNotFoundError):
+        store.patch("unwritten", "x", partition_key="p", set_fields={"v": 1})
+    with pytest.raises(DocumentNotFoundError):
+        store.delete("unwritten", "x", partition_key="p")
+    with pytest.raises(DocumentNotFoundError):
+        store.put("unwritten", {"id": "x"}, partition_key="p", if_match='"some-etag"')
+    assert store.query("unwritten", Query(order_by="v", partition_key="p")).items == []
+
+    created = store.create("unwritten", {"id": "x"}, partition_key="p")
+
+    assert store.get("unwritten", "x", partition_key="p") == created
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -200,7 +216,8 @@ def test_reading_or_deleting_an_invalid_id_is_refused(store: DocumentStore, doc_
 
 
 def test_unusual_ids_and_partition_keys_round_trip(store: DocumentStore) -> None:
-    for doc_id, pk in [("a b", "p q"), ("a+b=c", "x:y"), ("ü-é", "ß"), ("'quote\"", "a.b"), ("x" * 255, "k")]:
+    unusual = [("a b", "p q"), ("a+b=c", "x:y"), ("ü-é", "ß"), ("'quote\"", "a.b"), ("x" * 255, "k")]
+    for doc_id, pk in unusual:
         store.create(COLLECTION, {"id": doc_id}, partition_key=pk)
         assert store.get(COLLECTION, doc_id, partition_key=pk).id == doc_id
         store.delete(COLLECTION, doc_id, partition_key=pk)
@@ -220,7 +237,7 @@ def test_invalid_partition_keys_are_refused(store: DocumentStore, partition_key:
             call()
 
 
-@pytest.mark.parametrize("collection", ["", "a/b", "-leading", "with space", "x" * 256, "ü"])
+@pytest.mark.parametrize("collection", ["", "a/b", "-leading", "with space", "x" * 256, "ü", "newline\n"])
 def test_invalid_collection_names_are_refused(store: DocumentStore, collection: str) -> None:
     with pytest.raises(DocumentError):
         store.create(collection, {"id": "x"}, partition_key="p")
@@ -306,7 +323,9 @@ def test_racing_conditional_puts_have_exactly_one_winner(store: DocumentStore) -
 
     errors = run_in_threads(
         4,
-        lambda n: store.put(COLLECTION, {"id": "doc", "writer": n}, partition_key="p1", if_match=created.etag),
+        lambda n: store.put(
+            COLLECTION, {"id": "doc", "writer": n}, partition_key="p1", if_match=created.etag
+        ),
     )
 
     assert len(errors) == 3 and all(isinstance(exc, PreconditionFailedError) for exc in errors)
@@ -327,9 +346,8 @@ def test_every_write_makes_a_new_etag(store: DocumentStore) -> None:
 
 
 def test_patch_sets_and_removes_top_level_fields(store: DocumentStore) -> None:
-    created = store.create(
-        COLLECTION, {"id": "doc", "keep": 1, "change": 2, "drop": 3, "meta": {"a": 1, "b": 2}}, partition_key="p1"
-    )
+    original = {"id": "doc", "keep": 1, "change": 2, "drop": 3, "meta": {"a": 1, "b": 2}}
+    created = store.create(COLLECTION, original, partition_key="p1")
 
     patched = store.patch(
         COLLECTION,
@@ -451,7 +469,8 @@ CATALOG: list[tuple[str, dict[str, Any]]] = [
             "meta": {"size": 10, "color": "red"}, "maybe": None}),
     ("p1", {"id": "b", "n": 2, "s": "banana", "flag": False, "tags": ["yellow", "fruit"],
             "meta": {"size": 20}, "maybe": 1}),
-    ("p2", {"id": "c", "n": 3, "s": "cherry", "flag": True, "tags": ["red"], "meta": {"size": 5, "color": "red"}}),
+    ("p2", {"id": "c", "n": 3, "s": "cherry", "flag": True, "tags": ["red"],
+            "meta": {"size": 5, "color": "red"}}),
     # A number 1 is not true, and "3" is not 3.
     ("p2", {"id": "d", "n": 1.5, "s": "date", "flag": 1, "tags": [1], "maybe": "x"}),
     ("p3", {"id": "e", "n": "3", "s": "Elder", "tags": "red", "maybe": False, "meta": "plain"}),
@@ -684,7 +703,8 @@ def test_paging_yields_every_document_once_in_order(
 
 
 def test_paging_with_filters(paged: DocumentStore) -> None:
-    query = Query(filters=[Filter("rank", "in", [1, 3]), Filter("n", "ge", 4)], order_by="rank", descending=True)
+    filters = [Filter("rank", "in", [1, 3]), Filter("n", "ge", 4)]
+    query = Query(filters=filters, order_by="rank", descending=True)
     matching = [(pk, data) for pk, data in paged_documents() if data["rank"] in (1, 3) and data["n"] >= 4]
 
     pages = read_all_pages(paged, query, 3)

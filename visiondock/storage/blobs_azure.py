@@ -7,7 +7,10 @@ so a reader sees the old or the new blob, never a part. Downloads ask for 4 MiB 
 time, and a blob overwritten while it streams fails the stream (the SDK pins the etag)
 instead of mixing versions. SDK errors come out as the BlobStore errors.
 
-Tested against Azurite (tests/emulators); no workaround for it is needed here.
+Etags: the service quotes them in headers ("0x8D...") but not in listings (0x8D...), so
+`put`/`info` and `list` would disagree; they are given out quoted, as HTTP writes them.
+
+Tested against Azurite (tests/emulators), which needs no workaround here.
 """
 
 from __future__ import annotations

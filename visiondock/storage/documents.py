@@ -37,7 +37,7 @@ MAX_PARTITION_KEY_LENGTH = 1024
 # The JSON types a filter value or an ordering value may have, in their sort order.
 TYPE_RANK_NULL, TYPE_RANK_BOOL, TYPE_RANK_NUMBER, TYPE_RANK_STRING = 0, 1, 2, 3
 
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # used with fullmatch
 
 
 class DocumentError(Exception):
@@ -240,7 +240,7 @@ def decode_page_token(collection: str, query: Query, token: str) -> tuple[Any, s
 
 
 def validate_collection(name: str) -> str:
-    if not isinstance(name, str) or not _COLLECTION_NAME.match(name):
+    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
         raise DocumentError(
             f"invalid collection name {name!r}: use 1 to 255 letters, digits and ._-,"
             " starting with a letter or digit"

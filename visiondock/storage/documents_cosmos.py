@@ -1,69 +1,74 @@
 """DocumentStore on Azure Cosmos DB (API for NoSQL), through the synchronous SDK.
 
-Layout: one Cosmos container per collection, created on first use, partitioned on the
-reserved field `_pk` that holds the caller's partition key. Fields starting with `_`
-are reserved for the stores, so `_pk` never collides with user data; it and the system
-fields (`_rid`, `_self`, `_etag`, `_attachments`, `_ts`, ...) are stripped from
-`Document.data`, which holds exactly what the SQLite store returns. The etag is Cosmos'
-`_etag`; `if_match` becomes an If-Match precondition. `patch` reads, merges the
-top-level fields and replaces with the read etag, retrying a lost race when the caller
-gave no `if_match` (Cosmos' own PATCH is not used: emulators lack or differ on it).
+Layout: one Cosmos container per collection, partitioned on the reserved field `_pk`
+that holds the caller's partition key. Fields starting with `_` are reserved for the
+stores, so `_pk` never collides with user data; it and the system fields (`_rid`,
+`_self`, `_etag`, `_attachments`, `_ts`, ...) are stripped from `Document.data`, which
+holds exactly what the SQLite store returns. Writes create a collection's container on
+first use; reads never do (a container may carry provisioned throughput): reading a
+collection never written answers "not found" or an empty page.
+
+Concurrency: the etag is Cosmos' `_etag`; `if_match` becomes If-Match, and 412 comes out
+as PreconditionFailedError, 409 on create as DocumentExistsError. `patch` reads, merges
+the top-level fields and replaces with the etag it read, retrying a lost race when the
+caller gave no `if_match`. Cosmos' own PATCH is not used: its `remove` fails on an
+absent field, where our `patch` ignores it.
 
 Paging: keyset paging with our own opaque token (`encode_page_token`: the last
-document's ordering value, partition key and id, tied to the query), the same token
-design as the SQLite store. The SDK's native continuation tokens were not used: their
-content and their support for cross-partition ORDER BY differ between the SDK's
-query-plan pipeline on real Cosmos DB and emulators that answer the whole query in one
-request, pages may come back short or empty, and they cannot be checked against the
-query they came from. Keyset paging needs the documents in a total order, (type rank,
-value, partition key, id), but real Cosmos DB serves an ORDER BY over several fields only
-from a composite index declared in advance for exactly those fields, and the ordering
-field is chosen per query. So every Cosmos query here orders by ONE field, which the
-default range index serves, and ties are resolved level by level:
+document's ordering value, partition key and id, tied to the query it came from), like
+the SQLite store. The SDK's native continuation tokens were not used: for cross-partition
+ORDER BY they come from the SDK's client-side query pipeline on real Cosmos DB but
+straight from the server on emulators that answer the whole query at once, so tokens and
+page sizes would behave differently on the two; native pages may come back short or empty
+while more follow; and a native token cannot be checked against the query it is handed
+with. Keyset paging needs a total order, (JSON type rank, value, partition key, id), but
+real Cosmos DB serves ORDER BY over several fields only from a composite index declared
+beforehand for exactly those fields and directions, and the ordering field is chosen per
+query. So every query here orders by ONE field, which the default range index serves,
+and ties are broken one level at a time:
 
-    level 0: ORDER BY the ordering field      (TOP n+1; groups of equal values)
-    level 1: partition key, within one value  (ORDER BY c._pk, when across partitions)
-    level 2: id, within one value and key     (ORDER BY c.id; unique, so total)
+    level 0: ORDER BY the ordering field        (groups of equal values)
+    level 1: ORDER BY _pk, within one value     (only when querying across partitions)
+    level 2: ORDER BY id, within value and _pk  (unique there, so the order is total)
 
-A page asks level 0 for n+1 documents. Groups of equal values before the last one are
+A page asks level 0 for TOP n+1 documents. Groups of equal values before the last are
 complete, so they are sorted by (partition key, id) here; the last group may go on past
-the page, so it is read again at the next level, in order, from its start (or, when
-resuming from a token, from the token's key). Each query reads at most n+1 documents;
-a page usually takes one to three queries, and deep pages cost the same as the first.
-Filters and keyset conditions check JSON types explicitly (IS_STRING(x) AND x > @v), so
-results never depend on how a server compares values of different types.
+what was read, so it is read again, in order, at the next level. Resuming from a token
+reads the rest of the token's (value, partition key) group, then of its value group,
+then the values after it. Each query reads at most n+1 documents and a page usually
+takes one to three queries, however deep it is. Every comparison checks the JSON type
+(`IS_NUMBER(x) AND x > @v`), so results never depend on how a server compares values of
+different types.
 
-Gaps of the cosmosdb-server emulator (@vercel/cosmosdb-server 1.0.1) that the tests run
-against, found by trying, and how this module works around them (correctly on real
-Cosmos DB too):
+Gaps of the emulator the tests run against (@vercel/cosmosdb-server 1.0.1), found by
+trying, and how this module deals with them in a way that is also right on Cosmos DB:
 
-- Reading a missing item answers 500 ("Cannot read properties of undefined") instead of
-  404. On a 500 from a point read, `get` checks with a query by id in the partition: no
-  document means DocumentNotFoundError; if the document is there, the 500 was a real
-  server error and is raised as DocumentError.
-- A single-partition query is not scoped by the partition key header; the server answers
-  400 "missing partition keys" unless the WHERE clause has `c._pk = @pk` at its top level.
-  Every partition-scoped query here carries that equality (harmless on real Cosmos DB).
-- `!=` between values of different types is true there and `NOT (a = b)` is true across
-  types, where real Cosmos DB answers undefined (no match). Every comparison here is
-  guarded by a type check (IS_STRING/IS_NUMBER/IS_BOOL/IS_NULL), so both agree.
-- ORDER BY over several fields needs a composite index whose directions match exactly
-  (real Cosmos DB also accepts the exact reverse); avoided by ordering on one field.
-- ORDER BY on one field drops documents without the field, as real Cosmos DB does only
-  in some versions; the queries here filter on IS_PRIMITIVE(field) explicitly.
+- A point read of a missing item answers 500 ("Cannot read properties of undefined")
+  instead of 404. On a 500 from a point read, `get` asks a query by id in the partition:
+  no document means DocumentNotFoundError; a document there means the 500 was a real
+  server error, raised as DocumentError.
+- A query sent with a partition key but without the cross-partition flag is refused
+  (400 "missing partition keys") unless its WHERE clause holds `c._pk = ...` at the top
+  level, and the server parses the query text again on every such request (several ms).
+  Partition-scoped queries here put that equality first in the WHERE clause and also set
+  the cross-partition flag; on Cosmos DB the partition key alone scopes the query.
+- `!=` between values of different types is true there, and undefined (no match) on
+  Cosmos DB; `NOT (a = b)` likewise. Comparisons here are guarded by type checks.
+- ORDER BY over several fields needs a composite index matching its directions exactly
+  (Cosmos DB also accepts the exact reverse): not used, see above.
 - OFFSET/LIMIT, DISTINCT and GROUP BY are not parsed: not used (TOP and keyset paging).
-- Transactional batches fail unless each operation carries the partition key, and are
-  not atomic: not used.
-- TTL is not enforced: not used.
-- PATCH exists but its semantics differ from the service in places: not used.
-- An empty string partition key is mixed up with the document id in the server's index
-  (`partition || id`): partition keys must be non-empty (`validate_partition_key`).
-- Items are kept in JS objects: numbers are doubles (integers above 2**53 lose
-  precision, as they may on real Cosmos DB; the SQLite store keeps them exact), strings
-  compare by UTF-16 code unit (so characters beyond U+FFFF sort differently from real
-  Cosmos DB and SQLite), and a point read of an id equal to another item's `_rid`
-  returns that item.
-- Etags are bare UUIDs rather than quoted strings: they stay opaque here.
+- Compiled queries are cached by their text: TOP is a parameter here, so the text of a
+  query stays the same from page to page.
+- An empty partition key is mixed up with the document id (documents ("", "x") and
+  ("x", "x") collide): partition keys must be non-empty (`validate_partition_key`).
+- A point read of an id equal to another item's `_rid` returns that item: ids here
+  never look like a `_rid` in practice; not worked around.
+- An upsert with If-Match creates a missing item: not used (`put` with `if_match`
+  replaces, which answers 404 for a missing item there too).
+- Reported, not used here: TTL is not enforced; transactional batches are not atomic.
+- Numbers are JavaScript doubles there (integers above 2**53 lose precision; the SQLite
+  store keeps them) and strings compare by UTF-16 code unit (characters beyond U+FFFF
+  sort differently from Cosmos DB and SQLite). Etags are bare UUIDs: opaque here anyway.
 """
 
 from __future__ import annotations
@@ -78,7 +83,11 @@ from typing import Any, TypeVar
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
-from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError
+from azure.cosmos.exceptions import (
+    CosmosHttpResponseError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
 
 from visiondock.storage.documents import (
     MAX_PAGE_SIZE,
@@ -230,11 +239,16 @@ class CosmosDocumentStore(DocumentStore):
         self._client.close()
 
     # -- plumbing ----------------------------------------------------------------
-    def _container(self, collection: str) -> ContainerProxy:
+    def _container(self, collection: str, *, create: bool = False) -> ContainerProxy:
+        """The collection's container. Only writes create it: a read of a collection never
+        written answers "not found" or an empty page, and costs no container (each one may
+        carry provisioned throughput)."""
         validate_collection(collection)
         container = self._containers.get(collection)
         if container is not None:
             return container
+        if not create:
+            return self._database.get_container_client(collection)
         with self._containers_lock, _sdk_errors():
             container = self._containers.get(collection)
             if container is None:
@@ -266,7 +280,7 @@ class CosmosDocumentStore(DocumentStore):
     def create(self, collection: str, data: Mapping[str, Any], *, partition_key: str) -> Document:
         validate_partition_key(partition_key)
         body = clean_body(data)
-        container = self._container(collection)
+        container = self._container(collection, create=True)
 
         def on_error(exc: CosmosHttpResponseError) -> None:
             if exc.status_code == 409:
@@ -286,7 +300,7 @@ class CosmosDocumentStore(DocumentStore):
         validate_partition_key(partition_key)
         body = clean_body(data)
         body[PARTITION_KEY_FIELD] = partition_key
-        container = self._container(collection)
+        container = self._container(collection, create=if_match is None)
         doc_id = body["id"]
         if if_match is None:
             return self._document(self._call(lambda: container.upsert_item(body), lambda exc: None))
@@ -462,18 +476,30 @@ class _KeysetScan:
         if depth == 0:
             where.append(f"IS_PRIMITIVE({expr})")
         if after is not MISSING:
-            where.append(sql.sorts_after(expr, after, self.query.descending))
+            if depth == 0:
+                where.append(sql.sorts_after(expr, after, self.query.descending))
+            else:  # partition key or id: always strings, no type to check
+                where.append(f"{expr} {'<' if self.query.descending else '>'} {sql.param(after)}")
         direction = "DESC" if self.query.descending else "ASC"
-        text = (
-            f"SELECT TOP {count} * FROM c WHERE {' AND '.join(where)} ORDER BY {expr} {direction}"
-        )
-        options: dict[str, Any] = {"parameters": sql.params, "max_item_count": count}
+        # TOP as a parameter keeps the text the same from page to page, so servers that
+        # cache compiled queries by their text (cosmosdb-server does) hit the cache.
+        top = sql.param(count)
+        text = f"SELECT TOP {top} * FROM c WHERE {' AND '.join(where)} ORDER BY {expr} {direction}"
+        # The cross-partition flag is set even with a partition key, which alone scopes the
+        # query on Cosmos DB: without it cosmosdb-server parses the text again on every
+        # request to look for the partition key (several ms each).
+        options: dict[str, Any] = {
+            "parameters": sql.params,
+            "max_item_count": count,
+            "enable_cross_partition_query": True,
+        }
         if partition_key is not None:
             options["partition_key"] = partition_key
-        else:
-            options["enable_cross_partition_query"] = True
         with _sdk_errors():
-            return list(self.container.query_items(text, **options))
+            try:
+                return list(self.container.query_items(text, **options))
+            except CosmosResourceNotFoundError:  # the collection was never written: nothing matches
+                return []
 
     def run(self, *, depth: int, fixed: list[Any], after: Any, want: int) -> list[dict[str, Any]]:
         """Up to `want` documents in sort-key order, with `fixed` values on the levels above
