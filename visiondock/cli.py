@@ -143,12 +143,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         from services.trainer.data import TrainingDataError
+        from services.trainer.flags import training_values
         from services.trainer.job import TrainingConfig, run_training
     except ImportError as exc:
         print(f"error: training needs the trainer extra (pip install 'visiondock[trainer]'): {exc}",
               file=sys.stderr)
         return EXIT_FAILED
-    config = TrainingConfig(project=args.project, model=args.model, seed=args.seed)
+    config = TrainingConfig(**training_values(args))
     try:
         with _annotation(args) as annotation, _registry(args) as registry:
             result = run_training(config, annotation, registry)
@@ -156,14 +157,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: cannot train: {exc}", file=sys.stderr)
         return EXIT_USAGE
     metrics = result.metrics
-    print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s")
-    print(f"held-out accuracy {metrics['accuracy']:.1%} on {metrics['test_count']} images "
-          f"(trained on {metrics['train_count']})")
-    print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'images':>8}")
-    for label, row in metrics["per_class"].items():
-        print(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{row['support']:>8}")
+    print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s (run {result.run_id})")
+    if result.task == "detection":
+        print(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
+              f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
+        print(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
+        for label, row in metrics["per_class"].items():
+            print(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
+                  f"{row['box_count']:>7}")
+    else:
+        name = "exact-match accuracy" if result.task == "multilabel" else "accuracy"
+        print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
+              f"(trained on {metrics['train_count']})")
+        print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
+        for label, row in metrics["per_class"].items():
+            ap = f"{row['ap']:.2f}" if row.get("ap") is not None else "-"
+            print(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{ap:>7}"
+                  f"{row['support']:>8}")
+    print(f"  thresholds: {json.dumps(metrics.get('thresholds', {}))}")
+    if "int8" in metrics:
+        verdict = "registered" if metrics["int8"]["registered"] else "not registered (disagrees with fp32)"
+        print(f"  INT8 variant {verdict}")
     for item in result.skipped:
         print(f"  skipped {item['filename']}: {item['reason']}")
+    for item in result.report.get("no_face", []):
+        print(f"  no face found in {item['filename']} ({item['split']})")
     print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
     return 0
 
@@ -179,9 +197,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     with _registry(args) as client:
         if args.model:
             for version in client.list_versions(args.model):
-                accuracy = version.get("metrics", {}).get("accuracy")
-                shown = f"{accuracy:.1%}" if isinstance(accuracy, float) else "-"
-                print(f"{version['version']:>4}  {version['task']:<11} accuracy {shown:<7} {version['created_at']}")
+                metrics = version.get("metrics", {})
+                if version["task"] == "detection":
+                    value = metrics.get("map_50")
+                    shown = f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
+                else:
+                    value = metrics.get("accuracy")
+                    shown = f"accuracy {value:.1%}" if isinstance(value, float) else "accuracy -"
+                variants = ",".join(sorted(version.get("variants", {}))) or "-"
+                print(f"{version['version']:>4}  {version['task']:<11} {shown:<16} variants {variants:<5} "
+                      f"{version['created_at']}")
         else:
             for model in client.list_models():
                 aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
@@ -252,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", cmd_train, "train a model from a project's labeled images and register it")
     train.add_argument("project")
     train.add_argument("--model", help="register under this name (default: the project id)")
-    train.add_argument("--seed", type=int, default=0)
+    from services.trainer.flags import add_training_flags
+
+    add_training_flags(train)
 
     promote = command("promote", cmd_promote, "point an alias (e.g. production) at a model version")
     promote.add_argument("model")

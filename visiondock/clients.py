@@ -7,6 +7,7 @@ repeat are retried on connection errors and 502/503/504 with exponential backoff
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ class ServiceUnavailableError(ServiceError):
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    if response.is_success:
+    if response.is_success or response.status_code == 304:  # 304 only answers a conditional GET
         return
     try:
         body = response.json()
@@ -185,18 +186,49 @@ class AnnotationClient(ServiceClient):
         return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
                             json={"regions": list(regions)}).json()
 
+    # -- review queue of captured predictions ----------------------------------------
+    def submit_review_item(self, project_id: str, item_id: str, image: bytes, capture: dict[str, Any], *,
+                           filename: str = "capture", content_type: str = "application/octet-stream",
+                           ) -> dict[str, Any]:
+        """Hand a captured prediction to the project's review queue (idempotent on `item_id`)."""
+        return self.request("PUT", f"/v1/projects/{project_id}/review-items/{item_id}",
+                            data={"capture": json.dumps(capture)},
+                            files={"image": (filename, image, content_type)}).json()
+
+    def list_review_items(self, project_id: str, *, status: str = "pending",
+                          page_size: int = 200) -> Iterator[dict[str, Any]]:
+        """Captured predictions, most uncertain first."""
+        return _paged(self, f"/v1/projects/{project_id}/review-items", {"status": status}, page_size)
+
+    def accept_review_item(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
+                           regions: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = list(tags)
+        if regions is not None:
+            body["regions"] = list(regions)
+        return self.request("POST", f"/v1/projects/{project_id}/review-items/{item_id}/accept", json=body).json()
+
+    def reject_review_item(self, project_id: str, item_id: str, *, reason: str = "") -> dict[str, Any]:
+        return self.request("POST", f"/v1/projects/{project_id}/review-items/{item_id}/reject",
+                            json={"reason": reason}).json()
+
 
 class RegistryClient(ServiceClient):
     service = "registry"
 
-    def register_version(self, model: str, onnx_path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
-        with onnx_path.open("rb") as onnx_file:
-            return self.request(
-                "POST",
-                f"/v1/models/{model}/versions",
-                data={"metadata": json.dumps(metadata)},
-                files={"model": ("model.onnx", onnx_file, "application/octet-stream")},
-            ).json()
+    def register_version(self, model: str, onnx_path: Path, metadata: dict[str, Any], *,
+                         int8_path: Path | None = None) -> dict[str, Any]:
+        """Register a version; with `int8_path` also its INT8 variant (metrics in
+        `metadata["variant_metrics"]["int8"]`). With `metadata["run_id"]` the version takes
+        the number the run reserved and the run becomes `succeeded`."""
+        with contextlib.ExitStack() as stack:
+            files = {"model": ("model.onnx", stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
+            if int8_path is not None:
+                files["int8"] = ("model.int8.onnx", stack.enter_context(int8_path.open("rb")),
+                                 "application/octet-stream")
+            return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
+                                files=files).json()
 
     def list_models(self) -> list[dict[str, Any]]:
         return list(_paged(self, "/v1/models", {}, 200))
@@ -214,10 +246,22 @@ class RegistryClient(ServiceClient):
         """The alias with the version it points at (its metadata and artifact checksum)."""
         return self.get_json(f"/v1/models/{model}/aliases/{alias}")
 
-    def download_artifact(self, model: str, version: int, destination: Path) -> Path:
+    def get_alias_if_changed(self, model: str, alias: str,
+                             etag: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """`get_alias`, or None when the alias still has `etag` (HTTP 304); with the current ETag."""
+        headers = {"If-None-Match": etag} if etag else {}
+        response = self.request("GET", f"/v1/models/{model}/aliases/{alias}", headers=headers)
+        current = response.headers.get("ETag")
+        if response.status_code == 304:
+            return None, current or etag
+        return response.json(), current
+
+    def download_artifact(self, model: str, version: int, destination: Path, variant: str | None = None) -> Path:
+        """Download a version's fp32 `model.onnx`, or with `variant="int8"` its `model.int8.onnx`."""
+        filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_suffix(destination.suffix + ".partial")
-        with self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/model.onnx") as response:
+        with self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}") as response:
             if not response.is_success:
                 response.read()
                 _raise_for_status(response)
@@ -226,6 +270,26 @@ class RegistryClient(ServiceClient):
                     out.write(chunk)
         partial.replace(destination)
         return destination
+
+    # -- training runs ---------------------------------------------------------------
+    def create_run(self, model: str, *, project_id: str | None = None,
+                   params: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"model": model, "project_id": project_id, "params": params or {}}
+        return self.request("POST", "/v1/runs", json=body).json()
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self.get_json(f"/v1/runs/{run_id}")
+
+    def list_runs(self, *, model: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        return list(_paged(self, "/v1/runs", {"model": model, "status": status}, 200))
+
+    def update_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        """Report progress: status ("running"/"failed"), stage, epoch, epochs, metrics, error, report."""
+        return self.request("PATCH", f"/v1/runs/{run_id}", json=changes).json()
+
+    def reserve_version(self, run_id: str) -> int:
+        """The version number the run will register under; the same number on every call."""
+        return int(self.request("POST", f"/v1/runs/{run_id}/reserve-version").json()["version"])
 
 
 class ScoringClient(ServiceClient):

@@ -89,7 +89,8 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
               f"{len(summary.rejected)} rejected)")
 
         _step("4/6 train (EfficientNet-Lite0 features + linear head)")
-        result = run_training(TrainingConfig(project=PROJECT, seed=seed), annotation, registry)
+        result = run_training(TrainingConfig(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),
+                              annotation, registry)
         print(f"   registered {result.model} version {result.version} in {result.seconds:.1f} s; "
               f"trainer's held-out accuracy {result.metrics['accuracy']:.1%} on {result.metrics['test_count']} images")
 

@@ -6,6 +6,7 @@ a real process serving HTTP, with the embedded storage under one home directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -132,10 +133,8 @@ class LocalServices:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _port_in_use(host: str, port: int) -> bool:

@@ -72,18 +72,17 @@ def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Indices kept by greedy non-maximum suppression, best score first."""
-    order = list(np.argsort(-scores, kind="stable"))
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None) -> list[int]:
+    """Indices kept by greedy non-maximum suppression, best score first (at most `limit` of them)."""
+    order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
-    while order:
-        best = order.pop(0)
-        keep.append(int(best))
-        if not order:
-            break
-        rest = np.array(order)
-        overlaps = box_iou(boxes[best], boxes[rest])
-        order = [int(i) for i, o in zip(rest, overlaps, strict=True) if o <= iou_threshold]
+    while order.size and (limit is None or len(keep) < limit):
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        # Array filtering, not a Python loop: an untrained or poorly calibrated model can
+        # put thousands of candidates over the threshold.
+        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
     return keep
 
 
@@ -105,11 +104,12 @@ def decode_detections(
         if candidates.size == 0:
             continue
         class_boxes = np.clip(boxes[candidates], 0.0, 1.0)
-        class_scores = scores[candidates, c]
-        for i in nms(class_boxes, class_scores, nms_iou):
+        # Empty boxes overlap nothing, so dropping them before suppression changes nothing else.
+        solid = (class_boxes[:, 2] > class_boxes[:, 0]) & (class_boxes[:, 3] > class_boxes[:, 1])
+        class_boxes, class_scores = class_boxes[solid], scores[candidates[solid], c]
+        # A class can place at most max_detections boxes in the answer: stop suppressing there.
+        for i in nms(class_boxes, class_scores, nms_iou, limit=max_detections):
             x1, y1, x2, y2 = class_boxes[i]
-            if x2 <= x1 or y2 <= y1:
-                continue
             found.append(Detection(label, float(class_scores[i]), float(x1 * width), float(y1 * height),
                                    float(x2 * width), float(y2 * height)))
     found.sort(key=lambda d: -d.score)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
     scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"
 
+    # The trainer's on-disk cache of backbone features and exported frozen backbones
+    # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
+    trainer_cache_dir: Path | None = None
+
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -87,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def resolved_sqlite_path(self) -> Path:
         return self.sqlite_path or self.home / "documents.sqlite3"
+
+    @property
+    def resolved_trainer_cache_dir(self) -> Path:
+        return self.trainer_cache_dir or self.home / "feature-cache"
 
     @property
     def uses_local_key(self) -> bool:

@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 import uuid
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

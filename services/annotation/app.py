@@ -1,4 +1,5 @@
-"""The annotation service: projects, tags, images and their labels.
+"""The annotation service: projects, tags, images and their labels, and the review queue of
+predictions the scoring service captured.
 
 `create_app()` builds the FastAPI app; `python -m services.annotation` serves it.
 """
@@ -16,6 +17,8 @@ from visiondock.web import Readiness, create_service_app
 
 from .images import ImageLibrary
 from .projects import ProjectCatalog
+from .review import ReviewQueue
+from .review_routes import router as review_router
 from .routes import router
 
 
@@ -34,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projects = ProjectCatalog(documents)
         app.state.projects = projects
         app.state.images = ImageLibrary(documents, blobs, projects)
+        app.state.review = ReviewQueue(documents, blobs, projects, app.state.images)
         try:
             yield
         finally:
@@ -44,9 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         service="annotation",
         settings=settings,
-        description="Projects, tags, images and their labels (tags or boxes).",
+        description="Projects, tags, images and their labels (tags or boxes); a review queue of captured "
+                    "predictions.",
         readiness=_readiness,
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(review_router)
     return app

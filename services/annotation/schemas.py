@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
@@ -120,3 +120,70 @@ class ProjectStats(BaseModel):
     labeled_count: int
     tag_counts: dict[str, int] = Field(description="Labeled images carrying each tag (boxes count once per image).")
     split_counts: dict[str, int] = Field(description="Images per explicit split; `none` for images without one.")
+
+
+# -- review queue of captured predictions ------------------------------------------------
+ReviewStatus = Literal["pending", "accepted", "rejected"]
+
+
+class ReviewCapture(BaseModel):
+    """What the scoring service says about a captured prediction (the `capture` form field)."""
+
+    model: str = Field(max_length=128)
+    version: int
+    alias: str | None = Field(default=None, max_length=64)
+    variant: str | None = Field(default=None, max_length=32)
+    task: str = Field(max_length=32)
+    uncertainty: float = Field(ge=0.0, le=1.0, description="0 sure … 1 a coin toss: the queue's order.")
+    prediction: dict[str, Any] = Field(description="The answer as the scoring service gave it: label, "
+                                                   "probability, predictions, tags or detections.")
+    image: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(default=None, max_length=64)
+    captured_at: str | None = Field(default=None, max_length=64)
+
+
+class ReviewLabels(BaseModel):
+    tags: list[str]
+    regions: list[Region]
+
+
+class ReviewItem(ReviewCapture):
+    id: str
+    project_id: str
+    status: ReviewStatus
+    filename: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+    sha256: str
+    suggested: ReviewLabels = Field(description="The labels the prediction proposes for this project.")
+    labels: ReviewLabels | None = Field(default=None, description="The labels given on acceptance.")
+    labels_from: Literal["prediction", "reviewer"] | None = None
+    image_id: str | None = Field(default=None, description="The project image it became (accepted).")
+    reason: str | None = Field(default=None, description="Why it was rejected.")
+    created_at: datetime
+    updated_at: datetime
+    reviewed_at: datetime | None = None
+    etag: str = Field(description="Send back as If-Match to decide only if nobody changed the item since.")
+
+
+class ReviewItemPage(BaseModel):
+    data: list[ReviewItem] = Field(description="Most uncertain first.")
+    continuation: str | None = None
+
+
+class ReviewAccept(BaseModel):
+    """The labels to give the image; leave both out to take the prediction's."""
+
+    tags: list[TagName] | None = Field(default=None, max_length=500)
+    regions: list[Region] | None = Field(default=None, max_length=1000)
+
+
+class ReviewReject(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+class ReviewAccepted(BaseModel):
+    item: ReviewItem
+    image: Image

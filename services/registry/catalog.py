@@ -10,23 +10,29 @@ Storage layout:
 - `model_versions` collection, partition `<model>`, id `<version>`.
 - `model_aliases` collection, partition `<model>`, id `<alias>`: each alias is its own
   document so watching one alias is one small read with its own etag.
-- blobs `models/<model>/<version>/model.onnx` and `.../metadata.json`.
+- `training_runs` collection (see `runs.py`).
+- blobs `models/<model>/<version>/model.onnx`, optional variants such as
+  `.../model.int8.onnx`, and `.../metadata.json`.
 
-A version's number is taken before its files are written; if writing fails the number
-stays unused, so version numbers may have gaps but never point at half a version.
+A version's number is taken before its files are written (by the registration, or
+earlier by the training run that registers it); if anything fails the number stays
+unused, so version numbers may have gaps but never point at half a version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from typing import IO, Any, BinaryIO
 
-from visiondock.errors import BadRequest, NotFound
+from visiondock.errors import BadRequest, Conflict, NotFound
 from visiondock.storage import (
+    BlobExistsError,
     BlobStore,
     Document,
     DocumentExistsError,
@@ -37,6 +43,8 @@ from visiondock.storage import (
 )
 from visiondock.timeutil import utc_now
 
+from .runs import TrainingRuns
+
 MODELS = "models"
 VERSIONS = "model_versions"
 ALIASES = "model_aliases"
@@ -46,8 +54,17 @@ _COPY_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
-def artifact_key(model: str, version: int) -> str:
-    return f"models/{model}/{version}/model.onnx"
+# Artifact file names: the fp32 model, and one file per variant.
+MODEL_FILE = "model.onnx"
+VARIANTS = ("int8",)
+
+
+def variant_filename(variant: str | None) -> str:
+    return MODEL_FILE if variant is None else f"model.{variant}.onnx"
+
+
+def artifact_key(model: str, version: int, variant: str | None = None) -> str:
+    return f"models/{model}/{version}/{variant_filename(variant)}"
 
 
 def metadata_key(model: str, version: int) -> str:
@@ -58,6 +75,7 @@ class ModelRegistry:
     def __init__(self, documents: DocumentStore, blobs: BlobStore) -> None:
         self.documents = documents
         self.blobs = blobs
+        self.runs = TrainingRuns(documents, self._next_version)
 
     # -- models --------------------------------------------------------------------
     def _model_doc(self, model: str) -> Document:
@@ -68,11 +86,9 @@ class ModelRegistry:
 
     def _next_version(self, model: str) -> int:
         now = utc_now()
-        try:
+        with contextlib.suppress(DocumentExistsError):  # the model's first version creates it
             self.documents.create(MODELS, {"id": model, "name": model, "latest_version": 0, "created_at": now,
                                            "updated_at": now}, partition_key=model)
-        except DocumentExistsError:
-            pass
         while True:
             current = self.documents.get(MODELS, model, partition_key=model)
             number = int(current.data["latest_version"]) + 1
@@ -97,46 +113,61 @@ class ModelRegistry:
         return {k: data[k] for k in ("name", "latest_version", "created_at", "updated_at")}
 
     # -- versions ------------------------------------------------------------------
-    def register(self, model: str, artifact: BinaryIO, metadata: dict[str, Any]) -> dict[str, Any]:
-        """Store an ONNX file and its metadata as the model's next version."""
-        with tempfile.SpooledTemporaryFile(max_size=64 * 1024**2) as spool:
-            digest, size = hashlib.sha256(), 0
-            while chunk := artifact.read(_COPY_CHUNK):
-                size += len(chunk)
-                if size > MAX_ARTIFACT_BYTES:
-                    raise BadRequest(f"model file is over the {MAX_ARTIFACT_BYTES:,}-byte limit",
-                                     status=413)
-                digest.update(chunk)
-                spool.write(chunk)
-            if size == 0:
-                raise BadRequest("the model file is empty")
-            spool.seek(0)
-            version = self._next_version(model)
+    def register(self, model: str, artifact: BinaryIO, metadata: dict[str, Any], *,
+                 variants: Mapping[str, BinaryIO] | None = None,
+                 variant_metrics: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Store an ONNX file, its variants and its metadata as the model's next version.
+
+        With `metadata["run_id"]` the version takes the number the run reserved (or the
+        next one), and the run becomes `succeeded`; a finished run registers nothing.
+        """
+        variants = dict(variants or {})
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            raise BadRequest(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+        run_id = metadata.get("run_id")
+        with ExitStack() as stack:
+            files = {None: _spool(artifact, stack, "the model file")}
+            for name, stream in variants.items():
+                files[name] = _spool(stream, stack, f"the {name} model file")
+            reserved = self.runs.version_for_registration(run_id, model) if run_id else None
+            version = reserved if reserved is not None else self._next_version(model)
+            infos = {name: {"key": artifact_key(model, version, name), "sha256": digest, "size": size}
+                     for name, (_, digest, size) in files.items()}
             document = {
                 **metadata,
                 "id": str(version),
                 "model": model,
                 "version": version,
                 "created_at": utc_now(),
-                "artifact": {"key": artifact_key(model, version), "sha256": digest.hexdigest(), "size": size},
+                "artifact": infos[None],
+                "variants": {name: {**dict((variant_metrics or {}).get(name, {})), **infos[name]}
+                             for name in variants},
             }
             written: list[str] = []
             try:
-                self.blobs.put(artifact_key(model, version), spool, content_type="application/octet-stream",
-                               overwrite=False)
-                written.append(artifact_key(model, version))
+                for name, (spool, _, _) in files.items():
+                    self.blobs.put(infos[name]["key"], spool, content_type="application/octet-stream",
+                                   overwrite=False)
+                    written.append(infos[name]["key"])
                 self.blobs.put(metadata_key(model, version), json.dumps(document, indent=2).encode(),
                                content_type="application/json", overwrite=False)
                 written.append(metadata_key(model, version))
                 stored = self.documents.create(VERSIONS, document, partition_key=model)
-            except BaseException:
+            except BaseException as exc:
                 for key in written:
                     try:
                         self.blobs.delete(key)
-                    except Exception:  # noqa: BLE001 - report the original failure, not the cleanup's
+                    except Exception:  # report the original failure, not the cleanup's
                         log.warning("could not remove %s after a failed registration", key)
+                if isinstance(exc, DocumentExistsError | BlobExistsError):
+                    raise Conflict(f"model {model!r} already has a version {version}; training run "
+                                   f"{run_id!r} registered it before") from None
                 raise
-        log.info("registered %s version %d (%d bytes)", model, version, size)
+        if run_id:
+            self.runs.mark_registered(run_id, version)
+        log.info("registered %s version %d (%d bytes, variants: %s)", model, version, infos[None]["size"],
+                 ", ".join(variants) or "none")
         return stored.data
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
@@ -153,8 +184,17 @@ class ModelRegistry:
         page = self.documents.query(VERSIONS, query, limit=limit, continuation=continuation)
         return [doc.data for doc in page.items], page.continuation
 
-    def artifact(self, model: str, version: int) -> tuple[Iterator[bytes], dict[str, Any]]:
-        info = self.get_version(model, version)["artifact"]
+    def artifact(self, model: str, version: int, filename: str = MODEL_FILE) -> tuple[Iterator[bytes], dict[str, Any]]:
+        """The stream and checksum of a version's file: `model.onnx` or a variant's `model.<variant>.onnx`."""
+        found = self.get_version(model, version)
+        if filename == MODEL_FILE:
+            info = found["artifact"]
+        else:
+            by_file = {variant_filename(name): value for name, value in found.get("variants", {}).items()}
+            if filename not in by_file:
+                have = ", ".join([MODEL_FILE, *sorted(by_file)])
+                raise NotFound(f"model {model!r} version {version} has no file {filename!r}; it has {have}")
+            info = by_file[filename]
         return self.blobs.stream(info["key"]), info
 
     # -- aliases -------------------------------------------------------------------
@@ -191,3 +231,19 @@ class ModelRegistry:
     def _alias_map(self, model: str) -> dict[str, int]:
         return {doc.data["alias"]: doc.data["version"]
                 for doc in self.documents.query_all(ALIASES, Query(partition_key=model))}
+
+
+def _spool(stream: IO[bytes], stack: ExitStack, what: str) -> tuple[IO[bytes], str, int]:
+    """Copy an upload to a temporary file, checking its size; (file, sha256, size)."""
+    spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=64 * 1024**2))  # noqa: SIM115 - closed by the stack
+    digest, size = hashlib.sha256(), 0
+    while chunk := stream.read(_COPY_CHUNK):
+        size += len(chunk)
+        if size > MAX_ARTIFACT_BYTES:
+            raise BadRequest(f"{what} is over the {MAX_ARTIFACT_BYTES:,}-byte limit", status=413)
+        digest.update(chunk)
+        spool.write(chunk)
+    if size == 0:
+        raise BadRequest(f"{what} is empty")
+    spool.seek(0)
+    return spool, digest.hexdigest(), size

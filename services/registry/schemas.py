@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+RunId = Annotated[str, StringConstraints(pattern=r"^run-[a-f0-9]{16}$")]
+# Variants of a version besides the fp32 `model.onnx`, each a file `model.<variant>.onnx`.
+VariantName = Literal["int8"]
 
 
 class Splits(BaseModel):
@@ -30,7 +33,17 @@ class VersionMetadata(BaseModel):
                                                                         "computed them.")
     splits: Splits = Field(default_factory=Splits)
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
-    run_id: str | None = Field(default=None, description="The training run that made this version.")
+    run_id: str | None = Field(default=None, description="The training run that made this version; the "
+                                                          "version takes the number the run reserved.")
+
+
+class VersionRegistration(VersionMetadata):
+    """The registration form's `metadata`: a version's metadata, plus what the trainer measured
+    for each variant file sent with it (stored in the version's `variants`)."""
+
+    variant_metrics: dict[VariantName, dict[str, Any]] = Field(
+        default_factory=dict, description="Per variant file (form field of the same name, e.g. `int8`): how "
+                                          "closely it agrees with the fp32 model, as the trainer measured.")
 
 
 class Artifact(BaseModel):
@@ -39,11 +52,20 @@ class Artifact(BaseModel):
     size: int
 
 
+class VariantArtifact(Artifact):
+    """A variant's file with the agreement metrics the trainer measured (e.g. `top1_agreement`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class ModelVersion(VersionMetadata):
     model: str
     version: int
     created_at: datetime
     artifact: Artifact
+    variants: dict[str, VariantArtifact] = Field(
+        default_factory=dict, description="Other files of this version by variant name (`int8`: "
+                                          "`artifacts/model.int8.onnx`); empty when there are none.")
 
 
 class ModelSummary(BaseModel):
@@ -63,6 +85,7 @@ class Alias(BaseModel):
     alias: str
     version: int
     updated_at: datetime
+    etag: str | None = Field(default=None, description="Changes whenever the alias moves (also the ETag header).")
 
 
 class ResolvedAlias(Alias):
@@ -82,3 +105,57 @@ class VersionPage(BaseModel):
 
 class AliasList(BaseModel):
     data: list[Alias]
+
+
+# -- training runs --------------------------------------------------------------------
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class RunCreate(BaseModel):
+    model: ModelName = Field(description="The model the run will register a version of.")
+    project_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters, as asked for.")
+
+
+class RunUpdate(BaseModel):
+    """A progress report. `succeeded` is set by the registry when the run's version is registered."""
+
+    status: Literal["running", "failed"] | None = None
+    stage: str | None = Field(default=None, max_length=64, description="e.g. download, features, train, export")
+    epoch: int | None = Field(default=None, ge=0)
+    epochs: int | None = Field(default=None, ge=0)
+    metrics: dict[str, Any] | None = Field(default=None, description="The latest epoch's metrics.")
+    error: str | None = Field(default=None, max_length=8000)
+    report: dict[str, Any] | None = Field(default=None, description="Skipped images, feature cache use, ...")
+
+
+class TrainingRun(BaseModel):
+    id: str
+    model: str
+    project_id: str | None = None
+    status: RunStatus
+    stage: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    report: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    reserved_version: int | None = Field(default=None, description="The version number this run will "
+                                                                    "register under (also inside its ONNX file).")
+    version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ReservedVersion(BaseModel):
+    run_id: str
+    model: str
+    version: int
+
+
+class RunPage(BaseModel):
+    data: list[TrainingRun]
+    continuation: str | None = None

@@ -1,22 +1,27 @@
-"""HTTP routes of the scoring service."""
+"""HTTP routes of the scoring service (/v1): thin wrappers over ScoringService.
+
+Every prediction route exists twice: `/v1/<route>` serves the primary alias, and
+`/v1/aliases/{alias}/<route>` a named one (the second alias served side by side).
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
-from visiondock.errors import ApiError, BadRequest, Unavailable
-from visiondock.images import decode_rgb
+from visiondock.errors import ApiError, BadRequest
 from visiondock.web import require_api_key
 
-from .model import LoadedModel
-from .schemas import PredictResponse
-from .settings import ScoringSettings
-from .watcher import ModelWatcher
+from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
+from .render import FORMATS
+from .schemas import BatchResponse, ModelStatus, PredictResponse, SkillRequest, SkillResponse
+from .service import ScoringService
+from .skills import SkillRunner
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -28,74 +33,170 @@ _IMAGE_BODY = {
                 "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object", "properties": {
+                "image_base64": {"type": "string"}}, "required": ["image_base64"]}},
         },
     }
 }
-
-
-async def read_image_bytes(request: Request, max_bytes: int) -> bytes:
-    """The image from a multipart `file` field or from the raw body, refusing oversize bodies early."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise ApiError(f"request body is {int(declared):,} bytes; the limit is {max_bytes:,}", status=413)
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-        if upload is None:
-            raise BadRequest("multipart body has no file: send the image in a field named 'file'")
-        data = await upload.read(max_bytes + 1)
-    else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                break
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    if len(data) > max_bytes:
-        raise ApiError(f"image is over the {max_bytes:,}-byte limit", status=413)
-    if not data:
-        raise BadRequest("no image: send it as the request body or in a multipart field named 'file'")
-    return data
-
-
-def _score(model: LoadedModel, data: bytes, settings: ScoringSettings) -> dict[str, Any]:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    image = decode_rgb(data, max_pixels=settings.scoring_max_pixels, draft_size=model.card.preprocess.draft_size)
-    timings["decode"] = (time.perf_counter() - started) * 1000
-    mark = time.perf_counter()
-    batch = model.preprocess([image])
-    timings["preprocess"] = (time.perf_counter() - mark) * 1000
-    mark = time.perf_counter()
-    probabilities = model.infer(batch)
-    timings["inference"] = (time.perf_counter() - mark) * 1000
-    predictions = model.top_k(probabilities, settings.scoring_top_k)[0]
-    return {
-        "model": model.name,
-        "version": model.version,
-        "task": model.card.task,
-        "predictions": [{"label": p.label, "probability": p.probability} for p in predictions],
-        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+            "application/json": {"schema": {"type": "object", "properties": {"images": {
+                "type": "array", "items": {"type": "object", "properties": {
+                    "image_base64": {"type": "string"}, "name": {"type": "string"}}}}}}},
+        },
     }
+}
+_SKILL_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": SkillRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-@router.post("/predict", response_model=PredictResponse, tags=["predict"], openapi_extra=_IMAGE_BODY,
-             summary="Classify one image (multipart `file` or the raw image as the body)")
-async def predict(request: Request) -> dict[str, Any]:
-    watcher: ModelWatcher = request.app.state.watcher
-    settings: ScoringSettings = request.app.state.settings
-    model = watcher.current
-    if model is None:
-        raise Unavailable(f"no model loaded yet ({watcher.target}): {watcher.last_error or 'loading'}",
-                          headers={"Retry-After": "5"})
-    data = await read_image_bytes(request, settings.scoring_max_body_bytes)
-    return await run_in_threadpool(_score, model, data, settings)
+def _scoring(request: Request) -> ScoringService:
+    return request.app.state.scoring
 
 
-@router.get("/model", tags=["model"], summary="The model being served and the alias it follows")
+# -- predictions ------------------------------------------------------------------------
+async def _predict(request: Request, alias: str | None) -> JSONResponse:
+    scoring = _scoring(request)
+    scoring.model(alias)  # 404 / 503 before reading a body that cannot be scored
+    data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
+                                    offload=scoring.off_loop)
+    return JSONResponse(await scoring.predict(data, slot=alias))
+
+
+async def _predict_batch(request: Request, alias: str | None) -> JSONResponse:
+    scoring = _scoring(request)
+    scoring.model(alias)
+    settings = scoring.settings
+    images = await images_from_batch_request(request, max_bytes=settings.scoring_max_body_bytes,
+                                             max_request_bytes=settings.scoring_max_request_bytes,
+                                             max_images=settings.scoring_max_batch_images,
+                                             offload=scoring.off_loop)
+
+    async def one(image: NamedImage) -> dict[str, Any]:
+        try:
+            if image.error is not None:
+                raise image.error
+            assert image.data is not None
+            answer = await scoring.predict(image.data, slot=alias, source="batch", filename=image.name)
+            return {"name": image.name, "status": 200, "answer": answer, "error": None}
+        except ApiError as exc:
+            return {"name": image.name, "status": exc.status, "answer": None,
+                    "error": {"detail": exc.message, "code": exc.code}}
+
+    results = await asyncio.gather(*(one(image) for image in images))
+    succeeded = sum(r["status"] == 200 for r in results)
+    return JSONResponse({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
+
+
+async def _render(request: Request, alias: str | None, fmt: str | None) -> Response:
+    scoring = _scoring(request)
+    scoring.model(alias)
+    if fmt is None:
+        fmt = "png" if "image/png" in request.headers.get("accept", "") else "jpeg"
+    fmt = fmt.lower().replace("jpg", "jpeg")
+    if fmt not in FORMATS:
+        raise BadRequest(f"format must be jpeg or png; got {fmt!r}")
+    data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
+                                    offload=scoring.off_loop)
+    picture, answer = await scoring.render(data, slot=alias, fmt=fmt)
+    headers = {"X-Model": answer["model"], "X-Model-Version": str(answer["version"]),
+               "X-Label": str(answer.get("label"))[:200].encode("ascii", "replace").decode(),
+               "X-Uncertain": str(answer["uncertain"]).lower()}
+    return Response(picture, media_type=FORMATS[fmt][1], headers=headers)
+
+
+async def _skill(request: Request, kind: str, alias: str | None) -> JSONResponse:
+    scoring = _scoring(request)
+    body = await read_body(request, scoring.settings.scoring_max_request_bytes)
+    try:
+        payload = await scoring.off_loop(json.loads, body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    runner: SkillRunner = request.app.state.skills
+    return JSONResponse(await runner.run(kind, payload, slot=alias))
+
+
+_PREDICT = {"response_model": PredictResponse, "tags": ["predict"], "openapi_extra": _IMAGE_BODY,
+            "summary": "Score one image: a multipart `file`, the raw image as the body, or JSON "
+                       "`{\"image_base64\"}`"}
+_BATCH = {"response_model": BatchResponse, "tags": ["predict"], "openapi_extra": _BATCH_BODY,
+          "summary": "Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
+                     "succeeds or fails on its own"}
+_RENDER = {"tags": ["predict"], "openapi_extra": _IMAGE_BODY, "response_class": Response,
+           "responses": {200: {"content": {"image/jpeg": {}, "image/png": {}},
+                               "description": "The image with the answer drawn on it."}},
+           "summary": "The image back (JPEG or PNG) with boxes and labels drawn on it"}
+_SKILL = {"response_model": SkillResponse, "tags": ["azure-ai-search"], "openapi_extra": _SKILL_BODY}
+RenderFormat = Query(None, alias="format", description="jpeg or png (default: from Accept, else jpeg)")
+
+
+@router.post("/predict", **_PREDICT)
+async def predict(request: Request) -> JSONResponse:
+    return await _predict(request, None)
+
+
+@router.post("/aliases/{alias}/predict", **_PREDICT)
+async def predict_alias(request: Request, alias: str) -> JSONResponse:
+    return await _predict(request, alias)
+
+
+@router.post("/predict/batch", **_BATCH)
+async def predict_batch(request: Request) -> JSONResponse:
+    return await _predict_batch(request, None)
+
+
+@router.post("/aliases/{alias}/predict/batch", **_BATCH)
+async def predict_batch_alias(request: Request, alias: str) -> JSONResponse:
+    return await _predict_batch(request, alias)
+
+
+@router.post("/render", **_RENDER)
+async def render(request: Request, fmt: str | None = RenderFormat) -> Response:
+    return await _render(request, None, fmt)
+
+
+@router.post("/aliases/{alias}/render", **_RENDER)
+async def render_alias(request: Request, alias: str, fmt: str | None = RenderFormat) -> Response:
+    return await _render(request, alias, fmt)
+
+
+@router.post("/skills/classify", **_SKILL,
+             summary="Azure AI Search custom skill: classify each record's image")
+async def skill_classify(request: Request) -> JSONResponse:
+    return await _skill(request, "classify", None)
+
+
+@router.post("/skills/detect", **_SKILL, summary="Azure AI Search custom skill: detect objects in each record's "
+                                                  "image")
+async def skill_detect(request: Request) -> JSONResponse:
+    return await _skill(request, "detect", None)
+
+
+@router.post("/aliases/{alias}/skills/classify", **_SKILL, summary="The classify skill on a named alias")
+async def skill_classify_alias(request: Request, alias: str) -> JSONResponse:
+    return await _skill(request, "classify", alias)
+
+
+@router.post("/aliases/{alias}/skills/detect", **_SKILL, summary="The detect skill on a named alias")
+async def skill_detect_alias(request: Request, alias: str) -> JSONResponse:
+    return await _skill(request, "detect", alias)
+
+
+# -- the served models ------------------------------------------------------------------
+@router.get("/model", tags=["model"], response_model=ModelStatus,
+            summary="The primary model, every served slot, and the registry's reachability")
 async def model_info(request: Request) -> dict[str, Any]:
-    return request.app.state.watcher.status()
+    return _scoring(request).status()
+
+
+@router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
+             summary="Check the aliases now (a deploy notification) instead of at the next poll")
+async def refresh_models(request: Request) -> dict[str, Any]:
+    scoring = _scoring(request)
+    for watcher in scoring.watchers.values():
+        await run_in_threadpool(watcher.refresh)
+    return scoring.status()

@@ -3,24 +3,92 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings
 
 
 class ScoringSettings(Settings):
+    # -- what to serve ------------------------------------------------------------------
     scoring_model: str = Field(default="", description="The registry model to serve.")
     scoring_alias: str = "production"
     scoring_version: int | None = Field(default=None, description="Pin a version instead of following the alias.")
+    scoring_secondary_alias: str = Field(
+        default="", description="A second alias served side by side (e.g. staging), at /v1/aliases/<alias>/...")
+    scoring_variant: str = Field(
+        default="", description="A registered variant of the version to serve (e.g. int8); the fp32 file when "
+                                "empty, or when the version has no such variant (with a warning).")
+    scoring_model_path: Path | None = Field(
+        default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")
     scoring_cache_dir: Path | None = None  # downloaded model files; defaults to <home>/model-cache
-    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = its default.")
-    scoring_max_body_bytes: int = DEFAULT_MAX_BYTES
-    scoring_max_pixels: int = DEFAULT_MAX_PIXELS
+
+    # -- ONNX Runtime -------------------------------------------------------------------
+    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = its default "
+                                                                       "(one per physical core).")
+    scoring_inter_op_threads: int = Field(default=0, ge=0)
+    scoring_ort_spinning: bool = Field(
+        default=False, description="Let ONNX Runtime's threads spin between batches: a little faster alone, "
+                                   "slower when decoding shares the cores.")
+    scoring_decode_threads: int = Field(default=2, ge=1, description="Threads decoding and preprocessing images.")
+
+    # -- dynamic batching ---------------------------------------------------------------
+    # On CPU, batches beyond ~8 images buy little speed and cost ~12 MB of activations per image.
+    scoring_max_batch_size: int = Field(default=8, ge=1, le=1024)
+    scoring_max_queue_delay_ms: float = Field(default=2.0, ge=0, description="How long the first request of a "
+                                                                             "batch waits for company.")
+    scoring_max_queue_size: int = Field(default=256, ge=1, description="Requests in progress before new ones "
+                                                                       "get 503 with Retry-After.")
+    scoring_request_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # -- answers ------------------------------------------------------------------------
     scoring_top_k: int = Field(default=5, ge=1)
+    scoring_uncertain_below: float = Field(
+        default=0.5, ge=0, le=1, description="`uncertain` below this best probability, when the model card sets "
+                                             "no `uncertain` threshold of its own.")
+
+    # -- input limits -------------------------------------------------------------------
+    scoring_max_body_bytes: int = DEFAULT_MAX_BYTES  # one image
+    scoring_max_request_bytes: int = Field(default=64 * 1024 * 1024, description="A whole batch, skill or v2 "
+                                                                                 "request.")
+    scoring_max_pixels: int = DEFAULT_MAX_PIXELS
+    scoring_max_batch_images: int = Field(default=64, ge=1, description="Images in one /v1/predict/batch call.")
+    scoring_max_skill_records: int = Field(default=1000, ge=1)
+    # Azure AI Search may send image URLs instead of bytes; fetching them is off unless enabled.
+    scoring_skill_fetch_urls: bool = False
+    scoring_skill_url_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts URLs may be fetched from (comma-separated); empty = any host.")
+    scoring_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # -- prediction capture -------------------------------------------------------------
+    scoring_capture_rate: float = Field(default=0.0, ge=0, le=1, description="Fraction of predictions captured "
+                                                                             "for review.")
+    scoring_capture_project: str = Field(default="", description="Annotation project captures go to; default: "
+                                                                 "the version's project_id.")
+    scoring_capture_queue_size: int = Field(default=64, ge=1)
+
+    @field_validator("scoring_skill_url_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> ScoringSettings:
+        if self.scoring_secondary_alias and self.scoring_secondary_alias == self.scoring_alias:
+            raise ValueError("VISIONDOCK_SCORING_SECONDARY_ALIAS must differ from VISIONDOCK_SCORING_ALIAS")
+        return self
 
     @property
     def resolved_cache_dir(self) -> Path:
         return self.scoring_cache_dir or self.home / "model-cache"
+
+    @property
+    def primary_slot(self) -> str:
+        """The name the primary model is addressed by: its alias, or `v<N>` when pinned."""
+        return f"v{self.scoring_version}" if self.scoring_version else self.scoring_alias

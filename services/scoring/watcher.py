@@ -1,27 +1,35 @@
-"""Follows a model alias in the registry and keeps the newest version loaded.
+"""Follows a model alias in the registry and keeps the version it points at loaded.
 
-A background thread re-reads the alias every few seconds. When it points somewhere
-new, the new file is downloaded (or taken from the local cache after its checksum is
-verified), loaded and warmed up beside the old one, and only then swapped in: requests
-never see a half-loaded model. If the registry cannot be reached, the last model keeps
-serving and the failure is reported in `/readyz`.
+A background thread re-reads the alias every `scoring_poll_seconds`, sending the last
+ETag so an unchanged alias costs a 304; `poke()` (the refresh endpoint) checks at once.
+When the alias points somewhere new, the file is downloaded (or taken from the local
+cache once its SHA-256 matches the registry's), loaded and warmed up beside the old
+session, and only then swapped in by one reference assignment: requests already
+holding the old model finish on it, new ones get the new one, none fails.
+
+If the registry cannot be reached, the last model keeps serving and `/readyz` and the
+metrics say so. A process that starts while the registry is down serves the version
+it served last (remembered next to the cache), once its checksum verifies.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from visiondock.clients import RegistryClient, ServiceError
+from visiondock.clients import RegistryClient, ServiceError, ServiceUnavailableError
 
-from .model import LoadedModel
+from .metrics import ScoringMetrics
+from .model import LoadedModel, ModelIdentity, ModelLoadError, session_options
 from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
+FP32 = "fp32"
 
 
 def file_sha256(path: Path) -> str:
@@ -33,89 +41,232 @@ def file_sha256(path: Path) -> str:
 
 
 class ModelWatcher:
-    def __init__(self, settings: ScoringSettings, registry: RegistryClient) -> None:
+    """Serves one slot: an alias of a registry model, a pinned version, or a local file."""
+
+    def __init__(self, settings: ScoringSettings, registry: RegistryClient | None, *, slot: str,
+                 alias: str | None = None, version: int | None = None, path: Path | None = None,
+                 metrics: ScoringMetrics | None = None) -> None:
         self.settings = settings
         self.registry = registry
+        self.slot = slot
+        self.alias = alias
+        self.version = version
+        self.path = path
+        self.metrics = metrics
         self.current: LoadedModel | None = None
         self.last_check: float | None = None
+        self.last_success: float | None = None
         self.last_error: str | None = None
+        self.registry_reachable: bool | None = None
+        self.variant_note: str | None = None
+        self._etag: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
 
     @property
+    def model_name(self) -> str:
+        return self.settings.scoring_model
+
+    @property
     def target(self) -> str:
-        pinned = self.settings.scoring_version
-        return f"{self.settings.scoring_model}@{pinned if pinned else self.settings.scoring_alias}"
+        if self.path is not None:
+            return str(self.path)
+        return f"{self.model_name}@{self.version if self.version else self.alias}"
 
     def status(self) -> dict[str, Any]:
         return {
-            "model": self.current.describe() if self.current else None,
+            "slot": self.slot,
             "serving": self.target,
+            "model": self.current.describe() if self.current else None,
+            "variant_requested": self.settings.scoring_variant or FP32,
+            "variant_note": self.variant_note,
+            "registry_reachable": self.registry_reachable,
+            "error": self.last_error,
             "last_check": self.last_check,
-            "registry_error": self.last_error,
+            "last_success": self.last_success,
         }
 
-    def _resolve(self) -> dict[str, Any]:
-        model = self.settings.scoring_model
-        if self.settings.scoring_version:
-            return self.registry.get_version(model, self.settings.scoring_version)
-        return self.registry.get_alias(model, self.settings.scoring_alias)["model_version"]
-
-    def _fetch(self, model: str, version: int, sha256: str) -> Path:
-        cache = self.settings.resolved_cache_dir / model
-        path = cache / f"{version}-{sha256[:16]}.onnx"
-        if path.exists() and file_sha256(path) == sha256:
-            return path
-        self.registry.download_artifact(model, version, path)
-        actual = file_sha256(path)
-        if actual != sha256:
-            path.unlink(missing_ok=True)
-            raise ServiceError(f"downloaded {model} version {version} has checksum {actual[:12]}…, the registry "
-                               f"says {sha256[:12]}…; not loading it")
-        return path
-
+    # -- one check -------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Load the version the alias points at if it is not loaded yet. True when it swapped."""
-        if not self.settings.scoring_model:
-            self.last_error = "no model configured: set VISIONDOCK_SCORING_MODEL"
-            return False
+        """Load what the slot points at if it is not loaded yet. True when it swapped."""
         with self._refresh_lock:
             self.last_check = time.time()
             try:
-                version_doc = self._resolve()
-                version, sha256 = int(version_doc["version"]), version_doc["artifact"]["sha256"]
-                if self.current and self.current.version == version and self.current.sha256 == sha256:
-                    self.last_error = None
-                    return False
-                path = self._fetch(self.settings.scoring_model, version, sha256)
-                loaded = LoadedModel(path, name=self.settings.scoring_model, version=version, sha256=sha256,
-                                     intra_op_threads=self.settings.scoring_intra_op_threads)
-                loaded.warm_up()
+                loaded = self._load_file() if self.path is not None else self._load_from_registry()
             except ServiceError as exc:
-                self.last_error = str(exc)
-                log.warning("cannot load %s: %s", self.target, exc)
+                self._failed(str(exc), reachable=not isinstance(exc, ServiceUnavailableError))
+                if self.current is None and isinstance(exc, ServiceUnavailableError):
+                    return self._swap(self._load_remembered())
                 return False
             except Exception as exc:  # a broken model file must not take the service down
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("cannot load %s", self.target)
+                self._failed(f"{type(exc).__name__}: {exc}", reachable=self.registry_reachable)
+                if not isinstance(exc, ModelLoadError):
+                    log.exception("cannot load %s", self.target)
                 return False
-            previous, self.current = self.current, loaded
+            self.last_success = time.time()
             self.last_error = None
-            log.info("serving %s version %d (was %s)", loaded.name, loaded.version,
-                     previous.version if previous else "none")
-            return True
+            if self.metrics is not None:
+                self.metrics.last_check.labels(slot=self.slot).set(self.last_success)
+            return self._swap(loaded)
 
+    def _failed(self, message: str, *, reachable: bool | None) -> None:
+        self.last_error = message
+        self.registry_reachable = reachable
+        log.warning("cannot load %s: %s", self.target, message)
+        if self.metrics is not None:
+            self.metrics.check_errors.labels(slot=self.slot).inc()
+            if self.path is None and reachable is not None:
+                self.metrics.registry_up.labels(slot=self.slot).set(1 if reachable else 0)
+
+    def _swap(self, loaded: LoadedModel | None) -> bool:
+        if loaded is None:
+            return False
+        previous, self.current = self.current, loaded
+        # `previous` is released when the last request still holding it finishes.
+        log.info("slot %s serves %s version %d (%s, %s); was %s", self.slot, loaded.name, loaded.version,
+                 loaded.identity.variant, loaded.provider, previous.version if previous else "none")
+        if self.metrics is not None:
+            self.metrics.swaps.labels(slot=self.slot).inc()
+            self.metrics.show_model(self.slot, {
+                "model": loaded.name, "version": str(loaded.version), "variant": loaded.identity.variant,
+                "provider": loaded.provider, "sha256": loaded.identity.sha256[:12]})
+        return True
+
+    def _load(self, path: Path, identity: ModelIdentity) -> LoadedModel:
+        loaded = LoadedModel(path, identity, options=session_options(self.settings))
+        loaded.warm_up()
+        return loaded
+
+    def _load_file(self) -> LoadedModel | None:
+        assert self.path is not None
+        if self.current is not None:
+            return None
+        if not self.path.is_file():
+            raise ModelLoadError(f"VISIONDOCK_SCORING_MODEL_PATH {self.path} is not a file")
+        sha256 = file_sha256(self.path)
+        loaded = self._load(self.path, ModelIdentity(self.path.stem, 0, sha256, self.slot, source="file"))
+        # The card says which model and version the file is, when the trainer wrote it.
+        version = loaded.card.model_version
+        loaded.identity = ModelIdentity(loaded.card.model_name or self.path.stem,
+                                        int(version) if version.isdigit() else 0, sha256, self.slot, source="file")
+        return loaded
+
+    def _load_from_registry(self) -> LoadedModel | None:
+        if not self.model_name:
+            raise ModelLoadError("no model configured: set VISIONDOCK_SCORING_MODEL (or "
+                                 "VISIONDOCK_SCORING_MODEL_PATH)")
+        assert self.registry is not None
+        if self.version:
+            if self.current is not None:  # a pinned version never changes: nothing to ask
+                return None
+            version_doc, etag = self.registry.get_version(self.model_name, self.version), None
+        else:
+            assert self.alias is not None
+            resolved, etag = self.registry.get_alias_if_changed(self.model_name, self.alias, self._etag)
+            self.registry_reachable = True
+            if self.metrics is not None:
+                self.metrics.registry_up.labels(slot=self.slot).set(1)
+            if resolved is None:  # 304: the alias has not moved
+                return None
+            version_doc = resolved["model_version"]
+        self.registry_reachable = True
+        variant, artifact = self._choose_artifact(version_doc)
+        current = self.current
+        if (current is not None and current.version == int(version_doc["version"])
+                and current.identity.sha256 == artifact["sha256"]):
+            self._etag = etag
+            return None
+        path = self._fetch(int(version_doc["version"]), artifact["sha256"], variant)
+        identity = ModelIdentity(self.model_name, int(version_doc["version"]), artifact["sha256"], self.slot,
+                                 variant=variant, project_id=version_doc.get("project_id"))
+        loaded = self._load(path, identity)
+        self._etag = etag  # only once loaded: a failed load is retried on the next check
+        self._remember(version_doc, variant, artifact["sha256"], path)
+        return loaded
+
+    def _choose_artifact(self, version_doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        wanted = self.settings.scoring_variant
+        self.variant_note = None
+        if wanted and wanted != FP32:
+            variant = (version_doc.get("variants") or {}).get(wanted)
+            if variant:
+                return wanted, variant
+            self.variant_note = (f"version {version_doc['version']} has no {wanted!r} variant; serving the fp32 "
+                                 "file")
+            log.warning("%s: %s", self.target, self.variant_note)
+        return FP32, version_doc["artifact"]
+
+    def _fetch(self, version: int, sha256: str, variant: str) -> Path:
+        assert self.registry is not None
+        path = self.settings.resolved_cache_dir / self.model_name / f"{version}-{variant}-{sha256[:16]}.onnx"
+        if path.exists() and file_sha256(path) == sha256:
+            return path
+        if variant == FP32:
+            self.registry.download_artifact(self.model_name, version, path)
+        else:
+            self.registry.download_artifact(self.model_name, version, path, variant=variant)
+        actual = file_sha256(path)
+        if actual != sha256:
+            path.unlink(missing_ok=True)
+            raise ModelLoadError(f"downloaded {self.model_name} version {version} ({variant}) has checksum "
+                                 f"{actual[:12]}…, the registry says {sha256[:12]}…; not loading it")
+        return path
+
+    # -- serving through a registry outage -------------------------------------------
+    @property
+    def _memory_path(self) -> Path:
+        wanted = self.settings.scoring_variant or FP32
+        return self.settings.resolved_cache_dir / self.model_name / f"serving-{self.slot}-{wanted}.json"
+
+    def _remember(self, version_doc: dict[str, Any], variant: str, sha256: str, path: Path) -> None:
+        record = {"version": int(version_doc["version"]), "variant": variant, "sha256": sha256,
+                  "file": path.name, "project_id": version_doc.get("project_id"), "saved_at": time.time()}
+        try:
+            partial = self._memory_path.with_suffix(".partial")
+            partial.write_text(json.dumps(record))
+            partial.replace(self._memory_path)
+        except OSError as exc:
+            log.warning("cannot remember the served version in %s: %s", self._memory_path, exc)
+
+    def _load_remembered(self) -> LoadedModel | None:
+        try:
+            record = json.loads(self._memory_path.read_text())
+            path = self._memory_path.parent / record["file"]
+            if file_sha256(path) != record["sha256"]:
+                log.warning("cached %s does not match its checksum; not serving it", path)
+                return None
+            identity = ModelIdentity(self.model_name, int(record["version"]), record["sha256"], self.slot,
+                                     variant=record["variant"], project_id=record.get("project_id"),
+                                     source="cache")
+            loaded = self._load(path, identity)
+        except (OSError, ValueError, KeyError, ModelLoadError) as exc:
+            log.info("no usable cached model for %s: %s", self.target, exc)
+            return None
+        log.warning("the registry is unreachable; serving the cached %s version %d", self.model_name,
+                    loaded.version)
+        return loaded
+
+    # -- the polling thread ----------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"model-watcher-{self.slot}", daemon=True)
         self._thread.start()
+
+    def poke(self) -> None:
+        """Check now instead of at the next poll (an alias-change notification)."""
+        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.wait(self.settings.scoring_poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.refresh()
-            self._stop.wait(self.settings.scoring_poll_seconds)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)

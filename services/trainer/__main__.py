@@ -1,9 +1,16 @@
 """`python -m services.trainer`: the training Job's command.
 
 Reads the project through the annotation API, trains, and registers the version
-through the registry API; service URLs and the key come from VISIONDOCK_* settings
-or flags. Exit codes: 0 registered, 2 the data cannot train a model, 3 a service
-could not be reached or refused a call.
+through the registry API, reporting progress on a training run there (`--run-id`
+for a run the launcher created, otherwise a new one). Service URLs and the key come
+from VISIONDOCK_* settings or flags; the feature cache directory from
+VISIONDOCK_TRAINER_CACHE_DIR (default <home>/feature-cache) or --cache-dir.
+
+Exit codes: 0 registered; 2 the data cannot train a model (no labeled images, a
+class with fewer than two images...); 3 a service could not be reached or refused a
+call; 4 training failed otherwise (e.g. the ONNX parity check); 143 stopped by
+SIGTERM, 130 by Ctrl-C. The run is marked failed in every non-zero case it can
+reach the registry, and nothing is registered.
 """
 
 from __future__ import annotations
@@ -11,18 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+from pathlib import Path
+from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
 
-from .backbone import BACKBONES, DEFAULT_BACKBONE, BackboneUnavailableError
+from .backbone import BackboneUnavailableError
+from .config import TrainingConfig
 from .data import TrainingDataError
-from .job import TrainingConfig, run_training
+from .flags import add_training_flags, training_values
+from .job import TrainingTerminated, run_training
 
 EXIT_BAD_DATA = 2
 EXIT_SERVICE = 3
+EXIT_FAILED = 4
+EXIT_TERMINATED = 143
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,15 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Train a model from a VisionDock project and register it.")
     parser.add_argument("--project", required=True, help="the project id to train from")
     parser.add_argument("--model", help="the model name to register under (default: the project id)")
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES))
-    parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="share of each class held out for testing when the project sets no split")
-    parser.add_argument("--seed", type=int, default=0)
+    add_training_flags(parser)
+    parser.add_argument("--run-id", help="report on this training run (created queued by the launcher)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache (default: VISIONDOCK_TRAINER_CACHE_DIR)")
     parser.add_argument("--annotation-url", help="default: VISIONDOCK_ANNOTATION_URL")
     parser.add_argument("--registry-url", help="default: VISIONDOCK_REGISTRY_URL")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     return parser
+
+
+def _terminate(signum: int, _: FrameType | None) -> None:
+    raise TrainingTerminated(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_logging("trainer", level=settings.log_level, fmt=settings.log_format)
     key = settings.api_key.get_secret_value()
-    config = TrainingConfig(project=args.project, model=args.model, backbone=args.backbone,
-                            test_fraction=args.test_fraction, seed=args.seed, threads=args.threads,
-                            progress=not args.no_progress and sys.stderr.isatty())
+    config = TrainingConfig(**training_values(args), run_id=args.run_id, threads=args.threads,
+                            cache_dir=args.cache_dir, progress=not args.no_progress and sys.stderr.isatty())
     log = logging.getLogger("services.trainer")
+    # Kubernetes stops a Job's pod with SIGTERM: fail the run cleanly instead of vanishing mid-step.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         with AnnotationClient(args.annotation_url or settings.annotation_url, key) as annotation, \
                 RegistryClient(args.registry_url or settings.registry_url, key) as registry:
@@ -60,9 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         log.error("service call failed: %s", exc)
         return EXIT_SERVICE
-    print(json.dumps({"model": result.model, "version": result.version,
-                      "accuracy": result.metrics.get("accuracy"), "seconds": round(result.seconds, 1),
-                      "skipped_images": result.skipped}))
+    except TrainingTerminated:
+        log.error("stopped by SIGTERM; nothing was registered")
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.exception("training failed: %s", exc)
+        return EXIT_FAILED
+    print(json.dumps({"model": result.model, "version": result.version, "run_id": result.run_id,
+                      "task": result.task, "accuracy": result.metrics.get("accuracy"),
+                      "map_50": result.metrics.get("map_50"), "variants": result.variants,
+                      "seconds": round(result.seconds, 1), "features": result.report.get("features"),
+                      "skipped_images": result.skipped, "no_face": result.report.get("no_face")}))
     return 0
 
 

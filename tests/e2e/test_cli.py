@@ -82,7 +82,7 @@ def test_up_serves_until_sigterm_and_stops_every_service(tmp_path: Path) -> None
             if "Press Ctrl-C" in line or not line:
                 break
         text = "".join(banner)
-        for name, port in ports.items():
+        for port in ports.values():
             assert f"http://127.0.0.1:{port}" in text
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         process.send_signal(signal.SIGTERM)

@@ -128,8 +128,9 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
     assert stored["metrics"]["accuracy"] == outcome["accuracy"]
     # The trainer held images out and says which: disjoint, and together every labeled image.
     train_ids, test_ids = set(stored["splits"]["train"]), set(stored["splits"]["test"])
-    assert train_ids and test_ids and not train_ids & test_ids
-    assert len(train_ids | test_ids) == TRAIN_PER_CLASS * len(SHAPES)
+    validation_ids = set(stored["splits"]["validation"])
+    assert train_ids and test_ids and not train_ids & test_ids and not validation_ids & (train_ids | test_ids)
+    assert len(train_ids | validation_ids | test_ids) == TRAIN_PER_CLASS * len(SHAPES)
 
     registry.set_alias(E2E_MODEL, "production", version)
     ready = _wait_for_version(scoring, version)

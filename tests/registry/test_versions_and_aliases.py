@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from services.registry.app import create_app
 from services.registry.catalog import ModelRegistry
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import BlobInfo
 from visiondock.storage.blobs_local import LocalBlobStore
 from visiondock.storage.documents_sqlite import SqliteDocumentStore
-from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
 METADATA = {"task": "multiclass", "labels": ["cat", "dog"], "metrics": {"accuracy": 0.91},
             "splits": {"train": ["a", "b"], "test": ["c"]}}

@@ -23,8 +23,11 @@ class DetectionSample:
     labels: np.ndarray  # int64 [K]
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4) if np.size(self.boxes) else \
-            np.zeros((0, 4), dtype=np.float32)
+        boxes = np.asarray(self.boxes, dtype=np.float32)
+        if boxes.size == 0:
+            boxes = np.zeros((0, 4), dtype=np.float32)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise TrainingDataError(f"boxes must be a [K, 4] array of x1, y1, x2, y2; got shape {boxes.shape}")
         labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(boxes) != len(labels):
             raise TrainingDataError(f"an image has {len(boxes)} boxes but {len(labels)} labels")

@@ -1,0 +1,179 @@
+"""Classification training benchmark on real photos: flowers12 (12 species x 60 photos).
+
+Runs the trainer the way a user does, against the services as local processes:
+for each seed, a project whose images carry an explicit stratified 80/20 train/test
+split (the trainer carves its validation images out of the 80 %), trained in quick
+and in advanced mode. Prints held-out accuracy (mean ± std over the seeds), wall time
+per run, and the quick retraining time of all 720 images with a cold and with a warm
+feature cache, with their ratios.
+
+    python -m bench.training_classification [--seeds 5] [--advanced-seeds 5] [--datasets ../shared/datasets]
+
+Skips (exit 0 with a note) when the data set folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.launcher import SERVICES, LocalServices, free_port
+from visiondock.settings import LOCAL_DEV_API_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
+TEST_SHARE = 0.2
+TARGET_ACCURACY = 0.97
+TARGET_RETRAIN_S = 30.0
+
+
+@dataclass
+class RunResult:
+    mode: str
+    seed: int
+    accuracy: float
+    seconds: float
+    computed: int
+    cached: int
+
+
+def load_average() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def flower_files(root: Path) -> dict[str, list[Path]]:
+    return {folder.name: sorted(folder.glob("*.jpg")) for folder in sorted((root / "flowers12" / "train").iterdir())
+            if folder.is_dir()}
+
+
+def create_split_project(annotation: AnnotationClient, project: str, classes: dict[str, list[Path]], seed: int) -> None:
+    """A project with every photo, each class split 80/20 into explicit train/test by `seed`."""
+    annotation.create_project(project, "multiclass", tags=sorted(classes))
+    rng = np.random.default_rng(seed)
+    for label, files in classes.items():
+        order = rng.permutation(len(files))
+        n_test = round(len(files) * TEST_SHARE)
+        for split, chosen in (("test", order[:n_test]), ("train", order[n_test:])):
+            batch = [(files[i].name, files[i].read_bytes()) for i in chosen]
+            for start in range(0, len(batch), 32):
+                annotation.upload_images(project, batch[start:start + 32], tags=[label], split=split)
+
+
+def train(annotation: AnnotationClient, registry: RegistryClient, project: str, mode: str, seed: int,
+          cache_dir: Path, threads: int | None) -> RunResult:
+    from services.trainer.job import TrainingConfig, run_training
+
+    config = TrainingConfig(project=project, mode=mode, seed=seed, cache_dir=cache_dir, threads=threads,
+                            progress=False)
+    started = time.perf_counter()
+    result = run_training(config, annotation, registry)
+    seconds = time.perf_counter() - started
+    features = result.report.get("features", {})
+    return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),
+                     int(features.get("cached", 0)))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    parser.add_argument("--seeds", type=int, default=5, help="repeated held-out splits in quick mode")
+    parser.add_argument("--advanced-seeds", type=int, default=5, help="of those, how many also run advanced")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    args = parser.parse_args(argv)
+    if not (args.datasets / "flowers12" / "train").is_dir():
+        print(f"flowers12 benchmark skipped: {args.datasets / 'flowers12'} is absent")
+        return 0
+    logging.basicConfig(level=logging.WARNING)
+    classes = flower_files(args.datasets)
+    total = sum(len(files) for files in classes.values())
+    print(f"flowers12: {len(classes)} classes, {total} photos; {args.seeds} stratified 80/20 held-out splits; "
+          f"{os.cpu_count()} CPUs; load average at start {load_average()}", flush=True)
+
+    home = Path(tempfile.mkdtemp(prefix="visiondock-bench-train-"))
+    services = LocalServices(home=home, ports={name: free_port() for name in SERVICES},
+                             extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
+    results: list[RunResult] = []
+    retrain: dict[str, RunResult] = {}
+    try:
+        services.start()
+        with AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as annotation, \
+                RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as registry:
+            cache = home / "feature-cache"
+            for seed in range(args.seeds):
+                project = f"flowers-s{seed}"
+                create_split_project(annotation, project, classes, seed)
+                if seed == 0:
+                    # Quick retraining of all 720 images: nothing cached (the frozen backbone is exported
+                    # once, every feature computed), only the backbone cached, then everything cached.
+                    retrain["cold"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                    shutil.rmtree(cache / "features")
+                    retrain["cold_features"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                    retrain["warm"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                # Every seed's project holds the same photos: from here on their features are cached.
+                quick = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                results.append(quick)
+                print(f"  seed {seed} quick     accuracy {quick.accuracy:.2%}  {quick.seconds:6.1f} s", flush=True)
+                if seed < args.advanced_seeds:
+                    advanced = train(annotation, registry, project, "advanced", seed, cache, args.threads)
+                    results.append(advanced)
+                    print(f"  seed {seed} advanced  accuracy {advanced.accuracy:.2%}  {advanced.seconds:6.1f} s",
+                          flush=True)
+    finally:
+        services.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+    by_mode: dict[str, list[RunResult]] = defaultdict(list)
+    for result in results:
+        by_mode[result.mode].append(result)
+    print()
+    print("flowers12 held-out accuracy (test: 20 % of each class; efficientnet-lite0; quick runs with every "
+          "feature cached, advanced runs fine-tune on pixels)")
+    print(f"{'mode':<10}{'runs':>5}{'accuracy mean ± std':>24}{'min':>9}{'max':>9}{'wall s mean ± std':>22}")
+    for mode in ("quick", "advanced"):
+        runs = by_mode.get(mode, [])
+        if not runs:
+            continue
+        acc_mean, acc_std = _mean_std([r.accuracy for r in runs])
+        sec_mean, sec_std = _mean_std([r.seconds for r in runs])
+        print(f"{mode:<10}{len(runs):>5}{acc_mean:>15.2%} ± {acc_std:>5.2%}{min(r.accuracy for r in runs):>9.2%}"
+              f"{max(r.accuracy for r in runs):>9.2%}{sec_mean:>13.1f} ± {sec_std:>5.1f}")
+    if by_mode.get("quick") and by_mode.get("advanced"):
+        quick_s = statistics.fmean(r.seconds for r in by_mode["quick"])
+        advanced_s = statistics.fmean(r.seconds for r in by_mode["advanced"])
+        print(f"advanced / quick wall time: {advanced_s / quick_s:.1f}x")
+    print()
+    print(f"quick retraining of all {total} images (whole Job: read, features, fit, evaluate, export, register)")
+    warm = retrain["warm"].seconds
+    for key, text in (("cold", "nothing cached (backbone export + every feature)"),
+                      ("cold_features", "backbone cached, no features"),
+                      ("warm", "every feature cached (baseline)")):
+        run = retrain[key]
+        print(f"  {text:<50}{run.seconds:7.1f} s  {run.seconds / warm:5.2f}x  "
+              f"features computed {run.computed}, cached {run.cached}")
+    print()
+    means = ", ".join(f"{mode} mean {statistics.fmean(r.accuracy for r in by_mode[mode]):.2%}"
+                      for mode in ("quick", "advanced") if by_mode.get(mode))
+    print(f"targets: accuracy ≥ {TARGET_ACCURACY:.0%} ({means}); quick retraining ≤ {TARGET_RETRAIN_S:.0f} s "
+          f"(warm {warm:.1f} s, cold {retrain['cold'].seconds:.1f} s)")
+    print(f"load average at end {load_average()} (timings are unreliable above 1.5 on this 2-core machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

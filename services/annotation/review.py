@@ -1,0 +1,212 @@
+"""The review queue: predictions the scoring service captured, waiting for a person.
+
+The scoring service hands over a sample of what it scored (the image and the
+prediction document). Each lands here as a review item of the model's project,
+status `pending`; the queue lists them most uncertain first, where a person's answer
+teaches the model most. Accepting one makes it a labeled image of the project (the
+reviewer's tags or boxes, or the prediction's when the reviewer sends none); rejecting
+marks it rejected.
+
+Storage: documents in the `review_items` collection, partition `<project>`, id = the
+capture id (so a repeated hand-over is one item); the bytes at `review/<project>/<id>`
+in the BlobStore, written before the document (a document never points at nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from visiondock.errors import ApiError, BadRequest, Conflict, NotFound
+from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
+from visiondock.storage import (
+    BlobStore,
+    Document,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    Filter,
+    PreconditionFailedError,
+    Query,
+)
+from visiondock.timeutil import utc_now
+
+from .images import ImageLibrary, public_image
+from .projects import ProjectCatalog
+
+REVIEW_ITEMS = "review_items"
+STATUSES = ("pending", "accepted", "rejected")
+_ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+UNKNOWN_LABEL = "unknown"
+
+log = logging.getLogger(__name__)
+
+
+def review_blob_key(project_id: str, item_id: str) -> str:
+    return f"review/{project_id}/{item_id}"
+
+
+def public_item(doc: Document) -> dict[str, Any]:
+    return {**doc.data, "etag": doc.etag}
+
+
+def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str, Any]:
+    """The labels a prediction proposes for a project of `project_type`."""
+    if project_type == "detection":
+        regions = []
+        for found in prediction.get("detections") or []:
+            region = found.get("region") or {}
+            try:
+                left = min(max(float(region["left"]), 0.0), 1.0)
+                top = min(max(float(region["top"]), 0.0), 1.0)
+                width = min(float(region["width"]), 1.0 - left)
+                height = min(float(region["height"]), 1.0 - top)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if width > 0 and height > 0 and isinstance(found.get("label"), str):
+                regions.append({"tag": found["label"], "left": left, "top": top, "width": width, "height": height})
+        return {"tags": sorted({r["tag"] for r in regions}), "regions": regions}
+    if project_type == "multilabel":
+        return {"tags": [t["label"] for t in prediction.get("tags") or [] if isinstance(t.get("label"), str)],
+                "regions": []}
+    label = prediction.get("label")
+    return {"tags": [label] if isinstance(label, str) and label != UNKNOWN_LABEL else [], "regions": []}
+
+
+class ReviewQueue:
+    def __init__(self, documents: DocumentStore, blobs: BlobStore, projects: ProjectCatalog,
+                 library: ImageLibrary, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.documents = documents
+        self.blobs = blobs
+        self.projects = projects
+        self.library = library
+        self.max_pixels = max_pixels
+
+    # -- hand-over from the scoring service ----------------------------------------
+    def submit(self, project_id: str, item_id: str, data: bytes, capture: dict[str, Any], *,
+               filename: str) -> tuple[dict[str, Any], bool]:
+        """Store a captured prediction as a pending item; (item, created). A repeat returns the first."""
+        project = self.projects.get(project_id)
+        if not _ITEM_ID.fullmatch(item_id):
+            raise BadRequest("a review item id is 1 to 128 letters, digits, '-' and '_'")
+        try:
+            return public_item(self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)), False
+        except DocumentNotFoundError:
+            pass
+        if len(data) > self.library.max_bytes:
+            raise ApiError(f"image is over the {self.library.max_bytes:,}-byte limit", status=413)
+        facts = inspect_image(data, max_pixels=self.max_pixels)
+        key = review_blob_key(project_id, item_id)
+        self.blobs.put(key, data, content_type=facts.content_type)
+        now = utc_now()
+        document = {
+            **capture,
+            "id": item_id,
+            "project_id": project_id,
+            "status": "pending",
+            "filename": filename[:255],
+            "content_type": facts.content_type,
+            "width": facts.width,
+            "height": facts.height,
+            "size": len(data),
+            "sha256": facts.sha256,
+            "suggested": suggested_labels(project["type"], capture.get("prediction") or {}),
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            stored = self.documents.create(REVIEW_ITEMS, document, partition_key=project_id)
+        except DocumentExistsError:  # a concurrent hand-over of the same capture won
+            return public_item(self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)), False
+        except Exception:
+            self._remove_blob(key)
+            raise
+        return public_item(stored), True
+
+    def _remove_blob(self, key: str) -> None:
+        try:
+            self.blobs.delete(key)
+        except Exception:  # keeping a stray blob beats hiding the original error
+            log.warning("could not remove %s after a failed hand-over", key)
+
+    # -- reading -------------------------------------------------------------------
+    def get(self, project_id: str, item_id: str) -> Document:
+        self.projects.get(project_id)
+        try:
+            return self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)
+        except DocumentNotFoundError:
+            raise NotFound(f"review item {item_id!r} does not exist in project {project_id!r}") from None
+
+    def content(self, project_id: str, item_id: str) -> tuple[Iterator[bytes], str, int]:
+        doc = self.get(project_id, item_id)
+        return self.blobs.stream(review_blob_key(project_id, item_id)), doc.data["content_type"], doc.data["size"]
+
+    def list(self, project_id: str, *, status: str | None = "pending", limit: int = 100,
+             continuation: str | None = None) -> tuple[list[Document], str | None]:
+        """Items with `status` (None: all), most uncertain first."""
+        self.projects.get(project_id)
+        filters = [Filter("status", "eq", status)] if status else []
+        query = Query(partition_key=project_id, filters=filters, order_by="uncertainty", descending=True)
+        page = self.documents.query(REVIEW_ITEMS, query, limit=limit, continuation=continuation)
+        return page.items, page.continuation
+
+    # -- decisions -----------------------------------------------------------------
+    def _pending(self, project_id: str, item_id: str, if_match: str | None) -> Document:
+        doc = self.get(project_id, item_id)
+        if if_match is not None and if_match != doc.etag:
+            raise ApiError(f"review item {item_id!r} changed since you read it; read it again", status=412)
+        if doc.data["status"] != "pending":
+            raise Conflict(f"review item {item_id!r} was already {doc.data['status']}")
+        return doc
+
+    def _decide(self, doc: Document, fields: dict[str, Any]) -> Document:
+        try:
+            return self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key,
+                                        set_fields={**fields, "reviewed_at": utc_now(), "updated_at": utc_now()},
+                                        if_match=doc.etag)
+        except PreconditionFailedError:
+            raise Conflict(f"review item {doc.id!r} was decided by someone else meanwhile") from None
+
+    def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
+               regions: Sequence[dict[str, Any]] | None = None,
+               if_match: str | None = None) -> dict[str, Any]:
+        """Make the item a labeled image of the project; the prediction's labels unless given."""
+        doc = self._pending(project_id, item_id, if_match)
+        project = self.projects.get(project_id)
+        suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
+        if project["type"] == "detection":
+            if tags:
+                raise BadRequest("detection images are labeled with regions, not tags")
+            chosen_regions = [dict(r) for r in (regions if regions is not None else suggested["regions"])]
+            chosen_tags = sorted({r["tag"] for r in chosen_regions})
+        else:
+            if regions:
+                raise BadRequest(f"a {project['type']} project labels images with tags, not regions")
+            chosen_tags = list(dict.fromkeys(tags if tags is not None else suggested["tags"]))
+            chosen_regions = []
+            if project["type"] == "multiclass" and len(chosen_tags) != 1:
+                prediction = (doc.data.get("prediction") or {}).get("label")
+                raise BadRequest(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
+                                 "gives none usable: send the right tag in `tags`")
+        self.projects.require_tags(project_id, chosen_tags)
+        data = self.blobs.get(review_blob_key(project_id, item_id))
+        outcome = self.library.upload(project_id, [(doc.data.get("filename") or item_id, data)])[0]
+        if outcome.image is None:
+            raise ApiError(outcome.error or "the image was refused", status=outcome.error_status or 400)
+        image_id = outcome.image["id"]
+        if project["type"] == "detection":
+            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None)
+        else:
+            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None)
+        decided = self._decide(doc, {"status": "accepted", "image_id": image_id,
+                                     "labels": {"tags": chosen_tags, "regions": chosen_regions},
+                                     "labels_from": "prediction" if tags is None and regions is None
+                                     else "reviewer"})
+        return {"item": public_item(decided), "image": public_image(image)}
+
+    def reject(self, project_id: str, item_id: str, *, reason: str = "",
+               if_match: str | None = None) -> dict[str, Any]:
+        doc = self._pending(project_id, item_id, if_match)
+        return public_item(self._decide(doc, {"status": "rejected", "reason": reason}))

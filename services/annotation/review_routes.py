@@ -1,0 +1,91 @@
+"""HTTP routes of the review queue: thin wrappers over ReviewQueue."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from visiondock.errors import BadRequest
+from visiondock.web import require_api_key
+
+from .review import ReviewQueue
+from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewItemPage, ReviewReject
+
+
+def _queue(request: Request) -> ReviewQueue:
+    return request.app.state.review
+
+
+Queue = Annotated[ReviewQueue, Depends(_queue)]
+IfMatch = Annotated[str | None, Header(description="The item's etag; the decision fails with 412 if it changed.")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+
+router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
+                   dependencies=[Depends(require_api_key)])
+
+
+@router.put("/{item_id}", response_model=ReviewItem, status_code=201,
+            summary="Hand over a captured prediction (the scoring service does); a repeat answers 200",
+            responses={200: {"model": ReviewItem, "description": "The item already existed."}})
+def submit_item(
+    project_id: str,
+    item_id: str,
+    queue: Queue,
+    image: Annotated[UploadFile, File(description="The image as it was scored.")],
+    capture: Annotated[str, Form(description="JSON: model, version, task, uncertainty, prediction, ...")],
+) -> JSONResponse:
+    try:
+        parsed = ReviewCapture.model_validate(json.loads(capture))
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"capture is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"capture is invalid: {problems}", status=422) from None
+    data = image.file.read(queue.library.max_bytes + 1)
+    item, created = queue.submit(project_id, item_id, data, parsed.model_dump(),
+                                 filename=image.filename or item_id)
+    return JSONResponse(ReviewItem.model_validate(item).model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get("", response_model=ReviewItemPage, summary="Captured predictions, most uncertain first")
+def list_items(
+    project_id: str,
+    queue: Queue,
+    status: Annotated[str, Query(pattern="^(pending|accepted|rejected|all)$")] = "pending",
+    limit: PageSize = 100,
+    continuation: str | None = None,
+) -> dict:
+    docs, token = queue.list(project_id, status=None if status == "all" else status, limit=limit,
+                             continuation=continuation)
+    return {"data": [{**d.data, "etag": d.etag} for d in docs], "continuation": token}
+
+
+@router.get("/{item_id}", response_model=ReviewItem)
+def get_item(project_id: str, item_id: str, queue: Queue) -> dict:
+    doc = queue.get(project_id, item_id)
+    return {**doc.data, "etag": doc.etag}
+
+
+@router.get("/{item_id}/content", response_class=StreamingResponse, summary="The captured image's bytes")
+def get_item_content(project_id: str, item_id: str, queue: Queue) -> StreamingResponse:
+    chunks, content_type, size = queue.content(project_id, item_id)
+    return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
+
+
+@router.post("/{item_id}/accept", response_model=ReviewAccepted,
+             summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
+def accept_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+                body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
+    body = body or ReviewAccept()
+    regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
+    return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match)
+
+
+@router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")
+def reject_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+                body: Annotated[ReviewReject | None, Body()] = None) -> dict:
+    return queue.reject(project_id, item_id, reason=(body or ReviewReject()).reason, if_match=if_match)

@@ -1,0 +1,177 @@
+"""Images out of HTTP requests: a multipart file, the raw body, or JSON with base64.
+
+Bodies are read with a byte limit as they arrive, so an oversized upload is refused
+after `limit` bytes whatever its Content-Length says. Everything a caller can get
+wrong is an `ApiError` with a 4xx status and a message saying what to send instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from visiondock.errors import ApiError, BadRequest
+
+# Multipart and JSON framing around the image bytes.
+ENVELOPE_ALLOWANCE = 64 * 1024
+JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass
+class NamedImage:
+    """One image of a batch request: its bytes, or why it could not be read."""
+
+    name: str
+    data: bytes | None = None
+    error: ApiError | None = None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) anything longer than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(f"request body is {int(declared):,} bytes; the limit is {limit:,}", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(f"request body is over the {limit:,}-byte limit", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_base64(text: Any, field: str) -> bytes:
+    """Base64 (standard or URL-safe, or a `data:` URL) → bytes; 400 when it is not."""
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(f"{field} must be a non-empty base64 string")
+    text = text.strip()
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if ";base64" not in header:
+            raise BadRequest(f"{field} is a data URL without ';base64'")
+    text = "".join(text.split())
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{field} is not valid base64") from None
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _parse_multipart(request: Request, body: bytes, *, max_files: int) -> list[tuple[str, UploadFile | str]]:
+    async def once() -> AsyncIterator[bytes]:
+        yield body
+
+    parser = MultiPartParser(request.headers, once(), max_files=max_files, max_fields=16)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise BadRequest(f"malformed multipart body: {exc.message}") from None
+    return list(form.multi_items())
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+async def _inline(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+def _json_image(body: bytes) -> bytes:
+    payload = _parse_json(body)
+    if not isinstance(payload, dict) or "image_base64" not in payload:
+        raise BadRequest('JSON bodies carry the image as {"image_base64": "<base64>"}')
+    return decode_base64(payload["image_base64"], "image_base64")
+
+
+async def image_from_request(request: Request, *, max_bytes: int, offload: Offload = _inline) -> bytes:
+    """The one image of a request, however it was sent. `offload` runs JSON and base64 decoding
+    (tens of milliseconds for a large image) somewhere other than the event loop."""
+    kind = _content_type(request)
+    body = await read_body(request, max_bytes * 4 // 3 + ENVELOPE_ALLOWANCE if kind in JSON_TYPES
+                           else max_bytes + ENVELOPE_ALLOWANCE)
+    if kind == "multipart/form-data":
+        items = await _parse_multipart(request, body, max_files=1)
+        uploads = [value for key, value in items if isinstance(value, UploadFile) and key == "file"]
+        uploads = uploads or [value for _, value in items if isinstance(value, UploadFile)]
+        if not uploads:
+            raise BadRequest("multipart body has no file: send the image in a field named 'file'")
+        data = await uploads[0].read()
+    elif kind in JSON_TYPES:
+        data = await offload(_json_image, body)
+    else:
+        data = body
+    if len(data) > max_bytes:
+        raise ApiError(f"image is over the {max_bytes:,}-byte limit", status=413)
+    if not data:
+        raise BadRequest("no image: send it as the request body, in a multipart field named 'file', or as "
+                         'JSON {"image_base64": ...}')
+    return data
+
+
+def _json_images(body: bytes, max_bytes: int) -> list[NamedImage]:
+    payload = _parse_json(body)
+    entries = payload.get("images") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise BadRequest('JSON batch bodies are {"images": [{"image_base64": "<base64>"}, ...]}')
+    found = []
+    for index, entry in enumerate(entries):
+        name = f"images[{index}]"
+        raw = entry.get("image_base64") if isinstance(entry, dict) else entry
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            name = entry["name"][:200]
+        try:
+            found.append(_checked(NamedImage(name, decode_base64(raw, f"{name}.image_base64")), max_bytes))
+        except ApiError as exc:
+            found.append(NamedImage(name, error=exc))
+    return found
+
+
+async def images_from_batch_request(request: Request, *, max_bytes: int, max_request_bytes: int,
+                                    max_images: int, offload: Offload = _inline) -> list[NamedImage]:
+    """Several images: multipart files (any field name, usually `files`) or JSON
+    `{"images": [{"image_base64": ..., "name": ...} | "<base64>", ...]}`."""
+    kind = _content_type(request)
+    body = await read_body(request, max_request_bytes)
+    found: list[NamedImage] = []
+    if kind == "multipart/form-data":
+        for key, value in await _parse_multipart(request, body, max_files=max_images + 1):
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                found.append(_checked(NamedImage(value.filename or key, data), max_bytes))
+    elif kind in JSON_TYPES:
+        found = await offload(_json_images, body, max_bytes)
+    else:
+        raise ApiError("send a batch as multipart/form-data files or as JSON", status=415)
+    if not found:
+        raise BadRequest("the batch holds no images")
+    if len(found) > max_images:
+        raise BadRequest(f"at most {max_images} images per batch; got {len(found)}")
+    return found
+
+
+def _checked(image: NamedImage, max_bytes: int) -> NamedImage:
+    if image.data is not None and len(image.data) > max_bytes:
+        return NamedImage(image.name, error=ApiError(f"image is over the {max_bytes:,}-byte limit", status=413))
+    if not image.data:
+        return NamedImage(image.name, error=BadRequest("the image is empty"))
+    return image

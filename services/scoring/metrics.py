@@ -1,0 +1,69 @@
+"""The scoring service's own Prometheus metrics, in the app's registry.
+
+Requests by route and status, and their latency, come from the shared middleware
+(`visiondock_http_*`); these add what happens inside a prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+STAGE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256)
+STAGES = ("decode", "preprocess", "queue", "inference", "postprocess")
+
+
+class ScoringMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.stage_seconds = Histogram(
+            "visiondock_scoring_stage_seconds",
+            "Time per image in each stage: decode, preprocess, queue (waiting for a batch), inference "
+            "(the batch's run), postprocess.",
+            ["stage"], buckets=STAGE_BUCKETS, registry=registry)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage=stage)
+        self.batch_size = Histogram("visiondock_scoring_batch_size", "Images per ONNX Runtime run.",
+                                    buckets=BATCH_BUCKETS, registry=registry)
+        self.queue_depth = Gauge("visiondock_scoring_queue_depth", "Requests waiting for a batch now.",
+                                 registry=registry)
+        self.in_progress = Gauge("visiondock_scoring_requests_in_progress",
+                                 "Images admitted and not yet answered (decode, queue, inference).",
+                                 registry=registry)
+        self.rejected = Counter("visiondock_scoring_rejected_total",
+                                "Requests refused without a prediction: queue_full (503) or timeout (504).",
+                                ["reason"], registry=registry)
+        self.predictions = Counter("visiondock_scoring_predictions_total",
+                                   "Labels predicted (top label, present tags, or each detected box).",
+                                   ["model", "version", "label"], registry=registry)
+        self.model_info = Gauge("visiondock_scoring_model_info", "The model version each slot serves (value 1).",
+                                ["slot", "model", "version", "variant", "provider", "sha256"], registry=registry)
+        self.registry_up = Gauge("visiondock_scoring_registry_reachable",
+                                 "1 when the last check of the slot's alias reached the registry.", ["slot"],
+                                 registry=registry)
+        self.check_errors = Counter("visiondock_scoring_model_check_errors_total",
+                                    "Failed checks or loads of a slot's model.", ["slot"], registry=registry)
+        self.last_check = Gauge("visiondock_scoring_model_last_check_timestamp_seconds",
+                                "When the slot's alias was last read successfully.", ["slot"], registry=registry)
+        self.swaps = Counter("visiondock_scoring_model_swaps_total", "Model versions swapped in.", ["slot"],
+                             registry=registry)
+        self.captures = Counter("visiondock_scoring_captures_total",
+                                "Captured predictions by outcome: queued, dropped (queue full), stored, "
+                                "store_failed, sent (to the review queue), send_failed, no_project.",
+                                ["outcome"], registry=registry)
+        self._shown: dict[str, tuple[str, ...]] = {}
+
+    def set_queue_depth_source(self, source: Callable[[], float]) -> None:
+        self.queue_depth.set_function(source)
+
+    def show_model(self, slot: str, labels: dict[str, str] | None) -> None:
+        """Replace the slot's info series with the new model's (or none)."""
+        previous = self._shown.pop(slot, None)
+        if previous is not None:
+            self.model_info.remove(*previous)
+        if labels is not None:
+            values = (slot, labels["model"], labels["version"], labels["variant"], labels["provider"],
+                      labels["sha256"])
+            self.model_info.labels(*values).set(1)
+            self._shown[slot] = values

@@ -1,0 +1,197 @@
+"""The prediction pipeline behind every route: admit → decode and preprocess (thread
+pool) → dynamic batch (worker thread) → answer → capture.
+
+The event loop only parses requests and writes answers; decoding runs on a bounded
+thread pool and inference on the batcher's thread, so health probes answer at once
+however busy the model is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+
+from visiondock.errors import ApiError, NotFound, Unavailable
+
+from .answers import build_answer, no_face_answer, predicted_labels
+from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
+from .capture import CaptureSink
+from .metrics import ScoringMetrics
+from .model import LoadedModel, PreparedImage
+from .render import FORMATS, draw_answer, encode
+from .settings import ScoringSettings
+from .watcher import ModelWatcher
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class ScoringService:
+    def __init__(self, settings: ScoringSettings, watchers: dict[str, ModelWatcher], *, metrics: ScoringMetrics,
+                 capture: CaptureSink | None = None) -> None:
+        self.settings = settings
+        self.watchers = watchers  # by slot name; the first is the primary
+        self.primary = next(iter(watchers))
+        self.metrics = metrics
+        self.capture = capture
+        self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size,
+                                      max_queue_delay=settings.scoring_max_queue_delay_ms / 1000,
+                                      max_queue_size=settings.scoring_max_queue_size, metrics=metrics)
+        self.executor = ThreadPoolExecutor(max_workers=settings.scoring_decode_threads,
+                                           thread_name_prefix="decode")
+        self._in_progress = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self.batcher.start()
+        if self.capture is not None and self.capture.enabled:
+            self.capture.start()
+        for watcher in self.watchers.values():
+            watcher.start()
+
+    def stop(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.stop()
+        self.batcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.capture is not None:
+            self.capture.stop()
+
+    # -- which model -----------------------------------------------------------------
+    def watcher(self, slot: str | None = None) -> ModelWatcher:
+        try:
+            return self.watchers[slot or self.primary]
+        except KeyError:
+            raise NotFound(f"this service does not serve {slot!r}; it serves {', '.join(self.watchers)}") from None
+
+    def model(self, slot: str | None = None) -> LoadedModel:
+        watcher = self.watcher(slot)
+        model = watcher.current
+        if model is None:
+            raise Unavailable(f"no model loaded yet ({watcher.target}): {watcher.last_error or 'loading'}",
+                              headers={"Retry-After": "5"}, code="model_not_loaded")
+        return model
+
+    def ready(self) -> bool:
+        return all(w.current is not None for w in self.watchers.values())
+
+    # -- the pipeline ----------------------------------------------------------------
+    @asynccontextmanager
+    async def admitted(self, count: int = 1) -> AsyncIterator[None]:
+        """Bound the images in progress; beyond it, 503 with Retry-After instead of a growing queue."""
+        if self._in_progress + count > self.settings.scoring_max_queue_size:
+            self.metrics.rejected.labels(reason="queue_full").inc()
+            raise Unavailable(f"the service is at capacity ({self._in_progress} images in progress); retry "
+                              "shortly", headers=RETRY_AFTER, code="queue_full")
+        self._in_progress += count
+        self.metrics.in_progress.inc(count)
+        try:
+            yield
+        finally:
+            self._in_progress -= count
+            self.metrics.in_progress.dec(count)
+
+    async def off_loop(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(function, *args, **kwargs))
+
+    async def infer(self, model: LoadedModel, inputs: np.ndarray, *, deadline: float) -> Any:
+        try:
+            return await self.batcher.infer(model, inputs, timeout=max(0.001, deadline - time.perf_counter()))
+        except QueueFullError:
+            self.metrics.rejected.labels(reason="queue_full").inc()
+            raise Unavailable("the batching queue is full; retry shortly", headers=RETRY_AFTER,
+                              code="queue_full") from None
+        except TimeoutError:
+            self.metrics.rejected.labels(reason="timeout").inc()
+            raise ApiError(f"no answer within {self.settings.scoring_request_timeout_seconds:g} s; the service "
+                           "is overloaded", status=504, code="timeout", headers=RETRY_AFTER) from None
+        except BatcherStoppedError as exc:
+            raise Unavailable(str(exc), headers=RETRY_AFTER) from None
+
+    async def answer(self, model: LoadedModel, prepared: PreparedImage, *, started: float) -> dict[str, Any]:
+        """Batch-infer a prepared image and build the whole answer, timings included."""
+        deadline = started + self.settings.scoring_request_timeout_seconds
+        timings = dict(prepared.timings)
+        batch_size = 0
+        if prepared.tensor is None:
+            body = no_face_answer()
+            timings.update(queue=0.0, inference=0.0, postprocess=0.0)
+        else:
+            result = await self.infer(model, prepared.tensor[None], deadline=deadline)
+            mark = time.perf_counter()
+            rows = [output[0] for output in result.outputs]
+            options = {"top": self.settings.scoring_top_k, "uncertain_below": self.settings.scoring_uncertain_below}
+            if model.task == "detection":  # suppression over many candidates: milliseconds, off the loop
+                body = await self.off_loop(build_answer, model, rows, prepared, **options)
+            else:  # a top-k over one row: microseconds, cheaper than a thread hop
+                body = build_answer(model, rows, prepared, **options)
+            timings.update(queue=result.queue_seconds * 1000, inference=result.inference_seconds * 1000,
+                           postprocess=(time.perf_counter() - mark) * 1000)
+            batch_size = result.batch_size
+        for stage in ("decode", "preprocess", "queue", "inference", "postprocess"):
+            if stage in timings:
+                self.metrics.stage_seconds.labels(stage=stage).observe(timings[stage] / 1000)
+        for label in predicted_labels(body):
+            self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return {"model": model.name, "version": model.version, "alias": model.identity.slot,
+                "variant": model.identity.variant, "task": model.task, **body,
+                "image": {"width": prepared.width, "height": prepared.height}, "batch_size": batch_size,
+                "timings_ms": {k: round(v, 3) for k, v in timings.items()}}
+
+    async def predict(self, data: bytes, *, slot: str | None = None, source: str = "predict",
+                      filename: str = "") -> dict[str, Any]:
+        """One encoded image → its answer."""
+        model = self.model(slot)
+        started = time.perf_counter()
+        async with self.admitted():
+            prepared = await self.off_loop(model.prepare, data, max_pixels=self.settings.scoring_max_pixels)
+            answer = await self.answer(model, prepared, started=started)
+        if self.capture is not None and self.capture.should_capture():
+            self.capture.offer(model, data, answer, width=prepared.width, height=prepared.height,
+                               image_format=prepared.format, filename=filename, source=source)
+        return answer
+
+    async def render(self, data: bytes, *, slot: str | None, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        """The image with its answer drawn on it, at full size."""
+        if fmt not in FORMATS:
+            raise ApiError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}", status=400)
+        model = self.model(slot)
+        started = time.perf_counter()
+        async with self.admitted():
+            decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
+            prepared = await self.off_loop(model.prepare_decoded, decoded)
+            answer = await self.answer(model, prepared, started=started)
+            picture = await self.off_loop(lambda: encode(draw_answer(decoded.image, answer, model.card.labels), fmt))
+        return picture, answer
+
+    async def infer_tensor(self, model: LoadedModel, inputs: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs for an already preprocessed N x 3 x S x S tensor (Open Inference Protocol)."""
+        started = time.perf_counter()
+        async with self.admitted(int(inputs.shape[0])):
+            result = await self.infer(model, inputs,
+                                      deadline=started + self.settings.scoring_request_timeout_seconds)
+        self.metrics.stage_seconds.labels(stage="queue").observe(result.queue_seconds)
+        self.metrics.stage_seconds.labels(stage="inference").observe(result.inference_seconds)
+        return result.outputs
+
+    # -- what /readyz and /v1/model say ------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        primary = self.watchers[self.primary].status()
+        body: dict[str, Any] = {**primary, "slots": {slot: w.status() for slot, w in self.watchers.items()},
+                                "queue_depth": self.batcher.depth, "in_progress": self._in_progress,
+                                "batching": {"max_batch_size": self.settings.scoring_max_batch_size,
+                                             "max_queue_delay_ms": self.settings.scoring_max_queue_delay_ms}}
+        if self.capture is not None:
+            body["capture_rate"] = self.capture.rate
+        return body

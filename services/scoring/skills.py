@@ -1,0 +1,153 @@
+"""The Azure AI Search custom Web API skill contract, for classification and detection.
+
+Request: `{"values": [{"recordId": "1", "data": {"image": ...}}, ...]}` where the image
+is a normalized-image object (`{"$type": "file", "data": "<base64>", ...}`), a base64
+string or data URL, or a URL (`data.image.url`, `data.imageUrl` or `data.url`) that is
+fetched only when the service is configured to (`VISIONDOCK_SCORING_SKILL_FETCH_URLS`,
+optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`).
+
+Response: every record answered under its `recordId` with `data`, `errors` and
+`warnings`; a bad record gets its own error while the others succeed. Only a body that
+is not a skill request at all is refused as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from visiondock.errors import ApiError, BadRequest
+
+from .inputs import decode_base64
+from .service import ScoringService
+from .settings import ScoringSettings
+
+log = logging.getLogger(__name__)
+SKILL_TASKS = {"classify": ("multiclass", "multilabel", "face"), "detect": ("detection",)}
+
+
+class ImageFetcher:
+    """Fetches image URLs for skill records, within the configured hosts and limits."""
+
+    def __init__(self, settings: ScoringSettings) -> None:
+        self.enabled = settings.scoring_skill_fetch_urls
+        self.hosts = set(settings.scoring_skill_url_hosts)
+        self.max_bytes = settings.scoring_max_body_bytes
+        self._client = httpx.AsyncClient(timeout=settings.scoring_fetch_timeout_seconds, follow_redirects=False)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str) -> bytes:
+        if not self.enabled:
+            raise BadRequest("this service does not fetch image URLs; send the image bytes as base64 "
+                             "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequest(f"cannot fetch {url[:200]!r}: only http and https URLs")
+        if self.hosts and parts.hostname.lower() not in self.hosts:
+            raise BadRequest(f"fetching from {parts.hostname} is not allowed; allowed hosts: "
+                             f"{', '.join(sorted(self.hosts))}")
+        try:
+            async with self._client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise BadRequest(f"fetching the image URL answered {response.status_code}")
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise ApiError(f"the image at the URL is over the {self.max_bytes:,}-byte limit",
+                                       status=413)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise BadRequest(f"could not fetch the image URL: {type(exc).__name__}") from None
+
+
+def _url_of(data: dict[str, Any]) -> str | None:
+    image = data.get("image")
+    for candidate in (image.get("url") if isinstance(image, dict) else None, data.get("imageUrl"), data.get("url")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
+
+
+def image_source(data: Any) -> tuple[str, str]:
+    """Where a record's image is: ("base64", text) or ("url", address); 400 when it has none."""
+    if not isinstance(data, dict):
+        raise BadRequest("the record has no 'data' object")
+    image = data.get("image")
+    if isinstance(image, dict) and image.get("data"):
+        return "base64", image["data"]
+    if isinstance(image, str) and image and not image.startswith(("http://", "https://")):
+        return "base64", image
+    if isinstance(data.get("image_base64"), str):
+        return "base64", data["image_base64"]
+    url = image if isinstance(image, str) and image else _url_of(data)
+    if url:
+        return "url", url
+    raise BadRequest("the record has no image: send data.image as a normalized image object "
+                     '({"data": "<base64>"}), a base64 string, or a URL')
+
+
+def skill_output(kind: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """What a skill returns for one record: the fields a skillset maps to index fields."""
+    common = {"model": answer["model"], "version": answer["version"], "uncertain": answer["uncertain"]}
+    if kind == "detect":
+        objects = [{"label": d["label"], "score": d["score"], "box": d["box"], "region": d["region"]}
+                   for d in answer["detections"]]
+        return {"objects": objects, "labels": sorted({o["label"] for o in objects}), "count": len(objects),
+                **common}
+    output = {"label": answer["label"], "probability": answer["probability"],
+              "predictions": answer["predictions"], **common}
+    if "tags" in answer:
+        output["tags"] = [t["label"] for t in answer["tags"]]
+    if "face_found" in answer:
+        output["faceFound"] = answer["face_found"]
+    return output
+
+
+class SkillRunner:
+    def __init__(self, scoring: ScoringService, fetcher: ImageFetcher) -> None:
+        self.scoring = scoring
+        self.fetcher = fetcher
+
+    async def run(self, kind: str, payload: Any, *, slot: str | None) -> dict[str, Any]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("values"), list):
+            raise BadRequest('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
+        records = payload["values"]
+        limit = self.scoring.settings.scoring_max_skill_records
+        if len(records) > limit:
+            raise BadRequest(f"at most {limit} records per request; got {len(records)}", status=413)
+        model = self.scoring.model(slot)
+        if model.task not in SKILL_TASKS[kind]:
+            other = next(k for k, tasks in SKILL_TASKS.items() if model.task in tasks)
+            raise BadRequest(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
+        answers = await asyncio.gather(*(self._record(kind, record, slot) for record in records))
+        return {"values": answers}
+
+    async def _record(self, kind: str, record: Any, slot: str | None) -> dict[str, Any]:
+        record_id = record.get("recordId") if isinstance(record, dict) else None
+        reply: dict[str, Any] = {"recordId": record_id, "data": {}, "errors": [], "warnings": []}
+        try:
+            if record_id is None:
+                raise BadRequest("the record has no recordId")
+            kind_of_source, source = image_source(record.get("data"))
+            if kind_of_source == "url":
+                data = await self.fetcher.fetch(source)
+            else:  # megabytes of base64: not on the event loop
+                data = await self.scoring.off_loop(decode_base64, source, "data.image")
+            answer = await self.scoring.predict(data, slot=slot, source=f"skill:{kind}",
+                                                filename=f"record-{record_id}")
+            reply["data"] = skill_output(kind, answer)
+        except ApiError as exc:
+            reply["errors"].append({"message": exc.message, "statusCode": exc.status})
+        except Exception:
+            log.exception("skill record %s failed", record_id)
+            reply["errors"].append({"message": "internal error scoring this record; the service logged it",
+                                    "statusCode": 500})
+        return reply

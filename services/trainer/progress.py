@@ -1,0 +1,51 @@
+"""Structured progress of a training run, reported to the registry's training-run resource.
+
+Progress reports are best effort: a registry that misses one epoch's update does not
+stop the training (the next report or the registration catches up). Marking the run
+failed is attempted whatever happened, so a run never stays `running` after its Job
+ended in an error it could report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from visiondock.clients import RegistryClient, ServiceError
+
+log = logging.getLogger(__name__)
+MIN_INTERVAL_S = 1.0
+
+
+class RunReporter:
+    def __init__(self, registry: RegistryClient, run_id: str) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        self._last_sent = 0.0
+
+    def _send(self, **changes: Any) -> None:
+        try:
+            self.registry.update_run(self.run_id, **changes)
+            self._last_sent = time.monotonic()
+        except ServiceError as exc:
+            log.warning("could not report progress of run %s: %s", self.run_id, exc)
+
+    def stage(self, name: str, **extra: Any) -> None:
+        log.info("run %s: %s", self.run_id, name)
+        self._send(status="running", stage=name, **extra)
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        # Every epoch of a slow run; at most one report a second from a fast one, and always the last.
+        if epoch == epochs or time.monotonic() - self._last_sent >= MIN_INTERVAL_S:
+            self._send(status="running", epoch=epoch, epochs=epochs, metrics=metrics)
+
+    def report(self, report: dict[str, Any]) -> None:
+        self._send(report=report)
+
+    def fail(self, error: str, report: dict[str, Any] | None = None) -> None:
+        log.error("run %s failed: %s", self.run_id, error)
+        try:
+            self.registry.update_run(self.run_id, status="failed", error=error[:8000], report=report or None)
+        except ServiceError as exc:
+            log.error("could not mark run %s failed: %s", self.run_id, exc)

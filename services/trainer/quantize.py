@@ -1,0 +1,86 @@
+"""Static INT8 quantization (QDQ, per-channel weights) calibrated on training images.
+
+The INT8 file is a variant of a version, registered only when it answers like the
+fp32 model on validation images (classifiers: top-1 agreement ≥ 99 %; detectors:
+mAP@0.5 no more than 0.01 lower); the caller makes that decision from `agreement`.
+Dynamic quantization is not offered: measured here it ran 15x slower than fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+log = logging.getLogger(__name__)
+CALIBRATION_IMAGES = 64
+MIN_TOP1_AGREEMENT = 0.99
+MAX_MAP50_DROP = 0.01
+PRECISION_KEY = "visiondock.precision"
+
+
+class _Batches(CalibrationDataReader):
+    def __init__(self, input_name: str, inputs: np.ndarray, batch_size: int = 8) -> None:
+        self._feeds = iter([{input_name: inputs[i:i + batch_size]} for i in range(0, len(inputs), batch_size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+class _DropQuantizerChatter(logging.Filter):
+    # The quantizer logs a line per adjusted weight scale on the root logger: thousands of INFO lines.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.WARNING and "onnxruntime" in record.pathname)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    root = logging.getLogger()
+    chatter = _DropQuantizerChatter()
+    root.addFilter(chatter)
+    try:
+        yield
+    finally:
+        root.removeFilter(chatter)
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> Path:
+    """Write the INT8 QDQ model of `fp32_path`, calibrated on `calibration` inputs, with the same metadata."""
+    source = onnx.load(str(fp32_path))
+    input_name = source.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="visiondock-int8-") as workdir, _quiet_quantizer():
+        prepared = Path(workdir) / "prepared.onnx"
+        # Shape inference and graph cleanup first, as ONNX Runtime recommends for static quantization.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        outputs = {output.name for output in graph.output}
+        # The nodes that make the outputs (softmax, sigmoid, box decoding) stay in float: quantized
+        # outputs would come in steps of 1/255, too coarse for thresholds and box corners.
+        final = [node.name for node in graph.node if outputs & set(node.output)]
+        quantize_static(str(prepared), str(int8_path), _Batches(input_name, calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=final, extra_options={"CalibTensorRangeSymmetric": False})
+    quantized = onnx.load(str(int8_path))
+    del quantized.metadata_props[:]
+    for prop in source.metadata_props:
+        entry = quantized.metadata_props.add()
+        entry.key, entry.value = prop.key, prop.value
+    entry = quantized.metadata_props.add()
+    entry.key, entry.value = PRECISION_KEY, "int8"
+    quantized.producer_name = "visiondock-trainer"
+    onnx.save(quantized, str(int8_path))
+    return int8_path

@@ -1,0 +1,290 @@
+"""Model lifecycle and prediction capture against the services as real uvicorn processes:
+a hot swap under concurrent load with zero failed requests, ETag polling, a second
+alias side by side, the INT8 variant, captures landing in the review queue, and a
+registry outage (keep serving, say so; a restart serves the checksum-verified cache)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from services.scoring.app import create_app
+from services.scoring.settings import ScoringSettings
+from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.launcher import SERVICES, LocalServices, free_port
+from visiondock.settings import LOCAL_DEV_API_KEY
+
+from . import tiny_models
+from .conftest import AUTH, AppFactory
+from .tiny_models import solid
+
+pytestmark = pytest.mark.e2e
+MODEL = "colours"
+RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def readiness(url: str) -> dict[str, Any]:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def serving_version(url: str, version: int, slot: str | None = None) -> bool:
+    state = readiness(url)
+    if slot is not None:
+        state = state.get("slots", {}).get(slot, {})
+    model = state.get("model")
+    return isinstance(model, dict) and model.get("version") == version
+
+
+@dataclass
+class ScoringProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_scoring(services: LocalServices, name: str, **env: str) -> ScoringProcess:
+    """One more scoring process beside the stack's, on its own port, with its own settings."""
+    port = free_port()
+    log = (services.log_dir / f"{name}.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "services.scoring", "--port", str(port)],
+                               env={**services.environment(), **env}, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    log.close()
+    scoring = ScoringProcess(process, f"http://127.0.0.1:{port}")
+
+    def live() -> bool:
+        assert process.poll() is None, (services.log_dir / f"{name}.log").read_text()[-3000:]
+        try:
+            return httpx.get(f"{scoring.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(live, f"{name} to start")
+    return scoring
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    home = tmp_path_factory.mktemp("scoring-lifecycle")
+    services = LocalServices(
+        home=home, ports={name: free_port() for name in SERVICES}, scoring_model=MODEL,
+        extra_env={"VISIONDOCK_SCORING_POLL_SECONDS": "0.2", "VISIONDOCK_SCORING_SECONDARY_ALIAS": "staging",
+                   "VISIONDOCK_SCORING_VARIANT": "int8", "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
+                   "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"})
+    services.start()
+    yield services
+    services.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(stack: LocalServices) -> Iterator[RegistryClient]:
+    with RegistryClient(stack.url("registry"), LOCAL_DEV_API_KEY) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def versions(registry: RegistryClient, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """Version 1 (fp32 only) and version 2 (with an INT8 variant file) of the colour model."""
+    root = tmp_path_factory.mktemp("lifecycle-models")
+    metadata = {"task": "multiclass", "labels": tiny_models.COLOURS, "project_id": MODEL}
+    first = registry.register_version(MODEL, tiny_models.classifier(root / "v1.onnx", gain=8.0), metadata)
+    second = registry.register_version(
+        MODEL, tiny_models.classifier(root / "v2.onnx", gain=12.0), metadata,
+        int8_path=tiny_models.classifier(root / "v2.int8.onnx", gain=11.0))
+    return {"v1": int(first["version"]), "v2": int(second["version"])}
+
+
+def test_swap_under_concurrent_load_fails_no_request(stack: LocalServices, registry: RegistryClient,
+                                                     versions: dict[str, int]) -> None:
+    url = stack.url("scoring")
+    registry.set_alias(MODEL, "production", versions["v1"])
+    wait_for(lambda: serving_version(url, versions["v1"]), "version 1")
+    state = readiness(url)
+    assert state["model"]["variant"] == "fp32" and "no 'int8' variant" in state["variant_note"]
+
+    answers: list[tuple[int, int | None, str | None]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+    image = solid(RED)
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post("/v1/predict", content=image, headers={"Content-Type": "image/jpeg"})
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                body = response.json()
+                answers.append((response.status_code, body.get("version"), body.get("variant")))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(answers) > 100, "answers from version 1")
+        registry.set_alias(MODEL, "production", versions["v2"])
+        wait_for(lambda: any(version == versions["v2"] for _, version, _ in answers[-5:]), "the swap")
+        count = len(answers)
+        wait_for(lambda: len(answers) > count + 150, "answers after the swap")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert {status for status, _, _ in answers} == {200}
+    seen = [version for _, version, _ in answers]
+    assert seen[0] == versions["v1"] and versions["v2"] in seen
+    assert all(answer == (200, versions["v2"], "int8") for answer in answers[-30:])
+    metrics = httpx.get(f"{url}/metrics", headers=AUTH).text
+    assert 'visiondock_scoring_model_swaps_total{slot="production"} 2.0' in metrics
+    assert f'version="{versions["v2"]}"' in metrics.split("visiondock_scoring_model_info{")[1].split("\n")[0]
+
+
+def test_alias_reads_are_conditional_on_the_etag(stack: LocalServices, registry: RegistryClient,
+                                                 versions: dict[str, int]) -> None:
+    alias_url = f"{stack.url('registry')}/v1/models/{MODEL}/aliases/production"
+    first = httpx.get(alias_url, headers=AUTH)
+    etag = first.headers["ETag"]
+    assert etag.strip('"') == first.json()["etag"].strip('"')
+    unchanged = httpx.get(alias_url, headers={**AUTH, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    registry.set_alias(MODEL, "production", versions["v2"])  # same version, but the alias document was written
+    moved = httpx.get(alias_url, headers={**AUTH, "If-None-Match": etag})
+    assert moved.status_code == 200 and moved.headers["ETag"] != etag
+
+
+def test_second_alias_is_served_side_by_side(stack: LocalServices, registry: RegistryClient,
+                                             versions: dict[str, int]) -> None:
+    url = stack.url("scoring")
+    registry.set_alias(MODEL, "staging", versions["v1"])
+    wait_for(lambda: serving_version(url, versions["v1"], slot="staging"), "staging on version 1")
+    staged = httpx.post(f"{url}/v1/aliases/staging/predict", content=solid(BLUE), headers=AUTH).json()
+    production = httpx.post(f"{url}/v1/predict", content=solid(BLUE), headers=AUTH).json()
+    assert (staged["version"], staged["alias"], staged["label"]) == (versions["v1"], "staging", "blue")
+    assert (production["version"], production["alias"]) == (versions["v2"], "production")
+    v2_metadata = httpx.get(f"{url}/v2/models/{MODEL}/versions/{versions['v1']}", headers=AUTH).json()
+    assert v2_metadata["parameters"]["alias"] == "staging"
+
+
+def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict[str, int], tmp_path: Path) -> None:
+    settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
+                               scoring_version=versions["v1"], log_format="text", log_level="WARNING")
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        answer = client.post("/v1/predict", content=solid(RED)).json()
+        status = client.get("/v1/model").json()
+    assert (answer["version"], answer["alias"]) == (versions["v1"], f"v{versions['v1']}")
+    assert status["serving"] == f"{MODEL}@{versions['v1']}"
+
+
+def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
+                                                       versions: dict[str, int]) -> None:
+    registry.set_alias(MODEL, "production", versions["v2"])
+    capturing = start_scoring(stack, "scoring-capture", VISIONDOCK_SCORING_CAPTURE_RATE="1",
+                              VISIONDOCK_SCORING_VARIANT="")
+    try:
+        wait_for(lambda: serving_version(capturing.url, versions["v2"]), "the capturing scoring service")
+        with AnnotationClient(stack.url("annotation"), LOCAL_DEV_API_KEY) as annotation:
+            annotation.create_project(MODEL, "multiclass", tags=tiny_models.COLOURS)
+            for colour in (RED, GREY, BLUE):
+                answer = httpx.post(f"{capturing.url}/v1/predict", content=solid(colour), headers=AUTH)
+                assert answer.status_code == 200
+            items = wait_for(lambda: (found := list(annotation.list_review_items(MODEL))) and len(found) == 3
+                             and found, "three captured predictions in the review queue")
+            assert [item["prediction"]["label"] for item in items][1:] in (["red", "blue"], ["blue", "red"])
+            grey = items[0]  # the coin toss comes first
+            assert grey["prediction"]["uncertain"] is True and grey["version"] == versions["v2"]
+            accepted = annotation.accept_review_item(MODEL, grey["id"], tags=["green"])
+            assert accepted["image"]["tags"] == ["green"]
+            rejected = annotation.reject_review_item(MODEL, items[1]["id"], reason="duplicate")
+            assert rejected["status"] == "rejected"
+            assert [i["id"] for i in annotation.list_review_items(MODEL)] == [items[2]["id"]]
+        stored = list((stack.home / "blobs" / "data" / "captures" / MODEL).glob("*.json"))
+        assert len(stored) == 3
+    finally:
+        capturing.stop()
+
+
+def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory, models: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with serve(models["multiclass"], scoring_capture_rate=1.0, scoring_capture_project="colours",
+               annotation_url=closed) as client:
+        for colour in (RED, GREEN, BLUE):
+            assert client.post("/v1/predict", content=solid(colour)).status_code == 200
+
+        def failed_three() -> bool:
+            text = client.get("/metrics").text
+            return 'visiondock_scoring_captures_total{outcome="send_failed"} 3.0' in text
+
+        wait_for(failed_three, "three failed hand-overs", timeout=60)
+        metrics = client.get("/metrics").text
+    assert 'visiondock_scoring_captures_total{outcome="stored"} 3.0' in metrics
+    assert len(list((tmp_path / "blobs" / "data" / "captures" / "colours").glob("*.jpg"))) == 3
+
+
+def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
+        stack: LocalServices, versions: dict[str, int]) -> None:
+    url = stack.url("scoring")
+    registry_process = stack.processes["registry"]
+    os.killpg(registry_process.pid, signal.SIGTERM)
+    registry_process.wait(timeout=10)
+
+    state = wait_for(lambda: (s := readiness(url)).get("registry_reachable") is False and s,
+                     "readyz to report the registry unreachable")
+    assert state["status"] == "ready" and "cannot reach the registry" in state["error"]
+    answer = httpx.post(f"{url}/v1/predict", content=solid(GREEN), headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["label"] == "green"
+    assert ('visiondock_scoring_registry_reachable{slot="production"} 0.0'
+            in httpx.get(f"{url}/metrics", headers=AUTH).text)
+
+    # A process started during the outage serves what was served last, once its checksum verifies.
+    restarted = start_scoring(stack, "scoring-restart")
+    try:
+        wait_for(lambda: serving_version(restarted.url, versions["v2"]), "the restarted service")
+        assert readiness(restarted.url)["model"]["source"] == "cache"
+        assert httpx.post(f"{restarted.url}/v1/predict", content=solid(RED), headers=AUTH).json()["label"] == "red"
+    finally:
+        restarted.stop()
+    for cached in (stack.home / "model-cache" / MODEL).glob(f"{versions['v2']}-int8-*.onnx"):
+        cached.write_bytes(cached.read_bytes()[:-10] + b"corrupted!")
+    corrupt = start_scoring(stack, "scoring-corrupt-cache")
+    try:  # answering at all means it has tried to load (uvicorn serves after the app's startup)
+        state = readiness(corrupt.url)
+        assert state["status"] == "not ready" and state["model"] is None
+        assert httpx.post(f"{corrupt.url}/v1/predict", content=solid(RED), headers=AUTH).status_code == 503
+    finally:
+        corrupt.stop()

@@ -1,0 +1,245 @@
+"""Training runs end to end against the services as real processes: every task, both modes, the
+feature cache, INT8 variants, and the run resource that reports all of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from services.trainer.data import TrainingDataError
+from services.trainer.job import TrainingConfig, run_training
+from tests.trainer.conftest import project_name, upload_tagged, upload_unlabeled
+from tests.trainer.generated import (
+    box_scene,
+    colour_images,
+    face_images,
+    jpeg,
+    multilabel_images,
+    shape_images,
+)
+from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.images import decode_rgb
+from visiondock.launcher import LocalServices
+from visiondock.modelcard import ModelCard
+from visiondock.preprocess import to_tensor
+
+pytestmark = pytest.mark.e2e
+SHAPES = ("circle", "square", "triangle")
+
+
+def config(project: str, cache_dir: Path, **options: object) -> TrainingConfig:
+    return TrainingConfig(project=project, cache_dir=cache_dir, progress=False, **options)  # type: ignore[arg-type]
+
+
+def load_version(registry: RegistryClient, model: str, version: int, tmp_path: Path,
+                 variant: str | None = None) -> tuple[ort.InferenceSession, ModelCard, dict]:
+    path = registry.download_artifact(model, version, tmp_path / f"{model}-{version}-{variant}.onnx", variant=variant)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    return session, ModelCard.from_metadata(metadata), metadata
+
+
+def corrupt_blob(services: LocalServices, project: str, image_id: str) -> None:
+    """Damage a stored image on disk, as a failing disk would: same size, bytes that do not decode."""
+    path = services.home / "blobs" / "data" / "images" / project / image_id
+    path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_images(
+        annotation: AnnotationClient, registry: RegistryClient, trainer_services: LocalServices, cache_dir: Path,
+        tmp_path: Path) -> None:
+    project = project_name("shapes")
+    annotation.create_project(project, "multiclass", tags=SHAPES)
+    first = upload_tagged(annotation, project, shape_images(SHAPES, 8, seed=1))
+    result = run_training(config(project, cache_dir), annotation, registry)
+
+    assert result.report["features"] == {"computed": 24, "cached": 0}
+    run = registry.get_run(result.run_id)
+    assert run["status"] == "succeeded" and run["version"] == result.version and run["stage"] == "registered"
+    version = registry.get_version(project, result.version)
+    assert version["run_id"] == result.run_id and version["task"] == "multiclass"
+    splits = version["splits"]
+    ids = [set(splits[part]) for part in ("train", "validation", "test")]
+    assert set().union(*ids) == {image["id"] for image in first} and sum(map(len, ids)) == 24
+    metrics = version["metrics"]
+    for key in ("accuracy", "per_class", "pr_curves", "confusion_matrix", "history", "threshold", "export_parity"):
+        assert key in metrics, key
+    assert set(metrics["per_class"]["circle"]) >= {"precision", "recall", "f1", "ap", "support"}
+    assert metrics["export_parity"]["max_abs_diff"] < 1e-3 and metrics["export_parity"]["top1_agreement"] == 1.0
+    assert metrics["history"][0]["epoch"] == 1 and "val_loss" in metrics["history"][-1]
+    assert version["params"]["mode"] == "quick" and version["variants"] == {}
+
+    # The file describes itself: the scoring service needs nothing else.
+    session, card, _ = load_version(registry, project, result.version, tmp_path)
+    assert card.task == "multiclass" and card.labels == sorted(SHAPES)
+    assert card.model_version == str(result.version) and card.model_name == project
+    assert set(card.thresholds) == {"uncertain"} and card.extra["run_id"] == result.run_id
+    image = annotation.get_image_bytes(project, splits["test"][0])
+    probabilities = session.run(None, {"image": to_tensor(decode_rgb(image), card.preprocess)[None]})[0]
+    assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1.0) < 1e-4
+
+    # Four new images and one whose stored bytes broke: only the four get features computed;
+    # the broken one is skipped and listed.
+    added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
+    corrupt_blob(trainer_services, project, added[-1]["id"])
+    again = run_training(config(project, cache_dir), annotation, registry)
+    assert again.report["features"] == {"computed": 4, "cached": 24}
+    assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
+    assert again.version == result.version + 1
+    assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
+
+
+def test_advanced_run_fine_tunes_keeps_the_best_epoch_and_adds_an_agreeing_int8_variant(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
+    project = project_name("colours")
+    colours = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+    annotation.create_project(project, "multiclass", tags=list(colours))
+    upload_tagged(annotation, project, colour_images(colours, 7, seed=3))
+    result = run_training(config(project, cache_dir, mode="advanced", epochs=2, int8=True), annotation, registry)
+
+    metrics = result.metrics
+    # Epoch 0 is the starting point (the quick head on pretrained blocks), on validation only.
+    assert [entry["epoch"] for entry in metrics["history"]] == [0, 1, 2]
+    assert {"train_loss", "val_loss", "train_metric", "val_metric"} <= set(metrics["history"][1])
+    version = registry.get_version(project, result.version)
+    assert version["params"]["mode"] == "advanced" and version["params"]["best_epoch"] in (0, 1, 2)
+    assert version["params"]["epochs_run"] == 2
+    assert version["params"]["fine_tuned_from_block"] == 15
+    run = registry.get_run(result.run_id)
+    assert run["epochs"] == 2 and run["epoch"] == 2 and "val_loss" in run["metrics"]
+
+    # Noisy colour fields are easy: INT8 must answer as fp32 does, and so is registered as a variant.
+    assert metrics["int8"]["top1_agreement"] >= 0.99 and metrics["int8"]["registered"] is True
+    assert result.variants == ["int8"] and version["variants"]["int8"]["top1_agreement"] >= 0.99
+    _, fp32_card, _ = load_version(registry, project, result.version, tmp_path)
+    int8_session, int8_card, metadata = load_version(registry, project, result.version, tmp_path, variant="int8")
+    assert int8_card == fp32_card and metadata["visiondock.precision"] == "int8"
+    graph = onnx.load(str(tmp_path / f"{project}-{result.version}-int8.onnx")).graph
+    assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 50
+    # The softmax stays in float: probabilities are not cut to steps of 1/255.
+    red = decode_rgb(colour_images({"red": colours["red"]}, 1, seed=11)[0][1])
+    probabilities = int8_session.run(None, {"image": to_tensor(red, int8_card.preprocess)[None]})[0]
+    assert int(probabilities.argmax()) == int8_card.labels.index("red")
+    assert not np.allclose(probabilities * 255, np.round(probabilities * 255), atol=1e-3)
+
+
+def test_multilabel_run_chooses_a_threshold_per_tag(annotation: AnnotationClient, registry: RegistryClient,
+                                                    cache_dir: Path, tmp_path: Path) -> None:
+    project = project_name("scenes")
+    annotation.create_project(project, "multilabel", tags=["sun", "leaf", "sea"])
+    items = multilabel_images(36, seed=4)
+    created = upload_unlabeled(annotation, project, [data for _, data in items])
+    for image, (tags, _) in zip(created, items, strict=True):
+        annotation.set_image_tags(project, image["id"], tags)
+    result = run_training(config(project, cache_dir), annotation, registry)
+
+    session, card, _ = load_version(registry, project, result.version, tmp_path)
+    assert card.task == "multilabel" and set(card.thresholds) == {"leaf", "sea", "sun"}
+    assert all(0.0 < value < 1.0 for value in card.thresholds.values())
+    metrics = result.metrics
+    assert {"micro_f1", "macro_f1", "mean_ap"} <= set(metrics)
+    assert metrics["per_class"]["sun"]["threshold"] == card.thresholds["sun"]
+    # Independent sigmoids: a scene with every marker can score high on all three.
+    scenes = [data for _, data in multilabel_images(6, seed=9)]
+    batch = np.stack([to_tensor(decode_rgb(data), card.preprocess) for data in scenes])
+    probabilities = session.run(None, {"image": batch})[0]
+    assert probabilities.shape == (6, 3) and not np.allclose(probabilities.sum(axis=1), 1.0)
+    assert metrics["mean_ap"] > 0.6  # three plain markers: far above the ~0.4 of chance
+
+    # The same seed trains the same model: same split, thresholds and held-out numbers.
+    again = run_training(config(project, cache_dir), annotation, registry)
+    first, second = (registry.get_version(project, v) for v in (result.version, again.version))
+    assert first["splits"] == second["splits"] and again.metrics["thresholds"] == metrics["thresholds"]
+    assert again.metrics["per_class"] == metrics["per_class"] and again.report["features"]["computed"] == 0
+
+
+def test_face_preset_identifies_people_reports_photos_without_a_face_and_tunes_unknown(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
+    project = project_name("faces")
+    people = face_images(5, 7, seed=5)
+    strangers = [("unknown", data) for _, data in face_images(4, 2, seed=6, first=40)]
+    no_face = [("person-0", data) for _, data in shape_images(["circle"], 2, seed=7, size=160)]
+    annotation.create_project(project, "multiclass", tags=[*sorted({t for t, _ in people}), "unknown"])
+    upload_tagged(annotation, project, people + strangers + no_face)
+    result = run_training(config(project, cache_dir, task_preset="face"), annotation, registry)
+
+    assert result.task == "face"
+    reported = {item["id"] for item in result.report["no_face"]}
+    shapes = {image["id"] for image in annotation.list_images(project) if image["filename"].startswith("person-0")}
+    assert len(reported) >= 2  # the two drawings at least; the detector may miss a real face too
+    metrics = result.metrics
+    assert isinstance(metrics["test_no_face_count"], int) and metrics["test_unknown_count"] >= 1
+    assert metrics["threshold"]["name"] == "unknown"
+    assert metrics["identification_rate"] is not None and metrics["accuracy"] >= 0.6
+    version = registry.get_version(project, result.version)
+    assert version["task"] == "face" and "unknown" not in version["labels"]
+    assert set(version["splits"]["train"]).isdisjoint({i for i in reported})
+    _, card, _ = load_version(registry, project, result.version, tmp_path)
+    assert card.task == "face" and set(card.thresholds) == {"unknown"}
+    assert card.extra["face_detector"] == "opencv-haar-frontalface-default" and card.extra["face_margin"] == 0.2
+    assert card.extra["decode"] == "full"
+    del shapes
+
+
+def test_detection_run_exports_boxes_and_scores_that_match_torch(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
+    project = project_name("boxes")
+    annotation.create_project(project, "detection", tags=["disc", "block"])
+    rng = np.random.default_rng(8)
+    scenes = [box_scene(rng) for _ in range(18)]
+    created = upload_unlabeled(annotation, project, [jpeg(image) for image, _ in scenes])
+    for image, (_, regions) in zip(created, scenes, strict=True):
+        annotation.set_image_regions(project, image["id"], regions)
+    result = run_training(config(project, cache_dir, epochs=2, detector_input_size=64, int8=True), annotation,
+                          registry)
+
+    assert result.task == "detection"
+    metrics = result.metrics
+    assert {"map_50", "map_50_95", "per_class", "history"} <= set(metrics)
+    parity = metrics["export_parity"]
+    assert parity["max_abs_diff_scores"] < 1e-3 and parity["detection_agreement"] >= 0.99
+    session, card, _ = load_version(registry, project, result.version, tmp_path)
+    assert card.task == "detection" and card.output_names == ["boxes", "scores"]
+    assert card.preprocess.policy == "stretch" and card.preprocess.size == 64
+    assert {"score", "nms_iou"} <= set(card.thresholds)
+    boxes, scores = session.run(None, {"image": np.zeros((1, 3, 64, 64), np.float32)})
+    assert boxes.shape[-1] == 4 and scores.shape[-1] == 2 and boxes.shape[1] == scores.shape[1]
+    # INT8 is judged by mAP@0.5 on validation images: registered only when it drops no more than 0.01.
+    int8 = metrics["int8"]
+    assert int8["registered"] == (int8["map_50_drop"] <= 0.01) == ("int8" in result.variants)
+
+
+def test_data_that_cannot_train_fails_the_run_with_the_reason_and_registers_nothing(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path) -> None:
+    empty = project_name("empty")
+    annotation.create_project(empty, "multiclass", tags=["a", "b"])
+    upload_unlabeled(annotation, empty, [data for _, data in shape_images(["circle"], 2, seed=1)])
+    with pytest.raises(TrainingDataError, match="no labeled images"):
+        run_training(config(empty, cache_dir), annotation, registry)
+
+    lonely = project_name("lonely")
+    annotation.create_project(lonely, "multiclass", tags=list(SHAPES))
+    upload_tagged(annotation, lonely, shape_images(SHAPES[:2], 3, seed=1) + shape_images(SHAPES[2:], 1, seed=2))
+    with pytest.raises(TrainingDataError, match="'triangle' has 1"):
+        run_training(config(lonely, cache_dir), annotation, registry)
+
+    untrained = project_name("untrained")
+    annotation.create_project(untrained, "multiclass", tags=list(SHAPES[:2]))
+    upload_tagged(annotation, untrained, shape_images(SHAPES[:1], 3, seed=3))
+    upload_tagged(annotation, untrained, shape_images(SHAPES[1:2], 2, seed=4), split="test")
+    with pytest.raises(TrainingDataError, match="no image of 'square' is on the training side"):
+        run_training(config(untrained, cache_dir), annotation, registry)
+
+    for model, reason in ((empty, "no labeled images"), (lonely, "'triangle' has 1"),
+                          (untrained, "explicit test split")):
+        runs = registry.list_runs(model=model)
+        assert len(runs) == 1 and runs[0]["status"] == "failed" and reason in runs[0]["error"]
+        with pytest.raises(ServiceError) as missing:
+            registry.list_versions(model)
+        assert missing.value.status == 404
+    assert json.dumps(runs[0]["report"])  # the report is stored with the failure
