@@ -67,9 +67,12 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> 
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
         outputs = {output.name for output in graph.output}
-        # The nodes that make the outputs (softmax, sigmoid, box decoding) stay in float: quantized
-        # outputs would come in steps of 1/255, too coarse for thresholds and box corners.
-        final = [node.name for node in graph.node if outputs & set(node.output)]
+        # The nodes that make the outputs (softmax, sigmoid, box decoding) and the layer feeding them
+        # (the classifier's logits) stay in float: quantized outputs would come in steps of 1/255, too
+        # coarse for thresholds and box corners, and quantized logits round near-tied classes together.
+        final_nodes = [node for node in graph.node if outputs & set(node.output)]
+        feeding = {name for node in final_nodes for name in node.input}
+        final = [node.name for node in graph.node if node in final_nodes or feeding & set(node.output)]
         quantize_static(str(prepared), str(int8_path), _Batches(input_name, calibration),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
