@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
+from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 E2E_MODEL = "e2e-shapes"
@@ -16,17 +16,9 @@ E2E_MODEL = "e2e-shapes"
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
-    home: Path = tmp_path_factory.mktemp("visiondock-home")
-    local = LocalServices(
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        scoring_model=E2E_MODEL,
-        extra_env={"VISIONDOCK_SCORING_POLL_SECONDS": "0.5", "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
-                   "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"},
-    )
-    local.start()
-    yield local
-    local.stop()
+    with running_services(tmp_path_factory.mktemp("visiondock-home"), scoring_model=E2E_MODEL,
+                          env={"VISIONDOCK_SCORING_POLL_SECONDS": "0.5", "VISIONDOCK_LOG_FORMAT": "json"}) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

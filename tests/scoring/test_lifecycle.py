@@ -22,8 +22,9 @@ from fastapi.testclient import TestClient
 
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
+from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
+from visiondock.launcher import LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from . import tiny_models
@@ -98,15 +99,10 @@ def start_scoring(services: LocalServices, name: str, **env: str) -> ScoringProc
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
-    home = tmp_path_factory.mktemp("scoring-lifecycle")
-    services = LocalServices(
-        home=home, ports={name: free_port() for name in SERVICES}, scoring_model=MODEL,
-        extra_env={"VISIONDOCK_SCORING_POLL_SECONDS": "0.2", "VISIONDOCK_SCORING_SECONDARY_ALIAS": "staging",
-                   "VISIONDOCK_SCORING_VARIANT": "int8", "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
-                   "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"})
-    services.start()
-    yield services
-    services.stop()
+    env = {"VISIONDOCK_SCORING_POLL_SECONDS": "0.2", "VISIONDOCK_SCORING_SECONDARY_ALIAS": "staging",
+           "VISIONDOCK_SCORING_VARIANT": "int8", "VISIONDOCK_LOG_FORMAT": "json"}
+    with running_services(tmp_path_factory.mktemp("scoring-lifecycle"), scoring_model=MODEL, env=env) as services:
+        yield services
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,16 @@ from typing import Any
 
 import pytest
 
+from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
+from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 
 @pytest.fixture(scope="session")
 def trainer_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
-    home: Path = tmp_path_factory.mktemp("trainer-home")
-    local = LocalServices(home=home, ports={name: free_port() for name in SERVICES},
-                          extra_env={"VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY, "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY,
-                                     "VISIONDOCK_LOG_LEVEL": "WARNING"})
-    local.start()
-    yield local
-    local.stop()
+    with running_services(tmp_path_factory.mktemp("trainer-home"), env={"VISIONDOCK_LOG_LEVEL": "WARNING"}) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

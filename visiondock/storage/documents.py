@@ -248,6 +248,12 @@ def validate_collection(name: str) -> str:
     return name
 
 
+def validate_page_size(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidQueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+    return limit
+
+
 def validate_partition_key(partition_key: str) -> str:
     if not isinstance(partition_key, str) or not 1 <= len(partition_key) <= MAX_PARTITION_KEY_LENGTH:
         raise DocumentError(

@@ -90,7 +90,6 @@ from azure.cosmos.exceptions import (
 )
 
 from visiondock.storage.documents import (
-    MAX_PAGE_SIZE,
     MISSING,
     TYPE_RANK_BOOL,
     TYPE_RANK_NULL,
@@ -114,6 +113,7 @@ from visiondock.storage.documents import (
     type_rank,
     validate_collection,
     validate_id,
+    validate_page_size,
     validate_partition_key,
 )
 
@@ -409,8 +409,7 @@ class CosmosDocumentStore(DocumentStore):
     ) -> Page:
         validate_collection(collection)
         query = query or Query()
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise InvalidQueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+        validate_page_size(limit)
         boundary = decode_page_token(collection, query, continuation) if continuation is not None else None
         container = self._container(collection)
         # The sort key, one level per field; the last level is unique within the ones before it.

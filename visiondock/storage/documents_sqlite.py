@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from visiondock.storage.documents import (
-    MAX_PAGE_SIZE,
     TYPE_RANK_BOOL,
     TYPE_RANK_NULL,
     TYPE_RANK_NUMBER,
@@ -45,6 +44,7 @@ from visiondock.storage.documents import (
     validate_collection,
     validate_field_path,
     validate_id,
+    validate_page_size,
     validate_partition_key,
 )
 
@@ -285,8 +285,7 @@ class SqliteDocumentStore(DocumentStore):
     ) -> Page:
         validate_collection(collection)
         query = query or Query()
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise InvalidQueryError(f"page size must be between 1 and {MAX_PAGE_SIZE}")
+        validate_page_size(limit)
         where = ["collection = ?"]
         params: list[Any] = [collection]
         if query.order_by == "id":
