@@ -26,6 +26,9 @@ ALLOWED_FORMATS: dict[str, str] = {
 }
 DEFAULT_MAX_PIXELS = 50_000_000  # about 8000 x 6000; bigger is a decompression bomb or a mistake
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+# Longest side over shortest side. Phone panoramas stay under about 10:1; a 1x100000 strip
+# passes any pixel limit yet explodes when its short side is scaled up to a model's input.
+MAX_ASPECT_RATIO = 20
 
 
 class InvalidImageError(ApiError, ValueError):
@@ -80,6 +83,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         )
     if width < 1 or height < 1:
         raise InvalidImageError("image has no pixels")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidImageError(
+            f"image is {width}x{height}: one side is more than {MAX_ASPECT_RATIO} times the other; "
+            "crop it to the part that matters",
+            status=422,
+            code="extreme_aspect_ratio",
+        )
     return image
 
 

@@ -51,16 +51,23 @@ class PreprocessSpec:
 
 
 def fit(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
-    """Resize and crop an RGB image to the model's square input size."""
+    """Resize and crop an RGB image to the model's square input size.
+
+    Only the kept square is resampled (Pillow's `box`), so the work and memory are
+    `size` x `size` whatever the image's shape: the same pixels as resizing the whole
+    image and cropping, without ever holding the resized whole.
+    """
     if spec.policy == "stretch":
         return image.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
     width, height = image.size
     scale = spec.resize / min(width, height)
-    resized = image.resize((max(spec.size, round(width * scale)), max(spec.size, round(height * scale))),
-                           Image.Resampling.BILINEAR)
-    left = (resized.width - spec.size) // 2
-    top = (resized.height - spec.size) // 2
-    return resized.crop((left, top, left + spec.size, top + spec.size))
+    resized_width, resized_height = max(spec.size, round(width * scale)), max(spec.size, round(height * scale))
+    left = (resized_width - spec.size) // 2
+    top = (resized_height - spec.size) // 2
+    # The crop square of the resized image, in the original image's coordinates.
+    x_scale, y_scale = width / resized_width, height / resized_height
+    box = (left * x_scale, top * y_scale, (left + spec.size) * x_scale, (top + spec.size) * y_scale)
+    return image.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
 
 
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
