@@ -9,6 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
+# Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
+BROWSER := $(VENV)/.chromium
+# axe-core, injected into those pages to check accessibility.
+AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,dev
 
 .PHONY: install demo test lint bench bench-train bench-scoring clean
@@ -23,12 +27,20 @@ $(EMULATORS): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(BROWSER): $(STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@touch $@
+
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS)
+test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -43,4 +55,4 @@ bench-train: $(STAMP)
 	$(PY) -m bench.training
 
 clean:
-	rm -rf $(VENV) tests/emulators/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # The trainer's on-disk cache of backbone features and exported frozen backbones
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
+    # How the registry starts a run created with `launch: true`: `local` spawns the trainer as a
+    # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
+    training_launcher: Literal["local", "none"] | None = None
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -95,6 +98,12 @@ class Settings(BaseSettings):
     @property
     def resolved_trainer_cache_dir(self) -> Path:
         return self.trainer_cache_dir or self.home / "feature-cache"
+
+    @property
+    def resolved_training_launcher(self) -> str:
+        if self.training_launcher is not None:
+            return self.training_launcher
+        return "none" if self.environment == "production" else "local"
 
     @property
     def uses_local_key(self) -> bool:

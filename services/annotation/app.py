@@ -15,11 +15,16 @@ from visiondock.settings import Settings
 from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
 
+from .history import LabelHistory
 from .images import ImageLibrary
+from .labeling_routes import router as labeling_router
 from .projects import ProjectCatalog
 from .review import ReviewQueue
 from .review_routes import router as review_router
 from .routes import router
+from .suggestions import Suggestions
+from .thumbnails import Thumbnails
+from .webapp import mount_app
 
 
 def _readiness(app: FastAPI) -> Readiness:
@@ -36,7 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         blobs = open_blob_store(settings)
         projects = ProjectCatalog(documents)
         app.state.projects = projects
-        app.state.images = ImageLibrary(documents, blobs, projects)
+        app.state.history = LabelHistory(documents)
+        app.state.images = ImageLibrary(documents, blobs, projects, history=app.state.history)
+        app.state.thumbnails = Thumbnails(blobs, app.state.images)
+        app.state.suggestions = Suggestions(app.state.images, scoring_url=settings.scoring_url,
+                                            api_key=settings.api_key.get_secret_value())
         app.state.review = ReviewQueue(documents, blobs, projects, app.state.images)
         try:
             yield
@@ -55,4 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(review_router)
+    app.include_router(labeling_router)
+    mount_app(app)
     return app

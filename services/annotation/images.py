@@ -29,6 +29,7 @@ from visiondock.storage import (
 )
 from visiondock.timeutil import utc_now
 
+from .history import LabelChange, LabelHistory
 from .projects import ProjectCatalog
 
 IMAGES = "images"
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 def image_blob_key(project_id: str, image_id: str) -> str:
     return f"images/{project_id}/{image_id}"
+
+
+def thumbnail_blob_key(project_id: str, image_id: str) -> str:
+    return f"thumbnails/{project_id}/{image_id}.jpg"
 
 
 def public_image(doc: Document) -> dict[str, Any]:
@@ -63,8 +68,10 @@ class ImageLibrary:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        history: LabelHistory | None = None,
     ) -> None:
         self.documents = documents
+        self.history = history
         self.blobs = blobs
         self.projects = projects
         self.max_pixels = max_pixels
@@ -83,7 +90,8 @@ class ImageLibrary:
     @staticmethod
     def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
         labeled = len(tags) == 1 if project_type == "multiclass" else True
-        return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
+        # Labels given by anyone resolve the model's suggestion for the image.
+        return {"tags": tags, "regions": regions, "labeled": labeled, "suggestion": None, "updated_at": utc_now()}
 
     # -- upload --------------------------------------------------------------------
     def upload(
@@ -93,6 +101,7 @@ class ImageLibrary:
         *,
         tags: Sequence[str] = (),
         split: str | None = None,
+        change: LabelChange | None = None,
     ) -> list[UploadOutcome]:
         project = self.projects.get(project_id)
         if not files:
@@ -100,7 +109,18 @@ class ImageLibrary:
         if len(files) > MAX_FILES_PER_UPLOAD:
             raise BadRequest(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
         labels = self._check_tags(project, tags) if tags else []
-        return [self._upload_one(project, name, data, labels, split) for name, data in files]
+        outcomes = [self._upload_one(project, name, data, labels, split) for name, data in files]
+        if labels:
+            for outcome in outcomes:
+                if outcome.status == "created" and outcome.image is not None:
+                    self._record(project_id, outcome.image["id"], change or LabelChange(source="upload"),
+                                 None, outcome.image)
+        return outcomes
+
+    def _record(self, project_id: str, image_id: str, change: LabelChange | None,
+                previous: dict[str, Any] | None, current: dict[str, Any]) -> None:
+        if self.history is not None:
+            self.history.record(project_id, image_id, change or LabelChange(), previous=previous, current=current)
 
     def _upload_one(self, project: dict[str, Any], filename: str, data: bytes, tags: list[str],
                     split: str | None) -> UploadOutcome:
@@ -206,25 +226,30 @@ class ImageLibrary:
                 "split_counts": split_counts}
 
     # -- updates -------------------------------------------------------------------
-    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None) -> Document:
+    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None,
+                 change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         labels = self._check_tags(project, tags)
-        self.get(project_id, image_id)
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                    set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        before = self.get(project_id, image_id)
+        updated = self.documents.patch(IMAGES, image_id, partition_key=project_id,
+                                       set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
-                    if_match: str | None) -> Document:
+                    if_match: str | None, change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         if project["type"] != "detection":
             raise BadRequest(f"project {project_id!r} is {project['type']}: label its images with tags, "
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
-        self.get(project_id, image_id)
+        before = self.get(project_id, image_id)
         fields = self._label_fields("detection", tags, [dict(region) for region in regions])
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
-                                    if_match=if_match)
+        updated = self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                       if_match=if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
         self.get(project_id, image_id)
@@ -236,3 +261,4 @@ class ImageLibrary:
         # The document goes first: a blob without a document is invisible, the reverse is a broken image.
         self.documents.delete(IMAGES, image_id, partition_key=project_id, if_match=if_match)
         self.blobs.delete(image_blob_key(project_id, image_id))
+        self.blobs.delete(thumbnail_blob_key(project_id, image_id))

@@ -33,6 +33,7 @@ from visiondock.storage import (
 )
 from visiondock.timeutil import utc_now
 
+from .history import LabelChange
 from .images import ImageLibrary, public_image
 from .projects import ProjectCatalog
 
@@ -171,7 +172,7 @@ class ReviewQueue:
 
     def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
                regions: Sequence[dict[str, Any]] | None = None,
-               if_match: str | None = None) -> dict[str, Any]:
+               if_match: str | None = None, who: str | None = None) -> dict[str, Any]:
         """Make the item a labeled image of the project; the prediction's labels unless given."""
         doc = self._pending(project_id, item_id, if_match)
         project = self.projects.get(project_id)
@@ -196,10 +197,12 @@ class ReviewQueue:
         if outcome.image is None:
             raise ApiError(outcome.error or "the image was refused", status=outcome.error_status or 400)
         image_id = outcome.image["id"]
+        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
         if project["type"] == "detection":
-            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None)
+            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None,
+                                             change=change)
         else:
-            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None)
+            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None, change=change)
         decided = self._decide(doc, {"status": "accepted", "image_id": image_id,
                                      "labels": {"tags": chosen_tags, "regions": chosen_regions},
                                      "labels_from": "prediction" if tags is None and regions is None

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from visiondock.errors import BadRequest
 from visiondock.web import error_response, require_api_key
 
+from .history import LabelChange, caller_name
 from .images import ImageLibrary, UploadOutcome, public_image
 from .projects import ProjectCatalog
 from .schemas import (
@@ -93,6 +94,7 @@ def _upload_status(outcomes: list[UploadOutcome]) -> int:
 def upload_images(
     project_id: str,
     library: Library,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
     tags: Annotated[str | None, Form(description="Comma-separated tags to put on every uploaded image.")] = None,
     split: Annotated[Split | None, Form(description="Keep these images in the train or the test split.")] = None,
@@ -100,7 +102,8 @@ def upload_images(
     # Read at most one byte past the limit: enough to know a file is too big without holding it all.
     payload = [(f.filename or "upload", f.file.read(library.max_bytes + 1)) for f in files]
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
-    outcomes = library.upload(project_id, payload, tags=tag_list, split=split)
+    outcomes = library.upload(project_id, payload, tags=tag_list, split=split,
+                              change=LabelChange(who=caller_name(request), source="upload"))
     status = _upload_status(outcomes)
     if status != 200:
         message = "; ".join(f"{o.filename}: {o.error}" for o in outcomes)
@@ -156,16 +159,18 @@ def get_image_content(project_id: str, image_id: str, library: Library) -> Strea
 
 
 @router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
-def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library,
+def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library, request: Request,
                    if_match: IfMatch = None) -> dict:
-    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match))
+    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match,
+                                         change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
 def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, library: Library,
-                      if_match: IfMatch = None) -> dict:
+                      request: Request, if_match: IfMatch = None) -> dict:
     regions = [region.model_dump() for region in body.regions]
-    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match))
+    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match,
+                                            change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])

@@ -15,6 +15,7 @@ from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
 
 from .catalog import ModelRegistry
+from .launch import open_launcher
 from .routes import router
 
 
@@ -31,9 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents = open_document_store(settings)
         blobs = open_blob_store(settings)
         app.state.registry = ModelRegistry(documents, blobs)
+        app.state.launcher = open_launcher(settings, app.state.registry.runs)
         try:
             yield
         finally:
+            if app.state.launcher is not None:
+                app.state.launcher.close()
             app.state.registry = None
             documents.close()
             blobs.close()

@@ -146,8 +146,20 @@ def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
              summary="Create a training run (queued); the trainer reports its progress on it")
-def create_run(body: RunCreate, registry: Registry) -> dict:
-    return registry.runs.create(body.model, project_id=body.project_id, params=body.params)
+def create_run(body: RunCreate, registry: Registry, request: Request) -> dict:
+    if not body.launch:
+        return registry.runs.create(body.model, project_id=body.project_id, params=body.params)
+    launcher = request.app.state.launcher
+    if launcher is None:
+        raise BadRequest("this registry does not start trainings (VISIONDOCK_TRAINING_LAUNCHER=none); create the "
+                         "run without `launch` and start the trainer with --run-id", code="no_launcher")
+    run = registry.runs.create(body.model, project_id=body.project_id or body.model, params=body.params)
+    try:
+        launcher.launch(run)
+    except OSError as exc:
+        registry.runs.update(run["id"], {"status": "failed", "error": f"the trainer could not start: {exc}"})
+        raise
+    return run
 
 
 @router.get("/runs", response_model=RunPage, tags=["runs"], summary="Training runs, newest first")

@@ -115,6 +115,9 @@ class RunCreate(BaseModel):
     model: ModelName = Field(description="The model the run will register a version of.")
     project_id: str | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters, as asked for.")
+    launch: bool = Field(default=False, description="Start the training now (the registry's launcher; on one "
+                                                    "machine a trainer process). Otherwise the run waits queued "
+                                                    "for a trainer started elsewhere.")
 
 
 class RunUpdate(BaseModel):
