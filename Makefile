@@ -15,7 +15,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,dev
 
-.PHONY: install demo test lint bench bench-train bench-scoring clean
+.PHONY: install demo test lint bench bench-train bench-scoring bench-labeling clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -46,13 +46,16 @@ test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train
+bench: bench-scoring bench-train bench-labeling
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
 
 bench-train: $(STAMP)
 	$(PY) -m bench.training
+
+bench-labeling: $(STAMP) $(BROWSER)
+	$(PY) -m bench.labeling
 
 clean:
 	rm -rf $(VENV) tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

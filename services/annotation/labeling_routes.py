@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from visiondock.web import require_api_key
 
 from .history import LabelHistory, caller_name
-from .images import ImageLibrary, public_image
+from .images import public_image
+from .routes import IfMatch, Library, PageSize
 from .schemas import Image, ImagePage, LabelHistoryPage, SuggestRequest, SuggestResponse
 from .suggestions import Suggestions
 from .thumbnails import Thumbnails
@@ -28,16 +29,9 @@ def _thumbnails(request: Request) -> Thumbnails:
     return request.app.state.thumbnails
 
 
-def _library(request: Request) -> ImageLibrary:
-    return request.app.state.images
-
-
 History = Annotated[LabelHistory, Depends(_history)]
 Suggester = Annotated[Suggestions, Depends(_suggestions)]
 ThumbnailStore = Annotated[Thumbnails, Depends(_thumbnails)]
-Library = Annotated[ImageLibrary, Depends(_library)]
-IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 router = APIRouter(prefix="/v1/projects/{project_id}", dependencies=[Depends(require_api_key)])
 

@@ -99,7 +99,9 @@ export async function imagesView(main, project) {
   function card(image) {
     const img = h("img", { alt: image.filename, width: 160, height: 160, loading: "lazy" });
     thumbnailUrl(project, image.id).then((url) => { img.src = url; }).catch(() => img.classList.add("broken"));
-    const badges = [image.suggestion ? h("span", { class: "badge suggested" }, "suggested") : null,
+    const s = image.suggestion;
+    const proposed = s && (s.regions.length ? `${s.regions.length} box(es)` : s.tags.join(", ") || "nothing");
+    const badges = [s ? h("span", { class: "badge suggested" }, `suggested: ${proposed}`) : null,
                     image.split ? h("span", { class: "badge" }, image.split) : null];
     return h("li", {}, h("a", { href: `#/p/${project}/label/${image.id}`, class: "tile", dataset: { id: image.id } },
       img, h("span", { class: "caption" }, caption(image), ...badges)));
