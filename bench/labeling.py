@@ -128,9 +128,11 @@ def grid_paint(base: str, fresh_pages: int) -> list[float]:
             page.evaluate(f"sessionStorage.setItem('visiondock.apiKey', '{LOCAL_DEV_API_KEY}');"
                           "sessionStorage.removeItem('visiondock.filter')")
             page.goto(f"{base}/app#/p/{PROJECT}/images")
-            page.wait_for_function("window.gridPainted === true", timeout=60_000)
-            painted = page.evaluate("performance.getEntriesByName('grid-painted')[0].startTime")
-            assert page.locator(".grid img[src^=blob]").count() == 60
+            # Painted: the first page's 60 thumbnails decoded and on screen (ms since navigation).
+            painted = page.wait_for_function(
+                "() => { const shown = [...document.querySelectorAll('.grid img')]"
+                ".filter((i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);"
+                " return shown.length === 60 && performance.now(); }", timeout=60_000, polling="raf").json_value()
             times.append(painted / 1000)
             page.close()
         browser.close()

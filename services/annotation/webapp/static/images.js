@@ -46,8 +46,7 @@ function caption(image) {
 }
 
 export async function imagesView(main, project) {
-  const info = await api(projectPath(project));
-  const tags = await allTags(project);
+  const [info, tags] = await Promise.all([api(projectPath(project)), allTags(project)]);
   const filter = readFilter();
   const stats = h("p", { class: "stats", "aria-live": "polite" });
   const grid = h("ul", { class: "grid", "aria-label": "Images" });
@@ -97,7 +96,7 @@ export async function imagesView(main, project) {
   }
 
   function card(image) {
-    const img = h("img", { alt: image.filename, width: 160, height: 160, loading: "lazy" });
+    const img = h("img", { alt: image.filename, width: 160, height: 160 });
     thumbnailUrl(project, image.id).then((url) => { img.src = url; }).catch(() => img.classList.add("broken"));
     const s = image.suggestion;
     const proposed = s && (s.regions.length ? `${s.regions.length} box(es)` : s.tags.join(", ") || "nothing");
@@ -168,8 +167,9 @@ export async function imagesView(main, project) {
   }
 
   more.addEventListener("click", () => showPage(browsing.continuation).catch(fail));
-  refreshStats().catch(fail);
   await showPage(null);
   performance.mark("grid-painted");
   window.gridPainted = true;
+  // Counting walks every image of the project: after the thumbnails, not competing with them.
+  refreshStats().catch(fail);
 }
