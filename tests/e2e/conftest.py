@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 E2E_MODEL = "e2e-shapes"

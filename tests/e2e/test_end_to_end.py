@@ -16,11 +16,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from cli.importer import import_folder
+from cli.launcher import LocalServices
+from cli.synthetic import SHAPES, write_folder
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
-from visiondock.importer import import_folder
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
-from visiondock.synthetic import SHAPES, write_folder
 
 from .conftest import E2E_MODEL
 
@@ -158,7 +158,7 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
 
     # The command line gives the same answer, one JSON line per image.
     env = {**os.environ, **services.environment()}
-    line = subprocess.run([sys.executable, "-m", "visiondock.cli", "predict", str(next(
+    line = subprocess.run([sys.executable, "-m", "cli.main", "predict", str(next(
         (tmp_path / "heldout").glob("circle/*.jpg")))], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60)
     assert line.returncode == 0, line.stderr

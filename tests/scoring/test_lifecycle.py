@@ -20,11 +20,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.launcher import LocalServices, free_port
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from . import tiny_models

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from visiondock.launcher import SERVICES, LocalServices, free_port
+from cli.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.trainer.conftest import project_name, upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
-from visiondock.launcher import LocalServices
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

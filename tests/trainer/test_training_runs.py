@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from cli.launcher import LocalServices
 from services.trainer.data import TrainingDataError
 from services.trainer.job import TrainingConfig, run_training
 from tests.trainer.conftest import project_name, upload_tagged, upload_unlabeled
@@ -24,7 +25,6 @@ from tests.trainer.generated import (
 )
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.images import decode_rgb
-from visiondock.launcher import LocalServices
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import to_tensor
 
