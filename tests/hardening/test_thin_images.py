@@ -14,12 +14,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from cli.launcher import LocalServices
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
-from visiondock.images import DecodedImage, InvalidImageError, decode_image, inspect_image
-from visiondock.launcher import LocalServices
+from visiondock.images import DecodedImage, ExtremeAspectRatioError, decode_image, inspect_image
 from visiondock.preprocess import PreprocessSpec, fit
 from visiondock.settings import LOCAL_DEV_API_KEY
+from visiondock.web import http_status
 
 AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
 # Far above what the scoring service uses (about 300 MB with a real model, see `make bench`)
@@ -48,9 +49,9 @@ def test_thin_images_are_refused_where_images_are_opened(name: str) -> None:
     data = THIN[name]
     assert len(data) < 1000
     for check in (inspect_image, decode_image):
-        with pytest.raises(InvalidImageError, match="more than 20 times") as caught:
+        with pytest.raises(ExtremeAspectRatioError, match="more than 20 times") as caught:
             check(data)
-        assert caught.value.status == 422
+        assert http_status(caught.value) == 422
 
 
 def test_preprocessing_resamples_only_the_kept_square() -> None:
