@@ -3,7 +3,8 @@
 Each class says what kind of problem it is; `visiondock.web` alone decides the HTTP status
 of each kind and renders `{"detail": ..., "code": ...}`. A subclass may narrow a kind
 (`visiondock.images.ImageTooLargeError` is a `TooLarge`); when it derives from two, the
-first kind listed wins.
+first kind listed wins. Subclasses keep `DomainError`'s constructor, so an error can be
+restated as its own kind with another message.
 """
 
 from __future__ import annotations

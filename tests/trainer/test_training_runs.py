@@ -51,7 +51,7 @@ def corrupt_blob(services: LocalServices, project: str, image_id: str) -> None:
 
 
 def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_images(
-        annotation: AnnotationClient, registry: RegistryClient, trainer_services: LocalServices, cache_dir: Path,
+        annotation: AnnotationClient, registry: RegistryClient, services: LocalServices, cache_dir: Path,
         tmp_path: Path) -> None:
     project = project_name("shapes")
     annotation.create_project(project, "multiclass", tags=SHAPES)
@@ -86,7 +86,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # Four new images and one whose stored bytes broke: only the four get features computed;
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
-    corrupt_blob(trainer_services, project, added[-1]["id"])
+    corrupt_blob(services, project, added[-1]["id"])
     again = run_training(config(project, cache_dir), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
