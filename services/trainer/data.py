@@ -20,8 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from visiondock.clients import AnnotationClient, ServiceError
-from visiondock.errors import ApiError
-from visiondock.images import decode_rgb
+from visiondock.images import InvalidImageError, decode_rgb
 
 log = logging.getLogger(__name__)
 DOWNLOAD_THREADS = 8
@@ -78,8 +77,8 @@ class ImageLoader:
             try:
                 data = self.client.get_image_bytes(self.project_id, record.id)
                 return record, decode_rgb(data, draft_size=draft_size), None
-            except ApiError as exc:  # a stored image that no longer decodes
-                return record, None, exc.message
+            except InvalidImageError as exc:  # a stored image that no longer decodes
+                return record, None, str(exc)
             except ServiceError as exc:
                 if not exc.is_not_found:  # the service failing fails the run; a deleted image is skipped
                     raise

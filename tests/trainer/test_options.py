@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser as cli_parser
 from services.trainer.__main__ import build_parser as job_parser
 from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
@@ -17,7 +18,6 @@ from services.trainer.options import OptionError, TrainingOptions, scoped_defaul
 from services.trainer.tasks import RunContext, task_for
 from services.trainer.tasks.classification import FaceTask, MultilabelTask
 from services.trainer.tasks.detection import DetectionTask
-from visiondock.cli import build_parser as cli_parser
 from visiondock.vocabulary import ADVANCED, DETECTION
 
 

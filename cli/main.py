@@ -58,7 +58,7 @@ def _print_json(value: Any) -> None:
 
 # -- commands -----------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace) -> int:
-    from visiondock.launcher import SERVICES, LaunchError, LocalServices
+    from cli.launcher import SERVICES, LaunchError, LocalServices
 
     settings = _settings()
     home = Path(args.home) if args.home else settings.home
@@ -101,7 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from visiondock.demo import run_demo
+    from cli.demo import run_demo
 
     accuracy = run_demo(home=Path(args.home) if args.home else None, per_class=args.per_class,
                         heldout_per_class=args.heldout_per_class, keep=args.keep)
@@ -124,7 +124,7 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from visiondock.importer import DatasetFormatError, import_folder
+    from cli.importer import DatasetFormatError, import_folder
 
     with _annotation(args) as client:
         try:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cli.importer import import_folder
+from cli.launcher import SERVICES, LocalServices
+from cli.synthetic import SHAPES, write_folder
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
-from visiondock.importer import import_folder
-from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
-from visiondock.synthetic import SHAPES, write_folder
 from visiondock.vocabulary import MULTICLASS
 
 PROJECT = "shapes-demo"
@@ -60,13 +60,10 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
     started = time.perf_counter()
     scratch = home is None
     home = home or Path(tempfile.mkdtemp(prefix="visiondock-demo-"))
-    services = LocalServices(
-        home=home,
-        ports={name: free_port() for name in SERVICES},
-        scoring_model=PROJECT,
+    services = LocalServices.on_free_ports(
+        home, scoring_model=PROJECT,
         extra_env={"VISIONDOCK_SCORING_POLL_SECONDS": "1", "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
-                   "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY},
-    )
+                   "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY})
     try:
         _step("1/6 start the annotation, registry and scoring services")
         services.start()
