@@ -20,6 +20,7 @@ from .projects import ProjectCatalog
 from .review import ReviewQueue
 from .review_routes import router as review_router
 from .routes import router
+from .style_routes import router as style_router
 
 
 def _readiness(app: FastAPI) -> Readiness:
@@ -55,4 +56,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(review_router)
+    app.include_router(style_router)
     return app
