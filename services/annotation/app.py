@@ -15,6 +15,7 @@ from visiondock.settings import Settings
 from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
 
+from .curation_routes import router as curation_router
 from .dataset_routes import router as dataset_router
 from .images import ImageLibrary
 from .projects import ProjectCatalog
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(review_router)
     app.include_router(style_router)
     app.include_router(dataset_router)
+    app.include_router(curation_router)
     return app
