@@ -186,6 +186,47 @@ class AnnotationClient(ServiceClient):
         return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
                             json={"regions": list(regions)}).json()
 
+    # -- datasets, tags, projects -------------------------------------------------------
+    def import_samples(self, project_id: str, files: Sequence[tuple[str, bytes]],
+                       manifest: dict[str, Any]) -> dict[str, Any]:
+        """Import a batch of images with their labels (`manifest["samples"][i]` describes `files[i]`)."""
+        parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
+        return self.request("POST", f"/v1/projects/{project_id}/imports/samples",
+                            data={"manifest": json.dumps(manifest)}, files=parts).json()
+
+    def export_dataset(self, project_id: str, fmt: str, destination: Path, *, split: str | None = None,
+                       image_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Stream a dataset export to `destination`; the image count and the images left out."""
+        path = f"/v1/projects/{project_id}/export"
+        if image_ids is None:
+            stream = self._http.stream("GET", path, params={"format": fmt, **({"split": split} if split else {})})
+        else:
+            stream = self._http.stream("POST", path, json={"format": fmt, "split": split,
+                                                           "image_ids": list(image_ids)})
+        partial = destination.with_name(destination.name + ".partial")
+        with stream as response:
+            if not response.is_success:
+                response.read()
+                _raise_for_status(response)
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+            counts = {"images": int(response.headers.get("X-Image-Count", 0)),
+                      "left_out": int(response.headers.get("X-Left-Out", 0))}
+        partial.replace(destination)
+        return counts
+
+    def rename_tag(self, project_id: str, tag: str, new_name: str, *, merge: bool = False) -> dict[str, Any]:
+        return self.request("POST", f"/v1/projects/{project_id}/tags/{tag}/rename",
+                            json={"name": new_name, "merge": merge}).json()
+
+    def delete_tag(self, project_id: str, tag: str, *, confirm: bool = False) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/projects/{project_id}/tags/{tag}",
+                            params={"confirm": str(confirm).lower()}).json()
+
+    def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/projects/{project_id}", params={"confirm": str(confirm).lower()}).json()
+
     # -- review queue of captured predictions ----------------------------------------
     def submit_review_item(self, project_id: str, item_id: str, image: bytes, capture: dict[str, Any], *,
                            filename: str = "capture", content_type: str = "application/octet-stream",

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
-from visiondock.importer import import_folder
+from visiondock.importer import import_dataset
 from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 from visiondock.synthetic import SHAPES, write_folder
@@ -84,9 +84,9 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
 
         _step(f"3/6 create project {PROJECT!r} and import the images")
         annotation.create_project(PROJECT, "multiclass", description="Generated shapes: the VisionDock demo.")
-        summary = import_folder(annotation, PROJECT, data / "train")
-        print(f"   imported {summary.created} images ({summary.duplicates} duplicates, "
-              f"{len(summary.rejected)} rejected)")
+        report = import_dataset(annotation, PROJECT, data / "train", "folder")
+        print(f"   imported {report['created']} images ({report['duplicates']} duplicates, "
+              f"{len(report['skipped'])} skipped)")
 
         _step("4/6 train (EfficientNet-Lite0 features + linear head)")
         result = run_training(TrainingConfig(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),
