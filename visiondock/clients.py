@@ -55,6 +55,20 @@ def _raise_for_status(response: httpx.Response) -> None:
               status=response.status_code, code=code, url=str(response.request.url))
 
 
+def _download(stream: contextlib.AbstractContextManager[httpx.Response], destination: Path) -> httpx.Headers:
+    """Stream a response body to `destination` (whole or not at all); the response's headers."""
+    partial = destination.with_suffix(destination.suffix + ".partial")
+    with stream as response:
+        if not response.is_success:
+            response.read()
+            _raise_for_status(response)
+        with partial.open("wb") as out:
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+    partial.replace(destination)
+    return response.headers
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ServiceUnavailableError)
 
@@ -203,18 +217,8 @@ class AnnotationClient(ServiceClient):
         else:
             stream = self._http.stream("POST", path, json={"format": fmt, "split": split,
                                                            "image_ids": list(image_ids)})
-        partial = destination.with_name(destination.name + ".partial")
-        with stream as response:
-            if not response.is_success:
-                response.read()
-                _raise_for_status(response)
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-            counts = {"images": int(response.headers.get("X-Image-Count", 0)),
-                      "left_out": int(response.headers.get("X-Left-Out", 0))}
-        partial.replace(destination)
-        return counts
+        headers = _download(stream, destination)
+        return {"images": int(headers.get("X-Image-Count", 0)), "left_out": int(headers.get("X-Left-Out", 0))}
 
     def rename_tag(self, project_id: str, tag: str, new_name: str, *, merge: bool = False) -> dict[str, Any]:
         return self.request("POST", f"/v1/projects/{project_id}/tags/{tag}/rename",
@@ -301,15 +305,8 @@ class RegistryClient(ServiceClient):
         """Download a version's fp32 `model.onnx`, or with `variant="int8"` its `model.int8.onnx`."""
         filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_suffix(destination.suffix + ".partial")
-        with self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}") as response:
-            if not response.is_success:
-                response.read()
-                _raise_for_status(response)
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-        partial.replace(destination)
+        _download(self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}"),
+                  destination)
         return destination
 
     # -- training runs ---------------------------------------------------------------
