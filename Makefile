@@ -10,6 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
+# Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
+BROWSER := $(VENV)/.chromium
 EXTRAS := scoring,trainer,azure,dev
 
 .PHONY: install demo test test-fast lint bench bench-train bench-scoring clean
@@ -24,12 +26,16 @@ $(EMULATORS): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(BROWSER): $(STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS)
+test: $(STAMP) $(EMULATORS) $(BROWSER)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

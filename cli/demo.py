@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cli.importer import import_folder
+from cli.importer import import_dataset
 from cli.launcher import SERVICES, LocalServices
 from cli.synthetic import SHAPES, write_folder
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
@@ -82,9 +82,9 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
 
         _step(f"3/6 create project {PROJECT!r} and import the images")
         annotation.create_project(PROJECT, MULTICLASS, description="Generated shapes: the VisionDock demo.")
-        summary = import_folder(annotation, PROJECT, data / "train")
-        print(f"   imported {summary.created} images ({summary.duplicates} duplicates, "
-              f"{len(summary.rejected)} rejected)")
+        report = import_dataset(annotation, PROJECT, data / "train", "folder")
+        print(f"   imported {report['created']} images ({report['duplicates']} duplicates, "
+              f"{len(report['skipped'])} skipped)")
 
         _step("4/6 train (EfficientNet-Lite0 features + linear head)")
         result = run_training(TrainingOptions(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),

@@ -3,7 +3,10 @@
     visiondock up                      start the services locally (Ctrl-C stops them)
     visiondock demo                    the whole loop on generated images
     visiondock project create NAME --type multiclass
-    visiondock import PROJECT PATH --format folder
+    visiondock import PROJECT PATH --format folder|coco|voc|yolo|csv|product
+    visiondock export PROJECT OUT.zip --format coco
+    visiondock tag rename|delete PROJECT TAG ...
+    visiondock project delete PROJECT --yes
     visiondock train PROJECT
     visiondock promote MODEL VERSION --alias production
     visiondock predict IMAGE...
@@ -124,20 +127,60 @@ def cmd_project_list(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from cli.importer import DatasetFormatError, import_folder
+    from cli.importer import DatasetFormatError, import_dataset
 
     with _annotation(args) as client:
         try:
-            summary = import_folder(client, args.project, Path(args.path), split=args.split)
-        except DatasetFormatError as exc:
+            report = import_dataset(client, args.project, Path(args.path), args.format, split=args.split,
+                                    replace_labels=args.replace_labels)
+        except (DatasetFormatError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    print(f"imported {summary.created} images, {summary.duplicates} already there, "
-          f"{len(summary.rejected)} rejected")
-    for tag, count in sorted(summary.per_tag.items()):
-        print(f"  {tag:<24} {count}")
-    for name, reason in summary.rejected:
-        print(f"  rejected {name}: {reason}")
+    print(f"imported {report['created']} images, {report['duplicates']} already there "
+          f"({report['unchanged']} with the same labels), {report['labeled']} labeled, "
+          f"{report['unlabeled']} without labels, {report['boxes']} boxes, {len(report['skipped'])} skipped")
+    if report["tags_created"]:
+        print(f"  new tags: {', '.join(report['tags_created'])}")
+    for item in report["skipped"]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+    for item in report["conflicts"]:
+        print(f"  kept the labels of {item['path']}: {item['reason']}")
+    for item in report["notes"]:
+        print(f"  note: {item['path']}: {item['note']}" if item["path"] else f"  note: {item['note']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    ids = None
+    if args.image_ids:
+        ids = [line.strip() for line in Path(args.image_ids).read_text().splitlines() if line.strip()]
+    with _annotation(args) as client:
+        counts = client.export_dataset(args.project, args.format, Path(args.output), split=args.split, image_ids=ids)
+    left_out = f" ({counts['left_out']} left out: unlabeled, or not expressible in {args.format})" \
+        if counts["left_out"] else ""
+    print(f"exported {counts['images']} images to {args.output}{left_out}")
+    return 0
+
+
+def cmd_tag_rename(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.rename_tag(args.project, args.tag, args.new_name, merge=args.merge)
+    print(f"renamed {args.tag!r} to {answer['name']!r} on {answer['images_changed']} images")
+    return 0
+
+
+def cmd_tag_delete(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.delete_tag(args.project, args.tag, confirm=args.yes)
+    print(f"deleted tag {args.tag!r}; {answer['images_changed']} images changed")
+    return 0
+
+
+def cmd_project_delete(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.delete_project(args.name, confirm=args.yes)
+    print(f"deleted project {args.name!r}: {answer['images_deleted']} images, "
+          f"{answer['review_items_deleted']} review items")
     return 0
 
 
@@ -264,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--heldout-per-class", type=int, default=15, help="images per class to score")
     demo.add_argument("--keep", action="store_true", help="keep the scratch directory")
 
-    project = commands.add_parser("project", help="create and list projects").add_subparsers(
+    project = commands.add_parser("project", help="create, list and delete projects").add_subparsers(
         dest="project_command", required=True, metavar="ACTION")
     create = command("create", cmd_project_create, "create a project", project)
     create.add_argument("name", help="lowercase letters, digits and '-'")
@@ -272,13 +315,40 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tags", help="comma-separated tags to create with it")
     create.add_argument("--description")
     command("list", cmd_project_list, "list projects", project)
+    delete_project = command("delete", cmd_project_delete, "delete a project with its images and review items",
+                             project)
+    delete_project.add_argument("name")
+    delete_project.add_argument("--yes", action="store_true", help="go on although it has images")
 
-    imp = command("import", cmd_import, "import a folder of labeled images into a project")
+    from services.annotation.datasets import FORMATS
+
+    formats = "; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
+    imp = command("import", cmd_import, "import a dataset (a folder or a zip file) into a project")
     imp.add_argument("project")
-    imp.add_argument("path")
-    imp.add_argument("--format", default="folder", choices=["folder"],
-                     help="folder: one sub-folder per class, named after its tag")
-    imp.add_argument("--split", choices=["train", "test"], help="put every imported image in this split")
+    imp.add_argument("path", help="the dataset's folder, or a zip file of it")
+    imp.add_argument("--format", default="folder", choices=list(FORMATS), help=formats)
+    imp.add_argument("--split", choices=["train", "test"], help="put every new image in this split")
+    imp.add_argument("--replace-labels", action="store_true",
+                     help="relabel images already in the project with other labels (default: keep theirs)")
+
+    exp = command("export", cmd_export, "export a project's labeled images as a zip file in a dataset format")
+    exp.add_argument("project")
+    exp.add_argument("output", help="the zip file to write")
+    exp.add_argument("--format", required=True, choices=list(FORMATS), help=formats)
+    exp.add_argument("--split", choices=["train", "test", "none"], help="only this split's images")
+    exp.add_argument("--image-ids", help="a file of image ids, one a line: exactly these images")
+
+    tag = commands.add_parser("tag", help="rename and delete tags").add_subparsers(
+        dest="tag_command", required=True, metavar="ACTION")
+    rename = command("rename", cmd_tag_rename, "rename a tag on every image", tag)
+    rename.add_argument("project")
+    rename.add_argument("tag")
+    rename.add_argument("new_name")
+    rename.add_argument("--merge", action="store_true", help="allow renaming into an existing tag")
+    delete_tag = command("delete", cmd_tag_delete, "delete a tag and take it off every image", tag)
+    delete_tag.add_argument("project")
+    delete_tag.add_argument("tag")
+    delete_tag.add_argument("--yes", action="store_true", help="go on although images carry the tag")
 
     train = command("train", cmd_train, "train a model from a project's labeled images and register it")
     from services.trainer.options import TrainingOptions

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,6 +51,7 @@ from visiondock.telemetry import RequestTelemetryMiddleware, ServiceMetrics, con
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
+DOCS_ASSETS_URL = "/docs-assets"
 # Azure AI Search sends its key in this header to custom skills.
 AZURE_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
@@ -177,6 +179,43 @@ PartsBuilder = Callable[[Stores], Mapping[str, Any]]
 ServiceLifespan = Callable[[FastAPI, Stores], AbstractAsyncContextManager[None]]
 
 
+def _hoist_inline_definitions(app: FastAPI) -> None:
+    """Move the `$defs` of hand-written request schemas (`openapi_extra`) into `components/schemas`,
+    where their `#/components/schemas/...` references point; ReDoc stops at a dangling one."""
+    generate = app.openapi
+
+    def hoist(node: Any, components: dict[str, Any]) -> None:
+        if isinstance(node, dict):
+            for name, definition in node.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+                hoist(definition, components)
+            for value in node.values():
+                hoist(value, components)
+        elif isinstance(node, list):
+            for value in node:
+                hoist(value, components)
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI caches it: hoisting twice finds nothing left to move
+        hoist(schema.get("paths", {}), schema.setdefault("components", {}).setdefault("schemas", {}))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+DOCS_PAGES = frozenset({"/docs", "/redoc"})
+# ReDoc's sidebar shows a logo from its CDN; the browser must not even try to fetch it.
+DOCS_CONTENT_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                       "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:")
+
+
+async def _docs_stay_local(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    response = await call_next(request)
+    if request.url.path in DOCS_PAGES:
+        response.headers["Content-Security-Policy"] = DOCS_CONTENT_POLICY
+    return response
+
+
 def create_service_app(
     *,
     service: str,
@@ -220,7 +259,13 @@ def create_service_app(
                 setattr(app.state, name, None)
             stores.close()
 
-    app = FastAPI(title=f"VisionDock {service}", description=description, version=version, lifespan=run)
+    # Swagger UI and ReDoc from assets shipped in the fastapi-offline wheel: FastAPI's own pages load
+    # them from a CDN, which leaves /docs blank on a machine without internet.
+    # Swagger UI's validator badge would send the spec to validator.swagger.io: off.
+    app = FastAPIOffline(title=f"VisionDock {service}", description=description, version=version, lifespan=run,
+                         static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
+    app.middleware("http")(_docs_stay_local)
+    _hoist_inline_definitions(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service

@@ -14,11 +14,14 @@ from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
 
+from .curation_routes import router as curation_router
+from .dataset_routes import router as dataset_router
 from .images import ImageLibrary
 from .projects import ProjectCatalog
 from .review import ReviewQueue
 from .review_routes import router as review_router
 from .routes import router
+from .style_routes import router as style_router
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
@@ -34,6 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings or Settings(),
         description="Projects, tags, images and their labels (tags or boxes); a review queue of captured "
                     "predictions.",
-        routers=[router, review_router],
+        routers=[router, review_router, style_router, dataset_router, curation_router],
         parts=_parts,
     )

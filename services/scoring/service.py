@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from visiondock.errors import InvalidInput, NotFound, TimedOut, Unavailable
+from visiondock.images import DecodedImage, decode_rgb
 from visiondock.vocabulary import DETECTION
 
 from .answers import build_answer, no_face_answer, predicted_labels
@@ -173,8 +174,16 @@ class ScoringService:
             decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
             prepared = await self.off_loop(model.prepare_decoded, decoded)
             answer = await self.answer(model, prepared, started=started)
-            picture = await self.off_loop(lambda: encode(draw_answer(decoded.image, answer, model.card.labels), fmt))
+            picture = await self.off_loop(self._picture, data, decoded, answer, model.card.labels, fmt)
         return picture, answer
+
+    def _picture(self, data: bytes, decoded: DecodedImage, answer: dict[str, Any], labels: list[str],
+                 fmt: str) -> bytes:
+        # JPEG draft mode may have decoded a reduced image for the model; the picture is the original size.
+        canvas = decoded.image
+        if canvas.size != (decoded.width, decoded.height):
+            canvas = decode_rgb(data, max_pixels=self.settings.scoring_max_pixels)
+        return encode(draw_answer(canvas, answer, labels), fmt)
 
     async def infer_tensor(self, model: LoadedModel, inputs: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already preprocessed N x 3 x S x S tensor (Open Inference Protocol)."""

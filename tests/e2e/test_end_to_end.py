@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from cli.importer import import_folder
+from cli.importer import import_dataset
 from cli.launcher import LocalServices
 from cli.synthetic import SHAPES, write_folder
 from tests.support.stack import SERVED_MODEL
@@ -108,10 +108,11 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
     write_folder(tmp_path / "train", TRAIN_PER_CLASS, seed=11)
     write_folder(tmp_path / "heldout", HELDOUT_PER_CLASS, seed=12)
     annotation.create_project(SERVED_MODEL, "multiclass")
-    summary = import_folder(annotation, SERVED_MODEL, tmp_path / "train", progress=False)
-    assert summary.created == TRAIN_PER_CLASS * len(SHAPES)
-    again = import_folder(annotation, SERVED_MODEL, tmp_path / "train", progress=False)
-    assert again.created == 0 and again.duplicates == TRAIN_PER_CLASS * len(SHAPES)
+    summary = import_dataset(annotation, SERVED_MODEL, tmp_path / "train", "folder", progress=False)
+    assert summary["created"] == TRAIN_PER_CLASS * len(SHAPES)
+    again = import_dataset(annotation, SERVED_MODEL, tmp_path / "train", "folder", progress=False)
+    assert again["created"] == 0 and again["duplicates"] == TRAIN_PER_CLASS * len(SHAPES)
+    assert again["unchanged"] == TRAIN_PER_CLASS * len(SHAPES)
 
     # The same command a Kubernetes Job runs.
     env = {**os.environ, **services.environment(), "VISIONDOCK_LOG_FORMAT": "json"}
