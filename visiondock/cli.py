@@ -141,6 +141,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.on == "kubernetes":
+        return train_on_kubernetes(args)
     try:
         from services.trainer.data import TrainingDataError
         from services.trainer.flags import training_values
@@ -183,6 +185,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     for item in result.report.get("no_face", []):
         print(f"  no face found in {item['filename']} ({item['split']})")
     print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
+    return 0
+
+
+def train_on_kubernetes(args: argparse.Namespace) -> int:
+    """Ask the registry to start the training as a Job from the chart's trainer template, then follow it."""
+    from services.trainer.flags import training_values
+
+    options = {k: v for k, v in training_values(args).items() if k not in ("project", "model")}
+    with _registry(args) as registry:
+        run = registry.create_run(args.model or args.project, project_id=args.project, params=options,
+                                  launch={"on": "kubernetes", "gpu": args.gpu})
+        job = run["job"]
+        print(f"run {run['id']}: job/{job['name']} in namespace {job['namespace']}", flush=True)
+        if args.detach:
+            print(f"follow it with: kubectl logs -f job/{job['name']} -n {job['namespace']}")
+            return 0
+        seen = ""
+        while run["status"] not in ("succeeded", "failed"):
+            time.sleep(args.poll_seconds)
+            run = registry.get_run(run["id"])
+            job = run["job"] or {}
+            line = " ".join(str(part) for part in (run["status"], run.get("stage") or "", job.get("phase", ""),
+                                                   job.get("reason") or "") if part)
+            if run.get("epoch") is not None and run.get("epochs"):
+                line += f" epoch {run['epoch']}/{run['epochs']}"
+            if line != seen:
+                print(f"  {line}", flush=True)
+                seen = line
+    if run["status"] == "failed":
+        print(f"error: the training failed: {run['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"registered {run['model']} version {run['version']} (run {run['id']})")
+    print(f"promote it with: visiondock promote {run['model']} {run['version']} --alias production")
     return 0
 
 
@@ -277,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", cmd_train, "train a model from a project's labeled images and register it")
     train.add_argument("project")
     train.add_argument("--model", help="register under this name (default: the project id)")
+    train.add_argument("--on", choices=["here", "kubernetes"], default="here",
+                       help="here: in this process; kubernetes: the registry starts a Job from the Helm chart's "
+                            "trainer template and this command follows it")
+    train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
+    train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
+    train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     from services.trainer.flags import add_training_flags
 
     add_training_flags(train)

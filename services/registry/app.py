@@ -10,17 +10,27 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
 from visiondock.settings import Settings
 from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
 
 from .catalog import ModelRegistry
+from .launches import RunLaunches
 from .routes import router
 
 
 def _readiness(app: FastAPI) -> Readiness:
     ready = getattr(app.state, "registry", None) is not None
     return Readiness(ready, {"storage": "open" if ready else "starting"})
+
+
+def _training_jobs() -> TrainingJobLauncher | None:
+    """The Kubernetes launcher, where the chart set VISIONDOCK_KUBERNETES_TRAINER_CRONJOB."""
+    kubernetes = KubernetesSettings()
+    if not kubernetes.trainer_cronjob:
+        return None
+    return TrainingJobLauncher.from_environment(kubernetes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,10 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents = open_document_store(settings)
         blobs = open_blob_store(settings)
         app.state.registry = ModelRegistry(documents, blobs)
+        jobs = _training_jobs()
+        app.state.launches = RunLaunches(app.state.registry.runs, jobs)
         try:
             yield
         finally:
             app.state.registry = None
+            if jobs is not None:
+                jobs.close()
             documents.close()
             blobs.close()
 

@@ -6,13 +6,14 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
 from visiondock.web import require_api_key
 
 from .catalog import MODEL_FILE, VARIANTS, ModelRegistry, variant_filename
+from .launches import RunLaunches
 from .schemas import (
     Alias,
     AliasList,
@@ -39,7 +40,12 @@ def _registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def _launches(request: Request) -> RunLaunches:
+    return request.app.state.launches
+
+
 Registry = Annotated[ModelRegistry, Depends(_registry)]
+Launches = Annotated[RunLaunches, Depends(_launches)]
 Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
 AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
@@ -145,9 +151,10 @@ def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
 
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
-             summary="Create a training run (queued); the trainer reports its progress on it")
-def create_run(body: RunCreate, registry: Registry) -> dict:
-    return registry.runs.create(body.model, project_id=body.project_id, params=body.params)
+             summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
+                     "also start the trainer as a Kubernetes Job")
+def create_run(body: RunCreate, launches: Launches) -> dict:
+    return launches.create(body)
 
 
 @router.get("/runs", response_model=RunPage, tags=["runs"], summary="Training runs, newest first")
@@ -157,9 +164,17 @@ def list_runs(registry: Registry, model: ModelName | None = None, status: RunSta
     return {"data": items, "continuation": token}
 
 
-@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
-def get_run(run_id: RunPath, registry: Registry) -> dict:
-    return registry.runs.get(run_id)
+@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
+            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
+def get_run(run_id: RunPath, registry: Registry, launches: Launches) -> dict:
+    return launches.follow(registry.runs.get(run_id))
+
+
+@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse, tags=["runs"],
+            summary="The last lines of the trainer's log, for a run started as a Kubernetes Job")
+def get_run_logs(run_id: RunPath, registry: Registry, launches: Launches,
+                 tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
+    return launches.logs(registry.runs.get(run_id), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],

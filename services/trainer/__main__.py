@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.job_contract import project_from_environment
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
 
@@ -43,7 +44,11 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.trainer",
                                      description="Train a model from a VisionDock project and register it.")
-    parser.add_argument("--project", required=True, help="the project id to train from")
+    # In a Job made from the chart's trainer CronJob the project comes from its environment or name.
+    project = project_from_environment()
+    parser.add_argument("--project", required=project is None, default=project,
+                        help="the project id to train from (default: $VISIONDOCK_TRAINER_PROJECT, or the "
+                             "Kubernetes Job's name train-PROJECT)")
     parser.add_argument("--model", help="the model name to register under (default: the project id)")
     add_training_flags(parser)
     parser.add_argument("--run-id", help="report on this training run (created queued by the launcher)")
