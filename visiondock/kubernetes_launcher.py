@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,10 +101,14 @@ class TrainingJobLauncher:
             if not namespace and SERVICE_ACCOUNT_NAMESPACE.exists():
                 namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
         except config.ConfigException:
-            config.load_kube_config()
-            if not namespace:
-                _, context = config.list_kube_config_contexts()
-                namespace = (context or {}).get("context", {}).get("namespace", "")
+            kubeconfig = os.environ.get("KUBECONFIG")  # read now: the client reads it once, when imported
+            try:
+                config.load_kube_config(config_file=kubeconfig)
+                _, context = config.list_kube_config_contexts(config_file=kubeconfig)
+            except config.ConfigException as exc:
+                raise TrainingJobError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig "
+                                       f"({kubeconfig or '~/.kube/config'}): {exc}") from None
+            namespace = namespace or (context or {}).get("context", {}).get("namespace", "")
         return cls(client.ApiClient(), namespace=namespace or "default", cronjob=settings.trainer_cronjob,
                    gpu_cronjob=settings.trainer_gpu_cronjob)
 
