@@ -5,8 +5,9 @@ its URL): it sends the same requests and parses the same JSON, so what is tested
 (de)serialization and our use of it, not a mock of our code.
 
 A conversation is a list of exchanges, each a request (method and path; `$JOB` in a path matches a
-Job name and is substituted in the response) and the response (status and JSON body, or text for
-logs; in a listing by the label batch.kubernetes.io/job-name, `$JOB` is that label's value). Requests are answered by the first exchange that matches and has not been used; the last
+Job name and is substituted in the response; in a listing by the label batch.kubernetes.io/job-name
+it is that label's value) and the response (status and JSON body, or text for logs). Requests
+are answered by the first exchange that matches and has not been used; the last
 matching exchange answers again once the others are used up, as an API server answers a repeated
 read. A response body `{"$echo": {...}}` answers with the request's body merged with those fields,
 as the server does when it creates an object. A request nothing matches gets 404 and is recorded in
@@ -116,7 +117,8 @@ class ReplayServer:
                              "message": f"the recording has no answer to {request.method} {request.path}", "code": 404}
             exchange, values = fresh[0] if fresh else candidates[-1]
             exchange.used = True
-        selector = dict(part.split("=", 1) for part in request.query.get("labelSelector", [""])[0].split(",") if "=" in part)
+        labels = request.query.get("labelSelector", [""])[0].split(",")
+        selector = dict(part.split("=", 1) for part in labels if "=" in part)
         if "job" not in values and "batch.kubernetes.io/job-name" in selector:  # a Job's pods, listed by label
             values["job"] = selector["batch.kubernetes.io/job-name"]
         body = _substitute(exchange.body, values)
