@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest, Conflict
+from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
 from visiondock.job_contract import InvalidOptionsError, trainer_argv
 from visiondock.kubernetes_launcher import TrainingJobError, TrainingJobLauncher
 
@@ -37,7 +37,7 @@ class RunLaunches:
         try:
             options = trainer_argv(body.params)
         except InvalidOptionsError as exc:
-            raise BadRequest(str(exc), status=422) from None
+            raise InvalidContent(str(exc)) from None
         if body.model != project:
             options = ["--model", body.model, *options]
         run = self.runs.create(body.model, project_id=project, params=body.params)
@@ -45,8 +45,8 @@ class RunLaunches:
             job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu)
         except TrainingJobError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the training Job was not created: {exc}"})
-            status = 409 if exc.status == 409 else 502
-            raise ApiError(f"the training Job was not created: {exc}", status=status, code="launch_failed") from None
+            error = Conflict if exc.status == 409 else Unavailable
+            raise error(f"the training Job was not created: {exc}", code="launch_failed") from None
         return self.runs.set_job(run["id"], {"name": job.metadata.name, "namespace": job.metadata.namespace,
                                              "gpu": body.launch.gpu, "phase": "pending", "reason": None,
                                              "message": None})
@@ -74,11 +74,11 @@ class RunLaunches:
     def logs(self, run: dict[str, Any], *, tail_lines: int) -> str:
         job = run.get("job")
         if not job:
-            raise BadRequest(f"training run {run['id']!r} has no Kubernetes Job (it was not created with "
-                             "`launch`)", status=404)
+            raise NotFound(f"training run {run['id']!r} has no Kubernetes Job (it was not created with `launch`)")
         if self.jobs is None:
             raise Conflict("this registry does not reach Kubernetes", code="launch_unavailable")
         try:
             return self.jobs.logs(job["name"], tail_lines=tail_lines)
         except TrainingJobError as exc:
-            raise ApiError(f"the training Job's log could not be read: {exc}", status=502) from None
+            raise Unavailable(f"the training Job's log could not be read: {exc}",
+                              code="kubernetes_unavailable") from None

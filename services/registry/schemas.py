@@ -93,16 +93,6 @@ class ResolvedAlias(Alias):
     artifact_url: str = Field(description="Path of the ONNX file on this service.")
 
 
-class ModelPage(BaseModel):
-    data: list[ModelSummary]
-    continuation: str | None = None
-
-
-class VersionPage(BaseModel):
-    data: list[ModelVersion]
-    continuation: str | None = None
-
-
 class AliasList(BaseModel):
     data: list[Alias]
 
@@ -179,8 +169,3 @@ class ReservedVersion(BaseModel):
     run_id: str
     model: str
     version: int
-
-
-class RunPage(BaseModel):
-    data: list[TrainingRun]
-    continuation: str | None = None

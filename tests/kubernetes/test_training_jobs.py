@@ -256,7 +256,7 @@ def test_visiondock_train_on_kubernetes_follows_the_job_to_its_end(
     env = cluster_env(server)
     with running_services(tmp_path / "home", env=env) as services:
         result = subprocess.run(
-            [sys.executable, "-m", "visiondock.cli", "train", "flowers", "--on", "kubernetes", "--mode", "advanced",
+            [sys.executable, "-m", "cli.main", "train", "flowers", "--on", "kubernetes", "--mode", "advanced",
              "--poll-seconds", "0.2"],
             env={**os.environ, **services.environment()}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
