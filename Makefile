@@ -4,6 +4,7 @@
 #   make test-fast  unit and in-process API tests only: no service processes, training or emulators
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make lint    ruff
+#   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -12,15 +13,23 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 # Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
 BROWSER := $(VENV)/.chromium
-EXTRAS := scoring,trainer,azure,dev
+EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint bench bench-train bench-scoring clean
+.PHONY: install demo test test-fast lint bench bench-train bench-scoring locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $@
+
+# checkov (the manifest scanner the chart tests run) pins packaging<24, which pytest refuses: it gets
+# a virtual environment of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
 
 $(EMULATORS): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
@@ -35,7 +44,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS) $(BROWSER)
+test: $(STAMP) $(EMULATORS) $(BROWSER) $(CHECKOV)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -52,5 +61,20 @@ bench-scoring: $(STAMP)
 bench-train: $(STAMP)
 	$(PY) -m bench.training
 
+# Each image's requirements, compiled by uv from pyproject.toml's extras for Linux x86-64 and Python
+# 3.11, every package pinned with its hashes. The CPU trainer's torch is PyTorch's CPU build:
+# TORCH_CPU_WHEELS says where its wheels are listed (that index page, or a folder holding the wheel).
+TORCH_CPU_WHEELS ?= https://download.pytorch.org/whl/cpu/torch/
+LOCK = cd docker/requirements && ../../$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make locks'
+locks: $(STAMP)
+	$(LOCK) build.in -o build.txt
+	$(LOCK) ../../pyproject.toml --extra azure --extra kubernetes -o api.txt
+	$(LOCK) ../../pyproject.toml --extra scoring --extra azure -o scoring.txt
+	$(LOCK) ../../pyproject.toml --extra gpu --extra azure -o scoring-gpu.txt
+	$(LOCK) ../../pyproject.toml --extra trainer --find-links $(TORCH_CPU_WHEELS) --index-strategy unsafe-best-match \
+		-o trainer.txt
+	$(LOCK) ../../pyproject.toml --extra trainer -o trainer-gpu.txt
+
 clean:
-	rm -rf $(VENV) tests/emulators/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/emulators/node_modules .pytest_cache .ruff_cache

@@ -25,11 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
 from visiondock.vocabulary import DETECTION, MULTILABEL, PROJECT_TYPES
+
+if TYPE_CHECKING:  # imported where used: the CLI starts fast without the trainer's modules
+    from services.trainer.options import TrainingOptions
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -192,6 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except OptionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.on == "kubernetes":
+        return train_on_kubernetes(args, options)
     try:
         from services.trainer.data import TrainingDataError
         from services.trainer.job import run_training
@@ -232,6 +237,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     for item in result.report.get("no_face", []):
         print(f"  no face found in {item['filename']} ({item['split']})")
     print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
+    return 0
+
+
+def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> int:
+    """Ask the registry to start the training as a Job from the chart's trainer template, then follow it.
+    The options chosen travel as the run's params; the Job's trainer gets them as its flags."""
+    with _registry(args) as registry:
+        run = registry.create_run(options.model_name, project_id=options.project, params=options.chosen(),
+                                  launch={"on": "kubernetes", "gpu": args.gpu})
+        job = run["job"]
+        print(f"run {run['id']}: job/{job['name']} in namespace {job['namespace']}", flush=True)
+        if args.detach:
+            print(f"follow it with: kubectl logs -f job/{job['name']} -n {job['namespace']}")
+            return 0
+        seen = ""
+        while run["status"] not in ("succeeded", "failed"):
+            time.sleep(args.poll_seconds)
+            run = registry.get_run(run["id"])
+            job = run["job"] or {}
+            line = " ".join(str(part) for part in (run["status"], run.get("stage") or "", job.get("phase", ""),
+                                                   job.get("reason") or "") if part)
+            if run.get("epoch") is not None and run.get("epochs"):
+                line += f" epoch {run['epoch']}/{run['epochs']}"
+            if line != seen:
+                print(f"  {line}", flush=True)
+                seen = line
+    if run["status"] == "failed":
+        print(f"error: the training failed: {run['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"registered {run['model']} version {run['version']} (run {run['id']})")
+    print(f"promote it with: visiondock promote {run['model']} {run['version']} --alias production")
     return 0
 
 
@@ -351,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     delete_tag.add_argument("--yes", action="store_true", help="go on although images carry the tag")
 
     train = command("train", cmd_train, "train a model from a project's labeled images and register it")
+    train.add_argument("--on", choices=["here", "kubernetes"], default="here",
+                       help="here: in this process; kubernetes: the registry starts a Job from the Helm chart's "
+                            "trainer template and this command follows it")
+    train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
+    train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
+    train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     from services.trainer.options import TrainingOptions
 
     TrainingOptions.add_arguments(train, project_positional=True)

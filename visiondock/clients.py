@@ -310,10 +310,14 @@ class RegistryClient(ServiceClient):
         return destination
 
     # -- training runs ---------------------------------------------------------------
-    def create_run(self, model: str, *, project_id: str | None = None,
-                   params: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = {"model": model, "project_id": project_id, "params": params or {}}
+    def create_run(self, model: str, *, project_id: str | None = None, params: dict[str, Any] | None = None,
+                   launch: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A queued run; with `launch` ({"on": "kubernetes", "gpu": bool}) the registry also starts its Job."""
+        body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch}
         return self.request("POST", "/v1/runs", json=body).json()
+
+    def run_logs(self, run_id: str, *, tail: int = 200) -> str:
+        return self.request("GET", f"/v1/runs/{run_id}/logs", params={"tail": tail}).text
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self.get_json(f"/v1/runs/{run_id}")

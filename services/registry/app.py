@@ -5,20 +5,42 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
+from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
 from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
 
 from .catalog import ModelCatalog
+from .launches import RunLaunches
 from .routes import router
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
-    return {"catalog": ModelCatalog(stores.documents, stores.blobs)}
+    catalog = ModelCatalog(stores.documents, stores.blobs)
+    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs())}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, stores: Stores) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if app.state.launches.jobs is not None:
+            app.state.launches.jobs.close()
+
+
+def _training_jobs() -> TrainingJobLauncher | None:
+    """The Kubernetes launcher, where the chart set VISIONDOCK_KUBERNETES_TRAINER_CRONJOB."""
+    kubernetes = KubernetesSettings()
+    if not kubernetes.trainer_cronjob:
+        return None
+    return TrainingJobLauncher.from_environment(kubernetes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,4 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
         routers=[router],
         parts=_parts,
+        lifespan=_lifespan,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
 from visiondock.errors import InvalidContent
@@ -13,6 +13,7 @@ from visiondock.schemas import Page
 from visiondock.web import require_api_key
 
 from .catalog import MODEL_FILE, VARIANTS, ModelCatalog, variant_filename
+from .launches import RunLaunches
 from .schemas import (
     Alias,
     AliasList,
@@ -36,7 +37,12 @@ def _catalog(request: Request) -> ModelCatalog:
     return request.app.state.catalog
 
 
+def _launches(request: Request) -> RunLaunches:
+    return request.app.state.launches
+
+
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Launches = Annotated[RunLaunches, Depends(_launches)]
 Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
 AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
@@ -135,9 +141,10 @@ def delete_alias(model: Model, alias: AliasPath, catalog: Catalog) -> None:
 
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
-             summary="Create a training run (queued); the trainer reports its progress on it")
-def create_run(body: RunCreate, catalog: Catalog) -> dict:
-    return catalog.runs.create(body.model, project_id=body.project_id, params=body.params)
+             summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
+                     "also start the trainer as a Kubernetes Job")
+def create_run(body: RunCreate, launches: Launches) -> dict:
+    return launches.create(body)
 
 
 @router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first")
@@ -147,9 +154,17 @@ def list_runs(catalog: Catalog, model: ModelName | None = None, status: RunStatu
     return {"data": items, "continuation": token}
 
 
-@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
-def get_run(run_id: RunPath, catalog: Catalog) -> dict:
-    return catalog.runs.get(run_id)
+@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
+            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
+def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
+    return launches.follow(catalog.runs.get(run_id))
+
+
+@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse, tags=["runs"],
+            summary="The last lines of the trainer's log, for a run started as a Kubernetes Job")
+def get_run_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
+                 tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
+    return launches.logs(catalog.runs.get(run_id), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],

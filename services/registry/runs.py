@@ -116,6 +116,11 @@ class TrainingRuns:
 
         return self._patch(run_id, apply, allow_finished=False)
 
+    def set_job(self, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        """Record what the run's Kubernetes Job is doing; also after the run finished."""
+        return self._patch(run_id, lambda current: {} if current.get("job") == job else {"job": job},
+                           allow_finished=True)
+
     # -- helpers -------------------------------------------------------------------
     @staticmethod
     def _refuse_finished(run: dict[str, Any], action: str) -> None:

@@ -8,6 +8,8 @@ only when configured, so the embedded setup needs none of them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from visiondock.settings import Settings
 from visiondock.storage.blobs import (
     BlobError,
@@ -55,15 +57,25 @@ __all__ = [
 ]
 
 
+def azure_credential() -> Any:
+    """The process's Azure identity: workload identity in a pod (AZURE_CLIENT_ID, AZURE_TENANT_ID and
+    AZURE_FEDERATED_TOKEN_FILE, injected by the webhook), a managed identity, or a developer's login."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
 def open_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_backend == "azure":
         from visiondock.storage.blobs_azure import AzureBlobStore
 
-        assert settings.azure_storage_connection_string is not None  # checked by Settings
-        return AzureBlobStore(
-            settings.azure_storage_connection_string.get_secret_value(),
-            container=settings.azure_storage_container,
-        )
+        if settings.azure_storage_connection_string is not None:
+            return AzureBlobStore(
+                settings.azure_storage_connection_string.get_secret_value(),
+                container=settings.azure_storage_container,
+            )
+        return AzureBlobStore(account_url=settings.azure_storage_account_url, credential=azure_credential(),
+                              container=settings.azure_storage_container)
     from visiondock.storage.blobs_local import LocalBlobStore
 
     return LocalBlobStore(settings.resolved_blob_root)
@@ -73,10 +85,11 @@ def open_document_store(settings: Settings) -> DocumentStore:
     if settings.document_backend == "cosmos":
         from visiondock.storage.documents_cosmos import CosmosDocumentStore
 
-        assert settings.cosmos_endpoint is not None and settings.cosmos_key is not None  # checked by Settings
+        assert settings.cosmos_endpoint is not None  # checked by Settings
         return CosmosDocumentStore(
             endpoint=settings.cosmos_endpoint,
-            key=settings.cosmos_key.get_secret_value(),
+            key=settings.cosmos_key.get_secret_value() if settings.cosmos_key is not None else None,
+            credential=azure_credential() if settings.cosmos_key is None else None,
             database=settings.cosmos_database,
             verify_tls=settings.cosmos_verify_tls,
             endpoint_discovery=settings.cosmos_endpoint_discovery,
