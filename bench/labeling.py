@@ -31,9 +31,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from cli.launcher import free_port
 from services.annotation.images import IMAGES, ImageLibrary
 from services.annotation.projects import ProjectCatalog
-from visiondock.launcher import free_port
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import open_blob_store, open_document_store
 

@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from visiondock.schemas import Page
 from visiondock.web import require_api_key
 
 from .history import LabelHistory, caller_name
 from .images import public_image
 from .routes import IfMatch, Library, PageSize
-from .schemas import Image, ImagePage, LabelHistoryPage, SuggestRequest, SuggestResponse
+from .schemas import Image, LabelHistoryEntry, SuggestRequest, SuggestResponse
 from .suggestions import Suggestions
 from .thumbnails import Thumbnails
 
@@ -36,7 +37,7 @@ ThumbnailStore = Annotated[Thumbnails, Depends(_thumbnails)]
 router = APIRouter(prefix="/v1/projects/{project_id}", dependencies=[Depends(require_api_key)])
 
 
-@router.get("/images/{image_id}/history", response_model=LabelHistoryPage, tags=["history"],
+@router.get("/images/{image_id}/history", response_model=Page[LabelHistoryEntry], tags=["history"],
             summary="Every change of the image's labels, newest first: who, when, before, after, source")
 def image_history(project_id: str, image_id: str, history: History, library: Library, limit: PageSize = 100,
                   continuation: str | None = None) -> dict:
@@ -61,7 +62,7 @@ def suggest(project_id: str, body: SuggestRequest, suggestions: Suggester) -> di
     return suggestions.suggest(project_id, alias=body.alias, image_ids=body.image_ids, limit=body.limit)
 
 
-@router.get("/suggestions", response_model=ImagePage, tags=["suggestions"],
+@router.get("/suggestions", response_model=Page[Image], tags=["suggestions"],
             summary="Images whose suggestion awaits a person")
 def awaiting_review(project_id: str, suggestions: Suggester, limit: PageSize = 100,
                     continuation: str | None = None) -> dict:

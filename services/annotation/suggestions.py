@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from visiondock.errors import ApiError, BadRequest
+from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
 from visiondock.storage import Document, Filter, Query
 from visiondock.timeutil import utc_now
 from visiondock.web import API_KEY_HEADER
@@ -49,11 +49,6 @@ def suggestion_from_answer(project_type: str, answer: dict[str, Any], known_tags
     return {"model": answer.get("model"), "version": answer.get("version"), "alias": answer.get("alias"),
             "task": answer.get("task"), "tags": tags, "regions": regions, "scores": scores,
             "uncertain": bool(answer.get("uncertain")), "created_at": utc_now()}
-
-
-class ScoringUnavailable(ApiError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=502, code="scoring_unavailable")
 
 
 class Suggestions:
@@ -97,7 +92,7 @@ class Suggestions:
     def _chosen(self, project_id: str, image_ids: Sequence[str] | None, limit: int) -> list[Document]:
         if image_ids:
             if len(image_ids) > MAX_IMAGES_PER_CALL:
-                raise BadRequest(f"at most {MAX_IMAGES_PER_CALL} images per call; got {len(image_ids)}")
+                raise InvalidInput(f"at most {MAX_IMAGES_PER_CALL} images per call; got {len(image_ids)}")
             return [self.library.get(project_id, image_id) for image_id in dict.fromkeys(image_ids)]
         docs: list[Document] = []
         continuation = None
@@ -113,24 +108,24 @@ class Suggestions:
         try:
             response = http.post(path, files=files)
         except httpx.HTTPError as exc:
-            raise ScoringUnavailable(f"cannot reach the scoring service at {self.scoring_url} ({exc}); "
-                                     "start it or set VISIONDOCK_SCORING_URL") from None
+            raise Unavailable(f"cannot reach the scoring service at {self.scoring_url} ({exc}); start it or set "
+                              "VISIONDOCK_SCORING_URL", code="scoring_unavailable") from None
         if response.status_code != 200:
             try:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text[:200]
-            status = response.status_code if response.status_code in (404, 409) else 502
-            raise ApiError(f"the scoring service could not suggest labels: {detail} (HTTP {response.status_code})",
-                           status=status, code="scoring_failed")
+            kind = NotFound if response.status_code == 404 else Unavailable
+            raise kind(f"the scoring service could not suggest labels: {detail} (HTTP {response.status_code})",
+                       code="scoring_failed")
         return response.json()["results"]
 
     # -- a person's answer --------------------------------------------------------
     def _suggestion(self, project_id: str, image_id: str) -> dict[str, Any]:
         suggestion = self.library.get(project_id, image_id).data.get("suggestion")
         if not suggestion:
-            raise ApiError(f"image {image_id!r} has no suggestion to act on; ask for one with POST "
-                           f"/v1/projects/{project_id}/suggest", status=409, code="no_suggestion")
+            raise Conflict(f"image {image_id!r} has no suggestion to act on; ask for one with POST "
+                           f"/v1/projects/{project_id}/suggest", code="no_suggestion")
         return suggestion
 
     def accept(self, project_id: str, image_id: str, *, who: str, if_match: str | None = None) -> Document:
@@ -142,8 +137,8 @@ class Suggestions:
             regions = [{k: r[k] for k in ("tag", "left", "top", "width", "height")} for r in suggestion["regions"]]
             return self.library.set_regions(project_id, image_id, regions, if_match=if_match, change=change)
         if project["type"] == "multiclass" and len(suggestion["tags"]) != 1:
-            raise BadRequest("the suggestion names no tag of this project; label the image by hand",
-                             code="empty_suggestion")
+            raise InvalidInput("the suggestion names no tag of this project; label the image by hand",
+                               code="empty_suggestion")
         return self.library.set_tags(project_id, image_id, suggestion["tags"], if_match=if_match, change=change)
 
     def dismiss(self, project_id: str, image_id: str) -> Document:

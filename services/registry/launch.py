@@ -1,10 +1,10 @@
-"""Starting the training of a run created with `launch: true`.
+"""The trainer as a process beside the registry, for a run created with `launch: {"on": "local"}`.
 
-A launcher turns a queued run into a running trainer; the trainer reports on the run
-(stage, epoch, metrics) and registers the version. `LocalProcessLauncher` is the one
-for a single machine: it spawns `python -m services.trainer --project P --run-id R`
-with this deployment's service URLs and key, logs to `<home>/logs/runs/<run>.log`,
-and marks the run failed if the process dies without saying so itself.
+On one machine (`visiondock up`, the labeling app's "Start training") there is no Kubernetes to
+run a Job: `LocalProcessLauncher` spawns `python -m services.trainer --project P --run-id R
+<options>` with this deployment's service URLs and key, logs to `<home>/logs/runs/<run>.log`,
+and marks the run failed if the process dies without saying so itself. The trainer reports on
+the run as it does in a Job. VISIONDOCK_TRAINING_LAUNCHER=none turns it off.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from visiondock.settings import Settings
 
@@ -25,34 +26,8 @@ from .runs import FINISHED, TrainingRuns
 
 log = logging.getLogger(__name__)
 
-# Run params a launch passes to the trainer as `--<name> <value>` (flags for booleans).
-LAUNCH_PARAMS = ("mode", "backbone", "head", "epochs", "seed")
-LAUNCH_FLAGS = ("int8",)
-
-
-class TrainingLauncher(Protocol):
-    name: str
-
-    def launch(self, run: dict[str, Any]) -> dict[str, Any]:
-        """Start the run's training; what was started (for the log)."""
-
-    def close(self) -> None: ...
-
-
-def trainer_arguments(run: dict[str, Any]) -> list[str]:
-    args = ["--project", run["project_id"] or run["model"], "--model", run["model"], "--run-id", run["id"],
-            "--no-progress"]
-    params = run.get("params") or {}
-    for name in LAUNCH_PARAMS:
-        if params.get(name) is not None:
-            args += [f"--{name.replace('_', '-')}", str(params[name])]
-    args += [f"--{name}" for name in LAUNCH_FLAGS if params.get(name) is True]
-    return args
-
 
 class LocalProcessLauncher:
-    name = "local"
-
     def __init__(self, settings: Settings, runs: TrainingRuns, *, python: str = sys.executable) -> None:
         self.settings = settings
         self.runs = runs
@@ -63,22 +38,24 @@ class LocalProcessLauncher:
     def log_path(self, run_id: str) -> Path:
         return self.settings.home / "logs" / "runs" / f"{run_id}.log"
 
-    def launch(self, run: dict[str, Any]) -> dict[str, Any]:
+    def launch(self, project: str, *, run_id: str, args: Sequence[str] = ()) -> dict[str, Any]:
+        """Start the trainer of `run_id`; its process id and log file."""
         settings = self.settings
         env = {**os.environ, "VISIONDOCK_HOME": str(settings.home),
                "VISIONDOCK_ANNOTATION_URL": settings.annotation_url, "VISIONDOCK_REGISTRY_URL": settings.registry_url,
                "VISIONDOCK_API_KEY": settings.api_key.get_secret_value()}
-        path = self.log_path(run["id"])
+        path = self.log_path(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
+        command = [self.python, "-m", "services.trainer", "--project", project, "--run-id", run_id, "--no-progress",
+                   *args]
         with path.open("ab") as log_file:
-            process = subprocess.Popen([self.python, "-m", "services.trainer", *trainer_arguments(run)], env=env,
-                                       stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         with self._lock:
-            self._processes[run["id"]] = process
-        threading.Thread(target=self._watch, args=(run["id"], process), daemon=True,
-                         name=f"watch-{run['id']}").start()
-        log.info("launched the training of run %s as process %s", run["id"], process.pid)
-        return {"launcher": self.name, "pid": process.pid, "log": str(path)}
+            self._processes[run_id] = process
+        threading.Thread(target=self._watch, args=(run_id, process), daemon=True, name=f"watch-{run_id}").start()
+        log.info("launched the training of run %s as process %s", run_id, process.pid)
+        return {"pid": process.pid, "log": str(path)}
 
     def _watch(self, run_id: str, process: subprocess.Popen[bytes]) -> None:
         code = process.wait()
@@ -114,7 +91,7 @@ class LocalProcessLauncher:
                     os.killpg(process.pid, signal.SIGKILL)
 
 
-def open_launcher(settings: Settings, runs: TrainingRuns) -> TrainingLauncher | None:
+def open_local_launcher(settings: Settings, runs: TrainingRuns) -> LocalProcessLauncher | None:
     if settings.resolved_training_launcher == "local":
         return LocalProcessLauncher(settings, runs)
     return None

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.support.emulators import unavailable
 from tests.support.stack import running_services
-from visiondock.launcher import LocalServices
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "labeling"
 AXE_SCRIPT = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
+from cli.launcher import LocalServices
+from cli.synthetic import samples
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
-from visiondock.synthetic import samples
 
 from .conftest import APP_PROJECT, axe_violations, open_page, screenshot
 

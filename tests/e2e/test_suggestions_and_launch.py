@@ -13,13 +13,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.launcher import LocalServices
 from services.annotation.suggestions import suggestion_from_answer
 from services.registry.app import create_app as create_registry_app
 from services.scoring.app import create_app as create_scoring_app
 from services.scoring.settings import ScoringSettings
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
 pytestmark = pytest.mark.e2e
@@ -131,14 +131,15 @@ def _wait_finished(registry: httpx.Client, run_id: str, timeout: float = 120) ->
 
 def test_a_launched_run_fails_with_the_trainers_reason(stack: LocalServices) -> None:
     with httpx.Client(base_url=stack.url("registry"), headers=AUTH, timeout=30) as registry:
-        created = registry.post("/v1/runs", json={"model": "no-such-project", "launch": True})
+        created = registry.post("/v1/runs", json={"model": "no-such-project", "launch": {"on": "local"}})
         assert created.status_code == 201, created.text
         assert created.json()["project_id"] == "no-such-project"
         run = _wait_finished(registry, created.json()["id"])
         assert run["status"] == "failed" and "no-such-project" in run["error"]
 
         # Refused by the trainer's own argument check before it could report: the launcher says why.
-        bad = registry.post("/v1/runs", json={"model": "paints", "launch": True, "params": {"mode": "fastest"}})
+        bad = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"},
+                                              "params": {"mode": "fastest"}})
         run = _wait_finished(registry, bad.json()["id"])
         assert run["status"] == "failed"
         assert "exited with code 2" in run["error"] and "fastest" in run["error"]
@@ -147,6 +148,7 @@ def test_a_launched_run_fails_with_the_trainers_reason(stack: LocalServices) -> 
 def test_a_registry_without_a_launcher_refuses_to_launch(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, training_launcher="none", log_format="text", log_level="WARNING")
     with TestClient(create_registry_app(settings), headers=AUTH) as registry:
-        refused = registry.post("/v1/runs", json={"model": "paints", "launch": True})
-        assert refused.status_code == 400 and refused.json()["code"] == "no_launcher"
+        refused = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"}})
+        assert refused.status_code == 409 and refused.json()["code"] == "launch_unavailable"
+        assert "VISIONDOCK_TRAINING_LAUNCHER" in refused.json()["detail"]
         assert registry.post("/v1/runs", json={"model": "paints"}).json()["status"] == "queued"

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from visiondock.errors import ApiError
+from visiondock.errors import NotFound, Unavailable
 from visiondock.settings import Settings
 from visiondock.web import API_KEY_HEADER, require_api_key
 
@@ -43,6 +43,8 @@ def config(request: Request) -> dict:
         "registry_url": settings.registry_url,
         "scoring_url": settings.scoring_url,
         "promote_alias": "production",
+        # How "Start training" asks the registry to start the trainer.
+        "launch": {"on": "local" if settings.resolved_training_launcher == "local" else "kubernetes"},
     }
 
 
@@ -50,7 +52,7 @@ def config(request: Request) -> dict:
                   dependencies=[Depends(require_api_key)])
 async def registry_proxy(request: Request, path: str) -> Response:
     if path.split("/", 1)[0] not in REGISTRY_PATHS:
-        raise ApiError(f"the app reaches only the registry's {' and '.join(REGISTRY_PATHS)}", status=404)
+        raise NotFound(f"the app reaches only the registry's {' and '.join(REGISTRY_PATHS)}")
     settings: Settings = request.app.state.settings
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
     try:
@@ -58,8 +60,8 @@ async def registry_proxy(request: Request, path: str) -> Response:
             answer = await client.request(request.method, f"/v1/{path}", params=request.query_params,
                                           content=await request.body(), headers=headers)
     except httpx.HTTPError as exc:
-        raise ApiError(f"cannot reach the registry at {settings.registry_url} ({exc.__class__.__name__}); "
-                       "is it running? (VISIONDOCK_REGISTRY_URL)", status=502, code="registry_unavailable") from None
+        raise Unavailable(f"cannot reach the registry at {settings.registry_url} ({exc.__class__.__name__}); "
+                          "is it running? (VISIONDOCK_REGISTRY_URL)", code="registry_unavailable") from None
     kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "etag", "retry-after")}
     return Response(answer.content, status_code=answer.status_code, headers=kept)
 

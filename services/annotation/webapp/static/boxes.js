@@ -1,32 +1,42 @@
-// Boxes on an image: drawn in the shared style (box-style.json), and edited with the pointer.
+// Boxes on an image: drawn in the product's one style (GET /v1/drawing-style), and edited with the pointer.
 // Coordinates inside the SVG are the image's own pixels; regions are stored normalized (0..1).
+
+import { api } from "./api.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 let style = null;
+let labels = [];
 
-export async function loadStyle() {
-  if (!style) style = await (await fetch("/app/static/box-style.json")).json();
+// The one drawing style of boxes and labels (visiondock.drawing, GET /v1/drawing-style), as /v1/render draws.
+export async function loadStyle(tags = []) {
+  if (!style) style = await api("/v1/drawing-style");
+  labels = [...tags].sort();
   return style;
 }
 
-function fnv1a(text) {
-  let hash = 0x811c9dc5;
+function crc32(text) {
+  let crc = 0xffffffff;
   for (const byte of new TextEncoder().encode(text)) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
   }
-  return hash;
+  return (crc ^ 0xffffffff) >>> 0;
 }
 
+// A label's colour: its place among the project's tags sorted, else the CRC-32 of its name.
 export function colourOf(label) {
-  return style.palette[fnv1a(label) % style.palette.length];
+  const at = labels.indexOf(label);
+  const index = at >= 0 ? at : crc32(label);
+  return style.palette[index % style.palette.length];
 }
 
 function metrics(width, height) {
-  const side = Math.min(width, height);
+  const line = style.line_width;
+  const font = style.font_size;
   return {
-    line: Math.max(style.min_line_width, Math.round(style.line_width_fraction * side)),
-    font: Math.max(style.min_font_size, Math.round(style.font_fraction * side)),
+    line: Math.max(line.min_px, Math.round(Math.min(width, height) * line.fraction_of_shorter_side)),
+    font: Math.floor(Math.min(Math.max(height * font.fraction_of_height, font.min_px), font.max_px)),
+    pad: style.label.padding_px,
   };
 }
 
@@ -177,23 +187,22 @@ export class BoxEditor {
   }
 
   drawBox(layer, b, { index = -1, dashed = false, selected = false }) {
-    const { line, font } = metrics(this.width, this.height);
+    const { line, font, pad } = metrics(this.width, this.height);
     const colour = colourOf(b.tag);
     const g = el("g", { class: dashed ? "box suggested" : "box" }, layer);
     const rect = el("rect", {
       x: b.x1, y: b.y1, width: Math.max(b.x2 - b.x1, 1), height: Math.max(b.y2 - b.y1, 1),
       fill: selected ? "rgba(255,255,255,0.15)" : "transparent", stroke: colour, "stroke-width": line,
     }, g);
-    if (dashed) rect.setAttribute("stroke-dasharray", style.suggestion_dash.map((d) => d * line).join(" "));
+    if (dashed) rect.setAttribute("stroke-dasharray", style.suggestion.dash_in_line_widths.map((d) => d * line).join(" "));
     if (index >= 0) rect.dataset.box = index;
-    const text = dashed && b.score !== undefined ? `${b.tag} ${Math.round(b.score * 100)}%` : b.tag;
-    const pad = Math.round(font * 0.25);
+    const text = b.score !== undefined && b.score !== null ? `${b.tag} ${b.score.toFixed(2)}` : b.tag;
     const tagHeight = font + 2 * pad;
     const above = b.y1 - tagHeight >= 0;
     const ty = above ? b.y1 - tagHeight : b.y1;
     const bg = el("rect", { x: b.x1, y: ty, height: tagHeight, width: text.length * font * 0.6 + 2 * pad, fill: colour }, g);
     if (dashed) bg.setAttribute("opacity", "0.75");
-    const label = el("text", { x: b.x1 + pad, y: ty + pad + font * 0.85, "font-size": font, fill: style.label_text_colour,
+    const label = el("text", { x: b.x1 + pad, y: ty + pad + font * 0.85, "font-size": font, fill: style.label.text_colour,
                                "font-family": "sans-serif" }, g);
     label.textContent = text;
     if (index >= 0) { bg.dataset.box = index; label.dataset.box = index; }

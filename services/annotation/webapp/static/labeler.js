@@ -8,9 +8,8 @@ import { h, say, fail, percent } from "./ui.js";
 const undoStack = [];
 
 export async function labelerView(main, project, imageId) {
-  await loadStyle();
-  const info = await api(projectPath(project));
-  const tags = await allTags(project);
+  const [info, tags] = await Promise.all([api(projectPath(project)), allTags(project)]);
+  await loadStyle(tags);
   const detection = info.type === "detection";
   if (browsing.project !== project) Object.assign(browsing, { project, filter: { status: "all" }, ids: [], continuation: null, done: false });
   let image = null;

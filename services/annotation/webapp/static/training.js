@@ -72,7 +72,7 @@ export async function trainingView(main, project) {
     event.preventDefault();
     start.disabled = true;
     try {
-      const run = await registry("/v1/runs", { method: "POST", json: { model: project, project_id: project, launch: true, params: { mode: mode.value } } });
+      const run = await registry("/v1/runs", { method: "POST", json: { model: project, project_id: project, launch: config.launch, params: { mode: mode.value } } });
       say(`Training started: run ${run.id}.`);
       showRun(run);
       await refresh();
