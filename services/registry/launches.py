@@ -23,6 +23,18 @@ from .schemas import RunCreate
 log = logging.getLogger(__name__)
 
 
+def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
+    """The project a launched trainer trains, and its options as flags."""
+    project = body.project_id or body.model
+    try:
+        options = trainer_argv(body.params)
+    except InvalidOptionsError as exc:
+        raise InvalidContent(str(exc)) from None
+    if body.model != project:
+        options = ["--model", body.model, *options]
+    return project, options
+
+
 class RunLaunches:
     def __init__(self, runs: TrainingRuns, jobs: TrainingJobLauncher | None, *,
                  local: LocalProcessLauncher | None = None) -> None:
@@ -39,13 +51,7 @@ class RunLaunches:
             raise Conflict("this registry starts no training Jobs: install it with the Helm chart (which sets "
                            "VISIONDOCK_KUBERNETES_TRAINER_CRONJOB), or start the trainer yourself",
                            code="launch_unavailable")
-        project = body.project_id or body.model
-        try:
-            options = trainer_argv(body.params)
-        except InvalidOptionsError as exc:
-            raise InvalidContent(str(exc)) from None
-        if body.model != project:
-            options = ["--model", body.model, *options]
+        project, options = _trainer_options(body)
         run = self.runs.create(body.model, project_id=project, params=body.params)
         try:
             job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu)
@@ -61,13 +67,7 @@ class RunLaunches:
         if self.local is None:
             raise Conflict("this registry starts no local trainers (VISIONDOCK_TRAINING_LAUNCHER=none); start the "
                            "trainer yourself with --run-id", code="launch_unavailable")
-        project = body.project_id or body.model
-        try:
-            options = trainer_argv(body.params)
-        except InvalidOptionsError as exc:
-            raise InvalidContent(str(exc)) from None
-        if body.model != project:
-            options = ["--model", body.model, *options]
+        project, options = _trainer_options(body)
         run = self.runs.create(body.model, project_id=project, params=body.params)
         try:
             self.local.launch(project, run_id=run["id"], args=options)

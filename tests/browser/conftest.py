@@ -3,44 +3,30 @@ uvicorn processes; axe-core (tests/browser/node_modules) checks each page's acce
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from cli.launcher import LocalServices
+from tests.support.browser import chromium, offline_page
 from tests.support.emulators import unavailable
 from tests.support.stack import running_services
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "labeling"
 AXE_SCRIPT = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
 # The model the scoring service follows: the classification project the tests label and train.
 APP_PROJECT = "shapes-app"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by playwright (skipped without them, failed on CI)."""
-    executable = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    if executable is None:
-        unavailable("chromium is not installed (make test installs it: apt-get install chromium)")
+    """Chromium with axe-core at hand (skipped without it, failed on CI)."""
     if not AXE_SCRIPT.exists():
         unavailable(f"{AXE_SCRIPT} is missing; run `npm ci` in tests/browser (make test does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +40,7 @@ def app_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
 
 def open_page(browser: Any, base_url: str, outside: list[str]) -> Any:
     """A page that may reach the annotation service only; anything else is refused and recorded."""
-    host = urlsplit(base_url).netloc
-    page = browser.new_page(viewport={"width": 1280, "height": 860})
-
-    def only_the_service(route: Any) -> None:
-        if urlsplit(route.request.url).netloc == host or route.request.url.startswith("blob:"):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_the_service)
-    return page
+    return offline_page(browser, base_url, outside, height=860)
 
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:
