@@ -6,6 +6,7 @@
     visiondock import PROJECT PATH --format folder
     visiondock train PROJECT
     visiondock promote MODEL VERSION --alias production
+    visiondock rollback MODEL --alias production
     visiondock predict IMAGE...
 
 Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
@@ -188,9 +189,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     with _registry(args) as client:
-        alias = client.set_alias(args.model, args.alias, args.version)
-    print(f"{alias['model']}@{alias['alias']} -> version {alias['version']}")
+        alias = client.set_alias(args.model, args.alias, args.version, reason=args.reason)
+    print(_alias_moved(alias))
     return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        alias = client.rollback_alias(args.model, args.alias, reason=args.reason)
+    print(_alias_moved(alias))
+    return 0
+
+
+def _alias_moved(alias: dict[str, Any]) -> str:
+    previous = alias.get("previous_version")
+    replaced = f" (was version {previous})" if previous is not None else " (new alias)"
+    return f"{alias['model']}@{alias['alias']} -> version {alias['version']}{replaced}"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -285,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("model")
     promote.add_argument("version", type=int)
     promote.add_argument("--alias", default="production")
+    promote.add_argument("--reason", default="", help="why; kept in the alias's history")
+
+    rollback = command("rollback", cmd_rollback, "move an alias back to the version it pointed at before")
+    rollback.add_argument("model")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--reason", default="", help="why; kept in the alias's history")
 
     models = command("models", cmd_models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")

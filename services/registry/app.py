@@ -14,8 +14,10 @@ from visiondock.settings import Settings
 from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
 
+from .alias_routes import router as alias_router
 from .catalog import ModelRegistry
 from .routes import router
+from .run_routes import router as run_router
 
 
 def _readiness(app: FastAPI) -> Readiness:
@@ -46,4 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(alias_router)
+    app.include_router(run_router)
     return app

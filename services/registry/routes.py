@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from visiondock.errors import BadRequest
 from visiondock.web import require_api_key
 
+from .alias_routes import IfMatch, request_actor
+from .aliases import quoted as _quoted
 from .catalog import MODEL_FILE, VARIANTS, ModelRegistry, variant_filename
 from .schemas import (
     Alias,
@@ -86,11 +88,23 @@ def register_version(
 
 
 @router.get("/models/{model}/versions", response_model=VersionPage, tags=["versions"],
-            summary="Versions, newest first")
-def list_versions(model: Model, registry: Registry, limit: PageSize = 100,
-                  continuation: str | None = None) -> dict:
-    items, token = registry.list_versions(model, limit=limit, continuation=continuation)
+            summary="Versions, newest first; or the best by a metric: `?order_by=metrics.accuracy&desc=true&limit=1`")
+def list_versions(model: Model, registry: Registry, limit: PageSize = 100, continuation: str | None = None,
+                  order_by: Annotated[str, Query(description="version, created_at, task, metrics.<name>, "
+                                                             "params.<name>, ...")] = "version",
+                  desc: bool = True,
+                  where: Annotated[list[str], Query(description="Conditions such as `metrics.accuracy>=0.9` or "
+                                                                "`task=multiclass`, all of which must hold.")] = [],  # noqa: B006 - FastAPI copies it
+                  ) -> dict:
+    items, token = registry.list_versions(model, limit=limit, continuation=continuation, order_by=order_by,
+                                          descending=desc, where=where)
     return {"data": items, "continuation": token}
+
+
+@router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
+               summary="Delete a version and its files (409 while an alias points at it)")
+def delete_version(model: Model, version: int, registry: Registry) -> None:
+    registry.delete_version(model, version)
 
 
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
@@ -114,9 +128,14 @@ def list_aliases(model: Model, registry: Registry) -> dict:
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias)")
-def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, registry: Registry) -> dict:
-    return registry.set_alias(model, alias, body.version)
+            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.")
+def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, registry: Registry, request: Request,
+              response: Response, if_match: IfMatch = None) -> dict:
+    moved = registry.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
+                               if_match=if_match)
+    response.headers["ETag"] = _quoted(moved["etag"])
+    return moved
 
 
 @router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias, tags=["aliases"],
@@ -133,14 +152,10 @@ def resolve_alias(model: Model, alias: AliasPath, registry: Registry, request: R
     return resolved
 
 
-def _quoted(etag: str) -> str:
-    """An HTTP entity tag: the stores' etags come quoted already (as Cosmos DB's do) or bare."""
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 @router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"])
-def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
-    registry.delete_alias(model, alias)
+def delete_alias(model: Model, alias: AliasPath, registry: Registry, request: Request,
+                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
+    registry.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
 
 
 # -- training runs --------------------------------------------------------------------
