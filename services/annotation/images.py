@@ -25,6 +25,7 @@ from visiondock.storage import (
     DocumentNotFoundError,
     DocumentStore,
     Filter,
+    PreconditionFailedError,
     Query,
 )
 from visiondock.timeutil import utc_now
@@ -81,9 +82,25 @@ class ImageLibrary:
         return tags
 
     @staticmethod
-    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
+                      revision: int = 1) -> dict[str, Any]:
         labeled = len(tags) == 1 if project_type == "multiclass" else True
-        return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
+        return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
+                "updated_at": utc_now()}
+
+    def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
+                 regions: list[dict[str, Any]], if_match: str | None) -> Document:
+        """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
+        while True:
+            current = self.get(project_id, image_id)
+            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1)
+            try:
+                return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                            if_match=if_match or current.etag)
+            except PreconditionFailedError:
+                if if_match:
+                    raise
+                # Relabeled concurrently: count on from that revision.
 
     # -- upload --------------------------------------------------------------------
     def upload(
@@ -133,7 +150,7 @@ class ImageLibrary:
             "created_at": now,
             # Tags given with the upload label the image; without them it waits to be labeled.
             **(self._label_fields(project["type"], tags, []) if tags
-               else {"tags": [], "regions": [], "labeled": False, "updated_at": now}),
+               else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now}),
         }
         try:
             stored = self.documents.create(IMAGES, document, partition_key=project_id)
@@ -209,9 +226,7 @@ class ImageLibrary:
     def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None) -> Document:
         project = self.projects.get(project_id)
         labels = self._check_tags(project, tags)
-        self.get(project_id, image_id)
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                    set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        return self._relabel(project_id, image_id, project["type"], labels, [], if_match)
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None) -> Document:
@@ -221,10 +236,8 @@ class ImageLibrary:
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
-        self.get(project_id, image_id)
-        fields = self._label_fields("detection", tags, [dict(region) for region in regions])
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
-                                    if_match=if_match)
+        return self._relabel(project_id, image_id, "detection", tags, [dict(region) for region in regions],
+                             if_match)
 
     def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
         self.get(project_id, image_id)

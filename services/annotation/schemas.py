@@ -82,6 +82,8 @@ class Image(BaseModel):
     split: Split | None
     labeled: bool = Field(description="A person has labeled it: one tag (multiclass), or a tag list / box "
                                       "list that may be empty to say 'none here' (multilabel, detection).")
+    label_revision: int = Field(default=0, description="Counts the changes of its labels: 0 unlabeled, then 1, "
+                                                       "2, ...; a model version's lineage records it.")
     created_at: datetime
     updated_at: datetime
     etag: str = Field(description="Send back as If-Match to update only if nobody changed the image since.")
