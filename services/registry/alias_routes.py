@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from visiondock.web import require_api_key
 
 from .aliases import ANONYMOUS_ACTOR, quoted
-from .catalog import ModelRegistry
-from .schemas import Alias, AliasHistoryPage, AliasName, AliasRollback, ModelName
+from .dependencies import AliasPath, Model, Registry
+from .schemas import Alias, AliasHistoryPage, AliasRollback
 
 IfMatch = Annotated[str | None, Header(description="The alias's ETag as last read; the change is refused "
                                                    "with 412 if the alias has changed since.")]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["aliases"])
-
 
 def request_actor(request: Request) -> str:
     """Who is making the request: the API key's name when the deployment names its keys."""
@@ -24,14 +23,6 @@ def request_actor(request: Request) -> str:
     name = getattr(principal, "name", None)
     return name if isinstance(name, str) and name else ANONYMOUS_ACTOR
 
-
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-Registry = Annotated[ModelRegistry, Depends(_registry)]
-Model = Annotated[ModelName, Path(description="The model's name.")]
-AliasPath = Annotated[AliasName, Path(description="An alias such as `production`.")]
 
 
 @router.get("/models/{model}/aliases/{alias}/history", response_model=AliasHistoryPage,
@@ -50,3 +41,4 @@ def rollback_alias(model: Model, alias: AliasPath, registry: Registry, request: 
                                     reason=body.reason if body else "", if_match=if_match)
     response.headers["ETag"] = quoted(moved["etag"])
     return moved
+

@@ -16,6 +16,7 @@ from visiondock.web import Readiness, create_service_app
 
 from .alias_routes import router as alias_router
 from .catalog import ModelRegistry
+from .insight_routes import router as insight_router
 from .routes import router
 from .run_routes import router as run_router
 
@@ -50,4 +51,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(alias_router)
     app.include_router(run_router)
+    app.include_router(insight_router)
     return app

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from visiondock.web import require_api_key
 
-from .catalog import ModelRegistry
+from .dependencies import Registry, RunPath
 from .run_logs import RunLogs
-from .schemas import RunCancel, RunId, RunLog, RunLogAppend, TrainingRun
+from .schemas import RunCancel, RunLog, RunLogAppend, TrainingRun
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["runs"])
-RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
-
-
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-Registry = Annotated[ModelRegistry, Depends(_registry)]
 
 
 @router.post("/runs/{run_id}/cancel", response_model=TrainingRun,

@@ -35,6 +35,9 @@ class VersionMetadata(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
     run_id: str | None = Field(default=None, description="The training run that made this version; the "
                                                           "version takes the number the run reserved.")
+    lineage: dict[str, Any] = Field(default_factory=dict, description="What it learned from and what made it: "
+                                    "dataset snapshot, parameters, code version, parent version "
+                                    "(see `GET …/versions/{v}/lineage`).")
 
 
 class VersionRegistration(VersionMetadata):

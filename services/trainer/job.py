@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.lineage import training_lineage
 from visiondock.modelcard import ModelCard
 
 from .config import RunContext, TrainedModel, TrainingConfig
@@ -156,6 +157,8 @@ def _export_and_register(ctx: RunContext, trained: TrainedModel, registry: Regis
             "params": {**config.as_params(), **trained.params, "backbone": config.backbone},
             "run_id": run_id,
             "variant_metrics": variant_metrics,
+            "lineage": training_lineage(registry, config.model_name, records=ctx.data.records, splits=trained.splits,
+                                        params=config.as_params(), project_id=config.project),
         }
         ctx.reporter.stage("register", report=ctx.report)
         registered = registry.register_version(config.model_name, onnx_path, metadata, int8_path=int8_path)

@@ -103,3 +103,11 @@ def test_a_run_log_can_be_tailed_and_followed(any_backend_client: TestClient) ->
 
     assert client.post(logs, json={"lines": []}).status_code == 422
     assert client.get("/v1/runs/run-0000000000000000/logs").status_code == 404
+
+
+def test_a_version_registered_without_lineage_says_so(any_backend_client: TestClient) -> None:
+    client = any_backend_client
+    register_version(client, "pets", b"by hand")
+    missing = client.get("/v1/models/pets/versions/1/lineage")
+    assert missing.status_code == 404 and missing.json()["code"] == "no_lineage"
+    assert client.get("/v1/models/pets/versions/7/lineage").status_code == 404
