@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 
 from visiondock.web import require_api_key
 
+from .compare import compare_versions
 from .dependencies import Model, Registry
 from .lineage_view import lineage_of
 
@@ -17,3 +20,11 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=[
                     "its parameters, code version and parent version, and how its data differs from the parent's")
 def version_lineage(model: Model, version: int, registry: Registry) -> dict:
     return lineage_of(registry, model, version)
+
+
+@router.get("/models/{model}/compare",
+            summary="Two versions side by side: headline and per-class metrics, with `b - a` and whether `b` "
+                    "is better or worse")
+def compare(model: Model, registry: Registry, a: Annotated[int, Query(ge=1, description="The reference.")],
+            b: Annotated[int, Query(ge=1, description="The candidate.")]) -> dict:
+    return compare_versions(registry.get_version(model, a), registry.get_version(model, b))

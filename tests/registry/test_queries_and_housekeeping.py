@@ -111,3 +111,22 @@ def test_a_version_registered_without_lineage_says_so(any_backend_client: TestCl
     missing = client.get("/v1/models/pets/versions/1/lineage")
     assert missing.status_code == 404 and missing.json()["code"] == "no_lineage"
     assert client.get("/v1/models/pets/versions/7/lineage").status_code == 404
+
+
+def test_two_versions_compared_class_by_class(any_backend_client: TestClient) -> None:
+    client = any_backend_client
+    per_class = {"cat": {"precision": 0.8, "recall": 0.5, "f1": 0.6, "ap": 0.7},
+                 "dog": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "ap": 0.95}}
+    register_version(client, "pets", b"a", metrics={"accuracy": 0.7, "per_class": per_class})
+    better_cat = {**per_class, "cat": {"precision": 0.85, "recall": 0.75, "f1": 0.8, "ap": 0.7}}
+    register_version(client, "pets", b"b", metrics={"accuracy": 0.8, "per_class": {**better_cat, "dog": {
+        "precision": 0.88, "recall": 0.9, "f1": 0.89, "ap": 0.95}}})
+
+    compared = client.get("/v1/models/pets/compare", params={"a": 1, "b": 2}).json()
+    assert compared["headline"]["accuracy"]["change"] == "better"
+    assert abs(compared["headline"]["accuracy"]["delta"] - 0.1) < 1e-9
+    cat, dog = compared["per_class"]["cat"], compared["per_class"]["dog"]
+    assert (cat["recall"]["change"], cat["ap"]["change"], dog["precision"]["change"]) == ("better", "same", "worse")
+    assert compared["summary"] == {"better": 3, "worse": 2, "same": 3}
+    assert client.get("/v1/models/pets/compare", params={"a": 1, "b": 9}).status_code == 404
+    assert client.get("/v1/models/pets/compare", params={"a": 1}).status_code == 422
