@@ -9,6 +9,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
+# The web page tests drive the system's Chromium (Debian's `chromium`) with playwright.
+BROWSER := $(VENV)/.chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EXTRAS := scoring,trainer,azure,dev
 
 .PHONY: install demo test lint bench bench-train bench-scoring clean
@@ -23,12 +26,16 @@ $(EMULATORS): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(BROWSER): $(STAMP)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS)
+test: $(STAMP) $(EMULATORS) $(BROWSER)
 	$(PY) -m pytest
 
 lint: $(STAMP)

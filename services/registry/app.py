@@ -16,6 +16,7 @@ from visiondock.web import Readiness, create_service_app
 
 from .alias_routes import router as alias_router
 from .catalog import ModelRegistry
+from .dashboard import router as dashboard_router
 from .insight_routes import router as insight_router
 from .routes import router
 from .run_routes import router as run_router
@@ -52,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alias_router)
     app.include_router(run_router)
     app.include_router(insight_router)
+    app.include_router(dashboard_router)
     return app
