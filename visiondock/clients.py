@@ -250,6 +250,10 @@ class RegistryClient(ServiceClient):
         """Move an alias back to the version it pointed at before its last move."""
         return self.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason}).json()
 
+    def compare_versions(self, model: str, a: int, b: int) -> dict[str, Any]:
+        """Headline and per-class metrics of two versions with `b - a` and better/worse marks."""
+        return self.get_json(f"/v1/models/{model}/compare", params={"a": a, "b": b})
+
     def alias_history(self, model: str, alias: str) -> list[dict[str, Any]]:
         """Every change of an alias, newest first."""
         return list(_paged(self, f"/v1/models/{model}/aliases/{alias}/history", {}, 200))
