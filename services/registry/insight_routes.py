@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from visiondock.web import require_api_key
 
 from .compare import compare_versions
 from .dependencies import Model, Registry
 from .lineage_view import lineage_of
+from .production import production_report
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["versions"])
 
@@ -28,3 +29,14 @@ def version_lineage(model: Model, version: int, registry: Registry) -> dict:
 def compare(model: Model, registry: Registry, a: Annotated[int, Query(ge=1, description="The reference.")],
             b: Annotated[int, Query(ge=1, description="The candidate.")]) -> dict:
     return compare_versions(registry.get_version(model, a), registry.get_version(model, b))
+
+
+@router.get("/models/{model}/production",
+            summary="Captured production predictions per label and time window, and drift (PSI of confidence "
+                    "and of the label mix) of each version against its test-set baseline, flagged above the "
+                    "threshold (VISIONDOCK_DRIFT_PSI_THRESHOLD)")
+def production(model: Model, registry: Registry, request: Request,
+               window_minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60,
+               windows: Annotated[int, Query(ge=1, le=500)] = 24) -> dict:
+    return production_report(registry, model, window_minutes=window_minutes, windows=windows,
+                             threshold=request.app.state.settings.drift_psi_threshold)

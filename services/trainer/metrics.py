@@ -19,6 +19,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from visiondock.drift import prediction_baseline
+
 CURVE_POINTS = 30
 DEFAULT_TARGET_PRECISION = 0.95
 
@@ -97,6 +99,7 @@ def multiclass_metrics(targets: np.ndarray, probabilities: np.ndarray, labels: S
         "pr_curves": curves,
         "confusion_matrix": {"labels": list(labels),
                              "matrix": confusion_matrix(targets, predicted, labels=indices).tolist()},
+        "prediction_baseline": prediction_baseline(probabilities, labels),
     }
 
 
@@ -138,4 +141,5 @@ def multilabel_metrics(targets: np.ndarray, probabilities: np.ndarray, labels: S
         "test_count": len(targets),
         "per_class": per_class,
         "pr_curves": curves,
+        "prediction_baseline": prediction_baseline(probabilities, labels),
     }

@@ -43,7 +43,10 @@ class Trained:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     """Two versions of a shapes model: the second learned from more images, three of them mislabeled."""
     home = tmp_path_factory.mktemp("dashboard-home")
-    with running_services(home, env={"VISIONDOCK_LOG_LEVEL": "WARNING"}) as services, \
+    # The scoring service serves `production` and captures every prediction (the drift panel's data).
+    env = {"VISIONDOCK_LOG_LEVEL": "WARNING", "VISIONDOCK_SCORING_CAPTURE_RATE": "1",
+           "VISIONDOCK_SCORING_POLL_SECONDS": "0.5", "VISIONDOCK_SCORING_DRIFT_WINDOW": "100"}
+    with running_services(home, scoring_model=MODEL, env=env) as services, \
             AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as annotation, \
             RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as registry:
         annotation.create_project(MODEL, "multiclass", tags=SHAPES)

@@ -97,8 +97,8 @@ async function modelsView() {
 }
 
 async function modelView(model) {
-  const [summary, versions, runs] = await Promise.all([api(`/v1/models/${model}`), everyPage(`/v1/models/${model}/versions`),
-    api("/v1/runs", { model, limit: 10 })]);
+  const [summary, versions, runs, production] = await Promise.all([api(`/v1/models/${model}`), everyPage(`/v1/models/${model}/versions`),
+    api("/v1/runs", { model, limit: 10 }), api(`/v1/models/${model}/production`)]);
   const rows = versions.map((version) => h("tr", { dataset: { version: version.version } },
     h("td", {}, h("a", { href: `#/models/${model}/versions/${version.version}` }, `v${version.version}`)),
     h("td", {}, aliasBadges(summary.aliases, version.version)),
@@ -126,8 +126,41 @@ async function modelView(model) {
       h("td", {}, when(m.moved_at)), h("td", {}, m.alias),
       h("td", {}, `${m.action}: ${m.from_version === null ? "–" : `v${m.from_version}`} → ${m.to_version === null ? "deleted" : `v${m.to_version}`}`),
       h("td", {}, m.actor), h("td", {}, m.reason || "")))) : h("p", { class: "muted" }, "No alias has been set.")),
+    card("Production behaviour", productionPanel(production)),
     card("Recent training runs", runsTable(runs.data)),
   ];
+}
+
+const LEVELS = { stable: "stable", moderate: "moderate", drifted: "drifted" };
+
+function productionPanel(report) {
+  if (!report.captured) {
+    return h("p", { class: "muted", id: "production" }, "No captured predictions in the last ",
+      `${report.windows.length * report.window_minutes} minutes (set VISIONDOCK_SCORING_CAPTURE_RATE on the scoring service).`);
+  }
+  const psiCell = (value, level) => h("td", { class: `num ${level === "drifted" ? "flagged" : ""}`, dataset: { value: value ?? "", level: level ?? "none" } },
+    value === null ? "–" : `${format(value)} ${LEVELS[level] ?? ""}`);
+  const rows = report.versions.map((v) => h("tr", { dataset: { version: v.version, flagged: v.overall.flagged } },
+    h("td", {}, `v${v.version}`), h("td", { class: "num" }, v.overall.count),
+    psiCell(v.overall.psi_confidence, v.overall.level_confidence), psiCell(v.overall.psi_label_mix, v.overall.level_label_mix),
+    h("td", { class: v.overall.flagged ? "flagged" : "" }, v.overall.flagged ? "drift" : v.baseline ? "ok" : "no baseline")));
+  const labels = Object.keys(report.predictions_per_label);
+  const newest = report.versions.find((v) => v.baseline && v.overall.count);
+  const share = (counts) => { const total = counts.reduce((a, b) => a + b, 0) || 1; return counts.map((c) => c / total); };
+  const bins = report.edges.slice(0, -1).map((edge, i) => `${format(edge, 1)}–${format(report.edges[i + 1], 1)}`);
+  return h("div", { id: "production" },
+    h("p", { class: "muted" }, `${report.captured} captured predictions in ${report.windows.length} windows of ${report.window_minutes} minutes; `,
+      `PSI below 0.1 is stable, 0.1–${report.threshold} moderate, from ${report.threshold} flagged.`),
+    table(["version", { label: "captured", numeric: true }, { label: "PSI confidence", numeric: true }, { label: "PSI label mix", numeric: true }, "drift"], rows, { id: "drift" }),
+    h("div", { class: "grid" },
+      h("div", {}, h("h3", {}, "Predictions per label"), lineChart({ dots: true, xLabel: `window (${report.window_minutes} min), oldest first`, yLabel: "predictions",
+        series: labels.map((label) => ({ name: label, value: report.predictions_per_label[label].reduce((a, b) => a + b, 0),
+          legend: `${label} (${report.predictions_per_label[label].reduce((a, b) => a + b, 0)})`,
+          points: report.predictions_per_label[label].map((count, i) => [i, count]) })) })),
+      newest ? h("div", { id: "confidence-vs-baseline" }, h("h3", {}, `Confidence of v${newest.version}: production against its test set`),
+        barChart({ categories: bins, yLabel: "share", series: [
+          { name: "test set", values: share(newest.baseline.confidence_counts), color: PALETTE[7] },
+          { name: "production", values: share(newest.overall.confidence_counts), color: PALETTE[0] }] })) : null));
 }
 
 function prCurves(metrics) {
