@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.trainer.job import TrainingConfig, run_training
+from services.trainer.progress import RunCancelled, RunReporter
 from tests.trainer.conftest import project_name, upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient
@@ -55,3 +56,14 @@ def test_a_version_records_its_data_code_parameters_and_parent(annotation: Annot
     assert revisions[relabeled["id"]] == 2
     assert later["dataset"]["tag_counts"] == {"circle": 5, "square": 7, "triangle": 8}
 
+
+
+def test_a_cancelled_run_stops_the_trainer_at_its_next_report(registry: RegistryClient) -> None:
+    run = registry.create_run("cancelled-shapes")
+    reporter = RunReporter(registry, run["id"])
+    reporter.stage("train")
+    registry.cancel_run(run["id"], reason="wrong project")
+    with pytest.raises(RunCancelled, match="stopped in the registry"):
+        reporter.epoch(1, 1, {"loss": 0.5})
+    assert registry.get_run(run["id"])["status"] == "cancelled"
+    assert [line["text"] for line in registry.run_log(run["id"])["lines"]] == ["status running stage train"]
