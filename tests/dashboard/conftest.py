@@ -65,7 +65,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         yield Trained(services=services, registry=registry, versions=versions)
 
 
-@pytest.fixture(scope="session")
+# Per module: playwright's sync API runs an event loop in this thread while it is open, which
+# would break later tests that call asyncio.run().
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = shutil.which("chromium")
     if executable is None:

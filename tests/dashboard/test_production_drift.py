@@ -69,6 +69,7 @@ def test_only_circles_in_production_is_flagged_as_label_mix_drift(browser: Any, 
     assert cell.get_attribute("data-level") == "drifted"
     circle = page.locator("#production .legend-item[data-series=circle]")
     assert circle.get_attribute("data-value") == str(overall["label_counts"]["circle"])
+    assert page.locator("#production .legend-item[data-series='captured requests']").get_attribute("data-value") == "30"
     assert page.locator("#confidence-vs-baseline rect[data-series='test set']").count() > 0
     page.locator("#production").screenshot(path=str(artifacts / "production.png"))
     page.screenshot(path=str(artifacts / "model.png"), full_page=True)
