@@ -1,6 +1,7 @@
 # VisionDock developer commands. Each target installs what it needs into .venv first.
 #   make demo    the end-to-end loop on embedded storage (services, train, promote, predict)
 #   make test    the whole test suite, Azure backends included (needs node + npm)
+#   make test-fast  unit and in-process API tests only: no service processes, training or emulators
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make lint    ruff
 
@@ -14,7 +15,7 @@ BROWSER := $(VENV)/.chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 EXTRAS := scoring,trainer,azure,dev
 
-.PHONY: install demo test lint bench bench-train bench-scoring clean
+.PHONY: install demo test test-fast lint bench bench-train bench-scoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -37,6 +38,9 @@ demo: $(STAMP)
 
 test: $(STAMP) $(EMULATORS) $(BROWSER)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e and not training and not azure"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-ProjectType = Literal["multiclass", "multilabel", "detection"]
+from visiondock.vocabulary import ProjectType
+
 Split = Literal["train", "test"]
 
 # Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.
@@ -103,16 +104,6 @@ class UploadResponse(BaseModel):
     results: list[UploadResult]
 
 
-class ImagePage(BaseModel):
-    data: list[Image]
-    continuation: str | None = Field(default=None, description="Pass as `continuation` for the next page.")
-
-
-class ProjectPage(BaseModel):
-    data: list[Project]
-    continuation: str | None = None
-
-
 class TagList(BaseModel):
     data: list[Tag]
 
@@ -168,11 +159,6 @@ class ReviewItem(ReviewCapture):
     updated_at: datetime
     reviewed_at: datetime | None = None
     etag: str = Field(description="Send back as If-Match to decide only if nobody changed the item since.")
-
-
-class ReviewItemPage(BaseModel):
-    data: list[ReviewItem] = Field(description="Most uncertain first.")
-    continuation: str | None = None
 
 
 class ReviewAccept(BaseModel):

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from typing import Any
 
-from visiondock.errors import ApiError, Conflict, NotFound
+from visiondock.errors import Conflict, NotFound, Outdated
 from visiondock.storage import (
     Document,
     DocumentExistsError,
@@ -36,10 +36,6 @@ HISTORY = "alias_history"
 ANONYMOUS_ACTOR = "api-key"
 
 log = logging.getLogger(__name__)
-
-
-class PreconditionFailed(ApiError):
-    status = 412
 
 
 def quoted(etag: str) -> str:
@@ -107,7 +103,7 @@ class AliasBook:
                 self.documents.create(HISTORY, entry, partition_key=model)
             except DocumentExistsError:
                 if if_match is not None:
-                    raise PreconditionFailed(f"alias {model}@{alias} was moved by someone else just now; read "
+                    raise Outdated(f"alias {model}@{alias} was moved by someone else just now; read "
                                              f"it again and retry") from None
                 continue  # another move took this sequence number: read again and go after it
             try:
@@ -115,7 +111,7 @@ class AliasBook:
             except (PreconditionFailedError, DocumentExistsError, DocumentNotFoundError):
                 self._forget(model, entry["id"])
                 if if_match is not None:
-                    raise PreconditionFailed(f"alias {model}@{alias} was changed by someone else just now; "
+                    raise Outdated(f"alias {model}@{alias} was changed by someone else just now; "
                                              f"read it again and retry") from None
                 continue
             except BaseException:
@@ -141,9 +137,9 @@ class AliasBook:
 
     def check_precondition(self, model: str, alias: str, current: Document | None, if_match: str) -> None:
         if current is None:
-            raise PreconditionFailed(f"alias {model}@{alias} does not exist, so no If-Match etag can match it")
+            raise Outdated(f"alias {model}@{alias} does not exist, so no If-Match etag can match it")
         if not etag_matches(if_match, current.etag):
-            raise PreconditionFailed(f"alias {model}@{alias} has changed: its etag is {quoted(current.etag)}, "
+            raise Outdated(f"alias {model}@{alias} has changed: its etag is {quoted(current.etag)}, "
                                      f"not {if_match}; read it again and retry")
 
     def _write_alias(self, model: str, alias: str, version: int | None, current: Document | None,

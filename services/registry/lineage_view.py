@@ -7,7 +7,7 @@ from typing import Any
 
 from visiondock.errors import NotFound
 
-from .catalog import ModelRegistry
+from .catalog import ModelCatalog
 
 
 def _images(lineage: dict[str, Any]) -> dict[str, int]:
@@ -28,8 +28,8 @@ def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     }
 
 
-def lineage_of(registry: ModelRegistry, model: str, version: int) -> dict[str, Any]:
-    found = registry.get_version(model, version)
+def lineage_of(catalog: ModelCatalog, model: str, version: int) -> dict[str, Any]:
+    found = catalog.get_version(model, version)
     lineage = found.get("lineage") or {}
     if not lineage:
         raise NotFound(f"model {model!r} version {version} was registered without lineage (by a trainer older "
@@ -39,7 +39,7 @@ def lineage_of(registry: ModelRegistry, model: str, version: int) -> dict[str, A
     parent = lineage.get("parent_version")
     if parent is not None:
         try:
-            parent_lineage = registry.get_version(model, int(parent)).get("lineage") or {}
+            parent_lineage = catalog.get_version(model, int(parent)).get("lineage") or {}
         except NotFound:
             parent_lineage = {}
         if parent_lineage:

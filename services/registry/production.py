@@ -22,18 +22,18 @@ from visiondock.drift import EDGES, drift_report
 from visiondock.errors import NotFound
 from visiondock.storage import BlobNotFoundError
 
-from .catalog import ModelRegistry
+from .catalog import ModelCatalog
 
 MAX_CAPTURES = 5000
 log = logging.getLogger(__name__)
 
 
-def _captures(registry: ModelRegistry, model: str, since: datetime) -> list[dict[str, Any]]:
-    keys = [info.key for info in registry.blobs.list(f"captures/{model}/") if info.key.endswith(".json")]
+def _captures(catalog: ModelCatalog, model: str, since: datetime) -> list[dict[str, Any]]:
+    keys = [info.key for info in catalog.blobs.list(f"captures/{model}/") if info.key.endswith(".json")]
     found = []
     for key in keys[-MAX_CAPTURES:]:
         try:
-            document = json.loads(registry.blobs.get(key))
+            document = json.loads(catalog.blobs.get(key))
             captured = datetime.fromisoformat(document["captured_at"])
         except (BlobNotFoundError, ValueError, KeyError, TypeError):
             log.warning("skipping unreadable capture %s", key)
@@ -43,13 +43,13 @@ def _captures(registry: ModelRegistry, model: str, since: datetime) -> list[dict
     return found
 
 
-def production_report(registry: ModelRegistry, model: str, *, window_minutes: int, windows: int,
+def production_report(catalog: ModelCatalog, model: str, *, window_minutes: int, windows: int,
                       threshold: float, now: datetime | None = None) -> dict[str, Any]:
-    registry.get_model(model)
+    catalog.get_model(model)
     now = now or datetime.now(UTC)
     width = timedelta(minutes=window_minutes)
     start = now - width * windows
-    captures = _captures(registry, model, start)
+    captures = _captures(catalog, model, start)
     starts = [start + width * i for i in range(windows)]
 
     def window_of(moment: datetime) -> int:
@@ -68,7 +68,7 @@ def production_report(registry: ModelRegistry, model: str, *, window_minutes: in
     versions = []
     for version in sorted(by_version, reverse=True):
         try:
-            baseline = registry.get_version(model, version).get("metrics", {}).get("prediction_baseline")
+            baseline = catalog.get_version(model, version).get("metrics", {}).get("prediction_baseline")
         except NotFound:
             baseline = None  # the version was deleted since
         items = by_version[version]

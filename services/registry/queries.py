@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from visiondock.errors import BadRequest
+from visiondock.errors import InvalidInput
 from visiondock.storage import Filter, InvalidQueryError, Query
 
 # Top-level fields of a version that hold one comparable value.
@@ -30,9 +30,9 @@ def version_field(name: str) -> str:
         try:
             return Query(order_by=name).order_by
         except InvalidQueryError as exc:
-            raise BadRequest(str(exc), code="unknown_field") from None
+            raise InvalidInput(str(exc), code="unknown_field") from None
     known = ", ".join([*SCALAR_FIELDS, *(f"{n}.<name>" for n in NESTED_FIELDS)])
-    raise BadRequest(f"unknown field {name!r}; versions can be queried by {known}", code="unknown_field")
+    raise InvalidInput(f"unknown field {name!r}; versions can be queried by {known}", code="unknown_field")
 
 
 def _value(text: str) -> Any:
@@ -48,13 +48,13 @@ def parse_condition(condition: str) -> Filter:
     """`metrics.accuracy>=0.9` as a storage filter."""
     match = _CONDITION.match(condition)
     if not match:
-        raise BadRequest(f"cannot read the condition {condition!r}; write FIELD OP VALUE with OP one of "
+        raise InvalidInput(f"cannot read the condition {condition!r}; write FIELD OP VALUE with OP one of "
                          f"{', '.join(_OPS)}, e.g. metrics.accuracy>=0.9")
     field, op, text = match.groups()
     try:
         return Filter(version_field(field), _OPS[op], _value(text))  # type: ignore[arg-type]
     except InvalidQueryError as exc:
-        raise BadRequest(f"condition {condition!r}: {exc}") from None
+        raise InvalidInput(f"condition {condition!r}: {exc}") from None
 
 
 def version_query(model: str, *, order_by: str = "version", descending: bool = True,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from visiondock.web import require_api_key
 
-from .dependencies import Registry, RunPath
+from .dependencies import Catalog, RunPath
 from .run_logs import RunLogs
 from .schemas import RunCancel, RunLog, RunLogAppend, TrainingRun
 
@@ -17,21 +17,21 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=[
 
 @router.post("/runs/{run_id}/cancel", response_model=TrainingRun,
              summary="Cancel a queued or running run: it registers nothing and the trainer stops")
-def cancel_run(run_id: RunPath, registry: Registry, body: RunCancel | None = None) -> dict:
-    return registry.runs.cancel(run_id, body.reason if body else "")
+def cancel_run(run_id: RunPath, catalog: Catalog, body: RunCancel | None = None) -> dict:
+    return catalog.runs.cancel(run_id, body.reason if body else "")
 
 
 @router.post("/runs/{run_id}/logs", response_model=RunLog, summary="Append lines to the run's log")
-def append_run_log(run_id: RunPath, body: RunLogAppend, registry: Registry) -> dict:
-    registry.runs.get(run_id)
-    last = RunLogs(registry.documents).append(run_id, body.lines)
+def append_run_log(run_id: RunPath, body: RunLogAppend, catalog: Catalog) -> dict:
+    catalog.runs.get(run_id)
+    last = RunLogs(catalog.documents).append(run_id, body.lines)
     return {"lines": [], "next": last, "total": last}
 
 
 @router.get("/runs/{run_id}/logs", response_model=RunLog,
             summary="The run's log: the lines after `after` (to follow it), or the last `tail` lines")
-def read_run_log(run_id: RunPath, registry: Registry, after: Annotated[int, Query(ge=0)] = 0,
+def read_run_log(run_id: RunPath, catalog: Catalog, after: Annotated[int, Query(ge=0)] = 0,
                  tail: Annotated[int | None, Query(ge=0, le=10000)] = None,
                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict:
-    registry.runs.get(run_id)
-    return RunLogs(registry.documents).read(run_id, after=after, tail=tail, limit=limit)
+    catalog.runs.get(run_id)
+    return RunLogs(catalog.documents).read(run_id, after=after, tail=tail, limit=limit)

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidContent, NotFound
 from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, PreconditionFailedError, Query
 from visiondock.timeutil import utc_now
 
@@ -67,7 +67,7 @@ class TrainingRuns:
         """Apply a progress report; a finished run refuses every change."""
         status = changes.get("status")
         if status == "failed" and not changes.get("error"):
-            raise BadRequest("a failed run needs an `error` saying what went wrong", status=422)
+            raise InvalidContent("a failed run needs an `error` saying what went wrong")
 
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             fields = {key: changes[key] for key in _UPDATABLE if changes.get(key) is not None}

@@ -98,16 +98,6 @@ class ResolvedAlias(Alias):
     artifact_url: str = Field(description="Path of the ONNX file on this service.")
 
 
-class ModelPage(BaseModel):
-    data: list[ModelSummary]
-    continuation: str | None = None
-
-
-class VersionPage(BaseModel):
-    data: list[ModelVersion]
-    continuation: str | None = None
-
-
 class AliasList(BaseModel):
     data: list[Alias]
 
@@ -161,11 +151,6 @@ class ReservedVersion(BaseModel):
     version: int
 
 
-class RunPage(BaseModel):
-    data: list[TrainingRun]
-    continuation: str | None = None
-
-
 # -- alias history --------------------------------------------------------------------
 class AliasChange(BaseModel):
     """One recorded change of an alias: a move, a rollback or its deletion."""
@@ -179,11 +164,6 @@ class AliasChange(BaseModel):
     actor: str = Field(description="The name of the API key that changed it.")
     reason: str = ""
     moved_at: datetime
-
-
-class AliasHistoryPage(BaseModel):
-    data: list[AliasChange] = Field(description="Newest first.")
-    continuation: str | None = None
 
 
 class AliasRollback(BaseModel):

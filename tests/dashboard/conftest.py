@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from services.trainer.job import TrainingConfig, run_training
+from cli.launcher import LocalServices
+from services.trainer.job import run_training
+from services.trainer.options import TrainingOptions
 from tests.support.emulators import unavailable
 from tests.support.stack import running_services
 from tests.trainer.conftest import upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 MODEL = "dash-shapes"
@@ -52,14 +53,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         annotation.create_project(MODEL, "multiclass", tags=SHAPES)
         images = upload_tagged(annotation, MODEL, shape_images(SHAPES, 6, seed=21))
         cache = home / "feature-cache"
-        first = run_training(TrainingConfig(project=MODEL, cache_dir=cache, progress=False), annotation, registry)
+        first = run_training(TrainingOptions(project=MODEL, cache_dir=cache, progress=False), annotation, registry)
         registry.set_alias(MODEL, "production", first.version, reason="first model")
         # Wrong labels on a few photos: the second version scores worse on some classes, better on none.
         circles = [i["id"] for i in images if i["tags"] == ["circle"]]
         for image_id in circles[:3]:
             annotation.set_image_tags(MODEL, image_id, ["square"])
         upload_tagged(annotation, MODEL, shape_images(SHAPES, 3, seed=22))
-        second = run_training(TrainingConfig(project=MODEL, cache_dir=cache, progress=False), annotation, registry)
+        second = run_training(TrainingOptions(project=MODEL, cache_dir=cache, progress=False), annotation, registry)
         registry.set_alias(MODEL, "staging", second.version)
         versions = [registry.get_version(MODEL, first.version), registry.get_version(MODEL, second.version)]
         yield Trained(services=services, registry=registry, versions=versions)

@@ -14,12 +14,12 @@ import pytest
 
 from tests.dashboard.conftest import MODEL, ROOT, Trained
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.training]
 
 
 def cli(trained: Trained, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **trained.services.environment()}
-    return subprocess.run([sys.executable, "-m", "visiondock.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

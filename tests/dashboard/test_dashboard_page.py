@@ -11,7 +11,7 @@ import pytest
 from tests.dashboard.conftest import MODEL, Trained
 from visiondock.settings import LOCAL_DEV_API_KEY
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.training]
 
 
 def open_page(browser: Any, trained: Trained, route: str = "#/") -> Any:

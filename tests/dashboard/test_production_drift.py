@@ -16,7 +16,7 @@ from tests.trainer.generated import shape_images
 from visiondock.clients import ScoringClient
 from visiondock.settings import LOCAL_DEV_API_KEY
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.training]
 
 
 def gauge(metrics: str, name: str, **labels: str) -> float | None:

@@ -58,7 +58,7 @@ def test_deleting_a_version_removes_its_files_but_not_while_an_alias_points_at_i
     assert client.delete("/v1/models/pets/versions/2").status_code == 404
     # The number is never handed out again.
     assert register_version(client, "pets", b"v3")["version"] == 3
-    registry = client.app.state.registry  # type: ignore[attr-defined]
+    registry = client.app.state.catalog  # type: ignore[attr-defined]
     assert not registry.blobs.exists("models/pets/2/model.onnx")
     assert not registry.blobs.exists("models/pets/2/metadata.json")
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.job import TrainingConfig, run_training
-from services.trainer.progress import RunCancelled, RunReporter
+from services.trainer.job import run_training
+from services.trainer.options import TrainingOptions
+from services.trainer.steps import RunCancelled, RunSteps
 from tests.trainer.conftest import project_name, upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.training]
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -24,7 +25,7 @@ def test_a_version_records_its_data_code_parameters_and_parent(annotation: Annot
     annotation.create_project(project, "multiclass", tags=SHAPES)
     images = upload_tagged(annotation, project, shape_images(SHAPES, 6, seed=11))
     assert {image["label_revision"] for image in images} == {1}
-    first = run_training(TrainingConfig(project=project, cache_dir=cache_dir, progress=False), annotation, registry)
+    first = run_training(TrainingOptions(project=project, cache_dir=cache_dir, progress=False), annotation, registry)
 
     lineage = registry.get_json(f"/v1/models/{project}/versions/{first.version}/lineage")
     dataset = lineage["dataset"]
@@ -47,7 +48,7 @@ def test_a_version_records_its_data_code_parameters_and_parent(annotation: Annot
     assert annotation.set_image_tags(project, relabeled["id"], ["square"])["label_revision"] == 2
     upload_tagged(annotation, project, shape_images(("triangle",), 2, seed=12))
     registry.set_alias(project, "production", first.version)
-    second = run_training(TrainingConfig(project=project, cache_dir=cache_dir, progress=False), annotation, registry)
+    second = run_training(TrainingOptions(project=project, cache_dir=cache_dir, progress=False), annotation, registry)
     later = registry.get_json(f"/v1/models/{project}/versions/{second.version}/lineage")
     assert later["parent_version"] == first.version
     assert later["changes_from_parent"] == {"same_data": False, "images_added": 2, "images_removed": 0,
@@ -60,7 +61,7 @@ def test_a_version_records_its_data_code_parameters_and_parent(annotation: Annot
 
 def test_a_cancelled_run_stops_the_trainer_at_its_next_report(registry: RegistryClient) -> None:
     run = registry.create_run("cancelled-shapes")
-    reporter = RunReporter(registry, run["id"])
+    reporter = RunSteps(registry, run["id"])
     reporter.stage("train")
     registry.cancel_run(run["id"], reason="wrong project")
     with pytest.raises(RunCancelled, match="stopped in the registry"):

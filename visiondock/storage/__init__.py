@@ -49,6 +49,7 @@ __all__ = [
     "Page",
     "PreconditionFailedError",
     "Query",
+    "Stores",
     "open_blob_store",
     "open_document_store",
 ]
@@ -83,3 +84,34 @@ def open_document_store(settings: Settings) -> DocumentStore:
     from visiondock.storage.documents_sqlite import SqliteDocumentStore
 
     return SqliteDocumentStore(settings.resolved_sqlite_path)
+
+
+class Stores:
+    """A service's stores, each opened on first use; `close()` closes what was opened.
+
+    The app factory (`visiondock.web.create_service_app`) makes one per process and closes
+    it at shutdown, so a service that never touches a store never needs its settings.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._documents: DocumentStore | None = None
+        self._blobs: BlobStore | None = None
+
+    @property
+    def documents(self) -> DocumentStore:
+        if self._documents is None:
+            self._documents = open_document_store(self.settings)
+        return self._documents
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            self._blobs = open_blob_store(self.settings)
+        return self._blobs
+
+    def close(self) -> None:
+        for store in (self._documents, self._blobs):
+            if store is not None:
+                store.close()
+        self._documents = self._blobs = None

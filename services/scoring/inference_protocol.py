@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from visiondock.errors import BadRequest
+from visiondock.errors import InvalidInput
 
 from .model import LoadedModel
 
@@ -41,47 +41,47 @@ def parse_infer_request(body: bytes, model: LoadedModel) -> tuple[np.ndarray, li
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
-        raise BadRequest('an infer request is {"inputs": [{"name", "shape", "datatype", "data"}]}')
+        raise InvalidInput('an infer request is {"inputs": [{"name", "shape", "datatype", "data"}]}')
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise BadRequest("id must be a string")
+        raise InvalidInput("id must be a string")
     inputs = payload["inputs"]
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise BadRequest(f"this model takes exactly one input, {model.card.input_name!r}")
+        raise InvalidInput(f"this model takes exactly one input, {model.card.input_name!r}")
     tensor = inputs[0]
     if tensor.get("name") != model.card.input_name:
-        raise BadRequest(f"unknown input {tensor.get('name')!r}; the model's input is {model.card.input_name!r}")
+        raise InvalidInput(f"unknown input {tensor.get('name')!r}; the model's input is {model.card.input_name!r}")
     if tensor.get("datatype") != "FP32":
-        raise BadRequest(f"input datatype must be FP32, got {tensor.get('datatype')!r}")
+        raise InvalidInput(f"input datatype must be FP32, got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
     size = model.card.preprocess.size
     if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(d, int) for d in shape)
             or shape[1:] != [3, size, size] or not 1 <= shape[0] <= MAX_INFER_ROWS):
-        raise BadRequest(f"input shape must be [N, 3, {size}, {size}] with 1 <= N <= {MAX_INFER_ROWS}; "
+        raise InvalidInput(f"input shape must be [N, 3, {size}, {size}] with 1 <= N <= {MAX_INFER_ROWS}; "
                          f"got {shape!r}")
     data = tensor.get("data")
     if not isinstance(data, list):
-        raise BadRequest("input data must be a list of numbers (flat or nested)")
+        raise InvalidInput("input data must be a list of numbers (flat or nested)")
     try:
         array = np.asarray(data, dtype=np.float32)
     except (ValueError, TypeError):
-        raise BadRequest("input data must hold only numbers, nested evenly") from None
+        raise InvalidInput("input data must hold only numbers, nested evenly") from None
     expected = math.prod(shape)
     if array.size != expected:
-        raise BadRequest(f"input data holds {array.size} values; shape {shape} needs {expected}")
+        raise InvalidInput(f"input data holds {array.size} values; shape {shape} needs {expected}")
     if not np.isfinite(array).all():
-        raise BadRequest("input data holds NaN or infinite values")
+        raise InvalidInput("input data holds NaN or infinite values")
     outputs = payload.get("outputs")
     names = list(model.output_names)
     if outputs is not None:
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-            raise BadRequest('outputs must be a list of {"name": ...}')
+            raise InvalidInput('outputs must be a list of {"name": ...}')
         names = [o.get("name") for o in outputs]
         unknown = [n for n in names if n not in model.output_names]
         if unknown:
-            raise BadRequest(f"unknown output(s) {unknown}; the model has {model.output_names}")
+            raise InvalidInput(f"unknown output(s) {unknown}; the model has {model.output_names}")
     return np.ascontiguousarray(array.reshape(shape)), names, request_id
 
 
