@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # The key this process presents when it calls another service.
     api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
 
+    # Population stability index above which production predictions are flagged as drifted
+    # (below 0.1 is read as stable, 0.1 up to this as a moderate shift).
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+
     annotation_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['annotation']}"
     registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
     scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"

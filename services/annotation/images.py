@@ -25,6 +25,7 @@ from visiondock.storage import (
     DocumentNotFoundError,
     DocumentStore,
     Filter,
+    PreconditionFailedError,
     Query,
 )
 from visiondock.timeutil import utc_now
@@ -92,10 +93,27 @@ class ImageLibrary:
         return tags
 
     @staticmethod
-    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
+                      revision: int = 1) -> dict[str, Any]:
         labeled = len(tags) == 1 if project_type == MULTICLASS else True
-        # Labels given by anyone resolve the model's suggestion for the image.
-        return {"tags": tags, "regions": regions, "labeled": labeled, "suggestion": None, "updated_at": utc_now()}
+        return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
+                # Labels given by anyone resolve the model's suggestion for the image.
+                "suggestion": None,
+                "updated_at": utc_now()}
+
+    def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
+                 regions: list[dict[str, Any]], if_match: str | None) -> Document:
+        """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
+        while True:
+            current = self.get(project_id, image_id)
+            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1)
+            try:
+                return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                            if_match=if_match or current.etag)
+            except PreconditionFailedError:
+                if if_match:
+                    raise
+                # Relabeled concurrently: count on from that revision.
 
     # -- upload --------------------------------------------------------------------
     def upload(
@@ -157,7 +175,7 @@ class ImageLibrary:
             "created_at": now,
             # Tags given with the upload label the image; without them it waits to be labeled.
             **(self._label_fields(project["type"], tags, []) if tags
-               else {"tags": [], "regions": [], "labeled": False, "updated_at": now}),
+               else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now}),
         }
         try:
             stored = self.documents.create(IMAGES, document, partition_key=project_id)
@@ -235,8 +253,7 @@ class ImageLibrary:
         project = self.projects.get(project_id)
         labels = self._check_tags(project, tags)
         before = self.get(project_id, image_id)
-        updated = self.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                       set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
         return updated
 
@@ -249,9 +266,8 @@ class ImageLibrary:
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
         before = self.get(project_id, image_id)
-        fields = self._label_fields(DETECTION, tags, [dict(region) for region in regions])
-        updated = self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
-                                       if_match=if_match)
+        updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
+                                if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
         return updated
 

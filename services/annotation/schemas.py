@@ -108,6 +108,8 @@ class Image(BaseModel):
                                       "list that may be empty to say 'none here' (multilabel, detection).")
     suggestion: Suggestion | None = Field(default=None, description="The model's proposal awaiting a person "
                                                                      "(POST .../suggest), if any.")
+    label_revision: int = Field(default=0, description="Counts the changes of its labels: 0 unlabeled, then 1, "
+                                                       "2, ...; a model version's lineage records it.")
     created_at: datetime
     updated_at: datetime
     etag: str = Field(description="Send back as If-Match to update only if nobody changed the image since.")

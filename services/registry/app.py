@@ -16,10 +16,14 @@ from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
 
+from .alias_routes import router as alias_router
 from .catalog import ModelCatalog
+from .dashboard import router as dashboard_router
+from .insight_routes import router as insight_router
 from .launch import open_local_launcher
 from .launches import RunLaunches
 from .routes import router
+from .run_routes import router as run_router
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
@@ -52,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="registry",
         settings=settings or Settings(),
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
-        routers=[router],
+        routers=[router, alias_router, run_router, insight_router, dashboard_router],
         parts=_parts,
         lifespan=_lifespan,
     )

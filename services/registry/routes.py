@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
@@ -12,12 +12,14 @@ from visiondock.errors import InvalidContent
 from visiondock.schemas import Page
 from visiondock.web import require_api_key
 
-from .catalog import MODEL_FILE, VARIANTS, ModelCatalog, variant_filename
+from .alias_routes import IfMatch, request_actor
+from .aliases import quoted as _quoted
+from .catalog import MODEL_FILE, VARIANTS, variant_filename
+from .dependencies import AliasPath, Catalog, Model, RunPath
 from .launches import RunLaunches
 from .schemas import (
     Alias,
     AliasList,
-    AliasName,
     AliasUpdate,
     ModelName,
     ModelSummary,
@@ -25,7 +27,6 @@ from .schemas import (
     ReservedVersion,
     ResolvedAlias,
     RunCreate,
-    RunId,
     RunStatus,
     RunUpdate,
     TrainingRun,
@@ -33,20 +34,12 @@ from .schemas import (
 )
 
 
-def _catalog(request: Request) -> ModelCatalog:
-    return request.app.state.catalog
-
-
 def _launches(request: Request) -> RunLaunches:
     return request.app.state.launches
 
 
-Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Launches = Annotated[RunLaunches, Depends(_launches)]
-Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
-AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
-RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -82,11 +75,23 @@ def register_version(
 
 
 @router.get("/models/{model}/versions", response_model=Page[ModelVersion], tags=["versions"],
-            summary="Versions, newest first")
-def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100,
-                  continuation: str | None = None) -> dict:
-    items, token = catalog.list_versions(model, limit=limit, continuation=continuation)
+            summary="Versions, newest first; or the best by a metric: `?order_by=metrics.accuracy&desc=true&limit=1`")
+def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100, continuation: str | None = None,
+                  order_by: Annotated[str, Query(description="version, created_at, task, metrics.<name>, "
+                                                             "params.<name>, ...")] = "version",
+                  desc: bool = True,
+                  where: Annotated[list[str], Query(description="Conditions such as `metrics.accuracy>=0.9` or "
+                                                                "`task=multiclass`, all of which must hold.")] = [],  # noqa: B006 - FastAPI copies it
+                  ) -> dict:
+    items, token = catalog.list_versions(model, limit=limit, continuation=continuation, order_by=order_by,
+                                          descending=desc, where=where)
     return {"data": items, "continuation": token}
+
+
+@router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
+               summary="Delete a version and its files (409 while an alias points at it)")
+def delete_version(model: Model, version: int, catalog: Catalog) -> None:
+    catalog.delete_version(model, version)
 
 
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
@@ -110,9 +115,14 @@ def list_aliases(model: Model, catalog: Catalog) -> dict:
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias)")
-def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog) -> dict:
-    return catalog.set_alias(model, alias, body.version)
+            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.")
+def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
+              response: Response, if_match: IfMatch = None) -> dict:
+    moved = catalog.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
+                               if_match=if_match)
+    response.headers["ETag"] = _quoted(moved["etag"])
+    return moved
 
 
 @router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias, tags=["aliases"],
@@ -129,14 +139,10 @@ def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Req
     return resolved
 
 
-def _quoted(etag: str) -> str:
-    """An HTTP entity tag: the stores' etags come quoted already (as Cosmos DB's do) or bare."""
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 @router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"])
-def delete_alias(model: Model, alias: AliasPath, catalog: Catalog) -> None:
-    catalog.delete_alias(model, alias)
+def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
+    catalog.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
 
 
 # -- training runs --------------------------------------------------------------------
@@ -160,9 +166,10 @@ def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
     return launches.follow(catalog.runs.get(run_id))
 
 
-@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse, tags=["runs"],
-            summary="The last lines of the trainer's log, for a run started as a Kubernetes Job")
-def get_run_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
+@router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
+            summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
+                    "printed before it could report, e.g. when it was killed)")
+def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
                  tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
     return launches.logs(catalog.runs.get(run_id), tail_lines=tail)
 
