@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import Json
 
 from visiondock.errors import InvalidContent
-from visiondock.schemas import Page
+from visiondock.schemas import Page, PageSize
 from visiondock.web import require_api_key
 
 from .catalog import MODEL_FILE, VARIANTS, ModelCatalog, variant_filename
@@ -39,7 +39,6 @@ def _catalog(request: Request) -> ModelCatalog:
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
 AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
