@@ -1,12 +1,15 @@
-"""Response bodies every service shares: a page of a listing, and the error body."""
+"""What every service's API shares: a page of a listing (and the size a caller may ask for),
+and the error body."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 Item = TypeVar("Item")
+PageSize = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 
 
 class Page(BaseModel, Generic[Item]):

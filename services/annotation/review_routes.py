@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Json
 
-from visiondock.schemas import Page
+from visiondock.schemas import Page, PageSize
 from visiondock.web import require_api_key
 
 from .history import caller_name
@@ -22,7 +22,6 @@ def _queue(request: Request) -> ReviewQueue:
 
 Queue = Annotated[ReviewQueue, Depends(_queue)]
 IfMatch = Annotated[str | None, Header(description="The item's etag; the decision fails with 412 if it changed.")]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
                    dependencies=[Depends(require_api_key)])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import StreamingResponse
 
 from visiondock.errors import DomainError, InvalidInput
-from visiondock.schemas import ErrorBody, Page
+from visiondock.schemas import ErrorBody, Page, PageSize
 from visiondock.web import require_api_key
 
 from .history import LabelChange, caller_name
@@ -41,7 +41,6 @@ def _library(request: Request) -> ImageLibrary:
 Catalog = Annotated[ProjectCatalog, Depends(_catalog)]
 Library = Annotated[ImageLibrary, Depends(_library)]
 IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 

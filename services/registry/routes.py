@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
 from visiondock.errors import InvalidContent
-from visiondock.schemas import Page
+from visiondock.schemas import Page, PageSize
 from visiondock.web import require_api_key
 
 from .alias_routes import IfMatch, request_actor
@@ -39,7 +39,6 @@ def _launches(request: Request) -> RunLaunches:
 
 
 Launches = Annotated[RunLaunches, Depends(_launches)]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])

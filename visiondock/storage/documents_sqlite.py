@@ -13,10 +13,12 @@ interface says, the same as on Cosmos DB.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,14 +124,30 @@ def _new_etag() -> str:
     return f'"{uuid.uuid4().hex}"'
 
 
+class _ThreadConnection:
+    """Holds one thread's connection in its thread-local storage: when the thread ends, the
+    holder goes and a finalizer closes the connection (see `SqliteDocumentStore._conn`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _close_connection(connections: dict[int, sqlite3.Connection], lock: threading.Lock, key: int) -> None:
+    with lock:
+        conn = connections.pop(key, None)
+    if conn is not None:
+        conn.close()
+
+
 class SqliteDocumentStore(DocumentStore):
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[int, sqlite3.Connection] = {}
         self._connections_lock = threading.Lock()
+        self._keys = itertools.count()
         with self._transaction() as conn:
             conn.execute(_SCHEMA)
             for field in INDEXED_ORDERINGS:
@@ -137,16 +155,21 @@ class SqliteDocumentStore(DocumentStore):
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        """This thread's connection. Servers run handlers on pools whose idle threads end (anyio's
+        after 10 s): each thread's connection is closed with it, or a long-running service would
+        keep two file descriptors per thread it ever had."""
+        holder = getattr(self._local, "holder", None)
+        if holder is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+            holder = self._local.holder = _ThreadConnection(conn)
+            key = next(self._keys)
             with self._connections_lock:
-                self._connections.append(conn)
-        return conn
+                self._connections[key] = conn
+            weakref.finalize(holder, _close_connection, self._connections, self._connections_lock, key)
+        return holder.conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -161,10 +184,15 @@ class SqliteDocumentStore(DocumentStore):
 
     def close(self) -> None:
         with self._connections_lock:
-            for conn in self._connections:
+            for conn in self._connections.values():
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     # -- single documents --------------------------------------------------------
     @staticmethod
