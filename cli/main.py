@@ -90,6 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("VisionDock is running:")
     for name in SERVICES:
         print(f"  {name:<11} {services.url(name)}   (API docs: {services.url(name)}/docs)")
+    print(f"  labeling app {services.url('annotation')}/app")
     print(f"  data in {home}, logs in {services.log_dir}")
     if not args.model:
         print("  the scoring service serves no model: restart with --model NAME to serve one")
