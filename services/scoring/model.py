@@ -28,6 +28,10 @@ def available_providers() -> list[str]:
     return [p for p in preferred if p in present]
 
 
+def on_gpu() -> bool:
+    return available_providers()[0] == "CUDAExecutionProvider"
+
+
 def session_options(settings: ScoringSettings) -> ort.SessionOptions:
     options = ort.SessionOptions()
     if settings.scoring_intra_op_threads:

@@ -20,8 +20,9 @@ class ScoringSettings(Settings):
     scoring_secondary_alias: str = Field(
         default="", description="A second alias served side by side (e.g. staging), at /v1/aliases/<alias>/...")
     scoring_variant: str = Field(
-        default="", description="A registered variant of the version to serve (e.g. int8); the fp32 file when "
-                                "empty, or when the version has no such variant (with a warning).")
+        default="auto", description="Which file of the version to serve: `auto` (INT8 on a CPU when the version "
+                                    "has one, fp32 on a GPU), `fp32`, or a registered variant such as `int8` "
+                                    "(fp32 with a warning when the version has none).")
     scoring_model_path: Path | None = Field(
         default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")

@@ -41,7 +41,7 @@ class TrainingConfig:
     # Precision the `uncertain` (multiclass) or `unknown` (face) threshold must keep on validation.
     target_precision: float = DEFAULT_TARGET_PRECISION
     face_margin: float = DEFAULT_MARGIN
-    int8: bool = False  # also try a static INT8 variant
+    int8: bool = True  # also try a static INT8 variant (served by default on CPUs)
     detector_input_size: int | None = None  # detection: None = the detector's default
     threads: int | None = None  # CPU threads; None = all cores
     cache_dir: Path | None = None  # None: VISIONDOCK_TRAINER_CACHE_DIR or <home>/feature-cache

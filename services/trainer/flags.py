@@ -28,8 +28,9 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="advanced mode and detection (default: theirs)")
     parser.add_argument("--fine-tune-stages", type=int, default=1,
                         help="advanced mode: how many of the backbone's last stages are fine-tuned")
-    parser.add_argument("--int8", action="store_true",
-                        help="also register a static INT8 variant when it agrees with fp32 on validation")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                        help="also register a static INT8 variant when it agrees with fp32 on validation "
+                             "(default: on; the scoring service serves it on CPUs)")
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="share of each class held out for testing when the project sets no split")
     parser.add_argument("--validation-fraction", type=float, default=0.15,

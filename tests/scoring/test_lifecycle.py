@@ -206,6 +206,22 @@ def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict
     assert status["serving"] == f"{MODEL}@{versions['v1']}"
 
 
+def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
+        stack: LocalServices, versions: dict[str, int], tmp_path: Path) -> None:
+    served = {}
+    for name in ("v1", "v2"):
+        settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
+                                   scoring_version=versions[name], log_format="text", log_level="WARNING")
+        assert settings.scoring_variant == "auto"
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            answer = client.post("/v1/predict", content=solid(RED)).json()
+            status = client.get("/v1/model").json()
+        assert answer["label"] == "red" and status["variant_note"] is None
+        served[name] = (answer["variant"], status["model"]["variant"], status["model"]["provider"])
+    # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
+    assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
+
+
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
                                                        versions: dict[str, int]) -> None:
     registry.set_alias(MODEL, "production", versions["v2"])

@@ -72,7 +72,9 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     assert set(metrics["per_class"]["circle"]) >= {"precision", "recall", "f1", "ap", "support"}
     assert metrics["export_parity"]["max_abs_diff"] < 1e-3 and metrics["export_parity"]["top1_agreement"] == 1.0
     assert metrics["history"][0]["epoch"] == 1 and "val_loss" in metrics["history"][-1]
-    assert version["params"]["mode"] == "quick" and version["variants"] == {}
+    # INT8 is tried for every version unless turned off; the plain shapes agree, so it is registered.
+    assert version["params"]["mode"] == "quick" and version["params"]["int8"] is True
+    assert metrics["int8"]["registered"] is True and set(version["variants"]) == {"int8"}
 
     # The file describes itself: the scoring service needs nothing else.
     session, card, _ = load_version(registry, project, result.version, tmp_path)
@@ -87,8 +89,9 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
     corrupt_blob(trainer_services, project, added[-1]["id"])
-    again = run_training(config(project, cache_dir), annotation, registry)
+    again = run_training(config(project, cache_dir, int8=False), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
+    assert "int8" not in again.metrics and registry.get_version(project, again.version)["variants"] == {}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
     assert again.version == result.version + 1
     assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
