@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +12,19 @@ from pydantic_settings import NoDecode
 
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a pod's limit),
+    which `os.cpu_count()` ignores."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 class ScoringSettings(Settings):
@@ -29,8 +44,11 @@ class ScoringSettings(Settings):
     scoring_cache_dir: Path | None = None  # downloaded model files; defaults to <home>/model-cache
 
     # -- ONNX Runtime -------------------------------------------------------------------
-    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = its default "
-                                                                       "(one per physical core).")
+    scoring_workers: int = Field(
+        default=1, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
+                                     "decode threads, sharing the port; 0 = one per available CPU.")
+    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per worker; 0 = the "
+                                                                       "available CPUs divided among the workers.")
     scoring_inter_op_threads: int = Field(default=0, ge=0)
     scoring_ort_spinning: bool = Field(
         default=False, description="Let ONNX Runtime's threads spin between batches: a little faster alone, "
@@ -84,6 +102,14 @@ class ScoringSettings(Settings):
         if self.scoring_secondary_alias and self.scoring_secondary_alias == self.scoring_alias:
             raise ValueError("VISIONDOCK_SCORING_SECONDARY_ALIAS must differ from VISIONDOCK_SCORING_ALIAS")
         return self
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.scoring_workers or available_cpus()
+
+    @property
+    def resolved_intra_op_threads(self) -> int:
+        return self.scoring_intra_op_threads or max(1, available_cpus() // self.resolved_workers)
 
     @property
     def resolved_cache_dir(self) -> Path:
