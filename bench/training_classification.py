@@ -73,12 +73,13 @@ def create_split_project(annotation: AnnotationClient, project: str, classes: di
 
 def train(annotation: AnnotationClient, registry: RegistryClient, project: str, mode: str, seed: int,
           cache_dir: Path, threads: int | None) -> RunResult:
-    from services.trainer.job import TrainingConfig, run_training
+    from services.trainer.job import run_training
+    from services.trainer.options import TrainingOptions
 
-    config = TrainingConfig(project=project, mode=mode, seed=seed, cache_dir=cache_dir, threads=threads,
-                            progress=False)
+    options = TrainingOptions(project=project, mode=mode, seed=seed, cache_dir=cache_dir, threads=threads,
+                              progress=False)
     started = time.perf_counter()
-    result = run_training(config, annotation, registry)
+    result = run_training(options, annotation, registry)
     seconds = time.perf_counter() - started
     features = result.report.get("features", {})
     return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),

@@ -26,6 +26,7 @@ from typing import Any
 
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
+from visiondock.vocabulary import DETECTION, MULTILABEL, PROJECT_TYPES
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -141,24 +142,29 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from services.trainer.options import OptionError, TrainingOptions
+
+    try:
+        options = TrainingOptions.from_args(args)
+    except OptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         from services.trainer.data import TrainingDataError
-        from services.trainer.flags import training_values
-        from services.trainer.job import TrainingConfig, run_training
+        from services.trainer.job import run_training
     except ImportError as exc:
         print(f"error: training needs the trainer extra (pip install 'visiondock[trainer]'): {exc}",
               file=sys.stderr)
         return EXIT_FAILED
-    config = TrainingConfig(**training_values(args))
     try:
         with _annotation(args) as annotation, _registry(args) as registry:
-            result = run_training(config, annotation, registry)
-    except TrainingDataError as exc:
+            result = run_training(options, annotation, registry)
+    except (TrainingDataError, OptionError) as exc:
         print(f"error: cannot train: {exc}", file=sys.stderr)
         return EXIT_USAGE
     metrics = result.metrics
     print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s (run {result.run_id})")
-    if result.task == "detection":
+    if result.task == DETECTION:
         print(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
               f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
         print(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
@@ -166,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
                   f"{row['box_count']:>7}")
     else:
-        name = "exact-match accuracy" if result.task == "multilabel" else "accuracy"
+        name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
         print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
               f"(trained on {metrics['train_count']})")
         print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
@@ -198,7 +204,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.model:
             for version in client.list_versions(args.model):
                 metrics = version.get("metrics", {})
-                if version["task"] == "detection":
+                if version["task"] == DETECTION:
                     value = metrics.get("map_50")
                     shown = f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
                 else:
@@ -262,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="project_command", required=True, metavar="ACTION")
     create = command("create", cmd_project_create, "create a project", project)
     create.add_argument("name", help="lowercase letters, digits and '-'")
-    create.add_argument("--type", required=True, choices=["multiclass", "multilabel", "detection"])
+    create.add_argument("--type", required=True, choices=PROJECT_TYPES)
     create.add_argument("--tags", help="comma-separated tags to create with it")
     create.add_argument("--description")
     command("list", cmd_project_list, "list projects", project)
@@ -275,11 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--split", choices=["train", "test"], help="put every imported image in this split")
 
     train = command("train", cmd_train, "train a model from a project's labeled images and register it")
-    train.add_argument("project")
-    train.add_argument("--model", help="register under this name (default: the project id)")
-    from services.trainer.flags import add_training_flags
+    from services.trainer.options import TrainingOptions
 
-    add_training_flags(train)
+    TrainingOptions.add_arguments(train, project_positional=True)
 
     promote = command("promote", cmd_promote, "point an alias (e.g. production) at a model version")
     promote.add_argument("model")

@@ -21,6 +21,7 @@ from visiondock.importer import import_folder
 from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 from visiondock.synthetic import SHAPES, write_folder
+from visiondock.vocabulary import MULTICLASS
 
 PROJECT = "shapes-demo"
 
@@ -54,7 +55,7 @@ def per_class_table(truth: list[str], predicted: list[str]) -> str:
 def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class: int = 15, seed: int = 0,
              keep: bool = False) -> float:
     """Run the loop; returns the held-out accuracy the scoring service achieved."""
-    from services.trainer.job import TrainingConfig, run_training
+    from services.trainer.job import TrainingOptions, run_training
 
     started = time.perf_counter()
     scratch = home is None
@@ -83,13 +84,13 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
         print(f"   {per_class} per class to import, {heldout_per_class} per class held out for scoring")
 
         _step(f"3/6 create project {PROJECT!r} and import the images")
-        annotation.create_project(PROJECT, "multiclass", description="Generated shapes: the VisionDock demo.")
+        annotation.create_project(PROJECT, MULTICLASS, description="Generated shapes: the VisionDock demo.")
         summary = import_folder(annotation, PROJECT, data / "train")
         print(f"   imported {summary.created} images ({summary.duplicates} duplicates, "
               f"{len(summary.rejected)} rejected)")
 
         _step("4/6 train (EfficientNet-Lite0 features + linear head)")
-        result = run_training(TrainingConfig(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),
+        result = run_training(TrainingOptions(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),
                               annotation, registry)
         print(f"   registered {result.model} version {result.version} in {result.seconds:.1f} s; "
               f"trainer's held-out accuracy {result.metrics['accuracy']:.1%} on {result.metrics['test_count']} images")

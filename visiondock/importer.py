@@ -14,6 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from visiondock.clients import AnnotationClient, ServiceError
+from visiondock.vocabulary import DETECTION
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 FORMATS = ("folder",)
@@ -64,7 +65,7 @@ def import_folder(client: AnnotationClient, project_id: str, root: Path, *, spli
                   progress: bool = True) -> ImportSummary:
     classes = folder_classes(root)
     project = client.get_project(project_id)
-    if project["type"] == "detection":
+    if project["type"] == DETECTION:
         raise DatasetFormatError("a detection project needs boxes; the folder format only carries class tags")
     existing = {tag["name"] for tag in client.list_tags(project_id)}
     for name in classes:

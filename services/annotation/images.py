@@ -28,6 +28,7 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import DETECTION, MULTICLASS
 
 from .projects import ProjectCatalog
 
@@ -73,16 +74,16 @@ class ImageLibrary:
     # -- labels --------------------------------------------------------------------
     def _check_tags(self, project: dict[str, Any], tags: Sequence[str]) -> list[str]:
         tags = list(dict.fromkeys(tags))
-        if project["type"] == "detection":
+        if project["type"] == DETECTION:
             raise BadRequest("detection images are labeled with regions (PUT .../regions), not with tags")
-        if project["type"] == "multiclass" and len(tags) > 1:
+        if project["type"] == MULTICLASS and len(tags) > 1:
             raise BadRequest(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
         self.projects.require_tags(project["id"], tags)
         return tags
 
     @staticmethod
     def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
-        labeled = len(tags) == 1 if project_type == "multiclass" else True
+        labeled = len(tags) == 1 if project_type == MULTICLASS else True
         return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
 
     # -- upload --------------------------------------------------------------------
@@ -216,13 +217,13 @@ class ImageLibrary:
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None) -> Document:
         project = self.projects.get(project_id)
-        if project["type"] != "detection":
+        if project["type"] != DETECTION:
             raise BadRequest(f"project {project_id!r} is {project['type']}: label its images with tags, "
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
         self.get(project_id, image_id)
-        fields = self._label_fields("detection", tags, [dict(region) for region in regions])
+        fields = self._label_fields(DETECTION, tags, [dict(region) for region in regions])
         return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
                                     if_match=if_match)
 

@@ -32,6 +32,7 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import DETECTION, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
 
 from .images import ImageLibrary, public_image
 from .projects import ProjectCatalog
@@ -39,7 +40,6 @@ from .projects import ProjectCatalog
 REVIEW_ITEMS = "review_items"
 STATUSES = ("pending", "accepted", "rejected")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-UNKNOWN_LABEL = "unknown"
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def public_item(doc: Document) -> dict[str, Any]:
 
 def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str, Any]:
     """The labels a prediction proposes for a project of `project_type`."""
-    if project_type == "detection":
+    if project_type == DETECTION:
         regions = []
         for found in prediction.get("detections") or []:
             region = found.get("region") or {}
@@ -68,7 +68,7 @@ def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str,
             if width > 0 and height > 0 and isinstance(found.get("label"), str):
                 regions.append({"tag": found["label"], "left": left, "top": top, "width": width, "height": height})
         return {"tags": sorted({r["tag"] for r in regions}), "regions": regions}
-    if project_type == "multilabel":
+    if project_type == MULTILABEL:
         return {"tags": [t["label"] for t in prediction.get("tags") or [] if isinstance(t.get("label"), str)],
                 "regions": []}
     label = prediction.get("label")
@@ -176,7 +176,7 @@ class ReviewQueue:
         doc = self._pending(project_id, item_id, if_match)
         project = self.projects.get(project_id)
         suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
-        if project["type"] == "detection":
+        if project["type"] == DETECTION:
             if tags:
                 raise BadRequest("detection images are labeled with regions, not tags")
             chosen_regions = [dict(r) for r in (regions if regions is not None else suggested["regions"])]
@@ -186,7 +186,7 @@ class ReviewQueue:
                 raise BadRequest(f"a {project['type']} project labels images with tags, not regions")
             chosen_tags = list(dict.fromkeys(tags if tags is not None else suggested["tags"]))
             chosen_regions = []
-            if project["type"] == "multiclass" and len(chosen_tags) != 1:
+            if project["type"] == MULTICLASS and len(chosen_tags) != 1:
                 prediction = (doc.data.get("prediction") or {}).get("label")
                 raise BadRequest(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
                                  "gives none usable: send the right tag in `tags`")
@@ -196,7 +196,7 @@ class ReviewQueue:
         if outcome.image is None:
             raise ApiError(outcome.error or "the image was refused", status=outcome.error_status or 400)
         image_id = outcome.image["id"]
-        if project["type"] == "detection":
+        if project["type"] == DETECTION:
             image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None)
         else:
             image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None)

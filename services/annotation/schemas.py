@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-ProjectType = Literal["multiclass", "multilabel", "detection"]
+from visiondock.vocabulary import ProjectType
+
 Split = Literal["train", "test"]
 
 # Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.

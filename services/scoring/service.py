@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from visiondock.errors import ApiError, NotFound, Unavailable
+from visiondock.vocabulary import DETECTION
 
 from .answers import build_answer, no_face_answer, predicted_labels
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
@@ -131,7 +132,7 @@ class ScoringService:
             mark = time.perf_counter()
             rows = [output[0] for output in result.outputs]
             options = {"top": self.settings.scoring_top_k, "uncertain_below": self.settings.scoring_uncertain_below}
-            if model.task == "detection":  # suppression over many candidates: milliseconds, off the loop
+            if model.task == DETECTION:  # suppression over many candidates: milliseconds, off the loop
                 body = await self.off_loop(build_answer, model, rows, prepared, **options)
             else:  # a top-k over one row: microseconds, cheaper than a thread hop
                 body = build_answer(model, rows, prepared, **options)

@@ -21,13 +21,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from visiondock.errors import ApiError, BadRequest
+from visiondock.vocabulary import CLASSIFICATION_TASKS, DETECTION
 
 from .inputs import decode_base64
 from .service import ScoringService
 from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
-SKILL_TASKS = {"classify": ("multiclass", "multilabel", "face"), "detect": ("detection",)}
+SKILL_TASKS = {"classify": CLASSIFICATION_TASKS, "detect": (DETECTION,)}
 
 
 class ImageFetcher:

@@ -18,7 +18,7 @@ from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.launcher import LocalServices
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.training
 ROOT = Path(__file__).resolve().parents[2]
 SHAPES = ("circle", "square", "triangle")
 

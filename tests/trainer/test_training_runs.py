@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from services.trainer.data import TrainingDataError
-from services.trainer.job import TrainingConfig, run_training
+from services.trainer.job import run_training
+from services.trainer.options import TrainingOptions
 from tests.trainer.conftest import project_name, upload_tagged, upload_unlabeled
 from tests.trainer.generated import (
     box_scene,
@@ -28,12 +29,12 @@ from visiondock.launcher import LocalServices
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import to_tensor
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.training
 SHAPES = ("circle", "square", "triangle")
 
 
-def config(project: str, cache_dir: Path, **options: object) -> TrainingConfig:
-    return TrainingConfig(project=project, cache_dir=cache_dir, progress=False, **options)  # type: ignore[arg-type]
+def config(project: str, cache_dir: Path, **options: object) -> TrainingOptions:
+    return TrainingOptions(project=project, cache_dir=cache_dir, progress=False, **options)  # type: ignore[arg-type]
 
 
 def load_version(registry: RegistryClient, model: str, version: int, tmp_path: Path,
@@ -198,7 +199,7 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     created = upload_unlabeled(annotation, project, [jpeg(image) for image, _ in scenes])
     for image, (_, regions) in zip(created, scenes, strict=True):
         annotation.set_image_regions(project, image["id"], regions)
-    result = run_training(config(project, cache_dir, epochs=2, detector_input_size=64, int8=True), annotation,
+    result = run_training(config(project, cache_dir, epochs=2, input_size=64, int8=True), annotation,
                           registry)
 
     assert result.task == "detection"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.trainer.detection import detection_metrics
-from services.trainer.detection.metrics import ImageResult, best_f1_threshold
+from services.trainer.evaluation import ImageResult, best_f1_threshold, detection_metrics
 
 
 def _image(truth: list[list[float]], true_labels: list[int], found: list[list[float]], labels: list[int],

@@ -1,41 +1,32 @@
-"""Classifier heads on backbone features, and fine-tuning of the upper backbone blocks.
+"""Classifier heads on pooled backbone features, and the classifier graph that is exported.
 
 Quick mode fits a head on cached pooled features: a linear layer by full-batch
 L-BFGS (multinomial or per-tag logistic regression, deterministic, about a second
-for a thousand images), or a small MLP. Advanced mode starts from that head and
-fine-tunes the backbone's upper blocks on augmented images; the frozen trunk below
-them runs in ONNX Runtime (or on the GPU), so the CPU spends its time on the blocks
-that learn.
+for a thousand images), or a small MLP. Advanced mode starts from that head
+(`finetune.py`). Not options, tuned here: the weight decays tried, the MLP's size,
+epochs and patience.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import logging
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
-from visiondock.preprocess import PreprocessSpec
+from visiondock.vocabulary import LINEAR
 
-from .augment import AugmentOptions, augmented_tensor
-from .backbone import PooledFeatures, Top
-from .features import BATCH_SIZE, prepared_batches
+from .backbone import PooledFeatures
 
-log = logging.getLogger(__name__)
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
 DEFAULT_WEIGHT_DECAY = 1e-3
 MAX_HISTORY = 60
-EpochCallback = Callable[[int, int, dict[str, float]], None]
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, *, multilabel: bool,
@@ -53,6 +44,12 @@ def score(logits: torch.Tensor, targets: torch.Tensor, *, multilabel: bool) -> f
         tp = (predicted & truth).sum().item()
         return 2 * tp / max(1, predicted.sum().item() + truth.sum().item())
     return (logits.argmax(1) == targets).float().mean().item()
+
+
+def validation_point(logits: torch.Tensor, targets: torch.Tensor, *, multilabel: bool) -> dict[str, float]:
+    """The validation loss and metric of one point of a training curve."""
+    return {"val_loss": round(loss_fn(logits, targets, multilabel=multilabel).item(), 6),
+            "val_metric": round(score(logits, targets, multilabel=multilabel), 6)}
 
 
 def _tensors(features: np.ndarray, targets: np.ndarray, multilabel: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,9 +97,7 @@ def fit_linear_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
                  "train_metric": round(score(logits.detach(), y, multilabel=multilabel), 6)}
         if len(vx):
             with torch.no_grad():
-                val_logits = head(vx)
-                entry["val_loss"] = round(loss_fn(val_logits, vy, multilabel=multilabel).item(), 6)
-                entry["val_metric"] = round(score(val_logits, vy, multilabel=multilabel), 6)
+                entry |= validation_point(head(vx), vy, multilabel=multilabel)
         history.append(entry)
         return loss
 
@@ -139,9 +134,7 @@ def fit_mlp_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
         head.eval()
         if len(vx):
             with torch.no_grad():
-                val_logits = head(vx)
-            entry["val_loss"] = round(loss_fn(val_logits, vy, multilabel=multilabel).item(), 6)
-            entry["val_metric"] = round(score(val_logits, vy, multilabel=multilabel), 6)
+                entry |= validation_point(head(vx), vy, multilabel=multilabel)
         history.append(entry)
         current = entry.get("val_loss", entry["train_loss"])
         if best is None or current < best[0]:
@@ -180,7 +173,7 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
 
 def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, kind: str,
               num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None) -> HeadFit:
-    fit = fit_linear_head if kind == "linear" else fit_mlp_head
+    fit = fit_linear_head if kind == LINEAR else fit_mlp_head
     if weight_decay is not None or len(val_x) < 5:
         return fit(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
                    weight_decay=weight_decay or DEFAULT_WEIGHT_DECAY, seed=seed)
@@ -204,135 +197,6 @@ def activate(logits: np.ndarray, *, multilabel: bool) -> np.ndarray:
     """Logits → probabilities as the exported model outputs them (softmax or sigmoids)."""
     tensor = torch.from_numpy(logits)
     return (torch.sigmoid(tensor) if multilabel else torch.softmax(tensor, dim=1)).numpy()
-
-
-# -- advanced: fine-tuning ------------------------------------------------------------------
-@dataclass(frozen=True)
-class FineTuneOptions:
-    epochs: int = 10
-    batch_size: int = BATCH_SIZE
-    # The upper blocks; the head learns 10x faster. Adam moves every weight by about this
-    # much per step, so pretrained convolutions need it small.
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    patience: int = 3
-    # No smoothing by default: the epoch kept is chosen on plain validation loss, what training lowers.
-    label_smoothing: float = 0.0
-    dropout: float = 0.2
-    augment: AugmentOptions = field(default_factory=AugmentOptions)
-
-
-@dataclass
-class FineTuneResult:
-    head: nn.Module
-    history: list[dict[str, float]]
-    best_epoch: int
-    epochs_run: int
-
-
-def fine_tune(top: Top, head: nn.Linear, trunk: Callable[[np.ndarray], np.ndarray],
-              train_images: Sequence[Image.Image], train_targets: np.ndarray, val_maps: np.ndarray,
-              val_targets: np.ndarray, *, spec: PreprocessSpec, multilabel: bool, options: FineTuneOptions,
-              seed: int, on_epoch: EpochCallback | None = None, progress: bool = True) -> FineTuneResult:
-    """Fine-tune `top` and `head` in place on augmented training images; keep the best epoch.
-
-    `trunk` maps a batch of input tensors to the feature maps `top` starts from;
-    `val_maps` are the trunk's maps of the (unaugmented) validation images. The
-    epoch with the lowest validation loss is kept (the last one without validation);
-    epoch 0 is the starting point (the pretrained blocks and the quick head), so when
-    no epoch of fine-tuning beats it on validation, the result is that model.
-    """
-    device = next(top.parameters()).device
-    torch.manual_seed(seed)
-    classifier = nn.Sequential(nn.Dropout(options.dropout), head).to(device)
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in top.parameters() if p.requires_grad], "lr": options.learning_rate},
-        {"params": head.parameters(), "lr": options.learning_rate * 10},
-    ], weight_decay=options.weight_decay)
-    steps_per_epoch = math.ceil(len(train_images) / options.batch_size)
-    total_steps = max(1, steps_per_epoch * options.epochs)
-    warmup = max(1, steps_per_epoch // 2)
-
-    def rate(step: int) -> float:
-        # Linear warm-up over half an epoch (the head starts trained, the blocks pretrained), then cosine.
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
-    dtype = torch.float32 if multilabel else torch.int64
-    y_all = torch.from_numpy(train_targets).to(dtype)
-    val_y = torch.from_numpy(val_targets).to(dtype).to(device)
-    val_x = torch.from_numpy(val_maps).to(device) if len(val_maps) else None
-
-    def validate() -> dict[str, float]:
-        if val_x is None:
-            return {}
-        with torch.inference_mode():
-            val_logits = torch.cat([classifier(top(chunk)) for chunk in val_x.split(64)])
-        return {"val_loss": round(loss_fn(val_logits, val_y, multilabel=multilabel).item(), 6),
-                "val_metric": round(score(val_logits, val_y, multilabel=multilabel), 6)}
-
-    history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, Any], dict[str, Any]] | None = None
-    top.eval()
-    classifier.eval()
-    initial = {"epoch": 0, **validate()}
-    if val_x is not None:
-        history.append(initial)
-        best = (initial["val_loss"], 0, copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
-    stale = 0
-    for epoch in range(1, options.epochs + 1):
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(train_images))
-        # One generator per image and epoch: the same views whatever the thread timing.
-        views = [(int(i), np.random.default_rng([seed, epoch, int(i)])) for i in order]
-        top.train()
-        classifier.train()
-        loss_sum, metric_sum, seen = 0.0, 0.0, 0
-        with tqdm(total=len(views), desc=f"epoch {epoch}/{options.epochs}", unit="img",
-                  disable=not progress, leave=False) as bar:
-            for start, batch in prepared_batches(
-                views, lambda view: augmented_tensor(train_images[view[0]], spec, view[1], options.augment),
-                batch_size=options.batch_size,
-            ):
-                index = torch.from_numpy(order[start:start + options.batch_size])
-                maps = torch.from_numpy(trunk(batch)).to(device)
-                targets = y_all[index].to(device)
-                optimizer.zero_grad()
-                logits = classifier(top(maps))
-                loss = loss_fn(logits, targets, multilabel=multilabel,
-                               label_smoothing=0.0 if multilabel else options.label_smoothing)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.item() * len(index)
-                metric_sum += score(logits.detach(), targets, multilabel=multilabel) * len(index)
-                seen += len(index)
-                bar.update(len(index))
-        top.eval()
-        classifier.eval()
-        entry = {"epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_metric": round(metric_sum / seen, 6),
-                 **validate()}
-        history.append(entry)
-        log.info("epoch %d/%d: %s", epoch, options.epochs, entry)
-        if on_epoch is not None:
-            on_epoch(epoch, options.epochs, entry)
-        current = entry.get("val_loss", -epoch)  # without validation: the last epoch
-        if best is None or current < best[0]:
-            best = (current, epoch, copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
-            stale = 0
-        else:
-            stale += 1
-            if val_x is not None and stale >= options.patience:
-                log.info("validation loss has not improved for %d epochs: stopping", stale)
-                break
-    assert best is not None
-    top.load_state_dict(best[2])
-    head.load_state_dict(best[3])
-    top.eval()
-    epochs_run = sum(1 for entry in history if entry["epoch"] > 0)
-    return FineTuneResult(head=head.eval(), history=history, best_epoch=best[1], epochs_run=epochs_run)
 
 
 # -- the exported graph -----------------------------------------------------------------------

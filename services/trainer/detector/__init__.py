@@ -1,14 +1,16 @@
 """Object detection: an FCOS-style detector on a pretrained EfficientNet-Lite backbone.
 
-The trainer calls `fit_detector`, `evaluate_detector` and exports
-`FittedDetector.export_module()`: input "image" [N, 3, S, S] (normalized per
-`FittedDetector.preprocess`, the whole frame stretched to S x S), outputs "boxes"
+The detection task calls `fit_detector`, `choose_score_threshold`, `evaluate_detector`
+and exports `FittedDetector.export_module()`: input "image" [N, 3, S, S] (normalized
+per `FittedDetector.preprocess`, the whole frame stretched to S x S), outputs "boxes"
 [N, A, 4] (x1, y1, x2, y2 as fractions of the input) and "scores" [N, A, C]
 (per-class probabilities), the contract of `visiondock.postprocess.decode_detections`.
+Inside: `model.py` (backbone features, pyramid, head, the exported graph), `loss.py`
+(FCOS targets and losses), `augment.py` (box-aware views), `samples.py` (an annotated
+image), `training.py` (fit and apply).
 """
 
 from .augment import AugmentOptions
-from .metrics import detection_metrics
 from .samples import DetectionSample
 from .training import (
     EVAL_SCORE_THRESHOLD,
@@ -16,8 +18,11 @@ from .training import (
     OUTPUT_NAMES,
     DetectorOptions,
     FittedDetector,
+    choose_score_threshold,
+    detection_result,
     evaluate_detector,
     fit_detector,
+    image_results,
 )
 
 __all__ = [
@@ -28,7 +33,9 @@ __all__ = [
     "DetectionSample",
     "DetectorOptions",
     "FittedDetector",
-    "detection_metrics",
+    "choose_score_threshold",
+    "detection_result",
     "evaluate_detector",
     "fit_detector",
+    "image_results",
 ]

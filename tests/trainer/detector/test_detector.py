@@ -12,21 +12,23 @@ import pytest
 import torch
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from services.trainer.detection import (
+from services.trainer.detector import (
     INPUT_NAME,
     OUTPUT_NAMES,
     DetectionSample,
     DetectorOptions,
     FittedDetector,
+    choose_score_threshold,
     evaluate_detector,
     fit_detector,
 )
-from services.trainer.detection.training import EVAL_SCORE_THRESHOLD
+from services.trainer.detector.training import EVAL_SCORE_THRESHOLD
 from visiondock.postprocess import decode_detections
 from visiondock.preprocess import to_tensor
 
 from .scenes import LABELS, negatives, scenes
 
+pytestmark = pytest.mark.training
 # Small and quick: 128 px inputs, a dozen epochs on 24 scenes (about 20 s on one thread).
 OPTIONS = DetectorOptions(input_size=128, epochs=12, batch_size=4, seed=3)
 
@@ -75,7 +77,9 @@ def test_history_callbacks_and_thresholds(trained: tuple[FittedDetector, list[tu
     assert {"train_loss", "val_loss", "val_map_50"} <= set(reports[0][1])
     assert len(fitted.history) == len(reports)
     assert fitted.history[-1]["train_loss"] < fitted.history[0]["train_loss"]
-    assert EVAL_SCORE_THRESHOLD <= fitted.thresholds["score"] <= 0.9
+    # The served score threshold is chosen on validation images, the default without them.
+    assert EVAL_SCORE_THRESHOLD <= choose_score_threshold(fitted, scenes(6, seed=103)) <= 0.9
+    assert choose_score_threshold(fitted, []) == fitted.thresholds["score"] == OPTIONS.score_threshold
     assert fitted.thresholds["nms_iou"] == OPTIONS.nms_iou
     assert fitted.params["input_size"] == 128 and fitted.params["epochs_run"] == len(reports)
     assert fitted.preprocess.policy == "stretch" and fitted.preprocess.size == 128

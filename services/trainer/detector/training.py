@@ -1,17 +1,16 @@
-"""Fit, apply and evaluate the detector.
+"""Fit and apply the detector.
 
 `fit_detector` fine-tunes the upper backbone stages, the pyramid and the head on
-randomly augmented views; `evaluate_detector` scores the fitted detector through
-the same path the scoring service takes (`to_tensor` preprocessing, the exported
-graph, `decode_detections` into original-image pixels), so training metrics and
-served answers agree.
+randomly augmented views; `image_results` runs the fitted detector through the same
+path the scoring service takes (`to_tensor` preprocessing, the exported graph,
+`decode_detections` into original-image pixels), so metrics and served answers agree;
+`evaluate_detector` and `choose_score_threshold` turn those results into held-out
+metrics and the served threshold (`services.trainer.evaluation`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +25,14 @@ from tqdm import tqdm
 
 from visiondock.postprocess import DEFAULT_MAX_DETECTIONS, Detection, decode_detections
 from visiondock.preprocess import PreprocessSpec, normalize, to_tensor
+from visiondock.vocabulary import DEFAULT_BACKBONE, DETECTION
 
-from ..backbone import DEFAULT_BACKBONE, backbone_spec, weights_path
+from ..backbone import backbone_spec, load_pretrained
 from ..data import TrainingDataError
+from ..evaluation import ImageResult, best_f1_threshold, detection_metrics
+from ..options import check_input_size, scoped_default
 from .augment import AugmentOptions, plain_view, random_view
 from .loss import batch_targets, detection_loss
-from .metrics import ImageResult, best_f1_threshold, detection_metrics
 from .model import BackboneFeatures, Detector, ExportedDetector, stage_ends
 from .samples import DetectionSample, check_samples
 
@@ -43,17 +44,20 @@ EVAL_SCORE_THRESHOLD = 0.05
 
 @dataclass
 class DetectorOptions:
-    """Hyperparameters. The defaults are what bench/training_detection.py cross-validates on
-    the grocery photos (2 CPU cores: about 4-6 minutes per 21-image training run)."""
+    """Hyperparameters. Backbone, input size, epochs, batch size, learning rate and seed are
+    training options (their defaults declared in `TrainingOptions`); the rest are not: the
+    defaults are what bench/training_detection.py cross-validates on the grocery photos
+    (2 CPU cores: about 4-6 minutes per 21-image training run)."""
 
     backbone: str = DEFAULT_BACKBONE
     # The square input side; the whole frame is stretched to it. A multiple of 32.
-    input_size: int = 448
-    epochs: int = 40
-    batch_size: int = 4
+    input_size: int = scoped_default("input_size", DETECTION)
+    epochs: int = scoped_default("epochs", DETECTION)
+    batch_size: int = scoped_default("batch_size", DETECTION)
     seed: int = 0
-    head_lr: float = 1e-3
-    backbone_lr: float = 2e-4
+    # Of the fine-tuned backbone stages; the pyramid and the head learn `head_lr_factor` times faster.
+    learning_rate: float = scoped_default("learning_rate", DETECTION)
+    head_lr_factor: float = 5.0
     weight_decay: float = 1e-4
     warmup_epochs: float = 2.0
     # Leading backbone blocks (with the stem) kept at their ImageNet weights;
@@ -76,30 +80,19 @@ class DetectorOptions:
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # a clear error for an unknown name
-        if self.input_size % 32 or self.input_size < 64:
-            raise ValueError(f"input_size must be a multiple of 32 and at least 64, got {self.input_size}")
+        check_input_size(self.input_size)
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
 
-
-def load_backbone_model(name: str, size: int) -> nn.Module:
-    """The pretrained EfficientNet-Lite built for size x size inputs, in eval mode.
-
-    "Same" padding is computed for this size once (static): the exported graph gets
-    constant Pad nodes instead of shape arithmetic, and it stays right for backbones
-    whose native size (Lite1: 240, Lite2: 260) pads differently.
-    """
-    from efficientnet_lite_pytorch import EfficientNet
-
-    spec = backbone_spec(name)
-    path = weights_path(spec)
-    with contextlib.redirect_stdout(io.StringIO()):  # the library prints a line on every load
-        model = EfficientNet.from_pretrained(spec.name, weights_path=path, image_size=size)
-    return model.eval()
+    @property
+    def head_lr(self) -> float:
+        return self.learning_rate * self.head_lr_factor
 
 
 def build_detector(options: DetectorOptions, num_classes: int) -> Detector:
-    model = load_backbone_model(options.backbone, options.input_size)
+    # "Same" padding computed for this size once (static): the exported graph gets constant
+    # Pad nodes instead of shape arithmetic (see backbone.py).
+    model = load_pretrained(options.backbone, options.input_size)
     frozen = options.frozen_blocks
     if frozen is None:
         frozen = stage_ends(model._blocks)[0] + 1
@@ -145,28 +138,42 @@ class FittedDetector:
                 for img, b, s in zip(images, boxes, scores, strict=True)]
 
 
+def detection_result(sample: DetectionSample, detections: Sequence[Detection], label_names: list[str]) -> ImageResult:
+    """A sample's ground truth beside the detections found in it, for the metrics."""
+    index = {name: i for i, name in enumerate(label_names)}
+    return ImageResult(
+        width=sample.width, height=sample.height, true_boxes=sample.boxes, true_labels=sample.labels,
+        boxes=np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections], dtype=np.float32).reshape(-1, 4),
+        labels=np.array([index[d.label] for d in detections], dtype=np.int64),
+        scores=np.array([d.score for d in detections], dtype=np.float32))
+
+
 def image_results(fitted: FittedDetector, samples: Sequence[DetectionSample]) -> list[ImageResult]:
-    index = {name: i for i, name in enumerate(fitted.label_names)}
+    """Every candidate scoring at least EVAL_SCORE_THRESHOLD in each sample, beside its ground truth."""
     found = fitted.predict([s.image for s in samples], score_threshold=EVAL_SCORE_THRESHOLD)
-    results = []
-    for sample, detections in zip(samples, found, strict=True):
-        results.append(ImageResult(
-            width=sample.width, height=sample.height, true_boxes=sample.boxes, true_labels=sample.labels,
-            boxes=np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections], dtype=np.float32).reshape(-1, 4),
-            labels=np.array([index[d.label] for d in detections], dtype=np.int64),
-            scores=np.array([d.score for d in detections], dtype=np.float32)))
-    return results
+    return [detection_result(sample, detections, fitted.label_names)
+            for sample, detections in zip(samples, found, strict=True)]
 
 
-def evaluate_detector(fitted: FittedDetector, samples: Sequence[DetectionSample]) -> dict[str, Any]:
-    """mAP@0.5, mAP@[.5:.95], per-class AP/precision/recall on held-out samples (see metrics.py).
+def evaluate_detector(fitted: FittedDetector, samples: Sequence[DetectionSample], *,
+                      score_threshold: float | None = None) -> dict[str, Any]:
+    """mAP@0.5, mAP@[.5:.95], per-class AP/precision/recall on held-out samples (see evaluation.py).
 
     AP ranks every candidate scoring at least EVAL_SCORE_THRESHOLD; precision and
-    recall are those of the served answers (fitted.thresholds["score"]).
+    recall are those of the served answers (`score_threshold`, default fitted.thresholds["score"]).
     """
     check_samples(list(samples), len(fitted.label_names), "evaluation")
     results = image_results(fitted, samples)
-    return detection_metrics(results, fitted.label_names, score_threshold=fitted.thresholds["score"])
+    threshold = fitted.thresholds["score"] if score_threshold is None else score_threshold
+    return detection_metrics(results, fitted.label_names, score_threshold=threshold)
+
+
+def choose_score_threshold(fitted: FittedDetector, validation: Sequence[DetectionSample]) -> float:
+    """The served score threshold: the best-F1 one on validation images, or the default without them."""
+    if not validation:
+        return fitted.thresholds["score"]
+    return best_f1_threshold(image_results(fitted, validation), len(fitted.label_names),
+                             floor=EVAL_SCORE_THRESHOLD, ceiling=0.9)
 
 
 def _batch(views: list, spec: PreprocessSpec) -> torch.Tensor:
@@ -211,9 +218,9 @@ def fit_detector(
     """Train a detector; deterministic for options.seed.
 
     With validation images, each epoch reports validation loss and mAP@0.5, the best
-    epoch's weights are kept, training stops after `patience` epochs without
-    improvement, and the served score threshold is the best-F1 one on validation.
-    Without them it trains `epochs` epochs and keeps the last weights.
+    epoch's weights are kept and training stops after `patience` epochs without
+    improvement. Without them it trains `epochs` epochs and keeps the last weights.
+    The served score threshold stays the default: `choose_score_threshold` picks it.
     """
     if not label_names:
         raise TrainingDataError("a detector needs at least one label")
@@ -231,9 +238,9 @@ def fit_detector(
     head_params = [*detector.pyramid.parameters(), *detector.head.parameters()]
     tuned_params = [p for p in detector.backbone.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": head_params, "lr": options.head_lr},
-                                   {"params": tuned_params, "lr": options.backbone_lr}],
+                                   {"params": tuned_params, "lr": options.learning_rate}],
                                   weight_decay=options.weight_decay, foreach=True)
-    base_lrs = [options.head_lr, options.backbone_lr]
+    base_lrs = [options.head_lr, options.learning_rate]
     steps_per_epoch = math.ceil(len(train) / options.batch_size)
     total_steps = steps_per_epoch * options.epochs
     warmup = min(max(1, round(options.warmup_epochs * steps_per_epoch)), max(total_steps, 1))
@@ -290,9 +297,6 @@ def fit_detector(
     if best_state is not None:
         detector.load_state_dict(best_state)
     detector.eval()
-    if validation:
-        fitted.thresholds["score"] = best_f1_threshold(image_results(fitted, validation), num_classes,
-                                                       floor=EVAL_SCORE_THRESHOLD, ceiling=0.9)
     fitted.params |= {"best_epoch": best_epoch or len(fitted.history), "epochs_run": len(fitted.history),
                       "seconds": round(time.perf_counter() - started, 1)}
     return fitted
