@@ -90,6 +90,8 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
             model = task.fit(data)
         with steps.step("evaluate"):
             validation = task.validate(data, model)
+        with steps.step("refit", stage=False):
+            model = task.refit(data, model) or model
         return _export_and_register(run, task, data, model, validation, registry, started)
     except BaseException as exc:
         steps.fail(describe(exc))
@@ -101,7 +103,9 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
     options, steps = run.options, run.steps
     run_id = steps.run_id
     metrics = {**validation.metrics, "history": model.history, "train_count": len(data.split.train),
-               "validation_count": len(data.split.validation), "thresholds": validation.thresholds}
+               "validation_count": len(data.split.validation), "thresholds": validation.thresholds,
+               # The exported model learned from every labeled image, after these metrics were measured.
+               "refit": {"images": model.params["refit_images"]} if "refit_images" in model.params else False}
     variant_metrics: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="visiondock-train-") as workdir:
         with steps.step("export"):

@@ -48,7 +48,8 @@ def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
      "--test-fraction", "0.25", "--validation-fraction", "0.1", "--target-precision", "0.9",
      "--backbone", "efficientnet-lite2", "--threads", "3", "--cache-dir", "/tmp/features", "--run-id", "run-1",
      "--no-progress"],
-    ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99"],
+    ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99", "--no-refit"],
+    ["--evaluation", "cross-validation", "--head", "mlp", "--weight-decay", "0.001"],
     ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
 ])
 def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
@@ -73,7 +74,7 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     assert not {"project", "model", "threads", "cache_dir", "run_id", "progress"} & set(params)
     assert set(params) == {"mode", "task_preset", "backbone", "head", "epochs", "fine_tune_stages", "batch_size",
                            "learning_rate", "weight_decay", "target_precision", "face_margin", "input_size",
-                           "test_fraction", "validation_fraction", "seed", "int8"}
+                           "test_fraction", "validation_fraction", "seed", "evaluation", "refit", "int8"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
