@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 EXTRAS := scoring,trainer,azure,dev
 
-.PHONY: install demo test lint bench bench-train bench-scoring clean
+.PHONY: install demo test lint bench bench-train bench-scoring bench-options bench-tiny bench-variants clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -41,6 +41,15 @@ bench-scoring: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m bench.training
+
+bench-options: $(STAMP)
+	$(PY) -m bench.classification_options
+
+bench-tiny: $(STAMP)
+	$(PY) -m bench.training_tiny
+
+bench-variants: $(STAMP)
+	$(PY) -m bench.scoring_variants
 
 clean:
 	rm -rf $(VENV) tests/emulators/node_modules .pytest_cache .ruff_cache

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
+from bench.training_classification import DEFAULT_DATASETS, flower_files, load_average
+
 TEST_SHARE = 0.2
 HELD_OUT_SEED = 0
 TARGET_ACCURACY = 0.98
@@ -40,15 +40,6 @@ BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 # The views each image's features are computed for: the scoring crop (what the service
 # sees), its mirror image, and a wider crop (the whole shorter side) and its mirror.
 VIEWS = ("center", "center-flip", "wide", "wide-flip")
-
-
-def load_average() -> str:
-    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-
-
-def flower_files(root: Path) -> dict[str, list[Path]]:
-    return {folder.name: sorted(folder.glob("*.jpg")) for folder in sorted((root / "flowers12" / "train").iterdir())
-            if folder.is_dir()}
 
 
 def held_out_split(labels: np.ndarray, share: float = TEST_SHARE, seed: int = HELD_OUT_SEED) -> tuple[
