@@ -26,6 +26,7 @@ import torch
 
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.modelcard import ModelCard
+from visiondock.vocabulary import MULTICLASS
 
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .export import export_onnx
@@ -52,7 +53,7 @@ class TrainingResult:
     skipped: list[dict[str, str]]
     seconds: float
     run_id: str = ""
-    task: str = "multiclass"
+    task: str = MULTICLASS
     # Feature cache use, images without a face, the INT8 decision, timings.
     report: dict[str, Any] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)

@@ -1,6 +1,7 @@
-"""The trainer's tests run it against the services as real uvicorn processes (one set per
-session), each test in its own project, with a feature cache of its own that shares only
-the exported frozen backbones (exporting them takes seconds; they never change)."""
+"""The trainer's `training` tests run it against the services as real uvicorn processes (one set
+per session, started by the first test that asks for them), each test in its own project, with a
+feature cache of its own that shares only the exported frozen backbones (exporting them takes
+seconds; they never change). Its unit tests need none of this."""
 
 from __future__ import annotations
 

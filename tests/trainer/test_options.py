@@ -11,7 +11,7 @@ import pytest
 from services.trainer.__main__ import build_parser as job_parser
 from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
-from services.trainer.detector import DetectorOptions
+from services.trainer.fcos import DetectorOptions
 from services.trainer.finetune import FineTuneOptions
 from services.trainer.options import OptionError, TrainingOptions, scoped_default
 from services.trainer.tasks import RunContext, task_for
@@ -140,8 +140,9 @@ def test_each_project_type_gets_its_task(tmp_path: Path) -> None:
                                                            learning_rate=1e-3, seed=4), tmp_path))
     assert isinstance(detection, DetectionTask) and detection.name == DETECTION
     # What the run asked for reaches the detector: nothing is dropped on the way.
-    assert (detection.detector.epochs, detection.detector.input_size, detection.detector.batch_size) == (3, 256, 2)
-    assert detection.detector.learning_rate == 1e-3 and detection.detector.seed == 4
+    detector = detection.detector_options
+    assert (detector.epochs, detector.input_size, detector.batch_size) == (3, 256, 2)
+    assert detector.learning_rate == 1e-3 and detector.seed == 4
     assert isinstance(task_for(run_on("multilabel", TrainingOptions(project="p"), tmp_path)), MultilabelTask)
     face = task_for(run_on("multiclass", TrainingOptions(project="p", task_preset="face", face_margin=0.3), tmp_path))
     assert isinstance(face, FaceTask) and face.name == "face" and face.face_margin == 0.3
