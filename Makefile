@@ -17,7 +17,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint bench bench-train bench-scoring bench-labeling locks clean
+.PHONY: install demo test test-fast lint bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -84,6 +84,15 @@ locks: $(STAMP)
 	$(LOCK) ../../pyproject.toml --extra trainer --find-links $(TORCH_CPU_WHEELS) --index-strategy unsafe-best-match \
 		-o trainer.txt
 	$(LOCK) ../../pyproject.toml --extra trainer -o trainer-gpu.txt
+
+bench-options: $(STAMP)
+	$(PY) -m bench.classification_options
+
+bench-tiny: $(STAMP)
+	$(PY) -m bench.training_tiny
+
+bench-variants: $(STAMP)
+	$(PY) -m bench.scoring_variants
 
 clean:
 	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -53,7 +54,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def run(url: str, images: list[bytes], *, concurrency: int, duration: float, warmup: float, mode: str,
-              api_key: str, grace: float = 20.0) -> dict:
+              api_key: str, grace: float = 20.0, keep_latencies: bool = False) -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     requests = build_requests(host, port, parts.path, images, mode=mode, api_key=api_key)
@@ -100,10 +101,47 @@ async def run(url: str, images: list[bytes], *, concurrency: int, duration: floa
     abandoned = len(unfinished)
     ok = statuses.get("200", 0)
     values = np.array(latencies) * 1000 if latencies else np.zeros(1)
-    return {
+    result = {
         "concurrency": concurrency, "mode": mode, "requests": counter, "ok": ok, "statuses": statuses,
         "errors": errors, "abandoned": abandoned, "seconds": round(elapsed, 3),
         "throughput": ok / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
+        "mean_ms": float(statistics.fmean(values)),
+    }
+    if keep_latencies:
+        result["latencies"] = latencies
+    return result
+
+
+def _run_share(args: tuple[str, list[bytes], int, int, float, float, str, str]) -> dict:
+    url, images, offset, concurrency, duration, warmup, mode, api_key = args
+    rotated = images[offset:] + images[:offset]
+    return asyncio.run(run(url, rotated, concurrency=concurrency, duration=duration, warmup=warmup, mode=mode,
+                           api_key=api_key, keep_latencies=True))
+
+
+def run_processes(url: str, images: list[bytes], *, processes: int, concurrency: int, duration: float,
+                  warmup: float, mode: str, api_key: str) -> dict:
+    """The same load split over `processes` processes: tells whether one load process was the limit."""
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    jobs = [(url, images, i * len(images) // processes, share, duration, warmup, mode, api_key)
+            for i, share in enumerate(shares) if share]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        parts = pool.map(_run_share, jobs)
+    latencies = [value for part in parts for value in part.pop("latencies")]
+    statuses: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for part in parts:
+        for key, value in part["statuses"].items():
+            statuses[key] = statuses.get(key, 0) + value
+        for key, value in part["errors"].items():
+            errors[key] = errors.get(key, 0) + value
+    values = np.array(latencies) * 1000 if latencies else np.zeros(1)
+    return {
+        "concurrency": concurrency, "processes": len(jobs), "mode": mode,
+        "requests": sum(p["requests"] for p in parts), "ok": sum(p["ok"] for p in parts), "statuses": statuses,
+        "errors": errors, "abandoned": sum(p["abandoned"] for p in parts),
+        "seconds": max(p["seconds"] for p in parts), "throughput": sum(p["throughput"] for p in parts),
         "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
         "mean_ms": float(statistics.fmean(values)),
     }
@@ -118,10 +156,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--mode", choices=("multipart", "raw"), default="multipart")
     parser.add_argument("--api-key", default="")
+    parser.add_argument("--processes", type=int, default=1, help="split the connections over this many processes")
     args = parser.parse_args(argv)
     images = [Path(line).read_bytes() for line in args.images.read_text().splitlines() if line.strip()]
-    result = asyncio.run(run(args.url, images, concurrency=args.concurrency, duration=args.duration,
-                             warmup=args.warmup, mode=args.mode, api_key=args.api_key))
+    if args.processes > 1:
+        result = run_processes(args.url, images, processes=args.processes, concurrency=args.concurrency,
+                               duration=args.duration, warmup=args.warmup, mode=args.mode, api_key=args.api_key)
+    else:
+        result = asyncio.run(run(args.url, images, concurrency=args.concurrency, duration=args.duration,
+                                 warmup=args.warmup, mode=args.mode, api_key=args.api_key))
+        result["processes"] = 1
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

@@ -243,10 +243,11 @@ def probing(url: str, every: float = 0.05) -> Iterator[list[float]]:
         thread.join()
 
 
-def load(url: str, image_list: Path, *, concurrency: int, seconds: float, mode: str = "multipart") -> dict:
+def load(url: str, image_list: Path, *, concurrency: int, seconds: float, mode: str = "multipart",
+         processes: int = 1) -> dict:
     command = [sys.executable, "-m", "bench.loadgen", "--url", url, "--images", str(image_list),
                "--concurrency", str(concurrency), "--duration", str(seconds), "--warmup", "1.5", "--mode", mode,
-               "--api-key", LOCAL_DEV_API_KEY]
+               "--api-key", LOCAL_DEV_API_KEY, "--processes", str(processes)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     failed = {k: v for k, v in result["statuses"].items() if k != "200"}

@@ -31,6 +31,7 @@ import numpy as np
 from cli.launcher import LocalServices
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.settings import LOCAL_DEV_API_KEY
+from visiondock.vocabulary import ADVANCED, DEFAULT_BACKBONE, MODES, MULTICLASS, QUICK
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -60,7 +61,7 @@ def flower_files(root: Path) -> dict[str, list[Path]]:
 
 def create_split_project(annotation: AnnotationClient, project: str, classes: dict[str, list[Path]], seed: int) -> None:
     """A project with every photo, each class split 80/20 into explicit train/test by `seed`."""
-    annotation.create_project(project, "multiclass", tags=sorted(classes))
+    annotation.create_project(project, MULTICLASS, tags=sorted(classes))
     rng = np.random.default_rng(seed)
     for label, files in classes.items():
         order = rng.permutation(len(files))
@@ -121,16 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                 if seed == 0:
                     # Quick retraining of all 720 images: nothing cached (the frozen backbone is exported
                     # once, every feature computed), only the backbone cached, then everything cached.
-                    retrain["cold"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                    retrain["cold"] = train(annotation, registry, project, QUICK, seed, cache, args.threads)
                     shutil.rmtree(cache / "features")
-                    retrain["cold_features"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
-                    retrain["warm"] = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                    retrain["cold_features"] = train(annotation, registry, project, QUICK, seed, cache, args.threads)
+                    retrain["warm"] = train(annotation, registry, project, QUICK, seed, cache, args.threads)
                 # Every seed's project holds the same photos: from here on their features are cached.
-                quick = train(annotation, registry, project, "quick", seed, cache, args.threads)
+                quick = train(annotation, registry, project, QUICK, seed, cache, args.threads)
                 results.append(quick)
                 print(f"  seed {seed} quick     accuracy {quick.accuracy:.2%}  {quick.seconds:6.1f} s", flush=True)
                 if seed < args.advanced_seeds:
-                    advanced = train(annotation, registry, project, "advanced", seed, cache, args.threads)
+                    advanced = train(annotation, registry, project, ADVANCED, seed, cache, args.threads)
                     results.append(advanced)
                     print(f"  seed {seed} advanced  accuracy {advanced.accuracy:.2%}  {advanced.seconds:6.1f} s",
                           flush=True)
@@ -142,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         by_mode[result.mode].append(result)
     print()
-    print("flowers12 held-out accuracy (test: 20 % of each class; efficientnet-lite0; quick runs with every "
+    print(f"flowers12 held-out accuracy (test: 20 % of each class; {DEFAULT_BACKBONE}; quick runs with every "
           "feature cached, advanced runs fine-tune on pixels)")
     print(f"{'mode':<10}{'runs':>5}{'accuracy mean ± std':>24}{'min':>9}{'max':>9}{'wall s mean ± std':>22}")
-    for mode in ("quick", "advanced"):
+    for mode in MODES:
         runs = by_mode.get(mode, [])
         if not runs:
             continue
@@ -153,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         sec_mean, sec_std = _mean_std([r.seconds for r in runs])
         print(f"{mode:<10}{len(runs):>5}{acc_mean:>15.2%} ± {acc_std:>5.2%}{min(r.accuracy for r in runs):>9.2%}"
               f"{max(r.accuracy for r in runs):>9.2%}{sec_mean:>13.1f} ± {sec_std:>5.1f}")
-    if by_mode.get("quick") and by_mode.get("advanced"):
-        quick_s = statistics.fmean(r.seconds for r in by_mode["quick"])
-        advanced_s = statistics.fmean(r.seconds for r in by_mode["advanced"])
+    if by_mode.get(QUICK) and by_mode.get(ADVANCED):
+        quick_s = statistics.fmean(r.seconds for r in by_mode[QUICK])
+        advanced_s = statistics.fmean(r.seconds for r in by_mode[ADVANCED])
         print(f"advanced / quick wall time: {advanced_s / quick_s:.1f}x")
     print()
     print(f"quick retraining of all {total} images (whole Job: read, features, fit, evaluate, export, register)")
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
               f"features computed {run.computed}, cached {run.cached}")
     print()
     means = ", ".join(f"{mode} mean {statistics.fmean(r.accuracy for r in by_mode[mode]):.2%}"
-                      for mode in ("quick", "advanced") if by_mode.get(mode))
+                      for mode in MODES if by_mode.get(mode))
     print(f"targets: accuracy ≥ {TARGET_ACCURACY:.0%} ({means}); quick retraining ≤ {TARGET_RETRAIN_S:.0f} s "
           f"(warm {warm:.1f} s, cold {retrain['cold'].seconds:.1f} s)")
     print(f"load average at end {load_average()} (timings are unreliable above 1.5 on this 2-core machine)")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
-from visiondock.vocabulary import DETECTION, MULTILABEL, PROJECT_TYPES
+from visiondock.vocabulary import CROSS_VALIDATION, DETECTION, MULTILABEL, PROJECT_TYPES
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast without the trainer's modules
     from services.trainer.options import TrainingOptions
@@ -226,8 +226,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{row['box_count']:>7}")
     else:
         name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
-        print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
-              f"(trained on {metrics['train_count']})")
+        evaluation = metrics.get("evaluation", {})
+        if evaluation.get("method") == CROSS_VALIDATION:
+            print(f"{evaluation['folds']}-fold cross-validated {name} {metrics['accuracy']:.1%} over "
+                  f"{metrics['test_count']} images")
+        else:
+            print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
+                  f"(trained on {metrics['train_count']})")
+        if metrics.get("refit"):
+            print(f"  the registered model learned from all {metrics['refit']['images']} labeled images")
+        for warning in result.report.get("warnings", []):
+            print(f"  warning: {warning}")
         print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
         for label, row in metrics["per_class"].items():
             ap = f"{row['ap']:.2f}" if row.get("ap") is not None else "-"

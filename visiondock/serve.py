@@ -11,12 +11,17 @@ from fastapi import FastAPI
 from visiondock.settings import DEFAULT_PORTS
 
 
-def serve(service: str, create_app: Callable[[], FastAPI], argv: list[str] | None = None) -> None:
+def serve(service: str, create_app: Callable[[], FastAPI], argv: list[str] | None = None, *, workers: int = 1) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}",
                                      description=f"Serve the VisionDock {service} API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS[service])
     args = parser.parse_args(argv)
     # Logging is configured by the app from settings; uvicorn must not install its own.
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False,
+               "timeout_graceful_shutdown": 10}
+    if workers > 1:
+        # Worker processes share the port; each builds its own app (uvicorn imports the factory by name).
+        uvicorn.run(f"{create_app.__module__}:{create_app.__name__}", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(), **options)

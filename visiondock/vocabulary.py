@@ -42,3 +42,9 @@ MODES: Final = (QUICK, ADVANCED)
 LINEAR: Final = "linear"
 MLP: Final = "mlp"
 HEADS: Final = (LINEAR, MLP)
+# How a run estimates its metrics and thresholds: on held-out images, or by k-fold
+# cross-validation over every image (few images per class); auto picks.
+HELD_OUT: Final = "held-out"
+CROSS_VALIDATION: Final = "cross-validation"
+AUTO: Final = "auto"
+EVALUATIONS: Final = (AUTO, HELD_OUT, CROSS_VALIDATION)

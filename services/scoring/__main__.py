@@ -1,5 +1,6 @@
 from visiondock.serve import serve
 
 from .app import create_app
+from .settings import ScoringSettings
 
-serve("scoring", create_app)
+serve("scoring", create_app, workers=ScoringSettings().resolved_workers)

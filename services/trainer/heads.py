@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ def _thin(history: list[dict[str, float]]) -> list[dict[str, float]]:
 class HeadFit:
     head: nn.Module
     weight_decay: float
+    # MLP: the epoch kept (what a refit on every image trains for); None for the linear head.
+    epochs: int | None = None
     # One entry per full pass over the training features (an L-BFGS iteration or an epoch).
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -116,7 +118,7 @@ def fit_mlp_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=weight_decay * 100)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, Any]] | None = None
+    best: tuple[float, dict[str, Any], int] | None = None
     stale = 0
     for epoch in range(1, epochs + 1):
         head.train()
@@ -136,16 +138,17 @@ def fit_mlp_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
             with torch.no_grad():
                 entry |= validation_point(head(vx), vy, multilabel=multilabel)
         history.append(entry)
-        current = entry.get("val_loss", entry["train_loss"])
+        # Without validation images (a refit on every image) the last epoch is kept.
+        current = entry.get("val_loss", -epoch)
         if best is None or current < best[0]:
-            best, stale = (current, copy.deepcopy(head.state_dict())), 0
+            best, stale = (current, copy.deepcopy(head.state_dict()), epoch), 0
         else:
             stale += 1
             if stale >= patience:
                 break
     assert best is not None
     head.load_state_dict(best[1])
-    return HeadFit(head=head.eval(), weight_decay=weight_decay, history=history)
+    return HeadFit(head=head.eval(), weight_decay=weight_decay, history=history, epochs=best[2])
 
 
 @contextlib.contextmanager
@@ -164,21 +167,29 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, kind: str,
-             num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None = None) -> HeadFit:
-    """Fit a head; without a given weight decay, the one with the lowest validation loss is chosen."""
+             num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None = None,
+             weight_decays: Sequence[float] | None = None, epochs: int | None = None) -> HeadFit:
+    """Fit a head; without a given weight decay, the one of `weight_decays` with the lowest
+    validation loss is chosen. `epochs` fixes the MLP's epochs (a refit without validation)."""
     with torch_threads(1):
         return _fit_head(train_x, train_y, val_x, val_y, kind=kind, num_outputs=num_outputs, multilabel=multilabel,
-                         seed=seed, weight_decay=weight_decay)
+                         seed=seed, weight_decay=weight_decay, weight_decays=weight_decays or WEIGHT_DECAYS,
+                         epochs=epochs)
 
 
 def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, kind: str,
-              num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None) -> HeadFit:
-    fit = fit_linear_head if kind == LINEAR else fit_mlp_head
+              num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None,
+              weight_decays: Sequence[float], epochs: int | None) -> HeadFit:
+    def fit(decay: float) -> HeadFit:
+        if kind == LINEAR:
+            return fit_linear_head(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
+                                   weight_decay=decay, seed=seed)
+        return fit_mlp_head(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
+                            weight_decay=decay, seed=seed, **({"epochs": epochs} if epochs else {}))
+
     if weight_decay is not None or len(val_x) < 5:
-        return fit(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
-                   weight_decay=weight_decay or DEFAULT_WEIGHT_DECAY, seed=seed)
-    fits = [fit(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
-                weight_decay=decay, seed=seed) for decay in WEIGHT_DECAYS]
+        return fit(weight_decay or DEFAULT_WEIGHT_DECAY)
+    fits = [fit(decay) for decay in weight_decays]
     vx, vy = _tensors(val_x, val_y, multilabel)
 
     def val_loss(candidate: HeadFit) -> float:

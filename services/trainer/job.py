@@ -27,6 +27,7 @@ import torch
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.lineage import training_lineage
 from visiondock.modelcard import ModelCard
+from visiondock.vocabulary import MULTICLASS
 
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .export import export_onnx
@@ -53,7 +54,7 @@ class TrainingResult:
     skipped: list[dict[str, str]]
     seconds: float
     run_id: str = ""
-    task: str = "multiclass"
+    task: str = MULTICLASS
     # Feature cache use, images without a face, the INT8 decision, timings.
     report: dict[str, Any] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
@@ -91,6 +92,8 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
             model = task.fit(data)
         with steps.step("evaluate"):
             validation = task.validate(data, model)
+        with steps.step("refit", stage=False):
+            model = task.refit(data, model) or model
         return _export_and_register(run, task, data, model, validation, registry, started)
     except BaseException as exc:
         steps.fail(describe(exc))
@@ -102,7 +105,9 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
     options, steps = run.options, run.steps
     run_id = steps.run_id
     metrics = {**validation.metrics, "history": model.history, "train_count": len(data.split.train),
-               "validation_count": len(data.split.validation), "thresholds": validation.thresholds}
+               "validation_count": len(data.split.validation), "thresholds": validation.thresholds,
+               # The exported model learned from every labeled image, after these metrics were measured.
+               "refit": {"images": model.params["refit_images"]} if "refit_images" in model.params else False}
     variant_metrics: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="visiondock-train-") as workdir:
         with steps.step("export"):

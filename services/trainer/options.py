@@ -33,16 +33,19 @@ from typing import Any, Literal
 from visiondock.settings import Settings
 from visiondock.vocabulary import (
     ADVANCED,
+    AUTO,
     BACKBONES,
     CLASSIFICATION_TASKS,
     DEFAULT_BACKBONE,
     DETECTION,
+    EVALUATIONS,
     FACE,
     HEADS,
     LINEAR,
     MODEL_TASKS,
     MODES,
     MULTICLASS,
+    MULTILABEL,
     PROJECT_TYPES,
     QUICK,
     TASK_PRESETS,
@@ -150,7 +153,18 @@ class TrainingOptions:
     test_fraction: float = option(0.2, "share of each class held out for testing when the project sets no split")
     validation_fraction: float = option(0.15, "share of the training side used to choose thresholds and stop early")
     seed: int = option(0, "seeds the split, the initialization and the augmentation")
-    int8: bool = option(False, "also register a static INT8 variant when it agrees with fp32 on validation images")
+    evaluation: str = option(AUTO, "how metrics and thresholds are estimated: held-out (validation and test "
+                                   "images kept out of training), cross-validation (k folds over every image, "
+                                   "the model then trains on all of them), or auto (cross-validation when a "
+                                   "class has fewer than 6 images or no image is left to test on)",
+                             choices=EVALUATIONS, tasks=(MULTICLASS, MULTILABEL), modes=(QUICK,))
+    refit: bool = option(True, "keep the held-out images out of the final model (by default, once evaluated, "
+                               "the model is fitted again on every labeled image with the settings chosen; "
+                               "the metrics stay the held-out ones)", tasks=CLASSIFICATION_TASKS, modes=(QUICK,),
+                         off_flag="--no-refit")
+    int8: bool = option(True, "skip the INT8 variant (by default every version also gets a static INT8 variant "
+                              "when it agrees with fp32 on validation images; the scoring service serves it on "
+                              "CPUs)", off_flag="--no-int8")
 
     run_id: str | None = option(None, "report on this training run (created queued by the launcher; default: a "
                                       "new run)", kind="runtime")

@@ -5,9 +5,11 @@ registry outage (keep serving, say so; a restart serves the checksum-verified ca
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from cli.launcher import LocalServices, free_port
 from services.scoring.app import create_app
-from services.scoring.settings import ScoringSettings
+from services.scoring.settings import ScoringSettings, available_cpus
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.settings import LOCAL_DEV_API_KEY
@@ -165,6 +167,62 @@ def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict
         status = client.get("/v1/model").json()
     assert (answer["version"], answer["alias"]) == (versions["v1"], f"v{versions['v1']}")
     assert status["serving"] == f"{MODEL}@{versions['v1']}"
+
+
+def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
+        stack: LocalServices, versions: dict[str, int], tmp_path: Path) -> None:
+    served = {}
+    for name in ("v1", "v2"):
+        settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
+                                   scoring_version=versions[name], log_format="text", log_level="WARNING")
+        assert settings.scoring_variant == "auto"
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            answer = client.post("/v1/predict", content=solid(RED)).json()
+            status = client.get("/v1/model").json()
+        assert answer["label"] == "red" and status["variant_note"] is None
+        served[name] = (answer["variant"], status["model"]["variant"], status["model"]["provider"])
+    # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
+    assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_worker_processes_share_the_port_and_each_serve_the_model(stack: LocalServices,
+                                                                  versions: dict[str, int]) -> None:
+    env = {"VISIONDOCK_SCORING_WORKERS": "2", "VISIONDOCK_SCORING_VERSION": str(versions["v2"]),
+           "VISIONDOCK_SCORING_VARIANT": "auto"}
+    with stack.another("scoring", "scoring-workers", env=env) as scoring:
+        # Every worker loads its own copy: ready only once a run of probes (spread by the kernel) all are.
+        wait_for(lambda: all(serving_version(scoring.url, versions["v2"], slot=f"v{versions['v2']}")
+                             for _ in range(8)), "both scoring workers")
+        assert len(worker_processes(scoring.pid)) >= 2
+
+        def predict(colour: tuple[int, int, int]) -> tuple[int, str, str]:
+            answer = httpx.post(f"{scoring.url}/v1/predict", content=solid(colour), headers=AUTH, timeout=30)
+            return answer.status_code, answer.json()["label"], answer.json()["variant"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(predict, [RED, BLUE] * 16))
+        assert answers == [(200, "red", "int8"), (200, "blue", "int8")] * 16
+
+
+def test_onnx_runtime_threads_divide_the_available_cpus_among_the_workers() -> None:
+    cpus = available_cpus()
+    assert 1 <= cpus <= (os.cpu_count() or 1)
+    assert ScoringSettings(scoring_workers=0).resolved_workers == cpus
+    assert ScoringSettings(scoring_workers=2).resolved_intra_op_threads == max(1, cpus // 2)
+    assert ScoringSettings(scoring_workers=2, scoring_intra_op_threads=3).resolved_intra_op_threads == 3
 
 
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,

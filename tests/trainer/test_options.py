@@ -12,7 +12,7 @@ from cli.main import build_parser as cli_parser
 from services.trainer.__main__ import build_parser as job_parser
 from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
-from services.trainer.detector import DetectorOptions
+from services.trainer.fcos import DetectorOptions
 from services.trainer.finetune import FineTuneOptions
 from services.trainer.options import OptionError, TrainingOptions, scoped_default
 from services.trainer.tasks import RunContext, task_for
@@ -44,11 +44,12 @@ def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
 
 @pytest.mark.parametrize("argv", [
     ["--model", "tulips", "--mode", "advanced", "--epochs", "3", "--fine-tune-stages", "2", "--batch-size", "16",
-     "--learning-rate", "5e-05", "--weight-decay", "0.01", "--head", "mlp", "--int8", "--seed", "7",
+     "--learning-rate", "5e-05", "--weight-decay", "0.01", "--head", "mlp", "--no-int8", "--seed", "7",
      "--test-fraction", "0.25", "--validation-fraction", "0.1", "--target-precision", "0.9",
      "--backbone", "efficientnet-lite2", "--threads", "3", "--cache-dir", "/tmp/features", "--run-id", "run-1",
      "--no-progress"],
-    ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99"],
+    ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99", "--no-refit"],
+    ["--evaluation", "cross-validation", "--head", "mlp", "--weight-decay", "0.001"],
     ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
 ])
 def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
@@ -60,9 +61,9 @@ def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
 
 def test_values_keep_their_types() -> None:
     options = parse_job("--project", "p", "--mode", "advanced", "--epochs", "3", "--learning-rate", "5e-05",
-                        "--cache-dir", "/tmp/x", "--int8")
+                        "--cache-dir", "/tmp/x", "--no-int8")
     assert options.epochs == 3 and options.learning_rate == 5e-05 and options.cache_dir == Path("/tmp/x")
-    assert options.int8 is True and options.progress is True
+    assert options.int8 is False and options.progress is True
 
 
 def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> None:
@@ -73,7 +74,7 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     assert not {"project", "model", "threads", "cache_dir", "run_id", "progress"} & set(params)
     assert set(params) == {"mode", "task_preset", "backbone", "head", "epochs", "fine_tune_stages", "batch_size",
                            "learning_rate", "weight_decay", "target_precision", "face_margin", "input_size",
-                           "test_fraction", "validation_fraction", "seed", "int8"}
+                           "test_fraction", "validation_fraction", "seed", "evaluation", "refit", "int8"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -139,8 +140,9 @@ def test_each_project_type_gets_its_task(tmp_path: Path) -> None:
                                                            learning_rate=1e-3, seed=4), tmp_path))
     assert isinstance(detection, DetectionTask) and detection.name == DETECTION
     # What the run asked for reaches the detector: nothing is dropped on the way.
-    assert (detection.detector.epochs, detection.detector.input_size, detection.detector.batch_size) == (3, 256, 2)
-    assert detection.detector.learning_rate == 1e-3 and detection.detector.seed == 4
+    detector = detection.detector_options
+    assert (detector.epochs, detector.input_size, detector.batch_size) == (3, 256, 2)
+    assert detector.learning_rate == 1e-3 and detector.seed == 4
     assert isinstance(task_for(run_on("multilabel", TrainingOptions(project="p"), tmp_path)), MultilabelTask)
     face = task_for(run_on("multiclass", TrainingOptions(project="p", task_preset="face", face_margin=0.3), tmp_path))
     assert isinstance(face, FaceTask) and face.name == "face" and face.face_margin == 0.3

@@ -73,7 +73,12 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     assert set(metrics["per_class"]["circle"]) >= {"precision", "recall", "f1", "ap", "support"}
     assert metrics["export_parity"]["max_abs_diff"] < 1e-3 and metrics["export_parity"]["top1_agreement"] == 1.0
     assert metrics["history"][0]["epoch"] == 1 and "val_loss" in metrics["history"][-1]
-    assert version["params"]["mode"] == "quick" and version["variants"] == {}
+    # Measured on the held-out images, then fitted again on all 24 for the exported model.
+    assert metrics["evaluation"] == {"method": "held-out", "test_images": len(splits["test"])}
+    assert metrics["refit"] == {"images": 24} and version["params"]["refit"] is True
+    # INT8 is tried for every version unless turned off; the plain shapes agree, so it is registered.
+    assert version["params"]["mode"] == "quick" and version["params"]["int8"] is True
+    assert metrics["int8"]["registered"] is True and set(version["variants"]) == {"int8"}
 
     # The file describes itself: the scoring service needs nothing else.
     session, card, _ = load_version(registry, project, result.version, tmp_path)
@@ -88,11 +93,40 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
     corrupt_blob(services, project, added[-1]["id"])
-    again = run_training(config(project, cache_dir), annotation, registry)
+    again = run_training(config(project, cache_dir, int8=False), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
+    assert "int8" not in again.metrics and registry.get_version(project, again.version)["variants"] == {}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
     assert again.version == result.version + 1
     assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
+
+    # Without the refit the exported model is the one the held-out metrics measured: test images never seen.
+    held = run_training(config(project, cache_dir, int8=False, refit=False), annotation, registry)
+    assert held.metrics["refit"] is False and held.metrics["accuracy"] == again.metrics["accuracy"]
+
+
+def test_two_photos_per_class_train_on_all_of_them_with_cross_validated_metrics(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
+    colours = {"red": (200, 30, 30), "green": (30, 160, 40), "blue": (30, 50, 200), "yellow": (220, 210, 40),
+               "white": (235, 235, 235), "black": (20, 20, 20)}
+    project = project_name("tiny")
+    annotation.create_project(project, "multiclass", tags=list(colours))
+    images = upload_tagged(annotation, project, colour_images(colours, 2, seed=21), split="train")
+    result = run_training(config(project, cache_dir, int8=False), annotation, registry)
+
+    metrics = result.metrics
+    assert metrics["evaluation"] == {"method": "cross-validation", "folds": 2, "images": 12}
+    assert metrics["train_count"] == 12 and metrics["refit"] == {"images": 12}
+    assert metrics["accuracy"] == 1.0 and metrics["threshold"]["chosen_on"] == "out-of-fold predictions"
+    assert "2-fold cross-validation" in result.report["warnings"][0]
+    version = registry.get_version(project, result.version)
+    assert len(version["splits"]["train"]) == 12 and version["params"]["folds"] == 2
+    # The model learned every photo: each is answered with its own colour.
+    session, card, _ = load_version(registry, project, result.version, tmp_path)
+    assert sorted(version["splits"]["train"]) == sorted(image["id"] for image in images)
+    for image in images:
+        pixels = to_tensor(decode_rgb(annotation.get_image_bytes(project, image["id"])), card.preprocess)
+        assert card.labels[int(session.run(None, {"image": pixels[None]})[0].argmax())] == image["tags"][0]
 
 
 def test_advanced_run_fine_tunes_keeps_the_best_epoch_and_adds_an_agreeing_int8_variant(

@@ -7,6 +7,8 @@ Exporter split:
 - `fit`: train on the training side (validation images may pick the epoch or stop early);
 - `validate`: predictions on held-out images → thresholds (chosen on validation) and
   metrics (measured on test), computed in `evaluation.py`;
+- `refit` (optional): the same settings fitted again on every labeled image, held-out
+  ones included, for the model that is exported; the metrics stay the held-out ones;
 - `export_inputs`: what the ONNX export needs (the module, preprocessing, output names,
   what the model card adds, inputs to check the file on), then `check_parity`,
   `calibration_inputs` and `int8_agreement` for the checks of the exported files.
@@ -114,6 +116,11 @@ class Task(ABC, Generic[DataT, ModelT]):
 
     @abstractmethod
     def validate(self, data: DataT, model: ModelT) -> Validation: ...
+
+    def refit(self, data: DataT, model: ModelT) -> ModelT | None:
+        """The model fitted again on every labeled image with the settings `fit` chose, once
+        `validate` has measured it; None where the task does not (the model stays as fitted)."""
+        return None
 
     @abstractmethod
     def export_inputs(self, data: DataT, model: ModelT) -> ExportInputs: ...

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,17 @@ from torch import nn
 from visiondock.faces import detector_card
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import PreprocessSpec, to_tensor
-from visiondock.vocabulary import ADVANCED, FACE, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
+from visiondock.vocabulary import (
+    ADVANCED,
+    AUTO,
+    CROSS_VALIDATION,
+    FACE,
+    HELD_OUT,
+    MULTICLASS,
+    MULTILABEL,
+    QUICK,
+    UNKNOWN_LABEL,
+)
 
 from ..backbone import PooledFeatures, Top, Trunk, backbone_spec, default_preprocess, load_pretrained, top_start
 from ..data import ImageRecord, TrainingDataError, class_targets, multilabel_targets
@@ -39,14 +50,18 @@ from ..evaluation import (
 from ..export import check_parity, run_session, session, top1_agreement
 from ..features import CACHE_FORMAT, FeatureCache, FrozenRunner, run_batched
 from ..finetune import FACE_AUGMENT, AugmentOptions, FineTuneOptions, fine_tune
-from ..heads import ImageClassifier, activate, fit_head, head_logits
+from ..heads import WEIGHT_DECAYS, ImageClassifier, activate, fit_head, head_logits, loss_fn
 from ..image_inputs import ImageInputs
 from ..quantize import CALIBRATION_IMAGES, MIN_TOP1_AGREEMENT
-from ..splits import rarest_label_groups, stratified_split
+from ..splits import Split, rarest_label_groups, stratified_split
 from .base import ExportInputs, Fitted, Prepared, Task, Validation, input_tensors
 
 log = logging.getLogger(__name__)
 CHECK_IMAGES = 256
+# evaluation=auto cross-validates below this many images in the smallest class: a held-out split
+# of a few images per class would test on one or two of them and train on fewer still.
+CROSS_VALIDATE_BELOW = 6
+MAX_FOLDS = 5
 
 
 @dataclass
@@ -58,6 +73,8 @@ class ClassificationData(Prepared):
     features: dict[str, np.ndarray]  # pooled backbone features by image id
     feature_dim: int
     test: list[int]  # the test images that have an input (face preset: a face)
+    # Cross-validation: each image's fold (indices into `records`); empty with a held-out split.
+    folds: list[list[int]] = field(default_factory=list)
 
     def features_of(self, indices: Sequence[int]) -> np.ndarray:
         if not len(indices):
@@ -75,6 +92,9 @@ class FittedClassifier(Fitted):
     # Advanced mode: the fine-tuned blocks, and the frozen trunk below them that feeds them.
     top: Top | None = None
     trunk: FrozenRunner | None = None
+    head_epochs: int | None = None  # MLP: the epoch kept, what a refit trains for
+    # Cross-validation: every image's probabilities from the model of the folds that left it out.
+    out_of_fold: np.ndarray | None = None
 
 
 class ClassificationTask(Task[ClassificationData, FittedClassifier]):
@@ -125,11 +145,52 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                                   inputs=inputs, features=features,
                                   feature_dim=backbone_spec(self.options.backbone).feature_dim, test=[])
         self.keep_trainable(data)
-        self._require_every_label_trained(data)
         data.test = [i for i in split.test if inputs.has_input(usable[i])]
+        if self._cross_validates(data):
+            self._make_folds(data)
+            return data
+        self._require_every_label_trained(data)
         if not data.test:
             raise TrainingDataError("no images left for the held-out test split; label more images")
         return data
+
+    def _cross_validates(self, data: ClassificationData) -> bool:
+        chosen = self.options.evaluation
+        if chosen == HELD_OUT or self.options.mode != QUICK or self.face_margin is not None:
+            return False
+        if chosen == CROSS_VALIDATION:
+            return True
+        assert chosen == AUTO
+        if any(r.split == "test" for r in data.records):
+            return False  # the project chose its test images: measure on them
+        smallest = min(Counter(self.strata(data.records)).values())
+        return smallest < CROSS_VALIDATE_BELOW or not data.test
+
+    def _make_folds(self, data: ClassificationData) -> None:
+        """Every image in training, dealt per stratum into k folds (k = the smallest class, at most 5)."""
+        strata = self.strata(data.records)
+        counts = Counter(strata)
+        smallest = min(counts.values())
+        if smallest < 2:
+            rare = sorted(name for name, n in counts.items() if n < 2)
+            raise TrainingDataError(f"{', '.join(map(repr, rare))} ha{'s' if len(rare) == 1 else 've'} one image; "
+                                    "label at least two images of every class")
+        folds: list[list[int]] = [[] for _ in range(min(MAX_FOLDS, smallest))]
+        rng = np.random.default_rng(self.options.seed)
+        dealt = 0
+        for name in sorted(counts):
+            for index in rng.permutation([i for i, s in enumerate(strata) if s == name]):
+                folds[dealt % len(folds)].append(int(index))
+                dealt += 1
+        data.folds = [sorted(fold) for fold in folds]
+        data.split = Split(train=list(range(len(data.records))))
+        data.test = []
+        if smallest < CROSS_VALIDATE_BELOW:
+            message = (f"few images per class (the smallest has {smallest}): metrics and thresholds are estimated "
+                       f"by {len(folds)}-fold cross-validation and the model trains on every image; label more "
+                       "images for metrics that can be trusted")
+            log.warning(message)
+            self.run.report.setdefault("warnings", []).append(message)
 
     def _features(self, records: Sequence[ImageRecord], inputs: ImageInputs,
                   spec: PreprocessSpec) -> dict[str, np.ndarray]:
@@ -184,17 +245,52 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
 
     # -- fit -------------------------------------------------------------------------------
     def fit(self, data: ClassificationData) -> FittedClassifier:
+        if data.folds:
+            return self._cross_validate(data)
         options = self.options
         train, validation = data.split.train, self.known(data, data.split.validation)
         fit = fit_head(data.features_of(train), data.targets[train], data.features_of(validation),
                        data.targets[validation], kind=options.head, num_outputs=len(data.labels),
                        multilabel=self.multilabel, seed=options.seed, weight_decay=options.weight_decay)
         model = FittedClassifier(history=fit.history, params={"head": options.head, "weight_decay": fit.weight_decay},
-                                 backbone=load_pretrained(options.backbone), head=fit.head)
+                                 backbone=load_pretrained(options.backbone), head=fit.head, head_epochs=fit.epochs)
         if options.mode == ADVANCED:
             self._fine_tune(data, model, train, validation)
         model.params |= {"preprocess": data.spec.to_json(), "feature_dim": data.feature_dim}
         return model
+
+    def _cross_validate(self, data: ClassificationData) -> FittedClassifier:
+        """Out-of-fold probabilities for each weight decay; the decay with the lowest out-of-fold
+        loss is kept, and the model trains on every image with it."""
+        options = self.options
+        head_options = {"kind": options.head, "num_outputs": len(data.labels), "multilabel": self.multilabel,
+                        "seed": options.seed}
+        empty = data.features_of([])
+        candidates: list[tuple[float, float, np.ndarray]] = []
+        for decay in [options.weight_decay] if options.weight_decay is not None else WEIGHT_DECAYS:
+            out_of_fold = np.zeros((len(data.records), len(data.labels)), np.float32)
+            for fold in data.folds:
+                held = set(fold)
+                train = [i for i in data.split.train if i not in held]
+                head = fit_head(data.features_of(train), data.targets[train], empty, data.targets[:0],
+                                weight_decay=decay, **head_options).head
+                out_of_fold[fold] = activate(head_logits(head, data.features_of(fold)), multilabel=self.multilabel)
+            targets = torch.from_numpy(data.targets.astype(np.float32 if self.multilabel else np.int64))
+            logits = torch.from_numpy(out_of_fold)
+            # Probabilities back to the logits the loss expects (clipped away from 0 and 1).
+            logits = (torch.logit(logits.clamp(1e-6, 1 - 1e-6)) if self.multilabel else
+                      torch.log(logits.clamp_min(1e-9)))
+            candidates.append((loss_fn(logits, targets, multilabel=self.multilabel).item(), decay, out_of_fold))
+        _, decay, out_of_fold = min(candidates, key=lambda c: c[0])
+        everything = data.split.train
+        fit = fit_head(data.features_of(everything), data.targets[everything], empty, data.targets[:0],
+                       weight_decay=decay, **head_options)
+        history = [{"weight_decay": d, "out_of_fold_loss": round(c_loss, 6)} for c_loss, d, _ in candidates]
+        return FittedClassifier(history=history, params={"head": options.head, "weight_decay": decay,
+                                                         "folds": len(data.folds), "preprocess": data.spec.to_json(),
+                                                         "feature_dim": data.feature_dim,
+                                                         "refit_images": len(everything)},
+                                backbone=load_pretrained(options.backbone), head=fit.head, out_of_fold=out_of_fold)
 
     def _fine_tune(self, data: ClassificationData, model: FittedClassifier, train: list[int],
                    validation: list[int]) -> None:
@@ -245,19 +341,51 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
 
     # -- validate --------------------------------------------------------------------------
     def validate(self, data: ClassificationData, model: FittedClassifier) -> Validation:
+        if model.out_of_fold is not None:
+            # Every image is validation and test image once, predicted by the folds that left it out.
+            everything = data.split.train
+            folded = replace(data, split=Split(train=everything, validation=everything, test=everything),
+                             test=everything)
+            validation = self.measure(folded, model.out_of_fold, model.out_of_fold)
+            validation.metrics["evaluation"] = {"method": CROSS_VALIDATION, "folds": len(data.folds),
+                                                "images": len(everything)}
+            if "threshold" in validation.metrics:
+                validation.metrics["threshold"]["chosen_on"] = "out-of-fold predictions"
+            return validation
         val_probs = self.probabilities(data, model, data.split.validation)
         test_probs = self.probabilities(data, model, data.test)
-        return self.measure(data, val_probs, test_probs)
+        validation = self.measure(data, val_probs, test_probs)
+        validation.metrics["evaluation"] = {"method": HELD_OUT, "test_images": len(data.test)}
+        return validation
+
+    def refit(self, data: ClassificationData, model: FittedClassifier) -> FittedClassifier | None:
+        """Quick mode: the head again, on every labeled image (test and validation ones too) with the
+        weight decay (and MLP epochs) chosen on validation. Cross-validated models already are."""
+        if not self.options.refit or self.options.mode != QUICK or model.out_of_fold is not None:
+            return None
+        split = data.split
+        everything = self.known(data, sorted(i for i in {*split.train, *split.validation, *split.test}
+                                             if data.records[i].id in data.features))
+        if self.face_margin is not None:
+            everything = [i for i in everything if data.targets[i] >= 0]
+        fit = fit_head(data.features_of(everything), data.targets[everything], data.features_of([]),
+                       data.targets[:0], kind=self.options.head, num_outputs=len(data.labels),
+                       multilabel=self.multilabel, seed=self.options.seed, weight_decay=model.params["weight_decay"],
+                       epochs=model.head_epochs)
+        log.info("refit the head on all %d labeled images (evaluated on %d held-out ones)", len(everything),
+                 len(data.test))
+        return replace(model, head=fit.head, params={**model.params, "refit_images": len(everything)})
 
     # -- export ----------------------------------------------------------------------------
     def export_inputs(self, data: ClassificationData, model: FittedClassifier) -> ExportInputs:
         assert model.backbone is not None and model.head is not None
-        check = (data.split.validation or data.test)[:CHECK_IMAGES]
+        source, check = next((name, part) for name, part in (("validation", data.split.validation),
+                                                             ("test", data.test), ("training", data.split.train))
+                             if part or name == "training")
         return ExportInputs(
             module=ImageClassifier(PooledFeatures(model.backbone), model.head, multilabel=self.multilabel).eval(),
             preprocess=data.spec, output_names=["probabilities"], card_extra=self.card_extra(),
-            check_inputs=input_tensors(data.images_of(check), data.spec),
-            check_source="validation" if data.split.validation else "test",
+            check_inputs=input_tensors(data.images_of(check[:CHECK_IMAGES]), data.spec), check_source=source,
         )
 
     def card_extra(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The detection task: annotation regions → `DetectionSample`s → the detector → held-out metrics.
 
-The detector itself lives in `services.trainer.detector`; this task turns a project's
+The detector itself lives in `services.trainer.fcos`; this task turns a project's
 labeled images into samples (regions are `left, top, width, height` fractions with a
 `tag`; an image labeled with no region is a negative), splits them, and prepares what
 export needs. Images are decoded at no less than twice the detector's input size (JPEG
@@ -26,7 +26,9 @@ from visiondock.preprocess import PreprocessSpec
 from visiondock.vocabulary import DETECTION
 
 from ..data import ImageRecord, TrainingDataError, region_labels
-from ..detector import (
+from ..evaluation import detection_metrics
+from ..export import check_detection_parity, run_session, session
+from ..fcos import (
     EVAL_SCORE_THRESHOLD,
     DetectionSample,
     DetectorOptions,
@@ -36,8 +38,6 @@ from ..detector import (
     evaluate_detector,
     fit_detector,
 )
-from ..evaluation import detection_metrics
-from ..export import check_detection_parity, run_session, session
 from ..quantize import CALIBRATION_IMAGES, MAX_MAP50_DROP
 from ..splits import rarest_label_groups, stratified_split
 from .base import ExportInputs, Fitted, Prepared, RunContext, Task, Validation, input_tensors
@@ -93,14 +93,14 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
         super().__init__(run)
         options = self.options
         # The detector's defaults, with what the run asked for.
-        self.detector = DetectorOptions(**options.chosen("epochs", "batch_size", "learning_rate", "input_size"),
-                                        backbone=options.backbone, seed=options.seed)
+        asked = options.chosen("epochs", "batch_size", "learning_rate", "input_size")
+        self.detector_options = DetectorOptions(**asked, backbone=options.backbone, seed=options.seed)
 
     def prepare(self) -> DetectionData:
         records = self.run.project.records
         labels = region_labels(records)
         index = {name: i for i, name in enumerate(labels)}
-        size = self.detector.input_size
+        size = self.detector_options.input_size
         images = self.run.loader.load(records, draft_size=(2 * size, 2 * size))
         usable = [r for r in records if r.id in images]
         if not usable:
@@ -118,8 +118,8 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
         return DetectionData(labels=labels, records=usable, split=split, samples=samples)
 
     def fit(self, data: DetectionData) -> TrainedDetector:
-        epochs = self.detector.epochs
-        fitted = fit_detector(data.part("train"), data.part("validation"), data.labels, self.detector,
+        epochs = self.detector_options.epochs
+        fitted = fit_detector(data.part("train"), data.part("validation"), data.labels, self.detector_options,
                               on_epoch=lambda epoch, metrics: self.run.steps.epoch(epoch, epochs, metrics),
                               progress=self.options.progress)
         return TrainedDetector(history=fitted.history,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from services.trainer.data import TrainingDataError
-from services.trainer.detector import DetectionSample, DetectorOptions, fit_detector
+from services.trainer.fcos import DetectionSample, DetectorOptions, fit_detector
 
 IMAGE = Image.new("RGB", (64, 48))
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from services.trainer.detector import AugmentOptions, DetectionSample
-from services.trainer.detector.augment import clip_boxes, flip_boxes, map_boxes, plain_view, random_view
+from services.trainer.fcos import AugmentOptions, DetectionSample
+from services.trainer.fcos.augment import clip_boxes, flip_boxes, map_boxes, plain_view, random_view
 from visiondock.preprocess import PreprocessSpec
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.trainer.detector.loss import assign, giou_loss
-from services.trainer.detector.model import anchor_points
+from services.trainer.fcos.loss import assign, giou_loss
+from services.trainer.fcos.model import anchor_points
 
 BOUNDS = (64.0, 128.0)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-from services.trainer.detector import (
+from services.trainer.fcos import (
     INPUT_NAME,
     OUTPUT_NAMES,
     DetectionSample,
@@ -22,7 +22,7 @@ from services.trainer.detector import (
     evaluate_detector,
     fit_detector,
 )
-from services.trainer.detector.training import EVAL_SCORE_THRESHOLD
+from services.trainer.fcos.training import EVAL_SCORE_THRESHOLD
 from visiondock.postprocess import decode_detections
 from visiondock.preprocess import to_tensor
 

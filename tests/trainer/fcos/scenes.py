@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from services.trainer.detector import DetectionSample
+from services.trainer.fcos import DetectionSample
 
 LABELS = ["disc", "square"]
 

@@ -1,0 +1,108 @@
+"""INT8 against fp32 served over HTTP, and what worker processes and the load generator change.
+
+The model is EfficientNet-Lite0 with its ImageNet head (as in `bench.scoring`), its INT8
+variant made by the trainer's quantizer, both registered as one version. For each
+number of scoring worker processes (1, and one per available CPU) the service is
+started with VISIONDOCK_SCORING_VARIANT=fp32 and =int8 and loaded by 32 clients from
+one load process and from two: if two load processes get more answers than one, the
+load generator, not the service, was the limit.
+
+    python -m bench.scoring_variants [--seconds 10] [--clients 32]
+
+Prints a table, the INT8/fp32 ratios per configuration (same run, same machine) and
+the target (INT8 served ≥ 2x fp32 served at 32 clients) met or missed. The machine may
+be shared: the load average is printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from bench.scoring import (
+    MODEL,
+    ROOT,
+    TARGET_INT8_VS_FP32,
+    benchmark_images,
+    export_model,
+    load,
+    load_average,
+    quantize,
+    running,
+    say,
+)
+from services.scoring.settings import available_cpus
+from visiondock.settings import LOCAL_DEV_API_KEY
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scoring_variants", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="*", help="worker counts to try (default: 1 and the CPUs)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "results" / "scoring-variants")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    cpus = available_cpus()
+    worker_counts = args.workers or sorted({1, cpus})
+    images, note = benchmark_images(args.workdir, args.images)
+    image_list = args.workdir / "images.txt"
+    image_list.write_text("\n".join(str(p) for p in images))
+    say(f"== {note}; {cpus} CPUs; load average {load_average()}")
+    fp32 = export_model(args.workdir / "model.onnx")
+    int8 = quantize(fp32, args.workdir / "model.int8.onnx", images)
+    base_env = {"VISIONDOCK_HOME": str(args.workdir / "home"), "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
+                "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"}
+    logs = args.workdir / "logs"
+    logs.mkdir()
+    rows: list[tuple[int, str, int, dict]] = []
+    with running(["-m", "services.registry"], base_env, logs / "registry.log") as registry:
+        from visiondock.clients import RegistryClient
+
+        with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
+            metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)]}
+            version = client.register_version(MODEL, fp32, metadata, int8_path=int8)["version"]
+            client.set_alias(MODEL, "production", version)
+        for workers in worker_counts:
+            for variant in ("fp32", "int8"):
+                env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
+                       "VISIONDOCK_SCORING_VARIANT": variant, "VISIONDOCK_SCORING_WORKERS": str(workers)}
+                with running(["-m", "services.scoring"], env, logs / f"scoring-{variant}-{workers}.log",
+                             probe="/readyz") as scoring:
+                    for processes in (1, 2):
+                        result = load(scoring.url + "/v1/predict", image_list, concurrency=args.clients,
+                                      seconds=args.seconds, processes=processes)
+                        say(f"   {variant} workers {workers}, {processes} load process(es): "
+                            f"{result['throughput']:.1f} images/s, p99 {result['p99_ms']:.0f} ms "
+                            f"(load {load_average()})")
+                        rows.append((workers, variant, processes, result))
+    print(f"\nINT8 vs fp32 served, {args.clients} clients, {note}; {cpus} CPUs; load average after "
+          f"{load_average()} (a shared machine: compare ratios within this run)")
+    print(f"{'workers':>7} {'variant':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}")
+    for workers, variant, processes, result in rows:
+        failed = sum(v for k, v in result["statuses"].items() if k != "200") + sum(result["errors"].values())
+        print(f"{workers:>7} {variant:>7} {processes:>10} {result['throughput']:>9.1f} {result['p50_ms']:>7.0f} "
+              f"{result['p99_ms']:>7.0f} {failed:>7}")
+    best = {}
+    for workers, variant, _, result in rows:
+        best[(workers, variant)] = max(best.get((workers, variant), 0.0), result["throughput"])
+    print()
+    met = []
+    for workers in worker_counts:
+        ratio = best[(workers, "int8")] / max(best[(workers, "fp32")], 1e-9)
+        met.append(ratio >= TARGET_INT8_VS_FP32)
+        print(f"workers {workers}: INT8 / fp32 served = {ratio:.2f}x (target ≥ {TARGET_INT8_VS_FP32:.1f}x: "
+              f"{'met' if ratio >= TARGET_INT8_VS_FP32 else 'MISSED'})")
+    if len(worker_counts) > 1:
+        first, last = worker_counts[0], worker_counts[-1]
+        scaling = best[(last, "int8")] / max(best[(first, "int8")], 1e-9)
+        print(f"int8 with {last} workers / with {first}: {scaling:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
