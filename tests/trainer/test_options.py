@@ -4,6 +4,8 @@ options that do nothing where they are set are refused, never dropped."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,10 @@ def test_the_cli_and_the_job_offer_the_same_flags() -> None:
     train = commands.choices["train"]
     assert flags(job_parser()) - flags(train) == {"--project", "--annotation-url", "--registry-url"}
     assert flags(train) <= flags(job_parser())
+
+
+def test_the_options_and_the_command_line_do_not_import_torch() -> None:
+    # `visiondock --help` and the options' checks stay fast where the trainer extra is not installed.
+    code = ("import sys, services.trainer.options, visiondock.cli; visiondock.cli.build_parser(); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
