@@ -1,6 +1,7 @@
-"""The trainer's tests run it against the services as real uvicorn processes (the session's
-shared set, tests/conftest.py), each test in its own project, with a feature cache of its own
-that shares only the exported frozen backbones (exporting them takes seconds; they never change)."""
+"""The trainer's `training` tests run it against the services as real uvicorn processes (the
+session's shared set, tests/conftest.py), each test in its own project, with a feature cache of
+its own that shares only the exported frozen backbones (exporting them takes seconds; they never
+change). Its unit tests need none of this."""
 
 from __future__ import annotations
 
