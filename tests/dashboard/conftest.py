@@ -3,8 +3,6 @@ trainer made in this session (tiny generated photos, quick mode)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from cli.launcher import LocalServices
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions
-from tests.support.emulators import unavailable
+from tests.support.browser import chromium
 from tests.support.stack import running_services
 from tests.trainer.conftest import upload_tagged
 from tests.trainer.generated import shape_images
@@ -25,8 +23,7 @@ from visiondock.settings import LOCAL_DEV_API_KEY
 MODEL = "dash-shapes"
 SHAPES = ("circle", "square", "triangle")
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+ARTIFACTS = ROOT / "tests" / "artifacts" / "dashboard"
 
 
 @dataclass
@@ -70,24 +67,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
 # would break later tests that call asyncio.run().
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        unavailable("chromium is not installed (apt-get install chromium; `make test` does it)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
-def artifacts(request: pytest.FixtureRequest) -> Path:
-    """Where screenshots go: test-artifacts/ (git-ignored), or $VISIONDOCK_TEST_ARTIFACTS."""
-    folder = Path(os.environ.get("VISIONDOCK_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "dashboard"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def artifacts() -> Path:
+    """Where screenshots go: tests/artifacts/dashboard (git-ignored), like the other page tests'."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -9,16 +9,22 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import MODEL, Trained
+from tests.support.browser import offline_page
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.training]
 
 
 def open_page(browser: Any, trained: Trained, route: str = "#/") -> Any:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    """The dashboard at `route` after typing the key; it may reach only the registry, so every chart
+    drawn shows the page needs nothing from the internet (`page.outside` lists what it asked for)."""
+    outside: list[str] = []
+    page = offline_page(browser, trained.url, outside, height=1000)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
+    page.outside = outside
     page.goto(f"{trained.url}{route}")
     page.fill("#api-key", LOCAL_DEV_API_KEY)
     page.click("#api-key-form button[type=submit]")
@@ -85,7 +91,7 @@ def test_a_version_page_draws_its_metrics_curves_and_data(browser: Any, trained:
     for part, ids in version["splits"].items():
         assert page.locator(f"#splits tr[data-split={part}] td.num").inner_text() == str(len(ids))
     assert "3 relabeled" in page.locator("#data").inner_text()
-    assert page.errors == []
+    assert page.errors == [] and page.outside == []
     page.screenshot(path=str(artifacts / "version.png"), full_page=True)
     page.close()
 

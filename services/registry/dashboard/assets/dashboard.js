@@ -165,12 +165,17 @@ function productionPanel(report) {
           { name: "production", values: share(newest.overall.confidence_counts), color: PALETTE[0] }] })) : null));
 }
 
+// Precision holds until recall reaches the next point: PR curves are drawn as steps, not slopes.
+function steps(points) {
+  return points.flatMap((point, i) => (i ? [[point[0], points[i - 1][1]], point] : [point]));
+}
+
 function prCurves(metrics) {
   const curves = metrics.pr_curves || {};
   const series = Object.entries(curves).filter(([, c]) => c.recall && c.recall.length).map(([label, curve]) => {
     const ap = metrics.per_class?.[label]?.ap;
     return { name: label, value: ap, legend: `${label} (AP ${format(ap)})`,
-      points: curve.recall.map((r, i) => [r, curve.precision[i]]).sort((a, b) => a[0] - b[0]) };
+      points: steps(curve.recall.map((r, i) => [r, curve.precision[i]]).sort((a, b) => a[0] - b[0])) };
   });
   return series.length ? lineChart({ series, xDomain: [0, 1], yDomain: [0, 1], xLabel: "recall", yLabel: "precision" })
     : h("p", { class: "muted" }, "No PR curves for this version.");
