@@ -167,8 +167,9 @@ def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:
         return {option for action in parser._actions for option in action.option_strings}
 
     commands = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    expected = {"--no-progress" if name == "progress" else flag(name) for name in
-                (f.name for f in fields(TrainingOptions)) if name != "project"}
+    # Options on by default are offered as the flag that turns them off.
+    off = {"progress": "--no-progress", "int8": "--no-int8", "refit": "--no-refit"}
+    expected = {off.get(name, flag(name)) for name in (f.name for f in fields(TrainingOptions)) if name != "project"}
     assert expected <= flags(commands.choices["train"])
     # The Job takes the options, its project and where the services are: nothing else.
     assert flags(job_parser()) - {"-h", "--help"} == expected | {"--project", "--annotation-url", "--registry-url"}
