@@ -7,6 +7,7 @@
     visiondock train PROJECT
     visiondock promote MODEL VERSION --alias production
     visiondock predict IMAGE...
+    visiondock key new NAME --role predict [--scope MODEL]
 
 Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
 (default http://127.0.0.1:8701, 8702, 8703), or the --*-url flags.
@@ -214,6 +215,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_new(args: argparse.Namespace) -> int:
+    from visiondock.auth import KeyFormatError, new_key
+
+    try:
+        key, entry = new_key(args.name, args.role, args.scope or ["*"])
+    except KeyFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"key:   {key}\nentry: {entry}")
+    print("Give the key to its user once; add the entry to VISIONDOCK_API_KEY_ENTRIES or the key file.",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     failures = 0
     with _scoring(args) as client:
@@ -288,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = command("models", cmd_models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")
+
+    key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
+                                                                     metavar="ACTION")
+    new = command("new", cmd_key_new, "make a new API key and print it with the hashed entry services store", key)
+    new.add_argument("name", help="the key's name, shown in logs and label history")
+    new.add_argument("--role", action="append", required=True, choices=["predict", "label", "train", "admin"],
+                     help="repeat for several roles")
+    new.add_argument("--scope", action="append", help="a project or model the key is limited to (repeatable); "
+                                                      "default: all")
 
     predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
     predict.add_argument("images", nargs="+", metavar="IMAGE")

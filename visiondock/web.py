@@ -6,22 +6,32 @@ with a 4xx status when the caller can fix it, so clients read one shape everywhe
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from visiondock.auth import (
+    API_KEY_HEADER,
+    ROLES,
+    KeyRing,
+    Principal,
+    Role,
+    RoleRequirement,
+    read_entries_file,
+    split_entries,
+)
 from visiondock.errors import ApiError, default_code
-from visiondock.settings import Settings
+from visiondock.limits import RequestGuardMiddleware
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
     BlobNotFoundError,
     ConflictError,
@@ -34,9 +44,6 @@ from visiondock.telemetry import RequestTelemetryMiddleware, ServiceMetrics, con
 
 log = logging.getLogger(__name__)
 
-API_KEY_HEADER = "X-API-Key"
-# Azure AI Search sends its key in this header to custom skills.
-AZURE_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
 def error_response(status: int, message: str, code: str | None = None,
@@ -50,19 +57,39 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, descriptio
 _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Authorization: Bearer <key>`.")
 
 
-async def require_api_key(
-    request: Request,
-    api_key: str | None = Security(_api_key_header),
-    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-) -> None:
-    """Accept an API key from `X-API-Key`, `Authorization: Bearer` or the Azure skill header."""
-    presented = api_key or (bearer.credentials if bearer else None) or request.headers.get(AZURE_KEY_HEADER)
-    if not presented:
-        raise ApiError(f"missing API key: send it in the {API_KEY_HEADER} header", status=401,
-                       headers={"WWW-Authenticate": "Bearer"})
-    settings: Settings = request.app.state.settings
-    if not any(hmac.compare_digest(presented.encode(), key.encode()) for key in settings.api_keys):
-        raise ApiError("invalid API key", status=401, headers={"WWW-Authenticate": "Bearer"})
+def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
+                 resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
+    """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
+
+    The request guard applies the same check before the body is read; this dependency
+    repeats it (one hash) so a route is protected even where the guard is not installed,
+    and puts the key's Principal on `request.state.principal`.
+    """
+    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource)
+
+    async def check_key(
+        request: Request,
+        api_key: str | None = Security(_api_key_header),
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> Principal:
+        principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
+                                          request.path_params, request.app)
+        request.state.principal = principal
+        return principal
+
+    check_key.requirement = requirement  # type: ignore[attr-defined]
+    return check_key
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller, as the route's key check identified it."""
+    return request.state.principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+# Any valid key, whatever its roles (metrics scrapes).
+require_api_key = require_role(*ROLES)
 
 
 # -- readiness --------------------------------------------------------------------
@@ -114,6 +141,15 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal error; the service logged the details", "internal_error")
 
 
+def keyring_of(settings: Settings) -> KeyRing:
+    """The keys a service accepts; refuses the built-in key beside Azure backends."""
+    if settings.uses_local_key and settings.uses_azure:
+        raise ValueError("the built-in local development key is refused with Azure backends: set "
+                         "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)")
+    entries = split_entries(settings.api_key_entries) + read_entries_file(settings.api_keys_file)
+    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY)
+
+
 # -- the app factory --------------------------------------------------------------
 def create_service_app(
     *,
@@ -130,6 +166,7 @@ def create_service_app(
     `/metrics` included, needs an API key (routers add `Depends(require_api_key)`).
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+    keyring = keyring_of(settings)
     metrics = ServiceMetrics(service)
 
     @asynccontextmanager
@@ -146,6 +183,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
+    app.state.keyring = keyring
+    app.add_middleware(RequestGuardMiddleware)  # inside telemetry, so refusals are logged and counted
     app.add_middleware(RequestTelemetryMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)

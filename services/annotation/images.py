@@ -33,6 +33,8 @@ from .projects import ProjectCatalog
 
 IMAGES = "images"
 MAX_FILES_PER_UPLOAD = 256
+# One upload request, all files together; larger imports are split into several requests.
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 

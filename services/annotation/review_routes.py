@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
-from visiondock.web import require_api_key
+from visiondock.limits import body_limit
+from visiondock.web import require_role
 
 from .review import ReviewQueue
 from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewItemPage, ReviewReject
@@ -25,12 +26,14 @@ IfMatch = Annotated[str | None, Header(description="The item's etag; the decisio
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
-                   dependencies=[Depends(require_api_key)])
+                   dependencies=[Depends(require_role("label"))])
 
 
 @router.put("/{item_id}", response_model=ReviewItem, status_code=201,
             summary="Hand over a captured prediction (the scoring service does); a repeat answers 200",
-            responses={200: {"model": ReviewItem, "description": "The item already existed."}})
+            responses={200: {"model": ReviewItem, "description": "The item already existed."}},
+            dependencies=[Depends(body_limit(lambda app: app.state.images.max_bytes + 1024 * 1024))],
+            form_limits={"max_files": 1, "max_fields": 2})
 def submit_item(
     project_id: str,
     item_id: str,

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from visiondock.errors import BadRequest
-from visiondock.web import error_response, require_api_key
+from visiondock.limits import body_limit
+from visiondock.web import Caller, error_response, require_role
 
-from .images import ImageLibrary, UploadOutcome, public_image
+from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
 from .projects import ProjectCatalog
 from .schemas import (
     Image,
@@ -42,16 +43,19 @@ Library = Annotated[ImageLibrary, Depends(_library)]
 IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+# Labelers read and write; the trainer reads the labeled images.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))])
 
 
 @router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
-def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
+def create_project(body: ProjectCreate, catalog: Catalog, caller: Caller) -> dict:
+    caller.require_resource(body.id)
     return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
 
 
 @router.get("/projects", response_model=ProjectPage, tags=["projects"])
-def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
+def list_projects(catalog: Catalog, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    caller.require_unscoped("listing every project")
     items, token = catalog.list(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
@@ -87,6 +91,8 @@ def _upload_status(outcomes: list[UploadOutcome]) -> int:
     "/projects/{project_id}/images",
     tags=["images"],
     summary="Upload images (multipart field `files`, repeated)",
+    dependencies=[Depends(body_limit(MAX_UPLOAD_BYTES))],
+    form_limits={"max_files": MAX_FILES_PER_UPLOAD, "max_fields": 8},
     responses={200: {"description": "Each file's outcome: created, duplicate (same bytes already in the "
                                     "project) or rejected with the reason. 4xx when every file was rejected."}},
 )

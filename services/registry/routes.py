@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
-from visiondock.web import require_api_key
+from visiondock.limits import body_limit
+from visiondock.web import Caller, require_role
 
 from .catalog import MODEL_FILE, VARIANTS, ModelRegistry, variant_filename
 from .schemas import (
@@ -46,11 +47,17 @@ PageSize = Annotated[int, Query(ge=1, le=1000)]
 RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+# The trainer registers versions and reports runs; scoring services (predict keys) read models
+# and download their files; moving an alias deploys, which only admin keys may.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))])
+_DEPLOYS = [Depends(require_role("admin"))]
+# An ONNX file and its INT8 variant; EfficientNet-Lite2 is ~25 MB, detectors a little more.
+MAX_VERSION_UPLOAD_BYTES = 1024 * 1024 * 1024
 
 
 @router.get("/models", response_model=ModelPage, tags=["models"])
-def list_models(registry: Registry, limit: PageSize = 100, continuation: str | None = None) -> dict:
+def list_models(registry: Registry, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    caller.require_unscoped("listing every model")
     items, token = registry.list_models(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
@@ -61,7 +68,9 @@ def get_model(model: Model, registry: Registry) -> dict:
 
 
 @router.post("/models/{model}/versions", status_code=201, response_model=ModelVersion, tags=["versions"],
-             summary="Register a new version: the ONNX file, optional variants and its metadata")
+             summary="Register a new version: the ONNX file, optional variants and its metadata",
+             dependencies=[Depends(body_limit(MAX_VERSION_UPLOAD_BYTES))],
+             form_limits={"max_files": 2, "max_fields": 2})
 def register_version(
     model: Model,
     registry: Registry,
@@ -114,7 +123,7 @@ def list_aliases(model: Model, registry: Registry) -> dict:
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias)")
+            summary="Point an alias at a version (deploys it to whatever serves the alias)", dependencies=_DEPLOYS)
 def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, registry: Registry) -> dict:
     return registry.set_alias(model, alias, body.version)
 
@@ -138,7 +147,7 @@ def _quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
 
 
-@router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"])
+@router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"], dependencies=_DEPLOYS)
 def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
     registry.delete_alias(model, alias)
 
@@ -146,29 +155,43 @@ def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
              summary="Create a training run (queued); the trainer reports its progress on it")
-def create_run(body: RunCreate, registry: Registry) -> dict:
+def create_run(body: RunCreate, registry: Registry, caller: Caller) -> dict:
+    caller.require_resource(body.model)
     return registry.runs.create(body.model, project_id=body.project_id, params=body.params)
 
 
 @router.get("/runs", response_model=RunPage, tags=["runs"], summary="Training runs, newest first")
-def list_runs(registry: Registry, model: ModelName | None = None, status: RunStatus | None = None,
+def list_runs(registry: Registry, caller: Caller, model: ModelName | None = None, status: RunStatus | None = None,
               limit: PageSize = 100, continuation: str | None = None) -> dict:
+    if model is None:
+        caller.require_unscoped("listing the runs of every model")
+    else:
+        caller.require_resource(model)
     items, token = registry.runs.list(model=model, status=status, limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
-def get_run(run_id: RunPath, registry: Registry) -> dict:
-    return registry.runs.get(run_id)
+def get_run(run_id: RunPath, registry: Registry, caller: Caller) -> dict:
+    return _run_of(registry, run_id, caller)
+
+
+def _run_of(registry: ModelRegistry, run_id: str, caller: Caller) -> dict:
+    """The run, when the caller's key covers its model (runs are addressed by id, not model)."""
+    run = registry.runs.get(run_id)
+    caller.require_resource(run["model"])
+    return run
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
               summary="Report progress: running with stage, epoch and metrics, or failed with the error")
-def update_run(run_id: RunPath, body: RunUpdate, registry: Registry) -> dict:
+def update_run(run_id: RunPath, body: RunUpdate, registry: Registry, caller: Caller) -> dict:
+    _run_of(registry, run_id, caller)
     return registry.runs.update(run_id, body.model_dump(exclude_none=True))
 
 
 @router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
              summary="The version number the run will register under (the same on every call)")
-def reserve_version(run_id: RunPath, registry: Registry) -> dict:
+def reserve_version(run_id: RunPath, registry: Registry, caller: Caller) -> dict:
+    _run_of(registry, run_id, caller)
     return registry.runs.reserve_version(run_id)

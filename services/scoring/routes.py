@@ -10,12 +10,13 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.errors import ApiError, BadRequest
-from visiondock.web import require_api_key
+from visiondock.limits import body_limit
+from visiondock.web import require_role
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
 from .render import FORMATS
@@ -23,7 +24,23 @@ from .schemas import BatchResponse, ModelStatus, PredictResponse, SkillRequest, 
 from .service import ScoringService
 from .skills import SkillRunner
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1")
+
+
+def served_model(app: FastAPI) -> str | None:
+    """The registry model this service serves: what a scoped key must cover to score."""
+    return app.state.settings.scoring_model or None
+
+
+def request_bytes(app: FastAPI) -> int:
+    # The largest body any scoring route takes; each route also caps what it reads itself.
+    return app.state.settings.scoring_max_request_bytes
+
+
+SCORING_BODY = Depends(body_limit(request_bytes))
+_PREDICTS = [Depends(require_role("predict", resource=served_model)), SCORING_BODY]
+# Azure AI Search presents its key in its own header; only the skill routes accept it.
+_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=served_model)), SCORING_BODY]
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -121,16 +138,20 @@ async def _skill(request: Request, kind: str, alias: str | None) -> JSONResponse
 
 
 _PREDICT = {"response_model": PredictResponse, "tags": ["predict"], "openapi_extra": _IMAGE_BODY,
+            "dependencies": _PREDICTS,
             "summary": "Score one image: a multipart `file`, the raw image as the body, or JSON "
                        "`{\"image_base64\"}`"}
 _BATCH = {"response_model": BatchResponse, "tags": ["predict"], "openapi_extra": _BATCH_BODY,
+          "dependencies": _PREDICTS,
           "summary": "Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
                      "succeeds or fails on its own"}
 _RENDER = {"tags": ["predict"], "openapi_extra": _IMAGE_BODY, "response_class": Response,
+           "dependencies": _PREDICTS,
            "responses": {200: {"content": {"image/jpeg": {}, "image/png": {}},
                                "description": "The image with the answer drawn on it."}},
            "summary": "The image back (JPEG or PNG) with boxes and labels drawn on it"}
-_SKILL = {"response_model": SkillResponse, "tags": ["azure-ai-search"], "openapi_extra": _SKILL_BODY}
+_SKILL = {"response_model": SkillResponse, "tags": ["azure-ai-search"], "openapi_extra": _SKILL_BODY,
+          "dependencies": _SKILL_KEY}
 RenderFormat = Query(None, alias="format", description="jpeg or png (default: from Accept, else jpeg)")
 
 
@@ -187,13 +208,14 @@ async def skill_detect_alias(request: Request, alias: str) -> JSONResponse:
 
 
 # -- the served models ------------------------------------------------------------------
-@router.get("/model", tags=["model"], response_model=ModelStatus,
+@router.get("/model", tags=["model"], response_model=ModelStatus, dependencies=_PREDICTS,
             summary="The primary model, every served slot, and the registry's reachability")
 async def model_info(request: Request) -> dict[str, Any]:
     return _scoring(request).status()
 
 
 @router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
+             dependencies=[Depends(require_role("train"))],
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
 async def refresh_models(request: Request) -> dict[str, Any]:
     scoring = _scoring(request)

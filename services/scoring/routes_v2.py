@@ -14,17 +14,20 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from visiondock.errors import ApiError, NotFound
-from visiondock.web import error_response, require_api_key
+from visiondock.web import error_response, require_role
 
 from . import oip
 from .inputs import read_body
 from .model import LoadedModel
+from .routes import SCORING_BODY
 from .schemas import InferRequest, InferResponse, ModelMetadata
 from .service import ScoringService
 
 
 class _ProtocolErrors(APIRoute):
     """Answer ApiErrors (auth included) with the protocol's `error` field."""
+
+    protocol_errors = True  # the request guard's refusals carry it too
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -39,6 +42,8 @@ class _ProtocolErrors(APIRoute):
 
 
 router = APIRouter(prefix="/v2", route_class=_ProtocolErrors)
+# The model's name is in every model route's path, so a scoped key is checked against it.
+_PREDICTS = [Depends(require_role("predict")), SCORING_BODY]
 _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
@@ -82,23 +87,23 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
-@router.get("/models/{name}", tags=["v2"], response_model=ModelMetadata, dependencies=[Depends(require_api_key)])
+@router.get("/models/{name}", tags=["v2"], response_model=ModelMetadata, dependencies=_PREDICTS)
 async def model_metadata(request: Request, name: str) -> dict[str, Any]:
     return oip.model_metadata(_served(_scoring(request), name, None))
 
 
 @router.get("/models/{name}/versions/{version}", tags=["v2"], response_model=ModelMetadata,
-            dependencies=[Depends(require_api_key)])
+            dependencies=_PREDICTS)
 async def model_version_metadata(request: Request, name: str, version: str) -> dict[str, Any]:
     return oip.model_metadata(_served(_scoring(request), name, version))
 
 
-@router.get("/models/{name}/ready", tags=["v2"], dependencies=[Depends(require_api_key)])
+@router.get("/models/{name}/ready", tags=["v2"], dependencies=_PREDICTS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
     return {"name": name, "ready": _served(_scoring(request), name, None) is not None}
 
 
-@router.get("/models/{name}/versions/{version}/ready", tags=["v2"], dependencies=[Depends(require_api_key)])
+@router.get("/models/{name}/versions/{version}/ready", tags=["v2"], dependencies=_PREDICTS)
 async def model_version_ready(request: Request, name: str, version: str) -> dict[str, Any]:
     return {"name": name, "version": version, "ready": _served(_scoring(request), name, version) is not None}
 
@@ -114,12 +119,12 @@ async def _infer(request: Request, name: str, version: str | None) -> JSONRespon
 
 
 @router.post("/models/{name}/infer", tags=["v2"], response_model=InferResponse, openapi_extra=_INFER_BODY,
-             dependencies=[Depends(require_api_key)], summary="Run FP32 input tensors through the model")
+             dependencies=_PREDICTS, summary="Run FP32 input tensors through the model")
 async def infer(request: Request, name: str) -> JSONResponse:
     return await _infer(request, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer", tags=["v2"], response_model=InferResponse,
-             openapi_extra=_INFER_BODY, dependencies=[Depends(require_api_key)])
+             openapi_extra=_INFER_BODY, dependencies=_PREDICTS)
 async def infer_version(request: Request, name: str, version: str) -> JSONResponse:
     return await _infer(request, name, version)
