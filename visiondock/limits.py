@@ -197,14 +197,16 @@ def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """json.loads with clear 400s for invalid and for too deeply nested JSON."""
+def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:
+    """json.loads with clear 400s for invalid and for too deeply nested JSON. `max_depth=None`
+    skips the walk over the parsed value (tensors: millions of numbers) and only refuses what the
+    parser itself cannot nest."""
     try:
         value = json.loads(body)
     except RecursionError:
-        raise ApiError(f"{what}: the JSON nests deeper than {max_depth} levels", status=400,
-                       code="too_deep") from None
+        raise ApiError(f"{what}: the JSON nests too deeply", status=400, code="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(f"{what} is not valid JSON: {exc}", status=400) from None
-    check_json_depth(value, max_depth)
+    if max_depth is not None:
+        check_json_depth(value, max_depth)
     return value

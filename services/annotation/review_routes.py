@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
@@ -10,7 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
-from visiondock.limits import body_limit
+from visiondock.limits import body_limit, loads_bounded
 from visiondock.web import require_role
 
 from .review import ReviewQueue
@@ -42,9 +41,7 @@ def submit_item(
     capture: Annotated[str, Form(description="JSON: model, version, task, uncertainty, prediction, ...")],
 ) -> JSONResponse:
     try:
-        parsed = ReviewCapture.model_validate(json.loads(capture))
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"capture is not valid JSON: {exc}") from None
+        parsed = ReviewCapture.model_validate(loads_bounded(capture, "capture"))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise BadRequest(f"capture is invalid: {problems}", status=422) from None

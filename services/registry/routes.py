@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
@@ -10,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
-from visiondock.limits import body_limit
+from visiondock.limits import body_limit, loads_bounded
 from visiondock.web import Caller, require_role
 
 from .catalog import MODEL_FILE, VARIANTS, ModelRegistry, variant_filename
@@ -80,9 +79,7 @@ def register_version(
     int8: Annotated[UploadFile | None, File(description="Optional statically quantized INT8 variant.")] = None,
 ) -> dict:
     try:
-        parsed = VersionRegistration.model_validate(json.loads(metadata))
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"metadata is not valid JSON: {exc}") from None
+        parsed = VersionRegistration.model_validate(loads_bounded(metadata, "metadata"))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise BadRequest(f"metadata is invalid: {problems}", status=422) from None

@@ -7,7 +7,6 @@ Every prediction route exists twice: `/v1/<route>` serves the primary alias, and
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.errors import ApiError, BadRequest
-from visiondock.limits import body_limit
+from visiondock.limits import body_limit, loads_bounded
 from visiondock.web import require_role
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
@@ -129,10 +128,7 @@ async def _render(request: Request, alias: str | None, fmt: str | None) -> Respo
 async def _skill(request: Request, kind: str, alias: str | None) -> JSONResponse:
     scoring = _scoring(request)
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
-    try:
-        payload = await scoring.off_loop(json.loads, body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills
     return JSONResponse(await runner.run(kind, payload, slot=alias))
 
