@@ -19,12 +19,13 @@ from visiondock.storage import open_blob_store
 from visiondock.web import Readiness, create_service_app
 
 from .capture import CaptureSink
+from .fetch_guard import GuardedFetcher
 from .metrics import ScoringMetrics
 from .routes import router
 from .routes_v2 import router as v2_router
 from .service import ScoringService
 from .settings import ScoringSettings
-from .skills import ImageFetcher, SkillRunner
+from .skills import SkillRunner
 from .watcher import ModelWatcher
 
 
@@ -65,7 +66,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
                                   project_override=settings.scoring_capture_project,
                                   queue_size=settings.scoring_capture_queue_size, metrics=metrics)
         scoring = ScoringService(settings, _watchers(settings, registry, metrics), metrics=metrics, capture=capture)
-        fetcher = ImageFetcher(settings)
+        fetcher = GuardedFetcher(settings)
         # Load before accepting traffic, so a service whose model exists starts ready.
         for watcher in scoring.watchers.values():
             await run_in_threadpool(watcher.refresh)

@@ -4,7 +4,8 @@ Request: `{"values": [{"recordId": "1", "data": {"image": ...}}, ...]}` where th
 is a normalized-image object (`{"$type": "file", "data": "<base64>", ...}`), a base64
 string or data URL, or a URL (`data.image.url`, `data.imageUrl` or `data.url`) that is
 fetched only when the service is configured to (`VISIONDOCK_SCORING_SKILL_FETCH_URLS`,
-optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`).
+optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`), through the SSRF guard in
+`fetch_guard.py`.
 
 Response: every record answered under its `recordId` with `data`, `errors` and
 `warnings`; a bad record gets its own error while the others succeed. Only a body that
@@ -16,56 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from visiondock.errors import ApiError, BadRequest
 
+from .fetch_guard import GuardedFetcher
 from .inputs import decode_base64
 from .service import ScoringService
-from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 SKILL_TASKS = {"classify": ("multiclass", "multilabel", "face"), "detect": ("detection",)}
-
-
-class ImageFetcher:
-    """Fetches image URLs for skill records, within the configured hosts and limits."""
-
-    def __init__(self, settings: ScoringSettings) -> None:
-        self.enabled = settings.scoring_skill_fetch_urls
-        self.hosts = set(settings.scoring_skill_url_hosts)
-        self.max_bytes = settings.scoring_max_body_bytes
-        self._client = httpx.AsyncClient(timeout=settings.scoring_fetch_timeout_seconds, follow_redirects=False)
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-    async def fetch(self, url: str) -> bytes:
-        if not self.enabled:
-            raise BadRequest("this service does not fetch image URLs; send the image bytes as base64 "
-                             "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequest(f"cannot fetch {url[:200]!r}: only http and https URLs")
-        if self.hosts and parts.hostname.lower() not in self.hosts:
-            raise BadRequest(f"fetching from {parts.hostname} is not allowed; allowed hosts: "
-                             f"{', '.join(sorted(self.hosts))}")
-        try:
-            async with self._client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise BadRequest(f"fetching the image URL answered {response.status_code}")
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise ApiError(f"the image at the URL is over the {self.max_bytes:,}-byte limit",
-                                       status=413)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as exc:
-            raise BadRequest(f"could not fetch the image URL: {type(exc).__name__}") from None
 
 
 def _url_of(data: dict[str, Any]) -> str | None:
@@ -112,7 +72,7 @@ def skill_output(kind: str, answer: dict[str, Any]) -> dict[str, Any]:
 
 
 class SkillRunner:
-    def __init__(self, scoring: ScoringService, fetcher: ImageFetcher) -> None:
+    def __init__(self, scoring: ScoringService, fetcher: GuardedFetcher) -> None:
         self.scoring = scoring
         self.fetcher = fetcher
 
