@@ -8,6 +8,7 @@
     visiondock promote MODEL VERSION --alias production
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
+    visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
 
 Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
 (default http://127.0.0.1:8701, 8702, 8703), or the --*-url flags.
@@ -215,6 +216,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from services.annotation.images import IMAGE_BLOBS
+    from services.annotation.review import REVIEW_BLOBS
+    from services.registry.catalog import VERSION_BLOBS
+    from visiondock.fsck import check, repair
+    from visiondock.storage import open_blob_store, open_document_store
+
+    pairings = [IMAGE_BLOBS, REVIEW_BLOBS, VERSION_BLOBS]
+    settings = _settings()
+    documents, blobs = open_document_store(settings), open_blob_store(settings)
+    try:
+        problems = list(check(documents, blobs, pairings, grace=timedelta(minutes=args.grace_minutes)))
+        for problem in problems:
+            print(problem.line())
+        if not args.repair:
+            print(f"{len(problems)} problem(s) found; nothing changed (dry run: --repair fixes them)")
+            return EXIT_FAILED if problems else 0
+        fixed = repair(documents, blobs, problems, pairings)
+        print(f"{len(problems)} problem(s) found, {len(fixed)} repaired")
+        return EXIT_FAILED if len(fixed) < len(problems) else 0
+    finally:
+        documents.close()
+        blobs.close()
+
+
 def cmd_key_new(args: argparse.Namespace) -> int:
     from visiondock.auth import KeyFormatError, new_key
 
@@ -303,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = command("models", cmd_models, "list models, or one model's versions")
     models.add_argument("model", nargs="?")
+
+    fsck = command("fsck", cmd_fsck, "find documents without their blobs and blobs without documents in this "
+                                     "deployment's storage (dry run unless --repair)")
+    fsck.add_argument("--repair", action="store_true", help="delete stray blobs and image documents without bytes")
+    fsck.add_argument("--grace-minutes", type=float, default=10.0,
+                      help="leave blobs younger than this alone (uploads in progress)")
 
     key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
                                                                      metavar="ACTION")

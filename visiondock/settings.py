@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
 
+    # The registry marks a running training run `lost` after this long without a heartbeat.
+    run_lost_after_seconds: float = Field(default=300.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -26,6 +26,7 @@ from visiondock.auth import (
     Principal,
     Role,
     RoleRequirement,
+    presented_key,
     read_entries_file,
     split_entries,
 )
@@ -198,10 +199,15 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work")
-    async def readyz() -> JSONResponse:
+    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work (details with a key)",
+             responses={503: {"description": "Not ready yet."}})
+    async def readyz(request: Request) -> JSONResponse:
         state = readiness(app)
-        body = {"status": "ready" if state.ready else "not ready", "service": service, **state.details}
+        body = {"status": "ready" if state.ready else "not ready", "service": service}
+        # Probes need only the verdict; what is loaded and from where (labels, URLs) needs a key.
+        key = presented_key(request.headers, azure_header=False)
+        if key is not None and keyring.identify(key) is not None:
+            body.update(state.details)
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)])

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from visiondock.errors import BadRequest
 from visiondock.limits import body_limit, loads_bounded
-from visiondock.web import require_role
+from visiondock.web import Caller, require_role
 
 from .review import ReviewQueue
 from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewItemPage, ReviewReject
@@ -78,11 +78,12 @@ def get_item_content(project_id: str, item_id: str, queue: Queue) -> StreamingRe
 
 @router.post("/{item_id}/accept", response_model=ReviewAccepted,
              summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
-def accept_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+def accept_item(project_id: str, item_id: str, queue: Queue, caller: Caller, if_match: IfMatch = None,
                 body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
     body = body or ReviewAccept()
     regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
-    return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match)
+    return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match,
+                        reviewer=caller.name)
 
 
 @router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")

@@ -159,7 +159,8 @@ class ReviewItem(ReviewCapture):
     sha256: str
     suggested: ReviewLabels = Field(description="The labels the prediction proposes for this project.")
     labels: ReviewLabels | None = Field(default=None, description="The labels given on acceptance.")
-    labels_from: Literal["prediction", "reviewer"] | None = None
+    labels_from: Literal["prediction", "reviewer", "existing"] | None = Field(
+        default=None, description="existing: the image was already labeled by a person; those labels were kept.")
     image_id: str | None = Field(default=None, description="The project image it became (accepted).")
     reason: str | None = Field(default=None, description="Why it was rejected.")
     created_at: datetime

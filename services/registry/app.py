@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         documents = open_document_store(settings)
         blobs = open_blob_store(settings)
-        app.state.registry = ModelRegistry(documents, blobs)
+        app.state.registry = ModelRegistry(documents, blobs, run_lost_after=settings.run_lost_after_seconds)
         try:
             yield
         finally:

@@ -108,7 +108,7 @@ class AliasList(BaseModel):
 
 
 # -- training runs --------------------------------------------------------------------
-RunStatus = Literal["queued", "running", "succeeded", "failed"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "lost"]
 
 
 class RunCreate(BaseModel):
@@ -144,6 +144,8 @@ class TrainingRun(BaseModel):
     reserved_version: int | None = Field(default=None, description="The version number this run will "
                                                                     "register under (also inside its ONNX file).")
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
+    heartbeat_at: datetime | None = Field(default=None, description="The trainer's last report or heartbeat; a "
+                                                                    "running run silent too long becomes lost.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

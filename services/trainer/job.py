@@ -74,6 +74,7 @@ def run_training(config: TrainingConfig, annotation: AnnotationClient, registry:
                                                   params=config.as_params())["id"]
     reporter = RunReporter(registry, run_id)
     reporter.stage("download")
+    reporter.start_heartbeat()
     loader = ImageLoader(annotation, config.project, progress=config.progress)
     report: dict[str, Any] = {"skipped": loader.skipped}
     try:
@@ -85,6 +86,8 @@ def run_training(config: TrainingConfig, annotation: AnnotationClient, registry:
     except BaseException as exc:
         reporter.fail(describe(exc), report=report)
         raise
+    finally:
+        reporter.stop_heartbeat()
 
 
 def _train(ctx: RunContext) -> TrainedModel:

@@ -9,6 +9,7 @@ ended in an error it could report.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from visiondock.clients import RegistryClient, ServiceError
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
+HEARTBEAT_INTERVAL_S = 30.0
 
 
 class RunReporter:
@@ -23,6 +25,20 @@ class RunReporter:
         self.registry = registry
         self.run_id = run_id
         self._last_sent = 0.0
+        self._stopped = threading.Event()
+
+    def start_heartbeat(self, interval: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Report "still alive" every `interval` seconds, so the registry can tell a long stage from
+        a killed trainer (a run silent for minutes becomes `lost`)."""
+
+        def beat() -> None:
+            while not self._stopped.wait(interval):
+                self._send()
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        self._stopped.set()
 
     def _send(self, **changes: Any) -> None:
         try:
