@@ -1,6 +1,7 @@
 # VisionDock developer commands. Each target installs what it needs into .venv first.
 #   make demo    the end-to-end loop on embedded storage (services, train, promote, predict)
 #   make test    the whole test suite, Azure backends included (needs node + npm)
+#   make test-fast  the same without the API fuzzing
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make lint    ruff
 
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 EXTRAS := scoring,trainer,azure,dev
 
-.PHONY: install demo test lint bench bench-train bench-scoring clean
+.PHONY: install demo test test-fast lint bench bench-train bench-scoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -30,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(EMULATORS)
 	$(PY) -m pytest
+
+# The edit-test loop: everything but the API fuzzing.
+test-fast: $(STAMP) $(EMULATORS)
+	$(PY) -m pytest -m "not fuzz"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -36,6 +36,7 @@ from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
     BlobNotFoundError,
     ConflictError,
+    DocumentError,
     DocumentNotFoundError,
     InvalidBlobKeyError,
     InvalidQueryError,
@@ -190,8 +191,9 @@ def create_service_app(
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    # DocumentError last: ids the edge let through but a store refuses are the caller's mistake.
     for storage_error in (DocumentNotFoundError, BlobNotFoundError, ConflictError, InvalidQueryError,
-                          InvalidBlobKeyError):
+                          InvalidBlobKeyError, DocumentError):
         app.add_exception_handler(storage_error, _on_storage_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
@@ -210,7 +212,9 @@ def create_service_app(
             body.update(state.details)
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)])
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)],
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                                                       "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

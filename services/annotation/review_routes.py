@@ -13,7 +13,16 @@ from visiondock.limits import body_limit, loads_bounded
 from visiondock.web import Caller, require_role
 
 from .review import ReviewQueue
-from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewItemPage, ReviewReject
+from .schemas import (
+    ItemPath,
+    ProjectPath,
+    ReviewAccept,
+    ReviewAccepted,
+    ReviewCapture,
+    ReviewItem,
+    ReviewItemPage,
+    ReviewReject,
+)
 
 
 def _queue(request: Request) -> ReviewQueue:
@@ -34,8 +43,8 @@ router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["revie
             dependencies=[Depends(body_limit(lambda app: app.state.images.max_bytes + 1024 * 1024))],
             form_limits={"max_files": 1, "max_fields": 2})
 def submit_item(
-    project_id: str,
-    item_id: str,
+    project_id: ProjectPath,
+    item_id: ItemPath,
     queue: Queue,
     image: Annotated[UploadFile, File(description="The image as it was scored.")],
     capture: Annotated[str, Form(description="JSON: model, version, task, uncertainty, prediction, ...")],
@@ -53,7 +62,7 @@ def submit_item(
 
 @router.get("", response_model=ReviewItemPage, summary="Captured predictions, most uncertain first")
 def list_items(
-    project_id: str,
+    project_id: ProjectPath,
     queue: Queue,
     status: Annotated[str, Query(pattern="^(pending|accepted|rejected|all)$")] = "pending",
     limit: PageSize = 100,
@@ -65,20 +74,20 @@ def list_items(
 
 
 @router.get("/{item_id}", response_model=ReviewItem)
-def get_item(project_id: str, item_id: str, queue: Queue) -> dict:
+def get_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue) -> dict:
     doc = queue.get(project_id, item_id)
     return {**doc.data, "etag": doc.etag}
 
 
 @router.get("/{item_id}/content", response_class=StreamingResponse, summary="The captured image's bytes")
-def get_item_content(project_id: str, item_id: str, queue: Queue) -> StreamingResponse:
+def get_item_content(project_id: ProjectPath, item_id: ItemPath, queue: Queue) -> StreamingResponse:
     chunks, content_type, size = queue.content(project_id, item_id)
     return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
 
 
 @router.post("/{item_id}/accept", response_model=ReviewAccepted,
              summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
-def accept_item(project_id: str, item_id: str, queue: Queue, caller: Caller, if_match: IfMatch = None,
+def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, caller: Caller, if_match: IfMatch = None,
                 body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
     body = body or ReviewAccept()
     regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
@@ -87,6 +96,6 @@ def accept_item(project_id: str, item_id: str, queue: Queue, caller: Caller, if_
 
 
 @router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")
-def reject_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+def reject_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, if_match: IfMatch = None,
                 body: Annotated[ReviewReject | None, Body()] = None) -> dict:
     return queue.reject(project_id, item_id, reason=(body or ReviewReject()).reason, if_match=if_match)

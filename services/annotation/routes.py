@@ -16,12 +16,14 @@ from .projects import ProjectCatalog
 from .schemas import (
     Image,
     ImagePage,
+    ImagePath,
     ImageRegionsUpdate,
     ImageSplitUpdate,
     ImageTagsUpdate,
     Project,
     ProjectCreate,
     ProjectPage,
+    ProjectPath,
     ProjectStats,
     Split,
     Tag,
@@ -61,22 +63,22 @@ def list_projects(catalog: Catalog, caller: Caller, limit: PageSize = 100, conti
 
 
 @router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
-def get_project(project_id: str, catalog: Catalog) -> dict:
+def get_project(project_id: ProjectPath, catalog: Catalog) -> dict:
     return catalog.get(project_id)
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats, tags=["projects"])
-def project_stats(project_id: str, library: Library) -> dict:
+def project_stats(project_id: ProjectPath, library: Library) -> dict:
     return library.stats(project_id)
 
 
 @router.post("/projects/{project_id}/tags", status_code=201, response_model=Tag, tags=["tags"])
-def create_tag(project_id: str, body: TagCreate, catalog: Catalog) -> dict:
+def create_tag(project_id: ProjectPath, body: TagCreate, catalog: Catalog) -> dict:
     return catalog.create_tag(project_id, body.name)
 
 
 @router.get("/projects/{project_id}/tags", response_model=TagList, tags=["tags"])
-def list_tags(project_id: str, catalog: Catalog) -> dict:
+def list_tags(project_id: ProjectPath, catalog: Catalog) -> dict:
     return {"data": catalog.list_tags(project_id)}
 
 
@@ -97,7 +99,7 @@ def _upload_status(outcomes: list[UploadOutcome]) -> int:
                                     "project) or rejected with the reason. 4xx when every file was rejected."}},
 )
 def upload_images(
-    project_id: str,
+    project_id: ProjectPath,
     library: Library,
     files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
     tags: Annotated[str | None, Form(description="Comma-separated tags to put on every uploaded image.")] = None,
@@ -136,7 +138,7 @@ def _bool_param(value: str | None, name: str) -> bool | None:
 
 @router.get("/projects/{project_id}/images", response_model=ImagePage, tags=["images"])
 def list_images(
-    project_id: str,
+    project_id: ProjectPath,
     library: Library,
     labeled: Annotated[str | None, Query(description="true: labeled images only; false: unlabeled only")] = None,
     tag: Annotated[str | None, Query(description="Only images carrying this tag")] = None,
@@ -150,36 +152,36 @@ def list_images(
 
 
 @router.get("/projects/{project_id}/images/{image_id}", response_model=Image, tags=["images"])
-def get_image(project_id: str, image_id: str, library: Library) -> dict:
+def get_image(project_id: ProjectPath, image_id: ImagePath, library: Library) -> dict:
     return public_image(library.get(project_id, image_id))
 
 
 @router.get("/projects/{project_id}/images/{image_id}/content", tags=["images"],
             response_class=StreamingResponse, summary="The image's bytes as uploaded")
-def get_image_content(project_id: str, image_id: str, library: Library) -> StreamingResponse:
+def get_image_content(project_id: ProjectPath, image_id: ImagePath, library: Library) -> StreamingResponse:
     chunks, content_type, size = library.content(project_id, image_id)
     return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
 
 
 @router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
-def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library,
+def set_image_tags(project_id: ProjectPath, image_id: ImagePath, body: ImageTagsUpdate, library: Library,
                    if_match: IfMatch = None) -> dict:
     return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
-def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, library: Library,
+def set_image_regions(project_id: ProjectPath, image_id: ImagePath, body: ImageRegionsUpdate, library: Library,
                       if_match: IfMatch = None) -> dict:
     regions = [region.model_dump() for region in body.regions]
     return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])
-def set_image_split(project_id: str, image_id: str, body: ImageSplitUpdate, library: Library,
+def set_image_split(project_id: ProjectPath, image_id: ImagePath, body: ImageSplitUpdate, library: Library,
                     if_match: IfMatch = None) -> dict:
     return public_image(library.set_split(project_id, image_id, body.split, if_match=if_match))
 
 
 @router.delete("/projects/{project_id}/images/{image_id}", status_code=204, tags=["images"])
-def delete_image(project_id: str, image_id: str, library: Library, if_match: IfMatch = None) -> None:
+def delete_image(project_id: ProjectPath, image_id: ImagePath, library: Library, if_match: IfMatch = None) -> None:
     library.delete(project_id, image_id, if_match=if_match)

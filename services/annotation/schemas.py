@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 ProjectType = Literal["multiclass", "multilabel", "detection"]
@@ -12,6 +13,12 @@ Split = Literal["train", "test"]
 
 # Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+# Path parameters are checked here, at the edge, before any reaches the stores (whose own
+# checks would be a 400 about document ids rather than about the request).
+ProjectPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The project's id.")]
+ImagePath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's id: the SHA-256 of its bytes.")]
+ItemPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
+                               description="The review item's id (the capture id).")]
 TagName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$")
 ]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
 from visiondock.storage import open_blob_store, open_document_store
 from visiondock.web import Readiness, create_service_app
@@ -46,4 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    document_api(app, links=LINKS)
     return app
+
+
+_MODEL = "/v1/models/{model}"
+LINKS = [
+    Link(("POST", f"{_MODEL}/versions"), 201, ("GET", f"{_MODEL}/versions/{{version}}"),
+         {"model": "$request.path.model", "version": "$response.body#/version"}),
+    Link(("PUT", f"{_MODEL}/aliases/{{alias}}"), 200, ("GET", f"{_MODEL}/aliases/{{alias}}"),
+         {"model": "$request.path.model", "alias": "$request.path.alias"}),
+    Link(("POST", "/v1/runs"), 201, ("GET", "/v1/runs/{run_id}"), {"run_id": "$response.body#/id"}),
+]

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.openapi_docs import document_api
 from visiondock.storage import open_blob_store
 from visiondock.web import Readiness, create_service_app
 
@@ -23,6 +24,7 @@ from .fetch_guard import GuardedFetcher
 from .metrics import ScoringMetrics
 from .routes import router
 from .routes_v2 import router as v2_router
+from .schemas import InferRequest, SkillRequest
 from .service import ScoringService
 from .settings import ScoringSettings
 from .skills import SkillRunner
@@ -96,4 +98,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(v2_router)
+    # Predictions also answer 503 + Retry-After when the queue is full and 504 past the timeout.
+    document_api(app, extra_statuses={"/v1": (429, 503, 504), "/v2/models": (429, 503, 504)},
+                 body_models=[SkillRequest, InferRequest])
     return app

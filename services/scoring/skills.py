@@ -92,10 +92,12 @@ class SkillRunner:
 
     async def _record(self, kind: str, record: Any, slot: str | None) -> dict[str, Any]:
         record_id = record.get("recordId") if isinstance(record, dict) else None
+        if not isinstance(record_id, str):  # echoed back: only what the contract allows
+            record_id = None
         reply: dict[str, Any] = {"recordId": record_id, "data": {}, "errors": [], "warnings": []}
         try:
             if record_id is None:
-                raise BadRequest("the record has no recordId")
+                raise BadRequest("the record has no recordId (a string)")
             kind_of_source, source = image_source(record.get("data"))
             if kind_of_source == "url":
                 data = await self.fetcher.fetch(source)
