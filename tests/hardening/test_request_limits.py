@@ -98,3 +98,16 @@ def test_v2_rows_run_in_batches_of_max_batch_size(serve: AppFactory, models: dic
     np.testing.assert_allclose(output["data"][:3], one.json()["outputs"][0]["data"], rtol=1e-5)
     assert sizes["visiondock_scoring_batch_size_count"] >= 4  # 1, then 8 + 8 + 4
     assert sizes["8.0"] == sizes["+Inf"], json.dumps(sizes)
+
+
+@pytest.mark.parametrize("item_id", ["a%23b", "a%0Ab", "%1D%C2%A1", "x" * 200])
+def test_ids_the_stores_would_refuse_are_a_422_at_the_edge(tmp_path: Path, item_id: str) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(annotation_app(settings), headers=AUTH, raise_server_exceptions=False) as client:
+        client.post("/v1/projects", json={"id": "p", "type": "multiclass"})
+        for method, path in (("GET", f"/v1/projects/p/review-items/{item_id}"),
+                             ("POST", f"/v1/projects/p/review-items/{item_id}/accept"),
+                             ("GET", f"/v1/projects/p/images/{item_id}/content")):
+            response = client.request(method, path)
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["code"] == "invalid_request"
