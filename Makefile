@@ -3,6 +3,7 @@
 #   make test    the whole test suite, Azure backends included (needs node + npm)
 #   make test-fast  the same without the API fuzzing
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
+#   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 EXTRAS := scoring,trainer,azure,dev
 
-.PHONY: install demo test test-fast lint bench bench-train bench-scoring clean
+.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -43,6 +44,10 @@ bench: bench-scoring bench-train
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
+
+# Soak and fault runs (about 6 minutes): figures, not pass/fail.
+soak: $(STAMP)
+	$(PY) -m bench.soak
 
 bench-train: $(STAMP)
 	$(PY) -m bench.training
