@@ -9,6 +9,7 @@
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
     visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
+    visiondock purge-captures          delete captured predictions past the retention period
 
 Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
 (default http://127.0.0.1:8701, 8702, 8703), or the --*-url flags.
@@ -243,6 +244,29 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         blobs.close()
 
 
+def cmd_purge_captures(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from services.annotation.images import ImageLibrary
+    from services.annotation.projects import ProjectCatalog
+    from services.annotation.review import ReviewQueue
+    from visiondock.storage import open_blob_store, open_document_store
+
+    settings = _settings()
+    days = args.older_than_days if args.older_than_days is not None else settings.review_retention_days
+    documents, blobs = open_document_store(settings), open_blob_store(settings)
+    try:
+        projects = ProjectCatalog(documents)
+        queue = ReviewQueue(documents, blobs, projects, ImageLibrary(documents, blobs, projects))
+        purged = queue.purge(older_than=datetime.now(UTC) - timedelta(days=days), dry_run=args.dry_run)
+    finally:
+        documents.close()
+        blobs.close()
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb} {len(purged)} captured prediction(s) older than {days:g} days")
+    return 0
+
+
 def cmd_key_new(args: argparse.Namespace) -> int:
     from visiondock.auth import KeyFormatError, new_key
 
@@ -337,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     fsck.add_argument("--repair", action="store_true", help="delete stray blobs and image documents without bytes")
     fsck.add_argument("--grace-minutes", type=float, default=10.0,
                       help="leave blobs younger than this alone (uploads in progress)")
+
+    purge = command("purge-captures", cmd_purge_captures, "delete captured predictions (review items and their "
+                                                           "images) older than the retention period")
+    purge.add_argument("--older-than-days", type=float,
+                       help="default: $VISIONDOCK_REVIEW_RETENTION_DAYS (30)")
+    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
     key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
                                                                      metavar="ACTION")

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
 
+    # Captured predictions (images people sent to the scoring service) are purged after this
+    # many days by `visiondock purge-captures` (run it daily, e.g. as a Kubernetes CronJob).
+    review_retention_days: float = Field(default=30.0, gt=0)
+
     # The registry marks a running training run `lost` after this long without a heartbeat.
     run_lost_after_seconds: float = Field(default=300.0, gt=0)
 

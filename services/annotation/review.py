@@ -268,6 +268,26 @@ class ReviewQueue:
         except PreconditionFailedError:
             return self.library.get(project_id, image_id), "existing"
 
+    # -- retention -------------------------------------------------------------------
+    def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
+        """Delete captured items (document, then image) created before `older_than`, in every
+        project and whatever their status: an accepted item's image lives on as a project image.
+        Returns `<project>/<item>` of each purged (or, in a dry run, purgeable) item."""
+        cutoff = older_than.astimezone(UTC).isoformat(timespec="microseconds")
+        query = Query(filters=[Filter("created_at", "lt", cutoff)], order_by="created_at")
+        purged = []
+        for doc in list(self.documents.query_all(REVIEW_ITEMS, query)):
+            purged.append(f"{doc.partition_key}/{doc.id}")
+            if dry_run:
+                continue
+            # Document first: a stray blob is invisible (and fsck removes it), a document without its image is not.
+            try:
+                self.documents.delete(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key)
+            except DocumentNotFoundError:
+                continue
+            self.blobs.delete(review_blob_key(doc.partition_key, doc.id))
+        return purged
+
     def reject(self, project_id: str, item_id: str, *, reason: str = "",
                if_match: str | None = None) -> dict[str, Any]:
         doc = self._pending(project_id, item_id, if_match)

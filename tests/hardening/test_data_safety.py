@@ -232,3 +232,26 @@ def test_the_open_readyz_says_only_ready_or_not(serve: AppFactory, models: dict[
     assert anonymous.status_code == 200 and anonymous.json() == {"status": "ready", "service": "scoring"}
     assert with_key.json()["model"]["labels"]  # the details, names of people included, need a key
     assert with_key.status_code == httpx.codes.OK
+
+
+# -- retention of captured images ----------------------------------------------------------------
+def test_captured_predictions_are_purged_after_the_retention_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        client.post("/v1/projects", json={"id": "colours", "type": "multiclass", "tags": ["red", "blue"]})
+        for index in range(3):
+            _hand_over(client, f"item-{index}", _png((index, 9, 9)), "red")
+        accepted = client.post("/v1/projects/colours/review-items/item-0/accept").json()["image"]
+    monkeypatch.setenv("VISIONDOCK_HOME", str(tmp_path))
+    assert cli_main(["purge-captures"]) == 0  # nothing is 30 days old
+    assert "purged 0" in capsys.readouterr().out
+    assert cli_main(["purge-captures", "--older-than-days", "0", "--dry-run"]) == 0
+    assert "would purge 3" in capsys.readouterr().out
+    assert cli_main(["purge-captures", "--older-than-days", "0"]) == 0
+    assert "purged 3" in capsys.readouterr().out
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        assert client.get("/v1/projects/colours/review-items", params={"status": "all"}).json()["data"] == []
+        # The accepted one lives on as a labeled project image.
+        assert client.get(f"/v1/projects/colours/images/{accepted['id']}/content").status_code == 200
+    assert not any(LocalBlobStore(settings.resolved_blob_root).list("review/"))
