@@ -105,13 +105,14 @@ def soak_load(scoring: Process, image_list: Path, *, clients: int, seconds: floa
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    window_end = 1.5 + seconds  # warm-up + measured window: after it the service idles and gives memory back
     service_cpu = cpu_seconds(scoring.popen.pid)
     heavy = many_clients(scoring.url + "/v1/predict", image_list, clients=clients, seconds=seconds,
                          processes=LOADGEN_PROCESSES)
     service_cpu = cpu_seconds(scoring.popen.pid) - service_cpu
     stop.set()
     sampler.join()
-    steady = [rss for at, rss in samples if at >= 10.0]
+    steady = [rss for at, rss in samples if 10.0 <= at <= window_end]
     reference = steady[0] if steady else float("nan")
     spread = max(abs(r - reference) / reference for r in steady) if steady else float("nan")
     failed = sum(v for k, v in heavy["statuses"].items() if k != "200") + sum(heavy["errors"].values())
@@ -224,7 +225,7 @@ def kill_during_import(workdir: Path, env: dict[str, str], count: int) -> dict[s
             try:
                 outcome["summary"] = import_folder(client, "soak", folder, progress=False)
             except (ServiceError, OSError) as exc:
-                outcome["error"] = type(exc).__name__
+                outcome["error"] = f"{type(exc).__name__}: {exc}"[:160]
 
         importer = threading.Thread(target=run_import)
         importer.start()
