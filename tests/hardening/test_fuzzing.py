@@ -47,7 +47,8 @@ def test_schemathesis_finds_nothing(stack: LocalServices, service: str, tmp_path
                # One worker: CPython 3.11's ast.parse is not safe across the threads hypothesis would use.
                "--workers", "1", "--request-timeout", "30", "--no-color", "--report", "junit",
                "--report-dir", str(tmp_path)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    # In a scratch directory: schemathesis keeps a cache of what it found where it runs.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path)
     output = run.stdout + run.stderr
     summary = output[output.rfind("SUMMARY"):] if "SUMMARY" in output else output[-3000:]
     assert run.returncode == 0, f"schemathesis against {service} found problems:\n{output[-12000:]}"
