@@ -36,18 +36,26 @@ from bench.scoring import (
     LOCAL_DEV_API_KEY,
     MODEL,
     ROOT,
-    Process,
     benchmark_images,
     export_model,
     load,
     load_average,
+    rss_mb,
     running,
     say,
-    start,
 )
-from visiondock.launcher import free_port
+from cli.launcher import ServiceProcess, free_port
 
 LOADGEN_PROCESSES = 4
+# A service to start (again): its module, environment, log folder, name and port.
+Launch = tuple[str, dict[str, str], Path, str, int]
+
+
+def start(module: str, env: dict[str, str], logs: Path, name: str, port: int) -> ServiceProcess:
+    """`module` as a process on `port` (the launcher of `visiondock up`), once it is ready to work."""
+    process = ServiceProcess.spawn(module, name=name, port=port, env={**os.environ, **env}, log_dir=logs, cwd=ROOT)
+    process.wait_ready(probe="/readyz", timeout=120)
+    return process
 TARGET_THROUGHPUT_RATIO = 0.9
 TARGET_RSS_SPREAD = 0.10
 
@@ -91,7 +99,7 @@ def many_clients(url: str, image_list: Path, *, clients: int, seconds: float, pr
             "loadgen_cpu_s": sum(cpu.values()), "seconds": max(r["seconds"] for r in results)}
 
 
-def soak_load(scoring: Process, image_list: Path, *, clients: int, seconds: float) -> dict[str, Any]:
+def soak_load(scoring: ServiceProcess, image_list: Path, *, clients: int, seconds: float) -> dict[str, Any]:
     say("== 1. load: 32 clients, then many")
     base = load(scoring.url + "/v1/predict", image_list, concurrency=32, seconds=20)
     say(f"   32 clients: {base['throughput']:.1f} images/s, p99 {base['p99_ms']:.0f} ms")
@@ -101,7 +109,7 @@ def soak_load(scoring: Process, image_list: Path, *, clients: int, seconds: floa
 
     def sample() -> None:
         while not stop.wait(1.0):
-            samples.append((time.perf_counter() - began, scoring.rss_mb()[0]))
+            samples.append((time.perf_counter() - began, rss_mb(scoring)[0]))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -121,10 +129,9 @@ def soak_load(scoring: Process, image_list: Path, *, clients: int, seconds: floa
             "ratio": heavy["throughput"] / base["throughput"], "service_cpu_s": service_cpu}
 
 
-def registry_outage(registry_args: tuple[list[str], dict[str, str], Path, int], scoring: Process,
-                    image_list: Path, registry: Process, *, outage: float) -> dict[str, Any]:
+def registry_outage(registry_launch: Launch, scoring: ServiceProcess, image_list: Path, registry: ServiceProcess, *,
+                    outage: float) -> dict[str, Any]:
     say(f"== 2. registry down for {outage:.0f} s while 8 clients score")
-    args, env, log, port = registry_args
     result: dict[str, Any] = {}
 
     def outage_then_restart() -> None:
@@ -132,7 +139,7 @@ def registry_outage(registry_args: tuple[list[str], dict[str, str], Path, int], 
         registry.popen.kill()
         registry.popen.wait()
         time.sleep(outage)
-        result["restarted"] = start(args, env, log, port=port, probe="/readyz")
+        result["restarted"] = start(*registry_launch)
 
     killer = threading.Thread(target=outage_then_restart)
     killer.start()
@@ -175,9 +182,10 @@ async def _client_until_closed(url: str, body: bytes, stats: dict[str, int]) -> 
             return
 
 
-def sigterm_under_load(scoring: Process, log: Path, image: bytes) -> dict[str, Any]:
+def sigterm_under_load(scoring: ServiceProcess, image: bytes) -> dict[str, Any]:
     say("== 4. SIGTERM to scoring under 32 clients")
     stats = {"sent": 0, "answered": 0, "closed_unanswered": 0, "cut_off": 0, "refused": 0}
+    log = scoring.log_path
     logged_before = _predictions_logged(log)
 
     async def clients() -> None:
@@ -203,27 +211,27 @@ def _predictions_logged(log: Path) -> int:
 
 def kill_during_import(workdir: Path, env: dict[str, str], count: int) -> dict[str, Any]:
     say(f"== 3. annotation killed (SIGKILL) during a {count}-image import")
+    from cli.importer import import_dataset
+    from cli.synthetic import SHAPES, write_folder
     from services.annotation.images import IMAGE_BLOBS, IMAGES
     from services.annotation.review import REVIEW_BLOBS
     from visiondock.clients import AnnotationClient, ServiceError
     from visiondock.fsck import check, repair
-    from visiondock.importer import import_folder
     from visiondock.settings import Settings
     from visiondock.storage import open_blob_store, open_document_store
-    from visiondock.synthetic import SHAPES, write_folder
 
     folder = write_folder(workdir / "import", per_class=-(-count // len(SHAPES)), seed=3, size=128)
     home = workdir / "annotation-home"
     env = {**env, "VISIONDOCK_HOME": str(home)}
-    args, port, log = ["-m", "services.annotation"], free_port(), workdir / "logs" / "annotation.log"
-    annotation = start(args, env, log, port=port, probe="/readyz")
+    launch: Launch = ("services.annotation", env, workdir / "logs", "annotation", free_port())
+    annotation = start(*launch)
     outcome: dict[str, Any] = {}
     with AnnotationClient(annotation.url, LOCAL_DEV_API_KEY, retries=1) as client:
         client.create_project("soak", "multiclass")
 
         def run_import() -> None:
             try:
-                outcome["summary"] = import_folder(client, "soak", folder, progress=False)
+                outcome["report"] = import_dataset(client, "soak", folder, "folder", progress=False)
             except (ServiceError, OSError) as exc:
                 outcome["error"] = f"{type(exc).__name__}: {exc}"[:160]
 
@@ -249,16 +257,16 @@ def kill_during_import(workdir: Path, env: dict[str, str], count: int) -> dict[s
     finally:
         documents.close()
         blobs.close()
-    annotation = start(args, env, log, port=port, probe="/readyz")
+    annotation = start(*launch)
     try:
         with AnnotationClient(annotation.url, LOCAL_DEV_API_KEY) as client:
-            again = import_folder(client, "soak", folder, progress=False)
+            again = import_dataset(client, "soak", folder, "folder", progress=False)
             stats = client.request("GET", "/v1/projects/soak/stats").json()
     finally:
         annotation.stop()
     return {"images_at_kill": images_at_kill, "import_error": outcome.get("error"),
             "fsck_found": [p.line() for p in found], "fsck_repaired": len(fixed), "fsck_after": len(after),
-            "stray_temp_files": stray_temp, "rerun_created": again.created, "rerun_duplicates": again.duplicates,
+            "stray_temp_files": stray_temp, "rerun_created": again["created"], "rerun_duplicates": again["duplicates"],
             "images_in_project": stats["image_count"], "expected": sum(1 for _ in folder.rglob("*.jpg"))}
 
 
@@ -286,9 +294,8 @@ def run(workdir: Path, args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     env = {"VISIONDOCK_HOME": str(workdir / "home"), "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
            "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"}
-    registry_port = free_port()
-    registry_args = (["-m", "services.registry"], env, logs / "registry.log", registry_port)
-    registry = start(*registry_args[:3], port=registry_port, probe="/readyz")
+    registry_launch: Launch = ("services.registry", env, logs, "registry", free_port())
+    registry = start(*registry_launch)
     try:
         from visiondock.clients import RegistryClient
 
@@ -298,14 +305,13 @@ def run(workdir: Path, args: argparse.Namespace) -> int:
             client.set_alias(MODEL, "production", version["version"])
         scoring_env = {**env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
                        "VISIONDOCK_SCORING_POLL_SECONDS": "1", "VISIONDOCK_SCORING_MAX_QUEUE_SIZE": "512"}
-        with running(["-m", "services.scoring"], scoring_env, logs / "scoring.log", probe="/readyz") as scoring:
+        with running("services.scoring", scoring_env, logs, "scoring", probe="/readyz") as scoring:
             loaded = soak_load(scoring, image_list, clients=args.clients, seconds=args.seconds)
-            outage = registry_outage(registry_args, scoring, image_list, registry, outage=args.outage)
+            outage = registry_outage(registry_launch, scoring, image_list, registry, outage=args.outage)
             registry = outage["registry"]
         killed = kill_during_import(workdir, env, args.images)
-        sigterm_log = logs / "scoring-sigterm.log"
-        scoring = start(["-m", "services.scoring"], scoring_env, sigterm_log, port=free_port(), probe="/readyz")
-        terminated = sigterm_under_load(scoring, sigterm_log, images[0].read_bytes())
+        scoring = start("services.scoring", scoring_env, logs, "scoring-sigterm", free_port())
+        terminated = sigterm_under_load(scoring, images[0].read_bytes())
     finally:
         registry.stop()
     report(loaded, outage, killed, terminated, args)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.launcher import LocalServices
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +73,13 @@ def create_split_project(annotation: AnnotationClient, project: str, classes: di
 
 def train(annotation: AnnotationClient, registry: RegistryClient, project: str, mode: str, seed: int,
           cache_dir: Path, threads: int | None) -> RunResult:
-    from services.trainer.job import TrainingConfig, run_training
+    from services.trainer.job import run_training
+    from services.trainer.options import TrainingOptions
 
-    config = TrainingConfig(project=project, mode=mode, seed=seed, cache_dir=cache_dir, threads=threads,
-                            progress=False)
+    options = TrainingOptions(project=project, mode=mode, seed=seed, cache_dir=cache_dir, threads=threads,
+                              progress=False)
     started = time.perf_counter()
-    result = run_training(config, annotation, registry)
+    result = run_training(options, annotation, registry)
     seconds = time.perf_counter() - started
     features = result.report.get("features", {})
     return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs; load average at start {load_average()}", flush=True)
 
     home = Path(tempfile.mkdtemp(prefix="visiondock-bench-train-"))
-    services = LocalServices(home=home, ports={name: free_port() for name in SERVICES},
-                             extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
+    services = LocalServices.on_free_ports(home, extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
     results: list[RunResult] = []
     retrain: dict[str, RunResult] = {}
     try:

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from services.trainer.detection import DetectionSample, DetectorOptions, fit_detector
-from services.trainer.detection.metrics import best_f1_threshold, detection_metrics
-from services.trainer.detection.training import image_results
+from services.trainer.detector import DetectionSample, DetectorOptions, fit_detector
+from services.trainer.detector.training import image_results
+from services.trainer.evaluation import best_f1_threshold, detection_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -82,7 +82,7 @@ def run(datasets: Path, *, folds: int, options: DetectorOptions, threads: int) -
     print(f"grocery: {len(positives)} annotated photos ({sum(len(s.boxes) for s in positives)} boxes, "
           f"{len(labels)} classes), {len(negatives)} negatives; {folds}-fold leave-images-out CV", flush=True)
     print(f"options: input {options.input_size} stretch, {options.epochs} epochs, batch {options.batch_size}, "
-          f"lr head {options.head_lr:g} / backbone {options.backbone_lr:g}, seed {options.seed}; "
+          f"lr head {options.head_lr:g} / backbone {options.learning_rate:g}, seed {options.seed}; "
           f"torch threads {threads}; {os.cpu_count()} CPUs; load average at start {load_average()}", flush=True)
     started = time.perf_counter()
     rows, pooled = [], []

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from visiondock.errors import ApiError
+from visiondock.errors import Forbidden, NotAuthenticated
 
 Role = Literal["predict", "label", "train", "admin"]
 ROLES: tuple[Role, ...] = ("predict", "label", "train", "admin")
@@ -60,15 +60,14 @@ class Principal:
         return self.unscoped or resource in self.scopes
 
     def require_resource(self, resource: str) -> None:
-        """403 unless the key's scope covers this project or model."""
+        """Forbidden unless the key's scope covers this project or model."""
         if not self.allows(resource):
-            raise ApiError(f"the key {self.name!r} is not allowed to use {resource!r}", status=403,
-                           code="forbidden")
+            raise Forbidden(f"the key {self.name!r} is not allowed to use {resource!r}")
 
     def require_unscoped(self, what: str) -> None:
         if not self.unscoped:
-            raise ApiError(f"the key {self.name!r} is limited to {', '.join(sorted(self.scopes))}; {what} needs "
-                           "a key without a scope", status=403, code="forbidden")
+            raise Forbidden(f"the key {self.name!r} is limited to {', '.join(sorted(self.scopes))}; {what} needs "
+                            "a key without a scope")
 
 
 def hash_key(key: str) -> str:
@@ -161,10 +160,6 @@ API_KEY_HEADER = "X-API-Key"
 AZURE_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(message, status=401, code="unauthorized", headers={"WWW-Authenticate": "Bearer"})
-
-
 def presented_key(headers: Mapping[str, str], *, azure_header: bool) -> str | None:
     key = headers.get(API_KEY_HEADER.lower()) or headers.get(API_KEY_HEADER)
     if not key:
@@ -197,14 +192,13 @@ class RoleRequirement:
                   app: Any) -> Principal:
         key = presented_key(headers, azure_header=self.azure_header)
         if key is None:
-            raise _unauthorized(f"missing API key: send it in the {API_KEY_HEADER} header")
+            raise NotAuthenticated(f"missing API key: send it in the {API_KEY_HEADER} header")
         principal = keyring.identify(key)
         if principal is None:
-            raise _unauthorized("invalid API key")
+            raise NotAuthenticated("invalid API key")
         roles = self.readers if method in ("GET", "HEAD") else self.roles
         if not principal.has_role(*roles):
-            raise ApiError(f"the key {principal.name!r} lacks the role this needs: {' or '.join(roles)}",
-                           status=403, code="forbidden")
+            raise Forbidden(f"the key {principal.name!r} lacks the role this needs: {' or '.join(roles)}")
         for param in RESOURCE_PARAMS:
             if isinstance(path_params.get(param), str):
                 principal.require_resource(path_params[param])

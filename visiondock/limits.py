@@ -21,7 +21,7 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import requirements_of
-from visiondock.errors import ApiError, default_code
+from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
 DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -31,6 +31,8 @@ MAX_JSON_DEPTH = 64
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 LimitOf = Callable[[FastAPI], int]
+# The HTTP status of a domain error (`visiondock.web.http_status`, passed in: web installs this guard).
+StatusOf = Callable[[DomainError], int]
 
 
 class BodyLimit:
@@ -69,9 +71,9 @@ def _limit_of(route: Any) -> BodyLimit | None:
     return None
 
 
-def _json_error(route: Any, status: int, message: str, code: str | None = None,
+def _json_error(route: Any, status: int, message: str, code: str,
                 headers: dict[str, str] | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    answer = {"detail": message, "code": code or default_code(status)}
+    answer = {"detail": message, "code": code}
     if getattr(route, "protocol_errors", False):  # the Open Inference Protocol's own error field
         answer["error"] = message
     body = json.dumps(answer).encode()
@@ -82,6 +84,8 @@ def _json_error(route: Any, status: int, message: str, code: str | None = None,
 
 
 def too_large(limit: int) -> HTTPException:
+    # An HTTPException, not a domain error: raised while FastAPI reads the body, where it turns
+    # any other exception into a generic 400.
     return HTTPException(413, f"the request body is over this route's {limit:,}-byte limit")
 
 
@@ -114,8 +118,9 @@ class _RoutePlan:
 class RequestGuardMiddleware:
     """Key and byte-limit checks before the route reads its body (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, status_of: StatusOf) -> None:
         self.app = app
+        self.status_of = status_of
         self._table: list[_RoutePlan] | None = None  # built on the first request, once routes exist
 
     def _routes(self, app: Any) -> list[_RoutePlan]:
@@ -149,8 +154,9 @@ class RequestGuardMiddleware:
             for requirement in requirements:
                 principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
                 scope.setdefault("state", {})["principal"] = principal
-        except ApiError as exc:
-            await _answer(send, *_json_error(route, exc.status, exc.message, exc.code, exc.headers))
+        except DomainError as exc:
+            challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+            await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))
             return
         if scope.get("method") in _BODYLESS and declared is None:
             await self.app(scope, receive, send)
@@ -158,8 +164,10 @@ class RequestGuardMiddleware:
         limit = declared.of(app) if declared is not None else DEFAULT_BODY_LIMIT
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            exc = too_large(limit) if length.isdigit() else HTTPException(400, "Content-Length is not a number")
-            await _answer(send, *_json_error(route, exc.status_code, str(exc.detail)))
+            if length.isdigit():
+                await _answer(send, *_json_error(route, 413, str(too_large(limit).detail), "payload_too_large"))
+            else:
+                await _answer(send, *_json_error(route, 400, "Content-Length is not a number", "bad_request"))
             return
         await self.app(scope, _counting(receive, limit), send)
 
@@ -192,7 +200,7 @@ def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                raise ApiError(f"the JSON nests deeper than {max_depth} levels", status=400, code="too_deep")
+                raise InvalidInput(f"the JSON nests deeper than {max_depth} levels", code="too_deep")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
@@ -204,9 +212,9 @@ def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | No
     try:
         value = json.loads(body)
     except RecursionError:
-        raise ApiError(f"{what}: the JSON nests too deeply", status=400, code="too_deep") from None
+        raise InvalidInput(f"{what}: the JSON nests too deeply", code="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"{what} is not valid JSON: {exc}", status=400) from None
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
     if max_depth is not None:
         check_json_depth(value, max_depth)
     return value

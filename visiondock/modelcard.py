@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from visiondock.preprocess import PreprocessSpec
+from visiondock.vocabulary import MODEL_TASKS
 
 METADATA_PREFIX = "visiondock."
 FORMAT_VERSION = "1"
-TASKS = ("multiclass", "multilabel", "detection", "face")
 
 
 class ModelCardError(ValueError):
@@ -38,8 +38,8 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ModelCardError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.task not in MODEL_TASKS:
+            raise ModelCardError(f"unknown task {self.task!r}; expected one of {', '.join(MODEL_TASKS)}")
         if not self.labels:
             raise ModelCardError("a model card needs at least one label")
 

@@ -33,13 +33,16 @@ class Settings(BaseSettings):
     blob_backend: Literal["local", "azure"] = "local"
     blob_root: Path | None = None  # local backend; defaults to <home>/blobs
     azure_storage_connection_string: SecretStr | None = None
+    # Without a connection string: the account's blob endpoint (https://<account>.blob.core.windows.net),
+    # signed in with DefaultAzureCredential (workload identity on AKS, `az login` on a workstation).
+    azure_storage_account_url: str | None = None
     azure_storage_container: str = "visiondock"
 
     # Document storage: projects, labels, model versions, metrics.
     document_backend: Literal["sqlite", "cosmos"] = "sqlite"
     sqlite_path: Path | None = None  # defaults to <home>/documents.sqlite3
     cosmos_endpoint: str | None = None
-    cosmos_key: SecretStr | None = None
+    cosmos_key: SecretStr | None = None  # None: DefaultAzureCredential (workload identity)
     cosmos_database: str = "visiondock"
     cosmos_verify_tls: bool = True
     # Multi-region endpoint discovery; off for single-endpoint servers.
@@ -90,10 +93,13 @@ class Settings(BaseSettings):
                 )
             if self.api_key.get_secret_value() == LOCAL_DEV_API_KEY:
                 raise ValueError("VISIONDOCK_API_KEY must be set to a real key in production")
-        if self.blob_backend == "azure" and self.azure_storage_connection_string is None:
-            raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING is required with blob_backend=azure")
-        if self.document_backend == "cosmos" and (self.cosmos_endpoint is None or self.cosmos_key is None):
-            raise ValueError("VISIONDOCK_COSMOS_ENDPOINT and VISIONDOCK_COSMOS_KEY are required with cosmos")
+        if self.blob_backend == "azure" and not (self.azure_storage_connection_string
+                                                 or self.azure_storage_account_url):
+            raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING (or VISIONDOCK_AZURE_STORAGE_ACCOUNT_URL "
+                             "with an Azure identity) is required with blob_backend=azure")
+        if self.document_backend == "cosmos" and self.cosmos_endpoint is None:
+            raise ValueError("VISIONDOCK_COSMOS_ENDPOINT is required with cosmos (and VISIONDOCK_COSMOS_KEY, "
+                             "unless the process has an Azure identity)")
         return self
 
     @property

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest, NotFound
+from visiondock.errors import DomainError, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
-from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, inspect_image
+from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from visiondock.storage import (
     BlobStore,
     Document,
@@ -31,6 +31,7 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import DETECTION, MULTICLASS
 
 from .projects import ProjectCatalog
 
@@ -65,8 +66,11 @@ class UploadOutcome:
     filename: str
     status: str  # created | duplicate | rejected
     image: dict[str, Any] | None = None
-    error: str | None = None
-    error_status: int | None = None
+    problem: DomainError | None = None  # why it was rejected
+
+    @property
+    def error(self) -> str | None:
+        return self.problem.message if self.problem is not None else None
 
 
 class ImageLibrary:
@@ -88,16 +92,16 @@ class ImageLibrary:
     # -- labels --------------------------------------------------------------------
     def _check_tags(self, project: dict[str, Any], tags: Sequence[str]) -> list[str]:
         tags = list(dict.fromkeys(tags))
-        if project["type"] == "detection":
-            raise BadRequest("detection images are labeled with regions (PUT .../regions), not with tags")
-        if project["type"] == "multiclass" and len(tags) > 1:
-            raise BadRequest(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
+        if project["type"] == DETECTION:
+            raise InvalidInput("detection images are labeled with regions (PUT .../regions), not with tags")
+        if project["type"] == MULTICLASS and len(tags) > 1:
+            raise InvalidInput(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
         self.projects.require_tags(project["id"], tags)
         return tags
 
     @staticmethod
     def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
-        labeled = len(tags) == 1 if project_type == "multiclass" else True
+        labeled = len(tags) == 1 if project_type == MULTICLASS else True
         return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
 
     # -- upload --------------------------------------------------------------------
@@ -111,9 +115,9 @@ class ImageLibrary:
     ) -> list[UploadOutcome]:
         project = self.projects.get(project_id)
         if not files:
-            raise BadRequest("no files in the upload; send them as multipart form field 'files'")
+            raise InvalidInput("no files in the upload; send them as multipart form field 'files'")
         if len(files) > MAX_FILES_PER_UPLOAD:
-            raise BadRequest(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
+            raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
         labels = self._check_tags(project, tags) if tags else []
         return [self._upload_one(project, name, data, labels, split) for name, data in files]
 
@@ -121,12 +125,12 @@ class ImageLibrary:
                     split: str | None) -> UploadOutcome:
         project_id = project["id"]
         if len(data) > self.max_bytes:
-            return UploadOutcome(filename, "rejected", error=f"{len(data):,} bytes is over the {self.max_bytes:,}-byte "
-                                 "limit per image", error_status=413)
+            return UploadOutcome(filename, "rejected", problem=TooLarge(
+                f"{len(data):,} bytes is over the {self.max_bytes:,}-byte limit per image"))
         try:
             facts = inspect_image(data, max_pixels=self.max_pixels)
-        except ApiError as exc:
-            return UploadOutcome(filename, "rejected", error=exc.message, error_status=exc.status)
+        except InvalidImageError as exc:
+            return UploadOutcome(filename, "rejected", problem=exc)
         image_id = facts.sha256
         try:
             existing = self.documents.get(IMAGES, image_id, partition_key=project_id)
@@ -234,13 +238,13 @@ class ImageLibrary:
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None) -> Document:
         project = self.projects.get(project_id)
-        if project["type"] != "detection":
-            raise BadRequest(f"project {project_id!r} is {project['type']}: label its images with tags, "
+        if project["type"] != DETECTION:
+            raise InvalidInput(f"project {project_id!r} is {project['type']}: label its images with tags, "
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
         self.get(project_id, image_id)
-        fields = self._label_fields("detection", tags, [dict(region) for region in regions])
+        fields = self._label_fields(DETECTION, tags, [dict(region) for region in regions])
         return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
                                     if_match=if_match)
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
 from visiondock.storage import (
@@ -34,6 +34,7 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import DETECTION, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
 
 from .images import ImageLibrary, public_image
 from .projects import ProjectCatalog
@@ -41,7 +42,6 @@ from .projects import ProjectCatalog
 REVIEW_ITEMS = "review_items"
 STATUSES = ("pending", "accepted", "rejected")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-UNKNOWN_LABEL = "unknown"
 # How long an accept holds an item; past it, a claim left by a crashed request is void.
 CLAIM_TTL = timedelta(minutes=5)
 
@@ -76,7 +76,7 @@ def public_item(doc: Document) -> dict[str, Any]:
 
 def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str, Any]:
     """The labels a prediction proposes for a project of `project_type`."""
-    if project_type == "detection":
+    if project_type == DETECTION:
         regions = []
         for found in prediction.get("detections") or []:
             region = found.get("region") or {}
@@ -90,7 +90,7 @@ def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str,
             if width > 0 and height > 0 and isinstance(found.get("label"), str):
                 regions.append({"tag": found["label"], "left": left, "top": top, "width": width, "height": height})
         return {"tags": sorted({r["tag"] for r in regions}), "regions": regions}
-    if project_type == "multilabel":
+    if project_type == MULTILABEL:
         return {"tags": [t["label"] for t in prediction.get("tags") or [] if isinstance(t.get("label"), str)],
                 "regions": []}
     label = prediction.get("label")
@@ -112,13 +112,13 @@ class ReviewQueue:
         """Store a captured prediction as a pending item; (item, created). A repeat returns the first."""
         project = self.projects.get(project_id)
         if not _ITEM_ID.fullmatch(item_id):
-            raise BadRequest("a review item id is 1 to 128 letters, digits, '-' and '_'")
+            raise InvalidInput("a review item id is 1 to 128 letters, digits, '-' and '_'")
         try:
             return public_item(self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)), False
         except DocumentNotFoundError:
             pass
         if len(data) > self.library.max_bytes:
-            raise ApiError(f"image is over the {self.library.max_bytes:,}-byte limit", status=413)
+            raise TooLarge(f"image is over the {self.library.max_bytes:,}-byte limit")
         facts = inspect_image(data, max_pixels=self.max_pixels)
         key = review_blob_key(project_id, item_id)
         self.blobs.put(key, data, content_type=facts.content_type)
@@ -178,7 +178,7 @@ class ReviewQueue:
     def _pending(self, project_id: str, item_id: str, if_match: str | None) -> Document:
         doc = self.get(project_id, item_id)
         if if_match is not None and if_match != doc.etag:
-            raise ApiError(f"review item {item_id!r} changed since you read it; read it again", status=412)
+            raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
         if doc.data["status"] != "pending":
             raise Conflict(f"review item {item_id!r} was already {doc.data['status']}")
         claimed = doc.data.get("claimed_at")
@@ -223,19 +223,19 @@ class ReviewQueue:
         doc = self._pending(project_id, item_id, if_match)
         project = self.projects.get(project_id)
         suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
-        if project["type"] == "detection":
+        if project["type"] == DETECTION:
             if tags:
-                raise BadRequest("detection images are labeled with regions, not tags")
+                raise InvalidInput("detection images are labeled with regions, not tags")
             chosen_regions = [dict(r) for r in (regions if regions is not None else suggested["regions"])]
             chosen_tags = sorted({r["tag"] for r in chosen_regions})
         else:
             if regions:
-                raise BadRequest(f"a {project['type']} project labels images with tags, not regions")
+                raise InvalidInput(f"a {project['type']} project labels images with tags, not regions")
             chosen_tags = list(dict.fromkeys(tags if tags is not None else suggested["tags"]))
             chosen_regions = []
-            if project["type"] == "multiclass" and len(chosen_tags) != 1:
+            if project["type"] == MULTICLASS and len(chosen_tags) != 1:
                 prediction = (doc.data.get("prediction") or {}).get("label")
-                raise BadRequest(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
+                raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
                                  "gives none usable: send the right tag in `tags`")
         self.projects.require_tags(project_id, chosen_tags)
         claimed = self._claim(doc, reviewer)
@@ -255,14 +255,15 @@ class ReviewQueue:
         project_id = project["id"]
         data = self.blobs.get(review_blob_key(project_id, item.id))
         outcome = self.library.upload(project_id, [(item.data.get("filename") or item.id, data)])[0]
-        if outcome.image is None:
-            raise ApiError(outcome.error or "the image was refused", status=outcome.error_status or 400)
+        if outcome.problem is not None:
+            raise outcome.problem
+        assert outcome.image is not None
         image_id, etag = outcome.image["id"], outcome.image["etag"]
         if outcome.status == "duplicate" and _has_labels(outcome.image):
             return self.library.get(project_id, image_id), "existing"
         try:
             # Only over the image as uploaded: a person labeling it meanwhile wins.
-            if project["type"] == "detection":
+            if project["type"] == DETECTION:
                 return self.library.set_regions(project_id, image_id, regions, if_match=etag), labels_from
             return self.library.set_tags(project_id, image_id, tags, if_match=etag), labels_from
         except PreconditionFailedError:

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import Json
 
-from visiondock.errors import BadRequest
-from visiondock.limits import body_limit, loads_bounded
+from visiondock.limits import body_limit
+from visiondock.schemas import Page
 from visiondock.web import Caller, require_role
 
 from .review import ReviewQueue
-from .schemas import (
-    ItemPath,
-    ProjectPath,
-    ReviewAccept,
-    ReviewAccepted,
-    ReviewCapture,
-    ReviewItem,
-    ReviewItemPage,
-    ReviewReject,
-)
+from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
 
 
 def _queue(request: Request) -> ReviewQueue:
@@ -47,20 +38,18 @@ def submit_item(
     item_id: ItemPath,
     queue: Queue,
     image: Annotated[UploadFile, File(description="The image as it was scored.")],
-    capture: Annotated[str, Form(description="JSON: model, version, task, uncertainty, prediction, ...")],
-) -> JSONResponse:
-    try:
-        parsed = ReviewCapture.model_validate(loads_bounded(capture, "capture"))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"capture is invalid: {problems}", status=422) from None
+    capture: Annotated[Json[ReviewCapture], Form(description="JSON: model, version, task, uncertainty, "
+                                                             "prediction, ...")],
+    response: Response,
+) -> dict:
     data = image.file.read(queue.library.max_bytes + 1)
-    item, created = queue.submit(project_id, item_id, data, parsed.model_dump(),
-                                 filename=image.filename or item_id)
-    return JSONResponse(ReviewItem.model_validate(item).model_dump(mode="json"), status_code=201 if created else 200)
+    item, created = queue.submit(project_id, item_id, data, capture.model_dump(), filename=image.filename or item_id)
+    if not created:
+        response.status_code = 200
+    return item
 
 
-@router.get("", response_model=ReviewItemPage, summary="Captured predictions, most uncertain first")
+@router.get("", response_model=Page[ReviewItem], summary="Captured predictions, most uncertain first")
 def list_items(
     project_id: ProjectPath,
     queue: Queue,

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-ProjectType = Literal["multiclass", "multilabel", "detection"]
+from visiondock.vocabulary import ProjectType
+
 Split = Literal["train", "test"]
 
 # Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.
@@ -19,6 +20,7 @@ ProjectPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", descript
 ImagePath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's id: the SHA-256 of its bytes.")]
 ItemPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
                                description="The review item's id (the capture id).")]
+TagPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$", description="The tag's name.")]
 TagName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$")
 ]
@@ -108,16 +110,6 @@ class UploadResponse(BaseModel):
     results: list[UploadResult]
 
 
-class ImagePage(BaseModel):
-    data: list[Image]
-    continuation: str | None = Field(default=None, description="Pass as `continuation` for the next page.")
-
-
-class ProjectPage(BaseModel):
-    data: list[Project]
-    continuation: str | None = None
-
-
 class TagList(BaseModel):
     data: list[Tag]
 
@@ -174,11 +166,6 @@ class ReviewItem(ReviewCapture):
     updated_at: datetime
     reviewed_at: datetime | None = None
     etag: str = Field(description="Send back as If-Match to decide only if nobody changed the item since.")
-
-
-class ReviewItemPage(BaseModel):
-    data: list[ReviewItem] = Field(description="Most uncertain first.")
-    continuation: str | None = None
 
 
 class ReviewAccept(BaseModel):

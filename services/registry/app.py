@@ -7,46 +7,53 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
+from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
 from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
-from visiondock.storage import open_blob_store, open_document_store
-from visiondock.web import Readiness, create_service_app
+from visiondock.storage import Stores
+from visiondock.web import create_service_app
 
-from .catalog import ModelRegistry
+from .catalog import ModelCatalog
+from .launches import RunLaunches
 from .routes import router
 
 
-def _readiness(app: FastAPI) -> Readiness:
-    ready = getattr(app.state, "registry", None) is not None
-    return Readiness(ready, {"storage": "open" if ready else "starting"})
+def _parts(stores: Stores, settings: Settings) -> dict[str, Any]:
+    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=settings.run_lost_after_seconds)
+    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs())}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, stores: Stores) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if app.state.launches.jobs is not None:
+            app.state.launches.jobs.close()
+
+
+def _training_jobs() -> TrainingJobLauncher | None:
+    """The Kubernetes launcher, where the chart set VISIONDOCK_KUBERNETES_TRAINER_CRONJOB."""
+    kubernetes = KubernetesSettings()
+    if not kubernetes.trainer_cronjob:
+        return None
+    return TrainingJobLauncher.from_environment(kubernetes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        documents = open_document_store(settings)
-        blobs = open_blob_store(settings)
-        app.state.registry = ModelRegistry(documents, blobs, run_lost_after=settings.run_lost_after_seconds)
-        try:
-            yield
-        finally:
-            app.state.registry = None
-            documents.close()
-            blobs.close()
-
     app = create_service_app(
         service="registry",
         settings=settings,
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
-        readiness=_readiness,
-        lifespan=lifespan,
+        routers=[router],
+        parts=lambda stores: _parts(stores, settings),
+        lifespan=_lifespan,
     )
-    app.include_router(router)
     document_api(app, links=LINKS)
     return app
 

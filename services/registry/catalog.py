@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from typing import IO, Any, BinaryIO
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.storage import (
     BlobExistsError,
@@ -83,7 +83,9 @@ VERSION_BLOBS = Pairing("model versions", VERSIONS, "models/",
                         delete_documents_without_blob=False)
 
 
-class ModelRegistry:
+class ModelCatalog:
+    """The models with their versions, files and aliases, and the training runs that make versions."""
+
     def __init__(self, documents: DocumentStore, blobs: BlobStore, *,
                  run_lost_after: float = DEFAULT_LOST_AFTER_S) -> None:
         self.documents = documents
@@ -137,7 +139,7 @@ class ModelRegistry:
         variants = dict(variants or {})
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
-            raise BadRequest(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+            raise InvalidInput(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
         run_id = metadata.get("run_id")
         with ExitStack() as stack:
             files = {None: _spool(artifact, stack, "the model file")}
@@ -253,10 +255,10 @@ def _spool(stream: IO[bytes], stack: ExitStack, what: str) -> tuple[IO[bytes], s
     while chunk := stream.read(_COPY_CHUNK):
         size += len(chunk)
         if size > MAX_ARTIFACT_BYTES:
-            raise BadRequest(f"{what} is over the {MAX_ARTIFACT_BYTES:,}-byte limit", status=413)
+            raise TooLarge(f"{what} is over the {MAX_ARTIFACT_BYTES:,}-byte limit")
         digest.update(chunk)
         spool.write(chunk)
     if size == 0:
-        raise BadRequest(f"{what} is empty")
+        raise InvalidInput(f"{what} is empty")
     spool.seek(0)
     return spool, digest.hexdigest(), size

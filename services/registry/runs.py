@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidContent, NotFound
 from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, PreconditionFailedError, Query
 from visiondock.timeutil import utc_now
 
@@ -98,7 +98,7 @@ class TrainingRuns:
         """Apply a progress report; a finished run refuses every change."""
         status = changes.get("status")
         if status == "failed" and not changes.get("error"):
-            raise BadRequest("a failed run needs an `error` saying what went wrong", status=422)
+            raise InvalidContent("a failed run needs an `error` saying what went wrong")
 
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             fields = {key: changes[key] for key in _UPDATABLE if changes.get(key) is not None}
@@ -147,6 +147,11 @@ class TrainingRuns:
                     "updated_at": now, "started_at": current["started_at"] or now}
 
         return self._patch(run_id, apply, allow_finished=False)
+
+    def set_job(self, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        """Record what the run's Kubernetes Job is doing; also after the run finished."""
+        return self._patch(run_id, lambda current: {} if current.get("job") == job else {"job": job},
+                           allow_finished=True)
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod

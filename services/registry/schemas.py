@@ -93,16 +93,6 @@ class ResolvedAlias(Alias):
     artifact_url: str = Field(description="Path of the ONNX file on this service.")
 
 
-class ModelPage(BaseModel):
-    data: list[ModelSummary]
-    continuation: str | None = None
-
-
-class VersionPage(BaseModel):
-    data: list[ModelVersion]
-    continuation: str | None = None
-
-
 class AliasList(BaseModel):
     data: list[Alias]
 
@@ -111,10 +101,34 @@ class AliasList(BaseModel):
 RunStatus = Literal["queued", "running", "succeeded", "failed", "lost"]
 
 
+class RunLaunch(BaseModel):
+    """Start the run's trainer as a Kubernetes Job, made from the chart's trainer CronJob."""
+
+    on: Literal["kubernetes"] = "kubernetes"
+    gpu: bool = Field(default=False, description="Use the GPU template (a node with `nvidia.com/gpu`).")
+
+
 class RunCreate(BaseModel):
     model: ModelName = Field(description="The model the run will register a version of.")
-    project_id: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters, as asked for.")
+    project_id: ModelName | None = Field(default=None, description="The project to train from (default: the "
+                                                                   "model's name).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Training options, as asked for; with "
+                                   "`launch`, handed to the trainer as flags (`{\"mode\": \"advanced\", "
+                                   "\"int8\": true}` -> `--mode advanced --int8`).")
+    launch: RunLaunch | None = Field(default=None, description="Also start the training Job. Without it the "
+                                     "run waits, queued, for a trainer started some other way.")
+
+
+class TrainingJob(BaseModel):
+    """The Kubernetes Job of a launched run, as last seen."""
+
+    name: str
+    namespace: str
+    gpu: bool = False
+    phase: Literal["pending", "running", "succeeded", "failed"] = "pending"
+    reason: str | None = Field(default=None, description="e.g. OOMKilled, DeadlineExceeded, BackoffLimitExceeded, "
+                                                         "Unschedulable")
+    message: str | None = None
 
 
 class RunUpdate(BaseModel):
@@ -146,6 +160,7 @@ class TrainingRun(BaseModel):
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
     heartbeat_at: datetime | None = Field(default=None, description="The trainer's last report or heartbeat; a "
                                                                     "running run silent too long becomes lost.")
+    job: TrainingJob | None = Field(default=None, description="The Kubernetes Job, for runs created with `launch`.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -156,8 +171,3 @@ class ReservedVersion(BaseModel):
     run_id: str
     model: str
     version: int
-
-
-class RunPage(BaseModel):
-    data: list[TrainingRun]
-    continuation: str | None = None

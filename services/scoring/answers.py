@@ -28,10 +28,10 @@ from visiondock.postprocess import (
     present_tags,
     top_k,
 )
+from visiondock.vocabulary import DETECTION, FACE, MULTILABEL, UNKNOWN_LABEL
 
 from .model import LoadedModel, PreparedImage
 
-UNKNOWN_LABEL = "unknown"
 DEFAULT_DETECTION_CONFIDENT = 0.5
 
 
@@ -44,10 +44,10 @@ def build_answer(model: LoadedModel, outputs: list[np.ndarray], prepared: Prepar
     """The task-specific part of an answer; `outputs` are this image's rows, in card order."""
     card = model.card
     task = card.task
-    if task == "detection":
+    if task == DETECTION:
         return _detection(model, outputs, prepared)
     probabilities = outputs[0]
-    if task == "multilabel":
+    if task == MULTILABEL:
         tags = present_tags(probabilities, card.labels, card.thresholds)
         best = top_k(probabilities, card.labels, top)
         return {"tags": _scores(tags), "predictions": _scores(best),
@@ -58,7 +58,7 @@ def build_answer(model: LoadedModel, outputs: list[np.ndarray], prepared: Prepar
     best = top_k(probabilities, card.labels, top)
     answer: dict[str, Any] = {"predictions": _scores(best), "label": best[0].label,
                               "probability": best[0].probability}
-    if task == "face":
+    if task == FACE:
         unknown_below = card.thresholds.get("unknown", card.thresholds.get("uncertain", uncertain_below))
         answer["face_found"] = True
         answer["face"] = _face(prepared)

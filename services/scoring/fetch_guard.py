@@ -28,7 +28,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
-from visiondock.errors import ApiError, BadRequest
+from visiondock.errors import DomainError, InvalidInput, TooLarge
 
 from .settings import ScoringSettings
 
@@ -78,23 +78,23 @@ class GuardedFetcher:
 
     async def fetch(self, url: str) -> bytes:
         if not self.enabled:
-            raise BadRequest("this service does not fetch image URLs; send the image bytes as base64 "
-                             "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
+            raise InvalidInput("this service does not fetch image URLs; send the image bytes as base64 "
+                               "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequest(f"cannot fetch {url[:200]!r}: only http and https URLs")
+            raise InvalidInput(f"cannot fetch {url[:200]!r}: only http and https URLs")
         host = parts.hostname.lower()
         if self.hosts and host not in self.hosts:
-            raise BadRequest(f"fetching from {host} is not allowed; allowed hosts: {', '.join(sorted(self.hosts))}")
+            raise InvalidInput(f"fetching from {host} is not allowed; allowed hosts: {', '.join(sorted(self.hosts))}")
         try:
             async with asyncio.timeout(self.deadline), self._slots:
                 return await self._fetch_checked(host, parts)
-        except ApiError:
+        except DomainError:
             raise
         except (FetchRefusedError, httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
             log.info("skill URL fetch refused or failed for host %s: %s", host[:100],
                      str(exc) or type(exc).__name__)
-            raise BadRequest(FETCH_FAILED) from None
+            raise InvalidInput(FETCH_FAILED) from None
 
     async def _fetch_checked(self, host: str, split: SplitResult) -> bytes:
         scheme = split.scheme
@@ -119,7 +119,7 @@ class GuardedFetcher:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise ApiError(f"the image at the URL is over the {self.max_bytes:,}-byte limit", status=413)
+                    raise TooLarge(f"the image at the URL is over the {self.max_bytes:,}-byte limit")
                 chunks.append(chunk)
             return b"".join(chunks)
         finally:

@@ -17,6 +17,7 @@ import onnxruntime as ort
 from visiondock.images import DecodedImage, decode_image
 from visiondock.modelcard import ModelCard, ModelCardError
 from visiondock.preprocess import to_tensor
+from visiondock.vocabulary import FACE
 
 from .settings import ScoringSettings
 
@@ -95,7 +96,7 @@ class LoadedModel:
         self.output_names = list(self.card.output_names)
         self.input_shape = [self.card.preprocess.size] * 2
         self._faces: Any = None
-        if self.card.task == "face":
+        if self.card.task == FACE:
             try:
                 from visiondock import faces
             except ImportError as exc:
@@ -135,7 +136,7 @@ class LoadedModel:
     @property
     def draft_size(self) -> tuple[int, int] | None:
         # Faces are cropped from the full image, as in training (see visiondock.faces).
-        return None if self.card.task == "face" else self.card.preprocess.draft_size
+        return None if self.card.task == FACE else self.card.preprocess.draft_size
 
     def decode(self, data: bytes, *, max_pixels: int) -> DecodedImage:
         return decode_image(data, max_pixels=max_pixels, draft_size=self.draft_size)

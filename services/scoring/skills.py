@@ -18,14 +18,16 @@ import asyncio
 import logging
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest
+from visiondock.errors import DomainError, InvalidInput, TooLarge
+from visiondock.vocabulary import CLASSIFICATION_TASKS, DETECTION
+from visiondock.web import http_status
 
 from .fetch_guard import GuardedFetcher
 from .inputs import decode_base64
 from .service import ScoringService
 
 log = logging.getLogger(__name__)
-SKILL_TASKS = {"classify": ("multiclass", "multilabel", "face"), "detect": ("detection",)}
+SKILL_TASKS = {"classify": CLASSIFICATION_TASKS, "detect": (DETECTION,)}
 
 
 def _url_of(data: dict[str, Any]) -> str | None:
@@ -39,7 +41,7 @@ def _url_of(data: dict[str, Any]) -> str | None:
 def image_source(data: Any) -> tuple[str, str]:
     """Where a record's image is: ("base64", text) or ("url", address); 400 when it has none."""
     if not isinstance(data, dict):
-        raise BadRequest("the record has no 'data' object")
+        raise InvalidInput("the record has no 'data' object")
     image = data.get("image")
     if isinstance(image, dict) and image.get("data"):
         return "base64", image["data"]
@@ -50,7 +52,7 @@ def image_source(data: Any) -> tuple[str, str]:
     url = image if isinstance(image, str) and image else _url_of(data)
     if url:
         return "url", url
-    raise BadRequest("the record has no image: send data.image as a normalized image object "
+    raise InvalidInput("the record has no image: send data.image as a normalized image object "
                      '({"data": "<base64>"}), a base64 string, or a URL')
 
 
@@ -78,15 +80,15 @@ class SkillRunner:
 
     async def run(self, kind: str, payload: Any, *, slot: str | None) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("values"), list):
-            raise BadRequest('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
+            raise InvalidInput('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
         records = payload["values"]
         limit = self.scoring.settings.scoring_max_skill_records
         if len(records) > limit:
-            raise BadRequest(f"at most {limit} records per request; got {len(records)}", status=413)
+            raise TooLarge(f"at most {limit} records per request; got {len(records)}")
         model = self.scoring.model(slot)
         if model.task not in SKILL_TASKS[kind]:
             other = next(k for k, tasks in SKILL_TASKS.items() if model.task in tasks)
-            raise BadRequest(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
+            raise InvalidInput(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
         answers = await asyncio.gather(*(self._record(kind, record, slot) for record in records))
         return {"values": answers}
 
@@ -97,7 +99,7 @@ class SkillRunner:
         reply: dict[str, Any] = {"recordId": record_id, "data": {}, "errors": [], "warnings": []}
         try:
             if record_id is None:
-                raise BadRequest("the record has no recordId (a string)")
+                raise InvalidInput("the record has no recordId (a string)")
             kind_of_source, source = image_source(record.get("data"))
             if kind_of_source == "url":
                 data = await self.fetcher.fetch(source)
@@ -106,8 +108,8 @@ class SkillRunner:
             answer = await self.scoring.predict(data, slot=slot, source=f"skill:{kind}",
                                                 filename=f"record-{record_id}")
             reply["data"] = skill_output(kind, answer)
-        except ApiError as exc:
-            reply["errors"].append({"message": exc.message, "statusCode": exc.status})
+        except DomainError as exc:
+            reply["errors"].append({"message": exc.message, "statusCode": http_status(exc)})
         except Exception:
             log.exception("skill record %s failed", record_id)
             reply["errors"].append({"message": "internal error scoring this record; the service logged it",

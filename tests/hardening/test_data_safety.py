@@ -17,16 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from cli.launcher import LocalServices
+from cli.main import main as cli_main
 from services.annotation.app import create_app as annotation_app
 from services.annotation.images import IMAGE_BLOBS, IMAGES, ImageLibrary, image_blob_key
 from services.annotation.projects import ProjectCatalog
 from services.annotation.review import REVIEW_BLOBS
 from services.registry.app import create_app as registry_app
 from services.registry.catalog import VERSION_BLOBS
-from services.trainer.progress import RunReporter
+from services.trainer.steps import RunSteps
 from tests.scoring.conftest import AppFactory
-from tests.support.stack import running_services
-from visiondock.cli import main as cli_main
 from visiondock.clients import RegistryClient
 from visiondock.fsck import check, repair
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
@@ -171,11 +171,11 @@ def test_a_silent_run_becomes_lost_and_heartbeats_keep_one_alive(tmp_path: Path)
         assert {r["id"] for r in client.get("/v1/runs", params={"status": "lost"}).json()["data"]} == {silent}
 
 
-def test_the_trainers_reporter_sends_heartbeats(tmp_path: Path) -> None:
-    with running_services(tmp_path, env={"VISIONDOCK_RUN_LOST_AFTER_SECONDS": "1.5"}) as stack, \
-            RegistryClient(stack.url("registry"), LOCAL_DEV_API_KEY) as registry:
+def test_the_trainers_steps_send_heartbeats(services: LocalServices) -> None:
+    with services.another("registry", "registry-heartbeats", env={"VISIONDOCK_RUN_LOST_AFTER_SECONDS": "1.5"}) as \
+            process, RegistryClient(process.url, LOCAL_DEV_API_KEY) as registry:
         run_id = registry.create_run("m")["id"]
-        reporter = RunReporter(registry, run_id)
+        reporter = RunSteps(registry, run_id)
         reporter.stage("train")
         reporter.start_heartbeat(interval=0.3)
         time.sleep(3)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 pytestmark = pytest.mark.fuzz

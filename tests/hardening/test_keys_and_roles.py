@@ -16,13 +16,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from cli.main import main as cli_main
 from services.annotation.app import create_app as annotation_app
 from services.registry.app import create_app as registry_app
 from services.scoring.app import create_app as scoring_app
 from services.scoring.settings import ScoringSettings
 from tests.scoring import tiny_models
 from visiondock.auth import KeyFormatError, KeyRing, new_key, parse_entry, split_entries
-from visiondock.cli import main as cli_main
 from visiondock.serve import serve
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.web import keyring_of

@@ -5,14 +5,9 @@ registry outage (keep serving, say so; a restart serves the checksum-verified ca
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +15,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.launcher import LocalServices, free_port
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from . import tiny_models
@@ -61,44 +56,10 @@ def serving_version(url: str, version: int, slot: str | None = None) -> bool:
     return isinstance(model, dict) and model.get("version") == version
 
 
-@dataclass
-class ScoringProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def start_scoring(services: LocalServices, name: str, **env: str) -> ScoringProcess:
-    """One more scoring process beside the stack's, on its own port, with its own settings."""
-    port = free_port()
-    log = (services.log_dir / f"{name}.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "services.scoring", "--port", str(port)],
-                               env={**services.environment(), **env}, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    log.close()
-    scoring = ScoringProcess(process, f"http://127.0.0.1:{port}")
-
-    def live() -> bool:
-        assert process.poll() is None, (services.log_dir / f"{name}.log").read_text()[-3000:]
-        try:
-            return httpx.get(f"{scoring.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(live, f"{name} to start")
-    return scoring
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    """A set of this module's own: its scoring service follows two aliases and prefers INT8, and the
+    last test stops its registry."""
     env = {"VISIONDOCK_SCORING_POLL_SECONDS": "0.2", "VISIONDOCK_SCORING_SECONDARY_ALIAS": "staging",
            "VISIONDOCK_SCORING_VARIANT": "int8", "VISIONDOCK_LOG_FORMAT": "json"}
     with running_services(tmp_path_factory.mktemp("scoring-lifecycle"), scoring_model=MODEL, env=env) as services:
@@ -209,9 +170,8 @@ def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
                                                        versions: dict[str, int]) -> None:
     registry.set_alias(MODEL, "production", versions["v2"])
-    capturing = start_scoring(stack, "scoring-capture", VISIONDOCK_SCORING_CAPTURE_RATE="1",
-                              VISIONDOCK_SCORING_VARIANT="")
-    try:
+    with stack.another("scoring", "scoring-capture", env={"VISIONDOCK_SCORING_CAPTURE_RATE": "1",
+                                                          "VISIONDOCK_SCORING_VARIANT": ""}) as capturing:
         wait_for(lambda: serving_version(capturing.url, versions["v2"]), "the capturing scoring service")
         with AnnotationClient(stack.url("annotation"), LOCAL_DEV_API_KEY) as annotation:
             annotation.create_project(MODEL, "multiclass", tags=tiny_models.COLOURS)
@@ -230,8 +190,6 @@ def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, reg
             assert [i["id"] for i in annotation.list_review_items(MODEL)] == [items[2]["id"]]
         stored = list((stack.home / "blobs" / "data" / "captures" / MODEL).glob("*.json"))
         assert len(stored) == 3
-    finally:
-        capturing.stop()
 
 
 def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory, models: dict[str, Path],
@@ -255,9 +213,7 @@ def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory
 def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
         stack: LocalServices, versions: dict[str, int]) -> None:
     url = stack.url("scoring")
-    registry_process = stack.processes["registry"]
-    os.killpg(registry_process.pid, signal.SIGTERM)
-    registry_process.wait(timeout=10)
+    stack.processes["registry"].stop()
 
     state = wait_for(lambda: (s := readiness(url)).get("registry_reachable") is False and s,
                      "readyz to report the registry unreachable")
@@ -268,19 +224,14 @@ def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
             in httpx.get(f"{url}/metrics", headers=AUTH).text)
 
     # A process started during the outage serves what was served last, once its checksum verifies.
-    restarted = start_scoring(stack, "scoring-restart")
-    try:
+    with stack.another("scoring", "scoring-restart") as restarted:
         wait_for(lambda: serving_version(restarted.url, versions["v2"]), "the restarted service")
         assert readiness(restarted.url)["model"]["source"] == "cache"
         assert httpx.post(f"{restarted.url}/v1/predict", content=solid(RED), headers=AUTH).json()["label"] == "red"
-    finally:
-        restarted.stop()
     for cached in (stack.home / "model-cache" / MODEL).glob(f"{versions['v2']}-int8-*.onnx"):
         cached.write_bytes(cached.read_bytes()[:-10] + b"corrupted!")
-    corrupt = start_scoring(stack, "scoring-corrupt-cache")
-    try:  # answering at all means it has tried to load (uvicorn serves after the app's startup)
+    # Answering at all means it has tried to load (uvicorn serves after the app's startup).
+    with stack.another("scoring", "scoring-corrupt-cache") as corrupt:
         state = readiness(corrupt.url)
         assert state["status"] == "not ready" and state["model"] is None
         assert httpx.post(f"{corrupt.url}/v1/predict", content=solid(RED), headers=AUTH).status_code == 503
-    finally:
-        corrupt.stop()

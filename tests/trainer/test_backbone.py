@@ -9,7 +9,7 @@ from PIL import Image
 from skimage.data import chelsea
 
 from services.trainer.backbone import (
-    BACKBONES,
+    BACKBONE_SPECS,
     PooledFeatures,
     Top,
     Trunk,
@@ -23,7 +23,7 @@ from visiondock.preprocess import to_tensor
 CAT_CLASSES = range(281, 286)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(BACKBONE_SPECS))
 def test_the_imagenet_head_sees_a_cat_in_the_cat_photo(name: str) -> None:
     model = load_pretrained(name)
     image = torch.from_numpy(to_tensor(Image.fromarray(chelsea()), default_preprocess(name)))[None]

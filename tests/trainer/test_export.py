@@ -1,41 +1,133 @@
-"""The parity check that stands between an exported file and the registry."""
+"""ONNX export with the model card, the parity check that stands between an exported file and the
+registry, and the INT8 variant: on tiny modules, so they run in the fast loop."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
 from skimage.data import astronaut, chelsea
+from torch import nn
 
-from services.trainer.backbone import PooledFeatures, default_preprocess, load_pretrained
-from services.trainer.classification import ImageClassifier
-from services.trainer.export import ParityError, check_parity, detection_agreement, export_onnx
+from services.trainer.backbone import PooledFeatures
+from services.trainer.export import (
+    ParityError,
+    check_detection_parity,
+    check_parity,
+    detection_agreement,
+    export_onnx,
+)
+from services.trainer.heads import ImageClassifier
+from services.trainer.quantize import PRECISION_KEY, quantize_int8
 from visiondock.modelcard import ModelCard
 from visiondock.postprocess import Detection
-from visiondock.preprocess import to_tensor
+from visiondock.preprocess import PreprocessSpec, to_tensor
+
+SPEC = PreprocessSpec(size=32, resize=36)
+
+
+class TinyBackbone(nn.Module):
+    """Stands for an EfficientNet in shape only: images → feature maps (`extract_features`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+
+    def extract_features(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(images))
+
+
+class TinyDetector(nn.Module):
+    """Image → boxes [N, 16, 4] (fractions, x1 < x2, y1 < y2) and per-class scores [N, 16, 2]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 8, stride=8)
+        with torch.no_grad():
+            self.conv.bias[4:] += 2.0  # confident enough that the decoded detections are compared too
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.conv(image).flatten(2).transpose(1, 2)
+        centre, size = torch.sigmoid(out[..., :2]), torch.sigmoid(out[..., 2:4]) * 0.4 + 0.05
+        boxes = torch.clamp(torch.cat([centre - size / 2, centre + size / 2], dim=-1), 0.0, 1.0)
+        return boxes, torch.sigmoid(out[..., 4:])
+
+
+def photos() -> np.ndarray:
+    return np.stack([to_tensor(Image.fromarray(photo), SPEC) for photo in (chelsea(), astronaut())])
+
+
+def classifier(multilabel: bool = False) -> tuple[ImageClassifier, nn.Linear]:
+    torch.manual_seed(0)
+    head = nn.Linear(8, 2)
+    return ImageClassifier(PooledFeatures(TinyBackbone()), head, multilabel=multilabel).eval(), head
+
+
+def test_the_exported_file_carries_its_card_and_computes_what_torch_computes(tmp_path: Path) -> None:
+    model, _ = classifier(multilabel=True)
+    card = ModelCard(task="multilabel", labels=["cat", "person"], preprocess=SPEC, backbone="tiny",
+                     thresholds={"cat": 0.4, "person": 0.6}, model_name="pets", model_version="7")
+    path = export_onnx(model, card, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map) == card
+    batch = photos()  # the batch axis is dynamic
+    probabilities = session.run(None, {"image": batch})[0]
+    assert probabilities.shape == (2, 2) and ((probabilities > 0) & (probabilities < 1)).all()
+    report = check_parity(model, path, batch)
+    assert report["max_abs_diff"] < 1e-5 and report["top1_agreement"] == 1.0 and report["checked"] == 2
 
 
 def test_an_export_that_computes_something_else_is_refused(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    spec = default_preprocess()
-    head = torch.nn.Linear(1280, 2)
-    model = ImageClassifier(PooledFeatures(load_pretrained()), head, multilabel=False).eval()
-    card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=spec, backbone="efficientnet-lite0",
-                     model_version="7")
+    model, head = classifier()
+    card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=SPEC, backbone="tiny", model_version="7")
     path = export_onnx(model, card, tmp_path / "model.onnx")
-    inputs = np.stack([to_tensor(Image.fromarray(photo), spec) for photo in (chelsea(), astronaut())])
-    report = check_parity(model, path, inputs)
-    assert report["max_abs_diff"] < 1e-4 and report["top1_agreement"] == 1.0 and report["checked"] == 2
+    inputs = photos()
+    assert check_parity(model, path, inputs)["max_abs_diff"] < 1e-5
     # The torch model moves on after export (as a bug in the export path would make it): refused.
     with torch.no_grad():
         head.weight.mul_(-1)
+        head.bias.add_(1.0)
     with pytest.raises(ParityError, match="nothing was registered"):
         check_parity(model, path, inputs)
     with pytest.raises(ParityError, match="no images"):
         check_parity(model, path, inputs[:0])
+
+
+def test_a_detector_export_is_checked_on_boxes_scores_and_decoded_detections(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = TinyDetector().eval()
+    card = ModelCard(task="detection", labels=["can", "box"], preprocess=SPEC, backbone="tiny",
+                     output_names=["boxes", "scores"], thresholds={"score": 0.3, "nms_iou": 0.5})
+    path = export_onnx(model, card, tmp_path / "detector.onnx")
+    inputs = photos()
+    report = check_detection_parity(model, path, inputs, card)
+    assert report["max_abs_diff"] < 1e-5 and report["detection_agreement"] == 1.0 and report["checked"] == 2
+    with torch.no_grad():
+        model.conv.bias[:2] += 0.5  # every box moves
+    with pytest.raises(ParityError, match="detection agreement"):
+        check_detection_parity(model, path, inputs, card)
+
+
+def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_path: Path) -> None:
+    model, _ = classifier()
+    card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=SPEC, backbone="tiny", model_version="3")
+    fp32_path = export_onnx(model, card, tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    calibration = np.concatenate([photos(), rng.normal(0, 1, (14, 3, 32, 32)).astype(np.float32)])
+    int8_path = quantize_int8(fp32_path, tmp_path / "model.int8.onnx", calibration)
+    session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert ModelCard.from_metadata(metadata) == card and metadata[PRECISION_KEY] == "int8"
+    graph = onnx.load(str(int8_path)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    # The softmax (and the logits feeding it) stay in float: probabilities still sum to 1, not to steps of 1/255.
+    probabilities = session.run(None, {"image": photos()})[0]
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_detection_agreement_matches_label_and_box() -> None:

@@ -5,21 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.trainer.data import (
-    ImageRecord,
-    TrainingDataError,
-    class_targets,
-    multilabel_targets,
-    rarest_label_groups,
-    stratified_split,
-)
-from services.trainer.metrics import (
+from services.trainer.data import ImageRecord, TrainingDataError, class_targets, multilabel_targets
+from services.trainer.evaluation import (
     choose_confidence_threshold,
     multiclass_metrics,
     multilabel_metrics,
     multilabel_thresholds,
     thin_curve,
 )
+from services.trainer.splits import rarest_label_groups, stratified_split
 
 
 def records(tags: list[list[str]], splits: list[str | None] | None = None) -> list[ImageRecord]:
@@ -78,8 +72,9 @@ def test_confidence_threshold_keeps_the_most_answers_at_the_target_precision() -
     # Kept at >= 0.8: 4 of 4 right; adding 0.7 drops precision to 0.8; so 0.8 at target 0.9.
     assert choose_confidence_threshold(correct, confidence, target_precision=0.9) == pytest.approx(0.8)
     assert choose_confidence_threshold(correct, confidence, target_precision=0.8) == pytest.approx(0.6)
-    assert choose_confidence_threshold(np.zeros(3, bool), np.array([0.9, 0.5, 0.2])) == pytest.approx(0.9)
-    assert choose_confidence_threshold(np.zeros(0, bool), np.zeros(0)) is None
+    assert choose_confidence_threshold(np.zeros(3, bool), np.array([0.9, 0.5, 0.2]),
+                                       target_precision=0.95) == pytest.approx(0.9)
+    assert choose_confidence_threshold(np.zeros(0, bool), np.zeros(0), target_precision=0.95) is None
     # Equal confidences are kept or refused together.
     assert choose_confidence_threshold(np.array([True, False]), np.array([0.7, 0.7]),
                                        target_precision=0.9) == pytest.approx(0.7)

@@ -11,8 +11,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from cli.launcher import LocalServices
 from services.trainer.data import TrainingDataError
-from services.trainer.job import TrainingConfig, run_training
+from services.trainer.job import run_training
+from services.trainer.options import TrainingOptions
 from tests.trainer.conftest import project_name, upload_tagged, upload_unlabeled
 from tests.trainer.generated import (
     box_scene,
@@ -24,16 +26,15 @@ from tests.trainer.generated import (
 )
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.images import decode_rgb
-from visiondock.launcher import LocalServices
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import to_tensor
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.training
 SHAPES = ("circle", "square", "triangle")
 
 
-def config(project: str, cache_dir: Path, **options: object) -> TrainingConfig:
-    return TrainingConfig(project=project, cache_dir=cache_dir, progress=False, **options)  # type: ignore[arg-type]
+def config(project: str, cache_dir: Path, **options: object) -> TrainingOptions:
+    return TrainingOptions(project=project, cache_dir=cache_dir, progress=False, **options)  # type: ignore[arg-type]
 
 
 def load_version(registry: RegistryClient, model: str, version: int, tmp_path: Path,
@@ -51,7 +52,7 @@ def corrupt_blob(services: LocalServices, project: str, image_id: str) -> None:
 
 
 def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_images(
-        annotation: AnnotationClient, registry: RegistryClient, trainer_services: LocalServices, cache_dir: Path,
+        annotation: AnnotationClient, registry: RegistryClient, services: LocalServices, cache_dir: Path,
         tmp_path: Path) -> None:
     project = project_name("shapes")
     annotation.create_project(project, "multiclass", tags=SHAPES)
@@ -86,7 +87,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # Four new images and one whose stored bytes broke: only the four get features computed;
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
-    corrupt_blob(trainer_services, project, added[-1]["id"])
+    corrupt_blob(services, project, added[-1]["id"])
     again = run_training(config(project, cache_dir), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
@@ -195,7 +196,7 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     created = upload_unlabeled(annotation, project, [jpeg(image) for image, _ in scenes])
     for image, (_, regions) in zip(created, scenes, strict=True):
         annotation.set_image_regions(project, image["id"], regions)
-    result = run_training(config(project, cache_dir, epochs=2, detector_input_size=64, int8=True), annotation,
+    result = run_training(config(project, cache_dir, epochs=2, input_size=64, int8=True), annotation,
                           registry)
 
     assert result.task == "detection"

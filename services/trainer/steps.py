@@ -1,0 +1,81 @@
+"""A training run's steps, timed and reported to the registry's training-run resource.
+
+`with steps.step("train"): ...` reports the stage, times it and records the seconds
+in the run's report (`timings["train_s"]`); `steps.epoch` reports per-epoch metrics
+while a step runs. Progress reports are best effort: a registry that misses one epoch's
+update does not stop the training (the next report or the registration catches up).
+Marking the run failed is attempted whatever happened, so a run never stays `running`
+after its Job ended in an error it could report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from visiondock.clients import RegistryClient, ServiceError
+
+log = logging.getLogger(__name__)
+MIN_INTERVAL_S = 1.0
+HEARTBEAT_INTERVAL_S = 30.0
+
+
+class RunSteps:
+    def __init__(self, registry: RegistryClient, run_id: str) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        # What the run reports beside its metrics: skipped images, feature cache use, timings...
+        self.report: dict[str, Any] = {}
+        self.timings: dict[str, float] = self.report.setdefault("timings", {})
+        self._last_sent = 0.0
+        self._stopped = threading.Event()
+
+    def start_heartbeat(self, interval: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Report "still alive" every `interval` seconds, so the registry can tell a long stage from
+        a killed trainer (a run silent for minutes becomes `lost`)."""
+
+        def beat() -> None:
+            while not self._stopped.wait(interval):
+                self._send()
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        self._stopped.set()
+
+    def _send(self, **changes: Any) -> None:
+        try:
+            self.registry.update_run(self.run_id, **changes)
+            self._last_sent = time.monotonic()
+        except ServiceError as exc:
+            log.warning("could not report progress of run %s: %s", self.run_id, exc)
+
+    def stage(self, name: str, **extra: Any) -> None:
+        """Report that the run is at stage `name` (untimed)."""
+        log.info("run %s: %s", self.run_id, name)
+        self._send(status="running", stage=name, **extra)
+
+    @contextlib.contextmanager
+    def step(self, name: str, *, stage: bool = True) -> Iterator[None]:
+        """Report stage `name` (unless `stage` is False) and record how long the block took as `name_s`."""
+        if stage:
+            self.stage(name)
+        started = time.perf_counter()
+        yield
+        self.timings[f"{name}_s"] = round(time.perf_counter() - started, 3)
+
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        # Every epoch of a slow run; at most one report a second from a fast one, and always the last.
+        if epoch == epochs or time.monotonic() - self._last_sent >= MIN_INTERVAL_S:
+            self._send(status="running", epoch=epoch, epochs=epochs, metrics=metrics)
+
+    def fail(self, error: str) -> None:
+        log.error("run %s failed: %s", self.run_id, error)
+        try:
+            self.registry.update_run(self.run_id, status="failed", error=error[:8000], report=self.report or None)
+        except ServiceError as exc:
+            log.error("could not mark run %s failed: %s", self.run_id, exc)

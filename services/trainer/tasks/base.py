@@ -1,0 +1,139 @@
+"""The task interface every kind of model the trainer makes goes through.
+
+A task turns a project's labeled images into a model in steps the Job (`job.py`) runs
+in order, training and validation kept apart as in Ultralytics' Trainer / Validator /
+Exporter split:
+- `prepare`: labeled images → the model's inputs and targets, and the split;
+- `fit`: train on the training side (validation images may pick the epoch or stop early);
+- `validate`: predictions on held-out images → thresholds (chosen on validation) and
+  metrics (measured on test), computed in `evaluation.py`;
+- `export_inputs`: what the ONNX export needs (the module, preprocessing, output names,
+  what the model card adds, inputs to check the file on), then `check_parity`,
+  `calibration_inputs` and `int8_agreement` for the checks of the exported files.
+
+Each task passes its own data and model types between the steps (subclasses of
+`Prepared` and `Fitted`); the Job reads only their common fields, so it has no branch
+for any task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from visiondock.modelcard import ModelCard
+from visiondock.preprocess import PreprocessSpec, to_tensor
+
+from ..data import ImageLoader, ImageRecord, ProjectData
+from ..options import TrainingOptions
+from ..splits import Split
+from ..steps import RunSteps
+
+# Images the export is checked on: parity (torch against ONNX Runtime) and INT8 agreement.
+PARITY_IMAGES = 16
+
+
+@dataclass
+class RunContext:
+    """What the steps of one run share."""
+
+    options: TrainingOptions
+    project: ProjectData
+    loader: ImageLoader
+    steps: RunSteps
+    cache_dir: Path
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.steps.report
+
+
+@dataclass
+class Prepared:
+    """A task's data after `prepare`: the labels (output order) and the split of the usable images."""
+
+    labels: list[str]
+    records: list[ImageRecord]  # the images the split's indices point into
+    split: Split
+
+    def split_ids(self) -> dict[str, list[str]]:
+        return self.split.ids(self.records)
+
+
+@dataclass
+class Fitted:
+    """A task's model after `fit`."""
+
+    # Per epoch (or optimizer pass): train_loss, train_metric, val_loss, val_metric...
+    history: list[dict[str, Any]]
+    # What fitting chose or found (weight decay, best epoch...), stored with the version.
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Validation:
+    thresholds: dict[str, float]  # chosen on validation images; the model card carries them
+    metrics: dict[str, Any]  # measured on test images
+
+
+@dataclass
+class ExportInputs:
+    module: nn.Module  # the graph to export: image → the task's outputs
+    preprocess: PreprocessSpec
+    output_names: list[str]
+    card_extra: dict[str, Any]  # what the model card says beyond task, labels, thresholds
+    # Validation inputs (test inputs when there are no validation images) the export is checked on.
+    check_inputs: np.ndarray
+    check_source: str
+
+
+DataT = TypeVar("DataT", bound=Prepared)
+ModelT = TypeVar("ModelT", bound=Fitted)
+
+
+class Task(ABC, Generic[DataT, ModelT]):
+    name: ClassVar[str]  # the model card's task
+    prepare_stage: ClassVar[str]  # the stage a run reports while `prepare` runs
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.options = run.options
+
+    @abstractmethod
+    def prepare(self) -> DataT: ...
+
+    @abstractmethod
+    def fit(self, data: DataT) -> ModelT: ...
+
+    @abstractmethod
+    def validate(self, data: DataT, model: ModelT) -> Validation: ...
+
+    @abstractmethod
+    def export_inputs(self, data: DataT, model: ModelT) -> ExportInputs: ...
+
+    @abstractmethod
+    def check_parity(self, module: nn.Module, path: Path, inputs: np.ndarray, card: ModelCard) -> dict[str, Any]:
+        """Compare the exported file with torch on `inputs`; raise ParityError when they disagree."""
+
+    @abstractmethod
+    def calibration_inputs(self, data: DataT, exported: ExportInputs) -> np.ndarray:
+        """Training inputs to calibrate INT8 quantization on."""
+
+    @abstractmethod
+    def int8_agreement(self, data: DataT, exported: ExportInputs, validation: Validation, fp32_path: Path,
+                       int8_path: Path) -> dict[str, Any]:
+        """How the INT8 file answers compared with fp32 on the check inputs: {"accepted": bool, ...}."""
+
+
+def input_tensors(images: Sequence[Image.Image], spec: PreprocessSpec) -> np.ndarray:
+    """Images as the model's input batch [N, 3, S, S], preprocessed as the scoring service does."""
+    if not images:
+        return np.zeros((0, 3, spec.size, spec.size), dtype=np.float32)
+    return np.stack([to_tensor(image, spec) for image in images])

@@ -1,0 +1,167 @@
+"""The training options: one definition behind both command lines, the Job's argv and the stored parameters;
+options that do nothing where they are set are refused, never dropped."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from cli.main import build_parser as cli_parser
+from services.trainer.__main__ import build_parser as job_parser
+from services.trainer.__main__ import main as job_main
+from services.trainer.data import ProjectData
+from services.trainer.detector import DetectorOptions
+from services.trainer.finetune import FineTuneOptions
+from services.trainer.options import OptionError, TrainingOptions, scoped_default
+from services.trainer.tasks import RunContext, task_for
+from services.trainer.tasks.classification import FaceTask, MultilabelTask
+from services.trainer.tasks.detection import DetectionTask
+from visiondock.vocabulary import ADVANCED, DETECTION
+
+
+def parse_job(*argv: str) -> TrainingOptions:
+    return TrainingOptions.from_args(job_parser().parse_args(list(argv)))
+
+
+def parse_cli(*argv: str) -> TrainingOptions:
+    return TrainingOptions.from_args(cli_parser().parse_args(["train", *argv]))
+
+
+def run_on(project_type: str, options: TrainingOptions, tmp_path: Path) -> RunContext:
+    # Choosing the task reads only the project's type: no service, loader or run reporting is touched.
+    project = ProjectData(project={"id": options.project, "type": project_type}, tags=[], records=[])
+    return RunContext(options=options, project=project, loader=None, steps=None, cache_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
+    assert parse_job("--project", "flowers") == parse_cli("flowers") == TrainingOptions(project="flowers")
+    options = TrainingOptions(project="flowers")
+    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "linear", "efficientnet-lite0", 0)
+    assert options.model_name == "flowers" and options.to_argv() == ["--project", "flowers"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "tulips", "--mode", "advanced", "--epochs", "3", "--fine-tune-stages", "2", "--batch-size", "16",
+     "--learning-rate", "5e-05", "--weight-decay", "0.01", "--head", "mlp", "--int8", "--seed", "7",
+     "--test-fraction", "0.25", "--validation-fraction", "0.1", "--target-precision", "0.9",
+     "--backbone", "efficientnet-lite2", "--threads", "3", "--cache-dir", "/tmp/features", "--run-id", "run-1",
+     "--no-progress"],
+    ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99"],
+    ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
+])
+def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
+    options = parse_job("--project", "flowers", *argv)
+    assert parse_job(*options.to_argv()) == options
+    assert parse_cli("flowers", *options.to_argv()[2:]) == options
+    assert sorted(options.to_argv()[2:]) == sorted(argv)  # nothing added, nothing dropped
+
+
+def test_values_keep_their_types() -> None:
+    options = parse_job("--project", "p", "--mode", "advanced", "--epochs", "3", "--learning-rate", "5e-05",
+                        "--cache-dir", "/tmp/x", "--int8")
+    assert options.epochs == 3 and options.learning_rate == 5e-05 and options.cache_dir == Path("/tmp/x")
+    assert options.int8 is True and options.progress is True
+
+
+def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> None:
+    options = TrainingOptions(project="p", model="m", mode="advanced", epochs=3, threads=2, cache_dir=Path("/tmp/c"),
+                              run_id="run-1", progress=False)
+    params = options.params()
+    assert params["mode"] == "advanced" and params["epochs"] == 3 and params["input_size"] is None
+    assert not {"project", "model", "threads", "cache_dir", "run_id", "progress"} & set(params)
+    assert set(params) == {"mode", "task_preset", "backbone", "head", "epochs", "fine_tune_stages", "batch_size",
+                           "learning_rate", "weight_decay", "target_precision", "face_margin", "input_size",
+                           "test_fraction", "validation_fraction", "seed", "int8"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--fine-tune-stages", "2"], "--fine-tune-stages is for classification in advanced mode; it does nothing in "
+                                  "quick mode"),
+    (["--face-margin", "0.3"], "--face-margin is for the face preset"),
+    (["--task-preset", "face", "--epochs", "3"], "--epochs is for classification in advanced mode and detection"),
+    (["--task-preset", "face", "--input-size", "256"], "--input-size is for detection"),
+    (["--mode", "advanced", "--input-size", "100"], "multiple of 32"),
+    (["--test-fraction", "1.5"], "--test-fraction must be at least 0 and below 1"),
+    (["--mode", "advanced", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--target-precision", "0"], "--target-precision must be above 0"),
+])
+def test_options_that_no_task_would_use_are_refused_at_once(argv: list[str], message: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(OptionError, match=message):
+        parse_cli("p", *argv)
+    # The Job says the same and exits 2, as for any bad command line, before it calls any service.
+    with pytest.raises(SystemExit) as exited:
+        job_main(["--project", "p", *argv])
+    assert exited.value.code == 2 and message.split(";")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "x"], ["--mode", "fast"], ["--head", "forest"],
+                                  ["--frozen-blocks", "3"], ["--learn-rate", "0.1"]])
+def test_unknown_flags_and_bad_values_are_refused_by_both_parsers(argv: list[str]) -> None:
+    for parser, head in ((job_parser(), ["--project", "p"]), (cli_parser(), ["train", "p"])):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*head, *argv])
+        assert exited.value.code == 2
+
+
+def test_python_callers_get_the_same_checks() -> None:
+    with pytest.raises(TypeError):
+        TrainingOptions(project="p", learning_rat=0.1)  # type: ignore[call-arg]
+    with pytest.raises(OptionError, match="--mode 'fast' is not one of quick, advanced"):
+        TrainingOptions(project="p", mode="fast")
+    with pytest.raises(OptionError, match="--fine-tune-stages"):
+        TrainingOptions(project="p", fine_tune_stages=2)
+    # At their default values, options never change anything, so they are never in the way.
+    assert TrainingOptions(project="p", fine_tune_stages=1, head="linear").chosen() == {}
+
+
+@pytest.mark.parametrize(("project_type", "options", "message"), [
+    (DETECTION, {"head": "mlp"}, "--head is for classification; this run trains a detection model"),
+    (DETECTION, {"mode": "advanced"}, "--mode is for classification; this run trains a detection model"),
+    (DETECTION, {"weight_decay": 0.01}, "--weight-decay is for classification"),
+    ("multiclass", {"epochs": 3}, "--epochs is for classification in advanced mode and detection; this run trains a "
+                                  "multiclass model in quick mode"),
+    ("multiclass", {"input_size": 256}, "--input-size is for detection; this run trains a multiclass model"),
+    ("multilabel", {"target_precision": 0.9}, "--target-precision is for multiclass and the face preset"),
+    (DETECTION, {"task_preset": "face"}, "the face preset trains from a multiclass project"),
+    ("multilabel", {"task_preset": "face"}, "'p' is multilabel"),
+])
+def test_options_the_projects_task_does_not_use_are_refused_before_training(
+        project_type: str, options: dict[str, object], message: str, tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match=message):
+        task_for(run_on(project_type, TrainingOptions(project="p", **options), tmp_path))  # type: ignore[arg-type]
+
+
+def test_each_project_type_gets_its_task(tmp_path: Path) -> None:
+    detection = task_for(run_on(DETECTION, TrainingOptions(project="p", epochs=3, input_size=256, batch_size=2,
+                                                           learning_rate=1e-3, seed=4), tmp_path))
+    assert isinstance(detection, DetectionTask) and detection.name == DETECTION
+    # What the run asked for reaches the detector: nothing is dropped on the way.
+    assert (detection.detector.epochs, detection.detector.input_size, detection.detector.batch_size) == (3, 256, 2)
+    assert detection.detector.learning_rate == 1e-3 and detection.detector.seed == 4
+    assert isinstance(task_for(run_on("multilabel", TrainingOptions(project="p"), tmp_path)), MultilabelTask)
+    face = task_for(run_on("multiclass", TrainingOptions(project="p", task_preset="face", face_margin=0.3), tmp_path))
+    assert isinstance(face, FaceTask) and face.name == "face" and face.face_margin == 0.3
+
+
+def test_defaults_that_differ_by_task_are_declared_once() -> None:
+    detector, fine_tune = DetectorOptions(), FineTuneOptions()
+    assert (detector.epochs, detector.batch_size, detector.input_size) == (40, 4, 448)
+    assert (fine_tune.epochs, fine_tune.batch_size) == (10, 32)
+    assert detector.learning_rate == scoped_default("learning_rate", DETECTION) == 2e-4
+    assert detector.head_lr == pytest.approx(1e-3)
+    assert fine_tune.learning_rate == scoped_default("learning_rate", ADVANCED) == 1e-4
+    help_text = " ".join(job_parser().format_help().split())
+    assert "10 in advanced mode, 40 for detection" in help_text and "448 for detection" in help_text
+
+
+def test_the_cli_and_the_job_offer_the_same_flags() -> None:
+    def flags(parser: argparse.ArgumentParser) -> set[str]:
+        return {option for action in parser._actions for option in action.option_strings}
+
+    commands = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    assert flags(job_parser()) - flags(train) == {"--project", "--annotation-url", "--registry-url"}
+    assert flags(train) <= flags(job_parser())
