@@ -14,9 +14,11 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 # Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
 BROWSER := $(VENV)/.chromium
+# axe-core, injected into those pages to check accessibility.
+AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring locks clean
+.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -40,12 +42,16 @@ $(BROWSER): $(STAMP)
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	@touch $@
 
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS) $(BROWSER) $(CHECKOV)
+test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -54,7 +60,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train
+bench: bench-scoring bench-train bench-labeling
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -65,6 +71,9 @@ soak: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) -m bench.training
+
+bench-labeling: $(STAMP) $(BROWSER)
+	$(PY) -m bench.labeling
 
 # Each image's requirements, compiled by uv from pyproject.toml's extras for Linux x86-64 and Python
 # 3.11, every package pinned with its hashes. The CPU trainer's torch is PyTorch's CPU build:
@@ -82,4 +91,4 @@ locks: $(STAMP)
 	$(LOCK) ../../pyproject.toml --extra trainer -o trainer-gpu.txt
 
 clean:
-	rm -rf $(VENV) .tools tests/emulators/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

@@ -9,6 +9,10 @@
     visiondock project delete PROJECT --yes
     visiondock train PROJECT
     visiondock promote MODEL VERSION --alias production
+    visiondock rollback MODEL --alias production
+    visiondock models compare MODEL V1 V2
+    visiondock runs [RUN_ID] [--follow]
+    visiondock dashboard               print the dashboard's URL
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
     visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
@@ -276,15 +280,32 @@ def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> i
 
 def cmd_promote(args: argparse.Namespace) -> int:
     with _registry(args) as client:
-        alias = client.set_alias(args.model, args.alias, args.version)
-    print(f"{alias['model']}@{alias['alias']} -> version {alias['version']}")
+        alias = client.set_alias(args.model, args.alias, args.version, reason=args.reason)
+    print(_alias_moved(alias))
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        alias = client.rollback_alias(args.model, args.alias, reason=args.reason)
+    print(_alias_moved(alias))
+    return 0
+
+
+def _alias_moved(alias: dict[str, Any]) -> str:
+    previous = alias.get("previous_version")
+    replaced = f" (was version {previous})" if previous is not None else " (new alias)"
+    return f"{alias['model']}@{alias['alias']} -> version {alias['version']}{replaced}"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.model and args.model[0] == "compare":
+        return _compare(args, args.model[1:])
+    if len(args.model) > 1:
+        raise SystemExit("usage: visiondock models [MODEL] | visiondock models compare MODEL V1 V2")
     with _registry(args) as client:
         if args.model:
-            for version in client.list_versions(args.model):
+            for version in client.list_versions(args.model[0]):
                 metrics = version.get("metrics", {})
                 if version["task"] == DETECTION:
                     value = metrics.get("map_50")
@@ -299,6 +320,73 @@ def cmd_models(args: argparse.Namespace) -> int:
             for model in client.list_models():
                 aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
                 print(f"{model['name']:<32} latest {model['latest_version']:<4} {aliases}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, rest: list[str]) -> int:
+    if len(rest) != 3 or not (rest[1].isdigit() and rest[2].isdigit()):
+        raise SystemExit("usage: visiondock models compare MODEL V1 V2")
+    model, a, b = rest[0], int(rest[1]), int(rest[2])
+    with _registry(args) as client:
+        compared = client.compare_versions(model, a, b)
+    marks = {"better": "better", "worse": "WORSE", "same": "", None: ""}
+    signs = {"better": "+", "worse": "-"}
+
+    def cell(d: dict[str, Any]) -> str:
+        if d["delta"] is None:
+            return f"{'-':>22}"
+        return f"{d['a']:>6.3f} {d['b']:>6.3f} {d['delta']:>+7.3f}{signs.get(d['change'], ' ')}"
+
+    print(f"{model}: v{a} -> v{b}")
+    for name, d in compared["headline"].items():
+        print(f"  {name:<12}{cell(d)} {marks[d['change']]}")
+    names = ("precision", "recall", "f1", "ap")
+    print(f"  {'class':<12}" + "".join(f"{n + ' (a b delta)':>23}" for n in names))
+    for label, row in compared["per_class"].items():
+        print(f"  {label:<12}" + "".join(f"{cell(row[n]):>23}" for n in names))
+    summary = compared["summary"]
+    print(f"v{b} is better on {summary['better']}, worse on {summary['worse']}, the same on {summary['same']} "
+          "per-class figures")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        if args.run:
+            return _follow_run(client, args.run, follow=args.follow)
+        while True:
+            runs = client.list_runs(model=args.model)[: args.limit]
+            for run in runs:
+                progress = f"epoch {run['epoch']}/{run['epochs']}" if run.get("epochs") else ""
+                version = f"v{run['version']}" if run.get("version") else ""
+                print(f"{run['id']}  {run['model']:<24} {run['status']:<10} {run.get('stage') or '':<10} "
+                      f"{progress:<13} {version:<5} {run['created_at']}", flush=True)
+            if not args.follow or not any(run["status"] in ("queued", "running") for run in runs):
+                return 0
+            time.sleep(args.interval)
+            print(flush=True)
+
+
+def _follow_run(client: RegistryClient, run_id: str, *, follow: bool) -> int:
+    """Print a run's log: its last lines, then with `follow` each new line until the run ends."""
+    log = {"next": 0}
+    first = True
+    while True:
+        run = client.get_run(run_id)  # read before the log, so no line written before it ends is missed
+        log = client.run_log(run_id, tail=50) if first else client.run_log(run_id, after=log["next"])
+        first = False
+        for line in log["lines"]:
+            print(line["text"], flush=True)
+        if not follow or run["status"] not in ("queued", "running"):
+            break
+        time.sleep(1.0)
+    outcome = f": version {run['version']}" if run.get("version") else f": {run['error']}" if run.get("error") else ""
+    print(f"{run_id} {run['status']}{outcome}")
+    return EXIT_FAILED if run["status"] == "failed" else 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    print(f"{(args.registry_url or _settings().registry_url).rstrip('/')}/dashboard")
     return 0
 
 
@@ -468,9 +556,25 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("model")
     promote.add_argument("version", type=int)
     promote.add_argument("--alias", default="production")
+    promote.add_argument("--reason", default="", help="why; kept in the alias's history")
 
-    models = command("models", cmd_models, "list models, or one model's versions")
-    models.add_argument("model", nargs="?")
+    rollback = command("rollback", cmd_rollback, "move an alias back to the version it pointed at before")
+    rollback.add_argument("model")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--reason", default="", help="why; kept in the alias's history")
+
+    models = command("models", cmd_models, "list models, one model's versions, or compare two: "
+                     "`models compare MODEL V1 V2`")
+    models.add_argument("model", nargs="*", metavar="MODEL | compare MODEL V1 V2")
+
+    runs = command("runs", cmd_runs, "training runs with their progress, or one run's log")
+    runs.add_argument("run", nargs="?", help="a run id: print its log")
+    runs.add_argument("--model", help="only this model's runs")
+    runs.add_argument("--follow", action="store_true", help="keep printing until the runs finish")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
+
+    command("dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
 
     fsck = command("fsck", cmd_fsck, "find documents without their blobs and blobs without documents in this "
                                      "deployment's storage (dry run unless --repair)")

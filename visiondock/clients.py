@@ -289,8 +289,24 @@ class RegistryClient(ServiceClient):
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         return self.get_json(f"/v1/models/{model}/versions/{version}")
 
-    def set_alias(self, model: str, alias: str, version: int) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version}).json()
+    def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
+                  if_match: str | None = None) -> dict[str, Any]:
+        """Move an alias; the answer's `previous_version` is the version it replaced."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version, "reason": reason},
+                            headers=headers).json()
+
+    def rollback_alias(self, model: str, alias: str, *, reason: str = "") -> dict[str, Any]:
+        """Move an alias back to the version it pointed at before its last move."""
+        return self.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason}).json()
+
+    def compare_versions(self, model: str, a: int, b: int) -> dict[str, Any]:
+        """Headline and per-class metrics of two versions with `b - a` and better/worse marks."""
+        return self.get_json(f"/v1/models/{model}/compare", params={"a": a, "b": b})
+
+    def alias_history(self, model: str, alias: str) -> list[dict[str, Any]]:
+        """Every change of an alias, newest first."""
+        return list(_paged(self, f"/v1/models/{model}/aliases/{alias}/history", {}, 200))
 
     def get_alias(self, model: str, alias: str) -> dict[str, Any]:
         """The alias with the version it points at (its metadata and artifact checksum)."""
@@ -321,8 +337,9 @@ class RegistryClient(ServiceClient):
         body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch}
         return self.request("POST", "/v1/runs", json=body).json()
 
-    def run_logs(self, run_id: str, *, tail: int = 200) -> str:
-        return self.request("GET", f"/v1/runs/{run_id}/logs", params={"tail": tail}).text
+    def job_logs(self, run_id: str, *, tail: int = 200) -> str:
+        """The pod log of a run started as a Kubernetes Job."""
+        return self.request("GET", f"/v1/runs/{run_id}/job-logs", params={"tail": tail}).text
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self.get_json(f"/v1/runs/{run_id}")
@@ -333,6 +350,18 @@ class RegistryClient(ServiceClient):
     def update_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
         """Report progress: status ("running"/"failed"), stage, epoch, epochs, metrics, error, report."""
         return self.request("PATCH", f"/v1/runs/{run_id}", json=changes).json()
+
+    def cancel_run(self, run_id: str, *, reason: str = "") -> dict[str, Any]:
+        return self.request("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason}).json()
+
+    def append_run_log(self, run_id: str, lines: Sequence[str]) -> int:
+        """Add lines to the run's log; the number of its last line."""
+        return int(self.request("POST", f"/v1/runs/{run_id}/logs", json={"lines": list(lines)}).json()["next"])
+
+    def run_log(self, run_id: str, *, after: int = 0, tail: int | None = None) -> dict[str, Any]:
+        """`lines` after line `after`, or the last `tail` lines; `next` to follow on."""
+        params: dict[str, Any] = {"after": after} if tail is None else {"tail": tail}
+        return self.get_json(f"/v1/runs/{run_id}/logs", params=params)
 
     def reserve_version(self, run_id: str) -> int:
         """The version number the run will register under; the same number on every call."""

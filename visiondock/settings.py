@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # The key this process presents when it calls another service.
     api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
 
+    # Population stability index above which production predictions are flagged as drifted
+    # (below 0.1 is read as stable, 0.1 up to this as a moderate shift).
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+
     annotation_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['annotation']}"
     registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
     scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"
@@ -64,6 +68,9 @@ class Settings(BaseSettings):
     # The trainer's on-disk cache of backbone features and exported frozen backbones
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
+    # Whether the registry may start a run created with `launch: {"on": "local"}`: `local` spawns the trainer as a
+    # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
+    training_launcher: Literal["local", "none"] | None = None
 
     # Captured predictions (images people sent to the scoring service) are purged after this
     # many days by `visiondock purge-captures` (run it daily, e.g. as a Kubernetes CronJob).
@@ -113,6 +120,12 @@ class Settings(BaseSettings):
     @property
     def resolved_trainer_cache_dir(self) -> Path:
         return self.trainer_cache_dir or self.home / "feature-cache"
+
+    @property
+    def resolved_training_launcher(self) -> str:
+        if self.training_launcher is not None:
+            return self.training_launcher
+        return "none" if self.environment == "production" else "local"
 
     @property
     def uses_local_key(self) -> bool:

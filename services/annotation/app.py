@@ -17,19 +17,29 @@ from visiondock.web import create_service_app
 
 from .curation_routes import router as curation_router
 from .dataset_routes import router as dataset_router
+from .history import LabelHistory
 from .images import ImageLibrary
+from .labeling_routes import router as labeling_router
 from .projects import ProjectCatalog
 from .review import ReviewQueue
 from .review_routes import router as review_router
 from .routes import router
 from .style_routes import router as style_router
+from .suggestions import Suggestions
+from .thumbnails import Thumbnails
+from .webapp import mount_app
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
+    settings = stores.settings
     projects = ProjectCatalog(stores.documents)
-    images = ImageLibrary(stores.documents, stores.blobs, projects)
-    return {"projects": projects, "images": images,
-            "review": ReviewQueue(stores.documents, stores.blobs, projects, images)}
+    history = LabelHistory(stores.documents)
+    images = ImageLibrary(stores.documents, stores.blobs, projects, history=history)
+    return {"projects": projects, "images": images, "history": history,
+            "review": ReviewQueue(stores.documents, stores.blobs, projects, images),
+            "thumbnails": Thumbnails(stores.blobs, images),
+            "suggestions": Suggestions(images, scoring_url=settings.scoring_url,
+                                       api_key=settings.api_key.get_secret_value())}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,9 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings or Settings(),
         description="Projects, tags, images and their labels (tags or boxes); a review queue of captured "
                     "predictions.",
-        routers=[router, review_router, style_router, dataset_router, curation_router],
+        routers=[router, review_router, style_router, dataset_router, curation_router, labeling_router],
         parts=_parts,
     )
+    mount_app(app)
     document_api(app, links=LINKS)
     return app
 

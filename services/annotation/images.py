@@ -28,11 +28,13 @@ from visiondock.storage import (
     DocumentNotFoundError,
     DocumentStore,
     Filter,
+    PreconditionFailedError,
     Query,
 )
 from visiondock.timeutil import utc_now
 from visiondock.vocabulary import DETECTION, MULTICLASS
 
+from .history import LabelChange, LabelHistory
 from .projects import ProjectCatalog
 
 IMAGES = "images"
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 
 def image_blob_key(project_id: str, image_id: str) -> str:
     return f"images/{project_id}/{image_id}"
+
+
+def thumbnail_blob_key(project_id: str, image_id: str) -> str:
+    return f"thumbnails/{project_id}/{image_id}.jpg"
 
 
 def _image_of_blob(key: str) -> tuple[str, str] | None:
@@ -82,8 +88,10 @@ class ImageLibrary:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        history: LabelHistory | None = None,
     ) -> None:
         self.documents = documents
+        self.history = history
         self.blobs = blobs
         self.projects = projects
         self.max_pixels = max_pixels
@@ -100,9 +108,27 @@ class ImageLibrary:
         return tags
 
     @staticmethod
-    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
+                      revision: int = 1) -> dict[str, Any]:
         labeled = len(tags) == 1 if project_type == MULTICLASS else True
-        return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
+        return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
+                # Labels given by anyone resolve the model's suggestion for the image.
+                "suggestion": None,
+                "updated_at": utc_now()}
+
+    def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
+                 regions: list[dict[str, Any]], if_match: str | None) -> Document:
+        """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
+        while True:
+            current = self.get(project_id, image_id)
+            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1)
+            try:
+                return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                            if_match=if_match or current.etag)
+            except PreconditionFailedError:
+                if if_match:
+                    raise
+                # Relabeled concurrently: count on from that revision.
 
     # -- upload --------------------------------------------------------------------
     def upload(
@@ -112,6 +138,7 @@ class ImageLibrary:
         *,
         tags: Sequence[str] = (),
         split: str | None = None,
+        change: LabelChange | None = None,
     ) -> list[UploadOutcome]:
         project = self.projects.get(project_id)
         if not files:
@@ -119,7 +146,18 @@ class ImageLibrary:
         if len(files) > MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
         labels = self._check_tags(project, tags) if tags else []
-        return [self._upload_one(project, name, data, labels, split) for name, data in files]
+        outcomes = [self._upload_one(project, name, data, labels, split) for name, data in files]
+        if labels:
+            for outcome in outcomes:
+                if outcome.status == "created" and outcome.image is not None:
+                    self._record(project_id, outcome.image["id"], change or LabelChange(source="upload"),
+                                 None, outcome.image)
+        return outcomes
+
+    def _record(self, project_id: str, image_id: str, change: LabelChange | None,
+                previous: dict[str, Any] | None, current: dict[str, Any]) -> None:
+        if self.history is not None:
+            self.history.record(project_id, image_id, change or LabelChange(), previous=previous, current=current)
 
     def _upload_one(self, project: dict[str, Any], filename: str, data: bytes, tags: list[str],
                     split: str | None) -> UploadOutcome:
@@ -152,7 +190,7 @@ class ImageLibrary:
             "created_at": now,
             # Tags given with the upload label the image; without them it waits to be labeled.
             **(self._label_fields(project["type"], tags, []) if tags
-               else {"tags": [], "regions": [], "labeled": False, "updated_at": now}),
+               else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now}),
         }
         try:
             stored = self.documents.create(IMAGES, document, partition_key=project_id)
@@ -228,25 +266,28 @@ class ImageLibrary:
                 "split_counts": split_counts}
 
     # -- updates -------------------------------------------------------------------
-    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None) -> Document:
+    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None,
+                 change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         labels = self._check_tags(project, tags)
-        self.get(project_id, image_id)
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                    set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        before = self.get(project_id, image_id)
+        updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
-                    if_match: str | None) -> Document:
+                    if_match: str | None, change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         if project["type"] != DETECTION:
             raise InvalidInput(f"project {project_id!r} is {project['type']}: label its images with tags, "
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
-        self.get(project_id, image_id)
-        fields = self._label_fields(DETECTION, tags, [dict(region) for region in regions])
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
-                                    if_match=if_match)
+        before = self.get(project_id, image_id)
+        updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
+                                if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
         self.get(project_id, image_id)
@@ -260,6 +301,7 @@ class ImageLibrary:
         held = self.blobs.get(key) if self.blobs.exists(key) else None
         self.documents.delete(IMAGES, image_id, partition_key=project_id, if_match=if_match)
         self.blobs.delete(key)
+        self.blobs.delete(thumbnail_blob_key(project_id, image_id))
         # An upload of the same bytes may have created the document again after ours went, and
         # checked for its blob before we removed it: each side checks after its last write, so
         # one of them always sees the other and puts the bytes back.

@@ -36,6 +36,7 @@ from visiondock.storage import (
 from visiondock.timeutil import utc_now
 from visiondock.vocabulary import DETECTION, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
 
+from .history import LabelChange
 from .images import ImageLibrary, public_image
 from .projects import ProjectCatalog
 
@@ -214,7 +215,7 @@ class ReviewQueue:
 
     def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
                regions: Sequence[dict[str, Any]] | None = None,
-               if_match: str | None = None, reviewer: str = "") -> dict[str, Any]:
+               if_match: str | None = None, who: str | None = None) -> dict[str, Any]:
         """Make the item a labeled image of the project; the prediction's labels unless given.
 
         When the same image is already in the project with labels a person gave, those labels
@@ -238,9 +239,10 @@ class ReviewQueue:
                 raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
                                  "gives none usable: send the right tag in `tags`")
         self.projects.require_tags(project_id, chosen_tags)
-        claimed = self._claim(doc, reviewer)
+        claimed = self._claim(doc, who or "")
+        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
         try:
-            image, labels_from = self._label_image(project, claimed, chosen_tags, chosen_regions,
+            image, labels_from = self._label_image(project, claimed, chosen_tags, chosen_regions, change,
                                                    "prediction" if tags is None and regions is None else "reviewer")
         except BaseException:
             self._release(claimed)
@@ -251,7 +253,7 @@ class ReviewQueue:
         return {"item": public_item(decided), "image": public_image(image)}
 
     def _label_image(self, project: dict[str, Any], item: Document, tags: list[str],
-                     regions: list[dict[str, Any]], labels_from: str) -> tuple[Document, str]:
+                     regions: list[dict[str, Any]], change: LabelChange, labels_from: str) -> tuple[Document, str]:
         project_id = project["id"]
         data = self.blobs.get(review_blob_key(project_id, item.id))
         outcome = self.library.upload(project_id, [(item.data.get("filename") or item.id, data)])[0]
@@ -264,8 +266,9 @@ class ReviewQueue:
         try:
             # Only over the image as uploaded: a person labeling it meanwhile wins.
             if project["type"] == DETECTION:
-                return self.library.set_regions(project_id, image_id, regions, if_match=etag), labels_from
-            return self.library.set_tags(project_id, image_id, tags, if_match=etag), labels_from
+                return (self.library.set_regions(project_id, image_id, regions, if_match=etag, change=change),
+                        labels_from)
+            return self.library.set_tags(project_id, image_id, tags, if_match=etag, change=change), labels_from
         except PreconditionFailedError:
             return self.library.get(project_id, image_id), "existing"
 

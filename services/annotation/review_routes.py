@@ -10,8 +10,9 @@ from pydantic import Json
 
 from visiondock.limits import body_limit
 from visiondock.schemas import Page
-from visiondock.web import Caller, require_role
+from visiondock.web import require_role
 
+from .history import caller_name
 from .review import ReviewQueue
 from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
 
@@ -76,12 +77,12 @@ def get_item_content(project_id: ProjectPath, item_id: ItemPath, queue: Queue) -
 
 @router.post("/{item_id}/accept", response_model=ReviewAccepted,
              summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
-def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, caller: Caller, if_match: IfMatch = None,
+def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, request: Request, if_match: IfMatch = None,
                 body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
     body = body or ReviewAccept()
     regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
     return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match,
-                        reviewer=caller.name)
+                        who=caller_name(request))
 
 
 @router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")

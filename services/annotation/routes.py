@@ -12,6 +12,7 @@ from visiondock.limits import body_limit
 from visiondock.schemas import ErrorBody, Page
 from visiondock.web import Caller, require_role
 
+from .history import LabelChange, caller_name
 from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
 from .projects import ProjectCatalog
 from .schemas import (
@@ -106,6 +107,7 @@ def _every_file_refused(outcomes: list[UploadOutcome]) -> DomainError:
 def upload_images(
     project_id: ProjectPath,
     library: Library,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
     tags: Annotated[str | None, Form(description="Comma-separated tags to put on every uploaded image.")] = None,
     split: Annotated[Split | None, Form(description="Keep these images in the train or the test split.")] = None,
@@ -113,7 +115,8 @@ def upload_images(
     # Read at most one byte past the limit: enough to know a file is too big without holding it all.
     payload = [(f.filename or "upload", f.file.read(library.max_bytes + 1)) for f in files]
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
-    outcomes = library.upload(project_id, payload, tags=tag_list, split=split)
+    outcomes = library.upload(project_id, payload, tags=tag_list, split=split,
+                              change=LabelChange(who=caller_name(request), source="upload"))
     if all(o.problem is not None for o in outcomes):
         raise _every_file_refused(outcomes)
     return {
@@ -165,15 +168,18 @@ def get_image_content(project_id: ProjectPath, image_id: ImagePath, library: Lib
 
 @router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
 def set_image_tags(project_id: ProjectPath, image_id: ImagePath, body: ImageTagsUpdate, library: Library,
+                   request: Request,
                    if_match: IfMatch = None) -> dict:
-    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match))
+    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match,
+                                         change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
 def set_image_regions(project_id: ProjectPath, image_id: ImagePath, body: ImageRegionsUpdate, library: Library,
-                      if_match: IfMatch = None) -> dict:
+                      request: Request, if_match: IfMatch = None) -> dict:
     regions = [region.model_dump() for region in body.regions]
-    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match))
+    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match,
+                                            change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])

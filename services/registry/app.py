@@ -17,14 +17,20 @@ from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
 
+from .alias_routes import router as alias_router
 from .catalog import ModelCatalog
+from .dashboard import router as dashboard_router
+from .insight_routes import router as insight_router
+from .launch import open_local_launcher
 from .launches import RunLaunches
 from .routes import router
+from .run_routes import router as run_router
 
 
-def _parts(stores: Stores, settings: Settings) -> dict[str, Any]:
-    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=settings.run_lost_after_seconds)
-    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs())}
+def _parts(stores: Stores) -> dict[str, Any]:
+    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=stores.settings.run_lost_after_seconds)
+    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
+                                                        local=open_local_launcher(stores.settings, catalog.runs))}
 
 
 @asynccontextmanager
@@ -34,6 +40,8 @@ async def _lifespan(app: FastAPI, stores: Stores) -> AsyncIterator[None]:
     finally:
         if app.state.launches.jobs is not None:
             app.state.launches.jobs.close()
+        if app.state.launches.local is not None:
+            app.state.launches.local.close()
 
 
 def _training_jobs() -> TrainingJobLauncher | None:
@@ -50,8 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="registry",
         settings=settings,
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
-        routers=[router],
-        parts=lambda stores: _parts(stores, settings),
+        routers=[router, alias_router, run_router, insight_router, dashboard_router],
+        parts=_parts,
         lifespan=_lifespan,
     )
     document_api(app, links=LINKS)

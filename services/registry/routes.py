@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
@@ -13,12 +13,14 @@ from visiondock.limits import body_limit
 from visiondock.schemas import Page
 from visiondock.web import Caller, require_role
 
-from .catalog import MODEL_FILE, VARIANTS, ModelCatalog, variant_filename
+from .alias_routes import IfMatch, request_actor
+from .aliases import quoted as _quoted
+from .catalog import MODEL_FILE, VARIANTS, variant_filename
+from .dependencies import AliasPath, Catalog, Model, RunPath, run_for
 from .launches import RunLaunches
 from .schemas import (
     Alias,
     AliasList,
-    AliasName,
     AliasUpdate,
     ModelName,
     ModelSummary,
@@ -26,7 +28,6 @@ from .schemas import (
     ReservedVersion,
     ResolvedAlias,
     RunCreate,
-    RunId,
     RunStatus,
     RunUpdate,
     TrainingRun,
@@ -34,20 +35,12 @@ from .schemas import (
 )
 
 
-def _catalog(request: Request) -> ModelCatalog:
-    return request.app.state.catalog
-
-
 def _launches(request: Request) -> RunLaunches:
     return request.app.state.launches
 
 
-Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Launches = Annotated[RunLaunches, Depends(_launches)]
-Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
-AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
-RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
 # The trainer registers versions and reports runs; scoring services (predict keys) read models
@@ -91,11 +84,23 @@ def register_version(
 
 
 @router.get("/models/{model}/versions", response_model=Page[ModelVersion], tags=["versions"],
-            summary="Versions, newest first")
-def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100,
-                  continuation: str | None = None) -> dict:
-    items, token = catalog.list_versions(model, limit=limit, continuation=continuation)
+            summary="Versions, newest first; or the best by a metric: `?order_by=metrics.accuracy&desc=true&limit=1`")
+def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100, continuation: str | None = None,
+                  order_by: Annotated[str, Query(description="version, created_at, task, metrics.<name>, "
+                                                             "params.<name>, ...")] = "version",
+                  desc: bool = True,
+                  where: Annotated[list[str], Query(description="Conditions such as `metrics.accuracy>=0.9` or "
+                                                                "`task=multiclass`, all of which must hold.")] = [],  # noqa: B006 - FastAPI copies it
+                  ) -> dict:
+    items, token = catalog.list_versions(model, limit=limit, continuation=continuation, order_by=order_by,
+                                          descending=desc, where=where)
     return {"data": items, "continuation": token}
+
+
+@router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
+               summary="Delete a version and its files (409 while an alias points at it)")
+def delete_version(model: Model, version: int, catalog: Catalog) -> None:
+    catalog.delete_version(model, version)
 
 
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
@@ -119,9 +124,15 @@ def list_aliases(model: Model, catalog: Catalog) -> dict:
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias)", dependencies=_DEPLOYS)
-def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog) -> dict:
-    return catalog.set_alias(model, alias, body.version)
+            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.",
+            dependencies=_DEPLOYS)
+def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
+              response: Response, if_match: IfMatch = None) -> dict:
+    moved = catalog.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
+                               if_match=if_match)
+    response.headers["ETag"] = _quoted(moved["etag"])
+    return moved
 
 
 @router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias, tags=["aliases"],
@@ -138,20 +149,16 @@ def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Req
     return resolved
 
 
-def _quoted(etag: str) -> str:
-    """An HTTP entity tag: the stores' etags come quoted already (as Cosmos DB's do) or bare."""
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 @router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"], dependencies=_DEPLOYS)
-def delete_alias(model: Model, alias: AliasPath, catalog: Catalog) -> None:
-    catalog.delete_alias(model, alias)
+def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
+    catalog.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
 
 
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
              summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
-                     "also start the trainer as a Kubernetes Job")
+                     "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)")
 def create_run(body: RunCreate, launches: Launches, caller: Caller) -> dict:
     caller.require_resource(body.model)
     return launches.create(body)
@@ -171,34 +178,28 @@ def list_runs(catalog: Catalog, caller: Caller, model: ModelName | None = None, 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
             summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
 def get_run(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller) -> dict:
-    return launches.follow(_run_of(catalog, run_id, caller))
+    return launches.follow(run_for(catalog, run_id, caller))
 
 
-# The trainer's log can hold paths and settings: train keys only, not the scoring services' predict keys.
-@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse, tags=["runs"],
-            summary="The last lines of the trainer's log, for a run started as a Kubernetes Job",
+# The pod log can hold paths and settings: train keys only, not the scoring services' predict keys.
+@router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
+            summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
+                    "printed before it could report, e.g. when it was killed)",
             dependencies=[Depends(require_role("train"))])
-def get_run_logs(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller,
+def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller,
                  tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
-    return launches.logs(_run_of(catalog, run_id, caller), tail_lines=tail)
-
-
-def _run_of(catalog: ModelCatalog, run_id: str, caller: Caller) -> dict:
-    """The run, when the caller's key covers its model (runs are addressed by id, not model)."""
-    run = catalog.runs.get(run_id)
-    caller.require_resource(run["model"])
-    return run
+    return launches.logs(run_for(catalog, run_id, caller), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
               summary="Report progress: running with stage, epoch and metrics, or failed with the error")
 def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog, caller: Caller) -> dict:
-    _run_of(catalog, run_id, caller)
+    run_for(catalog, run_id, caller)
     return catalog.runs.update(run_id, body.model_dump(exclude_none=True))
 
 
 @router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
              summary="The version number the run will register under (the same on every call)")
 def reserve_version(run_id: RunPath, catalog: Catalog, caller: Caller) -> dict:
-    _run_of(catalog, run_id, caller)
+    run_for(catalog, run_id, caller)
     return catalog.runs.reserve_version(run_id)

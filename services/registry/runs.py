@@ -2,7 +2,7 @@
 
 A run is created `queued` (by whoever launches the Job, or by the trainer itself),
 becomes `running` with the stage, epoch and latest metrics as the trainer reports
-them, and ends `failed` (with the error) or `succeeded`. Only registering a version
+them, and ends `failed` (with the error), `cancelled` or `succeeded`. Only registering a version
 with the run's id makes it `succeeded`, so a run that says so always has its
 version, and a failed run never has one.
 
@@ -33,7 +33,7 @@ from visiondock.timeutil import utc_now
 
 RUNS = "training_runs"
 # `lost`: a running run whose trainer stopped sending heartbeats (killed, evicted, partitioned).
-FINISHED = frozenset({"succeeded", "failed", "lost"})
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
 
@@ -115,6 +115,17 @@ class TrainingRuns:
             return {**fields, "updated_at": now, "heartbeat_at": now}
 
         self.get(run_id)  # a silent run becomes lost before a late report could revive it
+        return self._patch(run_id, apply)
+
+    def cancel(self, run_id: str, reason: str = "") -> dict[str, Any]:
+        """Stop a queued or running run: it registers nothing, and its next progress report is refused
+        (409 `run_finished`), which tells the trainer to stop."""
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
+            now = utc_now()
+            return {"status": "cancelled", "finished_at": now, "updated_at": now,
+                    "error": f"cancelled: {reason}" if reason else "cancelled"}
+
         return self._patch(run_id, apply)
 
     def reserve_version(self, run_id: str) -> dict[str, Any]:

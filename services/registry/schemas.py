@@ -35,6 +35,9 @@ class VersionMetadata(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
     run_id: str | None = Field(default=None, description="The training run that made this version; the "
                                                           "version takes the number the run reserved.")
+    lineage: dict[str, Any] = Field(default_factory=dict, description="What it learned from and what made it: "
+                                    "dataset snapshot, parameters, code version, parent version "
+                                    "(see `GET …/versions/{v}/lineage`).")
 
 
 class VersionRegistration(VersionMetadata):
@@ -78,6 +81,7 @@ class ModelSummary(BaseModel):
 
 class AliasUpdate(BaseModel):
     version: int = Field(ge=1)
+    reason: str = Field(default="", max_length=500, description="Why it moves; kept in the alias's history.")
 
 
 class Alias(BaseModel):
@@ -86,6 +90,7 @@ class Alias(BaseModel):
     version: int
     updated_at: datetime
     etag: str | None = Field(default=None, description="Changes whenever the alias moves (also the ETag header).")
+    previous_version: int | None = Field(default=None, description="After a move: the version it replaced.")
 
 
 class ResolvedAlias(Alias):
@@ -98,13 +103,14 @@ class AliasList(BaseModel):
 
 
 # -- training runs --------------------------------------------------------------------
-RunStatus = Literal["queued", "running", "succeeded", "failed", "lost"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
 
 
 class RunLaunch(BaseModel):
-    """Start the run's trainer as a Kubernetes Job, made from the chart's trainer CronJob."""
+    """Start the run's trainer: as a Kubernetes Job, made from the chart's trainer CronJob, or as a
+    process beside the registry on one machine (`local`, VISIONDOCK_TRAINING_LAUNCHER)."""
 
-    on: Literal["kubernetes"] = "kubernetes"
+    on: Literal["kubernetes", "local"] = "kubernetes"
     gpu: bool = Field(default=False, description="Use the GPU template (a node with `nvidia.com/gpu`).")
 
 
@@ -171,3 +177,42 @@ class ReservedVersion(BaseModel):
     run_id: str
     model: str
     version: int
+
+
+# -- alias history --------------------------------------------------------------------
+class AliasChange(BaseModel):
+    """One recorded change of an alias: a move, a rollback or its deletion."""
+
+    model: str
+    alias: str
+    sequence: int = Field(description="Counts up with every change (a move that lost a race leaves a gap).")
+    action: Literal["move", "rollback", "delete"]
+    from_version: int | None = Field(description="The version it pointed at before; null when it was new.")
+    to_version: int | None = Field(description="The version it points at after; null when it was deleted.")
+    actor: str = Field(description="The name of the API key that changed it.")
+    reason: str = ""
+    moved_at: datetime
+
+
+class AliasRollback(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+# -- run housekeeping ----------------------------------------------------------------
+class RunCancel(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class RunLogAppend(BaseModel):
+    lines: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(min_length=1, max_length=1000)
+
+
+class RunLogLine(BaseModel):
+    n: int = Field(description="The line's number in the run's log, from 1.")
+    text: str
+
+
+class RunLog(BaseModel):
+    lines: list[RunLogLine]
+    next: int = Field(description="Pass as `after` to get the lines that come later (to follow the log).")
+    total: int = Field(description="How many lines the log has.")

@@ -26,6 +26,7 @@ from visiondock.vocabulary import DETECTION
 from .answers import build_answer, no_face_answer, predicted_labels
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .capture import CaptureSink
+from .drift_monitor import DriftMonitor
 from .metrics import ScoringMetrics
 from .model import LoadedModel, PreparedImage
 from .render import FORMATS, draw_answer, encode
@@ -51,6 +52,8 @@ class ScoringService:
         self.executor = ThreadPoolExecutor(max_workers=settings.scoring_decode_threads,
                                            thread_name_prefix="decode")
         self._in_progress = 0
+        self.drift = DriftMonitor(metrics, window=settings.scoring_drift_window,
+                                  threshold=settings.drift_psi_threshold)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -145,6 +148,7 @@ class ScoringService:
                 self.metrics.stage_seconds.labels(stage=stage).observe(timings[stage] / 1000)
         for label in predicted_labels(body):
             self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
+        self.drift.observe(model, body)
         timings["total"] = (time.perf_counter() - started) * 1000
         return {"model": model.name, "version": model.version, "alias": model.identity.slot,
                 "variant": model.identity.variant, "task": model.task, **body,

@@ -37,6 +37,7 @@ class ImageRecord:
     tags: list[str]
     regions: list[dict[str, Any]]
     split: str | None
+    label_revision: int = 0  # counts its label changes; recorded in the version's lineage
 
 
 @dataclass
@@ -50,7 +51,8 @@ def fetch_listing(client: AnnotationClient, project_id: str) -> ProjectData:
     project = client.get_project(project_id)
     tags = [tag["name"] for tag in client.list_tags(project_id)]
     records = [ImageRecord(id=doc["id"], filename=doc["filename"], tags=list(doc["tags"]),
-                           regions=list(doc["regions"]), split=doc["split"])
+                           regions=list(doc["regions"]), split=doc["split"],
+                           label_revision=int(doc.get("label_revision") or 0))
                for doc in client.list_images(project_id, labeled=True)]
     if not records:
         raise TrainingDataError(f"project {project_id!r} has no labeled images; label some and train again")

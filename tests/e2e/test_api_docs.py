@@ -2,56 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from cli.launcher import SERVICES, LocalServices
-from tests.support.emulators import unavailable
+from tests.support.browser import chromium, offline_page
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by playwright (skipped without them, failed on CI)."""
-    executable = shutil.which("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    if executable is None:
-        unavailable("chromium is not installed (make test installs it: apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _open_offline(browser: Any, url: str, outside: list[str], errors: list[str]) -> Any:
-    """A page whose requests to anywhere but the service's host are refused and recorded."""
-    host = urlsplit(url).hostname
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    """A page whose requests to anywhere but the service are refused and recorded."""
+    page = offline_page(browser, url, outside)
     page.on("pageerror", lambda error: errors.append(str(error)))
-
-    def only_the_service(route: Any) -> None:
-        if urlsplit(route.request.url).hostname == host:
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_the_service)
     return page
 
 

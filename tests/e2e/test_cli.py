@@ -52,8 +52,19 @@ def test_project_import_models_promote_predict(services: LocalServices, registry
     assert trained.returncode == 0, trained.stderr
     assert "registered cli-shapes version 1" in trained.stdout and "held-out accuracy" in trained.stdout
     promoted = cli(services, "promote", "cli-shapes", "1", "--alias", "production")
-    assert promoted.returncode == 0 and "cli-shapes@production -> version 1" in promoted.stdout
+    assert promoted.returncode == 0 and "cli-shapes@production -> version 1 (new alias)" in promoted.stdout
     assert registry.get_alias("cli-shapes", "production")["version"] == 1
+    # A second version (the same file) to promote and roll back from.
+    first = registry.get_version("cli-shapes", 1)
+    copy = registry.download_artifact("cli-shapes", 1, tmp_path / "v1.onnx")
+    registry.register_version("cli-shapes", copy, {k: first[k] for k in ("task", "labels", "metrics")})
+    promoted = cli(services, "promote", "cli-shapes", "2", "--reason", "same model, new number")
+    assert "cli-shapes@production -> version 2 (was version 1)" in promoted.stdout, promoted.stderr
+    rolled_back = cli(services, "rollback", "cli-shapes", "--alias", "production")
+    assert "cli-shapes@production -> version 1 (was version 2)" in rolled_back.stdout, rolled_back.stderr
+    moves = registry.alias_history("cli-shapes", "production")
+    assert [(m["action"], m["to_version"]) for m in moves] == [("rollback", 1), ("move", 2), ("move", 1)]
+    assert moves[1]["reason"] == "same model, new number"
     models = cli(services, "models")
     assert "cli-shapes" in models.stdout and "production=1" in models.stdout
 

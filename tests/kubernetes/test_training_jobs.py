@@ -230,7 +230,7 @@ def test_a_run_created_with_launch_starts_its_job_and_fails_with_the_jobs_reason
         run = registry.get(f"/v1/runs/{run['id']}").json()
         assert run["status"] == "failed" and "OOMKilled" in run["error"] and "memory limit" in run["error"]
         assert run["job"]["phase"] == "failed" and run["job"]["reason"] == "OOMKilled"
-        logs = registry.get(f"/v1/runs/{run['id']}/logs", params={"tail": 20})
+        logs = registry.get(f"/v1/runs/{run['id']}/job-logs", params={"tail": 20})
         assert logs.status_code == 200 and "features: 720 images" in logs.text
         # A finished run's Job is not asked about again.
         asked = len(server.requests)
@@ -245,7 +245,7 @@ def test_a_registry_outside_kubernetes_says_it_starts_no_jobs(tmp_path: Path, mo
         assert refused.status_code == 409 and refused.json()["code"] == "launch_unavailable"
         plain = registry.post("/v1/runs", json={"model": "flowers"}).json()  # runs without launch work as before
         assert plain["job"] is None
-        assert registry.get(f"/v1/runs/{plain['id']}/logs").status_code == 404
+        assert registry.get(f"/v1/runs/{plain['id']}/job-logs").status_code == 404
 
 
 @pytest.mark.e2e
