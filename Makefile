@@ -1,8 +1,9 @@
 # VisionDock developer commands. Each target installs what it needs into .venv first.
 #   make demo    the end-to-end loop on embedded storage (services, train, promote, predict)
 #   make test    the whole test suite, Azure backends included (needs node + npm)
-#   make test-fast  unit and in-process API tests only: no service processes, training or emulators
+#   make test-fast  unit and in-process API tests only: no service processes, training, emulators or API fuzzing
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
+#   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 
@@ -17,7 +18,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -54,7 +55,7 @@ test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not e2e and not training and not azure"
+	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -63,6 +64,10 @@ bench: bench-scoring bench-train bench-labeling
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
+
+# Soak and fault runs (about 6 minutes): figures, not pass/fail.
+soak: $(STAMP)
+	$(PY) -m bench.soak
 
 bench-train: $(STAMP)
 	$(PY) -m bench.training

@@ -334,7 +334,7 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         say("== (d) the INT8 variant served")
         int8_env = {**scoring_env, "VISIONDOCK_SCORING_VARIANT": "int8"}
         with running("services.scoring", int8_env, logs, "scoring-int8", probe="/readyz") as scoring:
-            served = httpx.get(scoring.url + "/readyz").json()["model"]["variant"]
+            served = httpx.get(scoring.url + "/readyz", headers=AUTH).json()["model"]["variant"]
             result = load(scoring.url + "/v1/predict", image_list, concurrency=32, seconds=seconds)
             int8_http = http_row(f"(d) scoring service HTTP {served}", result)
             memory["int8 peak"] = rss_mb(scoring)[1]

@@ -14,6 +14,9 @@
     visiondock runs [RUN_ID] [--follow]
     visiondock dashboard               print the dashboard's URL
     visiondock predict IMAGE...
+    visiondock key new NAME --role predict [--scope MODEL]
+    visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
+    visiondock purge-captures          delete captured predictions past the retention period
 
 Services are found at VISIONDOCK_ANNOTATION_URL / _REGISTRY_URL / _SCORING_URL
 (default http://127.0.0.1:8701, 8702, 8703), or the --*-url flags.
@@ -397,6 +400,70 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from services.annotation.images import IMAGE_BLOBS
+    from services.annotation.review import REVIEW_BLOBS
+    from services.registry.catalog import VERSION_BLOBS
+    from visiondock.fsck import check, repair
+    from visiondock.storage import open_blob_store, open_document_store
+
+    pairings = [IMAGE_BLOBS, REVIEW_BLOBS, VERSION_BLOBS]
+    settings = _settings()
+    documents, blobs = open_document_store(settings), open_blob_store(settings)
+    try:
+        problems = list(check(documents, blobs, pairings, grace=timedelta(minutes=args.grace_minutes)))
+        for problem in problems:
+            print(problem.line())
+        if not args.repair:
+            print(f"{len(problems)} problem(s) found; nothing changed (dry run: --repair fixes them)")
+            return EXIT_FAILED if problems else 0
+        fixed = repair(documents, blobs, problems, pairings)
+        print(f"{len(problems)} problem(s) found, {len(fixed)} repaired")
+        return EXIT_FAILED if len(fixed) < len(problems) else 0
+    finally:
+        documents.close()
+        blobs.close()
+
+
+def cmd_purge_captures(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from services.annotation.images import ImageLibrary
+    from services.annotation.projects import ProjectCatalog
+    from services.annotation.review import ReviewQueue
+    from visiondock.storage import open_blob_store, open_document_store
+
+    settings = _settings()
+    days = args.older_than_days if args.older_than_days is not None else settings.review_retention_days
+    documents, blobs = open_document_store(settings), open_blob_store(settings)
+    try:
+        projects = ProjectCatalog(documents)
+        queue = ReviewQueue(documents, blobs, projects, ImageLibrary(documents, blobs, projects))
+        purged = queue.purge(older_than=datetime.now(UTC) - timedelta(days=days), dry_run=args.dry_run)
+    finally:
+        documents.close()
+        blobs.close()
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb} {len(purged)} captured prediction(s) older than {days:g} days")
+    return 0
+
+
+def cmd_key_new(args: argparse.Namespace) -> int:
+    from visiondock.auth import KeyFormatError, new_key
+
+    try:
+        key, entry = new_key(args.name, args.role, args.scope or ["*"])
+    except KeyFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"key:   {key}\nentry: {entry}")
+    print("Give the key to its user once; add the entry to VISIONDOCK_API_KEY_ENTRIES or the key file.",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     failures = 0
     with _scoring(args) as client:
@@ -518,6 +585,27 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
 
     command("dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
+
+    fsck = command("fsck", cmd_fsck, "find documents without their blobs and blobs without documents in this "
+                                     "deployment's storage (dry run unless --repair)")
+    fsck.add_argument("--repair", action="store_true", help="delete stray blobs and image documents without bytes")
+    fsck.add_argument("--grace-minutes", type=float, default=10.0,
+                      help="leave blobs younger than this alone (uploads in progress)")
+
+    purge = command("purge-captures", cmd_purge_captures, "delete captured predictions (review items and their "
+                                                           "images) older than the retention period")
+    purge.add_argument("--older-than-days", type=float,
+                       help="default: $VISIONDOCK_REVIEW_RETENTION_DAYS (30)")
+    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
+                                                                     metavar="ACTION")
+    new = command("new", cmd_key_new, "make a new API key and print it with the hashed entry services store", key)
+    new.add_argument("name", help="the key's name, shown in logs and label history")
+    new.add_argument("--role", action="append", required=True, choices=["predict", "label", "train", "admin"],
+                     help="repeat for several roles")
+    new.add_argument("--scope", action="append", help="a project or model the key is limited to (repeatable); "
+                                                      "default: all")
 
     predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
     predict.add_argument("images", nargs="+", metavar="IMAGE")

@@ -110,6 +110,11 @@ class ServiceClient:
                 raise ServiceUnavailableError(
                     f"the {self.service} service at {self.base_url} did not answer in time", url=self.base_url
                 ) from exc
+            except httpx.TransportError as exc:  # e.g. the service died mid-request
+                raise ServiceUnavailableError(
+                    f"the connection to the {self.service} service at {self.base_url} broke before it answered "
+                    f"({type(exc).__name__})", url=self.base_url
+                ) from exc
             _raise_for_status(response)
             return response
 

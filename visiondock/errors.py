@@ -46,6 +46,12 @@ class NotAuthenticated(DomainError):
     code = "unauthorized"
 
 
+class Forbidden(DomainError):
+    """The key is valid but lacks the role, or its scope does not cover what the request touches."""
+
+    code = "forbidden"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

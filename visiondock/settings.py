@@ -48,8 +48,12 @@ class Settings(BaseSettings):
     # Multi-region endpoint discovery; off for single-endpoint servers.
     cosmos_endpoint_discovery: bool = True
 
-    # Comma-separated list of accepted API keys.
+    # Comma-separated list of accepted plain API keys (admin keys, for local use).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [LOCAL_DEV_API_KEY])
+    # Named keys with roles, stored hashed (see visiondock.auth): `;`- or line-separated entries,
+    # and/or a file of them (a mounted Kubernetes Secret).
+    api_key_entries: str = ""
+    api_keys_file: Path | None = None
     # The key this process presents when it calls another service.
     api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
 
@@ -68,6 +72,13 @@ class Settings(BaseSettings):
     # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
     training_launcher: Literal["local", "none"] | None = None
 
+    # Captured predictions (images people sent to the scoring service) are purged after this
+    # many days by `visiondock purge-captures` (run it daily, e.g. as a Kubernetes CronJob).
+    review_retention_days: float = Field(default=30.0, gt=0)
+
+    # The registry marks a running training run `lost` after this long without a heartbeat.
+    run_lost_after_seconds: float = Field(default=300.0, gt=0)
+
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -81,7 +92,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
         if self.environment == "production":
-            if LOCAL_DEV_API_KEY in self.api_keys or not self.api_keys:
+            if LOCAL_DEV_API_KEY in self.api_keys or not (self.api_keys or self.api_key_entries
+                                                           or self.api_keys_file):
                 raise ValueError(
                     "VISIONDOCK_API_KEYS must be set to real keys in production; "
                     "the built-in local development key is refused there"
@@ -118,3 +130,7 @@ class Settings(BaseSettings):
     @property
     def uses_local_key(self) -> bool:
         return LOCAL_DEV_API_KEY in self.api_keys
+
+    @property
+    def uses_azure(self) -> bool:
+        return self.blob_backend == "azure" or self.document_backend == "cosmos"

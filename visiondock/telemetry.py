@@ -122,12 +122,19 @@ class RequestTelemetryMiddleware:
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),
                         "client": (scope.get("client") or ("", 0))[0],
+                        "key": _key_name(scope),
                     },
                 )
 
 
 # Probes and scrapes arrive every few seconds; logging each would drown the real traffic.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def _key_name(scope: Scope) -> str | None:
+    """The name of the API key the request presented (never the key), once it was checked."""
+    principal = (scope.get("state") or {}).get("principal")
+    return getattr(principal, "name", None)
 
 
 def _header(scope: Scope, name: str) -> str | None:

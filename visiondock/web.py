@@ -8,24 +8,37 @@ turns them into HTTP statuses (`http_status`).
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from visiondock.auth import (
+    API_KEY_HEADER,
+    ROLES,
+    KeyRing,
+    Principal,
+    Role,
+    RoleRequirement,
+    presented_key,
+    read_entries_file,
+    split_entries,
+)
 from visiondock.errors import (
     Conflict,
     DomainError,
+    Forbidden,
     InvalidContent,
     InvalidInput,
     NotAuthenticated,
@@ -36,10 +49,12 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from visiondock.settings import Settings
+from visiondock.limits import RequestGuardMiddleware
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
     BlobNotFoundError,
     ConflictError,
+    DocumentError,
     DocumentNotFoundError,
     InvalidBlobKeyError,
     InvalidQueryError,
@@ -50,16 +65,14 @@ from visiondock.telemetry import RequestTelemetryMiddleware, ServiceMetrics, con
 
 log = logging.getLogger(__name__)
 
-API_KEY_HEADER = "X-API-Key"
 DOCS_ASSETS_URL = "/docs-assets"
-# Azure AI Search sends its key in this header to custom skills.
-AZURE_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
 # The HTTP status of each kind of error; for an error of several kinds, the first in its MRO.
 HTTP_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 400,
     NotAuthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     Outdated: 412,
@@ -96,18 +109,39 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, descriptio
 _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Authorization: Bearer <key>`.")
 
 
-async def require_api_key(
-    request: Request,
-    api_key: str | None = Security(_api_key_header),
-    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-) -> None:
-    """Accept an API key from `X-API-Key`, `Authorization: Bearer` or the Azure skill header."""
-    presented = api_key or (bearer.credentials if bearer else None) or request.headers.get(AZURE_KEY_HEADER)
-    if not presented:
-        raise NotAuthenticated(f"missing API key: send it in the {API_KEY_HEADER} header")
-    settings: Settings = request.app.state.settings
-    if not any(hmac.compare_digest(presented.encode(), key.encode()) for key in settings.api_keys):
-        raise NotAuthenticated("invalid API key")
+def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
+                 resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
+    """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
+
+    The request guard applies the same check before the body is read; this dependency
+    repeats it (one hash) so a route is protected even where the guard is not installed,
+    and puts the key's Principal on `request.state.principal`.
+    """
+    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource)
+
+    async def check_key(
+        request: Request,
+        api_key: str | None = Security(_api_key_header),
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> Principal:
+        principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
+                                          request.path_params, request.app)
+        request.state.principal = principal
+        return principal
+
+    check_key.requirement = requirement  # type: ignore[attr-defined]
+    return check_key
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller, as the route's key check identified it."""
+    return request.state.principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+# Any valid key, whatever its roles (metrics scrapes).
+require_api_key = require_role(*ROLES)
 
 
 # -- readiness --------------------------------------------------------------------
@@ -172,6 +206,15 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal error; the service logged the details", "internal_error")
 
 
+def keyring_of(settings: Settings) -> KeyRing:
+    """The keys a service accepts; refuses the built-in key beside Azure backends."""
+    if settings.uses_local_key and settings.uses_azure:
+        raise ValueError("the built-in local development key is refused with Azure backends: set "
+                         "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)")
+    entries = split_entries(settings.api_key_entries) + read_entries_file(settings.api_keys_file)
+    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY)
+
+
 # -- the app factory --------------------------------------------------------------
 # What a service builds on its stores at startup, as attributes its routes find on `app.state`.
 PartsBuilder = Callable[[Stores], Mapping[str, Any]]
@@ -209,11 +252,25 @@ DOCS_CONTENT_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; s
                        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:")
 
 
-async def _docs_stay_local(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    if request.url.path in DOCS_PAGES:
-        response.headers["Content-Security-Policy"] = DOCS_CONTENT_POLICY
-    return response
+class DocsStayLocalMiddleware:
+    """Adds DOCS_CONTENT_POLICY to the docs pages. Pure ASGI, not `@app.middleware("http")`: that
+    wraps `receive`, and would turn the request guard's 413 for a streamed body into a 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in DOCS_PAGES:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = DOCS_CONTENT_POLICY
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
 
 
 def create_service_app(
@@ -233,9 +290,10 @@ def create_service_app(
     them as `app.state` attributes, then enters the service's `lifespan`; at shutdown it
     undoes all that in reverse and closes the stores. Open without a key: `/healthz`,
     `/readyz` (probes) and the API docs. Everything else, `/metrics` included, needs an
-    API key (routers add `Depends(require_api_key)`).
+    API key with the role each route declares (routers add `Depends(require_role(...))`).
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
+    keyring = keyring_of(settings)
     metrics = ServiceMetrics(service)
 
     @asynccontextmanager
@@ -264,18 +322,22 @@ def create_service_app(
     # Swagger UI's validator badge would send the spec to validator.swagger.io: off.
     app = FastAPIOffline(title=f"VisionDock {service}", description=description, version=version, lifespan=run,
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
-    app.middleware("http")(_docs_stay_local)
+    app.add_middleware(DocsStayLocalMiddleware)
     _hoist_inline_definitions(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
+    app.state.keyring = keyring
+    # Inside telemetry, so its refusals are logged and counted.
+    app.add_middleware(RequestGuardMiddleware, status_of=http_status)
     app.state.started = False
     app.add_middleware(RequestTelemetryMiddleware, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    # DocumentError last: ids the edge let through but a store refuses are the caller's mistake.
     for storage_error in (DocumentNotFoundError, BlobNotFoundError, ConflictError, InvalidQueryError,
-                          InvalidBlobKeyError):
+                          InvalidBlobKeyError, DocumentError):
         app.add_exception_handler(storage_error, _on_storage_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
@@ -283,15 +345,20 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work",
-             responses={503: {"description": "Not ready yet; the body says why."}})
-    async def readyz(response: Response) -> dict[str, Any]:
+    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work (details with a key)",
+             responses={503: {"description": "Not ready yet; with a key, the body says why."}})
+    async def readyz(request: Request) -> JSONResponse:
         state = readiness(app)
-        response.status_code = 200 if state.ready else 503
-        return {"status": "ready" if state.ready else "not ready", "service": service, **state.details}
+        body = {"status": "ready" if state.ready else "not ready", "service": service}
+        # Probes need only the verdict; what is loaded and from where (labels, URLs) needs a key.
+        key = presented_key(request.headers, azure_header=False)
+        if key is not None and keyring.identify(key) is not None:
+            body.update(state.details)
+        return JSONResponse(body, status_code=200 if state.ready else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)],
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                                                       "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
@@ -51,4 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts=_parts,
     )
     mount_app(app)
+    document_api(app, links=LINKS)
     return app
+
+
+_PROJECT = "/v1/projects/{project_id}"
+LINKS = [
+    Link(("POST", "/v1/projects"), 201, ("GET", _PROJECT), {"project_id": "$response.body#/id"}),
+    Link(("POST", f"{_PROJECT}/tags"), 201, ("GET", f"{_PROJECT}/tags"), {"project_id": "$request.path.project_id"}),
+    Link(("POST", f"{_PROJECT}/images"), 200, ("GET", f"{_PROJECT}/images/{{image_id}}"),
+         {"project_id": "$request.path.project_id", "image_id": "$response.body#/results/0/image/id"}),
+    Link(("PUT", f"{_PROJECT}/review-items/{{item_id}}"), 201, ("GET", f"{_PROJECT}/review-items/{{item_id}}"),
+         {"project_id": "$request.path.project_id", "item_id": "$response.body#/id"}),
+]

@@ -7,12 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from visiondock.web import require_api_key
+from visiondock.web import require_role
 
 from .curation import Curation
 from .curation_schemas import BulkResults, BulkSplit, BulkTags, ProjectDeleted, TagRename, TagUsage
+from .schemas import ProjectPath, TagPath
 
-router = APIRouter(prefix="/v1/projects/{project_id}", dependencies=[Depends(require_api_key)])
+# Tags and bulk changes are labeling; deleting a whole project (its images and labels) is an admin's.
+router = APIRouter(prefix="/v1/projects/{project_id}",
+                   dependencies=[Depends(require_role("label", readers=("train",)))])
+_ADMIN = [Depends(require_role("admin"))]
 
 
 def _curation(request: Request) -> Curation:
@@ -31,38 +35,39 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @router.get("/tags/{tag}", response_model=TagUsage, tags=["tags"], summary="A tag and how many images carry it")
-def get_tag(project_id: str, tag: str, curation: Curator) -> dict[str, Any]:
+def get_tag(project_id: ProjectPath, tag: TagPath, curation: Curator) -> dict[str, Any]:
     return curation.tag(project_id, tag)
 
 
 @router.post("/tags/{tag}/rename", response_model=TagUsage, tags=["tags"],
              summary="Rename a tag on every image (409 when the new name exists, unless `merge`)")
-def rename_tag(project_id: str, tag: str, body: TagRename, curation: Curator) -> dict[str, Any]:
+def rename_tag(project_id: ProjectPath, tag: TagPath, body: TagRename, curation: Curator) -> dict[str, Any]:
     return curation.rename_tag(project_id, tag, body.name, merge=body.merge)
 
 
 @router.delete("/tags/{tag}", response_model=TagUsage, tags=["tags"],
                summary="Delete a tag; 409 naming how many images carry it unless `confirm=true`",
                responses={409: {"description": "Images carry the tag (`code`: tag_in_use)."}})
-def delete_tag(project_id: str, tag: str, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
+def delete_tag(project_id: ProjectPath, tag: TagPath, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
     return curation.delete_tag(project_id, tag, confirm=confirm)
 
 
 @router.post("/images/bulk/tags", response_model=BulkResults, tags=["images"],
              summary="Add and remove tags on many images; one result per image")
-def bulk_tags(project_id: str, body: BulkTags, curation: Curator) -> dict[str, Any]:
+def bulk_tags(project_id: ProjectPath, body: BulkTags, curation: Curator) -> dict[str, Any]:
     return _summary(curation.bulk_tags(project_id, body.image_ids, add=body.add, remove=body.remove))
 
 
 @router.post("/images/bulk/split", response_model=BulkResults, tags=["images"],
              summary="Put many images in a split (or none); one result per image")
-def bulk_split(project_id: str, body: BulkSplit, curation: Curator) -> dict[str, Any]:
+def bulk_split(project_id: ProjectPath, body: BulkSplit, curation: Curator) -> dict[str, Any]:
     return _summary(curation.bulk_split(project_id, body.image_ids, body.split))
 
 
 @router.delete("", response_model=ProjectDeleted, tags=["projects"],
                summary="Delete a project with its images, thumbnails, tags and review items; 409 unless "
                        "`confirm=true` when it has images",
-               responses={409: {"description": "The project has images (`code`: project_not_empty)."}})
-def delete_project(project_id: str, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
+               responses={409: {"description": "The project has images (`code`: project_not_empty)."}},
+               dependencies=_ADMIN)
+def delete_project(project_id: ProjectPath, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
     return curation.delete_project(project_id, confirm=confirm)

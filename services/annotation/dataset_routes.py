@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from visiondock.errors import InvalidContent, InvalidInput, TooLarge
-from visiondock.web import require_api_key
+from visiondock.limits import body_limit
+from visiondock.web import require_role
 
 from .dataset_export import DatasetExporter
 from .dataset_import import DatasetImporter, ImportOptions
@@ -34,13 +35,18 @@ from .datasets import (
     get_format,
 )
 from .images import MAX_FILES_PER_UPLOAD
-from .schemas import Split
+from .schemas import ProjectPath, Split
 
 MAX_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024
 MAX_BATCH_BYTES = 256 * 1024 * 1024
+# Room for the multipart framing and the form fields beside the files.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+# A snapshot export lists its image ids (64 hex digits each): room for some 200,000.
+MAX_EXPORT_REQUEST_BYTES = 16 * 1024 * 1024
 NDJSON = "application/x-ndjson"
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["datasets"])
+# Labelers import and export; the trainer (train keys) may read the formats and export.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))], tags=["datasets"])
 
 
 def _importer(request: Request) -> DatasetImporter:
@@ -75,9 +81,12 @@ def _answer(request: Request, events: Iterator[dict[str, Any]]) -> Any:
                      "`{\"event\": \"report\", \"report\": …}`."},
                400: {"description": "Not a zip archive, an unsafe one, or not the named format."},
                413: {"description": "Over the archive's limits (size, entries, a zip bomb)."}},
+    # The archive is the one large body of this service: its own limit, checked before reading.
+    dependencies=[Depends(body_limit(MAX_ARCHIVE_BYTES + FORM_OVERHEAD_BYTES))],
+    form_limits={"max_files": 1, "max_fields": 4},
 )
 def import_archive(
-    project_id: str,
+    project_id: ProjectPath,
     request: Request,
     importer: Importer,
     archive: Annotated[UploadFile, File(description="A zip archive of the dataset.")],
@@ -103,9 +112,11 @@ def import_archive(
 @router.post(
     "/projects/{project_id}/imports/samples", response_model=ImportReport,
     summary="Import a batch of images with their labels, as read by a client (`visiondock import`)",
+    dependencies=[Depends(body_limit(MAX_BATCH_BYTES + FORM_OVERHEAD_BYTES))],
+    form_limits={"max_files": MAX_FILES_PER_UPLOAD, "max_fields": 2},
 )
 def import_samples(
-    project_id: str,
+    project_id: ProjectPath,
     request: Request,
     importer: Importer,
     files: Annotated[list[UploadFile], File(description="The images; the i-th is described by samples[i].")],
@@ -153,7 +164,7 @@ _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/projects/{project_id}/export", response_class=StreamingResponse, responses=_EXPORT_RESPONSES,
             summary="Export the labeled images as a zip archive in a dataset format")
 def export_dataset(
-    project_id: str,
+    project_id: ProjectPath,
     exporter: Exporter,
     dataset_format: Annotated[FormatName, Query(alias="format")],
     split: Annotated[str | None, Query(pattern="^(train|test|none)$")] = None,
@@ -162,6 +173,7 @@ def export_dataset(
 
 
 @router.post("/projects/{project_id}/export", response_class=StreamingResponse, responses=_EXPORT_RESPONSES,
-             summary="Export a chosen set of images (a dataset snapshot) as a zip archive")
-def export_snapshot(project_id: str, body: ExportRequest, exporter: Exporter) -> StreamingResponse:
+             summary="Export a chosen set of images (a dataset snapshot) as a zip archive",
+             dependencies=[Depends(body_limit(MAX_EXPORT_REQUEST_BYTES))])
+def export_snapshot(project_id: ProjectPath, body: ExportRequest, exporter: Exporter) -> StreamingResponse:
     return _zip_response(exporter, project_id, body.format, body.split, body.image_ids)

@@ -6,7 +6,9 @@ and labels in the `images` collection, partition `<project>`.
 
 Order of writes: the blob first, then the document, so a document never points at
 missing bytes; if the document cannot be written, the blob is removed again unless
-another document already owns it.
+another document already owns it. A delete racing an upload of the same bytes: after
+its last write each side checks the other's (the upload its blob, the delete the
+document) and puts the bytes back when needed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visiondock.errors import DomainError, InvalidInput, NotFound, TooLarge
+from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from visiondock.storage import (
     BlobStore,
@@ -36,6 +39,8 @@ from .projects import ProjectCatalog
 
 IMAGES = "images"
 MAX_FILES_PER_UPLOAD = 256
+# One upload request, all files together; larger imports are split into several requests.
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,16 @@ def image_blob_key(project_id: str, image_id: str) -> str:
 
 def thumbnail_blob_key(project_id: str, image_id: str) -> str:
     return f"thumbnails/{project_id}/{image_id}.jpg"
+
+
+def _image_of_blob(key: str) -> tuple[str, str] | None:
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 else None
+
+
+# For `visiondock fsck`: an image document owns its bytes; without them it is worthless.
+IMAGE_BLOBS = Pairing("images", IMAGES, "images/", lambda doc: image_blob_key(doc.partition_key, doc.id),
+                      _image_of_blob)
 
 
 def public_image(doc: Document) -> dict[str, Any]:
@@ -186,6 +201,9 @@ class ImageLibrary:
         except Exception:
             self._remove_orphan_blob(project_id, image_id)
             raise
+        # A delete of the same bytes may have removed the blob between our put and our create.
+        if not self.blobs.exists(key):
+            self.blobs.put(key, data, content_type=facts.content_type)
         return UploadOutcome(filename, "created", image=public_image(stored))
 
     def _remove_orphan_blob(self, project_id: str, image_id: str) -> None:
@@ -277,8 +295,19 @@ class ImageLibrary:
                                     set_fields={"split": split, "updated_at": utc_now()}, if_match=if_match)
 
     def delete(self, project_id: str, image_id: str, *, if_match: str | None) -> None:
-        self.get(project_id, image_id)
+        doc = self.get(project_id, image_id)
+        key = image_blob_key(project_id, image_id)
         # The document goes first: a blob without a document is invisible, the reverse is a broken image.
+        held = self.blobs.get(key) if self.blobs.exists(key) else None
         self.documents.delete(IMAGES, image_id, partition_key=project_id, if_match=if_match)
-        self.blobs.delete(image_blob_key(project_id, image_id))
+        self.blobs.delete(key)
         self.blobs.delete(thumbnail_blob_key(project_id, image_id))
+        # An upload of the same bytes may have created the document again after ours went, and
+        # checked for its blob before we removed it: each side checks after its last write, so
+        # one of them always sees the other and puts the bytes back.
+        try:
+            self.documents.get(IMAGES, image_id, partition_key=project_id)
+        except DocumentNotFoundError:
+            return
+        if held is not None:
+            self.blobs.put(key, held, content_type=doc.data["content_type"])

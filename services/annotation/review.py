@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
+from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
 from visiondock.storage import (
     BlobStore,
@@ -41,12 +43,32 @@ from .projects import ProjectCatalog
 REVIEW_ITEMS = "review_items"
 STATUSES = ("pending", "accepted", "rejected")
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# How long an accept holds an item; past it, a claim left by a crashed request is void.
+CLAIM_TTL = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
 
 def review_blob_key(project_id: str, item_id: str) -> str:
     return f"review/{project_id}/{item_id}"
+
+
+def _item_of_blob(key: str) -> tuple[str, str] | None:
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 else None
+
+
+REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, "review/",
+                       lambda doc: review_blob_key(doc.partition_key, doc.id), _item_of_blob)
+
+
+def _parse_time(value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _has_labels(image: dict[str, Any]) -> bool:
+    return bool(image.get("labeled") or image.get("tags") or image.get("regions"))
 
 
 def public_item(doc: Document) -> dict[str, Any]:
@@ -160,20 +182,45 @@ class ReviewQueue:
             raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
         if doc.data["status"] != "pending":
             raise Conflict(f"review item {item_id!r} was already {doc.data['status']}")
+        claimed = doc.data.get("claimed_at")
+        if claimed and datetime.now(UTC) - _parse_time(claimed) < CLAIM_TTL:
+            raise Conflict(f"review item {item_id!r} is being accepted by {doc.data.get('claimed_by') or 'someone'}")
         return doc
+
+    def _claim(self, doc: Document, reviewer: str) -> Document:
+        """Take the item by its etag before touching any image: of two reviewers accepting at once,
+        one claims it and the other gets 409 before anything is labeled. A claim left by a crashed
+        request expires after CLAIM_TTL."""
+        try:
+            return self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key,
+                                        set_fields={"claimed_at": utc_now(), "claimed_by": reviewer},
+                                        if_match=doc.etag)
+        except PreconditionFailedError:
+            raise Conflict(f"review item {doc.id!r} was taken by someone else meanwhile") from None
 
     def _decide(self, doc: Document, fields: dict[str, Any]) -> Document:
         try:
             return self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key,
                                         set_fields={**fields, "reviewed_at": utc_now(), "updated_at": utc_now()},
-                                        if_match=doc.etag)
+                                        remove_fields=["claimed_at", "claimed_by"], if_match=doc.etag)
         except PreconditionFailedError:
             raise Conflict(f"review item {doc.id!r} was decided by someone else meanwhile") from None
+
+    def _release(self, doc: Document) -> None:
+        try:
+            self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key,
+                                 remove_fields=["claimed_at", "claimed_by"], if_match=doc.etag)
+        except Exception:  # the claim expires by itself
+            log.warning("could not release the claim on review item %s", doc.id)
 
     def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
                regions: Sequence[dict[str, Any]] | None = None,
                if_match: str | None = None, who: str | None = None) -> dict[str, Any]:
-        """Make the item a labeled image of the project; the prediction's labels unless given."""
+        """Make the item a labeled image of the project; the prediction's labels unless given.
+
+        When the same image is already in the project with labels a person gave, those labels
+        stay: the item is accepted as that image, `labels_from: existing`.
+        """
         doc = self._pending(project_id, item_id, if_match)
         project = self.projects.get(project_id)
         suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
@@ -192,23 +239,58 @@ class ReviewQueue:
                 raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
                                  "gives none usable: send the right tag in `tags`")
         self.projects.require_tags(project_id, chosen_tags)
-        data = self.blobs.get(review_blob_key(project_id, item_id))
-        outcome = self.library.upload(project_id, [(doc.data.get("filename") or item_id, data)])[0]
+        claimed = self._claim(doc, who or "")
+        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
+        try:
+            image, labels_from = self._label_image(project, claimed, chosen_tags, chosen_regions, change,
+                                                   "prediction" if tags is None and regions is None else "reviewer")
+        except BaseException:
+            self._release(claimed)
+            raise
+        labels = {"tags": image.data.get("tags", []), "regions": image.data.get("regions", [])}
+        decided = self._decide(claimed, {"status": "accepted", "image_id": image.id, "labels": labels,
+                                         "labels_from": labels_from})
+        return {"item": public_item(decided), "image": public_image(image)}
+
+    def _label_image(self, project: dict[str, Any], item: Document, tags: list[str],
+                     regions: list[dict[str, Any]], change: LabelChange, labels_from: str) -> tuple[Document, str]:
+        project_id = project["id"]
+        data = self.blobs.get(review_blob_key(project_id, item.id))
+        outcome = self.library.upload(project_id, [(item.data.get("filename") or item.id, data)])[0]
         if outcome.problem is not None:
             raise outcome.problem
         assert outcome.image is not None
-        image_id = outcome.image["id"]
-        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
-        if project["type"] == DETECTION:
-            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None,
-                                             change=change)
-        else:
-            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None, change=change)
-        decided = self._decide(doc, {"status": "accepted", "image_id": image_id,
-                                     "labels": {"tags": chosen_tags, "regions": chosen_regions},
-                                     "labels_from": "prediction" if tags is None and regions is None
-                                     else "reviewer"})
-        return {"item": public_item(decided), "image": public_image(image)}
+        image_id, etag = outcome.image["id"], outcome.image["etag"]
+        if outcome.status == "duplicate" and _has_labels(outcome.image):
+            return self.library.get(project_id, image_id), "existing"
+        try:
+            # Only over the image as uploaded: a person labeling it meanwhile wins.
+            if project["type"] == DETECTION:
+                return (self.library.set_regions(project_id, image_id, regions, if_match=etag, change=change),
+                        labels_from)
+            return self.library.set_tags(project_id, image_id, tags, if_match=etag, change=change), labels_from
+        except PreconditionFailedError:
+            return self.library.get(project_id, image_id), "existing"
+
+    # -- retention -------------------------------------------------------------------
+    def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
+        """Delete captured items (document, then image) created before `older_than`, in every
+        project and whatever their status: an accepted item's image lives on as a project image.
+        Returns `<project>/<item>` of each purged (or, in a dry run, purgeable) item."""
+        cutoff = older_than.astimezone(UTC).isoformat(timespec="microseconds")
+        query = Query(filters=[Filter("created_at", "lt", cutoff)], order_by="created_at")
+        purged = []
+        for doc in list(self.documents.query_all(REVIEW_ITEMS, query)):
+            purged.append(f"{doc.partition_key}/{doc.id}")
+            if dry_run:
+                continue
+            # Document first: a stray blob is invisible (and fsck removes it), a document without its image is not.
+            try:
+                self.documents.delete(REVIEW_ITEMS, doc.id, partition_key=doc.partition_key)
+            except DocumentNotFoundError:
+                continue
+            self.blobs.delete(review_blob_key(doc.partition_key, doc.id))
+        return purged
 
     def reject(self, project_id: str, item_id: str, *, reason: str = "",
                if_match: str | None = None) -> dict[str, Any]:

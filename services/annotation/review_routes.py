@@ -8,12 +8,13 @@ from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Json
 
+from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
-from visiondock.web import require_api_key
+from visiondock.web import require_role
 
 from .history import caller_name
 from .review import ReviewQueue
-from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
+from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
 
 
 def _queue(request: Request) -> ReviewQueue:
@@ -24,15 +25,17 @@ Queue = Annotated[ReviewQueue, Depends(_queue)]
 IfMatch = Annotated[str | None, Header(description="The item's etag; the decision fails with 412 if it changed.")]
 
 router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
-                   dependencies=[Depends(require_api_key)])
+                   dependencies=[Depends(require_role("label"))])
 
 
 @router.put("/{item_id}", response_model=ReviewItem, status_code=201,
             summary="Hand over a captured prediction (the scoring service does); a repeat answers 200",
-            responses={200: {"model": ReviewItem, "description": "The item already existed."}})
+            responses={200: {"model": ReviewItem, "description": "The item already existed."}},
+            dependencies=[Depends(body_limit(lambda app: app.state.images.max_bytes + 1024 * 1024))],
+            form_limits={"max_files": 1, "max_fields": 2})
 def submit_item(
-    project_id: str,
-    item_id: str,
+    project_id: ProjectPath,
+    item_id: ItemPath,
     queue: Queue,
     image: Annotated[UploadFile, File(description="The image as it was scored.")],
     capture: Annotated[Json[ReviewCapture], Form(description="JSON: model, version, task, uncertainty, "
@@ -48,7 +51,7 @@ def submit_item(
 
 @router.get("", response_model=Page[ReviewItem], summary="Captured predictions, most uncertain first")
 def list_items(
-    project_id: str,
+    project_id: ProjectPath,
     queue: Queue,
     status: Annotated[str, Query(pattern="^(pending|accepted|rejected|all)$")] = "pending",
     limit: PageSize = 100,
@@ -60,20 +63,20 @@ def list_items(
 
 
 @router.get("/{item_id}", response_model=ReviewItem)
-def get_item(project_id: str, item_id: str, queue: Queue) -> dict:
+def get_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue) -> dict:
     doc = queue.get(project_id, item_id)
     return {**doc.data, "etag": doc.etag}
 
 
 @router.get("/{item_id}/content", response_class=StreamingResponse, summary="The captured image's bytes")
-def get_item_content(project_id: str, item_id: str, queue: Queue) -> StreamingResponse:
+def get_item_content(project_id: ProjectPath, item_id: ItemPath, queue: Queue) -> StreamingResponse:
     chunks, content_type, size = queue.content(project_id, item_id)
     return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
 
 
 @router.post("/{item_id}/accept", response_model=ReviewAccepted,
              summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
-def accept_item(project_id: str, item_id: str, queue: Queue, request: Request, if_match: IfMatch = None,
+def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, request: Request, if_match: IfMatch = None,
                 body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
     body = body or ReviewAccept()
     regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
@@ -82,6 +85,6 @@ def accept_item(project_id: str, item_id: str, queue: Queue, request: Request, i
 
 
 @router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")
-def reject_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+def reject_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, if_match: IfMatch = None,
                 body: Annotated[ReviewReject | None, Body()] = None) -> dict:
     return queue.reject(project_id, item_id, reason=(body or ReviewReject()).reason, if_match=if_match)

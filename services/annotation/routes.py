@@ -8,19 +8,22 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import StreamingResponse
 
 from visiondock.errors import DomainError, InvalidInput
+from visiondock.limits import body_limit
 from visiondock.schemas import ErrorBody, Page, PageSize
-from visiondock.web import require_api_key
+from visiondock.web import Caller, require_role
 
 from .history import LabelChange, caller_name
-from .images import ImageLibrary, UploadOutcome, public_image
+from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
 from .projects import ProjectCatalog
 from .schemas import (
     Image,
+    ImagePath,
     ImageRegionsUpdate,
     ImageSplitUpdate,
     ImageTagsUpdate,
     Project,
     ProjectCreate,
+    ProjectPath,
     ProjectStats,
     Split,
     Tag,
@@ -42,37 +45,40 @@ Catalog = Annotated[ProjectCatalog, Depends(_catalog)]
 Library = Annotated[ImageLibrary, Depends(_library)]
 IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+# Labelers read and write; the trainer reads the labeled images.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))])
 
 
 @router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
-def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
+def create_project(body: ProjectCreate, catalog: Catalog, caller: Caller) -> dict:
+    caller.require_resource(body.id)
     return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
 
 
 @router.get("/projects", response_model=Page[Project], tags=["projects"])
-def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
+def list_projects(catalog: Catalog, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    caller.require_unscoped("listing every project")
     items, token = catalog.list(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
 @router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
-def get_project(project_id: str, catalog: Catalog) -> dict:
+def get_project(project_id: ProjectPath, catalog: Catalog) -> dict:
     return catalog.get(project_id)
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats, tags=["projects"])
-def project_stats(project_id: str, library: Library) -> dict:
+def project_stats(project_id: ProjectPath, library: Library) -> dict:
     return library.stats(project_id)
 
 
 @router.post("/projects/{project_id}/tags", status_code=201, response_model=Tag, tags=["tags"])
-def create_tag(project_id: str, body: TagCreate, catalog: Catalog) -> dict:
+def create_tag(project_id: ProjectPath, body: TagCreate, catalog: Catalog) -> dict:
     return catalog.create_tag(project_id, body.name)
 
 
 @router.get("/projects/{project_id}/tags", response_model=TagList, tags=["tags"])
-def list_tags(project_id: str, catalog: Catalog) -> dict:
+def list_tags(project_id: ProjectPath, catalog: Catalog) -> dict:
     return {"data": catalog.list_tags(project_id)}
 
 
@@ -90,13 +96,15 @@ def _every_file_refused(outcomes: list[UploadOutcome]) -> DomainError:
     response_model=UploadResponse,
     tags=["images"],
     summary="Upload images (multipart field `files`, repeated)",
+    dependencies=[Depends(body_limit(MAX_UPLOAD_BYTES))],
+    form_limits={"max_files": MAX_FILES_PER_UPLOAD, "max_fields": 8},
     responses={200: {"description": "Each file's outcome: created, duplicate (same bytes already in the "
                                     "project) or rejected with the reason."},
                400: {"model": ErrorBody, "description": "Every file was rejected (or 413, 415, 422: the first "
                                                         "file's reason); `results` says why for each."}},
 )
 def upload_images(
-    project_id: str,
+    project_id: ProjectPath,
     library: Library,
     request: Request,
     files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
@@ -132,7 +140,7 @@ def _bool_param(value: str | None, name: str) -> bool | None:
 
 @router.get("/projects/{project_id}/images", response_model=Page[Image], tags=["images"])
 def list_images(
-    project_id: str,
+    project_id: ProjectPath,
     library: Library,
     labeled: Annotated[str | None, Query(description="true: labeled images only; false: unlabeled only")] = None,
     tag: Annotated[str | None, Query(description="Only images carrying this tag")] = None,
@@ -146,26 +154,27 @@ def list_images(
 
 
 @router.get("/projects/{project_id}/images/{image_id}", response_model=Image, tags=["images"])
-def get_image(project_id: str, image_id: str, library: Library) -> dict:
+def get_image(project_id: ProjectPath, image_id: ImagePath, library: Library) -> dict:
     return public_image(library.get(project_id, image_id))
 
 
 @router.get("/projects/{project_id}/images/{image_id}/content", tags=["images"],
             response_class=StreamingResponse, summary="The image's bytes as uploaded")
-def get_image_content(project_id: str, image_id: str, library: Library) -> StreamingResponse:
+def get_image_content(project_id: ProjectPath, image_id: ImagePath, library: Library) -> StreamingResponse:
     chunks, content_type, size = library.content(project_id, image_id)
     return StreamingResponse(chunks, media_type=content_type, headers={"Content-Length": str(size)})
 
 
 @router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
-def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library, request: Request,
+def set_image_tags(project_id: ProjectPath, image_id: ImagePath, body: ImageTagsUpdate, library: Library,
+                   request: Request,
                    if_match: IfMatch = None) -> dict:
     return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match,
                                          change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
-def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, library: Library,
+def set_image_regions(project_id: ProjectPath, image_id: ImagePath, body: ImageRegionsUpdate, library: Library,
                       request: Request, if_match: IfMatch = None) -> dict:
     regions = [region.model_dump() for region in body.regions]
     return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match,
@@ -173,11 +182,11 @@ def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, 
 
 
 @router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])
-def set_image_split(project_id: str, image_id: str, body: ImageSplitUpdate, library: Library,
+def set_image_split(project_id: ProjectPath, image_id: ImagePath, body: ImageSplitUpdate, library: Library,
                     if_match: IfMatch = None) -> dict:
     return public_image(library.set_split(project_id, image_id, body.split, if_match=if_match))
 
 
 @router.delete("/projects/{project_id}/images/{image_id}", status_code=204, tags=["images"])
-def delete_image(project_id: str, image_id: str, library: Library, if_match: IfMatch = None) -> None:
+def delete_image(project_id: ProjectPath, image_id: ImagePath, library: Library, if_match: IfMatch = None) -> None:
     library.delete(project_id, image_id, if_match=if_match)

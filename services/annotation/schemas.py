@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from visiondock.vocabulary import ProjectType
@@ -13,6 +14,13 @@ Split = Literal["train", "test"]
 
 # Lowercase DNS-label style: project ids appear in URLs, blob keys and model names.
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+# Path parameters are checked here, at the edge, before any reaches the stores (whose own
+# checks would be a 400 about document ids rather than about the request).
+ProjectPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="The project's id.")]
+ImagePath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="The image's id: the SHA-256 of its bytes.")]
+ItemPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$",
+                               description="The review item's id (the capture id).")]
+TagPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$", description="The tag's name.")]
 TagName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$")
 ]
@@ -177,7 +185,8 @@ class ReviewItem(ReviewCapture):
     sha256: str
     suggested: ReviewLabels = Field(description="The labels the prediction proposes for this project.")
     labels: ReviewLabels | None = Field(default=None, description="The labels given on acceptance.")
-    labels_from: Literal["prediction", "reviewer"] | None = None
+    labels_from: Literal["prediction", "reviewer", "existing"] | None = Field(
+        default=None, description="existing: the image was already labeled by a person; those labels were kept.")
     image_id: str | None = Field(default=None, description="The project image it became (accepted).")
     reason: str | None = Field(default=None, description="Why it was rejected.")
     created_at: datetime

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from visiondock.schemas import Page
-from visiondock.web import require_api_key
+from visiondock.web import require_role
 
 from .aliases import ANONYMOUS_ACTOR, quoted
 from .dependencies import AliasPath, Catalog, Model
@@ -16,7 +16,8 @@ from .schemas import Alias, AliasChange, AliasRollback
 IfMatch = Annotated[str | None, Header(description="The alias's ETag as last read; the change is refused "
                                                    "with 412 if the alias has changed since.")]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["aliases"])
+# Reading an alias's history is like reading the alias; rolling it back deploys: admin keys only.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))], tags=["aliases"])
 
 
 def request_actor(request: Request) -> str:
@@ -35,7 +36,8 @@ def alias_history(model: Model, alias: AliasPath, catalog: Catalog, limit: Annot
 
 
 @router.post("/models/{model}/aliases/{alias}/rollback", response_model=Alias,
-             summary="Move the alias back to the version it pointed at before its last move")
+             summary="Move the alias back to the version it pointed at before its last move",
+             dependencies=[Depends(require_role("admin"))])
 def rollback_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request, response: Response,
                    body: AliasRollback | None = None, if_match: IfMatch = None) -> dict:
     moved = catalog.rollback_alias(model, alias, actor=request_actor(request),

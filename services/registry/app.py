@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
+from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
@@ -27,7 +28,7 @@ from .run_routes import router as run_router
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
-    catalog = ModelCatalog(stores.documents, stores.blobs)
+    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=stores.settings.run_lost_after_seconds)
     return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
                                                         local=open_local_launcher(stores.settings, catalog.runs))}
 
@@ -52,11 +53,24 @@ def _training_jobs() -> TrainingJobLauncher | None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
+    settings = settings or Settings()
+    app = create_service_app(
         service="registry",
-        settings=settings or Settings(),
+        settings=settings,
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
         routers=[router, alias_router, run_router, insight_router, dashboard_router],
         parts=_parts,
         lifespan=_lifespan,
     )
+    document_api(app, links=LINKS)
+    return app
+
+
+_MODEL = "/v1/models/{model}"
+LINKS = [
+    Link(("POST", f"{_MODEL}/versions"), 201, ("GET", f"{_MODEL}/versions/{{version}}"),
+         {"model": "$request.path.model", "version": "$response.body#/version"}),
+    Link(("PUT", f"{_MODEL}/aliases/{{alias}}"), 200, ("GET", f"{_MODEL}/aliases/{{alias}}"),
+         {"model": "$request.path.model", "alias": "$request.path.alias"}),
+    Link(("POST", "/v1/runs"), 201, ("GET", "/v1/runs/{run_id}"), {"run_id": "$response.body#/id"}),
+]

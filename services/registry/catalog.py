@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from typing import IO, Any, BinaryIO
 
 from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
+from visiondock.fsck import Pairing
 from visiondock.storage import (
     BlobExistsError,
     BlobNotFoundError,
@@ -47,7 +48,7 @@ from visiondock.timeutil import utc_now
 
 from .aliases import ALIASES, AliasBook
 from .queries import version_query
-from .runs import TrainingRuns
+from .runs import DEFAULT_LOST_AFTER_S, TrainingRuns
 
 MODELS = "models"
 VERSIONS = "model_versions"
@@ -74,13 +75,25 @@ def metadata_key(model: str, version: int) -> str:
     return f"models/{model}/{version}/metadata.json"
 
 
+def _version_of_blob(key: str) -> tuple[str, str] | None:
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 4 else None
+
+
+# For `visiondock fsck`: a version whose file is missing needs a person (an alias may point at it).
+VERSION_BLOBS = Pairing("model versions", VERSIONS, "models/",
+                        lambda doc: artifact_key(doc.partition_key, int(doc.id)), _version_of_blob,
+                        delete_documents_without_blob=False)
+
+
 class ModelCatalog:
     """The models with their versions, files and aliases, and the training runs that make versions."""
 
-    def __init__(self, documents: DocumentStore, blobs: BlobStore) -> None:
+    def __init__(self, documents: DocumentStore, blobs: BlobStore, *,
+                 run_lost_after: float = DEFAULT_LOST_AFTER_S) -> None:
         self.documents = documents
         self.blobs = blobs
-        self.runs = TrainingRuns(documents, self._next_version)
+        self.runs = TrainingRuns(documents, self._next_version, lost_after=run_lost_after)
         self.aliases = AliasBook(documents)
 
     # -- models --------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
+
+from visiondock.web import Caller
 
 from .catalog import ModelCatalog
 from .schemas import AliasName, ModelName, RunId
@@ -18,3 +20,10 @@ Catalog = Annotated[ModelCatalog, Depends(_catalog)]
 Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
 AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
+
+
+def run_for(catalog: ModelCatalog, run_id: str, caller: Caller) -> dict[str, Any]:
+    """The run, when the caller's key covers its model (runs are addressed by id, not model)."""
+    run = catalog.runs.get(run_id)
+    caller.require_resource(run["model"])
+    return run

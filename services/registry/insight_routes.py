@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from visiondock.web import require_api_key
+from visiondock.web import require_role
 
 from .compare import compare_versions
 from .dependencies import Catalog, Model
 from .lineage_view import lineage_of
 from .production import production_report
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["versions"])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))], tags=["versions"])
 
 
 @router.get("/models/{model}/versions/{version}/lineage",

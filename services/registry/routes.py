@@ -9,13 +9,14 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
 from visiondock.errors import InvalidContent
+from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
-from visiondock.web import require_api_key
+from visiondock.web import Caller, require_role
 
 from .alias_routes import IfMatch, request_actor
 from .aliases import quoted as _quoted
 from .catalog import MODEL_FILE, VARIANTS, variant_filename
-from .dependencies import AliasPath, Catalog, Model, RunPath
+from .dependencies import AliasPath, Catalog, Model, RunPath, run_for
 from .launches import RunLaunches
 from .schemas import (
     Alias,
@@ -41,11 +42,17 @@ def _launches(request: Request) -> RunLaunches:
 Launches = Annotated[RunLaunches, Depends(_launches)]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+# The trainer registers versions and reports runs; scoring services (predict keys) read models
+# and download their files; moving an alias deploys, which only admin keys may.
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))])
+_DEPLOYS = [Depends(require_role("admin"))]
+# An ONNX file and its INT8 variant; EfficientNet-Lite2 is ~25 MB, detectors a little more.
+MAX_VERSION_UPLOAD_BYTES = 1024 * 1024 * 1024
 
 
 @router.get("/models", response_model=Page[ModelSummary], tags=["models"])
-def list_models(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
+def list_models(catalog: Catalog, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    caller.require_unscoped("listing every model")
     items, token = catalog.list_models(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
@@ -56,7 +63,9 @@ def get_model(model: Model, catalog: Catalog) -> dict:
 
 
 @router.post("/models/{model}/versions", status_code=201, response_model=ModelVersion, tags=["versions"],
-             summary="Register a new version: the ONNX file, optional variants and its metadata")
+             summary="Register a new version: the ONNX file, optional variants and its metadata",
+             dependencies=[Depends(body_limit(MAX_VERSION_UPLOAD_BYTES))],
+             form_limits={"max_files": 2, "max_fields": 2})
 def register_version(
     model: Model,
     catalog: Catalog,
@@ -115,7 +124,8 @@ def list_aliases(model: Model, catalog: Catalog) -> dict:
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
             summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
-                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.")
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.",
+            dependencies=_DEPLOYS)
 def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
               response: Response, if_match: IfMatch = None) -> dict:
     moved = catalog.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
@@ -138,7 +148,7 @@ def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Req
     return resolved
 
 
-@router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"])
+@router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"], dependencies=_DEPLOYS)
 def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
                  if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
     catalog.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
@@ -148,38 +158,47 @@ def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Requ
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
              summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
                      "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)")
-def create_run(body: RunCreate, launches: Launches) -> dict:
+def create_run(body: RunCreate, launches: Launches, caller: Caller) -> dict:
+    caller.require_resource(body.model)
     return launches.create(body)
 
 
 @router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first")
-def list_runs(catalog: Catalog, model: ModelName | None = None, status: RunStatus | None = None,
+def list_runs(catalog: Catalog, caller: Caller, model: ModelName | None = None, status: RunStatus | None = None,
               limit: PageSize = 100, continuation: str | None = None) -> dict:
+    if model is None:
+        caller.require_unscoped("listing the runs of every model")
+    else:
+        caller.require_resource(model)
     items, token = catalog.runs.list(model=model, status=status, limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
             summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
-def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
-    return launches.follow(catalog.runs.get(run_id))
+def get_run(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller) -> dict:
+    return launches.follow(run_for(catalog, run_id, caller))
 
 
+# The pod log can hold paths and settings: train keys only, not the scoring services' predict keys.
 @router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
             summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
-                    "printed before it could report, e.g. when it was killed)")
-def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
+                    "printed before it could report, e.g. when it was killed)",
+            dependencies=[Depends(require_role("train"))])
+def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller,
                  tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
-    return launches.logs(catalog.runs.get(run_id), tail_lines=tail)
+    return launches.logs(run_for(catalog, run_id, caller), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
               summary="Report progress: running with stage, epoch and metrics, or failed with the error")
-def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog) -> dict:
+def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog, caller: Caller) -> dict:
+    run_for(catalog, run_id, caller)
     return catalog.runs.update(run_id, body.model_dump(exclude_none=True))
 
 
 @router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
              summary="The version number the run will register under (the same on every call)")
-def reserve_version(run_id: RunPath, catalog: Catalog) -> dict:
+def reserve_version(run_id: RunPath, catalog: Catalog, caller: Caller) -> dict:
+    run_for(catalog, run_id, caller)
     return catalog.runs.reserve_version(run_id)

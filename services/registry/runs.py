@@ -13,12 +13,18 @@ leaves a gap in the version numbers, never a half-registered version.
 
 Storage: collection `training_runs`, each run its own partition (its id), so reading
 one run is a point read; listing by model queries across partitions.
+
+Every progress report is also a heartbeat (`heartbeat_at`; the trainer sends an empty
+one every 30 s). A `running` run silent for longer than `lost_after` seconds becomes
+`lost` when it is next read: a trainer killed with SIGKILL cannot mark its run failed,
+and nobody should wait for it. A lost run is finished like a failed one.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from visiondock.errors import Conflict, InvalidContent, NotFound
@@ -26,7 +32,9 @@ from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, Pre
 from visiondock.timeutil import utc_now
 
 RUNS = "training_runs"
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+# `lost`: a running run whose trainer stopped sending heartbeats (killed, evicted, partitioned).
+FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
+DEFAULT_LOST_AFTER_S = 300.0
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
 
 
@@ -35,9 +43,11 @@ def new_run_id() -> str:
 
 
 class TrainingRuns:
-    def __init__(self, documents: DocumentStore, take_version_number: Callable[[str], int]) -> None:
+    def __init__(self, documents: DocumentStore, take_version_number: Callable[[str], int], *,
+                 lost_after: float = DEFAULT_LOST_AFTER_S) -> None:
         self.documents = documents
         self._take_version_number = take_version_number
+        self.lost_after = timedelta(seconds=lost_after)
 
     def create(self, model: str, *, project_id: str | None = None, params: dict[str, Any] | None = None) -> dict:
         now = utc_now()
@@ -50,9 +60,30 @@ class TrainingRuns:
 
     def get(self, run_id: str) -> dict[str, Any]:
         try:
-            return self.documents.get(RUNS, run_id, partition_key=run_id).data
+            return self._unless_lost(self.documents.get(RUNS, run_id, partition_key=run_id).data)
         except DocumentNotFoundError:
             raise NotFound(f"training run {run_id!r} does not exist") from None
+
+    def _silent(self, run: dict[str, Any]) -> bool:
+        if run["status"] != "running":
+            return False
+        last = run.get("heartbeat_at") or run["updated_at"]
+        return datetime.now(UTC) - datetime.fromisoformat(last) > self.lost_after
+
+    def _unless_lost(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The run, marked lost first when its trainer went silent."""
+        if not self._silent(run):
+            return run
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
+            if not self._silent(current):  # a heartbeat arrived meanwhile
+                return {}
+            now = utc_now()
+            seconds = int(self.lost_after.total_seconds())
+            return {"status": "lost", "error": f"no heartbeat from the trainer for over {seconds} s; it was "
+                                               "probably killed", "finished_at": now, "updated_at": now}
+
+        return self._patch(run["id"], apply)
 
     def list(self, *, model: str | None, status: str | None, limit: int,
              continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -61,7 +92,7 @@ class TrainingRuns:
             filters.append(Filter("status", "eq", status))
         query = Query(filters=tuple(filters), order_by="created_at", descending=True)
         page = self.documents.query(RUNS, query, limit=limit, continuation=continuation)
-        return [doc.data for doc in page.items], page.continuation
+        return [self._unless_lost(doc.data) for doc in page.items], page.continuation
 
     def update(self, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a progress report; a finished run refuses every change."""
@@ -81,8 +112,9 @@ class TrainingRuns:
             elif current["status"] == "queued" and fields:
                 # Progress from a run nobody marked running yet: it is running.
                 fields.update(status="running", started_at=now)
-            return {**fields, "updated_at": now}
+            return {**fields, "updated_at": now, "heartbeat_at": now}
 
+        self.get(run_id)  # a silent run becomes lost before a late report could revive it
         return self._patch(run_id, apply)
 
     def cancel(self, run_id: str, reason: str = "") -> dict[str, Any]:

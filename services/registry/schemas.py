@@ -103,7 +103,7 @@ class AliasList(BaseModel):
 
 
 # -- training runs --------------------------------------------------------------------
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
 
 
 class RunLaunch(BaseModel):
@@ -164,6 +164,8 @@ class TrainingRun(BaseModel):
     reserved_version: int | None = Field(default=None, description="The version number this run will "
                                                                     "register under (also inside its ONNX file).")
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
+    heartbeat_at: datetime | None = Field(default=None, description="The trainer's last report or heartbeat; a "
+                                                                    "running run silent too long becomes lost.")
     job: TrainingJob | None = Field(default=None, description="The Kubernetes Job, for runs created with `launch`.")
     created_at: datetime
     updated_at: datetime

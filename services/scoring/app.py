@@ -15,16 +15,19 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.openapi_docs import document_api
 from visiondock.storage import Stores
 from visiondock.web import Readiness, create_service_app
 
 from .capture import CaptureSink
+from .fetch_guard import GuardedFetcher
 from .inference_protocol_routes import router as inference_protocol_router
 from .metrics import ScoringMetrics
 from .routes import router
+from .schemas import InferRequest, SkillRequest
 from .service import ScoringService
 from .settings import ScoringSettings
-from .skills import ImageFetcher, SkillRunner
+from .skills import SkillRunner
 from .watcher import ModelWatcher
 
 
@@ -65,7 +68,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
                                   project_override=settings.scoring_capture_project,
                                   queue_size=settings.scoring_capture_queue_size, metrics=metrics)
         scoring = ScoringService(settings, _watchers(settings, registry, metrics), metrics=metrics, capture=capture)
-        fetcher = ImageFetcher(settings)
+        fetcher = GuardedFetcher(settings)
         # Load before accepting traffic, so a service whose model exists starts ready.
         for watcher in scoring.watchers.values():
             await run_in_threadpool(watcher.refresh)
@@ -82,7 +85,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
             if capture is not None and capture.annotation is not None:
                 capture.annotation.close()
 
-    return create_service_app(
+    app = create_service_app(
         service="scoring",
         settings=settings,
         description="Predictions from the model version behind a registry alias: REST, Azure AI Search custom "
@@ -91,3 +94,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         readiness=_readiness,
     )
+    # Predictions also answer 503 + Retry-After when the queue is full and 504 past the timeout.
+    document_api(app, extra_statuses={"/v1": (429, 503, 504), "/v2/models": (429, 503, 504)},
+                 body_models=[SkillRequest, InferRequest])
+    return app

@@ -8,13 +8,13 @@ or nested lists. Errors are `{"error": "..."}` (the protocol's shape) with our u
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import numpy as np
 
 from visiondock.errors import InvalidInput
+from visiondock.limits import loads_bounded
 
 from .model import LoadedModel
 
@@ -38,10 +38,7 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
 
 def parse_infer_request(body: bytes, model: LoadedModel) -> tuple[np.ndarray, list[str], str | None]:
     """(input tensor, requested output names, request id) from a JSON infer request; 400 when malformed."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    payload = loads_bounded(body, max_depth=None)
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise InvalidInput('an infer request is {"inputs": [{"name", "shape", "datatype", "data"}]}')
     request_id = payload.get("id")
@@ -62,13 +59,17 @@ def parse_infer_request(body: bytes, model: LoadedModel) -> tuple[np.ndarray, li
         raise InvalidInput(f"input shape must be [N, 3, {size}, {size}] with 1 <= N <= {MAX_INFER_ROWS}; "
                          f"got {shape!r}")
     data = tensor.get("data")
+    expected = math.prod(shape)
     if not isinstance(data, list):
         raise InvalidInput("input data must be a list of numbers (flat or nested)")
+    # Checked before converting: the outer length must fit the shape, flat or nested.
+    if len(data) not in (expected, shape[0]):
+        raise InvalidInput(f"input data holds {len(data)} values (or rows); shape {shape} needs {expected} values "
+                           f"or {shape[0]} rows")
     try:
         array = np.asarray(data, dtype=np.float32)
     except (ValueError, TypeError):
         raise InvalidInput("input data must hold only numbers, nested evenly") from None
-    expected = math.prod(shape)
     if array.size != expected:
         raise InvalidInput(f"input data holds {array.size} values; shape {shape} needs {expected}")
     if not np.isfinite(array).all():

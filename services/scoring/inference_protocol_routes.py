@@ -1,6 +1,6 @@
 """Open Inference Protocol v2 routes (/v2), as KServe and Triton clients expect them.
 
-Health routes are open like /healthz; model routes need an API key. Errors carry the
+Health routes are open like /healthz; model routes need a `predict` key. Errors carry the
 protocol's `{"error": "..."}` beside our `detail` and `code`. The per-model routes are
 written once (`add_model_routes`) and added at `/v2/models/{name}` (whichever version is
 served) and at `/v2/models/{name}/versions/{version}`.
@@ -15,17 +15,20 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 
 from visiondock.errors import DomainError, NotFound
-from visiondock.web import domain_error_response, require_api_key
+from visiondock.web import domain_error_response, require_role
 
 from . import inference_protocol
 from .inputs import read_body
 from .model import LoadedModel
+from .routes import SCORING_BODY
 from .schemas import InferRequest, InferResponse, ModelMetadata
 from .service import ScoringService
 
 
 class _ProtocolErrors(APIRoute):
     """Answer domain errors (auth included) with the protocol's `error` field."""
+
+    protocol_errors = True  # the request guard's refusals carry it too
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -88,7 +91,8 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
         return _served(scoring, name, version)
 
     model_dependency = Depends(served)
-    authenticated = [Depends(require_api_key)]
+    # The model's name is in every model route's path, so a scoped key is checked against it.
+    authenticated = [Depends(require_role("predict")), SCORING_BODY]
 
     @router.get(prefix, response_model=ModelMetadata, dependencies=authenticated,
                 summary="The model's inputs, outputs and labels")

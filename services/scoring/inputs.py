@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from visiondock.errors import DomainError, InvalidInput, TooLarge, UnsupportedMediaType
+from visiondock.limits import loads_bounded
 
 # Multipart and JSON framing around the image bytes.
 ENVELOPE_ALLOWANCE = 64 * 1024
@@ -83,10 +83,7 @@ async def _parse_multipart(request: Request, body: bytes, *, max_files: int) -> 
 
 
 def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    return loads_bounded(body)
 
 
 Offload = Callable[..., Awaitable[Any]]

@@ -11,22 +11,38 @@ slot that follows that model's alias.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.errors import DomainError, InvalidInput
-from visiondock.web import http_status, require_api_key
+from visiondock.limits import body_limit, loads_bounded
+from visiondock.web import http_status, require_role
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
 from .render import FORMATS
 from .schemas import BatchResponse, ModelStatus, PredictResponse, SkillRequest, SkillResponse
 from .service import ScoringService
 from .skills import SkillRunner
+
+
+def served_model(app: FastAPI) -> str | None:
+    """The registry model this service serves: what a scoped key must cover to score."""
+    return app.state.settings.scoring_model or None
+
+
+def request_bytes(app: FastAPI) -> int:
+    # The largest body any scoring route takes; each route also caps what it reads itself.
+    return app.state.settings.scoring_max_request_bytes
+
+
+SCORING_BODY = Depends(body_limit(request_bytes))
+_PREDICTS = [Depends(require_role("predict", resource=served_model)), SCORING_BODY]
+# Azure AI Search presents its key in its own header; only the skill routes accept it.
+_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=served_model)), SCORING_BODY]
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -77,10 +93,7 @@ def alias_slot(alias: Annotated[str, Path(description="An alias this service ser
 async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
     scoring = _scoring(request)
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
-    try:
-        payload = await scoring.off_loop(json.loads, body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills
     return await runner.run(kind, payload, slot=slot)
 
@@ -91,6 +104,7 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
 
     @router.post(f"{prefix}/predict", response_model=PredictResponse, response_model_exclude_unset=True,
                  tags=["predict", *tags], openapi_extra=_IMAGE_BODY,
+                 dependencies=_PREDICTS,
                  summary="Score one image: a multipart `file`, the raw image as the body, or JSON "
                          "`{\"image_base64\"}`")
     async def predict(request: Request, scoring: Scoring, slot: str | None = slot_dependency) -> dict[str, Any]:
@@ -100,7 +114,7 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
         return await scoring.predict(data, slot=slot)
 
     @router.post(f"{prefix}/predict/batch", response_model=BatchResponse, response_model_exclude_unset=True,
-                 tags=["predict", *tags], openapi_extra=_BATCH_BODY,
+                 tags=["predict", *tags], openapi_extra=_BATCH_BODY, dependencies=_PREDICTS,
                  summary="Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
                          "succeeds or fails on its own")
     async def predict_batch(request: Request, scoring: Scoring,
@@ -128,6 +142,7 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
         return {"succeeded": succeeded, "failed": len(results) - succeeded, "results": results}
 
     @router.post(f"{prefix}/render", tags=["predict", *tags], openapi_extra=_IMAGE_BODY, response_class=Response,
+                 dependencies=_PREDICTS,
                  responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
                                   "description": "The image with the answer drawn on it."}},
                  summary="The image back (JPEG or PNG) with boxes and labels drawn on it")
@@ -150,30 +165,33 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
         return Response(picture, media_type=FORMATS[fmt][1], headers=headers)
 
     @router.post(f"{prefix}/skills/classify", response_model=SkillResponse, tags=["azure-ai-search", *tags],
-                 openapi_extra=_SKILL_BODY, summary="Azure AI Search custom skill: classify each record's image")
+                 openapi_extra=_SKILL_BODY, dependencies=_SKILL_KEY,
+                 summary="Azure AI Search custom skill: classify each record's image")
     async def skill_classify(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
         return await _skill(request, "classify", slot)
 
     @router.post(f"{prefix}/skills/detect", response_model=SkillResponse, tags=["azure-ai-search", *tags],
-                 openapi_extra=_SKILL_BODY, summary="Azure AI Search custom skill: detect objects in each "
-                                                    "record's image")
+                 openapi_extra=_SKILL_BODY, dependencies=_SKILL_KEY,
+                 summary="Azure AI Search custom skill: detect objects in each record's image")
     async def skill_detect(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
         return await _skill(request, "detect", slot)
 
 
 # -- the /v1 router: the slot routes per mount, and the served models --------------------------
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+# Each route declares its role (predictions, skills with the Azure header, refresh).
+router = APIRouter(prefix="/v1")
 add_slot_routes(router, "", primary_slot)
 add_slot_routes(router, "/aliases/{alias}", alias_slot, tags=["aliases"])
 
 
-@router.get("/model", tags=["model"], response_model=ModelStatus,
+@router.get("/model", tags=["model"], response_model=ModelStatus, dependencies=_PREDICTS,
             summary="The primary model, every served slot, and the registry's reachability")
 async def model_info(scoring: Scoring) -> dict[str, Any]:
     return scoring.status()
 
 
 @router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
+             dependencies=[Depends(require_role("train"))],
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
 async def refresh_models(scoring: Scoring) -> dict[str, Any]:
     for watcher in scoring.watchers.values():

@@ -192,12 +192,18 @@ class ScoringService:
     async def infer_tensor(self, model: LoadedModel, inputs: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already preprocessed N x 3 x S x S tensor (Open Inference Protocol)."""
         started = time.perf_counter()
+        deadline = started + self.settings.scoring_request_timeout_seconds
+        step = self.settings.scoring_max_batch_size
+        # Rows beyond MAX_BATCH_SIZE go in several inferences: one session call never holds more
+        # activations than the batching limit allows (about 12 MB per image on CPU).
         async with self.admitted(int(inputs.shape[0])):
-            result = await self.infer(model, inputs,
-                                      deadline=started + self.settings.scoring_request_timeout_seconds)
-        self.metrics.stage_seconds.labels(stage="queue").observe(result.queue_seconds)
-        self.metrics.stage_seconds.labels(stage="inference").observe(result.inference_seconds)
-        return result.outputs
+            results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
+                       for start in range(0, int(inputs.shape[0]), step)]
+        self.metrics.stage_seconds.labels(stage="queue").observe(sum(r.queue_seconds for r in results))
+        self.metrics.stage_seconds.labels(stage="inference").observe(sum(r.inference_seconds for r in results))
+        if len(results) == 1:
+            return results[0].outputs
+        return [np.concatenate(parts) for parts in zip(*(r.outputs for r in results), strict=True)]
 
     # -- what /readyz and /v1/model say ------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from pathlib import Path
@@ -81,7 +82,11 @@ class ScoringSettings(Settings):
     scoring_skill_fetch_urls: bool = False
     scoring_skill_url_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts URLs may be fetched from (comma-separated); empty = any host.")
-    scoring_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    scoring_fetch_timeout_seconds: float = Field(default=10.0, gt=0, description="Total deadline of one URL fetch.")
+    scoring_skill_fetch_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Networks (CIDR, comma-separated) URLs may resolve into although they are "
+                                          "private, loopback or link-local; public addresses are always allowed.")
+    scoring_skill_fetch_concurrency: int = Field(default=8, ge=1, description="URL fetches in flight at once.")
 
     # -- prediction capture -------------------------------------------------------------
     scoring_capture_rate: float = Field(default=0.0, ge=0, le=1, description="Fraction of predictions captured "
@@ -99,6 +104,15 @@ class ScoringSettings(Settings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator("scoring_skill_fetch_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [n.strip() for n in value.split(",") if n.strip()]
+        for network in value if isinstance(value, list) else []:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
         return value
 
     @model_validator(mode="after")

@@ -4,7 +4,8 @@ Request: `{"values": [{"recordId": "1", "data": {"image": ...}}, ...]}` where th
 is a normalized-image object (`{"$type": "file", "data": "<base64>", ...}`), a base64
 string or data URL, or a URL (`data.image.url`, `data.imageUrl` or `data.url`) that is
 fetched only when the service is configured to (`VISIONDOCK_SCORING_SKILL_FETCH_URLS`,
-optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`).
+optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`), through the SSRF guard in
+`fetch_guard.py`.
 
 Response: every record answered under its `recordId` with `data`, `errors` and
 `warnings`; a bad record gets its own error while the others succeed. Only a body that
@@ -16,57 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from visiondock.errors import DomainError, InvalidInput, TooLarge
 from visiondock.vocabulary import CLASSIFICATION_TASKS, DETECTION
 from visiondock.web import http_status
 
+from .fetch_guard import GuardedFetcher
 from .inputs import decode_base64
 from .service import ScoringService
-from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
 SKILL_TASKS = {"classify": CLASSIFICATION_TASKS, "detect": (DETECTION,)}
-
-
-class ImageFetcher:
-    """Fetches image URLs for skill records, within the configured hosts and limits."""
-
-    def __init__(self, settings: ScoringSettings) -> None:
-        self.enabled = settings.scoring_skill_fetch_urls
-        self.hosts = set(settings.scoring_skill_url_hosts)
-        self.max_bytes = settings.scoring_max_body_bytes
-        self._client = httpx.AsyncClient(timeout=settings.scoring_fetch_timeout_seconds, follow_redirects=False)
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-    async def fetch(self, url: str) -> bytes:
-        if not self.enabled:
-            raise InvalidInput("this service does not fetch image URLs; send the image bytes as base64 "
-                             "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInput(f"cannot fetch {url[:200]!r}: only http and https URLs")
-        if self.hosts and parts.hostname.lower() not in self.hosts:
-            raise InvalidInput(f"fetching from {parts.hostname} is not allowed; allowed hosts: "
-                             f"{', '.join(sorted(self.hosts))}")
-        try:
-            async with self._client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise InvalidInput(f"fetching the image URL answered {response.status_code}")
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise TooLarge(f"the image at the URL is over the {self.max_bytes:,}-byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as exc:
-            raise InvalidInput(f"could not fetch the image URL: {type(exc).__name__}") from None
 
 
 def _url_of(data: dict[str, Any]) -> str | None:
@@ -113,7 +74,7 @@ def skill_output(kind: str, answer: dict[str, Any]) -> dict[str, Any]:
 
 
 class SkillRunner:
-    def __init__(self, scoring: ScoringService, fetcher: ImageFetcher) -> None:
+    def __init__(self, scoring: ScoringService, fetcher: GuardedFetcher) -> None:
         self.scoring = scoring
         self.fetcher = fetcher
 
@@ -133,10 +94,12 @@ class SkillRunner:
 
     async def _record(self, kind: str, record: Any, slot: str | None) -> dict[str, Any]:
         record_id = record.get("recordId") if isinstance(record, dict) else None
+        if not isinstance(record_id, str):  # echoed back: only what the contract allows
+            record_id = None
         reply: dict[str, Any] = {"recordId": record_id, "data": {}, "errors": [], "warnings": []}
         try:
             if record_id is None:
-                raise InvalidInput("the record has no recordId")
+                raise InvalidInput("the record has no recordId (a string)")
             kind_of_source, source = image_source(record.get("data"))
             if kind_of_source == "url":
                 data = await self.fetcher.fetch(source)

@@ -77,6 +77,7 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
                                                    params=options.params())["id"]
     steps = RunSteps(registry, run_id)
     steps.stage("download")
+    steps.start_heartbeat()
     loader = ImageLoader(annotation, options.project, progress=options.progress)
     steps.report["skipped"] = loader.skipped
     try:
@@ -98,6 +99,8 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
     except BaseException as exc:
         steps.fail(describe(exc))
         raise
+    finally:
+        steps.stop_heartbeat()
 
 
 def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fitted, validation: Validation,

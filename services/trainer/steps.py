@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from visiondock.clients import RegistryClient, ServiceError
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
+HEARTBEAT_INTERVAL_S = 30.0
 
 
 class RunCancelled(Exception):
@@ -46,6 +48,20 @@ class RunSteps:
         self.report: dict[str, Any] = {}
         self.timings: dict[str, float] = self.report.setdefault("timings", {})
         self._last_sent = 0.0
+        self._stopped = threading.Event()
+
+    def start_heartbeat(self, interval: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Report "still alive" every `interval` seconds, so the registry can tell a long stage from
+        a killed trainer (a run silent for minutes becomes `lost`)."""
+
+        def beat() -> None:
+            while not self._stopped.wait(interval):
+                self._send()
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        self._stopped.set()
 
     def _send(self, **changes: Any) -> None:
         try:

@@ -51,7 +51,7 @@ def test_every_tag_change_records_who_when_before_after_and_source(client: TestC
     assert [(e["source"], e["previous"] and e["previous"]["tags"], e["labels"]["tags"], e["labels"]["labeled"])
             for e in entries] == [("person", ["tulip"], [], False), ("person", ["rose"], ["tulip"], True),
                                   ("upload", None, ["rose"], True)]
-    assert {e["who"] for e in entries} == {"api-key"}  # the deployment's keys have no names
+    assert {e["who"] for e in entries} == {"local-dev"}  # the name of the key that made each change
     assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
 
     first = _history(client, "flowers", image["id"], limit=2)

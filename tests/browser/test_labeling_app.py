@@ -270,7 +270,7 @@ def test_accept_a_suggestion_of_the_served_model(page: Any, app_services: LocalS
     assert image["labeled"] and image["suggestion"] is None
     assert image["tags"][0] in suggested
     history = annotation.request("GET", f"/v1/projects/{APP_PROJECT}/images/{image['id']}/history").json()["data"]
-    assert history[0]["source"] == "suggestion" and history[0]["who"] == "api-key"
+    assert history[0]["source"] == "suggestion" and history[0]["who"] == "local-dev"
 
 
 def test_work_through_the_review_queue(page: Any, app_services: LocalServices, annotation: AnnotationClient,

@@ -45,7 +45,7 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
 
 def readiness(url: str) -> dict[str, Any]:
     try:
-        return httpx.get(f"{url}/readyz", timeout=2).json()
+        return httpx.get(f"{url}/readyz", headers=AUTH, timeout=2).json()
     except (httpx.HTTPError, ValueError):
         return {}
 

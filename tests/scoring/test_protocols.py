@@ -240,10 +240,12 @@ def test_skill_fetches_urls_only_from_allowed_hosts(serve: AppFactory, models: d
                           {"recordId": "missing", "data": {"imageUrl": f"{image_server}/nothing.png"}},
                           {"recordId": "elsewhere", "data": {"url": "http://localhost:1/x.png"}},
                           {"recordId": "scheme", "data": {"url": "file:///etc/passwd"}}]}
-    with serve(models["multiclass"], scoring_skill_fetch_urls=True, scoring_skill_url_hosts="127.0.0.1") as client:
+    with serve(models["multiclass"], scoring_skill_fetch_urls=True, scoring_skill_url_hosts="127.0.0.1",
+               scoring_skill_fetch_allowed_networks="127.0.0.1/32") as client:
         values = {v["recordId"]: v for v in client.post("/v1/skills/classify", json=request).json()["values"]}
     assert values["ok"]["data"]["label"] == "red"
-    assert "404" in values["missing"]["errors"][0]["message"]
+    # One text for every upstream failure: no status codes from the fetched server.
+    assert values["missing"]["errors"][0]["message"] == "could not fetch the image URL"
     assert "not allowed" in values["elsewhere"]["errors"][0]["message"]
     assert "only http and https" in values["scheme"]["errors"][0]["message"]
 

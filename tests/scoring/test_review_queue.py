@@ -111,7 +111,7 @@ def test_refusals_are_clear(annotation: TestClient) -> None:
     bad_capture = hand_over(annotation, "colours", "x", solid((1, 2, 3)), {"model": "m"})
     assert bad_capture.status_code == 422 and "uncertainty" in bad_capture.json()["detail"]
     bad_id = hand_over(annotation, "colours", "bad.id", solid((1, 2, 3)), good)
-    assert bad_id.status_code == 400
+    assert bad_id.status_code == 422 and "item_id" in bad_id.json()["detail"]  # checked at the edge
     assert annotation.get("/v1/projects/colours/review-items", params={"status": "all"}).json()["data"] == []
 
     hand_over(annotation, "colours", "unknown-face", solid((5, 5, 5)), capture("unknown", 0.3))

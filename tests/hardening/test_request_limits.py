@@ -1,0 +1,117 @@
+"""Limits applied before work is done: file counts before buffering, v2 tensors checked before
+conversion and run in batches of MAX_BATCH_SIZE, deeply nested JSON refused with a 400."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.annotation.app import create_app as annotation_app
+from services.annotation.images import MAX_FILES_PER_UPLOAD
+from services.registry.app import create_app as registry_app
+from tests.scoring.conftest import AppFactory
+from tests.scoring.tiny_models import SIZE
+from visiondock.limits import MAX_JSON_DEPTH, loads_bounded
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
+from visiondock.web import http_status
+
+AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def test_loads_bounded_refuses_deep_json_with_a_400() -> None:
+    assert loads_bounded(_nested(MAX_JSON_DEPTH - 1)) is not None
+    for depth in (MAX_JSON_DEPTH + 1, 100_000):
+        with pytest.raises(Exception, match="nests") as caught:
+            loads_bounded(_nested(depth))
+        assert http_status(caught.value) == 400  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("depth", [200, 100_000])
+def test_every_scoring_json_route_refuses_deep_json(serve: AppFactory, models: dict[str, Path], depth: int) -> None:
+    deep = _nested(depth)
+    with serve(models["multiclass"]) as client:
+        for path in ("/v1/predict", "/v1/predict/batch", "/v1/skills/classify", "/v1/render",
+                     "/v2/models/colours/infer"):
+            response = client.post(path, content=deep, headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (path, response.text)
+            # v2 refuses the shallower one as not an infer request before looking deeper.
+            assert "nest" in response.json()["detail"] or (depth < 1000 and path.startswith("/v2")), path
+
+
+def test_deep_json_in_form_fields_is_refused_as_invalid(tmp_path: Path) -> None:
+    # Form fields holding JSON are validated by FastAPI (`Json[...]`), whose parser stops at its own
+    # depth limit without recursing in Python: a 422 naming the field, like any invalid form JSON.
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(registry_app(settings), headers=AUTH) as client:
+        response = client.post("/v1/models/m/versions", files={"model": ("model.onnx", b"onnx")},
+                               data={"metadata": _nested(100_000)})
+    assert response.status_code == 422, response.text
+    assert "metadata" in response.json()["detail"] and "recursion limit" in response.json()["detail"]
+
+
+def test_too_many_files_are_refused_while_parsing(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    files = [("files", (f"{i}.png", buffer.getvalue(), "image/png")) for i in range(MAX_FILES_PER_UPLOAD + 1)]
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        client.post("/v1/projects", json={"id": "p", "type": "multiclass"})
+        response = client.post("/v1/projects/p/images", files=files)
+        assert response.status_code == 400 and "Too many files" in response.json()["detail"]
+        assert client.get("/v1/projects/p/stats").json()["image_count"] == 0
+
+
+def test_v2_data_longer_than_the_shape_is_refused_before_conversion(serve: AppFactory,
+                                                                   models: dict[str, Path]) -> None:
+    tensor = {"name": "image", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "data": [0.0] * 7}
+    with serve(models["multiclass"]) as client:
+        response = client.post("/v2/models/colours/infer", json={"inputs": [tensor]})
+    assert response.status_code == 400 and "holds 7 values" in response.json()["error"]
+
+
+def _batch_sizes(client: TestClient) -> dict[str, float]:
+    text = client.get("/metrics").text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "visiondock_scoring_batch_size")
+    return {s.labels.get("le", s.name): s.value for s in family.samples if s.name.endswith(("_bucket", "_count"))}
+
+
+def test_v2_rows_run_in_batches_of_max_batch_size(serve: AppFactory, models: dict[str, Path]) -> None:
+    rows = 20
+    data = np.random.default_rng(0).random((rows, 3, SIZE, SIZE), dtype=np.float32)
+    with serve(models["multiclass"], scoring_max_batch_size=8) as client:
+        one = client.post("/v2/models/colours/infer", json={"inputs": [
+            {"name": "image", "shape": [1, 3, SIZE, SIZE], "datatype": "FP32", "data": data[:1].ravel().tolist()}]})
+        response = client.post("/v2/models/colours/infer", json={"inputs": [
+            {"name": "image", "shape": [rows, 3, SIZE, SIZE], "datatype": "FP32", "data": data.ravel().tolist()}]})
+        sizes = _batch_sizes(client)
+    assert response.status_code == 200, response.text
+    output = response.json()["outputs"][0]
+    assert output["shape"] == [rows, 3]
+    # Splitting changes nothing in the answer: the first row matches it scored alone.
+    np.testing.assert_allclose(output["data"][:3], one.json()["outputs"][0]["data"], rtol=1e-5)
+    assert sizes["visiondock_scoring_batch_size_count"] >= 4  # 1, then 8 + 8 + 4
+    assert sizes["8.0"] == sizes["+Inf"], json.dumps(sizes)
+
+
+@pytest.mark.parametrize("item_id", ["a%23b", "a%0Ab", "%1D%C2%A1", "x" * 200])
+def test_ids_the_stores_would_refuse_are_a_422_at_the_edge(tmp_path: Path, item_id: str) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(annotation_app(settings), headers=AUTH, raise_server_exceptions=False) as client:
+        client.post("/v1/projects", json={"id": "p", "type": "multiclass"})
+        for method, path in (("GET", f"/v1/projects/p/review-items/{item_id}"),
+                             ("POST", f"/v1/projects/p/review-items/{item_id}/accept"),
+                             ("GET", f"/v1/projects/p/images/{item_id}/content")):
+            response = client.request(method, path)
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["code"] == "invalid_request"

@@ -1,0 +1,220 @@
+"""The request guard: key, roles and body size are checked before any body is read.
+
+FastAPI reads and parses a request's body before it runs a route's dependencies, so a
+client without a key could make a service buffer a large upload just to be refused. This
+pure ASGI middleware finds the route first, applies the route's `RoleRequirement`
+(`visiondock.auth`) and its byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the
+Content-Length and to the bytes as they stream in, and answers 401/403/413 at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.routing import get_route_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from visiondock.auth import requirements_of
+from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
+
+# JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
+DEFAULT_BODY_LIMIT = 1024 * 1024
+# Deeper JSON than this is no request any client of ours sends; refusing it keeps parsers and
+# validators away from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+LimitOf = Callable[[FastAPI], int]
+# The HTTP status of a domain error (`visiondock.web.http_status`, passed in: web installs this guard).
+StatusOf = Callable[[DomainError], int]
+
+
+class BodyLimit:
+    """A route's byte limit, declared as a dependency: `dependencies=[Depends(body_limit(...))]`.
+
+    The guard enforces it before the route runs; the dependency itself does nothing.
+    """
+
+    def __init__(self, limit: int | LimitOf) -> None:
+        self.limit = limit
+
+    def of(self, app: FastAPI) -> int:
+        return self.limit(app) if callable(self.limit) else self.limit
+
+
+def body_limit(limit: int | LimitOf) -> Callable[[], None]:
+    """A dependency declaring the most bytes a route's body may have (a number, or one read from
+    the app, e.g. from its settings)."""
+
+    def declared_body_limit() -> None:
+        return None
+
+    declared_body_limit.body_limit = BodyLimit(limit)  # type: ignore[attr-defined]
+    return declared_body_limit
+
+
+def _limit_of(route: Any) -> BodyLimit | None:
+    dependant = getattr(route, "dependant", None)
+    stack = list(dependant.dependencies) if dependant is not None else []
+    while stack:
+        dep = stack.pop()
+        limit = getattr(getattr(dep, "call", None), "body_limit", None)
+        if isinstance(limit, BodyLimit):
+            return limit
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _json_error(route: Any, status: int, message: str, code: str,
+                headers: dict[str, str] | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    answer = {"detail": message, "code": code}
+    if getattr(route, "protocol_errors", False):  # the Open Inference Protocol's own error field
+        answer["error"] = message
+    body = json.dumps(answer).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+           (b"connection", b"close")]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return status, raw, body
+
+
+def too_large(limit: int) -> HTTPException:
+    # An HTTPException, not a domain error: raised while FastAPI reads the body, where it turns
+    # any other exception into a generic 400.
+    return HTTPException(413, f"the request body is over this route's {limit:,}-byte limit")
+
+
+class _RoutePlan:
+    """One route as the guard sees it: how to match it, and what it requires."""
+
+    def __init__(self, context: Any) -> None:
+        self.regex = context.path_regex
+        self.methods = set(context.methods or ())
+        if "GET" in self.methods:
+            self.methods.add("HEAD")
+        self.convertors = getattr(context, "param_convertors", {})
+        self.protocol_errors = getattr(context.original_route, "protocol_errors", False)
+        self.requirements = requirements_of(context)
+        self.limit = _limit_of(context)
+
+    def match(self, path: str, method: str) -> dict[str, Any] | None:
+        if method not in self.methods:
+            return None
+        matched = self.regex.match(path)
+        if matched is None:
+            return None
+        try:
+            return {name: self.convertors[name].convert(value) if name in self.convertors else value
+                    for name, value in matched.groupdict().items()}
+        except ValueError:
+            return None
+
+
+class RequestGuardMiddleware:
+    """Key and byte-limit checks before the route reads its body (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, status_of: StatusOf) -> None:
+        self.app = app
+        self.status_of = status_of
+        self._table: list[_RoutePlan] | None = None  # built on the first request, once routes exist
+
+    def _routes(self, app: Any) -> list[_RoutePlan]:
+        if self._table is None:
+            self._table = [_RoutePlan(context) for context in iter_route_contexts(app.routes)
+                           if getattr(context, "path_regex", None) is not None]
+        return self._table
+
+    def _route(self, scope: Scope) -> tuple[_RoutePlan, dict[str, Any]] | None:
+        """The route the router will pick, with its path parameters (None: 404 or 405)."""
+        path, method = get_route_path(scope), scope["method"]
+        for plan in self._routes(scope["app"]):
+            found = plan.match(path, method)
+            if found is not None:
+                return plan, found
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = self._route(scope)
+        if found is None:  # 404 or 405: the router answers without reading a body
+            await self.app(scope, receive, send)
+            return
+        route, path_params = found
+        app = scope["app"]
+        requirements, declared = route.requirements, route.limit
+        headers = Headers(scope=scope)
+        try:
+            for requirement in requirements:
+                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
+                scope.setdefault("state", {})["principal"] = principal
+        except DomainError as exc:
+            challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+            await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))
+            return
+        if scope.get("method") in _BODYLESS and declared is None:
+            await self.app(scope, receive, send)
+            return
+        limit = declared.of(app) if declared is not None else DEFAULT_BODY_LIMIT
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            if length.isdigit():
+                await _answer(send, *_json_error(route, 413, str(too_large(limit).detail), "payload_too_large"))
+            else:
+                await _answer(send, *_json_error(route, 400, "Content-Length is not a number", "bad_request"))
+            return
+        await self.app(scope, _counting(receive, limit), send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing (413) once the streamed body passes `limit` (chunked uploads)."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large(limit)
+        return message
+
+    return counted
+
+
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """400 when parsed JSON nests deeper than `max_depth` (iterative: deep input cannot recurse)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise InvalidInput(f"the JSON nests deeper than {max_depth} levels", code="too_deep")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:
+    """json.loads with clear 400s for invalid and for too deeply nested JSON. `max_depth=None`
+    skips the walk over the parsed value (tensors: millions of numbers) and only refuses what the
+    parser itself cannot nest."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise InvalidInput(f"{what}: the JSON nests too deeply", code="too_deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    if max_depth is not None:
+        check_json_depth(value, max_depth)
+    return value
