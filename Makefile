@@ -1,17 +1,24 @@
 # VisionDock developer commands. Each target installs what it needs into .venv first.
 #   make demo    the end-to-end loop on embedded storage (services, train, promote, predict)
 #   make test    the whole test suite, Azure backends included (needs node + npm)
+#   make test-fast  unit and in-process API tests only: no service processes, training or emulators
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make lint    ruff
+#   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
-EXTRAS := scoring,trainer,azure,dev
+# Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
+BROWSER := $(VENV)/.chromium
+# axe-core, injected into those pages to check accessibility.
+AXE := tests/browser/node_modules/.installed
+EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test lint bench bench-train bench-scoring bench-options bench-tiny bench-variants clean
+.PHONY: install demo test test-fast lint bench bench-train bench-scoring bench-options bench-tiny bench-variants \
+	bench-labeling locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -19,8 +26,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $@
 
+# checkov (the manifest scanner the chart tests run) pins packaging<24, which pytest refuses: it gets
+# a virtual environment of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+
 $(EMULATORS): tests/emulators/package.json tests/emulators/package-lock.json
 	cd tests/emulators && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BROWSER): $(STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@touch $@
+
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: $(STAMP)
@@ -28,13 +51,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/visiondock demo
 
-test: $(STAMP) $(EMULATORS)
+test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e and not training and not azure"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train
+bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -51,5 +77,23 @@ bench-tiny: $(STAMP)
 bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants
 
+bench-labeling: $(STAMP) $(BROWSER)
+	$(PY) -m bench.labeling
+
+# Each image's requirements, compiled by uv from pyproject.toml's extras for Linux x86-64 and Python
+# 3.11, every package pinned with its hashes. The CPU trainer's torch is PyTorch's CPU build:
+# TORCH_CPU_WHEELS says where its wheels are listed (that index page, or a folder holding the wheel).
+TORCH_CPU_WHEELS ?= https://download.pytorch.org/whl/cpu/torch/
+LOCK = cd docker/requirements && ../../$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make locks'
+locks: $(STAMP)
+	$(LOCK) build.in -o build.txt
+	$(LOCK) ../../pyproject.toml --extra azure --extra kubernetes -o api.txt
+	$(LOCK) ../../pyproject.toml --extra scoring --extra azure -o scoring.txt
+	$(LOCK) ../../pyproject.toml --extra gpu --extra azure -o scoring-gpu.txt
+	$(LOCK) ../../pyproject.toml --extra trainer --find-links $(TORCH_CPU_WHEELS) --index-strategy unsafe-best-match \
+		-o trainer.txt
+	$(LOCK) ../../pyproject.toml --extra trainer -o trainer-gpu.txt
+
 clean:
-	rm -rf $(VENV) tests/emulators/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

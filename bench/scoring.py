@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from visiondock.launcher import free_port
+from cli.launcher import ServiceProcess, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def benchmark_images(workdir: Path, count: int) -> tuple[list[Path], str]:
         per_class = max(1, count // len(classes))
         chosen = [path for folder in classes for path in sorted(folder.glob("*.jpg"))[:per_class]]
         return chosen, f"{len(chosen)} flowers12 photos (224x224 JPEG, {len(classes)} classes)"
-    from visiondock.synthetic import SHAPES, render
+    from cli.synthetic import SHAPES, render
 
     folder = workdir / "generated"
     folder.mkdir(parents=True, exist_ok=True)
@@ -201,57 +201,23 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
 
 
 # -- services as processes -----------------------------------------------------------------
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    url: str
-    started: float
-
-    def rss_mb(self) -> tuple[float, float]:
-        """(resident now, peak resident) in MB, from /proc."""
-        values = {}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    values[key] = int(rest.split()[0]) / 1024
-        return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def start(args: list[str], env: dict[str, str], log: Path, *, port: int, probe: str, timeout: float = 120) -> Process:
-    with log.open("ab") as out:
-        started = time.perf_counter()
-        popen = subprocess.Popen([sys.executable, *args, "--port", str(port)], cwd=ROOT, env={**os.environ, **env},
-                                 stdout=out, stderr=subprocess.STDOUT)
-    process = Process(popen, f"http://127.0.0.1:{port}", started)
-    deadline = started + timeout
-    while time.perf_counter() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"{' '.join(args)} exited: {log.read_text()[-2000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(process.url + probe, timeout=1).status_code == 200:
-                return process
-        time.sleep(0.02)
-    process.stop()
-    raise RuntimeError(f"{' '.join(args)} not ready within {timeout} s; see {log}")
-
-
 @contextlib.contextmanager
-def running(args: list[str], env: dict[str, str], log: Path, *, probe: str = "/healthz") -> Iterator[Process]:
-    process = start(args, env, log, port=free_port(), probe=probe)
+def running(module: str, env: dict[str, str], logs: Path, name: str, *, probe: str = "/healthz",
+            args: tuple[str, ...] = ()) -> Iterator[ServiceProcess]:
+    """`module` as a process on a free port (the launcher of `visiondock up`), stopped after the block."""
+    process = ServiceProcess.spawn(module, name=name, port=free_port(), env={**os.environ, **env}, log_dir=logs,
+                                   args=args, cwd=ROOT)
     try:
+        process.wait_ready(probe=probe, timeout=120)
         yield process
     finally:
-        process.stop()
+        process.stop(grace=15)
+
+
+def rss_mb(process: ServiceProcess) -> tuple[float, float]:
+    """(resident now, peak resident) in MB."""
+    now, peak = process.memory_bytes()
+    return now / 2**20, peak / 2**20
 
 
 @contextlib.contextmanager
@@ -341,7 +307,7 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
     startup: dict[str, float] = {}
     memory: dict[str, float] = {}
     health: dict[int, list[float]] = {}
-    with running(["-m", "services.registry"], base_env, logs / "registry.log") as registry:
+    with running("services.registry", base_env, logs, "registry") as registry:
         from visiondock.clients import RegistryClient
 
         with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
@@ -352,36 +318,36 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         scoring_env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL}
 
         say("== (b) the scoring service over HTTP")
-        with running(["-m", "services.scoring"], scoring_env, logs / "scoring.log", probe="/readyz") as scoring:
+        with running("services.scoring", scoring_env, logs, "scoring", probe="/readyz") as scoring:
             startup["first start (downloads the model)"] = time.perf_counter() - scoring.started
-            memory["idle"] = scoring.rss_mb()[0]
+            memory["idle"] = rss_mb(scoring)[0]
             for concurrency in (1, 8, 32):
                 say(f"   concurrency {concurrency}")
                 with probing(scoring.url + "/healthz") as probe:
                     result = load(scoring.url + "/v1/predict", image_list, concurrency=concurrency, seconds=seconds)
                 rows.append(http_row("(b) scoring service HTTP fp32", result))
                 health[concurrency] = probe
-            memory["after load"], memory["peak"] = scoring.rss_mb()
-        with running(["-m", "services.scoring"], scoring_env, logs / "scoring.log", probe="/readyz") as scoring:
+            memory["after load"], memory["peak"] = rss_mb(scoring)
+        with running("services.scoring", scoring_env, logs, "scoring", probe="/readyz") as scoring:
             startup["restart (model in the local cache)"] = time.perf_counter() - scoring.started
 
         say("== (d) the INT8 variant served")
         int8_env = {**scoring_env, "VISIONDOCK_SCORING_VARIANT": "int8"}
-        with running(["-m", "services.scoring"], int8_env, logs / "scoring-int8.log", probe="/readyz") as scoring:
+        with running("services.scoring", int8_env, logs, "scoring-int8", probe="/readyz") as scoring:
             served = httpx.get(scoring.url + "/readyz").json()["model"]["variant"]
             result = load(scoring.url + "/v1/predict", image_list, concurrency=32, seconds=seconds)
             int8_http = http_row(f"(d) scoring service HTTP {served}", result)
-            memory["int8 peak"] = scoring.rss_mb()[1]
+            memory["int8 peak"] = rss_mb(scoring)[1]
 
     say("== (c) the naive service: FastAPI + torch eager, one image per request")
     naive_rows = []
-    with running(["-m", "bench.naive_service"], {}, logs / "naive.log") as naive:
+    with running("bench.naive_service", {}, logs, "naive") as naive:
         for concurrency in (1, 8, 32):
             say(f"   concurrency {concurrency}")
             result = load(naive.url + "/predict", image_list, concurrency=concurrency, seconds=seconds)
             naive_rows.append(http_row("(c) naive FastAPI + torch eager", result))
     # torch's OpenMP threads collapse when the cores are shared; one thread is the naive service's best case.
-    with running(["-m", "bench.naive_service", "--torch-threads", "1"], {}, logs / "naive.log") as naive:
+    with running("bench.naive_service", {}, logs, "naive", args=("--torch-threads", "1")) as naive:
         say("   concurrency 8, one torch thread")
         result = load(naive.url + "/predict", image_list, concurrency=8, seconds=seconds)
         naive_rows.append(http_row("(c) naive, torch.set_num_threads(1)", result))

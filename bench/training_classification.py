@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cli.launcher import LocalServices
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 from visiondock.vocabulary import ADVANCED, DEFAULT_BACKBONE, MODES, MULTICLASS, QUICK
 
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs; load average at start {load_average()}", flush=True)
 
     home = Path(tempfile.mkdtemp(prefix="visiondock-bench-train-"))
-    services = LocalServices(home=home, ports={name: free_port() for name in SERVICES},
-                             extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
+    services = LocalServices.on_free_ports(home, extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
     results: list[RunResult] = []
     retrain: dict[str, RunResult] = {}
     try:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.classification_options import DEFAULT_DATASETS, flower_files, held_out_split, load_average
+from cli.launcher import SERVICES, LocalServices, free_port
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import SERVICES, LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 # What the issue asks of tiny data: training works from two photos per class; more is better.

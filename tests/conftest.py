@@ -1,5 +1,7 @@
-"""Shared fixtures. The emulator servers start once per test session, on first use, and
-stop at its end; every test gets its own blob container or Cosmos database in them."""
+"""Shared fixtures, each started once per test session on first use and stopped at its end:
+the services as real processes (`services` and a client of each), shared by every test that
+needs real processes (marked `e2e`), and the emulator servers (marked `azure`), in which every
+test gets its own blob container or Cosmos database."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from contextlib import suppress
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.support.emulators import (
     AzuriteBlobServer,
     CosmosDbServer,
@@ -17,6 +20,44 @@ from tests.support.emulators import (
     start_cosmosdb_server,
     unavailable,
 )
+from tests.support.stack import SERVED_MODEL, SHARED_ENV, running_services
+from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
+from visiondock.settings import LOCAL_DEV_API_KEY
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test on the shared processes is an e2e test, marked or not: the fast loop never starts them.
+    for item in items:
+        if "services" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    """Annotation, registry and scoring as uvicorn processes; the scoring service follows SERVED_MODEL.
+    Tests keep to their own projects and models; one that needs other settings starts its own
+    process beside these (`services.another(...)`)."""
+    with running_services(tmp_path_factory.mktemp("visiondock-home"), scoring_model=SERVED_MODEL,
+                          env=SHARED_ENV) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def annotation(services: LocalServices) -> Iterator[AnnotationClient]:
+    with AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def registry(services: LocalServices) -> Iterator[RegistryClient]:
+    with RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def scoring(services: LocalServices) -> Iterator[ScoringClient]:
+    with ScoringClient(services.url("scoring"), LOCAL_DEV_API_KEY) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,20 @@ def _raise_for_status(response: httpx.Response) -> None:
               status=response.status_code, code=code, url=str(response.request.url))
 
 
+def _download(stream: contextlib.AbstractContextManager[httpx.Response], destination: Path) -> httpx.Headers:
+    """Stream a response body to `destination` (whole or not at all); the response's headers."""
+    partial = destination.with_suffix(destination.suffix + ".partial")
+    with stream as response:
+        if not response.is_success:
+            response.read()
+            _raise_for_status(response)
+        with partial.open("wb") as out:
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+    partial.replace(destination)
+    return response.headers
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ServiceUnavailableError)
 
@@ -186,6 +200,37 @@ class AnnotationClient(ServiceClient):
         return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
                             json={"regions": list(regions)}).json()
 
+    # -- datasets, tags, projects -------------------------------------------------------
+    def import_samples(self, project_id: str, files: Sequence[tuple[str, bytes]],
+                       manifest: dict[str, Any]) -> dict[str, Any]:
+        """Import a batch of images with their labels (`manifest["samples"][i]` describes `files[i]`)."""
+        parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
+        return self.request("POST", f"/v1/projects/{project_id}/imports/samples",
+                            data={"manifest": json.dumps(manifest)}, files=parts).json()
+
+    def export_dataset(self, project_id: str, fmt: str, destination: Path, *, split: str | None = None,
+                       image_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Stream a dataset export to `destination`; the image count and the images left out."""
+        path = f"/v1/projects/{project_id}/export"
+        if image_ids is None:
+            stream = self._http.stream("GET", path, params={"format": fmt, **({"split": split} if split else {})})
+        else:
+            stream = self._http.stream("POST", path, json={"format": fmt, "split": split,
+                                                           "image_ids": list(image_ids)})
+        headers = _download(stream, destination)
+        return {"images": int(headers.get("X-Image-Count", 0)), "left_out": int(headers.get("X-Left-Out", 0))}
+
+    def rename_tag(self, project_id: str, tag: str, new_name: str, *, merge: bool = False) -> dict[str, Any]:
+        return self.request("POST", f"/v1/projects/{project_id}/tags/{tag}/rename",
+                            json={"name": new_name, "merge": merge}).json()
+
+    def delete_tag(self, project_id: str, tag: str, *, confirm: bool = False) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/projects/{project_id}/tags/{tag}",
+                            params={"confirm": str(confirm).lower()}).json()
+
+    def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
+        return self.request("DELETE", f"/v1/projects/{project_id}", params={"confirm": str(confirm).lower()}).json()
+
     # -- review queue of captured predictions ----------------------------------------
     def submit_review_item(self, project_id: str, item_id: str, image: bytes, capture: dict[str, Any], *,
                            filename: str = "capture", content_type: str = "application/octet-stream",
@@ -239,8 +284,24 @@ class RegistryClient(ServiceClient):
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         return self.get_json(f"/v1/models/{model}/versions/{version}")
 
-    def set_alias(self, model: str, alias: str, version: int) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version}).json()
+    def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
+                  if_match: str | None = None) -> dict[str, Any]:
+        """Move an alias; the answer's `previous_version` is the version it replaced."""
+        headers = {"If-Match": if_match} if if_match else {}
+        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version, "reason": reason},
+                            headers=headers).json()
+
+    def rollback_alias(self, model: str, alias: str, *, reason: str = "") -> dict[str, Any]:
+        """Move an alias back to the version it pointed at before its last move."""
+        return self.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason}).json()
+
+    def compare_versions(self, model: str, a: int, b: int) -> dict[str, Any]:
+        """Headline and per-class metrics of two versions with `b - a` and better/worse marks."""
+        return self.get_json(f"/v1/models/{model}/compare", params={"a": a, "b": b})
+
+    def alias_history(self, model: str, alias: str) -> list[dict[str, Any]]:
+        """Every change of an alias, newest first."""
+        return list(_paged(self, f"/v1/models/{model}/aliases/{alias}/history", {}, 200))
 
     def get_alias(self, model: str, alias: str) -> dict[str, Any]:
         """The alias with the version it points at (its metadata and artifact checksum)."""
@@ -260,22 +321,20 @@ class RegistryClient(ServiceClient):
         """Download a version's fp32 `model.onnx`, or with `variant="int8"` its `model.int8.onnx`."""
         filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_suffix(destination.suffix + ".partial")
-        with self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}") as response:
-            if not response.is_success:
-                response.read()
-                _raise_for_status(response)
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-        partial.replace(destination)
+        _download(self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}"),
+                  destination)
         return destination
 
     # -- training runs ---------------------------------------------------------------
-    def create_run(self, model: str, *, project_id: str | None = None,
-                   params: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = {"model": model, "project_id": project_id, "params": params or {}}
+    def create_run(self, model: str, *, project_id: str | None = None, params: dict[str, Any] | None = None,
+                   launch: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A queued run; with `launch` ({"on": "kubernetes", "gpu": bool}) the registry also starts its Job."""
+        body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch}
         return self.request("POST", "/v1/runs", json=body).json()
+
+    def job_logs(self, run_id: str, *, tail: int = 200) -> str:
+        """The pod log of a run started as a Kubernetes Job."""
+        return self.request("GET", f"/v1/runs/{run_id}/job-logs", params={"tail": tail}).text
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self.get_json(f"/v1/runs/{run_id}")
@@ -286,6 +345,18 @@ class RegistryClient(ServiceClient):
     def update_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
         """Report progress: status ("running"/"failed"), stage, epoch, epochs, metrics, error, report."""
         return self.request("PATCH", f"/v1/runs/{run_id}", json=changes).json()
+
+    def cancel_run(self, run_id: str, *, reason: str = "") -> dict[str, Any]:
+        return self.request("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason}).json()
+
+    def append_run_log(self, run_id: str, lines: Sequence[str]) -> int:
+        """Add lines to the run's log; the number of its last line."""
+        return int(self.request("POST", f"/v1/runs/{run_id}/logs", json={"lines": list(lines)}).json()["next"])
+
+    def run_log(self, run_id: str, *, after: int = 0, tail: int | None = None) -> dict[str, Any]:
+        """`lines` after line `after`, or the last `tail` lines; `next` to follow on."""
+        params: dict[str, Any] = {"after": after} if tail is None else {"tail": tail}
+        return self.get_json(f"/v1/runs/{run_id}/logs", params=params)
 
     def reserve_version(self, run_id: str) -> int:
         """The version number the run will register under; the same number on every call."""

@@ -1,55 +1,82 @@
-"""Errors a caller can act on, raised by service logic and turned into 4xx answers.
+"""Errors a caller can act on, raised by logic modules that know nothing of HTTP.
 
-Logic modules raise these without knowing about HTTP routing; `visiondock.web`
-renders them as `{"detail": ..., "code": ...}` with their status.
+Each class says what kind of problem it is; `visiondock.web` alone decides the HTTP status
+of each kind and renders `{"detail": ..., "code": ...}`. A subclass may narrow a kind
+(`visiondock.images.ImageTooLargeError` is a `TooLarge`); when it derives from two, the
+first kind listed wins. Subclasses keep `DomainError`'s constructor, so an error can be
+restated as its own kind with another message.
 """
 
 from __future__ import annotations
 
-_DEFAULT_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    409: "conflict",
-    412: "precondition_failed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "too_many_requests",
-    503: "unavailable",
-}
+from collections.abc import Mapping
+from typing import Any
 
 
-def default_code(status: int) -> str:
-    return _DEFAULT_CODES.get(status, "error")
+class DomainError(Exception):
+    """A problem the caller can fix or wait out. `code` is a short machine-readable kind;
+    `details` are extra fields of the error body; `retry_after` says when trying again may work."""
 
+    code: str = "bad_request"
 
-class ApiError(Exception):
-    """An error with the HTTP status to answer and a short machine-readable code."""
-
-    status = 400
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
+                 details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        if status is not None:
-            self.status = status
-        self.code = code or default_code(self.status)
-        self.headers = headers
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.details = dict(details or {})
 
 
-class BadRequest(ApiError):
-    status = 400
+class InvalidInput(DomainError):
+    """The request is malformed or breaks a rule: fix it and send it again."""
 
 
-class NotFound(ApiError):
-    status = 404
+class InvalidContent(DomainError):
+    """Well-formed, but its content cannot be used (a field that contradicts another, an image
+    whose shape no model can take)."""
+
+    code = "invalid_request"
 
 
-class Conflict(ApiError):
-    status = 409
+class NotAuthenticated(DomainError):
+    """No API key, or one this deployment does not accept."""
+
+    code = "unauthorized"
 
 
-class Unavailable(ApiError):
-    status = 503
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request contradicts what is stored (it exists already, it was decided already)."""
+
+    code = "conflict"
+
+
+class Outdated(DomainError):
+    """The caller's copy changed since it was read (a stale `If-Match` etag): read it again."""
+
+    code = "precondition_failed"
+
+
+class TooLarge(DomainError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+
+
+class Unavailable(DomainError):
+    """Cannot be done now (overloaded, nothing loaded yet); retrying later may work."""
+
+    code = "unavailable"
+
+
+class TimedOut(DomainError):
+    """Accepted, but no answer came in time."""
+
+    code = "timeout"

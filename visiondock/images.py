@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from visiondock.errors import ApiError
+from visiondock.errors import InvalidContent, InvalidInput, TooLarge, UnsupportedMediaType
 
 # Formats we accept; Pillow can open more, but these are the ones cameras and
 # browsers produce and every backend of ours decodes the same way.
@@ -31,11 +31,29 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 MAX_ASPECT_RATIO = 20
 
 
-class InvalidImageError(ApiError, ValueError):
-    """Bytes that are not an image we accept; carries the HTTP status to answer with."""
+class InvalidImageError(InvalidInput, ValueError):
+    """Bytes that are not an image we accept: empty, truncated or corrupt (the subclasses say
+    when it is another format, too large, or of a shape no model can take)."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_image") -> None:
-        super().__init__(message, status=status, code=code)
+    code = "invalid_image"
+
+
+class UnsupportedImageError(UnsupportedMediaType, InvalidImageError):
+    """Not an image, or a format we do not accept."""
+
+    code = "unsupported_media_type"
+
+
+class ImageTooLargeError(TooLarge, InvalidImageError):
+    """More pixels than the limit: a decompression bomb or a mistake."""
+
+    code = "image_too_large"
+
+
+class ExtremeAspectRatioError(InvalidContent, InvalidImageError):
+    """One side more than MAX_ASPECT_RATIO times the other."""
+
+    code = "extreme_aspect_ratio"
 
 
 @dataclass(frozen=True)
@@ -59,37 +77,22 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise InvalidImageError(
-            "not an image: expected JPEG, PNG, BMP, GIF or WebP bytes", status=415, code="unsupported_media_type"
-        ) from None
+        raise UnsupportedImageError("not an image: expected JPEG, PNG, BMP, GIF or WebP bytes") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageError(f"image has too many pixels (limit {max_pixels:,})", status=413,
-                                code="image_too_large") from None
+        raise ImageTooLargeError(f"image has too many pixels (limit {max_pixels:,})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # The header itself is cut off or malformed.
         raise InvalidImageError(f"image data is truncated or corrupt ({exc})") from None
     if image.format not in ALLOWED_FORMATS:
-        raise InvalidImageError(
-            f"image format {image.format} is not accepted; use JPEG, PNG, BMP, GIF or WebP",
-            status=415,
-            code="unsupported_media_type",
-        )
+        raise UnsupportedImageError(f"image format {image.format} is not accepted; use JPEG, PNG, BMP, GIF or WebP")
     width, height = image.size
     if width * height > max_pixels:
-        raise InvalidImageError(
-            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
-            status=413,
-            code="image_too_large",
-        )
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
     if width < 1 or height < 1:
         raise InvalidImageError("image has no pixels")
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        raise InvalidImageError(
-            f"image is {width}x{height}: one side is more than {MAX_ASPECT_RATIO} times the other; "
-            "crop it to the part that matters",
-            status=422,
-            code="extreme_aspect_ratio",
-        )
+        raise ExtremeAspectRatioError(f"image is {width}x{height}: one side is more than {MAX_ASPECT_RATIO} times "
+                                      "the other; crop it to the part that matters")
     return image
 
 

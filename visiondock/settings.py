@@ -33,13 +33,16 @@ class Settings(BaseSettings):
     blob_backend: Literal["local", "azure"] = "local"
     blob_root: Path | None = None  # local backend; defaults to <home>/blobs
     azure_storage_connection_string: SecretStr | None = None
+    # Without a connection string: the account's blob endpoint (https://<account>.blob.core.windows.net),
+    # signed in with DefaultAzureCredential (workload identity on AKS, `az login` on a workstation).
+    azure_storage_account_url: str | None = None
     azure_storage_container: str = "visiondock"
 
     # Document storage: projects, labels, model versions, metrics.
     document_backend: Literal["sqlite", "cosmos"] = "sqlite"
     sqlite_path: Path | None = None  # defaults to <home>/documents.sqlite3
     cosmos_endpoint: str | None = None
-    cosmos_key: SecretStr | None = None
+    cosmos_key: SecretStr | None = None  # None: DefaultAzureCredential (workload identity)
     cosmos_database: str = "visiondock"
     cosmos_verify_tls: bool = True
     # Multi-region endpoint discovery; off for single-endpoint servers.
@@ -50,6 +53,10 @@ class Settings(BaseSettings):
     # The key this process presents when it calls another service.
     api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
 
+    # Population stability index above which production predictions are flagged as drifted
+    # (below 0.1 is read as stable, 0.1 up to this as a moderate shift).
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+
     annotation_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['annotation']}"
     registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
     scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"
@@ -57,6 +64,9 @@ class Settings(BaseSettings):
     # The trainer's on-disk cache of backbone features and exported frozen backbones
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
+    # Whether the registry may start a run created with `launch: {"on": "local"}`: `local` spawns the trainer as a
+    # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
+    training_launcher: Literal["local", "none"] | None = None
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -78,10 +88,13 @@ class Settings(BaseSettings):
                 )
             if self.api_key.get_secret_value() == LOCAL_DEV_API_KEY:
                 raise ValueError("VISIONDOCK_API_KEY must be set to a real key in production")
-        if self.blob_backend == "azure" and self.azure_storage_connection_string is None:
-            raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING is required with blob_backend=azure")
-        if self.document_backend == "cosmos" and (self.cosmos_endpoint is None or self.cosmos_key is None):
-            raise ValueError("VISIONDOCK_COSMOS_ENDPOINT and VISIONDOCK_COSMOS_KEY are required with cosmos")
+        if self.blob_backend == "azure" and not (self.azure_storage_connection_string
+                                                 or self.azure_storage_account_url):
+            raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING (or VISIONDOCK_AZURE_STORAGE_ACCOUNT_URL "
+                             "with an Azure identity) is required with blob_backend=azure")
+        if self.document_backend == "cosmos" and self.cosmos_endpoint is None:
+            raise ValueError("VISIONDOCK_COSMOS_ENDPOINT is required with cosmos (and VISIONDOCK_COSMOS_KEY, "
+                             "unless the process has an Azure identity)")
         return self
 
     @property
@@ -95,6 +108,12 @@ class Settings(BaseSettings):
     @property
     def resolved_trainer_cache_dir(self) -> Path:
         return self.trainer_cache_dir or self.home / "feature-cache"
+
+    @property
+    def resolved_training_launcher(self) -> str:
+        if self.training_launcher is not None:
+            return self.training_launcher
+        return "none" if self.environment == "production" else "local"
 
     @property
     def uses_local_key(self) -> bool:

@@ -6,53 +6,49 @@ predictions the scoring service captured.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from visiondock.settings import Settings
-from visiondock.storage import open_blob_store, open_document_store
-from visiondock.web import Readiness, create_service_app
+from visiondock.storage import Stores
+from visiondock.web import create_service_app
 
+from .curation_routes import router as curation_router
+from .dataset_routes import router as dataset_router
+from .history import LabelHistory
 from .images import ImageLibrary
+from .labeling_routes import router as labeling_router
 from .projects import ProjectCatalog
 from .review import ReviewQueue
 from .review_routes import router as review_router
 from .routes import router
+from .style_routes import router as style_router
+from .suggestions import Suggestions
+from .thumbnails import Thumbnails
+from .webapp import mount_app
 
 
-def _readiness(app: FastAPI) -> Readiness:
-    ready = getattr(app.state, "images", None) is not None
-    return Readiness(ready, {"storage": "open" if ready else "starting"})
+def _parts(stores: Stores) -> dict[str, Any]:
+    settings = stores.settings
+    projects = ProjectCatalog(stores.documents)
+    history = LabelHistory(stores.documents)
+    images = ImageLibrary(stores.documents, stores.blobs, projects, history=history)
+    return {"projects": projects, "images": images, "history": history,
+            "review": ReviewQueue(stores.documents, stores.blobs, projects, images),
+            "thumbnails": Thumbnails(stores.blobs, images),
+            "suggestions": Suggestions(images, scoring_url=settings.scoring_url,
+                                       api_key=settings.api_key.get_secret_value())}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        documents = open_document_store(settings)
-        blobs = open_blob_store(settings)
-        projects = ProjectCatalog(documents)
-        app.state.projects = projects
-        app.state.images = ImageLibrary(documents, blobs, projects)
-        app.state.review = ReviewQueue(documents, blobs, projects, app.state.images)
-        try:
-            yield
-        finally:
-            app.state.images = None
-            documents.close()
-            blobs.close()
-
     app = create_service_app(
         service="annotation",
-        settings=settings,
+        settings=settings or Settings(),
         description="Projects, tags, images and their labels (tags or boxes); a review queue of captured "
                     "predictions.",
-        readiness=_readiness,
-        lifespan=lifespan,
+        routers=[router, review_router, style_router, dataset_router, curation_router, labeling_router],
+        parts=_parts,
     )
-    app.include_router(router)
-    app.include_router(review_router)
+    mount_app(app)
     return app

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest, NotFound
-from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, inspect_image
+from visiondock.errors import DomainError, InvalidInput, NotFound, TooLarge
+from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from visiondock.storage import (
     BlobStore,
     Document,
@@ -25,11 +25,13 @@ from visiondock.storage import (
     DocumentNotFoundError,
     DocumentStore,
     Filter,
+    PreconditionFailedError,
     Query,
 )
 from visiondock.timeutil import utc_now
 from visiondock.vocabulary import DETECTION, MULTICLASS
 
+from .history import LabelChange, LabelHistory
 from .projects import ProjectCatalog
 
 IMAGES = "images"
@@ -42,6 +44,10 @@ def image_blob_key(project_id: str, image_id: str) -> str:
     return f"images/{project_id}/{image_id}"
 
 
+def thumbnail_blob_key(project_id: str, image_id: str) -> str:
+    return f"thumbnails/{project_id}/{image_id}.jpg"
+
+
 def public_image(doc: Document) -> dict[str, Any]:
     return {**doc.data, "etag": doc.etag}
 
@@ -51,8 +57,11 @@ class UploadOutcome:
     filename: str
     status: str  # created | duplicate | rejected
     image: dict[str, Any] | None = None
-    error: str | None = None
-    error_status: int | None = None
+    problem: DomainError | None = None  # why it was rejected
+
+    @property
+    def error(self) -> str | None:
+        return self.problem.message if self.problem is not None else None
 
 
 class ImageLibrary:
@@ -64,8 +73,10 @@ class ImageLibrary:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        history: LabelHistory | None = None,
     ) -> None:
         self.documents = documents
+        self.history = history
         self.blobs = blobs
         self.projects = projects
         self.max_pixels = max_pixels
@@ -75,16 +86,34 @@ class ImageLibrary:
     def _check_tags(self, project: dict[str, Any], tags: Sequence[str]) -> list[str]:
         tags = list(dict.fromkeys(tags))
         if project["type"] == DETECTION:
-            raise BadRequest("detection images are labeled with regions (PUT .../regions), not with tags")
+            raise InvalidInput("detection images are labeled with regions (PUT .../regions), not with tags")
         if project["type"] == MULTICLASS and len(tags) > 1:
-            raise BadRequest(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
+            raise InvalidInput(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
         self.projects.require_tags(project["id"], tags)
         return tags
 
     @staticmethod
-    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
+                      revision: int = 1) -> dict[str, Any]:
         labeled = len(tags) == 1 if project_type == MULTICLASS else True
-        return {"tags": tags, "regions": regions, "labeled": labeled, "updated_at": utc_now()}
+        return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
+                # Labels given by anyone resolve the model's suggestion for the image.
+                "suggestion": None,
+                "updated_at": utc_now()}
+
+    def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
+                 regions: list[dict[str, Any]], if_match: str | None) -> Document:
+        """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
+        while True:
+            current = self.get(project_id, image_id)
+            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1)
+            try:
+                return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                                            if_match=if_match or current.etag)
+            except PreconditionFailedError:
+                if if_match:
+                    raise
+                # Relabeled concurrently: count on from that revision.
 
     # -- upload --------------------------------------------------------------------
     def upload(
@@ -94,25 +123,37 @@ class ImageLibrary:
         *,
         tags: Sequence[str] = (),
         split: str | None = None,
+        change: LabelChange | None = None,
     ) -> list[UploadOutcome]:
         project = self.projects.get(project_id)
         if not files:
-            raise BadRequest("no files in the upload; send them as multipart form field 'files'")
+            raise InvalidInput("no files in the upload; send them as multipart form field 'files'")
         if len(files) > MAX_FILES_PER_UPLOAD:
-            raise BadRequest(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
+            raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
         labels = self._check_tags(project, tags) if tags else []
-        return [self._upload_one(project, name, data, labels, split) for name, data in files]
+        outcomes = [self._upload_one(project, name, data, labels, split) for name, data in files]
+        if labels:
+            for outcome in outcomes:
+                if outcome.status == "created" and outcome.image is not None:
+                    self._record(project_id, outcome.image["id"], change or LabelChange(source="upload"),
+                                 None, outcome.image)
+        return outcomes
+
+    def _record(self, project_id: str, image_id: str, change: LabelChange | None,
+                previous: dict[str, Any] | None, current: dict[str, Any]) -> None:
+        if self.history is not None:
+            self.history.record(project_id, image_id, change or LabelChange(), previous=previous, current=current)
 
     def _upload_one(self, project: dict[str, Any], filename: str, data: bytes, tags: list[str],
                     split: str | None) -> UploadOutcome:
         project_id = project["id"]
         if len(data) > self.max_bytes:
-            return UploadOutcome(filename, "rejected", error=f"{len(data):,} bytes is over the {self.max_bytes:,}-byte "
-                                 "limit per image", error_status=413)
+            return UploadOutcome(filename, "rejected", problem=TooLarge(
+                f"{len(data):,} bytes is over the {self.max_bytes:,}-byte limit per image"))
         try:
             facts = inspect_image(data, max_pixels=self.max_pixels)
-        except ApiError as exc:
-            return UploadOutcome(filename, "rejected", error=exc.message, error_status=exc.status)
+        except InvalidImageError as exc:
+            return UploadOutcome(filename, "rejected", problem=exc)
         image_id = facts.sha256
         try:
             existing = self.documents.get(IMAGES, image_id, partition_key=project_id)
@@ -134,7 +175,7 @@ class ImageLibrary:
             "created_at": now,
             # Tags given with the upload label the image; without them it waits to be labeled.
             **(self._label_fields(project["type"], tags, []) if tags
-               else {"tags": [], "regions": [], "labeled": False, "updated_at": now}),
+               else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now}),
         }
         try:
             stored = self.documents.create(IMAGES, document, partition_key=project_id)
@@ -207,25 +248,28 @@ class ImageLibrary:
                 "split_counts": split_counts}
 
     # -- updates -------------------------------------------------------------------
-    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None) -> Document:
+    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None,
+                 change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         labels = self._check_tags(project, tags)
-        self.get(project_id, image_id)
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                    set_fields=self._label_fields(project["type"], labels, []), if_match=if_match)
+        before = self.get(project_id, image_id)
+        updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
-                    if_match: str | None) -> Document:
+                    if_match: str | None, change: LabelChange | None = None) -> Document:
         project = self.projects.get(project_id)
         if project["type"] != DETECTION:
-            raise BadRequest(f"project {project_id!r} is {project['type']}: label its images with tags, "
+            raise InvalidInput(f"project {project_id!r} is {project['type']}: label its images with tags, "
                              "not regions")
         tags = sorted({region["tag"] for region in regions})
         self.projects.require_tags(project_id, tags)
-        self.get(project_id, image_id)
-        fields = self._label_fields(DETECTION, tags, [dict(region) for region in regions])
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
-                                    if_match=if_match)
+        before = self.get(project_id, image_id)
+        updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
+                                if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
 
     def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
         self.get(project_id, image_id)
@@ -237,3 +281,4 @@ class ImageLibrary:
         # The document goes first: a blob without a document is invisible, the reverse is a broken image.
         self.documents.delete(IMAGES, image_id, partition_key=project_id, if_match=if_match)
         self.blobs.delete(image_blob_key(project_id, image_id))
+        self.blobs.delete(thumbnail_blob_key(project_id, image_id))

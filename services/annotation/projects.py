@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidInput, NotFound
 from visiondock.storage import DocumentExistsError, DocumentNotFoundError, DocumentStore, Query
 from visiondock.timeutil import utc_now
 
@@ -66,7 +66,7 @@ class ProjectCatalog:
         known = {tag["name"] for tag in self.list_tags(project_id)}
         unknown = sorted(set(names) - known)
         if unknown:
-            raise BadRequest(
+            raise InvalidInput(
                 f"unknown tag(s) {', '.join(repr(n) for n in unknown)} in project {project_id!r}; "
                 f"create them first (POST /v1/projects/{project_id}/tags)",
                 code="unknown_tag",

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from visiondock.errors import ApiError, BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
 from visiondock.storage import (
     BlobStore,
@@ -34,6 +34,7 @@ from visiondock.storage import (
 from visiondock.timeutil import utc_now
 from visiondock.vocabulary import DETECTION, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
 
+from .history import LabelChange
 from .images import ImageLibrary, public_image
 from .projects import ProjectCatalog
 
@@ -90,13 +91,13 @@ class ReviewQueue:
         """Store a captured prediction as a pending item; (item, created). A repeat returns the first."""
         project = self.projects.get(project_id)
         if not _ITEM_ID.fullmatch(item_id):
-            raise BadRequest("a review item id is 1 to 128 letters, digits, '-' and '_'")
+            raise InvalidInput("a review item id is 1 to 128 letters, digits, '-' and '_'")
         try:
             return public_item(self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)), False
         except DocumentNotFoundError:
             pass
         if len(data) > self.library.max_bytes:
-            raise ApiError(f"image is over the {self.library.max_bytes:,}-byte limit", status=413)
+            raise TooLarge(f"image is over the {self.library.max_bytes:,}-byte limit")
         facts = inspect_image(data, max_pixels=self.max_pixels)
         key = review_blob_key(project_id, item_id)
         self.blobs.put(key, data, content_type=facts.content_type)
@@ -156,7 +157,7 @@ class ReviewQueue:
     def _pending(self, project_id: str, item_id: str, if_match: str | None) -> Document:
         doc = self.get(project_id, item_id)
         if if_match is not None and if_match != doc.etag:
-            raise ApiError(f"review item {item_id!r} changed since you read it; read it again", status=412)
+            raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
         if doc.data["status"] != "pending":
             raise Conflict(f"review item {item_id!r} was already {doc.data['status']}")
         return doc
@@ -171,35 +172,38 @@ class ReviewQueue:
 
     def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
                regions: Sequence[dict[str, Any]] | None = None,
-               if_match: str | None = None) -> dict[str, Any]:
+               if_match: str | None = None, who: str | None = None) -> dict[str, Any]:
         """Make the item a labeled image of the project; the prediction's labels unless given."""
         doc = self._pending(project_id, item_id, if_match)
         project = self.projects.get(project_id)
         suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
         if project["type"] == DETECTION:
             if tags:
-                raise BadRequest("detection images are labeled with regions, not tags")
+                raise InvalidInput("detection images are labeled with regions, not tags")
             chosen_regions = [dict(r) for r in (regions if regions is not None else suggested["regions"])]
             chosen_tags = sorted({r["tag"] for r in chosen_regions})
         else:
             if regions:
-                raise BadRequest(f"a {project['type']} project labels images with tags, not regions")
+                raise InvalidInput(f"a {project['type']} project labels images with tags, not regions")
             chosen_tags = list(dict.fromkeys(tags if tags is not None else suggested["tags"]))
             chosen_regions = []
             if project["type"] == MULTICLASS and len(chosen_tags) != 1:
                 prediction = (doc.data.get("prediction") or {}).get("label")
-                raise BadRequest(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
+                raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
                                  "gives none usable: send the right tag in `tags`")
         self.projects.require_tags(project_id, chosen_tags)
         data = self.blobs.get(review_blob_key(project_id, item_id))
         outcome = self.library.upload(project_id, [(doc.data.get("filename") or item_id, data)])[0]
-        if outcome.image is None:
-            raise ApiError(outcome.error or "the image was refused", status=outcome.error_status or 400)
+        if outcome.problem is not None:
+            raise outcome.problem
+        assert outcome.image is not None
         image_id = outcome.image["id"]
+        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
         if project["type"] == DETECTION:
-            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None)
+            image = self.library.set_regions(project_id, image_id, chosen_regions, if_match=None,
+                                             change=change)
         else:
-            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None)
+            image = self.library.set_tags(project_id, image_id, chosen_tags, if_match=None, change=change)
         decided = self._decide(doc, {"status": "accepted", "image_id": image_id,
                                      "labels": {"tags": chosen_tags, "regions": chosen_regions},
                                      "labels_from": "prediction" if tags is None and regions is None

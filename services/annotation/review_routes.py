@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import Json
 
-from visiondock.errors import BadRequest
+from visiondock.schemas import Page
 from visiondock.web import require_api_key
 
+from .history import caller_name
 from .review import ReviewQueue
-from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewItemPage, ReviewReject
+from .schemas import ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
 
 
 def _queue(request: Request) -> ReviewQueue:
@@ -36,22 +36,18 @@ def submit_item(
     item_id: str,
     queue: Queue,
     image: Annotated[UploadFile, File(description="The image as it was scored.")],
-    capture: Annotated[str, Form(description="JSON: model, version, task, uncertainty, prediction, ...")],
-) -> JSONResponse:
-    try:
-        parsed = ReviewCapture.model_validate(json.loads(capture))
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"capture is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"capture is invalid: {problems}", status=422) from None
+    capture: Annotated[Json[ReviewCapture], Form(description="JSON: model, version, task, uncertainty, "
+                                                             "prediction, ...")],
+    response: Response,
+) -> dict:
     data = image.file.read(queue.library.max_bytes + 1)
-    item, created = queue.submit(project_id, item_id, data, parsed.model_dump(),
-                                 filename=image.filename or item_id)
-    return JSONResponse(ReviewItem.model_validate(item).model_dump(mode="json"), status_code=201 if created else 200)
+    item, created = queue.submit(project_id, item_id, data, capture.model_dump(), filename=image.filename or item_id)
+    if not created:
+        response.status_code = 200
+    return item
 
 
-@router.get("", response_model=ReviewItemPage, summary="Captured predictions, most uncertain first")
+@router.get("", response_model=Page[ReviewItem], summary="Captured predictions, most uncertain first")
 def list_items(
     project_id: str,
     queue: Queue,
@@ -78,11 +74,12 @@ def get_item_content(project_id: str, item_id: str, queue: Queue) -> StreamingRe
 
 @router.post("/{item_id}/accept", response_model=ReviewAccepted,
              summary="Accept: the image joins the project, labeled as sent (or as predicted when the body is empty)")
-def accept_item(project_id: str, item_id: str, queue: Queue, if_match: IfMatch = None,
+def accept_item(project_id: str, item_id: str, queue: Queue, request: Request, if_match: IfMatch = None,
                 body: Annotated[ReviewAccept | None, Body()] = None) -> dict:
     body = body or ReviewAccept()
     regions = [r.model_dump() for r in body.regions] if body.regions is not None else None
-    return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match)
+    return queue.accept(project_id, item_id, tags=body.tags, regions=regions, if_match=if_match,
+                        who=caller_name(request))
 
 
 @router.post("/{item_id}/reject", response_model=ReviewItem, summary="Reject: the item is marked rejected")

@@ -5,27 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from visiondock.errors import BadRequest
-from visiondock.web import error_response, require_api_key
+from visiondock.errors import DomainError, InvalidInput
+from visiondock.schemas import ErrorBody, Page
+from visiondock.web import require_api_key
 
+from .history import LabelChange, caller_name
 from .images import ImageLibrary, UploadOutcome, public_image
 from .projects import ProjectCatalog
 from .schemas import (
     Image,
-    ImagePage,
     ImageRegionsUpdate,
     ImageSplitUpdate,
     ImageTagsUpdate,
     Project,
     ProjectCreate,
-    ProjectPage,
     ProjectStats,
     Split,
     Tag,
     TagCreate,
     TagList,
+    UploadResponse,
 )
 
 
@@ -50,7 +51,7 @@ def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
     return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
 
 
-@router.get("/projects", response_model=ProjectPage, tags=["projects"])
+@router.get("/projects", response_model=Page[Project], tags=["projects"])
 def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
     items, token = catalog.list(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
@@ -76,45 +77,47 @@ def list_tags(project_id: str, catalog: Catalog) -> dict:
     return {"data": catalog.list_tags(project_id)}
 
 
-def _upload_status(outcomes: list[UploadOutcome]) -> int:
-    rejected = [o for o in outcomes if o.status == "rejected"]
-    if rejected and len(rejected) == len(outcomes):
-        return rejected[0].error_status or 400
-    return 200
+def _every_file_refused(outcomes: list[UploadOutcome]) -> DomainError:
+    """The first file's kind of problem (so its status), naming each file's."""
+    first = outcomes[0].problem
+    assert first is not None
+    message = "; ".join(f"{o.filename}: {o.error}" for o in outcomes)
+    results = [{"filename": o.filename, "status": o.status, "error": o.error} for o in outcomes]
+    return type(first)(message, code="upload_rejected", details={"results": results})
 
 
 @router.post(
     "/projects/{project_id}/images",
+    response_model=UploadResponse,
     tags=["images"],
     summary="Upload images (multipart field `files`, repeated)",
     responses={200: {"description": "Each file's outcome: created, duplicate (same bytes already in the "
-                                    "project) or rejected with the reason. 4xx when every file was rejected."}},
+                                    "project) or rejected with the reason."},
+               400: {"model": ErrorBody, "description": "Every file was rejected (or 413, 415, 422: the first "
+                                                        "file's reason); `results` says why for each."}},
 )
 def upload_images(
     project_id: str,
     library: Library,
+    request: Request,
     files: Annotated[list[UploadFile], File(description="Image files: JPEG, PNG, BMP, GIF or WebP.")],
     tags: Annotated[str | None, Form(description="Comma-separated tags to put on every uploaded image.")] = None,
     split: Annotated[Split | None, Form(description="Keep these images in the train or the test split.")] = None,
-) -> JSONResponse:
+) -> dict:
     # Read at most one byte past the limit: enough to know a file is too big without holding it all.
     payload = [(f.filename or "upload", f.file.read(library.max_bytes + 1)) for f in files]
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
-    outcomes = library.upload(project_id, payload, tags=tag_list, split=split)
-    status = _upload_status(outcomes)
-    if status != 200:
-        message = "; ".join(f"{o.filename}: {o.error}" for o in outcomes)
-        return error_response(status, message, "upload_rejected",
-                              results=[{"filename": o.filename, "status": o.status, "error": o.error}
-                                       for o in outcomes])
-    body = {
+    outcomes = library.upload(project_id, payload, tags=tag_list, split=split,
+                              change=LabelChange(who=caller_name(request), source="upload"))
+    if all(o.problem is not None for o in outcomes):
+        raise _every_file_refused(outcomes)
+    return {
         "created": sum(o.status == "created" for o in outcomes),
         "duplicates": sum(o.status == "duplicate" for o in outcomes),
         "rejected": sum(o.status == "rejected" for o in outcomes),
         "results": [{"filename": o.filename, "status": o.status, "image": o.image, "error": o.error}
                     for o in outcomes],
     }
-    return JSONResponse(body)
 
 
 def _bool_param(value: str | None, name: str) -> bool | None:
@@ -125,10 +128,10 @@ def _bool_param(value: str | None, name: str) -> bool | None:
         return True
     if lowered in ("false", "0", "no"):
         return False
-    raise BadRequest(f"{name} must be true or false, got {value!r}")
+    raise InvalidInput(f"{name} must be true or false, got {value!r}")
 
 
-@router.get("/projects/{project_id}/images", response_model=ImagePage, tags=["images"])
+@router.get("/projects/{project_id}/images", response_model=Page[Image], tags=["images"])
 def list_images(
     project_id: str,
     library: Library,
@@ -156,16 +159,18 @@ def get_image_content(project_id: str, image_id: str, library: Library) -> Strea
 
 
 @router.put("/projects/{project_id}/images/{image_id}/tags", response_model=Image, tags=["images"])
-def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library,
+def set_image_tags(project_id: str, image_id: str, body: ImageTagsUpdate, library: Library, request: Request,
                    if_match: IfMatch = None) -> dict:
-    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match))
+    return public_image(library.set_tags(project_id, image_id, body.tags, if_match=if_match,
+                                         change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/regions", response_model=Image, tags=["images"])
 def set_image_regions(project_id: str, image_id: str, body: ImageRegionsUpdate, library: Library,
-                      if_match: IfMatch = None) -> dict:
+                      request: Request, if_match: IfMatch = None) -> dict:
     regions = [region.model_dump() for region in body.regions]
-    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match))
+    return public_image(library.set_regions(project_id, image_id, regions, if_match=if_match,
+                                            change=LabelChange(who=caller_name(request))))
 
 
 @router.put("/projects/{project_id}/images/{image_id}/split", response_model=Image, tags=["images"])

@@ -70,6 +70,29 @@ class ImageSplitUpdate(BaseModel):
     split: Split | None
 
 
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class SuggestedRegion(Region):
+    score: float = Field(description="The detector's confidence in this box.")
+
+
+class Suggestion(BaseModel):
+    """Labels a model proposed for the image; they label nothing until a person accepts them."""
+
+    model: str | None
+    version: int | None
+    alias: str | None = None
+    task: str | None = None
+    tags: list[str]
+    regions: list[SuggestedRegion]
+    scores: list[LabelScore] = Field(default_factory=list, description="The model's top labels (classification).")
+    uncertain: bool = False
+    created_at: datetime
+
+
 class Image(BaseModel):
     id: str = Field(description="The SHA-256 of the image's bytes.")
     project_id: str
@@ -83,6 +106,10 @@ class Image(BaseModel):
     split: Split | None
     labeled: bool = Field(description="A person has labeled it: one tag (multiclass), or a tag list / box "
                                       "list that may be empty to say 'none here' (multilabel, detection).")
+    suggestion: Suggestion | None = Field(default=None, description="The model's proposal awaiting a person "
+                                                                     "(POST .../suggest), if any.")
+    label_revision: int = Field(default=0, description="Counts the changes of its labels: 0 unlabeled, then 1, "
+                                                       "2, ...; a model version's lineage records it.")
     created_at: datetime
     updated_at: datetime
     etag: str = Field(description="Send back as If-Match to update only if nobody changed the image since.")
@@ -100,16 +127,6 @@ class UploadResponse(BaseModel):
     duplicates: int
     rejected: int
     results: list[UploadResult]
-
-
-class ImagePage(BaseModel):
-    data: list[Image]
-    continuation: str | None = Field(default=None, description="Pass as `continuation` for the next page.")
-
-
-class ProjectPage(BaseModel):
-    data: list[Project]
-    continuation: str | None = None
 
 
 class TagList(BaseModel):
@@ -169,11 +186,6 @@ class ReviewItem(ReviewCapture):
     etag: str = Field(description="Send back as If-Match to decide only if nobody changed the item since.")
 
 
-class ReviewItemPage(BaseModel):
-    data: list[ReviewItem] = Field(description="Most uncertain first.")
-    continuation: str | None = None
-
-
 class ReviewAccept(BaseModel):
     """The labels to give the image; leave both out to take the prediction's."""
 
@@ -188,3 +200,50 @@ class ReviewReject(BaseModel):
 class ReviewAccepted(BaseModel):
     item: ReviewItem
     image: Image
+
+
+# -- model-assisted labeling and label history ----------------------------------------
+class SuggestRequest(BaseModel):
+    alias: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$",
+                              description="A secondary alias the scoring service serves; leave out for its "
+                                          "main one.")
+    image_ids: list[str] | None = Field(default=None, max_length=1000,
+                                        description="The images to suggest labels for; leave out for the "
+                                                    "unlabeled ones (up to `limit`).")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class SuggestFailure(BaseModel):
+    image_id: str
+    error: str | None
+
+
+class SuggestedImage(BaseModel):
+    image_id: str
+    tags: list[str]
+    regions: list[SuggestedRegion]
+
+
+class SuggestResponse(BaseModel):
+    model: str | None = None
+    version: int | None = None
+    alias: str | None = None
+    suggested: int
+    failed: list[SuggestFailure]
+    results: list[SuggestedImage]
+
+
+class LabelState(BaseModel):
+    tags: list[str]
+    regions: list[Region]
+    labeled: bool
+
+
+class LabelHistoryEntry(BaseModel):
+    id: str
+    image_id: str
+    at: datetime
+    who: str = Field(description="The name of the API key that made the change (`api-key` for unnamed keys).")
+    source: Literal["person", "suggestion", "review", "upload"]
+    previous: LabelState | None = Field(description="The labels before; null when the image was uploaded labeled.")
+    labels: LabelState

@@ -7,43 +7,56 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
+from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
 from visiondock.settings import Settings
-from visiondock.storage import open_blob_store, open_document_store
-from visiondock.web import Readiness, create_service_app
+from visiondock.storage import Stores
+from visiondock.web import create_service_app
 
-from .catalog import ModelRegistry
+from .alias_routes import router as alias_router
+from .catalog import ModelCatalog
+from .dashboard import router as dashboard_router
+from .insight_routes import router as insight_router
+from .launch import open_local_launcher
+from .launches import RunLaunches
 from .routes import router
+from .run_routes import router as run_router
 
 
-def _readiness(app: FastAPI) -> Readiness:
-    ready = getattr(app.state, "registry", None) is not None
-    return Readiness(ready, {"storage": "open" if ready else "starting"})
+def _parts(stores: Stores) -> dict[str, Any]:
+    catalog = ModelCatalog(stores.documents, stores.blobs)
+    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
+                                                        local=open_local_launcher(stores.settings, catalog.runs))}
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, stores: Stores) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if app.state.launches.jobs is not None:
+            app.state.launches.jobs.close()
+        if app.state.launches.local is not None:
+            app.state.launches.local.close()
+
+
+def _training_jobs() -> TrainingJobLauncher | None:
+    """The Kubernetes launcher, where the chart set VISIONDOCK_KUBERNETES_TRAINER_CRONJOB."""
+    kubernetes = KubernetesSettings()
+    if not kubernetes.trainer_cronjob:
+        return None
+    return TrainingJobLauncher.from_environment(kubernetes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        documents = open_document_store(settings)
-        blobs = open_blob_store(settings)
-        app.state.registry = ModelRegistry(documents, blobs)
-        try:
-            yield
-        finally:
-            app.state.registry = None
-            documents.close()
-            blobs.close()
-
-    app = create_service_app(
+    return create_service_app(
         service="registry",
-        settings=settings,
+        settings=settings or Settings(),
         description="Model versions with their ONNX files and metrics, and the aliases that deploy them.",
-        readiness=_readiness,
-        lifespan=lifespan,
+        routers=[router, alias_router, run_router, insight_router, dashboard_router],
+        parts=_parts,
+        lifespan=_lifespan,
     )
-    app.include_router(router)
-    return app

@@ -10,6 +10,7 @@ Storage layout:
 - `model_versions` collection, partition `<model>`, id `<version>`.
 - `model_aliases` collection, partition `<model>`, id `<alias>`: each alias is its own
   document so watching one alias is one small read with its own etag.
+- `alias_history` collection: every move of an alias (see `aliases.py`).
 - `training_runs` collection (see `runs.py`).
 - blobs `models/<model>/<version>/model.onnx`, optional variants such as
   `.../model.int8.onnx`, and `.../metadata.json`.
@@ -26,13 +27,14 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import IO, Any, BinaryIO
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
 from visiondock.storage import (
     BlobExistsError,
+    BlobNotFoundError,
     BlobStore,
     Document,
     DocumentExistsError,
@@ -43,11 +45,12 @@ from visiondock.storage import (
 )
 from visiondock.timeutil import utc_now
 
+from .aliases import ALIASES, AliasBook
+from .queries import version_query
 from .runs import TrainingRuns
 
 MODELS = "models"
 VERSIONS = "model_versions"
-ALIASES = "model_aliases"
 MAX_ARTIFACT_BYTES = 2 * 1024**3
 _COPY_CHUNK = 1 << 20
 
@@ -71,11 +74,14 @@ def metadata_key(model: str, version: int) -> str:
     return f"models/{model}/{version}/metadata.json"
 
 
-class ModelRegistry:
+class ModelCatalog:
+    """The models with their versions, files and aliases, and the training runs that make versions."""
+
     def __init__(self, documents: DocumentStore, blobs: BlobStore) -> None:
         self.documents = documents
         self.blobs = blobs
         self.runs = TrainingRuns(documents, self._next_version)
+        self.aliases = AliasBook(documents)
 
     # -- models --------------------------------------------------------------------
     def _model_doc(self, model: str) -> Document:
@@ -124,7 +130,7 @@ class ModelRegistry:
         variants = dict(variants or {})
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
-            raise BadRequest(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+            raise InvalidInput(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
         run_id = metadata.get("run_id")
         with ExitStack() as stack:
             files = {None: _spool(artifact, stack, "the model file")}
@@ -177,12 +183,31 @@ class ModelRegistry:
             self._model_doc(model)
             raise NotFound(f"model {model!r} has no version {version}") from None
 
-    def list_versions(self, model: str, *, limit: int,
-                      continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def list_versions(self, model: str, *, limit: int, continuation: str | None, order_by: str = "version",
+                      descending: bool = True, where: Sequence[str] = ()) -> tuple[list[dict[str, Any]], str | None]:
+        """Versions newest first, or ordered by a field such as `metrics.accuracy` and filtered
+        (`queries.py`); versions without the ordering field are left out."""
+        query = version_query(model, order_by=order_by, descending=descending, where=where)
         self._model_doc(model)
-        query = Query(partition_key=model, order_by="version", descending=True)
         page = self.documents.query(VERSIONS, query, limit=limit, continuation=continuation)
         return [doc.data for doc in page.items], page.continuation
+
+    def delete_version(self, model: str, version: int) -> None:
+        """Remove a version and its files; refused while an alias points at it."""
+        found = self.get_version(model, version)
+        pointing = sorted(alias for alias, target in self._alias_map(model).items() if target == version)
+        if pointing:
+            raise Conflict(f"model {model!r} version {version} is what alias(es) {', '.join(pointing)} point at; "
+                           f"move them first", code="version_in_use")
+        # The document goes first: from then on nobody can resolve the version, so removing its
+        # files cannot break a reader; a file left behind by a crash is unreachable, not half a version.
+        self.documents.delete(VERSIONS, str(version), partition_key=model)
+        keys = [found["artifact"]["key"], *(v["key"] for v in found.get("variants", {}).values()),
+                metadata_key(model, version)]
+        for key in keys:
+            with contextlib.suppress(BlobNotFoundError):
+                self.blobs.delete(key)
+        log.info("deleted %s version %d and %d files", model, version, len(keys))
 
     def artifact(self, model: str, version: int, filename: str = MODEL_FILE) -> tuple[Iterator[bytes], dict[str, Any]]:
         """The stream and checksum of a version's file: `model.onnx` or a variant's `model.<variant>.onnx`."""
@@ -198,12 +223,28 @@ class ModelRegistry:
         return self.blobs.stream(info["key"]), info
 
     # -- aliases -------------------------------------------------------------------
-    def set_alias(self, model: str, alias: str, version: int) -> dict[str, Any]:
+    def set_alias(self, model: str, alias: str, version: int, *, actor: str, reason: str = "",
+                  if_match: str | None = None, action: str = "move") -> dict[str, Any]:
+        """Point an alias at a version, recording who moved it from where (see `aliases.py`)."""
         self.get_version(model, version)
-        doc = {"id": alias, "model": model, "alias": alias, "version": version, "updated_at": utc_now()}
-        stored = self.documents.put(ALIASES, doc, partition_key=model)
-        log.info("alias %s@%s now points at version %d", model, alias, version)
-        return {**stored.data, "etag": stored.etag}
+        moved = self.aliases.move(model, alias, version, actor=actor, reason=reason, if_match=if_match,
+                                  action=action)
+        return {**moved["alias"], "previous_version": moved["history"]["from_version"]}
+
+    def rollback_alias(self, model: str, alias: str, *, actor: str, reason: str = "",
+                       if_match: str | None = None) -> dict[str, Any]:
+        """Move an alias back to the version it pointed at before its last move."""
+        self.get_alias(model, alias)
+        if if_match is not None:  # a stale etag is refused before anything else is said
+            self.aliases.check_precondition(model, alias, self.aliases.current(model, alias), if_match)
+        target = self.aliases.rollback_target(model, alias)
+        try:
+            self.get_version(model, target)
+        except NotFound:
+            raise Conflict(f"alias {model}@{alias} pointed at version {target} before, but that version was "
+                           f"deleted", code="previous_version_deleted") from None
+        return self.set_alias(model, alias, target, actor=actor, reason=reason, if_match=if_match,
+                              action="rollback")
 
     def get_alias(self, model: str, alias: str) -> dict[str, Any]:
         try:
@@ -220,9 +261,15 @@ class ModelRegistry:
         return {**target, "model_version": version,
                 "artifact_url": f"/v1/models/{model}/versions/{version['version']}/artifacts/model.onnx"}
 
-    def delete_alias(self, model: str, alias: str) -> None:
+    def delete_alias(self, model: str, alias: str, *, actor: str, reason: str = "",
+                     if_match: str | None = None) -> None:
         self.get_alias(model, alias)
-        self.documents.delete(ALIASES, alias, partition_key=model)
+        self.aliases.move(model, alias, None, actor=actor, reason=reason, if_match=if_match, action="delete")
+
+    def alias_history(self, model: str, alias: str, *, limit: int,
+                      continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        self._model_doc(model)
+        return self.aliases.history(model, alias, limit=limit, continuation=continuation)
 
     def list_aliases(self, model: str) -> list[dict[str, Any]]:
         self._model_doc(model)
@@ -240,10 +287,10 @@ def _spool(stream: IO[bytes], stack: ExitStack, what: str) -> tuple[IO[bytes], s
     while chunk := stream.read(_COPY_CHUNK):
         size += len(chunk)
         if size > MAX_ARTIFACT_BYTES:
-            raise BadRequest(f"{what} is over the {MAX_ARTIFACT_BYTES:,}-byte limit", status=413)
+            raise TooLarge(f"{what} is over the {MAX_ARTIFACT_BYTES:,}-byte limit")
         digest.update(chunk)
         spool.write(chunk)
     if size == 0:
-        raise BadRequest(f"{what} is empty")
+        raise InvalidInput(f"{what} is empty")
     spool.seek(0)
     return spool, digest.hexdigest(), size

@@ -1,174 +1,186 @@
-"""HTTP routes of the registry service: thin wrappers over ModelRegistry and its TrainingRuns."""
+"""HTTP routes of the registry service: thin wrappers over ModelCatalog and its TrainingRuns."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import Json
 
-from visiondock.errors import BadRequest
+from visiondock.errors import InvalidContent
+from visiondock.schemas import Page
 from visiondock.web import require_api_key
 
-from .catalog import MODEL_FILE, VARIANTS, ModelRegistry, variant_filename
+from .alias_routes import IfMatch, request_actor
+from .aliases import quoted as _quoted
+from .catalog import MODEL_FILE, VARIANTS, variant_filename
+from .dependencies import AliasPath, Catalog, Model, RunPath
+from .launches import RunLaunches
 from .schemas import (
     Alias,
     AliasList,
-    AliasName,
     AliasUpdate,
     ModelName,
-    ModelPage,
     ModelSummary,
     ModelVersion,
     ReservedVersion,
     ResolvedAlias,
     RunCreate,
-    RunId,
-    RunPage,
     RunStatus,
     RunUpdate,
     TrainingRun,
-    VersionPage,
     VersionRegistration,
 )
 
 
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+def _launches(request: Request) -> RunLaunches:
+    return request.app.state.launches
 
 
-Registry = Annotated[ModelRegistry, Depends(_registry)]
-Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
-AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
+Launches = Annotated[RunLaunches, Depends(_launches)]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
-RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 
-@router.get("/models", response_model=ModelPage, tags=["models"])
-def list_models(registry: Registry, limit: PageSize = 100, continuation: str | None = None) -> dict:
-    items, token = registry.list_models(limit=limit, continuation=continuation)
+@router.get("/models", response_model=Page[ModelSummary], tags=["models"])
+def list_models(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
+    items, token = catalog.list_models(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
 @router.get("/models/{model}", response_model=ModelSummary, tags=["models"])
-def get_model(model: Model, registry: Registry) -> dict:
-    return registry.get_model(model)
+def get_model(model: Model, catalog: Catalog) -> dict:
+    return catalog.get_model(model)
 
 
 @router.post("/models/{model}/versions", status_code=201, response_model=ModelVersion, tags=["versions"],
              summary="Register a new version: the ONNX file, optional variants and its metadata")
 def register_version(
     model: Model,
-    registry: Registry,
+    catalog: Catalog,
     file: Annotated[UploadFile, File(alias="model", description="The ONNX model file (fp32).")],
-    metadata: Annotated[str, Form(description="JSON: task, labels, metrics, splits, params, run_id, "
-                                              "variant_metrics.")],
+    metadata: Annotated[Json[VersionRegistration], Form(description="JSON: task, labels, metrics, splits, params, "
+                                                                    "run_id, variant_metrics.")],
     int8: Annotated[UploadFile | None, File(description="Optional statically quantized INT8 variant.")] = None,
 ) -> dict:
-    try:
-        parsed = VersionRegistration.model_validate(json.loads(metadata))
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"metadata is not valid JSON: {exc}") from None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(f"metadata is invalid: {problems}", status=422) from None
-    fields = parsed.model_dump()
+    fields = metadata.model_dump()
     variant_metrics = fields.pop("variant_metrics")
     variants = {"int8": int8.file} if int8 is not None else {}
     if set(variant_metrics) - set(variants):
-        raise BadRequest("variant_metrics names a variant whose file was not sent", status=422)
-    return registry.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics)
+        raise InvalidContent("variant_metrics names a variant whose file was not sent")
+    return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics)
 
 
-@router.get("/models/{model}/versions", response_model=VersionPage, tags=["versions"],
-            summary="Versions, newest first")
-def list_versions(model: Model, registry: Registry, limit: PageSize = 100,
-                  continuation: str | None = None) -> dict:
-    items, token = registry.list_versions(model, limit=limit, continuation=continuation)
+@router.get("/models/{model}/versions", response_model=Page[ModelVersion], tags=["versions"],
+            summary="Versions, newest first; or the best by a metric: `?order_by=metrics.accuracy&desc=true&limit=1`")
+def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100, continuation: str | None = None,
+                  order_by: Annotated[str, Query(description="version, created_at, task, metrics.<name>, "
+                                                             "params.<name>, ...")] = "version",
+                  desc: bool = True,
+                  where: Annotated[list[str], Query(description="Conditions such as `metrics.accuracy>=0.9` or "
+                                                                "`task=multiclass`, all of which must hold.")] = [],  # noqa: B006 - FastAPI copies it
+                  ) -> dict:
+    items, token = catalog.list_versions(model, limit=limit, continuation=continuation, order_by=order_by,
+                                          descending=desc, where=where)
     return {"data": items, "continuation": token}
 
 
+@router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
+               summary="Delete a version and its files (409 while an alias points at it)")
+def delete_version(model: Model, version: int, catalog: Catalog) -> None:
+    catalog.delete_version(model, version)
+
+
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
-def get_version(model: Model, version: int, registry: Registry) -> dict:
-    return registry.get_version(model, version)
+def get_version(model: Model, version: int, catalog: Catalog) -> dict:
+    return catalog.get_version(model, version)
 
 
 @router.get("/models/{model}/versions/{version}/artifacts/{filename}", tags=["versions"],
             response_class=StreamingResponse,
             summary="A file of the version: `model.onnx` (fp32) or a variant such as `model.int8.onnx`")
-def get_artifact(model: Model, version: int, filename: ArtifactName, registry: Registry) -> StreamingResponse:
-    chunks, info = registry.artifact(model, version, filename)
+def get_artifact(model: Model, version: int, filename: ArtifactName, catalog: Catalog) -> StreamingResponse:
+    chunks, info = catalog.artifact(model, version, filename)
     headers = {"Content-Length": str(info["size"]), "ETag": f'"{info["sha256"]}"',
                "X-Content-SHA256": info["sha256"]}
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/models/{model}/aliases", response_model=AliasList, tags=["aliases"])
-def list_aliases(model: Model, registry: Registry) -> dict:
-    return {"data": registry.list_aliases(model)}
+def list_aliases(model: Model, catalog: Catalog) -> dict:
+    return {"data": catalog.list_aliases(model)}
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias)")
-def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, registry: Registry) -> dict:
-    return registry.set_alias(model, alias, body.version)
+            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.")
+def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
+              response: Response, if_match: IfMatch = None) -> dict:
+    moved = catalog.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
+                               if_match=if_match)
+    response.headers["ETag"] = _quoted(moved["etag"])
+    return moved
 
 
 @router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias, tags=["aliases"],
             summary="The version an alias points at, with its metadata and artifact",
             responses={304: {"description": "The alias has not changed since the ETag sent in If-None-Match."}})
-def resolve_alias(model: Model, alias: AliasPath, registry: Registry, request: Request,
+def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
                   response: Response) -> dict | Response:
     # Watchers poll this: an unchanged alias costs one small read and an empty 304.
     seen = request.headers.get("if-none-match")
-    if seen and seen == _quoted(registry.get_alias(model, alias)["etag"]):
+    if seen and seen == _quoted(catalog.get_alias(model, alias)["etag"]):
         return Response(status_code=304, headers={"ETag": seen})
-    resolved = registry.resolve_alias(model, alias)
+    resolved = catalog.resolve_alias(model, alias)
     response.headers["ETag"] = _quoted(resolved["etag"])
     return resolved
 
 
-def _quoted(etag: str) -> str:
-    """An HTTP entity tag: the stores' etags come quoted already (as Cosmos DB's do) or bare."""
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
 @router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"])
-def delete_alias(model: Model, alias: AliasPath, registry: Registry) -> None:
-    registry.delete_alias(model, alias)
+def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
+    catalog.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
 
 
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
-             summary="Create a training run (queued); the trainer reports its progress on it")
-def create_run(body: RunCreate, registry: Registry) -> dict:
-    return registry.runs.create(body.model, project_id=body.project_id, params=body.params)
+             summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
+                     "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)")
+def create_run(body: RunCreate, launches: Launches) -> dict:
+    return launches.create(body)
 
 
-@router.get("/runs", response_model=RunPage, tags=["runs"], summary="Training runs, newest first")
-def list_runs(registry: Registry, model: ModelName | None = None, status: RunStatus | None = None,
+@router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first")
+def list_runs(catalog: Catalog, model: ModelName | None = None, status: RunStatus | None = None,
               limit: PageSize = 100, continuation: str | None = None) -> dict:
-    items, token = registry.runs.list(model=model, status=status, limit=limit, continuation=continuation)
+    items, token = catalog.runs.list(model=model, status=status, limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
-@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"])
-def get_run(run_id: RunPath, registry: Registry) -> dict:
-    return registry.runs.get(run_id)
+@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
+            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
+def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
+    return launches.follow(catalog.runs.get(run_id))
+
+
+@router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
+            summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
+                    "printed before it could report, e.g. when it was killed)")
+def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
+                 tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
+    return launches.logs(catalog.runs.get(run_id), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
               summary="Report progress: running with stage, epoch and metrics, or failed with the error")
-def update_run(run_id: RunPath, body: RunUpdate, registry: Registry) -> dict:
-    return registry.runs.update(run_id, body.model_dump(exclude_none=True))
+def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog) -> dict:
+    return catalog.runs.update(run_id, body.model_dump(exclude_none=True))
 
 
 @router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
              summary="The version number the run will register under (the same on every call)")
-def reserve_version(run_id: RunPath, registry: Registry) -> dict:
-    return registry.runs.reserve_version(run_id)
+def reserve_version(run_id: RunPath, catalog: Catalog) -> dict:
+    return catalog.runs.reserve_version(run_id)

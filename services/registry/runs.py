@@ -2,7 +2,7 @@
 
 A run is created `queued` (by whoever launches the Job, or by the trainer itself),
 becomes `running` with the stage, epoch and latest metrics as the trainer reports
-them, and ends `failed` (with the error) or `succeeded`. Only registering a version
+them, and ends `failed` (with the error), `cancelled` or `succeeded`. Only registering a version
 with the run's id makes it `succeeded`, so a run that says so always has its
 version, and a failed run never has one.
 
@@ -21,12 +21,12 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from visiondock.errors import BadRequest, Conflict, NotFound
+from visiondock.errors import Conflict, InvalidContent, NotFound
 from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, PreconditionFailedError, Query
 from visiondock.timeutil import utc_now
 
 RUNS = "training_runs"
-FINISHED = frozenset({"succeeded", "failed"})
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
 
 
@@ -67,7 +67,7 @@ class TrainingRuns:
         """Apply a progress report; a finished run refuses every change."""
         status = changes.get("status")
         if status == "failed" and not changes.get("error"):
-            raise BadRequest("a failed run needs an `error` saying what went wrong", status=422)
+            raise InvalidContent("a failed run needs an `error` saying what went wrong")
 
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             fields = {key: changes[key] for key in _UPDATABLE if changes.get(key) is not None}
@@ -82,6 +82,17 @@ class TrainingRuns:
                 # Progress from a run nobody marked running yet: it is running.
                 fields.update(status="running", started_at=now)
             return {**fields, "updated_at": now}
+
+        return self._patch(run_id, apply)
+
+    def cancel(self, run_id: str, reason: str = "") -> dict[str, Any]:
+        """Stop a queued or running run: it registers nothing, and its next progress report is refused
+        (409 `run_finished`), which tells the trainer to stop."""
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
+            now = utc_now()
+            return {"status": "cancelled", "finished_at": now, "updated_at": now,
+                    "error": f"cancelled: {reason}" if reason else "cancelled"}
 
         return self._patch(run_id, apply)
 
@@ -115,6 +126,11 @@ class TrainingRuns:
                     "updated_at": now, "started_at": current["started_at"] or now}
 
         return self._patch(run_id, apply, allow_finished=False)
+
+    def set_job(self, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        """Record what the run's Kubernetes Job is doing; also after the run finished."""
+        return self._patch(run_id, lambda current: {} if current.get("job") == job else {"job": job},
+                           allow_finished=True)
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod

@@ -35,6 +35,9 @@ class VersionMetadata(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
     run_id: str | None = Field(default=None, description="The training run that made this version; the "
                                                           "version takes the number the run reserved.")
+    lineage: dict[str, Any] = Field(default_factory=dict, description="What it learned from and what made it: "
+                                    "dataset snapshot, parameters, code version, parent version "
+                                    "(see `GET …/versions/{v}/lineage`).")
 
 
 class VersionRegistration(VersionMetadata):
@@ -78,6 +81,7 @@ class ModelSummary(BaseModel):
 
 class AliasUpdate(BaseModel):
     version: int = Field(ge=1)
+    reason: str = Field(default="", max_length=500, description="Why it moves; kept in the alias's history.")
 
 
 class Alias(BaseModel):
@@ -86,6 +90,7 @@ class Alias(BaseModel):
     version: int
     updated_at: datetime
     etag: str | None = Field(default=None, description="Changes whenever the alias moves (also the ETag header).")
+    previous_version: int | None = Field(default=None, description="After a move: the version it replaced.")
 
 
 class ResolvedAlias(Alias):
@@ -93,28 +98,43 @@ class ResolvedAlias(Alias):
     artifact_url: str = Field(description="Path of the ONNX file on this service.")
 
 
-class ModelPage(BaseModel):
-    data: list[ModelSummary]
-    continuation: str | None = None
-
-
-class VersionPage(BaseModel):
-    data: list[ModelVersion]
-    continuation: str | None = None
-
-
 class AliasList(BaseModel):
     data: list[Alias]
 
 
 # -- training runs --------------------------------------------------------------------
-RunStatus = Literal["queued", "running", "succeeded", "failed"]
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class RunLaunch(BaseModel):
+    """Start the run's trainer: as a Kubernetes Job, made from the chart's trainer CronJob, or as a
+    process beside the registry on one machine (`local`, VISIONDOCK_TRAINING_LAUNCHER)."""
+
+    on: Literal["kubernetes", "local"] = "kubernetes"
+    gpu: bool = Field(default=False, description="Use the GPU template (a node with `nvidia.com/gpu`).")
 
 
 class RunCreate(BaseModel):
     model: ModelName = Field(description="The model the run will register a version of.")
-    project_id: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters, as asked for.")
+    project_id: ModelName | None = Field(default=None, description="The project to train from (default: the "
+                                                                   "model's name).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Training options, as asked for; with "
+                                   "`launch`, handed to the trainer as flags (`{\"mode\": \"advanced\", "
+                                   "\"int8\": true}` -> `--mode advanced --int8`).")
+    launch: RunLaunch | None = Field(default=None, description="Also start the training Job. Without it the "
+                                     "run waits, queued, for a trainer started some other way.")
+
+
+class TrainingJob(BaseModel):
+    """The Kubernetes Job of a launched run, as last seen."""
+
+    name: str
+    namespace: str
+    gpu: bool = False
+    phase: Literal["pending", "running", "succeeded", "failed"] = "pending"
+    reason: str | None = Field(default=None, description="e.g. OOMKilled, DeadlineExceeded, BackoffLimitExceeded, "
+                                                         "Unschedulable")
+    message: str | None = None
 
 
 class RunUpdate(BaseModel):
@@ -144,6 +164,7 @@ class TrainingRun(BaseModel):
     reserved_version: int | None = Field(default=None, description="The version number this run will "
                                                                     "register under (also inside its ONNX file).")
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
+    job: TrainingJob | None = Field(default=None, description="The Kubernetes Job, for runs created with `launch`.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -156,6 +177,40 @@ class ReservedVersion(BaseModel):
     version: int
 
 
-class RunPage(BaseModel):
-    data: list[TrainingRun]
-    continuation: str | None = None
+# -- alias history --------------------------------------------------------------------
+class AliasChange(BaseModel):
+    """One recorded change of an alias: a move, a rollback or its deletion."""
+
+    model: str
+    alias: str
+    sequence: int = Field(description="Counts up with every change (a move that lost a race leaves a gap).")
+    action: Literal["move", "rollback", "delete"]
+    from_version: int | None = Field(description="The version it pointed at before; null when it was new.")
+    to_version: int | None = Field(description="The version it points at after; null when it was deleted.")
+    actor: str = Field(description="The name of the API key that changed it.")
+    reason: str = ""
+    moved_at: datetime
+
+
+class AliasRollback(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+# -- run housekeeping ----------------------------------------------------------------
+class RunCancel(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class RunLogAppend(BaseModel):
+    lines: list[Annotated[str, StringConstraints(max_length=2000)]] = Field(min_length=1, max_length=1000)
+
+
+class RunLogLine(BaseModel):
+    n: int = Field(description="The line's number in the run's log, from 1.")
+    text: str
+
+
+class RunLog(BaseModel):
+    lines: list[RunLogLine]
+    next: int = Field(description="Pass as `after` to get the lines that come later (to follow the log).")
+    total: int = Field(description="How many lines the log has.")

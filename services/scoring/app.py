@@ -15,13 +15,13 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.storage import open_blob_store
+from visiondock.storage import Stores
 from visiondock.web import Readiness, create_service_app
 
 from .capture import CaptureSink
+from .inference_protocol_routes import router as inference_protocol_router
 from .metrics import ScoringMetrics
 from .routes import router
-from .routes_v2 import router as v2_router
 from .service import ScoringService
 from .settings import ScoringSettings
 from .skills import ImageFetcher, SkillRunner
@@ -53,14 +53,14 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
     settings = settings or ScoringSettings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI, stores: Stores) -> AsyncIterator[None]:
         key = settings.api_key.get_secret_value()
         metrics = ScoringMetrics(app.state.metrics.registry)
         registry = None if settings.scoring_model_path else RegistryClient(settings.registry_url, key, retries=1,
                                                                             timeout=30.0)
         capture = None
         if settings.scoring_capture_rate > 0:
-            capture = CaptureSink(rate=settings.scoring_capture_rate, blobs=open_blob_store(settings),
+            capture = CaptureSink(rate=settings.scoring_capture_rate, blobs=stores.blobs,
                                   annotation=AnnotationClient(settings.annotation_url, key, timeout=10.0, retries=2),
                                   project_override=settings.scoring_capture_project,
                                   queue_size=settings.scoring_capture_queue_size, metrics=metrics)
@@ -79,20 +79,15 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
             await fetcher.close()
             if registry is not None:
                 registry.close()
-            if capture is not None:
-                if capture.annotation is not None:
-                    capture.annotation.close()
-                if capture.blobs is not None:
-                    capture.blobs.close()
+            if capture is not None and capture.annotation is not None:
+                capture.annotation.close()
 
-    app = create_service_app(
+    return create_service_app(
         service="scoring",
         settings=settings,
         description="Predictions from the model version behind a registry alias: REST, Azure AI Search custom "
                     "skills and the Open Inference Protocol, with dynamic batching and hot model swaps.",
-        readiness=_readiness,
+        routers=[router, inference_protocol_router],
         lifespan=lifespan,
+        readiness=_readiness,
     )
-    app.include_router(router)
-    app.include_router(v2_router)
-    return app

@@ -2,7 +2,7 @@
 
 Bodies are read with a byte limit as they arrive, so an oversized upload is refused
 after `limit` bytes whatever its Content-Length says. Everything a caller can get
-wrong is an `ApiError` with a 4xx status and a message saying what to send instead.
+wrong is a `visiondock.errors` kind with a message saying what to send instead.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from visiondock.errors import ApiError, BadRequest
+from visiondock.errors import DomainError, InvalidInput, TooLarge, UnsupportedMediaType
 
 # Multipart and JSON framing around the image bytes.
 ENVELOPE_ALLOWANCE = 64 * 1024
@@ -31,19 +31,19 @@ class NamedImage:
 
     name: str
     data: bytes | None = None
-    error: ApiError | None = None
+    error: DomainError | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) anything longer than `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(f"request body is {int(declared):,} bytes; the limit is {limit:,}", status=413)
+        raise TooLarge(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(f"request body is over the {limit:,}-byte limit", status=413)
+            raise TooLarge(f"request body is over the {limit:,}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -51,19 +51,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 def decode_base64(text: Any, field: str) -> bytes:
     """Base64 (standard or URL-safe, or a `data:` URL) → bytes; 400 when it is not."""
     if not isinstance(text, str) or not text.strip():
-        raise BadRequest(f"{field} must be a non-empty base64 string")
+        raise InvalidInput(f"{field} must be a non-empty base64 string")
     text = text.strip()
     if text.startswith("data:"):
         header, _, text = text.partition(",")
         if ";base64" not in header:
-            raise BadRequest(f"{field} is a data URL without ';base64'")
+            raise InvalidInput(f"{field} is a data URL without ';base64'")
     text = "".join(text.split())
     try:
         if "-" in text or "_" in text:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest(f"{field} is not valid base64") from None
+        raise InvalidInput(f"{field} is not valid base64") from None
 
 
 def _content_type(request: Request) -> str:
@@ -78,7 +78,7 @@ async def _parse_multipart(request: Request, body: bytes, *, max_files: int) -> 
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise BadRequest(f"malformed multipart body: {exc.message}") from None
+        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
     return list(form.multi_items())
 
 
@@ -86,7 +86,7 @@ def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
 
 
 Offload = Callable[..., Awaitable[Any]]
@@ -99,7 +99,7 @@ async def _inline(function: Callable[..., Any], *args: Any) -> Any:
 def _json_image(body: bytes) -> bytes:
     payload = _parse_json(body)
     if not isinstance(payload, dict) or "image_base64" not in payload:
-        raise BadRequest('JSON bodies carry the image as {"image_base64": "<base64>"}')
+        raise InvalidInput('JSON bodies carry the image as {"image_base64": "<base64>"}')
     return decode_base64(payload["image_base64"], "image_base64")
 
 
@@ -114,16 +114,16 @@ async def image_from_request(request: Request, *, max_bytes: int, offload: Offlo
         uploads = [value for key, value in items if isinstance(value, UploadFile) and key == "file"]
         uploads = uploads or [value for _, value in items if isinstance(value, UploadFile)]
         if not uploads:
-            raise BadRequest("multipart body has no file: send the image in a field named 'file'")
+            raise InvalidInput("multipart body has no file: send the image in a field named 'file'")
         data = await uploads[0].read()
     elif kind in JSON_TYPES:
         data = await offload(_json_image, body)
     else:
         data = body
     if len(data) > max_bytes:
-        raise ApiError(f"image is over the {max_bytes:,}-byte limit", status=413)
+        raise TooLarge(f"image is over the {max_bytes:,}-byte limit")
     if not data:
-        raise BadRequest("no image: send it as the request body, in a multipart field named 'file', or as "
+        raise InvalidInput("no image: send it as the request body, in a multipart field named 'file', or as "
                          'JSON {"image_base64": ...}')
     return data
 
@@ -132,7 +132,7 @@ def _json_images(body: bytes, max_bytes: int) -> list[NamedImage]:
     payload = _parse_json(body)
     entries = payload.get("images") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
-        raise BadRequest('JSON batch bodies are {"images": [{"image_base64": "<base64>"}, ...]}')
+        raise InvalidInput('JSON batch bodies are {"images": [{"image_base64": "<base64>"}, ...]}')
     found = []
     for index, entry in enumerate(entries):
         name = f"images[{index}]"
@@ -141,7 +141,7 @@ def _json_images(body: bytes, max_bytes: int) -> list[NamedImage]:
             name = entry["name"][:200]
         try:
             found.append(_checked(NamedImage(name, decode_base64(raw, f"{name}.image_base64")), max_bytes))
-        except ApiError as exc:
+        except DomainError as exc:
             found.append(NamedImage(name, error=exc))
     return found
 
@@ -161,17 +161,17 @@ async def images_from_batch_request(request: Request, *, max_bytes: int, max_req
     elif kind in JSON_TYPES:
         found = await offload(_json_images, body, max_bytes)
     else:
-        raise ApiError("send a batch as multipart/form-data files or as JSON", status=415)
+        raise UnsupportedMediaType("send a batch as multipart/form-data files or as JSON")
     if not found:
-        raise BadRequest("the batch holds no images")
+        raise InvalidInput("the batch holds no images")
     if len(found) > max_images:
-        raise BadRequest(f"at most {max_images} images per batch; got {len(found)}")
+        raise InvalidInput(f"at most {max_images} images per batch; got {len(found)}")
     return found
 
 
 def _checked(image: NamedImage, max_bytes: int) -> NamedImage:
     if image.data is not None and len(image.data) > max_bytes:
-        return NamedImage(image.name, error=ApiError(f"image is over the {max_bytes:,}-byte limit", status=413))
+        return NamedImage(image.name, error=TooLarge(f"image is over the {max_bytes:,}-byte limit"))
     if not image.data:
-        return NamedImage(image.name, error=BadRequest("the image is empty"))
+        return NamedImage(image.name, error=InvalidInput("the image is empty"))
     return image

@@ -52,6 +52,13 @@ class ScoringMetrics:
                                 "Captured predictions by outcome: queued, dropped (queue full), stored, "
                                 "store_failed, sent (to the review queue), send_failed, no_project.",
                                 ["outcome"], registry=registry)
+        self.drift_psi = Gauge("visiondock_scoring_drift_psi",
+                               "Population stability index of the last predictions against the version's test "
+                               "set: kind=confidence (top confidence) or label_mix (predicted labels).",
+                               ["model", "version", "kind"], registry=registry)
+        self.drift_flagged = Gauge("visiondock_scoring_drift_flagged",
+                                   "1 when a drift PSI of the version is at or above the threshold.",
+                                   ["model", "version"], registry=registry)
         self._shown: dict[str, tuple[str, ...]] = {}
 
     def set_queue_depth_source(self, source: Callable[[], float]) -> None:

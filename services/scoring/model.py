@@ -59,6 +59,8 @@ class ModelIdentity:
     variant: str = "fp32"
     project_id: str | None = None
     source: str = "registry"  # registry | cache | file
+    # The version's test-set prediction baseline (visiondock.drift), when the registry has one.
+    baseline: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass

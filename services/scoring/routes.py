@@ -1,29 +1,32 @@
 """HTTP routes of the scoring service (/v1): thin wrappers over ScoringService.
 
-Every prediction route exists twice: `/v1/<route>` serves the primary alias, and
-`/v1/aliases/{alias}/<route>` a named one (the second alias served side by side).
+The prediction routes are written once (`add_slot_routes`) and added once per way of naming
+what to score: at `/v1/<route>` for the primary model and at `/v1/aliases/{alias}/<route>`
+for an alias served side by side. Each mount passes a dependency that names the slot (None:
+the primary model). Serving several models from one process is one more mount, e.g.
+`add_slot_routes(router, "/models/{model}", model_slot)` with a `model_slot` naming the
+slot that follows that model's alias.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from visiondock.errors import ApiError, BadRequest
-from visiondock.web import require_api_key
+from visiondock.errors import DomainError, InvalidInput
+from visiondock.web import http_status, require_api_key
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
 from .render import FORMATS
 from .schemas import BatchResponse, ModelStatus, PredictResponse, SkillRequest, SkillResponse
 from .service import ScoringService
 from .skills import SkillRunner
-
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -58,145 +61,121 @@ def _scoring(request: Request) -> ScoringService:
     return request.app.state.scoring
 
 
-# -- predictions ------------------------------------------------------------------------
-async def _predict(request: Request, alias: str | None) -> JSONResponse:
-    scoring = _scoring(request)
-    scoring.model(alias)  # 404 / 503 before reading a body that cannot be scored
-    data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
-                                    offload=scoring.off_loop)
-    return JSONResponse(await scoring.predict(data, slot=alias))
+Scoring = Annotated[ScoringService, Depends(_scoring)]
+# A dependency naming the slot a mount scores with; it may take path parameters of the mount's prefix.
+SlotChoice = Callable[..., str | None]
 
 
-async def _predict_batch(request: Request, alias: str | None) -> JSONResponse:
-    scoring = _scoring(request)
-    scoring.model(alias)
-    settings = scoring.settings
-    images = await images_from_batch_request(request, max_bytes=settings.scoring_max_body_bytes,
-                                             max_request_bytes=settings.scoring_max_request_bytes,
-                                             max_images=settings.scoring_max_batch_images,
-                                             offload=scoring.off_loop)
-
-    async def one(image: NamedImage) -> dict[str, Any]:
-        try:
-            if image.error is not None:
-                raise image.error
-            assert image.data is not None
-            answer = await scoring.predict(image.data, slot=alias, source="batch", filename=image.name)
-            return {"name": image.name, "status": 200, "answer": answer, "error": None}
-        except ApiError as exc:
-            return {"name": image.name, "status": exc.status, "answer": None,
-                    "error": {"detail": exc.message, "code": exc.code}}
-
-    results = await asyncio.gather(*(one(image) for image in images))
-    succeeded = sum(r["status"] == 200 for r in results)
-    return JSONResponse({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
+def primary_slot() -> str | None:
+    return None
 
 
-async def _render(request: Request, alias: str | None, fmt: str | None) -> Response:
-    scoring = _scoring(request)
-    scoring.model(alias)
-    if fmt is None:
-        fmt = "png" if "image/png" in request.headers.get("accept", "") else "jpeg"
-    fmt = fmt.lower().replace("jpg", "jpeg")
-    if fmt not in FORMATS:
-        raise BadRequest(f"format must be jpeg or png; got {fmt!r}")
-    data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
-                                    offload=scoring.off_loop)
-    picture, answer = await scoring.render(data, slot=alias, fmt=fmt)
-    headers = {"X-Model": answer["model"], "X-Model-Version": str(answer["version"]),
-               "X-Label": str(answer.get("label"))[:200].encode("ascii", "replace").decode(),
-               "X-Uncertain": str(answer["uncertain"]).lower()}
-    return Response(picture, media_type=FORMATS[fmt][1], headers=headers)
+def alias_slot(alias: Annotated[str, Path(description="An alias this service serves, e.g. `staging`.")]) -> str:
+    return alias
 
 
-async def _skill(request: Request, kind: str, alias: str | None) -> JSONResponse:
+async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
     scoring = _scoring(request)
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
     try:
         payload = await scoring.off_loop(json.loads, body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     runner: SkillRunner = request.app.state.skills
-    return JSONResponse(await runner.run(kind, payload, slot=alias))
+    return await runner.run(kind, payload, slot=slot)
 
 
-_PREDICT = {"response_model": PredictResponse, "tags": ["predict"], "openapi_extra": _IMAGE_BODY,
-            "summary": "Score one image: a multipart `file`, the raw image as the body, or JSON "
-                       "`{\"image_base64\"}`"}
-_BATCH = {"response_model": BatchResponse, "tags": ["predict"], "openapi_extra": _BATCH_BODY,
-          "summary": "Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
-                     "succeeds or fails on its own"}
-_RENDER = {"tags": ["predict"], "openapi_extra": _IMAGE_BODY, "response_class": Response,
-           "responses": {200: {"content": {"image/jpeg": {}, "image/png": {}},
-                               "description": "The image with the answer drawn on it."}},
-           "summary": "The image back (JPEG or PNG) with boxes and labels drawn on it"}
-_SKILL = {"response_model": SkillResponse, "tags": ["azure-ai-search"], "openapi_extra": _SKILL_BODY}
-RenderFormat = Query(None, alias="format", description="jpeg or png (default: from Accept, else jpeg)")
+def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, tags: Sequence[str] = ()) -> None:
+    """The prediction routes at `prefix` on `router`, scoring with the slot `choose_slot` names."""
+    slot_dependency = Depends(choose_slot)
+
+    @router.post(f"{prefix}/predict", response_model=PredictResponse, response_model_exclude_unset=True,
+                 tags=["predict", *tags], openapi_extra=_IMAGE_BODY,
+                 summary="Score one image: a multipart `file`, the raw image as the body, or JSON "
+                         "`{\"image_base64\"}`")
+    async def predict(request: Request, scoring: Scoring, slot: str | None = slot_dependency) -> dict[str, Any]:
+        scoring.model(slot)  # 404 / 503 before reading a body that cannot be scored
+        data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
+                                        offload=scoring.off_loop)
+        return await scoring.predict(data, slot=slot)
+
+    @router.post(f"{prefix}/predict/batch", response_model=BatchResponse, response_model_exclude_unset=True,
+                 tags=["predict", *tags], openapi_extra=_BATCH_BODY,
+                 summary="Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
+                         "succeeds or fails on its own")
+    async def predict_batch(request: Request, scoring: Scoring,
+                            slot: str | None = slot_dependency) -> dict[str, Any]:
+        scoring.model(slot)
+        settings = scoring.settings
+        images = await images_from_batch_request(request, max_bytes=settings.scoring_max_body_bytes,
+                                                 max_request_bytes=settings.scoring_max_request_bytes,
+                                                 max_images=settings.scoring_max_batch_images,
+                                                 offload=scoring.off_loop)
+
+        async def one(image: NamedImage) -> dict[str, Any]:
+            try:
+                if image.error is not None:
+                    raise image.error
+                assert image.data is not None
+                answer = await scoring.predict(image.data, slot=slot, source="batch", filename=image.name)
+                return {"name": image.name, "status": 200, "answer": answer, "error": None}
+            except DomainError as exc:
+                return {"name": image.name, "status": http_status(exc), "answer": None,
+                        "error": {"detail": exc.message, "code": exc.code}}
+
+        results = await asyncio.gather(*(one(image) for image in images))
+        succeeded = sum(r["status"] == 200 for r in results)
+        return {"succeeded": succeeded, "failed": len(results) - succeeded, "results": results}
+
+    @router.post(f"{prefix}/render", tags=["predict", *tags], openapi_extra=_IMAGE_BODY, response_class=Response,
+                 responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
+                                  "description": "The image with the answer drawn on it."}},
+                 summary="The image back (JPEG or PNG) with boxes and labels drawn on it")
+    async def render(request: Request, scoring: Scoring, slot: str | None = slot_dependency,
+                     fmt: str | None = Query(None, alias="format",
+                                             description="jpeg or png (default: from Accept, else jpeg)"),
+                     ) -> Response:
+        scoring.model(slot)
+        if fmt is None:
+            fmt = "png" if "image/png" in request.headers.get("accept", "") else "jpeg"
+        fmt = fmt.lower().replace("jpg", "jpeg")
+        if fmt not in FORMATS:
+            raise InvalidInput(f"format must be jpeg or png; got {fmt!r}")
+        data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
+                                        offload=scoring.off_loop)
+        picture, answer = await scoring.render(data, slot=slot, fmt=fmt)
+        headers = {"X-Model": answer["model"], "X-Model-Version": str(answer["version"]),
+                   "X-Label": str(answer.get("label"))[:200].encode("ascii", "replace").decode(),
+                   "X-Uncertain": str(answer["uncertain"]).lower()}
+        return Response(picture, media_type=FORMATS[fmt][1], headers=headers)
+
+    @router.post(f"{prefix}/skills/classify", response_model=SkillResponse, tags=["azure-ai-search", *tags],
+                 openapi_extra=_SKILL_BODY, summary="Azure AI Search custom skill: classify each record's image")
+    async def skill_classify(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
+        return await _skill(request, "classify", slot)
+
+    @router.post(f"{prefix}/skills/detect", response_model=SkillResponse, tags=["azure-ai-search", *tags],
+                 openapi_extra=_SKILL_BODY, summary="Azure AI Search custom skill: detect objects in each "
+                                                    "record's image")
+    async def skill_detect(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
+        return await _skill(request, "detect", slot)
 
 
-@router.post("/predict", **_PREDICT)
-async def predict(request: Request) -> JSONResponse:
-    return await _predict(request, None)
+# -- the /v1 router: the slot routes per mount, and the served models --------------------------
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+add_slot_routes(router, "", primary_slot)
+add_slot_routes(router, "/aliases/{alias}", alias_slot, tags=["aliases"])
 
 
-@router.post("/aliases/{alias}/predict", **_PREDICT)
-async def predict_alias(request: Request, alias: str) -> JSONResponse:
-    return await _predict(request, alias)
-
-
-@router.post("/predict/batch", **_BATCH)
-async def predict_batch(request: Request) -> JSONResponse:
-    return await _predict_batch(request, None)
-
-
-@router.post("/aliases/{alias}/predict/batch", **_BATCH)
-async def predict_batch_alias(request: Request, alias: str) -> JSONResponse:
-    return await _predict_batch(request, alias)
-
-
-@router.post("/render", **_RENDER)
-async def render(request: Request, fmt: str | None = RenderFormat) -> Response:
-    return await _render(request, None, fmt)
-
-
-@router.post("/aliases/{alias}/render", **_RENDER)
-async def render_alias(request: Request, alias: str, fmt: str | None = RenderFormat) -> Response:
-    return await _render(request, alias, fmt)
-
-
-@router.post("/skills/classify", **_SKILL,
-             summary="Azure AI Search custom skill: classify each record's image")
-async def skill_classify(request: Request) -> JSONResponse:
-    return await _skill(request, "classify", None)
-
-
-@router.post("/skills/detect", **_SKILL, summary="Azure AI Search custom skill: detect objects in each record's "
-                                                  "image")
-async def skill_detect(request: Request) -> JSONResponse:
-    return await _skill(request, "detect", None)
-
-
-@router.post("/aliases/{alias}/skills/classify", **_SKILL, summary="The classify skill on a named alias")
-async def skill_classify_alias(request: Request, alias: str) -> JSONResponse:
-    return await _skill(request, "classify", alias)
-
-
-@router.post("/aliases/{alias}/skills/detect", **_SKILL, summary="The detect skill on a named alias")
-async def skill_detect_alias(request: Request, alias: str) -> JSONResponse:
-    return await _skill(request, "detect", alias)
-
-
-# -- the served models ------------------------------------------------------------------
 @router.get("/model", tags=["model"], response_model=ModelStatus,
             summary="The primary model, every served slot, and the registry's reachability")
-async def model_info(request: Request) -> dict[str, Any]:
-    return _scoring(request).status()
+async def model_info(scoring: Scoring) -> dict[str, Any]:
+    return scoring.status()
 
 
 @router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
-async def refresh_models(request: Request) -> dict[str, Any]:
-    scoring = _scoring(request)
+async def refresh_models(scoring: Scoring) -> dict[str, Any]:
     for watcher in scoring.watchers.values():
         await run_in_threadpool(watcher.refresh)
     return scoring.status()

@@ -1,11 +1,13 @@
-"""Request and response bodies of the scoring API (documentation of what the routes return;
-the hot paths build these shapes as plain dicts)."""
+"""Request and response bodies of the scoring API. The hot paths build these shapes as plain
+dicts; FastAPI checks each answer against its route's model on the way out."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from visiondock.schemas import ErrorBody
 
 
 class LabelScore(BaseModel):
@@ -70,11 +72,6 @@ class PredictResponse(BaseModel):
     batch_size: int = Field(description="Images in the ONNX Runtime run that answered this one.")
     timings_ms: dict[str, float] = Field(description="Milliseconds per stage: decode, preprocess, queue, "
                                                      "inference, postprocess, total.")
-
-
-class ErrorBody(BaseModel):
-    detail: str
-    code: str
 
 
 class BatchResult(BaseModel):

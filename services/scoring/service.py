@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from visiondock.errors import ApiError, NotFound, Unavailable
+from visiondock.errors import InvalidInput, NotFound, TimedOut, Unavailable
+from visiondock.images import DecodedImage, decode_rgb
 from visiondock.vocabulary import DETECTION
 
 from .answers import build_answer, no_face_answer, predicted_labels
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .capture import CaptureSink
+from .drift_monitor import DriftMonitor
 from .metrics import ScoringMetrics
 from .model import LoadedModel, PreparedImage
 from .render import FORMATS, draw_answer, encode
@@ -33,7 +35,7 @@ from .watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRY_AFTER = {"Retry-After": "1"}
+RETRY_AFTER_SECONDS = 1
 
 
 class ScoringService:
@@ -50,6 +52,8 @@ class ScoringService:
         self.executor = ThreadPoolExecutor(max_workers=settings.scoring_decode_threads,
                                            thread_name_prefix="decode")
         self._in_progress = 0
+        self.drift = DriftMonitor(metrics, window=settings.scoring_drift_window,
+                                  threshold=settings.drift_psi_threshold)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -79,7 +83,7 @@ class ScoringService:
         model = watcher.current
         if model is None:
             raise Unavailable(f"no model loaded yet ({watcher.target}): {watcher.last_error or 'loading'}",
-                              headers={"Retry-After": "5"}, code="model_not_loaded")
+                              retry_after=5, code="model_not_loaded")
         return model
 
     def ready(self) -> bool:
@@ -92,7 +96,7 @@ class ScoringService:
         if self._in_progress + count > self.settings.scoring_max_queue_size:
             self.metrics.rejected.labels(reason="queue_full").inc()
             raise Unavailable(f"the service is at capacity ({self._in_progress} images in progress); retry "
-                              "shortly", headers=RETRY_AFTER, code="queue_full")
+                              "shortly", retry_after=RETRY_AFTER_SECONDS, code="queue_full")
         self._in_progress += count
         self.metrics.in_progress.inc(count)
         try:
@@ -110,14 +114,14 @@ class ScoringService:
             return await self.batcher.infer(model, inputs, timeout=max(0.001, deadline - time.perf_counter()))
         except QueueFullError:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise Unavailable("the batching queue is full; retry shortly", headers=RETRY_AFTER,
+            raise Unavailable("the batching queue is full; retry shortly", retry_after=RETRY_AFTER_SECONDS,
                               code="queue_full") from None
         except TimeoutError:
             self.metrics.rejected.labels(reason="timeout").inc()
-            raise ApiError(f"no answer within {self.settings.scoring_request_timeout_seconds:g} s; the service "
-                           "is overloaded", status=504, code="timeout", headers=RETRY_AFTER) from None
+            raise TimedOut(f"no answer within {self.settings.scoring_request_timeout_seconds:g} s; the service "
+                           "is overloaded", retry_after=RETRY_AFTER_SECONDS) from None
         except BatcherStoppedError as exc:
-            raise Unavailable(str(exc), headers=RETRY_AFTER) from None
+            raise Unavailable(str(exc), retry_after=RETRY_AFTER_SECONDS) from None
 
     async def answer(self, model: LoadedModel, prepared: PreparedImage, *, started: float) -> dict[str, Any]:
         """Batch-infer a prepared image and build the whole answer, timings included."""
@@ -144,6 +148,7 @@ class ScoringService:
                 self.metrics.stage_seconds.labels(stage=stage).observe(timings[stage] / 1000)
         for label in predicted_labels(body):
             self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
+        self.drift.observe(model, body)
         timings["total"] = (time.perf_counter() - started) * 1000
         return {"model": model.name, "version": model.version, "alias": model.identity.slot,
                 "variant": model.identity.variant, "task": model.task, **body,
@@ -166,15 +171,23 @@ class ScoringService:
     async def render(self, data: bytes, *, slot: str | None, fmt: str) -> tuple[bytes, dict[str, Any]]:
         """The image with its answer drawn on it, at full size."""
         if fmt not in FORMATS:
-            raise ApiError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}", status=400)
+            raise InvalidInput(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         model = self.model(slot)
         started = time.perf_counter()
         async with self.admitted():
             decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
             prepared = await self.off_loop(model.prepare_decoded, decoded)
             answer = await self.answer(model, prepared, started=started)
-            picture = await self.off_loop(lambda: encode(draw_answer(decoded.image, answer, model.card.labels), fmt))
+            picture = await self.off_loop(self._picture, data, decoded, answer, model.card.labels, fmt)
         return picture, answer
+
+    def _picture(self, data: bytes, decoded: DecodedImage, answer: dict[str, Any], labels: list[str],
+                 fmt: str) -> bytes:
+        # JPEG draft mode may have decoded a reduced image for the model; the picture is the original size.
+        canvas = decoded.image
+        if canvas.size != (decoded.width, decoded.height):
+            canvas = decode_rgb(data, max_pixels=self.settings.scoring_max_pixels)
+        return encode(draw_answer(canvas, answer, labels), fmt)
 
     async def infer_tensor(self, model: LoadedModel, inputs: np.ndarray) -> list[np.ndarray]:
         """Raw outputs for an already preprocessed N x 3 x S x S tensor (Open Inference Protocol)."""

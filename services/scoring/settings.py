@@ -90,6 +90,10 @@ class ScoringSettings(Settings):
                                                                  "the version's project_id.")
     scoring_capture_queue_size: int = Field(default=64, ge=1)
 
+    # -- drift --------------------------------------------------------------------------
+    scoring_drift_window: int = Field(default=500, ge=20, description="Predictions per version in the sliding "
+                                                                      "window the drift gauges are computed on.")
+
     @field_validator("scoring_skill_url_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:

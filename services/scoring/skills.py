@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from visiondock.errors import ApiError, BadRequest
+from visiondock.errors import DomainError, InvalidInput, TooLarge
 from visiondock.vocabulary import CLASSIFICATION_TASKS, DETECTION
+from visiondock.web import http_status
 
 from .inputs import decode_base64
 from .service import ScoringService
@@ -45,28 +46,27 @@ class ImageFetcher:
 
     async def fetch(self, url: str) -> bytes:
         if not self.enabled:
-            raise BadRequest("this service does not fetch image URLs; send the image bytes as base64 "
+            raise InvalidInput("this service does not fetch image URLs; send the image bytes as base64 "
                              "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequest(f"cannot fetch {url[:200]!r}: only http and https URLs")
+            raise InvalidInput(f"cannot fetch {url[:200]!r}: only http and https URLs")
         if self.hosts and parts.hostname.lower() not in self.hosts:
-            raise BadRequest(f"fetching from {parts.hostname} is not allowed; allowed hosts: "
+            raise InvalidInput(f"fetching from {parts.hostname} is not allowed; allowed hosts: "
                              f"{', '.join(sorted(self.hosts))}")
         try:
             async with self._client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise BadRequest(f"fetching the image URL answered {response.status_code}")
+                    raise InvalidInput(f"fetching the image URL answered {response.status_code}")
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise ApiError(f"the image at the URL is over the {self.max_bytes:,}-byte limit",
-                                       status=413)
+                        raise TooLarge(f"the image at the URL is over the {self.max_bytes:,}-byte limit")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise BadRequest(f"could not fetch the image URL: {type(exc).__name__}") from None
+            raise InvalidInput(f"could not fetch the image URL: {type(exc).__name__}") from None
 
 
 def _url_of(data: dict[str, Any]) -> str | None:
@@ -80,7 +80,7 @@ def _url_of(data: dict[str, Any]) -> str | None:
 def image_source(data: Any) -> tuple[str, str]:
     """Where a record's image is: ("base64", text) or ("url", address); 400 when it has none."""
     if not isinstance(data, dict):
-        raise BadRequest("the record has no 'data' object")
+        raise InvalidInput("the record has no 'data' object")
     image = data.get("image")
     if isinstance(image, dict) and image.get("data"):
         return "base64", image["data"]
@@ -91,7 +91,7 @@ def image_source(data: Any) -> tuple[str, str]:
     url = image if isinstance(image, str) and image else _url_of(data)
     if url:
         return "url", url
-    raise BadRequest("the record has no image: send data.image as a normalized image object "
+    raise InvalidInput("the record has no image: send data.image as a normalized image object "
                      '({"data": "<base64>"}), a base64 string, or a URL')
 
 
@@ -119,15 +119,15 @@ class SkillRunner:
 
     async def run(self, kind: str, payload: Any, *, slot: str | None) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("values"), list):
-            raise BadRequest('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
+            raise InvalidInput('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
         records = payload["values"]
         limit = self.scoring.settings.scoring_max_skill_records
         if len(records) > limit:
-            raise BadRequest(f"at most {limit} records per request; got {len(records)}", status=413)
+            raise TooLarge(f"at most {limit} records per request; got {len(records)}")
         model = self.scoring.model(slot)
         if model.task not in SKILL_TASKS[kind]:
             other = next(k for k, tasks in SKILL_TASKS.items() if model.task in tasks)
-            raise BadRequest(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
+            raise InvalidInput(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
         answers = await asyncio.gather(*(self._record(kind, record, slot) for record in records))
         return {"values": answers}
 
@@ -136,7 +136,7 @@ class SkillRunner:
         reply: dict[str, Any] = {"recordId": record_id, "data": {}, "errors": [], "warnings": []}
         try:
             if record_id is None:
-                raise BadRequest("the record has no recordId")
+                raise InvalidInput("the record has no recordId")
             kind_of_source, source = image_source(record.get("data"))
             if kind_of_source == "url":
                 data = await self.fetcher.fetch(source)
@@ -145,8 +145,8 @@ class SkillRunner:
             answer = await self.scoring.predict(data, slot=slot, source=f"skill:{kind}",
                                                 filename=f"record-{record_id}")
             reply["data"] = skill_output(kind, answer)
-        except ApiError as exc:
-            reply["errors"].append({"message": exc.message, "statusCode": exc.status})
+        except DomainError as exc:
+            reply["errors"].append({"message": exc.message, "statusCode": http_status(exc)})
         except Exception:
             log.exception("skill record %s failed", record_id)
             reply["errors"].append({"message": "internal error scoring this record; the service logged it",

@@ -182,7 +182,8 @@ class ModelWatcher:
             return None
         path = self._fetch(int(version_doc["version"]), artifact["sha256"], variant)
         identity = ModelIdentity(self.model_name, int(version_doc["version"]), artifact["sha256"], self.slot,
-                                 variant=variant, project_id=version_doc.get("project_id"))
+                                 variant=variant, project_id=version_doc.get("project_id"),
+                                 baseline=(version_doc.get("metrics") or {}).get("prediction_baseline"))
         loaded = self._load(path, identity)
         self._etag = etag  # only once loaded: a failed load is retried on the next check
         self._remember(version_doc, variant, artifact["sha256"], path)
@@ -231,7 +232,8 @@ class ModelWatcher:
 
     def _remember(self, version_doc: dict[str, Any], variant: str, sha256: str, path: Path) -> None:
         record = {"version": int(version_doc["version"]), "variant": variant, "sha256": sha256,
-                  "file": path.name, "project_id": version_doc.get("project_id"), "saved_at": time.time()}
+                  "file": path.name, "project_id": version_doc.get("project_id"), "saved_at": time.time(),
+                  "baseline": (version_doc.get("metrics") or {}).get("prediction_baseline")}
         try:
             partial = self._memory_path.with_suffix(".partial")
             partial.write_text(json.dumps(record))
@@ -248,7 +250,7 @@ class ModelWatcher:
                 return None
             identity = ModelIdentity(self.model_name, int(record["version"]), record["sha256"], self.slot,
                                      variant=record["variant"], project_id=record.get("project_id"),
-                                     source="cache")
+                                     source="cache", baseline=record.get("baseline"))
             loaded = self._load(path, identity)
         except (OSError, ValueError, KeyError, ModelLoadError) as exc:
             log.info("no usable cached model for %s: %s", self.target, exc)

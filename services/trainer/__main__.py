@@ -26,6 +26,7 @@ import sys
 from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.job_contract import project_from_environment
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
 
@@ -56,6 +57,11 @@ def _terminate(signum: int, _: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # In a Job made from the chart's trainer CronJob the project comes from its environment or its name.
+    project = project_from_environment()
+    if project is not None and "--project" not in argv:
+        argv = ["--project", project, *argv]
     args = parser.parse_args(argv)
     try:
         options = TrainingOptions.from_args(args)

@@ -20,8 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from visiondock.clients import AnnotationClient, ServiceError
-from visiondock.errors import ApiError
-from visiondock.images import decode_rgb
+from visiondock.images import InvalidImageError, decode_rgb
 
 log = logging.getLogger(__name__)
 DOWNLOAD_THREADS = 8
@@ -38,6 +37,7 @@ class ImageRecord:
     tags: list[str]
     regions: list[dict[str, Any]]
     split: str | None
+    label_revision: int = 0  # counts its label changes; recorded in the version's lineage
 
 
 @dataclass
@@ -51,7 +51,8 @@ def fetch_listing(client: AnnotationClient, project_id: str) -> ProjectData:
     project = client.get_project(project_id)
     tags = [tag["name"] for tag in client.list_tags(project_id)]
     records = [ImageRecord(id=doc["id"], filename=doc["filename"], tags=list(doc["tags"]),
-                           regions=list(doc["regions"]), split=doc["split"])
+                           regions=list(doc["regions"]), split=doc["split"],
+                           label_revision=int(doc.get("label_revision") or 0))
                for doc in client.list_images(project_id, labeled=True)]
     if not records:
         raise TrainingDataError(f"project {project_id!r} has no labeled images; label some and train again")
@@ -78,8 +79,8 @@ class ImageLoader:
             try:
                 data = self.client.get_image_bytes(self.project_id, record.id)
                 return record, decode_rgb(data, draft_size=draft_size), None
-            except ApiError as exc:  # a stored image that no longer decodes
-                return record, None, exc.message
+            except InvalidImageError as exc:  # a stored image that no longer decodes
+                return record, None, str(exc)
             except ServiceError as exc:
                 if not exc.is_not_found:  # the service failing fails the run; a deleted image is skipped
                     raise

@@ -26,6 +26,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from visiondock.drift import prediction_baseline
+
 CURVE_POINTS = 30
 
 
@@ -103,6 +105,7 @@ def multiclass_metrics(targets: np.ndarray, probabilities: np.ndarray, labels: S
         "pr_curves": curves,
         "confusion_matrix": {"labels": list(labels),
                              "matrix": confusion_matrix(targets, predicted, labels=indices).tolist()},
+        "prediction_baseline": prediction_baseline(probabilities, labels),
     }
 
 
@@ -144,6 +147,7 @@ def multilabel_metrics(targets: np.ndarray, probabilities: np.ndarray, labels: S
         "test_count": len(targets),
         "per_class": per_class,
         "pr_curves": curves,
+        "prediction_baseline": prediction_baseline(probabilities, labels),
     }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.lineage import training_lineage
 from visiondock.modelcard import ModelCard
 from visiondock.vocabulary import MULTICLASS
 
@@ -144,6 +145,8 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
             "params": {**options.params(), **model.params},
             "run_id": run_id,
             "variant_metrics": variant_metrics,
+            "lineage": training_lineage(registry, options.model_name, records=data.records, splits=data.split_ids(),
+                                        params=options.params(), project_id=options.project),
         }
         steps.stage("register", report=steps.report)
         registered = registry.register_version(options.model_name, onnx_path, metadata, int8_path=int8_path)

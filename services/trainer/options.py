@@ -15,6 +15,10 @@ Defaults that differ by task (`--epochs`: 10 in advanced mode, 40 for detection)
 declared here too (`scoped_default`), and the fine-tuning and detector options take
 theirs from here.
 
+To add an option, add a field: `name: type = option(default, "help", tasks=..., modes=...)`.
+It is then a flag of both command lines (`--name`), part of `to_argv()` and `params()`,
+and refused where it does not apply; the task that uses it reads `options.name`.
+
 Knobs that are not options (the detector's architecture, augmentation strengths,
 patience, the MLP head's size, the INT8 acceptance bars, batch sizes of frozen
 inference) are constants beside the code they tune: chosen by the benchmarks, not per
@@ -94,6 +98,7 @@ class OptionSpec:
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
+    """A `TrainingOptions` field: its default, and what `OptionSpec` says about it."""
     return field(default=default, metadata={_SPEC: OptionSpec(help=help, **spec)})
 
 

@@ -22,6 +22,22 @@ log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
 
 
+class RunCancelled(Exception):
+    """The run was cancelled (or finished otherwise) in the registry: the training stops."""
+
+
+def log_line(changes: dict[str, Any]) -> str:
+    """One line of the run's log for a progress report."""
+    parts = [f"{key} {changes[key]}" for key in ("status", "stage") if changes.get(key)]
+    if changes.get("epoch") is not None:
+        parts.append(f"epoch {changes['epoch']}/{changes.get('epochs')}")
+    metrics = changes.get("metrics") or {}
+    parts += [f"{name}={value:.4g}" for name, value in metrics.items() if isinstance(value, int | float)]
+    if changes.get("error"):
+        parts.append(f"error: {changes['error']}")
+    return " ".join(parts)
+
+
 class RunSteps:
     def __init__(self, registry: RegistryClient, run_id: str) -> None:
         self.registry = registry
@@ -35,7 +51,10 @@ class RunSteps:
         try:
             self.registry.update_run(self.run_id, **changes)
             self._last_sent = time.monotonic()
+            self.registry.append_run_log(self.run_id, [log_line(changes)])
         except ServiceError as exc:
+            if exc.code == "run_finished":
+                raise RunCancelled(f"run {self.run_id} was stopped in the registry: {exc}") from None
             log.warning("could not report progress of run %s: %s", self.run_id, exc)
 
     def stage(self, name: str, **extra: Any) -> None:
@@ -61,5 +80,6 @@ class RunSteps:
         log.error("run %s failed: %s", self.run_id, error)
         try:
             self.registry.update_run(self.run_id, status="failed", error=error[:8000], report=self.report or None)
+            self.registry.append_run_log(self.run_id, [log_line({"status": "failed", "error": error[:1900]})])
         except ServiceError as exc:
             log.error("could not mark run %s failed: %s", self.run_id, exc)

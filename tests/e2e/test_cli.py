@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.launcher import LocalServices, free_port
+from cli.synthetic import write_folder
 from visiondock.clients import RegistryClient
-from visiondock.launcher import LocalServices, free_port
-from visiondock.synthetic import write_folder
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cli(services: LocalServices, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **services.environment()}
-    return subprocess.run([sys.executable, "-m", "visiondock.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -55,8 +55,19 @@ def test_project_import_models_promote_predict(services: LocalServices, registry
     assert "2-fold cross-validated accuracy" in trained.stdout and "learned from all 12" in trained.stdout
     assert "warning: few images per class" in trained.stdout
     promoted = cli(services, "promote", "cli-shapes", "1", "--alias", "production")
-    assert promoted.returncode == 0 and "cli-shapes@production -> version 1" in promoted.stdout
+    assert promoted.returncode == 0 and "cli-shapes@production -> version 1 (new alias)" in promoted.stdout
     assert registry.get_alias("cli-shapes", "production")["version"] == 1
+    # A second version (the same file) to promote and roll back from.
+    first = registry.get_version("cli-shapes", 1)
+    copy = registry.download_artifact("cli-shapes", 1, tmp_path / "v1.onnx")
+    registry.register_version("cli-shapes", copy, {k: first[k] for k in ("task", "labels", "metrics")})
+    promoted = cli(services, "promote", "cli-shapes", "2", "--reason", "same model, new number")
+    assert "cli-shapes@production -> version 2 (was version 1)" in promoted.stdout, promoted.stderr
+    rolled_back = cli(services, "rollback", "cli-shapes", "--alias", "production")
+    assert "cli-shapes@production -> version 1 (was version 2)" in rolled_back.stdout, rolled_back.stderr
+    moves = registry.alias_history("cli-shapes", "production")
+    assert [(m["action"], m["to_version"]) for m in moves] == [("rollback", 1), ("move", 2), ("move", 1)]
+    assert moves[1]["reason"] == "same model, new number"
     models = cli(services, "models")
     assert "cli-shapes" in models.stdout and "production=1" in models.stdout
 
@@ -71,7 +82,7 @@ def test_project_import_models_promote_predict(services: LocalServices, registry
 
 def test_up_serves_until_sigterm_and_stops_every_service(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("annotation", "registry", "scoring")}
-    args = [sys.executable, "-m", "visiondock.cli", "up", "--home", str(tmp_path / "home")]
+    args = [sys.executable, "-m", "cli.main", "up", "--home", str(tmp_path / "home")]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

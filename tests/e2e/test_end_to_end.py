@@ -16,13 +16,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from cli.importer import import_dataset
+from cli.launcher import LocalServices
+from cli.synthetic import SHAPES, write_folder
+from tests.support.stack import SERVED_MODEL
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
-from visiondock.importer import import_folder
-from visiondock.launcher import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
-from visiondock.synthetic import SHAPES, write_folder
-
-from .conftest import E2E_MODEL
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,21 +107,22 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
                                                          tmp_path: Path) -> None:
     write_folder(tmp_path / "train", TRAIN_PER_CLASS, seed=11)
     write_folder(tmp_path / "heldout", HELDOUT_PER_CLASS, seed=12)
-    annotation.create_project(E2E_MODEL, "multiclass")
-    summary = import_folder(annotation, E2E_MODEL, tmp_path / "train", progress=False)
-    assert summary.created == TRAIN_PER_CLASS * len(SHAPES)
-    again = import_folder(annotation, E2E_MODEL, tmp_path / "train", progress=False)
-    assert again.created == 0 and again.duplicates == TRAIN_PER_CLASS * len(SHAPES)
+    annotation.create_project(SERVED_MODEL, "multiclass")
+    summary = import_dataset(annotation, SERVED_MODEL, tmp_path / "train", "folder", progress=False)
+    assert summary["created"] == TRAIN_PER_CLASS * len(SHAPES)
+    again = import_dataset(annotation, SERVED_MODEL, tmp_path / "train", "folder", progress=False)
+    assert again["created"] == 0 and again["duplicates"] == TRAIN_PER_CLASS * len(SHAPES)
+    assert again["unchanged"] == TRAIN_PER_CLASS * len(SHAPES)
 
     # The same command a Kubernetes Job runs.
     env = {**os.environ, **services.environment(), "VISIONDOCK_LOG_FORMAT": "json"}
-    job = subprocess.run([sys.executable, "-m", "services.trainer", "--project", E2E_MODEL, "--seed", "1"],
+    job = subprocess.run([sys.executable, "-m", "services.trainer", "--project", SERVED_MODEL, "--seed", "1"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stderr[-3000:]
     outcome = json.loads(job.stdout.strip().splitlines()[-1])
     version = outcome["version"]
 
-    stored = registry.get_version(E2E_MODEL, version)
+    stored = registry.get_version(SERVED_MODEL, version)
     assert stored["task"] == "multiclass"
     assert sorted(stored["labels"]) == sorted(SHAPES)
     assert stored["metrics"]["accuracy"] == outcome["accuracy"]
@@ -132,14 +132,14 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
     assert train_ids and test_ids and not train_ids & test_ids and not validation_ids & (train_ids | test_ids)
     assert len(train_ids | validation_ids | test_ids) == TRAIN_PER_CLASS * len(SHAPES)
 
-    registry.set_alias(E2E_MODEL, "production", version)
+    registry.set_alias(SERVED_MODEL, "production", version)
     ready = _wait_for_version(scoring, version)
     assert ready["status"] == "ready"
 
     correct = total = 0
     for path in sorted((tmp_path / "heldout").glob("*/*.jpg")):
         answer = scoring.predict(path.read_bytes(), filename=path.name)
-        assert answer["model"] == E2E_MODEL and answer["version"] == version
+        assert answer["model"] == SERVED_MODEL and answer["version"] == version
         probabilities = [p["probability"] for p in answer["predictions"]]
         assert probabilities == sorted(probabilities, reverse=True)
         correct += answer["predictions"][0]["label"] == path.parent.name
@@ -158,7 +158,7 @@ def test_loop_trains_promotes_and_scores_held_out_images(annotation: AnnotationC
 
     # The command line gives the same answer, one JSON line per image.
     env = {**os.environ, **services.environment()}
-    line = subprocess.run([sys.executable, "-m", "visiondock.cli", "predict", str(next(
+    line = subprocess.run([sys.executable, "-m", "cli.main", "predict", str(next(
         (tmp_path / "heldout").glob("circle/*.jpg")))], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60)
     assert line.returncode == 0, line.stderr

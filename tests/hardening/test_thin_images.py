@@ -8,18 +8,17 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
+from cli.launcher import LocalServices, ServiceProcess
 from tests.scoring import tiny_models
-from tests.support.stack import running_services
-from visiondock.images import DecodedImage, InvalidImageError, decode_image, inspect_image
-from visiondock.launcher import LocalServices
+from visiondock.images import DecodedImage, ExtremeAspectRatioError, decode_image, inspect_image
 from visiondock.preprocess import PreprocessSpec, fit
 from visiondock.settings import LOCAL_DEV_API_KEY
+from visiondock.web import http_status
 
 AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
 # Far above what the scoring service uses (about 300 MB with a real model, see `make bench`)
@@ -36,21 +35,14 @@ def _png(width: int, height: int) -> bytes:
 THIN = {"1x100000": _png(1, 100_000), "100000x1": _png(100_000, 1)}
 
 
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
-
-
 @pytest.mark.parametrize("name", sorted(THIN))
 def test_thin_images_are_refused_where_images_are_opened(name: str) -> None:
     data = THIN[name]
     assert len(data) < 1000
     for check in (inspect_image, decode_image):
-        with pytest.raises(InvalidImageError, match="more than 20 times") as caught:
+        with pytest.raises(ExtremeAspectRatioError, match="more than 20 times") as caught:
             check(data)
-        assert caught.value.status == 422
+        assert http_status(caught.value) == 422
 
 
 def test_preprocessing_resamples_only_the_kept_square() -> None:
@@ -65,16 +57,15 @@ def test_preprocessing_resamples_only_the_kept_square() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+def scoring_with_model_file(services: LocalServices,
+                            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A scoring process beside the shared set, serving a tiny model file."""
     model = tiny_models.classifier(tmp_path_factory.mktemp("thin-model") / "colours.onnx")
-    with running_services(tmp_path_factory.mktemp("thin-home"),
-                          env={"VISIONDOCK_SCORING_MODEL_PATH": str(model),
-                               "VISIONDOCK_LOG_LEVEL": "WARNING"}) as local:
-        yield local
+    with services.another("scoring", "scoring-thin", env={"VISIONDOCK_SCORING_MODEL_PATH": str(model)}) as process:
+        yield process
 
 
-def _image_routes(local: LocalServices, data: bytes) -> Iterator[tuple[str, httpx.Response]]:
-    scoring, annotation = local.url("scoring"), local.url("annotation")
+def _image_routes(scoring: str, annotation: str, data: bytes) -> Iterator[tuple[str, httpx.Response]]:
     with httpx.Client(headers=AUTH, timeout=60) as client:
         yield "predict raw", client.post(f"{scoring}/v1/predict", content=data,
                                          headers={"Content-Type": "image/png"})
@@ -98,8 +89,11 @@ def _image_routes(local: LocalServices, data: bytes) -> Iterator[tuple[str, http
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(THIN))
-def test_every_image_route_refuses_thin_images_and_stays_small(stack: LocalServices, name: str) -> None:
-    for route, response in _image_routes(stack, THIN[name]):
+def test_every_image_route_refuses_thin_images_and_stays_small(services: LocalServices,
+                                                               scoring_with_model_file: ServiceProcess,
+                                                               name: str) -> None:
+    scoring = scoring_with_model_file
+    for route, response in _image_routes(scoring.url, services.url("annotation"), THIN[name]):
         body = response.json()
         if route == "batch":
             assert response.status_code == 200 and body["failed"] == 1, body
@@ -114,11 +108,11 @@ def test_every_image_route_refuses_thin_images_and_stays_small(stack: LocalServi
         else:
             assert response.status_code == 422, (route, body)
             assert "more than 20 times" in body["detail"], (route, body)
-    for service, process in stack.processes.items():
-        assert process.poll() is None, f"{service} exited"
-        assert _peak_rss(process.pid) < PEAK_MEMORY_LIMIT_BYTES, service
+    for process in (services.processes["annotation"], scoring):
+        assert not process.exited(), f"{process.name} exited"
+        assert process.memory_bytes()[1] < PEAK_MEMORY_LIMIT_BYTES, process.name
     with httpx.Client(headers=AUTH) as client:
-        ok = client.post(f"{stack.url('scoring')}/v1/predict", content=tiny_models.solid((255, 0, 0)))
+        ok = client.post(f"{scoring.url}/v1/predict", content=tiny_models.solid((255, 0, 0)))
     assert ok.status_code == 200 and ok.json()["label"] == "red"
 
 

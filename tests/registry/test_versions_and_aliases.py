@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.registry.app import create_app
-from services.registry.catalog import ModelRegistry
+from services.registry.catalog import ModelCatalog
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import BlobInfo
 from visiondock.storage.blobs_local import LocalBlobStore
@@ -91,7 +91,7 @@ def test_bad_requests_say_what_is_wrong(client: TestClient) -> None:
     missing_model = client.get("/v1/models/ghost/aliases/production")
     assert missing_model.status_code == 404 and "model 'ghost' does not exist" in missing_model.json()["detail"]
     bad_json = client.post("/v1/models/pets/versions", files={"model": ("m.onnx", b"x")}, data={"metadata": "{"})
-    assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["detail"]
+    assert bad_json.status_code == 422 and "metadata: Invalid JSON" in bad_json.json()["detail"]
     no_labels = client.post("/v1/models/pets/versions", files={"model": ("m.onnx", b"x")},
                             data={"metadata": json.dumps({"task": "multiclass", "labels": []})})
     assert no_labels.status_code == 422 and "labels" in no_labels.json()["detail"]
@@ -117,9 +117,9 @@ class MetadataWriteFails(LocalBlobStore):
 def test_a_failed_registration_leaves_nothing_behind(tmp_path: Path) -> None:
     documents = SqliteDocumentStore(tmp_path / "docs.sqlite3")
     blobs = MetadataWriteFails(tmp_path / "blobs")
-    registry = ModelRegistry(documents, blobs)
+    catalog = ModelCatalog(documents, blobs)
     with pytest.raises(OSError, match="no space"):
-        registry.register("pets", io.BytesIO(b"model"), dict(METADATA))
+        catalog.register("pets", io.BytesIO(b"model"), dict(METADATA))
     assert list(blobs.list("models/")) == []
-    items, _ = registry.list_versions("pets", limit=10, continuation=None)
+    items, _ = catalog.list_versions("pets", limit=10, continuation=None)
     assert items == []

@@ -6,14 +6,10 @@ registry outage (keep serving, say so; a restart serves the checksum-verified ca
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +17,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli.launcher import LocalServices, free_port
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings, available_cpus
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from . import tiny_models
@@ -62,44 +58,10 @@ def serving_version(url: str, version: int, slot: str | None = None) -> bool:
     return isinstance(model, dict) and model.get("version") == version
 
 
-@dataclass
-class ScoringProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def start_scoring(services: LocalServices, name: str, **env: str) -> ScoringProcess:
-    """One more scoring process beside the stack's, on its own port, with its own settings."""
-    port = free_port()
-    log = (services.log_dir / f"{name}.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "services.scoring", "--port", str(port)],
-                               env={**services.environment(), **env}, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    log.close()
-    scoring = ScoringProcess(process, f"http://127.0.0.1:{port}")
-
-    def live() -> bool:
-        assert process.poll() is None, (services.log_dir / f"{name}.log").read_text()[-3000:]
-        try:
-            return httpx.get(f"{scoring.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(live, f"{name} to start")
-    return scoring
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    """A set of this module's own: its scoring service follows two aliases and prefers INT8, and the
+    last test stops its registry."""
     env = {"VISIONDOCK_SCORING_POLL_SECONDS": "0.2", "VISIONDOCK_SCORING_SECONDARY_ALIAS": "staging",
            "VISIONDOCK_SCORING_VARIANT": "int8", "VISIONDOCK_LOG_FORMAT": "json"}
     with running_services(tmp_path_factory.mktemp("scoring-lifecycle"), scoring_model=MODEL, env=env) as services:
@@ -238,13 +200,13 @@ def worker_processes(pid: int) -> list[int]:
 
 def test_worker_processes_share_the_port_and_each_serve_the_model(stack: LocalServices,
                                                                   versions: dict[str, int]) -> None:
-    scoring = start_scoring(stack, "scoring-workers", VISIONDOCK_SCORING_WORKERS="2",
-                            VISIONDOCK_SCORING_VERSION=str(versions["v2"]), VISIONDOCK_SCORING_VARIANT="auto")
-    try:
+    env = {"VISIONDOCK_SCORING_WORKERS": "2", "VISIONDOCK_SCORING_VERSION": str(versions["v2"]),
+           "VISIONDOCK_SCORING_VARIANT": "auto"}
+    with stack.another("scoring", "scoring-workers", env=env) as scoring:
         # Every worker loads its own copy: ready only once a run of probes (spread by the kernel) all are.
         wait_for(lambda: all(serving_version(scoring.url, versions["v2"], slot=f"v{versions['v2']}")
                              for _ in range(8)), "both scoring workers")
-        assert len(worker_processes(scoring.process.pid)) >= 2
+        assert len(worker_processes(scoring.pid)) >= 2
 
         def predict(colour: tuple[int, int, int]) -> tuple[int, str, str]:
             answer = httpx.post(f"{scoring.url}/v1/predict", content=solid(colour), headers=AUTH, timeout=30)
@@ -253,8 +215,6 @@ def test_worker_processes_share_the_port_and_each_serve_the_model(stack: LocalSe
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(predict, [RED, BLUE] * 16))
         assert answers == [(200, "red", "int8"), (200, "blue", "int8")] * 16
-    finally:
-        scoring.stop()
 
 
 def test_onnx_runtime_threads_divide_the_available_cpus_among_the_workers() -> None:
@@ -268,9 +228,8 @@ def test_onnx_runtime_threads_divide_the_available_cpus_among_the_workers() -> N
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
                                                        versions: dict[str, int]) -> None:
     registry.set_alias(MODEL, "production", versions["v2"])
-    capturing = start_scoring(stack, "scoring-capture", VISIONDOCK_SCORING_CAPTURE_RATE="1",
-                              VISIONDOCK_SCORING_VARIANT="")
-    try:
+    with stack.another("scoring", "scoring-capture", env={"VISIONDOCK_SCORING_CAPTURE_RATE": "1",
+                                                          "VISIONDOCK_SCORING_VARIANT": ""}) as capturing:
         wait_for(lambda: serving_version(capturing.url, versions["v2"]), "the capturing scoring service")
         with AnnotationClient(stack.url("annotation"), LOCAL_DEV_API_KEY) as annotation:
             annotation.create_project(MODEL, "multiclass", tags=tiny_models.COLOURS)
@@ -289,8 +248,6 @@ def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, reg
             assert [i["id"] for i in annotation.list_review_items(MODEL)] == [items[2]["id"]]
         stored = list((stack.home / "blobs" / "data" / "captures" / MODEL).glob("*.json"))
         assert len(stored) == 3
-    finally:
-        capturing.stop()
 
 
 def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory, models: dict[str, Path],
@@ -314,9 +271,7 @@ def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory
 def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
         stack: LocalServices, versions: dict[str, int]) -> None:
     url = stack.url("scoring")
-    registry_process = stack.processes["registry"]
-    os.killpg(registry_process.pid, signal.SIGTERM)
-    registry_process.wait(timeout=10)
+    stack.processes["registry"].stop()
 
     state = wait_for(lambda: (s := readiness(url)).get("registry_reachable") is False and s,
                      "readyz to report the registry unreachable")
@@ -327,19 +282,14 @@ def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
             in httpx.get(f"{url}/metrics", headers=AUTH).text)
 
     # A process started during the outage serves what was served last, once its checksum verifies.
-    restarted = start_scoring(stack, "scoring-restart")
-    try:
+    with stack.another("scoring", "scoring-restart") as restarted:
         wait_for(lambda: serving_version(restarted.url, versions["v2"]), "the restarted service")
         assert readiness(restarted.url)["model"]["source"] == "cache"
         assert httpx.post(f"{restarted.url}/v1/predict", content=solid(RED), headers=AUTH).json()["label"] == "red"
-    finally:
-        restarted.stop()
     for cached in (stack.home / "model-cache" / MODEL).glob(f"{versions['v2']}-int8-*.onnx"):
         cached.write_bytes(cached.read_bytes()[:-10] + b"corrupted!")
-    corrupt = start_scoring(stack, "scoring-corrupt-cache")
-    try:  # answering at all means it has tried to load (uvicorn serves after the app's startup)
+    # Answering at all means it has tried to load (uvicorn serves after the app's startup).
+    with stack.another("scoring", "scoring-corrupt-cache") as corrupt:
         state = readiness(corrupt.url)
         assert state["status"] == "not ready" and state["model"] is None
         assert httpx.post(f"{corrupt.url}/v1/predict", content=solid(RED), headers=AUTH).status_code == 503
-    finally:
-        corrupt.stop()

@@ -28,6 +28,8 @@ from typing import NoReturn
 
 import pytest
 
+from cli.launcher import free_port
+
 EMULATORS_DIR = Path(__file__).resolve().parent.parent / "emulators"
 BIN_DIR = EMULATORS_DIR / "node_modules" / ".bin"
 HOST = "127.0.0.1"
@@ -69,12 +71,6 @@ def find_emulator(name: str) -> tuple[str, Path]:
     if not script.exists():
         raise EmulatorUnavailableError(f"{script} is missing; run `npm install` in tests/emulators")
     return node, script
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -154,7 +150,7 @@ def _start_on_free_port(name: str, make_args: Callable[[int], list[str]], workdi
     # Another process may take the free port before the server binds it: try a few ports.
     attempts = 3
     for attempt in range(attempts):
-        port = free_port()
+        port = free_port(HOST)
         try:
             return start_emulator(name, make_args(port), port, workdir)
         except RuntimeError:

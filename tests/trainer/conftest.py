@@ -1,39 +1,18 @@
-"""The trainer's `training` tests run it against the services as real uvicorn processes (one set
-per session, started by the first test that asks for them), each test in its own project, with a
-feature cache of its own that shares only the exported frozen backbones (exporting them takes
-seconds; they never change). Its unit tests need none of this."""
+"""The trainer's `training` tests run it against the services as real uvicorn processes (the
+session's shared set, tests/conftest.py), each test in its own project, with a feature cache of
+its own that shares only the exported frozen backbones (exporting them takes seconds; they never
+change). Its unit tests need none of this."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.stack import running_services
-from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.launcher import LocalServices
-from visiondock.settings import LOCAL_DEV_API_KEY
-
-
-@pytest.fixture(scope="session")
-def trainer_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
-    with running_services(tmp_path_factory.mktemp("trainer-home"), env={"VISIONDOCK_LOG_LEVEL": "WARNING"}) as local:
-        yield local
-
-
-@pytest.fixture(scope="session")
-def annotation(trainer_services: LocalServices) -> Iterator[AnnotationClient]:
-    with AnnotationClient(trainer_services.url("annotation"), LOCAL_DEV_API_KEY) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def registry(trainer_services: LocalServices) -> Iterator[RegistryClient]:
-    with RegistryClient(trainer_services.url("registry"), LOCAL_DEV_API_KEY) as client:
-        yield client
+from visiondock.clients import AnnotationClient
 
 
 @pytest.fixture(scope="session")

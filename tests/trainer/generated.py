@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from visiondock.synthetic import render
+from cli.synthetic import render
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -24,7 +24,7 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
 
 
 def shape_images(shapes: Sequence[str], per_class: int, *, seed: int, size: int = 80) -> list[tuple[str, bytes]]:
-    """(label, JPEG) pairs: one shape per image (visiondock.synthetic)."""
+    """(label, JPEG) pairs: one shape per image (cli.synthetic)."""
     rng = np.random.default_rng(seed)
     return [(shape, jpeg(render(shape, rng, size))) for _ in range(per_class) for shape in shapes]
 

@@ -4,20 +4,23 @@ options that do nothing where they are set are refused, never dropped."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser as cli_parser
 from services.trainer.__main__ import build_parser as job_parser
 from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
 from services.trainer.fcos import DetectorOptions
 from services.trainer.finetune import FineTuneOptions
-from services.trainer.options import OptionError, TrainingOptions, scoped_default
+from services.trainer.options import OptionError, TrainingOptions, flag, scoped_default
 from services.trainer.tasks import RunContext, task_for
 from services.trainer.tasks.classification import FaceTask, MultilabelTask
 from services.trainer.tasks.detection import DetectionTask
-from visiondock.cli import build_parser as cli_parser
 from visiondock.vocabulary import ADVANCED, DETECTION
 
 
@@ -159,11 +162,21 @@ def test_defaults_that_differ_by_task_are_declared_once() -> None:
     assert "10 in advanced mode, 40 for detection" in help_text and "448 for detection" in help_text
 
 
-def test_the_cli_and_the_job_offer_the_same_flags() -> None:
+def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:
     def flags(parser: argparse.ArgumentParser) -> set[str]:
         return {option for action in parser._actions for option in action.option_strings}
 
     commands = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    train = commands.choices["train"]
-    assert flags(job_parser()) - flags(train) == {"--project", "--annotation-url", "--registry-url"}
-    assert flags(train) <= flags(job_parser())
+    # Options on by default are offered as the flag that turns them off.
+    off = {"progress": "--no-progress", "int8": "--no-int8", "refit": "--no-refit"}
+    expected = {off.get(name, flag(name)) for name in (f.name for f in fields(TrainingOptions)) if name != "project"}
+    assert expected <= flags(commands.choices["train"])
+    # The Job takes the options, its project and where the services are: nothing else.
+    assert flags(job_parser()) - {"-h", "--help"} == expected | {"--project", "--annotation-url", "--registry-url"}
+
+
+def test_the_options_and_the_command_line_do_not_import_torch() -> None:
+    # `visiondock --help` and the options' checks stay fast where the trainer extra is not installed.
+    code = ("import sys, services.trainer.options, cli.main; cli.main.build_parser(); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

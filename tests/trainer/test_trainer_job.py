@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.launcher import LocalServices
 from tests.trainer.conftest import project_name, upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
-from visiondock.launcher import LocalServices
 
 pytestmark = pytest.mark.training
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,14 +41,14 @@ def assert_nothing_registered(registry: RegistryClient, model: str) -> None:
     assert missing.value.status == 404
 
 
-def test_the_job_registers_a_version_and_exits_0(trainer_services: LocalServices, annotation: AnnotationClient,
+def test_the_job_registers_a_version_and_exits_0(services: LocalServices, annotation: AnnotationClient,
                                                  registry: RegistryClient, cache_dir: Path) -> None:
     project = project_name("job")
     annotation.create_project(project, "multiclass", tags=SHAPES)
     upload_tagged(annotation, project, shape_images(SHAPES, 6, seed=21))
     created = registry.create_run(project, project_id=project, params={"launched_by": "test"})
     assert created["status"] == "queued"
-    process = trainer(trainer_services, cache_dir, "--project", project, "--run-id", created["id"])
+    process = trainer(services, cache_dir, "--project", project, "--run-id", created["id"])
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -59,12 +59,12 @@ def test_the_job_registers_a_version_and_exits_0(trainer_services: LocalServices
     assert run["report"]["features"]["computed"] == 18
 
 
-def test_bad_data_exits_2_and_fails_the_run(trainer_services: LocalServices, annotation: AnnotationClient,
+def test_bad_data_exits_2_and_fails_the_run(services: LocalServices, annotation: AnnotationClient,
                                             registry: RegistryClient, cache_dir: Path) -> None:
     project = project_name("bad-job")
     annotation.create_project(project, "multiclass", tags=SHAPES)
     upload_tagged(annotation, project, shape_images(SHAPES[:2], 3, seed=22) + shape_images(SHAPES[2:], 1, seed=23))
-    process = trainer(trainer_services, cache_dir, "--project", project)
+    process = trainer(services, cache_dir, "--project", project)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 2, err
     assert "every class needs at least two labeled images" in err and "'triangle' has 1" in err
@@ -73,12 +73,12 @@ def test_bad_data_exits_2_and_fails_the_run(trainer_services: LocalServices, ann
     assert_nothing_registered(registry, project)
 
 
-def test_sigterm_fails_the_run_and_registers_nothing(trainer_services: LocalServices, annotation: AnnotationClient,
+def test_sigterm_fails_the_run_and_registers_nothing(services: LocalServices, annotation: AnnotationClient,
                                                      registry: RegistryClient, cache_dir: Path) -> None:
     project = project_name("stopped")
     annotation.create_project(project, "multiclass", tags=SHAPES)
     upload_tagged(annotation, project, shape_images(SHAPES, 6, seed=24))
-    process = trainer(trainer_services, cache_dir, "--project", project, "--mode", "advanced", "--epochs", "200")
+    process = trainer(services, cache_dir, "--project", project, "--mode", "advanced", "--epochs", "200")
     try:
         deadline = time.monotonic() + 240
         run: dict = {}

@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from cli.launcher import LocalServices
 from services.trainer.data import TrainingDataError
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions
@@ -25,7 +26,6 @@ from tests.trainer.generated import (
 )
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.images import decode_rgb
-from visiondock.launcher import LocalServices
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import to_tensor
 
@@ -52,7 +52,7 @@ def corrupt_blob(services: LocalServices, project: str, image_id: str) -> None:
 
 
 def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_images(
-        annotation: AnnotationClient, registry: RegistryClient, trainer_services: LocalServices, cache_dir: Path,
+        annotation: AnnotationClient, registry: RegistryClient, services: LocalServices, cache_dir: Path,
         tmp_path: Path) -> None:
     project = project_name("shapes")
     annotation.create_project(project, "multiclass", tags=SHAPES)
@@ -92,7 +92,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # Four new images and one whose stored bytes broke: only the four get features computed;
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
-    corrupt_blob(trainer_services, project, added[-1]["id"])
+    corrupt_blob(services, project, added[-1]["id"])
     again = run_training(config(project, cache_dir, int8=False), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
     assert "int8" not in again.metrics and registry.get_version(project, again.version)["variants"] == {}

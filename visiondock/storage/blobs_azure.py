@@ -106,15 +106,18 @@ def _remaining_length(stream: BinaryIO) -> int | None:
 
 
 class AzureBlobStore(BlobStore):
-    def __init__(self, connection_string: str, *, container: str) -> None:
+    def __init__(self, connection_string: str | None = None, *, container: str, account_url: str | None = None,
+                 credential: Any = None) -> None:
+        """Signed in by the connection string, or else at `account_url` with a token `credential`."""
+        sizes = {"max_single_put_size": _SINGLE_PUT_MAX, "max_block_size": _BLOCK_SIZE,
+                 "max_single_get_size": _GET_CHUNK, "max_chunk_get_size": _GET_CHUNK}
         with _sdk_errors(None):
-            self._service = BlobServiceClient.from_connection_string(
-                connection_string,
-                max_single_put_size=_SINGLE_PUT_MAX,
-                max_block_size=_BLOCK_SIZE,
-                max_single_get_size=_GET_CHUNK,
-                max_chunk_get_size=_GET_CHUNK,
-            )
+            if connection_string is not None:
+                self._service = BlobServiceClient.from_connection_string(connection_string, **sizes)
+            elif account_url is not None and credential is not None:
+                self._service = BlobServiceClient(account_url, credential=credential, **sizes)
+            else:
+                raise BlobError("Azure Blob Storage needs a connection string, or an account URL and a credential")
             self._container: ContainerClient = self._service.get_container_client(container)
             with suppress(ResourceExistsError):  # created before, by us or by the operator
                 self._container.create_container()

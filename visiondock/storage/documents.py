@@ -25,7 +25,7 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -387,6 +387,10 @@ class DocumentStore(ABC):
             if page.continuation is None:
                 return
             token = page.continuation
+
+    def prepare_collections(self, collections: Iterable[str]) -> None:  # noqa: B027 - optional hook
+        """Create these collections' storage ahead of use, where the backend keeps it apart (Cosmos DB
+        containers). The embedded store needs nothing."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections held by the backend."""

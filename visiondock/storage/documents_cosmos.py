@@ -76,7 +76,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -218,16 +218,21 @@ class CosmosDocumentStore(DocumentStore):
         self,
         *,
         endpoint: str,
-        key: str,
+        key: str | None,
         database: str,
         verify_tls: bool = True,
         endpoint_discovery: bool = True,
+        credential: Any = None,
     ) -> None:
+        """Signed in with the account `key`, or else a token `credential` (Microsoft Entra ID; such a
+        principal can read and write items but not create databases or containers: see provision.py)."""
         self.database_name = database
+        if key is None and credential is None:
+            raise DocumentError("Cosmos DB needs an account key or a credential")
         with _sdk_errors():
             self._client = CosmosClient(
                 endpoint,
-                credential=key,
+                credential=key if key is not None else credential,
                 connection_verify=verify_tls,
                 enable_endpoint_discovery=endpoint_discovery,
             )
@@ -237,6 +242,10 @@ class CosmosDocumentStore(DocumentStore):
 
     def close(self) -> None:
         self._client.close()
+
+    def prepare_collections(self, collections: Iterable[str]) -> None:
+        for collection in collections:
+            self._container(collection, create=True)
 
     # -- plumbing ----------------------------------------------------------------
     def _container(self, collection: str, *, create: bool = False) -> ContainerProxy:

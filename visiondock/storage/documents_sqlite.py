@@ -79,6 +79,29 @@ def _json_path(field: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in validate_field_path(field).split("."))
 
 
+def _ordering_sql(field: str) -> tuple[str, str, str]:
+    """(json type, type rank, value) expressions a query orders by; an index must repeat them exactly."""
+    path = _json_path(field)
+    kind = f"json_type(body, '{path}')"
+    # Ordering values are scalars; JSON null sorts first, as 0 within its own rank.
+    return kind, _RANK_SQL.format(kind=kind), f"ifnull(json_extract(body, '{path}'), 0)"
+
+
+# Orderings served by an index, so a page in a partition costs what it returns, not the
+# partition's size: `created_at` orders images, projects, tags and runs.
+INDEXED_ORDERINGS = ("created_at",)
+
+
+def _ordering_index_name(field: str) -> str:
+    return f"documents_by_{field}"
+
+
+def _ordering_index(field: str) -> str:
+    _, rank, value = _ordering_sql(field)
+    return (f"CREATE INDEX IF NOT EXISTS {_ordering_index_name(field)} "
+            f"ON documents (collection, pk, {rank}, {value}, id)")
+
+
 def _type_is(kind: str, value: Any) -> str:
     """SQL that is true when `kind` (a json_type() expression) is the JSON type of `value`."""
     return f"{kind} IN ({', '.join(repr(t) for t in _JSON_TYPES[type_rank(value)])})"
@@ -109,6 +132,8 @@ class SqliteDocumentStore(DocumentStore):
         self._connections_lock = threading.Lock()
         with self._transaction() as conn:
             conn.execute(_SCHEMA)
+            for field in INDEXED_ORDERINGS:
+                conn.execute(_ordering_index(field))
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -291,12 +316,11 @@ class SqliteDocumentStore(DocumentStore):
         if query.order_by == "id":
             sort_columns = ["id", "pk"]
         else:
-            path = _json_path(query.order_by)
-            kind = f"json_type(body, '{path}')"
-            # Ordering values are scalars; JSON null sorts first, as 0 within its own rank.
+            kind, rank_sql, value_sql = _ordering_sql(query.order_by)
             where.append(f"{kind} IN {_SCALAR_TYPES}")
-            value_sql = f"ifnull(json_extract(body, '{path}'), 0)"
-            sort_columns = [_RANK_SQL.format(kind=kind), value_sql, "pk", "id"]
+            # Within one partition pk is constant; leaving it out lets the ordering index give the order.
+            within = query.partition_key is not None
+            sort_columns = [rank_sql, value_sql, *([] if within else ["pk"]), "id"]
         if query.partition_key is not None:
             where.append("pk = ?")
             params.append(query.partition_key)
@@ -304,7 +328,21 @@ class SqliteDocumentStore(DocumentStore):
             sql, values = self._filter_sql(flt)
             where.append(sql)
             params.extend(values)
-        if continuation is not None:
+        direction = "DESC" if query.descending else "ASC"
+        after = "<" if query.descending else ">"
+
+        def select(conditions: list[str], values: list[Any], count: int, index: str | None = None,
+                   order: list[str] = sort_columns) -> list[Any]:
+            source = f"documents INDEXED BY {index}" if index else "documents"
+            sql = (
+                f"SELECT pk, id, etag, body FROM {source} WHERE {' AND '.join(conditions)} "
+                f"ORDER BY {', '.join(f'{column} {direction}' for column in order)} LIMIT ?"
+            )
+            return self._conn().execute(sql, [*values, count]).fetchall()
+
+        if continuation is None:
+            rows = select(where, params, limit + 1)
+        else:
             value, last_pk, last_id = decode_page_token(collection, query, continuation)
             if query.order_by == "id":
                 if not isinstance(value, str):
@@ -312,17 +350,41 @@ class SqliteDocumentStore(DocumentStore):
                 boundary = [value, last_pk]
             else:
                 boundary = [type_rank(value), 0 if value is None else _sql_value(value), last_pk, last_id]
-            placeholders = ", ".join("?" for _ in boundary)
-            where.append(f"({', '.join(sort_columns)}) {'<' if query.descending else '>'} ({placeholders})")
-            params.extend(boundary)
-        direction = "DESC" if query.descending else "ASC"
-        sql = (
-            f"SELECT pk, id, etag, body FROM documents WHERE {' AND '.join(where)} "
-            f"ORDER BY {', '.join(f'{column} {direction}' for column in sort_columns)} LIMIT ?"
-        )
-        rows = self._conn().execute(sql, [*params, limit + 1]).fetchall()
+            if query.order_by in INDEXED_ORDERINGS and query.partition_key is not None:
+                rows = self._seek(select, where, params, sort_columns[:2], boundary, after, limit + 1,
+                                  index=_ordering_index_name(query.order_by))
+            else:
+                if query.order_by != "id" and within:
+                    del boundary[2]  # the partition key, constant here and left out of the ordering
+                placeholders = ", ".join("?" for _ in boundary)
+                rows = select([*where, f"({', '.join(sort_columns)}) {after} ({placeholders})"],
+                              [*params, *boundary], limit + 1)
         items = [
             Document(id=r[1], partition_key=r[0], etag=r[2], data=json.loads(r[3])) for r in rows[:limit]
         ]
         token = encode_page_token(collection, query, items[-1]) if len(rows) > limit else None
         return Page(items=items, continuation=token)
+
+    @staticmethod
+    def _seek(select: Any, where: list[str], params: list[Any], ordering: list[str], boundary: list[Any],
+              after: str, count: int, *, index: str) -> list[Any]:
+        """The rows past a continuation boundary within one partition, as up to three index seeks.
+
+        SQLite cannot seek an index to a row value over expressions, so `(rank, value, pk, id) >
+        boundary` would scan from the partition's start up to the boundary: pages got slower the
+        deeper they were. Split, each part is a seek: the same rank and value with a later id, the
+        same rank with a later value, then a later rank. Each orders by the columns it leaves free:
+        SQLite sorts instead of reading the index in order when an ordering term is fixed by `=`.
+        """
+        rank_sql, value_sql = ordering
+        rank, value, _, last_id = boundary
+        parts = [([f"{rank_sql} = ?", f"{value_sql} = ?", f"id {after} ?"], [rank, value, last_id], ["id"]),
+                 ([f"{rank_sql} = ?", f"{value_sql} {after} ?"], [rank, value], [value_sql, "id"]),
+                 ([f"{rank_sql} {after} ?"], [rank], [rank_sql, value_sql, "id"])]
+        rows: list[Any] = []
+        for conditions, values, order in parts:
+            # The planner would take the primary key for `id > ?`, then sort: the ordering index it is.
+            rows += select([*where, *conditions], [*params, *values], count - len(rows), index, order)
+            if len(rows) >= count:
+                break
+        return rows

@@ -1,0 +1,206 @@
+"""Changes to many images at once: renaming and deleting tags, bulk tag and split changes,
+deleting a project with everything it stored.
+
+Every label change goes through `ImageLibrary.set_tags`/`set_regions`/`set_split` with the
+image's etag, so a concurrent edit is never overwritten blindly (the change is re-read and
+retried) and whatever the library records about label changes records these too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from visiondock.errors import Conflict, InvalidInput, NotFound
+from visiondock.storage import (
+    BlobStore,
+    Document,
+    DocumentExistsError,
+    DocumentNotFoundError,
+    DocumentStore,
+    Filter,
+    PreconditionFailedError,
+    Query,
+)
+
+from .images import IMAGES, ImageLibrary, image_blob_key
+from .projects import PROJECTS, TAGS, ProjectCatalog
+from .review import REVIEW_ITEMS, review_blob_key
+
+# Blob folders that hold a project's bytes: its images, their thumbnails, captured review images.
+PROJECT_BLOB_PREFIXES = ("images", "thumbnails", "review")
+MAX_BULK_IDS = 1000
+RETRIES = 3
+
+log = logging.getLogger(__name__)
+
+
+class Curation:
+    def __init__(self, documents: DocumentStore, blobs: BlobStore, projects: ProjectCatalog,
+                 library: ImageLibrary) -> None:
+        self.documents = documents
+        self.blobs = blobs
+        self.projects = projects
+        self.library = library
+
+    # -- tags ------------------------------------------------------------------------
+    def _tag(self, project_id: str, name: str) -> dict[str, Any]:
+        self.projects.get(project_id)
+        try:
+            return self.documents.get(TAGS, name, partition_key=project_id).data
+        except DocumentNotFoundError:
+            raise NotFound(f"tag {name!r} does not exist in project {project_id!r}") from None
+
+    def _carrying(self, project_id: str, name: str) -> list[Document]:
+        query = Query(partition_key=project_id, filters=[Filter("tags", "contains", name)], order_by="created_at")
+        return list(self.documents.query_all(IMAGES, query))
+
+    def tag(self, project_id: str, name: str) -> dict[str, Any]:
+        return {**self._tag(project_id, name), "image_count": len(self._carrying(project_id, name))}
+
+    def rename_tag(self, project_id: str, name: str, new_name: str, *, merge: bool = False) -> dict[str, Any]:
+        """Rename a tag on every image; into an existing tag only with `merge`."""
+        old = self._tag(project_id, name)
+        if new_name == name:
+            return {"name": name, "image_count": len(self._carrying(project_id, name)), "images_changed": 0}
+        try:
+            self.documents.create(TAGS, {"id": new_name, "name": new_name, "created_at": old["created_at"]},
+                                  partition_key=project_id)
+        except DocumentExistsError:
+            if not merge:
+                count = len(self._carrying(project_id, new_name))
+                raise Conflict(f"tag {new_name!r} already exists (on {count} images); rename with merge to join "
+                               f"{name!r} into it", code="tag_exists") from None
+        changed = self._relabel(project_id, name, lambda tag: new_name if tag == name else tag)
+        self.documents.delete(TAGS, name, partition_key=project_id)
+        return {"name": new_name, "image_count": len(self._carrying(project_id, new_name)), "images_changed": changed}
+
+    def delete_tag(self, project_id: str, name: str, *, confirm: bool = False) -> dict[str, Any]:
+        """Delete a tag and take it off every image; refused (409) while images carry it, unless confirmed."""
+        self._tag(project_id, name)
+        count = len(self._carrying(project_id, name))
+        if count and not confirm:
+            raise Conflict(f"tag {name!r} is on {count} image{'s' * (count != 1)}; deleting it takes it off them "
+                           f"(multiclass images become unlabeled, boxes of it are removed): confirm to go on",
+                           code="tag_in_use")
+        changed = self._relabel(project_id, name, lambda tag: None if tag == name else tag)
+        self.documents.delete(TAGS, name, partition_key=project_id)
+        return {"name": name, "image_count": 0, "images_changed": changed}
+
+    def _relabel(self, project_id: str, name: str, change: Callable[[str], str | None]) -> int:
+        """Apply `change` (new name, or None to drop) to every label naming `name`; images changed."""
+        changed = 0
+        for doc in self._carrying(project_id, name):
+            changed += self._update(project_id, doc, lambda data: self._changed_labels(data, change))
+        return changed
+
+    @staticmethod
+    def _changed_labels(data: dict[str, Any], change: Callable[[str], str | None]) -> dict[str, Any]:
+        if data.get("regions"):
+            regions = [{**r, "tag": change(r["tag"])} for r in data["regions"] if change(r["tag"]) is not None]
+            return {"regions": regions}
+        return {"tags": list(dict.fromkeys(t for t in (change(tag) for tag in data["tags"]) if t is not None))}
+
+    def _update(self, project_id: str, doc: Document, labels: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+        """Write `labels(image)` to one image with its etag, re-reading on a concurrent change; 1 if changed."""
+        for _ in range(RETRIES):
+            wanted = labels(doc.data)
+            try:
+                if "regions" in wanted:
+                    if wanted["regions"] == doc.data["regions"]:
+                        return 0
+                    self.library.set_regions(project_id, doc.id, wanted["regions"], if_match=doc.etag)
+                else:
+                    if wanted["tags"] == doc.data["tags"]:
+                        return 0
+                    self.library.set_tags(project_id, doc.id, wanted["tags"], if_match=doc.etag)
+                return 1
+            except PreconditionFailedError:
+                doc = self.library.get(project_id, doc.id)
+        raise Conflict(f"image {doc.id} kept changing while it was relabeled; try again")
+
+    # -- bulk changes ----------------------------------------------------------------
+    @staticmethod
+    def _check_ids(image_ids: Sequence[str]) -> list[str]:
+        if len(image_ids) > MAX_BULK_IDS:
+            raise InvalidInput(f"at most {MAX_BULK_IDS} image ids per call; got {len(image_ids)}")
+        return list(dict.fromkeys(image_ids))
+
+    def bulk_tags(self, project_id: str, image_ids: Sequence[str], *, add: Sequence[str] = (),
+                  remove: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Add and remove tags on many images; a multiclass image's one tag is replaced by the added one."""
+        project = self.projects.get(project_id)
+        if project["type"] == "detection":
+            raise InvalidInput("detection images are labeled with boxes; change them with PUT .../regions")
+        if project["type"] == "multiclass" and len(add) > 1:
+            raise InvalidInput(f"a multiclass image has one tag; add one, not {len(add)}")
+        self.projects.require_tags(project_id, add)
+        adding, removing = list(dict.fromkeys(add)), set(remove)
+
+        def labels(data: dict[str, Any]) -> dict[str, Any]:
+            kept = [] if project["type"] == "multiclass" and adding else [t for t in data["tags"]
+                                                                          if t not in removing]
+            return {"tags": list(dict.fromkeys([*kept, *(t for t in adding if t not in removing)]))}
+
+        return self._each(project_id, image_ids, lambda doc: self._update(project_id, doc, labels))
+
+    def bulk_split(self, project_id: str, image_ids: Sequence[str], split: str | None) -> list[dict[str, Any]]:
+        def move(doc: Document) -> int:
+            if doc.data.get("split") == split:
+                return 0
+            self.library.set_split(project_id, doc.id, split, if_match=None)
+            return 1
+
+        return self._each(project_id, image_ids, move)
+
+    def _each(self, project_id: str, image_ids: Sequence[str],
+              apply: Callable[[Document], int]) -> list[dict[str, Any]]:
+        self.projects.get(project_id)
+        results = []
+        for image_id in self._check_ids(image_ids):
+            try:
+                doc = self.documents.get(IMAGES, image_id, partition_key=project_id)
+                status = "updated" if apply(doc) else "unchanged"
+                results.append({"id": image_id, "status": status, "error": None})
+            except DocumentNotFoundError:
+                results.append({"id": image_id, "status": "not_found", "error": "no such image in the project"})
+            except (InvalidInput, Conflict) as exc:
+                results.append({"id": image_id, "status": "rejected", "error": exc.message})
+        return results
+
+    # -- projects --------------------------------------------------------------------
+    def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
+        """Delete a project, its images, tags and review items, and every blob under its folders.
+
+        Documents go before their blobs (a blob without a document is invisible); the project's own
+        document goes last, so an interrupted deletion can simply be run again."""
+        self.projects.get(project_id)
+        partition = Query(partition_key=project_id)
+        images = [doc.id for doc in self.documents.query_all(IMAGES, partition)]
+        if images and not confirm:
+            raise Conflict(f"project {project_id!r} has {len(images)} image{'s' * (len(images) != 1)}; deleting "
+                           "it deletes them and everything stored with them: confirm to go on",
+                           code="project_not_empty")
+        for image_id in images:
+            self._delete_document(IMAGES, image_id, project_id)
+            self.blobs.delete(image_blob_key(project_id, image_id))
+        items = [doc.id for doc in self.documents.query_all(REVIEW_ITEMS, partition)]
+        for item_id in items:
+            self._delete_document(REVIEW_ITEMS, item_id, project_id)
+            self.blobs.delete(review_blob_key(project_id, item_id))
+        for tag in [doc.id for doc in self.documents.query_all(TAGS, partition)]:
+            self._delete_document(TAGS, tag, project_id)
+        blobs = 0
+        for prefix in PROJECT_BLOB_PREFIXES:  # thumbnails, and anything a crash left behind
+            for info in list(self.blobs.list(f"{prefix}/{project_id}/")):
+                blobs += int(self.blobs.delete(info.key))
+        self._delete_document(PROJECTS, project_id, project_id)
+        log.info("deleted project %s: %d images, %d review items", project_id, len(images), len(items))
+        return {"project": project_id, "images_deleted": len(images), "review_items_deleted": len(items),
+                "other_blobs_deleted": blobs}
+
+    def _delete_document(self, collection: str, doc_id: str, partition: str) -> None:
+        with contextlib.suppress(DocumentNotFoundError):  # deleted meanwhile
+            self.documents.delete(collection, doc_id, partition_key=partition)

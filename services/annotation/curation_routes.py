@@ -1,0 +1,68 @@
+"""HTTP routes of tag renames and deletes, bulk tag and split changes, and project deletion:
+thin wrappers over Curation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from visiondock.web import require_api_key
+
+from .curation import Curation
+from .curation_schemas import BulkResults, BulkSplit, BulkTags, ProjectDeleted, TagRename, TagUsage
+
+router = APIRouter(prefix="/v1/projects/{project_id}", dependencies=[Depends(require_api_key)])
+
+
+def _curation(request: Request) -> Curation:
+    state = request.app.state
+    return Curation(state.images.documents, state.images.blobs, state.projects, state.images)
+
+
+Curator = Annotated[Curation, Depends(_curation)]
+Confirm = Annotated[bool, Query(description="Go on although images are affected (otherwise 409 says how many).")]
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"updated": sum(r["status"] == "updated" for r in results),
+            "unchanged": sum(r["status"] == "unchanged" for r in results),
+            "failed": sum(r["status"] in ("not_found", "rejected") for r in results), "results": results}
+
+
+@router.get("/tags/{tag}", response_model=TagUsage, tags=["tags"], summary="A tag and how many images carry it")
+def get_tag(project_id: str, tag: str, curation: Curator) -> dict[str, Any]:
+    return curation.tag(project_id, tag)
+
+
+@router.post("/tags/{tag}/rename", response_model=TagUsage, tags=["tags"],
+             summary="Rename a tag on every image (409 when the new name exists, unless `merge`)")
+def rename_tag(project_id: str, tag: str, body: TagRename, curation: Curator) -> dict[str, Any]:
+    return curation.rename_tag(project_id, tag, body.name, merge=body.merge)
+
+
+@router.delete("/tags/{tag}", response_model=TagUsage, tags=["tags"],
+               summary="Delete a tag; 409 naming how many images carry it unless `confirm=true`",
+               responses={409: {"description": "Images carry the tag (`code`: tag_in_use)."}})
+def delete_tag(project_id: str, tag: str, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
+    return curation.delete_tag(project_id, tag, confirm=confirm)
+
+
+@router.post("/images/bulk/tags", response_model=BulkResults, tags=["images"],
+             summary="Add and remove tags on many images; one result per image")
+def bulk_tags(project_id: str, body: BulkTags, curation: Curator) -> dict[str, Any]:
+    return _summary(curation.bulk_tags(project_id, body.image_ids, add=body.add, remove=body.remove))
+
+
+@router.post("/images/bulk/split", response_model=BulkResults, tags=["images"],
+             summary="Put many images in a split (or none); one result per image")
+def bulk_split(project_id: str, body: BulkSplit, curation: Curator) -> dict[str, Any]:
+    return _summary(curation.bulk_split(project_id, body.image_ids, body.split))
+
+
+@router.delete("", response_model=ProjectDeleted, tags=["projects"],
+               summary="Delete a project with its images, thumbnails, tags and review items; 409 unless "
+                       "`confirm=true` when it has images",
+               responses={409: {"description": "The project has images (`code`: project_not_empty)."}})
+def delete_project(project_id: str, curation: Curator, confirm: Confirm = False) -> dict[str, Any]:
+    return curation.delete_project(project_id, confirm=confirm)

@@ -1,0 +1,233 @@
+"""Bringing a dataset into a project: images, tags and labels, with a report of what happened.
+
+The same logic serves a zip archive read on the server and batches of images a client read
+with the same readers (`visiondock import`). Each image goes in through `ImageLibrary` (so an
+image already in the project is a duplicate, never a copy) and gets its labels through
+`ImageLibrary.set_tags`/`set_regions`. Importing the same data again changes nothing: a
+duplicate whose labels already match is left alone, and one labeled differently keeps its
+labels unless the import says `replace_labels`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from visiondock.errors import DomainError, InvalidInput
+from visiondock.storage import PreconditionFailedError
+
+from .datasets import Box, DatasetFormat, DatasetFormatError, DatasetRead, Sample, merge_same_images
+from .images import ImageLibrary
+from .projects import ProjectCatalog
+from .schemas import TagName
+
+_TAG_NAME: TypeAdapter[str] = TypeAdapter(TagName)
+# Two boxes within this many pixels on every side are the same box.
+SAME_BOX_PIXELS = 0.5
+
+
+@dataclass
+class ImportReport:
+    format: str
+    images: int = 0
+    created: int = 0
+    duplicates: int = 0
+    labeled: int = 0
+    unchanged: int = 0
+    unlabeled: int = 0
+    boxes: int = 0
+    tags_created: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append({"path": path, "reason": reason})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ImportOptions:
+    split: str | None = None
+    replace_labels: bool = False
+
+
+Loader = Callable[[str], bytes]
+
+
+def _valid_tag(name: str) -> bool:
+    try:
+        _TAG_NAME.validate_python(name)
+    except ValidationError:
+        return False
+    return True
+
+
+def _to_region(box: Box, width: int, height: int) -> dict[str, Any] | None:
+    """A stored region (fractions, clipped to the image) from a box; None when nothing is left."""
+    sx, sy = (1.0, 1.0) if box.normalized else (1.0 / width, 1.0 / height)
+    x1, x2 = sorted((box.x1 * sx, box.x2 * sx))
+    y1, y2 = sorted((box.y1 * sy, box.y2 * sy))
+    left, top = min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0)
+    right, bottom = min(max(x2, 0.0), 1.0), min(max(y2, 0.0), 1.0)
+    if right - left <= 0 or bottom - top <= 0:
+        return None
+    return {"tag": box.tag, "left": left, "top": top, "width": right - left, "height": bottom - top}
+
+
+def _same_regions(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], width: int, height: int) -> bool:
+    def key(region: dict[str, Any]) -> tuple[Any, ...]:
+        return (region["tag"], region["left"] * width, region["top"] * height, region["width"] * width,
+                region["height"] * height)
+
+    if len(a) != len(b):
+        return False
+    left, right = sorted(map(key, a)), sorted(map(key, b))
+    return all(x[0] == y[0] and all(abs(p - q) <= SAME_BOX_PIXELS for p, q in zip(x[1:], y[1:], strict=True))
+               for x, y in zip(left, right, strict=True))
+
+
+class DatasetImporter:
+    def __init__(self, library: ImageLibrary, projects: ProjectCatalog) -> None:
+        self.library = library
+        self.projects = projects
+
+    def check_format(self, project_id: str, fmt: DatasetFormat) -> dict[str, Any]:
+        project = self.projects.get(project_id)
+        if project["type"] == "detection" and not fmt.carries_boxes:
+            raise InvalidInput(f"format {fmt.name} carries no boxes; a detection project needs a format with boxes "
+                             "(coco, voc, yolo, csv, product)")
+        return project
+
+    def run(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
+            options: ImportOptions | None = None) -> dict[str, Any]:
+        """Import everything and return the report."""
+        report: dict[str, Any] = {}
+        for event in self.events(project_id, fmt, found, load, options):
+            if event["event"] == "report":
+                report = event["report"]
+        return report
+
+    def events(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
+               options: ImportOptions | None = None) -> Iterator[dict[str, Any]]:
+        """`{"event": "progress", "done", "total"}` as images go in, then `{"event": "report", ...}`."""
+        options = options or ImportOptions()
+        project = self.check_format(project_id, fmt)
+        report = ImportReport(fmt.name)
+        for item in found.skipped:
+            report.skip(item.path, item.reason)
+        samples = self._distinct(found.samples, load, report)
+        report.images = len(samples)
+        self._create_tags(project_id, found.classes, samples, report)
+        total = len(samples)
+        yield {"event": "progress", "done": 0, "total": total}
+        for done, sample in enumerate(samples, start=1):
+            try:
+                self._import_one(project, sample, load, options, report)
+            except (DatasetFormatError, DomainError) as exc:
+                report.skip(sample.path, str(exc))
+            yield {"event": "progress", "done": done, "total": total}
+        yield {"event": "report", "report": report.as_dict()}
+
+    # -- steps -----------------------------------------------------------------------
+    @staticmethod
+    def _distinct(samples: Sequence[Sample], load: Loader, report: ImportReport) -> list[Sample]:
+        digests: list[str | None] = []
+        readable: list[Sample] = []
+        for sample in samples:
+            try:
+                digests.append(hashlib.sha256(load(sample.path)).hexdigest())
+            except DatasetFormatError as exc:
+                report.skip(sample.path, str(exc))
+                continue
+            readable.append(sample)
+        merged, repeats = merge_same_images(readable, digests)
+        report.notes.extend({"path": r.path, "note": r.reason} for r in repeats)
+        return merged
+
+    def _create_tags(self, project_id: str, classes: Sequence[str], samples: Sequence[Sample],
+                     report: ImportReport) -> None:
+        wanted = list(dict.fromkeys([*classes, *(t for s in samples for t in s.all_tags())]))
+        existing = {tag["name"] for tag in self.projects.list_tags(project_id)}
+        for name in wanted:
+            if name in existing:
+                continue
+            if not _valid_tag(name):
+                report.notes.append({"path": "", "note": f"tag {name!r} is not a valid tag name (letters, digits, "
+                                                         "' ', '.', '+', '-', '_'; at most 64): its labels are "
+                                                         "skipped"})
+                continue
+            self.projects.create_tag(project_id, name)
+            report.tags_created.append(name)
+
+    def _labels(self, project_type: str, sample: Sample) -> tuple[list[str], list[Box]] | str:
+        """The tags and boxes to give the image, or why it cannot be imported as labeled."""
+        bad = [t for t in sample.all_tags() if not _valid_tag(t)]
+        if bad:
+            return f"invalid tag name(s): {', '.join(map(repr, bad))}"
+        if project_type == "detection":
+            if sample.tags and not sample.boxes:
+                return f"tags without boxes ({', '.join(sample.tags)}): a detection project labels with boxes"
+            return [], sample.boxes
+        tags = sample.all_tags()
+        if project_type == "multiclass" and len(tags) > 1:
+            return f"a multiclass image has one tag; the dataset gives {len(tags)}: {', '.join(tags)}"
+        return tags, []
+
+    def _import_one(self, project: dict[str, Any], sample: Sample, load: Loader, options: ImportOptions,
+                    report: ImportReport) -> None:
+        project_id, project_type = project["id"], project["type"]
+        labels = self._labels(project_type, sample) if sample.labeled else ([], [])
+        if isinstance(labels, str):
+            report.skip(sample.path, labels)
+            return
+        tags, boxes = labels
+        outcome = self.library.upload(project_id, [(sample.path, load(sample.path))], split=options.split)[0]
+        if outcome.image is None:
+            report.skip(sample.path, outcome.error or "refused")
+            return
+        image = outcome.image
+        if outcome.status == "created":
+            report.created += 1
+        else:
+            report.duplicates += 1
+        # A multiclass image without a tag stays unlabeled: "none of these" is not a class.
+        if not sample.labeled or (project_type == "multiclass" and not tags):
+            report.unlabeled += int(not image["labeled"])
+            report.unchanged += int(image["labeled"])
+            return
+        regions = []
+        for box in boxes:
+            region = _to_region(box, image["width"], image["height"])
+            if region is None:
+                report.notes.append({"path": sample.path, "note": f"a {box.tag} box lies outside the image: left out"})
+            else:
+                regions.append(region)
+        if image["labeled"]:
+            same = (_same_regions(image["regions"], regions, image["width"], image["height"])
+                    if project_type == "detection" else sorted(image["tags"]) == sorted(tags))
+            if same:
+                report.unchanged += 1
+                return
+            if not options.replace_labels:
+                report.conflicts.append({"path": sample.path, "image_id": image["id"],
+                                         "reason": "already in the project with other labels; kept them "
+                                                   "(import with replace_labels to take the dataset's)"})
+                return
+        try:
+            if project_type == "detection":
+                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"])
+            else:
+                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"])
+        except PreconditionFailedError:
+            report.conflicts.append({"path": sample.path, "image_id": image["id"],
+                                     "reason": "someone changed its labels during the import; kept theirs"})
+            return
+        report.labeled += 1
+        report.boxes += len(regions)

@@ -1,0 +1,167 @@
+"""HTTP routes of dataset import and export: thin wrappers over DatasetImporter and DatasetExporter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from visiondock.errors import InvalidContent, InvalidInput, TooLarge
+from visiondock.web import require_api_key
+
+from .dataset_export import DatasetExporter
+from .dataset_import import DatasetImporter, ImportOptions
+from .dataset_schemas import (
+    DatasetFormatList,
+    ExportRequest,
+    FormatName,
+    ImportReport,
+    SampleManifest,
+)
+from .datasets import (
+    FORMATS,
+    ArchiveError,
+    ArchiveLimits,
+    Box,
+    DatasetFormatError,
+    DatasetRead,
+    Sample,
+    ZipSource,
+    get_format,
+)
+from .images import MAX_FILES_PER_UPLOAD
+from .schemas import Split
+
+MAX_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+NDJSON = "application/x-ndjson"
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], tags=["datasets"])
+
+
+def _importer(request: Request) -> DatasetImporter:
+    return DatasetImporter(request.app.state.images, request.app.state.projects)
+
+
+def _exporter(request: Request) -> DatasetExporter:
+    return DatasetExporter(request.app.state.images, request.app.state.projects)
+
+
+Importer = Annotated[DatasetImporter, Depends(_importer)]
+Exporter = Annotated[DatasetExporter, Depends(_exporter)]
+
+
+@router.get("/dataset-formats", response_model=DatasetFormatList, summary="The formats import and export speak")
+def list_formats() -> dict[str, Any]:
+    return {"data": [{"name": f.name, "summary": f.summary, "carries_boxes": f.carries_boxes,
+                      "exports": sorted(f.exports)} for f in FORMATS.values()]}
+
+
+def _answer(request: Request, events: Iterator[dict[str, Any]]) -> Any:
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse((json.dumps(event) + "\n" for event in events), media_type=NDJSON)
+    return next(e["report"] for e in events if e["event"] == "report")
+
+
+@router.post(
+    "/projects/{project_id}/imports", response_model=ImportReport,
+    summary="Import a dataset from a zip archive (folder, coco, voc, yolo, csv or product layout)",
+    responses={200: {"content": {NDJSON: {}}, "description": "The report; with `Accept: application/x-ndjson`, "
+                     "one progress line per image (`{\"event\": \"progress\", \"done\", \"total\"}`) then "
+                     "`{\"event\": \"report\", \"report\": …}`."},
+               400: {"description": "Not a zip archive, an unsafe one, or not the named format."},
+               413: {"description": "Over the archive's limits (size, entries, a zip bomb)."}},
+)
+def import_archive(
+    project_id: str,
+    request: Request,
+    importer: Importer,
+    archive: Annotated[UploadFile, File(description="A zip archive of the dataset.")],
+    dataset_format: Annotated[FormatName, Form(alias="format", description="How the dataset is laid out.")],
+    split: Annotated[Split | None, Form(description="Put new images in this split.")] = None,
+    replace_labels: Annotated[bool, Form(description="Relabel images already labeled otherwise.")] = False,
+) -> Any:
+    fmt = get_format(dataset_format)
+    importer.check_format(project_id, fmt)
+    if archive.size is not None and archive.size > MAX_ARCHIVE_BYTES:
+        raise TooLarge(f"the archive is {archive.size:,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}")
+    try:
+        source = ZipSource(archive.file, ArchiveLimits())
+        found = fmt.read(source)
+    except ArchiveError as exc:
+        raise (TooLarge if exc.too_large else InvalidInput)(str(exc), code="invalid_archive") from None
+    except DatasetFormatError as exc:
+        raise InvalidInput(f"not a {fmt.name} dataset: {exc}", code="invalid_dataset") from None
+    options = ImportOptions(split=split, replace_labels=replace_labels)
+    return _answer(request, importer.events(project_id, fmt, found, source.read, options))
+
+
+@router.post(
+    "/projects/{project_id}/imports/samples", response_model=ImportReport,
+    summary="Import a batch of images with their labels, as read by a client (`visiondock import`)",
+)
+def import_samples(
+    project_id: str,
+    request: Request,
+    importer: Importer,
+    files: Annotated[list[UploadFile], File(description="The images; the i-th is described by samples[i].")],
+    manifest: Annotated[str, Form(description="JSON: format, classes, samples (path, tags, boxes, labeled), "
+                                              "split, replace_labels.")],
+) -> Any:
+    try:
+        parsed = SampleManifest.model_validate_json(manifest)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidContent(f"manifest is invalid: {problems}") from None
+    if len(files) != len(parsed.samples):
+        raise InvalidInput(f"{len(files)} files but {len(parsed.samples)} samples; send one sample per file")
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per batch; got {len(files)}")
+    contents: dict[str, bytes] = {}
+    total = 0
+    for upload, sample in zip(files, parsed.samples, strict=True):
+        if sample.path in contents:
+            raise InvalidInput(f"{sample.path!r} appears twice in the batch")
+        contents[sample.path] = upload.file.read(importer.library.max_bytes + 1)
+        total += len(contents[sample.path])
+        if total > MAX_BATCH_BYTES:
+            raise TooLarge(f"the batch is over {MAX_BATCH_BYTES:,} bytes; send smaller batches")
+    found = DatasetRead([Sample(s.path, list(s.tags), [Box(**b.model_dump()) for b in s.boxes], s.labeled)
+                         for s in parsed.samples], list(parsed.classes))
+    options = ImportOptions(split=parsed.split, replace_labels=parsed.replace_labels)
+    return _answer(request, importer.events(project_id, get_format(parsed.format), found, contents.__getitem__,
+                                            options))
+
+
+def _zip_response(exporter: DatasetExporter, project_id: str, dataset_format: str, split: str | None,
+                  image_ids: list[str] | None) -> StreamingResponse:
+    plan = exporter.plan(project_id, get_format(dataset_format), split=split, image_ids=image_ids)
+    headers = {"Content-Disposition": f'attachment; filename="{plan.filename}"',
+               "X-Image-Count": str(len(plan.documents)), "X-Left-Out": str(plan.left_out)}
+    return StreamingResponse(exporter.stream(plan), media_type="application/zip", headers=headers)
+
+
+_EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {}}, "description": "The archive, streamed. `X-Image-Count`: images in "
+          "it; `X-Left-Out`: unlabeled images of the selection, or negatives the format cannot carry."}}
+
+
+@router.get("/projects/{project_id}/export", response_class=StreamingResponse, responses=_EXPORT_RESPONSES,
+            summary="Export the labeled images as a zip archive in a dataset format")
+def export_dataset(
+    project_id: str,
+    exporter: Exporter,
+    dataset_format: Annotated[FormatName, Query(alias="format")],
+    split: Annotated[str | None, Query(pattern="^(train|test|none)$")] = None,
+) -> StreamingResponse:
+    return _zip_response(exporter, project_id, dataset_format, split, None)
+
+
+@router.post("/projects/{project_id}/export", response_class=StreamingResponse, responses=_EXPORT_RESPONSES,
+             summary="Export a chosen set of images (a dataset snapshot) as a zip archive")
+def export_snapshot(project_id: str, body: ExportRequest, exporter: Exporter) -> StreamingResponse:
+    return _zip_response(exporter, project_id, body.format, body.split, body.image_ids)

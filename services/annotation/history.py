@@ -1,0 +1,73 @@
+"""Label history: every change of an image's labels, who made it, when, and from what.
+
+Each change is one document of the `label_history` collection in the project's
+partition, written after the image's labels changed: the previous and the new
+labels (tags and regions), the source (`person`, `suggestion`, `review`, `upload`)
+and who (the API key's name when the deployment names its keys, else `api-key`).
+Reading an image's history is one partition query ordered by time, newest first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Request
+
+from visiondock.storage import DocumentStore, Filter, Query
+from visiondock.timeutil import utc_now
+
+LABEL_HISTORY = "label_history"
+LabelSource = Literal["person", "suggestion", "review", "upload"]
+# Who changed a label when the deployment does not name its keys.
+ANONYMOUS_KEY = "api-key"
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """Who is changing labels, and from what: a person's hand, an accepted suggestion, a review."""
+
+    who: str = ANONYMOUS_KEY
+    source: LabelSource = "person"
+
+
+def caller_name(request: Request) -> str:
+    """The name of the API key that made the request (named keys), else the generic `api-key`."""
+    principal = getattr(request.state, "principal", None)
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) and name else ANONYMOUS_KEY
+
+
+def labels_of(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    return {"tags": list(data.get("tags") or []), "regions": list(data.get("regions") or []),
+            "labeled": bool(data.get("labeled"))}
+
+
+class LabelHistory:
+    def __init__(self, documents: DocumentStore) -> None:
+        self.documents = documents
+
+    def record(self, project_id: str, image_id: str, change: LabelChange, *,
+               previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+        at = utc_now()
+        entry = {
+            "id": f"{image_id[:16]}-{secrets.token_hex(8)}",
+            "image_id": image_id,
+            "at": at,
+            "who": change.who,
+            "source": change.source,
+            "previous": labels_of(previous),
+            "labels": labels_of(current),
+        }
+        return self.documents.create(LABEL_HISTORY, entry, partition_key=project_id).data
+
+    def list(self, project_id: str, image_id: str, *, limit: int = 100,
+             continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The image's changes, newest first."""
+        query = Query(partition_key=project_id, filters=[Filter("image_id", "eq", image_id)], order_by="at",
+                      descending=True)
+        page = self.documents.query(LABEL_HISTORY, query, limit=limit, continuation=continuation)
+        return [doc.data for doc in page.items], page.continuation

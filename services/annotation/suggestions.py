@@ -1,0 +1,155 @@
+"""Model-assisted labeling: the model behind an alias suggests labels a person then accepts or corrects.
+
+`suggest` sends the chosen images (or the project's unlabeled ones) to the scoring
+service over REST (`/v1/predict/batch`, or `/v1/aliases/<alias>/predict/batch` for
+its secondary alias) and stores each answer on the image as its `suggestion`: the
+model's name, version and alias, the proposed tags or boxes with their scores. A
+suggestion never labels the image: `accept` makes it the image's labels (history
+source `suggestion`); any labeling by hand replaces it, `dismiss` drops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
+from visiondock.storage import Document, Filter, Query
+from visiondock.timeutil import utc_now
+from visiondock.web import API_KEY_HEADER
+
+from .history import LabelChange
+from .images import IMAGES, ImageLibrary, image_blob_key
+from .review import suggested_labels
+
+# Images per request to the scoring service: its dynamic batcher fills one inference with them.
+SCORING_CHUNK = 8
+MAX_IMAGES_PER_CALL = 1000
+
+log = logging.getLogger(__name__)
+
+
+def suggestion_from_answer(project_type: str, answer: dict[str, Any], known_tags: set[str]) -> dict[str, Any]:
+    """What a scoring answer proposes for an image of this project, scores kept; unknown labels dropped."""
+    if project_type == "detection":
+        regions = []
+        for found in answer.get("detections") or []:
+            proposed = suggested_labels("detection", {"detections": [found]})["regions"]
+            if proposed and proposed[0]["tag"] in known_tags:
+                regions.append({**proposed[0], "score": float(found.get("score") or 0.0)})
+        tags = sorted({r["tag"] for r in regions})
+    else:
+        regions = []
+        tags = [t for t in suggested_labels(project_type, answer)["tags"] if t in known_tags]
+    scores = [{"label": p["label"], "probability": float(p["probability"])}
+              for p in answer.get("predictions") or [] if isinstance(p.get("label"), str)]
+    return {"model": answer.get("model"), "version": answer.get("version"), "alias": answer.get("alias"),
+            "task": answer.get("task"), "tags": tags, "regions": regions, "scores": scores,
+            "uncertain": bool(answer.get("uncertain")), "created_at": utc_now()}
+
+
+class Suggestions:
+    def __init__(self, library: ImageLibrary, *, scoring_url: str, api_key: str, timeout: float = 120.0) -> None:
+        self.library = library
+        self.scoring_url = scoring_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    # -- asking the model ---------------------------------------------------------
+    def suggest(self, project_id: str, *, alias: str | None = None, image_ids: Sequence[str] | None = None,
+                limit: int = 100) -> dict[str, Any]:
+        project = self.library.projects.get(project_id)
+        known_tags = {t["name"] for t in self.library.projects.list_tags(project_id)}
+        images = self._chosen(project_id, image_ids, limit)
+        path = f"/v1/aliases/{alias}/predict/batch" if alias else "/v1/predict/batch"
+        suggested: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        model: dict[str, Any] = {}
+        with httpx.Client(base_url=self.scoring_url, headers={API_KEY_HEADER: self.api_key},
+                          timeout=self.timeout) as http:
+            for start in range(0, len(images), SCORING_CHUNK):
+                chunk = images[start:start + SCORING_CHUNK]
+                files = [("files", (doc.id, self.library.blobs.get(image_blob_key(project_id, doc.id)),
+                                    doc.data["content_type"])) for doc in chunk]
+                results = self._score(http, path, files)
+                for doc, result in zip(chunk, results, strict=True):
+                    if result.get("status") != 200:
+                        failed.append({"image_id": doc.id, "error": (result.get("error") or {}).get("detail")})
+                        continue
+                    suggestion = suggestion_from_answer(project["type"], result["answer"], known_tags)
+                    model = {"model": suggestion["model"], "version": suggestion["version"],
+                             "alias": suggestion["alias"]}
+                    # No etag: a suggestion sits beside the labels and never changes them.
+                    self.library.documents.patch(IMAGES, doc.id, partition_key=project_id,
+                                                 set_fields={"suggestion": suggestion})
+                    suggested.append({"image_id": doc.id, "tags": suggestion["tags"],
+                                      "regions": suggestion["regions"]})
+        return {**model, "suggested": len(suggested), "failed": failed, "results": suggested}
+
+    def _chosen(self, project_id: str, image_ids: Sequence[str] | None, limit: int) -> list[Document]:
+        if image_ids:
+            if len(image_ids) > MAX_IMAGES_PER_CALL:
+                raise InvalidInput(f"at most {MAX_IMAGES_PER_CALL} images per call; got {len(image_ids)}")
+            return [self.library.get(project_id, image_id) for image_id in dict.fromkeys(image_ids)]
+        docs: list[Document] = []
+        continuation = None
+        while len(docs) < limit:
+            page, continuation = self.library.list(project_id, labeled=False, limit=min(limit - len(docs), 1000),
+                                                   continuation=continuation)
+            docs.extend(page)
+            if continuation is None:
+                break
+        return docs
+
+    def _score(self, http: httpx.Client, path: str, files: list[Any]) -> list[dict[str, Any]]:
+        try:
+            response = http.post(path, files=files)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot reach the scoring service at {self.scoring_url} ({exc}); start it or set "
+                              "VISIONDOCK_SCORING_URL", code="scoring_unavailable") from None
+        if response.status_code != 200:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:200]
+            kind = NotFound if response.status_code == 404 else Unavailable
+            raise kind(f"the scoring service could not suggest labels: {detail} (HTTP {response.status_code})",
+                       code="scoring_failed")
+        return response.json()["results"]
+
+    # -- a person's answer --------------------------------------------------------
+    def _suggestion(self, project_id: str, image_id: str) -> dict[str, Any]:
+        suggestion = self.library.get(project_id, image_id).data.get("suggestion")
+        if not suggestion:
+            raise Conflict(f"image {image_id!r} has no suggestion to act on; ask for one with POST "
+                           f"/v1/projects/{project_id}/suggest", code="no_suggestion")
+        return suggestion
+
+    def accept(self, project_id: str, image_id: str, *, who: str, if_match: str | None = None) -> Document:
+        """The suggestion becomes the image's labels (which clears it)."""
+        suggestion = self._suggestion(project_id, image_id)
+        project = self.library.projects.get(project_id)
+        change = LabelChange(who=who, source="suggestion")
+        if project["type"] == "detection":
+            regions = [{k: r[k] for k in ("tag", "left", "top", "width", "height")} for r in suggestion["regions"]]
+            return self.library.set_regions(project_id, image_id, regions, if_match=if_match, change=change)
+        if project["type"] == "multiclass" and len(suggestion["tags"]) != 1:
+            raise InvalidInput("the suggestion names no tag of this project; label the image by hand",
+                               code="empty_suggestion")
+        return self.library.set_tags(project_id, image_id, suggestion["tags"], if_match=if_match, change=change)
+
+    def dismiss(self, project_id: str, image_id: str) -> Document:
+        self._suggestion(project_id, image_id)
+        return self.library.documents.patch(IMAGES, image_id, partition_key=project_id,
+                                            set_fields={"suggestion": None})
+
+    def pending(self, project_id: str, *, limit: int, continuation: str | None) -> tuple[list[Document], str | None]:
+        """Images with a suggestion nobody acted on yet: the grid's `awaiting review` filter."""
+        self.library.projects.get(project_id)
+        query = Query(partition_key=project_id, filters=[Filter("suggestion.model", "ne", None)],
+                      order_by="created_at")
+        page = self.library.documents.query(IMAGES, query, limit=limit, continuation=continuation)
+        return page.items, page.continuation

@@ -1,0 +1,213 @@
+// One image at a time: tags by number keys (classification) or boxes by pointer (detection), the
+// model's suggestion shown dashed (A accepts it), arrows move through the grid's list, U undoes.
+import { api, allTags, contentUrl, projectPath } from "./api.js";
+import { BoxEditor, colourOf, loadStyle } from "./boxes.js";
+import { browsing, loadMore } from "./images.js";
+import { h, say, fail, percent } from "./ui.js";
+
+const undoStack = [];
+
+export async function labelerView(main, project, imageId) {
+  const [info, tags] = await Promise.all([api(projectPath(project)), allTags(project)]);
+  await loadStyle(tags);
+  const detection = info.type === "detection";
+  if (browsing.project !== project) Object.assign(browsing, { project, filter: { status: "all" }, ids: [], continuation: null, done: false });
+  let image = null;
+  let editor = null;
+  let newBoxTag = tags[0] || null;
+  let selectedBox = -1;
+
+  const title = h("h1", { class: "visually-hidden" }, "Label image");
+  const position = h("span", { class: "position" });
+  const filename = h("span", { class: "filename" });
+  const state = h("p", { class: "labels", "aria-live": "polite" });
+  const picture = h("img", { alt: "", class: "photo" });
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "overlay");
+  svg.setAttribute("role", "img");
+  const stage = h("div", { class: "stage" }, picture, svg);
+  const tagButtons = h("div", { class: "tag-buttons", role: "group", "aria-label": detection ? "Label for new boxes" : "Tags" });
+  const suggestionPanel = h("section", { class: "suggestion", "aria-label": "Suggestion", hidden: true });
+  const boxList = h("ul", { class: "box-list", "aria-label": "Boxes" });
+  const historyList = h("ol", { class: "history" });
+  const help = h("p", { class: "help" }, detection
+    ? "Drag on the image to draw a box with the chosen label (number keys pick it); drag a box to move it, its corners to resize; Delete removes the selected box. A accepts the suggestion, U undoes, ← → move, Esc goes back."
+    : `Number keys ${info.type === "multiclass" ? "set the tag and go to the next image" : "toggle tags; Enter goes to the next image"}; A accepts the suggestion, U undoes, ← → move, Esc goes back.`);
+
+  main.replaceChildren(title,
+    h("div", { class: "labeler-bar" }, h("a", { href: `#/p/${project}/images` }, "← Images"), position, filename),
+    h("div", { class: "labeler" }, stage,
+      h("aside", { class: "side" }, state, h("h2", {}, detection ? "Label for new boxes" : "Tags"), tagButtons, suggestionPanel,
+        detection ? [h("h2", {}, "Boxes"), boxList] : null, help, h("h2", {}, "History"), historyList)));
+
+  function renderTags() {
+    tagButtons.replaceChildren(...tags.map((tag, i) => {
+      const on = detection ? tag === newBoxTag : image && image.tags.includes(tag);
+      return h("button", { type: "button", class: on ? "tag on" : "tag", "aria-pressed": on ? "true" : "false",
+        style: `--tag: ${colourOf(tag)}`, onclick: () => press(i) }, h("kbd", {}, i < 9 ? String(i + 1) : ""), ` ${tag}`);
+    }));
+  }
+
+  function renderState() {
+    const labels = detection ? `${image.regions.length} box(es)` : image.tags.join(", ") || "none";
+    state.textContent = image.labeled ? `Labeled: ${labels}` : "Not labeled yet";
+    const at = browsing.ids.indexOf(image.id);
+    position.textContent = at >= 0 ? `${at + 1} of ${browsing.ids.length}${browsing.done ? "" : "+"}` : "";
+    filename.textContent = image.filename;
+    const s = image.suggestion;
+    suggestionPanel.hidden = !s;
+    if (s) {
+      const what = detection ? `${s.regions.length} box(es), shown dashed` :
+        (s.tags.join(", ") || "no tag of this project") + (s.scores.length ? ` (${percent(s.scores[0].probability)})` : "");
+      suggestionPanel.replaceChildren(h("h2", {}, "Suggestion"),
+        h("p", {}, `${s.model} v${s.version}: ${what}`),
+        h("button", { type: "button", class: "primary", onclick: acceptSuggestion }, h("kbd", {}, "A"), " Accept"),
+        h("button", { type: "button", onclick: dismissSuggestion }, "Dismiss"));
+    }
+    if (detection) {
+      boxList.replaceChildren(...image.regions.map((r, i) => h("li", { class: i === selectedBox ? "selected" : "" },
+        h("button", { type: "button", onclick: () => editor.select(i) }, `${r.tag} at ${Math.round(r.left * 100)}%, ${Math.round(r.top * 100)}%`),
+        h("button", { type: "button", "aria-label": `Delete box ${i + 1} (${r.tag})`, onclick: () => { editor.select(i); editor.removeSelected(); } }, "✕"))));
+    }
+    svg.setAttribute("aria-label", detection ? `${image.regions.length} boxes` : "image");
+    renderTags();
+  }
+
+  async function renderHistory() {
+    const entries = (await api(`${projectPath(project)}/images/${image.id}/history?limit=20`)).data;
+    const describe = (l) => !l ? "—" : detection ? `${l.regions.length} box(es)` : (l.tags.join(", ") || "none");
+    historyList.replaceChildren(...entries.map((e) => h("li", {},
+      `${new Date(e.at).toLocaleString()} · ${e.who} (${e.source}): ${describe(e.previous)} → ${describe(e.labels)}`)));
+    if (!entries.length) historyList.append(h("li", {}, "No label changes yet."));
+  }
+
+  async function show(id) {
+    image = await api(`${projectPath(project)}/images/${id}`);
+    history.replaceState(null, "", `#/p/${project}/label/${id}`);
+    picture.alt = image.filename;
+    picture.src = await contentUrl(project, id);
+    // The stage takes the image's shape, so the overlay's pixels are the image's (no letterbox).
+    stage.style.aspectRatio = `${image.width} / ${image.height}`;
+    stage.style.maxWidth = `min(100%, calc(78vh * ${image.width / image.height}))`;
+    selectedBox = -1;
+    if (detection) {
+      editor = new BoxEditor(svg, { width: image.width, height: image.height, label: () => newBoxTag,
+        onChange: (regions) => saveRegions(regions), onSelect: (i) => { selectedBox = i; renderState(); } });
+      editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []);
+    } else {
+      svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
+      svg.replaceChildren();
+    }
+    renderState();
+    renderHistory().catch(fail);
+  }
+
+  async function save(path, body, previous) {
+    const updated = await api(`${projectPath(project)}/images/${image.id}/${path}`, { method: "PUT", json: body,
+      headers: { "If-Match": image.etag } });
+    undoStack.push({ id: image.id, path, body: previous });
+    image = updated;
+    renderState();
+    renderHistory().catch(fail);
+    return updated;
+  }
+
+  async function saveRegions(regions) {
+    try {
+      await save("regions", { regions }, { regions: image.regions.map(({ tag, left, top, width, height }) => ({ tag, left, top, width, height })) });
+      if (editor) editor.setRegions(image.regions, []);
+      say(`Saved ${image.regions.length} box(es).`);
+    } catch (e) { fail(e); editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []); }
+  }
+
+  async function press(index) {
+    const tag = tags[index];
+    if (!tag) return;
+    if (detection) {
+      newBoxTag = tag;
+      if (editor && editor.relabelSelected(tag)) return;
+      renderTags();
+      say(`New boxes: ${tag}`);
+      return;
+    }
+    try {
+      if (info.type === "multiclass") {
+        await save("tags", { tags: [tag] }, { tags: image.tags });
+        say(`${image.filename}: ${tag}`);
+        await step(1);
+      } else {
+        const next = image.tags.includes(tag) ? image.tags.filter((t) => t !== tag) : [...image.tags, tag];
+        await save("tags", { tags: next }, { tags: image.tags });
+      }
+    } catch (e) { fail(e); }
+  }
+
+  async function acceptSuggestion() {
+    if (!image.suggestion) { say("This image has no suggestion."); return; }
+    try {
+      const previous = detection ? { regions: image.regions } : { tags: image.tags };
+      image = await api(`${projectPath(project)}/images/${image.id}/suggestion/accept`, { method: "POST", headers: { "If-Match": image.etag } });
+      undoStack.push({ id: image.id, path: detection ? "regions" : "tags", body: previous });
+      say(`Suggestion accepted for ${image.filename}.`);
+      if (detection) { editor.setRegions(image.regions, []); renderState(); renderHistory().catch(fail); } else await step(1);
+    } catch (e) { fail(e); }
+  }
+
+  async function dismissSuggestion() {
+    try {
+      image = await api(`${projectPath(project)}/images/${image.id}/suggestion`, { method: "DELETE" });
+      if (editor) editor.setRegions(image.regions, []);
+      renderState();
+    } catch (e) { fail(e); }
+  }
+
+  async function undo() {
+    const last = undoStack.pop();
+    if (!last) { say("Nothing to undo."); return; }
+    try {
+      if (last.id !== image.id) await show(last.id);
+      image = await api(`${projectPath(project)}/images/${last.id}/${last.path}`, { method: "PUT", json: last.body });
+      if (editor) editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []);
+      renderState();
+      renderHistory().catch(fail);
+      say("Undone.");
+    } catch (e) { fail(e); }
+  }
+
+  async function step(delta) {
+    let at = browsing.ids.indexOf(image.id);
+    if (at < 0) { browsing.ids.unshift(image.id); at = 0; }
+    if (at + delta >= browsing.ids.length && !browsing.done) await loadMore();
+    const next = browsing.ids[at + delta];
+    if (next) await show(next);
+    else say(delta > 0 ? "That was the last image." : "This is the first image.");
+  }
+
+  async function onKey(event) {
+    if (event.target.closest("input, select, textarea") || event.altKey || event.metaKey) return;
+    const key = event.key;
+    if ((event.ctrlKey && key.toLowerCase() === "z") || (!event.ctrlKey && key.toLowerCase() === "u")) { event.preventDefault(); await undo(); return; }
+    if (event.ctrlKey) return;
+    if (/^[1-9]$/.test(key)) { event.preventDefault(); await press(Number(key) - 1); }
+    else if (key === "ArrowRight" || (key === "Enter" && !event.target.closest("button, a"))) { event.preventDefault(); await step(1); }
+    else if (key === "ArrowLeft") { event.preventDefault(); await step(-1); }
+    else if (key.toLowerCase() === "a") { event.preventDefault(); await acceptSuggestion(); }
+    else if ((key === "Delete" || key === "Backspace") && editor) { event.preventDefault(); editor.removeSelected(); }
+    else if (key === "Escape") {
+      if (editor && editor.selected >= 0) editor.select(-1);
+      else location.hash = `#/p/${project}/images`;
+    }
+  }
+
+  let busy = Promise.resolve();
+  const queued = (event) => {
+    // Decided now: the handler itself runs after the previous key's save.
+    if (!event.target.closest("input, select, textarea") && /^([1-9]|Arrow(Left|Right)|[aAuU]|Delete|Backspace)$/.test(event.key)) {
+      event.preventDefault();
+    }
+    busy = busy.then(() => onKey(event)).catch(fail);
+  };
+  document.addEventListener("keydown", queued);
+  await show(imageId);
+  return () => document.removeEventListener("keydown", queued);
+}

@@ -1,0 +1,20 @@
+"""What the registry's route modules share: the catalog and the path parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from .catalog import ModelCatalog
+from .schemas import AliasName, ModelName, RunId
+
+
+def _catalog(request: Request) -> ModelCatalog:
+    return request.app.state.catalog
+
+
+Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
+AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
+RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
