@@ -60,7 +60,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train bench-labeling
+bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
