@@ -137,7 +137,11 @@ def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsA
         assert status.status_code == 200
         assert {n: m["state"] for n, m in served(client).items()} == {
             "flowers": "loaded", "shelf": "unloaded", "tags": "loaded"}
-        # The primary model is never unloaded, however long unused: shelf comes back, tags goes.
+        # The primary model is never unloaded, however long unused: shelf comes back, tags goes, and
+        # shelf's file comes from the disk cache, verified by its SHA-256: not downloaded again.
+        cache = client.app.state.scoring.settings.resolved_cache_dir / "shelf"
+        [cached] = cache.glob("*.onnx")
+        written = cached.stat().st_mtime_ns
         answer = client.post("/v1/models/shelf/predict", content=tiny_models.quadrants(RED, BLUE))
         assert answer.status_code == 200 and answer.json()["model"] == "shelf"
         listing = client.get("/v1/models").json()
@@ -146,15 +150,23 @@ def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsA
         assert client.get("/readyz").status_code == 200
         metrics = client.get("/metrics").text
         assert "visiondock_scoring_model_unloads_total 2.0" in metrics
-        # A model loaded again comes from the disk cache, verified by its SHA-256: no second download.
-        cached = sorted(p.name for p in (client.app.state.scoring.settings.resolved_cache_dir / "shelf").glob("*.onnx"))
-        assert len(cached) == 1
+        assert cached.stat().st_mtime_ns == written and len(list(cache.glob("*.onnx"))) == 1
+
+
+def test_nothing_to_discover_yet_is_not_ready_and_says_why(serve_models: ModelsApp) -> None:
+    with serve_models("*@canary") as client:
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/v1/models").json()["models"] == []
+        answer = client.post("/v1/predict", content=solid(RED))
+        assert answer.status_code == 503 and "no registry model has the alias canary" in answer.json()["detail"]
+        assert client.post("/v1/models/flowers/predict", content=solid(RED)).status_code == 404
 
 
 def test_every_production_model_is_discovered(serve_models: ModelsApp, registry: RegistryClient,
                                               tmp_path: Path) -> None:
     with serve_models("*@production") as client:
         assert sorted(served(client)) == ["flowers", "shelf"]
+        assert client.get("/readyz").status_code == 200
         assert client.post("/v1/models/shelf/predict", content=solid(RED)).status_code == 200
         assert client.post("/v1/predict", content=solid(RED)).json()["model"] == "flowers"  # the first found
         version = registry.register_version("late", tiny_models.classifier(tmp_path / "late.onnx"),
