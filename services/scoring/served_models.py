@@ -95,7 +95,8 @@ class ServedModels:
 
     # -- the memory budget -------------------------------------------------------------
     def loaded(self) -> list[str]:
-        return [name for name, watcher in self._watchers.items() if watcher.current is not None]
+        # A copy first: the discovery thread may add a model meanwhile.
+        return [name for name, watcher in list(self._watchers.items()) if watcher.current is not None]
 
     def _load(self, name: str) -> None:
         with self._loading:
