@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from visiondock.launcher import SERVICES, LocalServices, free_port
 
 from bench.classification_options import DEFAULT_DATASETS, flower_files, held_out_split, load_average
 from cli.launcher import SERVICES, LocalServices, free_port

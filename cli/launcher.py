@@ -26,6 +26,7 @@ import httpx
 from visiondock.settings import DEFAULT_PORTS
 
 SERVICES = ("annotation", "registry", "scoring")
+SERVE_EVERY_PRODUCTION_MODEL = "*@production"  # VISIONDOCK_SCORING_MODELS of `visiondock up` without --model
 # How often a starting process is probed: start -> ready is measured with it (bench/scoring.py).
 PROBE_INTERVAL_SECONDS = 0.02
 
@@ -142,6 +143,7 @@ class LocalServices:
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     scoring_model: str = ""
+    scoring_models: str = ""  # VISIONDOCK_SCORING_MODELS, e.g. `*@production`: every model with that alias
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
@@ -167,6 +169,8 @@ class LocalServices:
             "VISIONDOCK_SCORING_URL": self.url("scoring"),
             "VISIONDOCK_SCORING_MODEL": self.scoring_model,
         })
+        if self.scoring_models:
+            env["VISIONDOCK_SCORING_MODELS"] = self.scoring_models
         return env
 
     def start(self, *, timeout: float = 60.0) -> None:

@@ -71,12 +71,14 @@ def _print_json(value: Any) -> None:
 
 # -- commands -----------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace) -> int:
-    from cli.launcher import SERVICES, LaunchError, LocalServices
+    from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, SERVICES, LaunchError, LocalServices
 
     settings = _settings()
     home = Path(args.home) if args.home else settings.home
     ports = {name: getattr(args, f"{name}_port") for name in SERVICES}
-    services = LocalServices(home=home, host=args.host, ports=ports, scoring_model=args.model or "")
+    # Without --model, scoring serves every model with a production alias, including ones promoted later.
+    services = LocalServices(home=home, host=args.host, ports=ports, scoring_model=args.model or "",
+                             scoring_models="" if args.model else SERVE_EVERY_PRODUCTION_MODEL)
     stopping = False
 
     def on_signal(signum: int, _: FrameType | None) -> None:
@@ -96,7 +98,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  labeling app {services.url('annotation')}/app")
     print(f"  data in {home}, logs in {services.log_dir}")
     if not args.model:
-        print("  the scoring service serves no model: restart with --model NAME to serve one")
+        print("  the scoring service serves every model with a production alias, at /v1/models/NAME/predict "
+              "(visiondock predict --model NAME)")
     else:
         print(f"  the scoring service serves {args.model}@production once that alias is set")
     print("Press Ctrl-C to stop.", flush=True)
@@ -470,7 +473,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for name in args.images:
             path = Path(name)
             try:
-                answer: dict[str, Any] = client.predict(path.read_bytes(), filename=path.name)
+                answer: dict[str, Any] = client.predict(path.read_bytes(), filename=path.name, model=args.model)
             except (OSError, ServiceError) as exc:
                 failures += 1
                 answer = {"error": str(exc)}
@@ -608,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "default: all")
 
     predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
+    predict.add_argument("--model", help="the served model to score with (GET /v1/models lists them); default: "
+                                         "the scoring service's primary model")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     return parser
 

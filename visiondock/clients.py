@@ -371,6 +371,8 @@ class RegistryClient(ServiceClient):
 class ScoringClient(ServiceClient):
     service = "scoring"
 
-    def predict(self, image: bytes, *, filename: str = "image") -> dict[str, Any]:
-        return self.request("POST", "/v1/predict",
+    def predict(self, image: bytes, *, filename: str = "image", model: str | None = None) -> dict[str, Any]:
+        """The primary model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
+        path = f"/v1/models/{model}/predict" if model else "/v1/predict"
+        return self.request("POST", path,
                             files={"file": (filename, image, "application/octet-stream")}).json()

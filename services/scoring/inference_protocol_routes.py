@@ -53,15 +53,18 @@ def _scoring(request: Request) -> ScoringService:
 Scoring = Annotated[ScoringService, Depends(_scoring)]
 
 
-def _served(scoring: ScoringService, name: str, version: str | None) -> LoadedModel:
+async def _served(scoring: ScoringService, name: str, version: str | None) -> LoadedModel:
     """The loaded model called `name` (at `version`, when given, among the served slots)."""
-    loaded = [w.current for w in scoring.watchers.values() if w.current is not None]
+    if name in scoring.models.names():
+        await scoring.models.use(name)  # loads it again if the memory budget had unloaded it
+    loaded = [w.current for w in scoring.all_watchers() if w.current is not None]
     if not loaded:
         scoring.model()  # 503 saying why nothing is loaded
     matching = [m for m in loaded if m.name == name]
     if not matching:
-        raise NotFound(f"model {name!r} is not served here; this service serves "
-                       f"{', '.join(sorted({m.name for m in loaded}))}")
+        served = sorted({m.name for m in loaded} | set(scoring.models.names()))
+        raise NotFound(f"model {name!r} is not served here; this service serves {', '.join(served)}",
+                       code="model_not_served")
     if version is None:
         return matching[0]
     for model in matching:
@@ -86,9 +89,9 @@ def pinned_version(version: Annotated[str, Path(description="A version this serv
 def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoice) -> None:
     """The per-model routes at `prefix` (which holds `{name}`), for the version `choose_version` names."""
 
-    def served(scoring: Scoring, name: Annotated[str, Path(description="The model's name.")],
-               version: str | None = Depends(choose_version)) -> LoadedModel:
-        return _served(scoring, name, version)
+    async def served(scoring: Scoring, name: Annotated[str, Path(description="The model's name.")],
+                     version: str | None = Depends(choose_version)) -> LoadedModel:
+        return await _served(scoring, name, version)
 
     model_dependency = Depends(served)
     # The model's name is in every model route's path, so a scoped key is checked against it.

@@ -48,6 +48,9 @@ class ScoringMetrics:
                                 "When the slot's alias was last read successfully.", ["slot"], registry=registry)
         self.swaps = Counter("visiondock_scoring_model_swaps_total", "Model versions swapped in.", ["slot"],
                              registry=registry)
+        self.unloads = Counter("visiondock_scoring_model_unloads_total",
+                               "Models unloaded to stay within VISIONDOCK_SCORING_MAX_LOADED_MODELS.",
+                               registry=registry)
         self.captures = Counter("visiondock_scoring_captures_total",
                                 "Captured predictions by outcome: queued, dropped (queue full), stored, "
                                 "store_failed, sent (to the review queue), send_failed, no_project.",

@@ -2,10 +2,10 @@
 
 The prediction routes are written once (`add_slot_routes`) and added once per way of naming
 what to score: at `/v1/<route>` for the primary model and at `/v1/aliases/{alias}/<route>`
-for an alias served side by side. Each mount passes a dependency that names the slot (None:
-the primary model). Serving several models from one process is one more mount, e.g.
-`add_slot_routes(router, "/models/{model}", model_slot)` with a `model_slot` naming the
-slot that follows that model's alias.
+for an alias served side by side, and at `/v1/models/{model}/<route>` for each model of
+VISIONDOCK_SCORING_MODELS. Each mount passes a dependency that names the slot (None: the
+primary model); the model mount's also loads the model again if the memory budget had
+unloaded it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from visiondock.web import http_status, require_role
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
 from .render import FORMATS
-from .schemas import BatchResponse, ModelStatus, PredictResponse, SkillRequest, SkillResponse
-from .service import ScoringService
+from .schemas import BatchResponse, ModelStatus, PredictResponse, ServedModelsStatus, SkillRequest, SkillResponse
+from .service import ModelSlot, ScoringService
 from .skills import SkillRunner
 
 
@@ -88,6 +88,13 @@ def primary_slot() -> str | None:
 
 def alias_slot(alias: Annotated[str, Path(description="An alias this service serves, e.g. `staging`.")]) -> str:
     return alias
+
+
+async def model_slot(request: Request,
+                     model: Annotated[str, Path(description="A model this service serves (GET /v1/models).")],
+                     ) -> str:
+    await _scoring(request).models.use(model)
+    return ModelSlot(model)
 
 
 async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
@@ -182,6 +189,13 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
 router = APIRouter(prefix="/v1")
 add_slot_routes(router, "", primary_slot)
 add_slot_routes(router, "/aliases/{alias}", alias_slot, tags=["aliases"])
+add_slot_routes(router, "/models/{model}", model_slot, tags=["models"])
+
+
+@router.get("/models", tags=["models"], response_model=ServedModelsStatus,
+            summary="The models this service serves by name, loaded or not, and the memory budget")
+async def served_models(scoring: Scoring) -> dict[str, Any]:
+    return scoring.models.status()
 
 
 @router.get("/model", tags=["model"], response_model=ModelStatus, dependencies=_PREDICTS,
@@ -194,6 +208,7 @@ async def model_info(scoring: Scoring) -> dict[str, Any]:
              dependencies=[Depends(require_role("train"))],
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
 async def refresh_models(scoring: Scoring) -> dict[str, Any]:
-    for watcher in scoring.watchers.values():
+    for watcher in scoring.all_watchers():
         await run_in_threadpool(watcher.refresh)
+    await run_in_threadpool(scoring.models.discover)
     return scoring.status()

@@ -97,6 +97,22 @@ class ModelStatus(BaseModel):
     error: str | None = Field(description="Why the last check or load failed; null when it worked.")
 
 
+class ServedModel(ModelStatus):
+    name: str
+    state: str = Field(description="loaded, unloaded (by the memory budget; the next request loads it), "
+                                   "loading or failed")
+    primary: bool
+    recently_used_rank: int | None = Field(description="0 = the most recently used")
+
+
+class ServedModelsStatus(BaseModel):
+    primary: str | None
+    max_loaded_models: int | None = Field(description="VISIONDOCK_SCORING_MAX_LOADED_MODELS; null = no limit")
+    loaded: int
+    discovering: list[str] = Field(description="`*@alias` entries: models with the alias are added at each poll")
+    models: list[ServedModel]
+
+
 # -- Azure AI Search custom skill -------------------------------------------------------
 class SkillRecord(BaseModel):
     recordId: str

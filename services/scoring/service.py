@@ -30,6 +30,7 @@ from .drift_monitor import DriftMonitor
 from .metrics import ScoringMetrics
 from .model import LoadedModel, PreparedImage
 from .render import FORMATS, draw_answer, encode
+from .served_models import ServedModels
 from .settings import ScoringSettings
 from .watcher import ModelWatcher
 
@@ -38,12 +39,17 @@ T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
 
 
+class ModelSlot(str):
+    """A slot naming a model of VISIONDOCK_SCORING_MODELS (`/v1/models/{model}/...`), not an alias."""
+
+
 class ScoringService:
     def __init__(self, settings: ScoringSettings, watchers: dict[str, ModelWatcher], *, metrics: ScoringMetrics,
-                 capture: CaptureSink | None = None) -> None:
+                 capture: CaptureSink | None = None, models: ServedModels | None = None) -> None:
         self.settings = settings
-        self.watchers = watchers  # by slot name; the first is the primary
-        self.primary = next(iter(watchers))
+        self.watchers = watchers  # by slot name; the first is the primary (none when only discovering)
+        self.primary = next(iter(watchers), "")
+        self.models = models or ServedModels(settings, None, primary=None)  # by model name
         self.metrics = metrics
         self.capture = capture
         self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size,
@@ -56,15 +62,22 @@ class ScoringService:
                                   threshold=settings.drift_psi_threshold)
 
     # -- lifecycle -------------------------------------------------------------------
+    def all_watchers(self) -> list[ModelWatcher]:
+        """Every watcher once: the slots', and the served models' (the primary model's is both)."""
+        unique = {id(w): w for w in [*self.watchers.values(), *self.models.watchers()]}
+        return list(unique.values())
+
     def start(self) -> None:
         self.batcher.start()
         if self.capture is not None and self.capture.enabled:
             self.capture.start()
-        for watcher in self.watchers.values():
+        for watcher in self.all_watchers():
             watcher.start()
+        self.models.start()
 
     def stop(self) -> None:
-        for watcher in self.watchers.values():
+        self.models.stop()
+        for watcher in self.all_watchers():
             watcher.stop()
         self.batcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -73,6 +86,15 @@ class ScoringService:
 
     # -- which model -----------------------------------------------------------------
     def watcher(self, slot: str | None = None) -> ModelWatcher:
+        if isinstance(slot, ModelSlot):
+            return self.models.get(slot)
+        if slot is None and not self.watchers:  # discovering only: the first model found is the primary
+            first = self.models.first()
+            if first is None:
+                raise Unavailable(f"no model to serve yet: no registry model has the alias "
+                                  f"{' or '.join(self.models.discover_aliases) or self.settings.scoring_alias}",
+                                  retry_after=5, code="model_not_loaded")
+            return first
         try:
             return self.watchers[slot or self.primary]
         except KeyError:
@@ -82,11 +104,14 @@ class ScoringService:
         watcher = self.watcher(slot)
         model = watcher.current
         if model is None:
-            raise Unavailable(f"no model loaded yet ({watcher.target}): {watcher.last_error or 'loading'}",
-                              retry_after=5, code="model_not_loaded")
+            why = "unloaded to stay within the memory budget" if watcher.unloaded else watcher.last_error or "loading"
+            raise Unavailable(f"no model loaded yet ({watcher.target}): {why}", retry_after=5,
+                              code="model_not_loaded")
         return model
 
     def ready(self) -> bool:
+        if not self.watchers:  # discovering only: ready once some model is loaded
+            return bool(self.models.loaded())
         return all(w.current is not None for w in self.watchers.values())
 
     # -- the pipeline ----------------------------------------------------------------
@@ -207,7 +232,9 @@ class ScoringService:
 
     # -- what /readyz and /v1/model say ------------------------------------------------
     def status(self) -> dict[str, Any]:
-        primary = self.watchers[self.primary].status()
+        first = self.watchers.get(self.primary) or self.models.first()
+        primary = first.status() if first is not None else {"slot": "", "serving": "", "model": None,
+                                                            "registry_reachable": None, "error": None}
         body: dict[str, Any] = {**primary, "slots": {slot: w.status() for slot, w in self.watchers.items()},
                                 "queue_depth": self.batcher.depth, "in_progress": self._in_progress,
                                 "batching": {"max_batch_size": self.settings.scoring_max_batch_size,

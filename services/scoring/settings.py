@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +15,48 @@ from pydantic_settings import NoDecode
 
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings
+
+DISCOVER = "*"  # in VISIONDOCK_SCORING_MODELS: every registry model that has the alias
+_TARGET = re.compile(r"^(?P<name>\*|[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[A-Za-z0-9][A-Za-z0-9._-]*)"
+                     r"|:(?P<version>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One entry of VISIONDOCK_SCORING_MODELS: a model following an alias, or pinned to a version."""
+
+    name: str
+    alias: str
+    version: int | None = None
+
+    @property
+    def slot(self) -> str:
+        return f"v{self.version}" if self.version else self.alias
+
+    @property
+    def discover(self) -> bool:
+        return self.name == DISCOVER
+
+
+def parse_model_targets(text: str, *, default_alias: str) -> list[ModelTarget]:
+    """`flowers,shelf@staging,faces:3,*@production` → targets; a ValueError says which entry is wrong."""
+    targets: list[ModelTarget] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        match = _TARGET.match(entry)
+        if match is None:
+            raise ValueError(f"VISIONDOCK_SCORING_MODELS entry {entry!r} is not NAME, NAME@ALIAS, NAME:VERSION "
+                             "or *@ALIAS")
+        version = int(match["version"]) if match["version"] else None
+        if match["name"] == DISCOVER and version is not None:
+            raise ValueError("VISIONDOCK_SCORING_MODELS: `*` takes an alias (`*@production`), not a version")
+        if version == 0:
+            raise ValueError(f"VISIONDOCK_SCORING_MODELS entry {entry!r}: versions start at 1")
+        if any(t.name == match["name"] for t in targets):
+            raise ValueError(f"VISIONDOCK_SCORING_MODELS names {match['name']!r} twice")
+        targets.append(ModelTarget(match["name"], match["alias"] or default_alias, version))
+    return targets
 
 
 def available_cpus() -> int:
@@ -35,6 +79,16 @@ class ScoringSettings(Settings):
     scoring_version: int | None = Field(default=None, description="Pin a version instead of following the alias.")
     scoring_secondary_alias: str = Field(
         default="", description="A second alias served side by side (e.g. staging), at /v1/aliases/<alias>/...")
+    scoring_models: str = Field(
+        default="", description="Several models served by one process, comma-separated: NAME (follows "
+                                "VISIONDOCK_SCORING_ALIAS), NAME@ALIAS, NAME:VERSION (pinned), or *@ALIAS (every "
+                                "registry model that has the alias, discovered at each poll). Each is served at "
+                                "/v1/models/<name>/... and /v2/models/<name>/...; the first is the primary model "
+                                "of /v1/predict.")
+    scoring_max_loaded_models: int = Field(
+        default=0, ge=0, description="At most this many models of VISIONDOCK_SCORING_MODELS in memory; the least "
+                                     "recently used is unloaded, and loaded again (from the disk cache) when "
+                                     "asked for. 0 = no limit.")
     scoring_variant: str = Field(
         default="auto", description="Which file of the version to serve: `auto` (INT8 on a CPU when the version "
                                     "has one, fp32 on a GPU), `fp32`, or a registered variant such as `int8` "
@@ -119,6 +173,13 @@ class ScoringSettings(Settings):
     def _check_targets(self) -> ScoringSettings:
         if self.scoring_secondary_alias and self.scoring_secondary_alias == self.scoring_alias:
             raise ValueError("VISIONDOCK_SCORING_SECONDARY_ALIAS must differ from VISIONDOCK_SCORING_ALIAS")
+        targets = self.model_targets  # raises on a malformed list
+        named = [t for t in targets if not t.discover]
+        if named and self.scoring_model and self.scoring_model != named[0].name:
+            raise ValueError("VISIONDOCK_SCORING_MODEL must be empty or the first model of VISIONDOCK_SCORING_MODELS "
+                             f"({named[0].name!r}): the first model is the primary one")
+        if targets and self.scoring_model_path is not None:
+            raise ValueError("VISIONDOCK_SCORING_MODELS and VISIONDOCK_SCORING_MODEL_PATH exclude each other")
         return self
 
     @property
@@ -130,10 +191,25 @@ class ScoringSettings(Settings):
         return self.scoring_intra_op_threads or max(1, available_cpus() // self.resolved_workers)
 
     @property
+    def model_targets(self) -> list[ModelTarget]:
+        return parse_model_targets(self.scoring_models, default_alias=self.scoring_alias)
+
+    @property
+    def primary_target(self) -> ModelTarget | None:
+        """The model of /v1/predict: VISIONDOCK_SCORING_MODEL, else the first named of VISIONDOCK_SCORING_MODELS."""
+        named = [t for t in self.model_targets if not t.discover]
+        if named:
+            return named[0]
+        return ModelTarget(self.scoring_model, self.scoring_alias, self.scoring_version) if self.scoring_model else None
+
+    @property
     def resolved_cache_dir(self) -> Path:
         return self.scoring_cache_dir or self.home / "model-cache"
 
     @property
     def primary_slot(self) -> str:
         """The name the primary model is addressed by: its alias, or `v<N>` when pinned."""
+        target = self.primary_target
+        if target is not None:
+            return target.slot
         return f"v{self.scoring_version}" if self.scoring_version else self.scoring_alias

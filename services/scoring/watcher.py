@@ -47,10 +47,15 @@ class ModelWatcher:
 
     def __init__(self, settings: ScoringSettings, registry: RegistryClient | None, *, slot: str,
                  alias: str | None = None, version: int | None = None, path: Path | None = None,
-                 metrics: ScoringMetrics | None = None) -> None:
+                 metrics: ScoringMetrics | None = None, model: str | None = None, label: str | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.slot = slot
+        self._model_name = model or settings.scoring_model
+        # Metrics and the thread are named by `label`: `<model>@<alias>` where one process serves many models.
+        self.label = label or slot
+        # Unloaded to keep within the memory budget: the poll leaves it so, a request loads it again.
+        self.unloaded = False
         self.alias = alias
         self.version = version
         self.path = path
@@ -69,7 +74,7 @@ class ModelWatcher:
 
     @property
     def model_name(self) -> str:
-        return self.settings.scoring_model
+        return self._model_name
 
     @property
     def target(self) -> str:
@@ -82,6 +87,7 @@ class ModelWatcher:
             "slot": self.slot,
             "serving": self.target,
             "model": self.current.describe() if self.current else None,
+            "state": self.state,
             "variant_requested": self.settings.scoring_variant or FP32,
             "variant_note": self.variant_note,
             "registry_reachable": self.registry_reachable,
@@ -90,10 +96,32 @@ class ModelWatcher:
             "last_success": self.last_success,
         }
 
+    @property
+    def state(self) -> str:
+        if self.current is not None:
+            return "loaded"
+        return "unloaded" if self.unloaded else ("failed" if self.last_error else "loading")
+
+    # -- memory budget ----------------------------------------------------------------
+    def unload(self) -> None:
+        """Drop the session (requests holding it finish on it); `reload()` or a request brings it back."""
+        with self._refresh_lock:
+            self.unloaded, self.current, self._etag = True, None, None
+            if self.metrics is not None:
+                self.metrics.show_model(self.label, None)
+        log.info("unloaded %s to stay within the memory budget", self.target)
+
+    def reload(self) -> bool:
+        """Load again after `unload()` (from the SHA-256-verified disk cache when the file is there)."""
+        self.unloaded = False
+        return self.refresh()
+
     # -- one check -------------------------------------------------------------------
     def refresh(self) -> bool:
         """Load what the slot points at if it is not loaded yet. True when it swapped."""
         with self._refresh_lock:
+            if self.unloaded:
+                return False
             self.last_check = time.time()
             try:
                 loaded = self._load_file() if self.path is not None else self._load_from_registry()
@@ -110,7 +138,7 @@ class ModelWatcher:
             self.last_success = time.time()
             self.last_error = None
             if self.metrics is not None:
-                self.metrics.last_check.labels(slot=self.slot).set(self.last_success)
+                self.metrics.last_check.labels(slot=self.label).set(self.last_success)
             return self._swap(loaded)
 
     def _failed(self, message: str, *, reachable: bool | None) -> None:
@@ -118,20 +146,20 @@ class ModelWatcher:
         self.registry_reachable = reachable
         log.warning("cannot load %s: %s", self.target, message)
         if self.metrics is not None:
-            self.metrics.check_errors.labels(slot=self.slot).inc()
+            self.metrics.check_errors.labels(slot=self.label).inc()
             if self.path is None and reachable is not None:
-                self.metrics.registry_up.labels(slot=self.slot).set(1 if reachable else 0)
+                self.metrics.registry_up.labels(slot=self.label).set(1 if reachable else 0)
 
     def _swap(self, loaded: LoadedModel | None) -> bool:
         if loaded is None:
             return False
         previous, self.current = self.current, loaded
         # `previous` is released when the last request still holding it finishes.
-        log.info("slot %s serves %s version %d (%s, %s); was %s", self.slot, loaded.name, loaded.version,
+        log.info("slot %s serves %s version %d (%s, %s); was %s", self.label, loaded.name, loaded.version,
                  loaded.identity.variant, loaded.provider, previous.version if previous else "none")
         if self.metrics is not None:
-            self.metrics.swaps.labels(slot=self.slot).inc()
-            self.metrics.show_model(self.slot, {
+            self.metrics.swaps.labels(slot=self.label).inc()
+            self.metrics.show_model(self.label, {
                 "model": loaded.name, "version": str(loaded.version), "variant": loaded.identity.variant,
                 "provider": loaded.provider, "sha256": loaded.identity.sha256[:12]})
         return True
@@ -169,7 +197,7 @@ class ModelWatcher:
             resolved, etag = self.registry.get_alias_if_changed(self.model_name, self.alias, self._etag)
             self.registry_reachable = True
             if self.metrics is not None:
-                self.metrics.registry_up.labels(slot=self.slot).set(1)
+                self.metrics.registry_up.labels(slot=self.label).set(1)
             if resolved is None:  # 304: the alias has not moved
                 return None
             version_doc = resolved["model_version"]
@@ -261,7 +289,7 @@ class ModelWatcher:
 
     # -- the polling thread ----------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"model-watcher-{self.slot}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"model-watcher-{self.label}", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:

@@ -234,6 +234,18 @@ def test_changing_the_served_model_rolls_the_scoring_pods_and_nothing_else() -> 
         assert find(after, "Deployment", name)["spec"]["template"] == unchanged
 
 
+def test_a_models_list_reaches_the_scoring_pods() -> None:
+    base = profile_values("aks-cpu")
+    listed = {**base, "scoring": {**base["scoring"], "models": ["shelf@staging", "faces:3"], "maxLoadedModels": 2}}
+    env = env_of(containers(find(manifests(render(listed)), "Deployment", "vd-visiondock-scoring"))[0])
+    assert env["VISIONDOCK_SCORING_MODELS"] == "shelf@staging,faces:3"
+    assert env["VISIONDOCK_SCORING_MAX_LOADED_MODELS"] == "2"
+    local = env_of(containers(find(rendered_profile("local"), "Deployment", "vd-visiondock-scoring"))[0])
+    assert local["VISIONDOCK_SCORING_MODELS"] == "*@production"
+    assert "VISIONDOCK_SCORING_MODELS" not in env_of(
+        containers(find(rendered_profile("aks-gpu"), "Deployment", "vd-visiondock-scoring"))[0])
+
+
 def test_the_schema_refuses_values_that_cannot_work() -> None:
     import helm_python as helm
 
@@ -243,6 +255,8 @@ def test_the_schema_refuses_values_that_cannot_work() -> None:
         {"storage": {"blob": {"backend": "s3"}}},
         {"trainer": {"job": {"backoffLimit": -1}}},
         {"scoring": {"model": {"version": "seven"}}},
+        {"scoring": {"models": ["shelf@"]}},
+        {"scoring": {"models": ["*:3"]}},
         {"scoringTypo": {}},
     ]
     with helm.Chart.load(str(CHART)) as chart:
