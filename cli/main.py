@@ -164,11 +164,36 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot_ids(args: argparse.Namespace, annotation: AnnotationClient) -> list[str]:
+    """The image ids of a version's dataset snapshot; warns about images relabeled since it was taken."""
+    model, _, version = args.snapshot.partition(":")
+    if not version.isdigit():
+        raise SystemExit(f"error: --snapshot takes MODEL:VERSION, e.g. flowers:3; got {args.snapshot!r}")
+    with _registry(args) as registry:
+        snapshot = registry.get_lineage(model, int(version))["dataset"]
+    then = {image["id"]: image["label_revision"] for image in snapshot["images"]}
+    now = {image["id"]: image.get("label_revision", 0) for image in annotation.list_images(args.project)}
+    gone = [image_id for image_id in then if image_id not in now]
+    if gone:
+        raise SystemExit(f"error: {len(gone)} images of {model} version {version}'s snapshot are no longer in "
+                         f"project {args.project!r} (e.g. {gone[0]})")
+    relabeled = sum(1 for image_id, revision in then.items() if now[image_id] != revision)
+    if relabeled:
+        print(f"warning: {relabeled} of the snapshot's images were relabeled since {model} version {version} "
+              "learned from them; the export carries their labels as they are now", file=sys.stderr)
+    return sorted(then)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    ids = None
-    if args.image_ids:
-        ids = [line.strip() for line in Path(args.image_ids).read_text().splitlines() if line.strip()]
+    if sum(bool(x) for x in (args.image_ids, args.snapshot, args.split)) > 1:
+        print("error: choose one of --split, --image-ids and --snapshot", file=sys.stderr)
+        return EXIT_USAGE
     with _annotation(args) as client:
+        ids = None
+        if args.image_ids:
+            ids = [line.strip() for line in Path(args.image_ids).read_text().splitlines() if line.strip()]
+        elif args.snapshot:
+            ids = _snapshot_ids(args, client)
         counts = client.export_dataset(args.project, args.format, Path(args.output), split=args.split, image_ids=ids)
     left_out = f" ({counts['left_out']} left out: unlabeled, or not expressible in {args.format})" \
         if counts["left_out"] else ""
@@ -541,6 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", required=True, choices=list(FORMATS), help=formats)
     exp.add_argument("--split", choices=["train", "test", "none"], help="only this split's images")
     exp.add_argument("--image-ids", help="a file of image ids, one a line: exactly these images")
+    exp.add_argument("--snapshot", metavar="MODEL:VERSION",
+                     help="exactly the images a model version learned from (its lineage's dataset snapshot)")
 
     tag = commands.add_parser("tag", help="rename and delete tags").add_subparsers(
         dest="tag_command", required=True, metavar="ACTION")

@@ -280,6 +280,10 @@ class RegistryClient(ServiceClient):
             return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
                                 files=files).json()
 
+    def get_lineage(self, model: str, version: int) -> dict[str, Any]:
+        """What a version learned from (its dataset snapshot) and what made it."""
+        return self.get_json(f"/v1/models/{model}/versions/{version}/lineage")
+
     def list_models(self) -> list[dict[str, Any]]:
         return list(_paged(self, "/v1/models", {}, 200))
 

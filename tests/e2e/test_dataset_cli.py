@@ -86,3 +86,45 @@ def test_grocery_import_export_reimport_rename_and_delete(services: LocalService
     assert kept.returncode == 1 and "has 25 images" in kept.stderr
     gone = cli(services, "project", "delete", "cli-grocery-copy", "--yes")
     assert gone.returncode == 0 and "25 images" in gone.stdout
+
+
+def test_a_versions_snapshot_exports_exactly_the_images_it_learned_from(
+        services: LocalServices, annotation: AnnotationClient, tmp_path: Path) -> None:
+    from tests.scoring import tiny_models
+    from visiondock.clients import RegistryClient
+    from visiondock.lineage import version_lineage
+    from visiondock.settings import LOCAL_DEV_API_KEY
+
+    folder = tmp_path / "colours"
+    colours = {"red": (200, 0, 0), "blue": (0, 0, 200)}
+    for tag, colour in colours.items():
+        (folder / tag).mkdir(parents=True)
+        for shade in range(3):
+            Image.new("RGB", (40, 30), (colour[0] + shade, colour[1], colour[2] + shade)).save(
+                folder / tag / f"{shade}.png")
+    cli(services, "project", "create", "cli-snapshot", "--type", "multiclass")
+    assert cli(services, "import", "cli-snapshot", str(folder), "--format", "folder").returncode == 0
+    images = list(annotation.list_images("cli-snapshot"))
+    learned = sorted(image["id"] for image in images)[:4]  # the version learned from four of the six
+    lineage = version_lineage(images=images, splits={"train": learned[:3], "test": learned[3:]}, params={},
+                              project_id="cli-snapshot", parent_version=None)
+    with RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as registry:
+        version = registry.register_version("cli-snapshot", tiny_models.classifier(tmp_path / "m.onnx"),
+                                            {"task": "multiclass", "labels": ["blue", "red"], "lineage": lineage})
+    snapshot = f"cli-snapshot:{version['version']}"
+
+    exported = cli(services, "export", "cli-snapshot", str(tmp_path / "a.zip"), "--format", "csv",
+                   "--snapshot", snapshot)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 4 images" in exported.stdout and "relabeled" not in exported.stderr
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        assert sum(name.startswith("images/") for name in archive.namelist()) == 4
+
+    relabeled = next(image for image in images if image["id"] == learned[0])
+    annotation.set_image_tags("cli-snapshot", relabeled["id"], ["blue" if relabeled["tags"] == ["red"] else "red"])
+    again = cli(services, "export", "cli-snapshot", str(tmp_path / "b.zip"), "--format", "csv",
+                "--snapshot", snapshot)
+    assert again.returncode == 0 and "1 of the snapshot's images were relabeled" in again.stderr
+    both = cli(services, "export", "cli-snapshot", str(tmp_path / "c.zip"), "--format", "csv",
+               "--snapshot", snapshot, "--split", "train")
+    assert both.returncode == 2 and "choose one of" in both.stderr
