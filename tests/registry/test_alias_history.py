@@ -30,7 +30,7 @@ def test_every_move_records_who_when_from_where_and_why(any_backend_client: Test
     moves = history(client)
     assert [(m["from_version"], m["to_version"], m["sequence"]) for m in moves] == [(1, 3, 2), (None, 1, 1)]
     assert moves[0]["reason"] == "better recall" and moves[1]["reason"] == ""
-    assert {m["actor"] for m in moves} == {"local-dev"} and {m["action"] for m in moves} == {"move"}
+    assert {m["actor"] for m in moves} == {"registry-tests"} and {m["action"] for m in moves} == {"move"}
     assert moves[0]["moved_at"] >= moves[1]["moved_at"]
     assert [m["to_version"] for m in history(client, "staging")] == [2]
 
