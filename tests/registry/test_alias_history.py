@@ -9,6 +9,7 @@ import threading
 from fastapi.testclient import TestClient
 
 from tests.registry.conftest import register_version
+from tests.support.keys import KEY_NAMES
 
 
 def history(client: TestClient, alias: str = "production") -> list[dict]:
@@ -30,7 +31,8 @@ def test_every_move_records_who_when_from_where_and_why(any_backend_client: Test
     moves = history(client)
     assert [(m["from_version"], m["to_version"], m["sequence"]) for m in moves] == [(1, 3, 2), (None, 1, 1)]
     assert moves[0]["reason"] == "better recall" and moves[1]["reason"] == ""
-    assert {m["actor"] for m in moves} == {"local-dev"} and {m["action"] for m in moves} == {"move"}
+    assert {m["actor"] for m in moves} == {KEY_NAMES[client.headers["x-api-key"]]}  # the key's name
+    assert {m["action"] for m in moves} == {"move"}
     assert moves[0]["moved_at"] >= moves[1]["moved_at"]
     assert [m["to_version"] for m in history(client, "staging")] == [2]
 
