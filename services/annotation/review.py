@@ -261,7 +261,8 @@ class ReviewQueue:
             raise outcome.problem
         assert outcome.image is not None
         image_id, etag = outcome.image["id"], outcome.image["etag"]
-        if outcome.status == "duplicate" and _has_labels(outcome.image):
+        # The prediction never replaces labels the image already has; a reviewer's explicit choice does.
+        if outcome.status == "duplicate" and _has_labels(outcome.image) and labels_from == "prediction":
             return self.library.get(project_id, image_id), "existing"
         try:
             # Only over the image as uploaded: a person labeling it meanwhile wins.

@@ -13,6 +13,8 @@ from .run_logs import RunLogs
 from .schemas import RunCancel, RunLog, RunLogAppend, TrainingRun
 
 # Runs are the trainer's: train keys cancel them and write and read their logs.
+# Log line numbers stay far below this; larger numbers would overflow the stores' integers.
+MAX_LINE = 2**53
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train"))], tags=["runs"])
 
 
@@ -30,13 +32,10 @@ def append_run_log(run_id: RunPath, body: RunLogAppend, catalog: Catalog, caller
     return {"lines": [], "next": last, "total": last}
 
 
-# Line numbers stay within what every document store holds as an integer (JSON-safe, under SQLite's 2**63).
-MAX_LINE = 2**53
-
-
 @router.get("/runs/{run_id}/logs", response_model=RunLog,
             summary="The run's log: the lines after `after` (to follow it), or the last `tail` lines")
-def read_run_log(run_id: RunPath, catalog: Catalog, caller: Caller, after: Annotated[int, Query(ge=0, le=MAX_LINE)] = 0,
+def read_run_log(run_id: RunPath, catalog: Catalog, caller: Caller,
+                 after: Annotated[int, Query(ge=0, le=MAX_LINE)] = 0,
                  tail: Annotated[int | None, Query(ge=0, le=10000)] = None,
                  limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict:
     run_for(catalog, run_id, caller)

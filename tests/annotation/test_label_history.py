@@ -11,12 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.annotation.app import create_app
-from visiondock.auth import new_key
+from tests.support.keys import AZURE_KEY_SETTINGS, AZURE_TEST_KEY, KEY_NAMES
 from visiondock.settings import Settings
 
-from .conftest import jpeg
-
-LABELER_KEY, LABELER_ENTRY = new_key("labeler", ["label"])
+from .conftest import AUTH, jpeg
 
 
 @pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.azure)])
@@ -26,11 +24,10 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
         server = request.getfixturevalue("cosmosdb_server")
         overrides = {"document_backend": "cosmos", "cosmos_endpoint": server.endpoint, "cosmos_key": server.key,
                      "cosmos_database": request.getfixturevalue("cosmos_database"),
-                     "cosmos_endpoint_discovery": False}
-    # A named key of the tests' own (the built-in development key is refused beside Azure backends).
-    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING", api_keys=[],
-                        api_key_entries=LABELER_ENTRY, **overrides)
-    with TestClient(create_app(settings), headers={"X-API-Key": LABELER_KEY}) as test_client:
+                     "cosmos_endpoint_discovery": False, **AZURE_KEY_SETTINGS}
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING", **overrides)
+    headers = {"X-API-Key": AZURE_TEST_KEY} if settings.uses_azure else AUTH
+    with TestClient(create_app(settings), headers=headers) as test_client:
         yield test_client
 
 
@@ -56,7 +53,8 @@ def test_every_tag_change_records_who_when_before_after_and_source(client: TestC
     assert [(e["source"], e["previous"] and e["previous"]["tags"], e["labels"]["tags"], e["labels"]["labeled"])
             for e in entries] == [("person", ["tulip"], [], False), ("person", ["rose"], ["tulip"], True),
                                   ("upload", None, ["rose"], True)]
-    assert {e["who"] for e in entries} == {"labeler"}  # the name of the key that made each change
+    # The name of the key that made each change.
+    assert {e["who"] for e in entries} == {KEY_NAMES[client.headers["x-api-key"]]}
     assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
 
     first = _history(client, "flowers", image["id"], limit=2)

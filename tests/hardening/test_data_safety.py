@@ -75,6 +75,17 @@ def test_accepting_a_prediction_keeps_a_persons_labels(annotation: TestClient) -
     assert annotation.get(f"/v1/projects/colours/images/{uploaded['id']}").json()["tags"] == ["blue"]
 
 
+def test_a_reviewers_explicit_tags_relabel_an_image_already_labeled(annotation: TestClient) -> None:
+    photo = _png((0, 200, 0))
+    uploaded = annotation.post("/v1/projects/colours/images", files=[("files", ("g.png", photo, "image/png"))],
+                               data={"tags": "blue"}).json()["results"][0]["image"]
+    _hand_over(annotation, "item-explicit", photo, "red")
+    accepted = annotation.post("/v1/projects/colours/review-items/item-explicit/accept", json={"tags": ["red"]})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["item"]["labels_from"] == "reviewer"
+    assert annotation.get(f"/v1/projects/colours/images/{uploaded['id']}").json()["tags"] == ["red"]
+
+
 def test_an_item_being_accepted_cannot_be_accepted_again(annotation: TestClient) -> None:
     item = _hand_over(annotation, "item-2", _png((0, 0, 200)), "blue")
     queue = annotation.app.state.review  # type: ignore[attr-defined]

@@ -10,11 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.registry.app import create_app
-from visiondock.auth import new_key
-from visiondock.settings import Settings
+from tests.support.keys import AZURE_KEY_SETTINGS, AZURE_TEST_KEY
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
-# A key of the tests' own: the built-in development key is refused beside Azure backends.
-TEST_KEY, TEST_KEY_ENTRY = new_key("registry-tests", ["admin"])
 VERSION_METADATA = {"task": "multiclass", "labels": ["cat", "dog"], "metrics": {"accuracy": 0.91},
                     "splits": {"train": ["a", "b"], "test": ["c"]}}
 
@@ -22,20 +20,20 @@ VERSION_METADATA = {"task": "multiclass", "labels": ["cat", "dog"], "metrics": {
 def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for the test's `backend` param: embedded SQLite, or a fresh Cosmos DB database."""
     if request.param == "sqlite":
-        return Settings(home=tmp_path, log_format="text", log_level="WARNING", api_keys=[],
-                        api_key_entries=TEST_KEY_ENTRY)
+        return Settings(home=tmp_path, log_format="text", log_level="WARNING")
     server = request.getfixturevalue("cosmosdb_server")
     database = request.getfixturevalue("cosmos_database")
     return Settings(home=tmp_path, log_format="text", log_level="WARNING", document_backend="cosmos",
                     cosmos_endpoint=server.endpoint, cosmos_key=server.key, cosmos_database=database,
-                    cosmos_endpoint_discovery=False, api_keys=[], api_key_entries=TEST_KEY_ENTRY)
+                    cosmos_endpoint_discovery=False, **AZURE_KEY_SETTINGS)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("cosmos", marks=pytest.mark.azure)])
 def any_backend_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     """The registry over HTTP (in process) on each document backend in turn."""
-    with TestClient(create_app(backend_settings(request, tmp_path)),
-                    headers={"X-API-Key": TEST_KEY}) as client:
+    settings = backend_settings(request, tmp_path)
+    key = AZURE_TEST_KEY if settings.uses_azure else LOCAL_DEV_API_KEY
+    with TestClient(create_app(settings), headers={"X-API-Key": key}) as client:
         yield client
 
 

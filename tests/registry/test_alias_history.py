@@ -9,6 +9,7 @@ import threading
 from fastapi.testclient import TestClient
 
 from tests.registry.conftest import register_version
+from tests.support.keys import KEY_NAMES
 
 
 def history(client: TestClient, alias: str = "production") -> list[dict]:
@@ -30,7 +31,8 @@ def test_every_move_records_who_when_from_where_and_why(any_backend_client: Test
     moves = history(client)
     assert [(m["from_version"], m["to_version"], m["sequence"]) for m in moves] == [(1, 3, 2), (None, 1, 1)]
     assert moves[0]["reason"] == "better recall" and moves[1]["reason"] == ""
-    assert {m["actor"] for m in moves} == {"registry-tests"} and {m["action"] for m in moves} == {"move"}
+    assert {m["actor"] for m in moves} == {KEY_NAMES[client.headers["x-api-key"]]}  # the key's name
+    assert {m["action"] for m in moves} == {"move"}
     assert moves[0]["moved_at"] >= moves[1]["moved_at"]
     assert [m["to_version"] for m in history(client, "staging")] == [2]
 
@@ -98,33 +100,22 @@ def test_concurrent_moves_each_get_their_own_history_entry(any_backend_client: T
     client = any_backend_client
     for n in range(4):
         register_version(client, "pets", f"v{n}".encode())
-    moved: list[int] = []
-    refused: list[str] = []
+    errors: list[str] = []
 
     def move(version: int) -> None:
-        # cosmosdb-server now and then fails a read racing a write of the same document (a 500 from
-        # the emulator, raised here by the test client); such a move must leave no trace either.
-        try:
-            response = client.put("/v1/models/pets/aliases/production", json={"version": version})
-        except Exception as exc:
-            refused.append(repr(exc))
-            return
-        if response.status_code == 200:
-            moved.append(version)
-        else:
-            refused.append(response.text)
+        response = client.put("/v1/models/pets/aliases/production", json={"version": version})
+        if response.status_code != 200:
+            errors.append(response.text)
 
     threads = [threading.Thread(target=move, args=(v,)) for v in (1, 2, 3, 4) * 2]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(moved) >= 6 and all("Cannot read properties" in text for text in refused), refused
+    assert errors == []
     moves = history(client)[::-1]
     sequences = [m["sequence"] for m in moves]
-    # One entry per move that happened, in order (a lost race may leave a gap in the numbers).
-    assert len(moves) == len(moved) and sequences == sorted(set(sequences))
-    assert sorted(m["to_version"] for m in moves) == sorted(moved)
+    assert len(moves) == 8 and sequences == sorted(set(sequences))  # a lost race may leave a gap
     # Each move starts where the one before it ended: no lost or reordered entries.
     for before, after in itertools.pairwise(moves):
         assert after["from_version"] == before["to_version"]
