@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.workdir / "logs"
     logs.mkdir()
     rows: list[tuple[int, str, int, dict]] = []
-    with running(["-m", "services.registry"], base_env, logs / "registry.log") as registry:
+    with running("services.registry", base_env, logs, "registry") as registry:
         from visiondock.clients import RegistryClient
 
         with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in ("fp32", "int8"):
                 env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
                        "VISIONDOCK_SCORING_VARIANT": variant, "VISIONDOCK_SCORING_WORKERS": str(workers)}
-                with running(["-m", "services.scoring"], env, logs / f"scoring-{variant}-{workers}.log",
-                             probe="/readyz") as scoring:
+                with running("services.scoring", env, logs, f"scoring-{variant}-{workers}", probe="/readyz") as scoring:
                     for processes in (1, 2):
                         result = load(scoring.url + "/v1/predict", image_list, concurrency=args.clients,
                                       seconds=args.seconds, processes=processes)
