@@ -48,6 +48,7 @@ class RunResult:
     seconds: float
     computed: int
     cached: int
+    timings: dict[str, float]
 
 
 def load_average() -> str:
@@ -84,7 +85,7 @@ def train(annotation: AnnotationClient, registry: RegistryClient, project: str, 
     seconds = time.perf_counter() - started
     features = result.report.get("features", {})
     return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),
-                     int(features.get("cached", 0)))
+                     int(features.get("cached", 0)), dict(result.report.get("timings", {})))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         run = retrain[key]
         print(f"  {text:<50}{run.seconds:7.1f} s  {run.seconds / warm:5.2f}x  "
               f"features computed {run.computed}, cached {run.cached}")
+        steps = ", ".join(f"{name.removesuffix('_s')} {seconds:.1f}" for name, seconds in run.timings.items())
+        print(f"    steps (s): {steps}")
     print()
     means = ", ".join(f"{mode} mean {statistics.fmean(r.accuracy for r in by_mode[mode]):.2%}"
                       for mode in MODES if by_mode.get(mode))

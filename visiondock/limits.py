@@ -52,7 +52,7 @@ def body_limit(limit: int | LimitOf) -> Callable[[], None]:
     """A dependency declaring the most bytes a route's body may have (a number, or one read from
     the app, e.g. from its settings)."""
 
-    def declared_body_limit() -> None:
+    async def declared_body_limit() -> None:
         return None
 
     declared_body_limit.body_limit = BodyLimit(limit)  # type: ignore[attr-defined]

@@ -50,24 +50,45 @@ class PreprocessSpec:
         return side, side
 
 
-def fit(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
-    """Resize and crop an RGB image to the model's square input size.
+def fit(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """An RGB image resized and cropped to the model's square input: size x size x 3 uint8 pixels.
 
     Only the kept square is resampled (Pillow's `box`), so the work and memory are
     `size` x `size` whatever the image's shape: the same pixels as resizing the whole
-    image and cropping, without ever holding the resized whole.
+    image and cropping, without ever holding the resized whole. An image that is
+    enlarged (a small photo, or a JPEG that draft mode decoded near the input size) is
+    sampled by OpenCV instead: the same bilinear weights (within one level on a
+    fraction of the pixels), 3x faster, which the scoring service spends per request.
     """
-    if spec.policy == "stretch":
-        return image.resize((spec.size, spec.size), Image.Resampling.BILINEAR)
     width, height = image.size
-    scale = spec.resize / min(width, height)
-    resized_width, resized_height = max(spec.size, round(width * scale)), max(spec.size, round(height * scale))
-    left = (resized_width - spec.size) // 2
-    top = (resized_height - spec.size) // 2
-    # The crop square of the resized image, in the original image's coordinates.
-    x_scale, y_scale = width / resized_width, height / resized_height
-    box = (left * x_scale, top * y_scale, (left + spec.size) * x_scale, (top + spec.size) * y_scale)
-    return image.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box)
+    if spec.policy == "stretch":
+        box = (0.0, 0.0, float(width), float(height))
+    else:
+        scale = spec.resize / min(width, height)
+        resized_width, resized_height = max(spec.size, round(width * scale)), max(spec.size, round(height * scale))
+        left = (resized_width - spec.size) // 2
+        top = (resized_height - spec.size) // 2
+        # The crop square of the resized image, in the original image's coordinates.
+        x_scale, y_scale = width / resized_width, height / resized_height
+        box = (left * x_scale, top * y_scale, (left + spec.size) * x_scale, (top + spec.size) * y_scale)
+    x_step, y_step = (box[2] - box[0]) / spec.size, (box[3] - box[1]) / spec.size
+    if x_step <= 1.0 and y_step <= 1.0 and image.mode == "RGB":
+        return _enlarge(np.asarray(image), box, x_step, y_step, spec.size)
+    # Shrinking: Pillow's bilinear filter widens with the scale (anti-aliasing); OpenCV's does not.
+    return np.asarray(image.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=box))
+
+
+def _enlarge(pixels: np.ndarray, box: tuple[float, float, float, float], x_step: float, y_step: float,
+             size: int) -> np.ndarray:
+    """Bilinear sampling of `box` onto a size x size grid, pixel centres aligned as Pillow aligns them."""
+    import cv2  # the scoring and trainer installs carry OpenCV; the API services never fit images
+
+    # Output pixel centre i + 0.5 samples the source at box[0] + (i + 0.5) * step, whose pixel
+    # centres sit at j + 0.5.
+    matrix = np.array([[x_step, 0.0, box[0] + 0.5 * x_step - 0.5],
+                       [0.0, y_step, box[1] + 0.5 * y_step - 0.5]])
+    return cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -86,4 +107,4 @@ def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def to_tensor(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """An RGB image → the model's 3xHxW float32 input."""
-    return normalize(np.asarray(fit(image, spec), dtype=np.uint8), spec)
+    return normalize(fit(image, spec), spec)

@@ -133,7 +133,7 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
     return check_key
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The caller, as the route's key check identified it."""
     return request.state.principal
 

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/projects/{project_id}",
 _ADMIN = [Depends(require_role("admin"))]
 
 
-def _curation(request: Request) -> Curation:
+async def _curation(request: Request) -> Curation:
     state = request.app.state
     return Curation(state.images.documents, state.images.blobs, state.projects, state.images)
 

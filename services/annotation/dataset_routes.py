@@ -49,11 +49,11 @@ NDJSON = "application/x-ndjson"
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))], tags=["datasets"])
 
 
-def _importer(request: Request) -> DatasetImporter:
+async def _importer(request: Request) -> DatasetImporter:
     return DatasetImporter(request.app.state.images, request.app.state.projects)
 
 
-def _exporter(request: Request) -> DatasetExporter:
+async def _exporter(request: Request) -> DatasetExporter:
     return DatasetExporter(request.app.state.images, request.app.state.projects)
 
 

@@ -18,15 +18,15 @@ from .suggestions import Suggestions
 from .thumbnails import Thumbnails
 
 
-def _history(request: Request) -> LabelHistory:
+async def _history(request: Request) -> LabelHistory:
     return request.app.state.history
 
 
-def _suggestions(request: Request) -> Suggestions:
+async def _suggestions(request: Request) -> Suggestions:
     return request.app.state.suggestions
 
 
-def _thumbnails(request: Request) -> Thumbnails:
+async def _thumbnails(request: Request) -> Thumbnails:
     return request.app.state.thumbnails
 
 

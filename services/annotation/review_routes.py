@@ -17,7 +17,7 @@ from .review import ReviewQueue
 from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
 
 
-def _queue(request: Request) -> ReviewQueue:
+async def _queue(request: Request) -> ReviewQueue:
     return request.app.state.review
 
 

@@ -33,11 +33,11 @@ from .schemas import (
 )
 
 
-def _catalog(request: Request) -> ProjectCatalog:
+async def _catalog(request: Request) -> ProjectCatalog:
     return request.app.state.projects
 
 
-def _library(request: Request) -> ImageLibrary:
+async def _library(request: Request) -> ImageLibrary:
     return request.app.state.images
 
 

@@ -12,7 +12,7 @@ from .catalog import ModelCatalog
 from .schemas import AliasName, ModelName, RunId
 
 
-def _catalog(request: Request) -> ModelCatalog:
+async def _catalog(request: Request) -> ModelCatalog:
     return request.app.state.catalog
 
 

@@ -35,7 +35,7 @@ from .schemas import (
 )
 
 
-def _launches(request: Request) -> RunLaunches:
+async def _launches(request: Request) -> RunLaunches:
     return request.app.state.launches
 
 

@@ -46,7 +46,7 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
     "schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-def _scoring(request: Request) -> ScoringService:
+async def _scoring(request: Request) -> ScoringService:
     return request.app.state.scoring
 
 
@@ -78,11 +78,11 @@ async def _served(scoring: ScoringService, name: str, version: str | None) -> Lo
 VersionChoice = Callable[..., str | None]
 
 
-def any_version() -> str | None:
+async def any_version() -> str | None:
     return None
 
 
-def pinned_version(version: Annotated[str, Path(description="A version this service serves.")]) -> str:
+async def pinned_version(version: Annotated[str, Path(description="A version this service serves.")]) -> str:
     return version
 
 

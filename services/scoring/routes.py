@@ -73,7 +73,7 @@ _SKILL_BODY = {"requestBody": {"required": True, "content": {"application/json":
     "schema": SkillRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-def _scoring(request: Request) -> ScoringService:
+async def _scoring(request: Request) -> ScoringService:
     return request.app.state.scoring
 
 
@@ -82,23 +82,23 @@ Scoring = Annotated[ScoringService, Depends(_scoring)]
 SlotChoice = Callable[..., str | None]
 
 
-def primary_slot() -> str | None:
+async def primary_slot() -> str | None:
     return None
 
 
-def alias_slot(alias: Annotated[str, Path(description="An alias this service serves, e.g. `staging`.")]) -> str:
+async def alias_slot(alias: Annotated[str, Path(description="An alias this service serves, e.g. `staging`.")]) -> str:
     return alias
 
 
 async def model_slot(request: Request,
                      model: Annotated[str, Path(description="A model this service serves (GET /v1/models).")],
                      ) -> str:
-    await _scoring(request).models.use(model)
+    await request.app.state.scoring.models.use(model)
     return ModelSlot(model)
 
 
 async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
-    scoring = _scoring(request)
+    scoring: ScoringService = request.app.state.scoring
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
     payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
-# Bump when what a cached file means changes (new export recipe, new pooling...).
-CACHE_FORMAT = 2
+# Bump when what a cached file means changes (new export recipe, new pooling, new resampling...).
+# 3: enlarged images are sampled by OpenCV (visiondock.preprocess.fit), within a level of before.
+CACHE_FORMAT = 3
 BATCH_SIZE = 32
 
 
