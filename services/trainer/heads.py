@@ -199,6 +199,14 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
     return min(fits, key=val_loss)
 
 
+def head_validation(head: nn.Module, features: np.ndarray, targets: np.ndarray, *,
+                    multilabel: bool) -> dict[str, float]:
+    """A fitted head's validation loss and metric on features."""
+    x, y = _tensors(features, targets, multilabel)
+    with torch_threads(1), torch.inference_mode():
+        return validation_point(head(x), y, multilabel=multilabel)
+
+
 def head_logits(head: nn.Module, features: np.ndarray) -> np.ndarray:
     with torch_threads(1), torch.inference_mode():
         return head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()

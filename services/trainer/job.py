@@ -117,7 +117,7 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
             exported = task.export_inputs(data, model)
             version = registry.reserve_version(run_id)
             card = ModelCard(task=task.name, labels=data.labels, preprocess=exported.preprocess,
-                             backbone=options.backbone, output_names=exported.output_names,
+                             backbone=task.backbone, output_names=exported.output_names,
                              thresholds=validation.thresholds, model_name=options.model_name,
                              model_version=str(version), extra={**exported.card_extra, "run_id": run_id})
             onnx_path = export_onnx(exported.module, card, Path(workdir) / "model.onnx")

@@ -61,6 +61,10 @@ Kind = Literal["identity", "training", "runtime"]
 _SPEC = "visiondock.option"
 
 
+# Lite0 and Lite1 for 720 images on 2 CPU cores (about 15 s); Lite2 as well below about 500 images.
+SELECTION_BUDGET_S = 20.0
+
+
 class OptionError(ValueError):
     """A training option that is invalid, or set where it does nothing; the message says which."""
 
@@ -135,8 +139,16 @@ class TrainingOptions:
     task_preset: str | None = option(None, "face (multiclass project, one tag per person, `unknown` for people to "
                                            "reject): find the largest face, identify it, or answer `unknown`",
                                      choices=TASK_PRESETS)
-    backbone: str = option(DEFAULT_BACKBONE, "the ImageNet-pretrained backbone", choices=BACKBONES)
-    head: str = option(LINEAR, "the classifier head on the features", choices=HEADS, tasks=CLASSIFICATION_TASKS)
+    backbone: str = option(AUTO, "the ImageNet-pretrained backbone; auto: in quick mode, the one whose head has the "
+                                 "lowest validation loss among those whose features fit in --selection-budget, "
+                                 f"elsewhere {DEFAULT_BACKBONE}", choices=(AUTO, *BACKBONES))
+    head: str = option(LINEAR, "the classifier head on the features; auto: in quick mode, linear or mlp, whichever "
+                               "has the lower validation loss", choices=(AUTO, *HEADS), tasks=CLASSIFICATION_TASKS)
+    selection_budget: float = option(SELECTION_BUDGET_S, "with --backbone auto, the seconds that computing every tried "
+                                                         "backbone's features may take, estimated at this machine's "
+                                                         "speed as if none were cached (the cheapest backbone is "
+                                                         "always tried)", tasks=CLASSIFICATION_TASKS, modes=(QUICK,),
+                                     metavar="SECONDS")
     epochs: int | None = option(None, "passes over the training images", modes=(ADVANCED,),
                                 scoped={ADVANCED: 10, DETECTION: 40})
     fine_tune_stages: int = option(1, "how many of the backbone's last stages are fine-tuned",
@@ -210,6 +222,10 @@ class TrainingOptions:
             wrong.append("--target-precision must be above 0 and at most 1")
         if self.face_margin < 0:
             wrong.append("--face-margin must be at least 0")
+        if self.selection_budget < 0:
+            wrong.append("--selection-budget must be at least 0")
+        elif self.selection_budget != SELECTION_BUDGET_S and self.backbone != AUTO:
+            wrong.append(f"--selection-budget chooses among backbones; it does nothing with --backbone {self.backbone}")
         if wrong:
             raise OptionError("; ".join(wrong))
         if self.input_size is not None:

@@ -41,7 +41,7 @@ def run_on(project_type: str, options: TrainingOptions, tmp_path: Path) -> RunCo
 def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     assert parse_job("--project", "flowers") == parse_cli("flowers") == TrainingOptions(project="flowers")
     options = TrainingOptions(project="flowers")
-    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "linear", "efficientnet-lite0", 0)
+    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "linear", "auto", 0)
     assert options.model_name == "flowers" and options.to_argv() == ["--project", "flowers"]
 
 
@@ -54,6 +54,7 @@ def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99", "--no-refit"],
     ["--evaluation", "cross-validation", "--head", "mlp", "--weight-decay", "0.001"],
     ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
+    ["--head", "auto", "--selection-budget", "45.5"],
 ])
 def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
     options = parse_job("--project", "flowers", *argv)
@@ -77,7 +78,8 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     assert not {"project", "model", "threads", "cache_dir", "run_id", "progress"} & set(params)
     assert set(params) == {"mode", "task_preset", "backbone", "head", "epochs", "fine_tune_stages", "batch_size",
                            "learning_rate", "weight_decay", "target_precision", "face_margin", "input_size",
-                           "test_fraction", "validation_fraction", "seed", "evaluation", "refit", "int8"}
+                           "test_fraction", "validation_fraction", "seed", "evaluation", "refit", "int8",
+                           "selection_budget"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -90,6 +92,10 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     (["--test-fraction", "1.5"], "--test-fraction must be at least 0 and below 1"),
     (["--mode", "advanced", "--epochs", "0"], "--epochs must be at least 1"),
     (["--target-precision", "0"], "--target-precision must be above 0"),
+    (["--mode", "advanced", "--selection-budget", "60"], "--selection-budget is for classification in quick mode"),
+    (["--backbone", "efficientnet-lite1", "--selection-budget", "60"],
+     "--selection-budget chooses among backbones; it does nothing with --backbone efficientnet-lite1"),
+    (["--selection-budget", "-1"], "--selection-budget must be at least 0"),
 ])
 def test_options_that_no_task_would_use_are_refused_at_once(argv: list[str], message: str,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -129,6 +129,50 @@ def test_two_photos_per_class_train_on_all_of_them_with_cross_validated_metrics(
         assert card.labels[int(session.run(None, {"image": pixels[None]})[0].argmax())] == image["tags"][0]
 
 
+def test_auto_tries_the_backbones_the_budget_affords_and_keeps_the_lowest_validation_loss(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
+    project = project_name("choose")
+    annotation.create_project(project, "multiclass", tags=SHAPES)
+    upload_tagged(annotation, project, shape_images(SHAPES, 12, seed=5))
+    common = {"int8": False, "validation_fraction": 0.3}
+
+    # A budget every backbone fits in, and both heads: six candidates, each fitted and scored.
+    result = run_training(config(project, cache_dir, head="auto", selection_budget=600, **common), annotation,
+                          registry)
+    selection = result.report["selection"]
+    tried = selection["tried"]
+    assert [(t["backbone"], t["head"]) for t in tried] == [
+        (backbone, head) for backbone in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+        for head in ("linear", "mlp")]
+    best = min(tried, key=lambda t: t["val_loss"])
+    assert (selection["backbone"], selection["head"]) == (best["backbone"], best["head"])
+    assert selection["validation_images"] >= 5
+    assert set(selection["estimated_feature_s"]) == {t["backbone"] for t in tried}
+    assert result.report["features"] == {"computed": 3 * 36, "cached": 0}
+    # The version is built on the choice and says so; its file preprocesses for that backbone.
+    version = registry.get_version(project, result.version)
+    assert (version["params"]["backbone"], version["params"]["head"]) == (best["backbone"], best["head"])
+    assert version["params"]["selection"]["tried"] == tried
+    _, card, _ = load_version(registry, project, result.version, tmp_path)
+    sizes = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+    assert card.backbone == best["backbone"] and card.preprocess.size == sizes[best["backbone"]]
+    assert card.extra["head"] == best["head"]
+
+    # No budget: the cheapest backbone only (always tried), every feature from the cache now.
+    cheapest = run_training(config(project, cache_dir, selection_budget=0, **common), annotation, registry)
+    assert [(t["backbone"], t["head"]) for t in cheapest.report["selection"]["tried"]] == [
+        ("efficientnet-lite0", "linear")]
+    assert cheapest.report["features"] == {"computed": 0, "cached": 36}
+    # A named backbone is not replaced; `--head auto` still chooses the head on it.
+    named = run_training(config(project, cache_dir, backbone="efficientnet-lite1", head="auto", **common),
+                         annotation, registry)
+    assert {t["backbone"] for t in named.report["selection"]["tried"]} == {"efficientnet-lite1"}
+    assert registry.get_version(project, named.version)["params"]["backbone"] == "efficientnet-lite1"
+    # Nothing left to choose: no selection, the defaults.
+    fixed = run_training(config(project, cache_dir, backbone="efficientnet-lite0", **common), annotation, registry)
+    assert "selection" not in fixed.report
+
+
 def test_advanced_run_fine_tunes_keeps_the_best_epoch_and_adds_an_agreeing_int8_variant(
         annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
     project = project_name("colours")

@@ -32,6 +32,7 @@ from torch import nn
 
 from visiondock.modelcard import ModelCard
 from visiondock.preprocess import PreprocessSpec, to_tensor
+from visiondock.vocabulary import AUTO, DEFAULT_BACKBONE
 
 from ..data import ImageLoader, ImageRecord, ProjectData
 from ..options import TrainingOptions
@@ -107,6 +108,9 @@ class Task(ABC, Generic[DataT, ModelT]):
     def __init__(self, run: RunContext) -> None:
         self.run = run
         self.options = run.options
+        # The backbone the model is built on: the one asked for, or for `auto` the default until a
+        # task that chooses (quick classification) has chosen.
+        self.backbone = DEFAULT_BACKBONE if self.options.backbone == AUTO else self.options.backbone
 
     @abstractmethod
     def prepare(self) -> DataT: ...

@@ -11,6 +11,7 @@ are listed in the run's report and counted in the test metrics, never dropped si
 from __future__ import annotations
 
 import logging
+import time
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,14 +32,25 @@ from visiondock.vocabulary import (
     AUTO,
     CROSS_VALIDATION,
     FACE,
+    HEADS,
     HELD_OUT,
+    LINEAR,
     MULTICLASS,
     MULTILABEL,
     QUICK,
     UNKNOWN_LABEL,
 )
 
-from ..backbone import PooledFeatures, Top, Trunk, backbone_spec, default_preprocess, load_pretrained, top_start
+from ..backbone import (
+    BACKBONE_SPECS,
+    PooledFeatures,
+    Top,
+    Trunk,
+    backbone_spec,
+    default_preprocess,
+    load_pretrained,
+    top_start,
+)
 from ..data import ImageRecord, TrainingDataError, class_targets, multilabel_targets
 from ..evaluation import (
     choose_confidence_threshold,
@@ -48,13 +60,22 @@ from ..evaluation import (
     multilabel_thresholds,
 )
 from ..export import check_parity, run_session, session, top1_agreement
-from ..features import CACHE_FORMAT, FeatureCache, FrozenRunner, run_batched
+from ..features import CACHE_FORMAT, FeatureCache, FeatureSpeed, FrozenRunner, run_batched
 from ..finetune import FACE_AUGMENT, AugmentOptions, FineTuneOptions, fine_tune
-from ..heads import WEIGHT_DECAYS, ImageClassifier, activate, fit_head, head_logits, loss_fn
+from ..heads import (
+    WEIGHT_DECAYS,
+    HeadFit,
+    ImageClassifier,
+    activate,
+    fit_head,
+    head_logits,
+    head_validation,
+    loss_fn,
+)
 from ..image_inputs import ImageInputs
 from ..quantize import CALIBRATION_IMAGES, MIN_TOP1_AGREEMENT
 from ..splits import Split, rarest_label_groups, stratified_split
-from .base import ExportInputs, Fitted, Prepared, Task, Validation, input_tensors
+from .base import ExportInputs, Fitted, Prepared, RunContext, Task, Validation, input_tensors
 
 log = logging.getLogger(__name__)
 CHECK_IMAGES = 256
@@ -62,6 +83,8 @@ CHECK_IMAGES = 256
 # of a few images per class would test on one or two of them and train on fewer still.
 CROSS_VALIDATE_BELOW = 6
 MAX_FOLDS = 5
+# `auto` choices are made on validation images' loss; fewer than this and the defaults are kept.
+MIN_SELECTION_IMAGES = 5
 
 
 @dataclass
@@ -75,6 +98,8 @@ class ClassificationData(Prepared):
     test: list[int]  # the test images that have an input (face preset: a face)
     # Cross-validation: each image's fold (indices into `records`); empty with a held-out split.
     folds: list[list[int]] = field(default_factory=list)
+    # `auto` backbone or head: the winning head, fitted on the training images while choosing.
+    selected: HeadFit | None = None
 
     def features_of(self, indices: Sequence[int]) -> np.ndarray:
         if not len(indices):
@@ -106,6 +131,11 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
     face_margin: float | None = None  # face preset: crop the largest face, widened by this margin
     augment = AugmentOptions()
 
+    def __init__(self, run: RunContext) -> None:
+        super().__init__(run)
+        self.head = LINEAR if self.options.head == AUTO else self.options.head
+        self._seconds_per_image: dict[str, float] = {}  # measured in this run
+
     # -- what differs between the classification tasks -------------------------------------
     @abstractmethod
     def labels_and_targets(self, records: Sequence[ImageRecord]) -> tuple[list[str], np.ndarray]:
@@ -126,10 +156,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
     def prepare(self) -> ClassificationData:
         records = self.run.project.records
         self.labels_and_targets(records)  # fail fast, before any download, on labels that cannot train a model
-        spec = default_preprocess(self.options.backbone)
-        inputs = ImageInputs(self.run.loader, spec, cache_dir=self.run.cache_dir, face_margin=self.face_margin,
-                             progress=self.options.progress)
-        features = self._features(records, inputs, spec)
+        spec, inputs, features = self._backbone_inputs(records, self.backbone)
 
         skipped = {s["id"] for s in self.run.loader.skipped}
         usable = [r for r in records if r.id not in skipped]
@@ -143,16 +170,100 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                                  frozenset())
         data = ClassificationData(labels=labels, records=usable, split=split, targets=targets, spec=spec,
                                   inputs=inputs, features=features,
-                                  feature_dim=backbone_spec(self.options.backbone).feature_dim, test=[])
+                                  feature_dim=backbone_spec(self.backbone).feature_dim, test=[])
         self.keep_trainable(data)
         data.test = [i for i in split.test if inputs.has_input(usable[i])]
         if self._cross_validates(data):
             self._make_folds(data)
+            self._keep_defaults("metrics are cross-validated: the defaults are kept")
             return data
         self._require_every_label_trained(data)
         if not data.test:
             raise TrainingDataError("no images left for the held-out test split; label more images")
+        self._select(data)
         return data
+
+    def _backbone_inputs(self, records: Sequence[ImageRecord],
+                         backbone: str) -> tuple[PreprocessSpec, ImageInputs, dict[str, np.ndarray]]:
+        """A backbone's preprocessing, the images decoded for it, and their pooled features."""
+        spec = default_preprocess(backbone)
+        inputs = ImageInputs(self.run.loader, spec, cache_dir=self.run.cache_dir, face_margin=self.face_margin,
+                             progress=self.options.progress)
+        return spec, inputs, self._features(records, inputs, spec, backbone)
+
+    # -- auto: the backbone and head with the lowest validation loss ----------------------
+    def _keep_defaults(self, why: str) -> None:
+        if self.options.backbone == AUTO or self.options.head == AUTO:
+            log.info("backbone %s, head %s: %s", self.backbone, self.head, why)
+            self.run.report["selection"] = {"backbone": self.backbone, "head": self.head, "skipped": why}
+
+    def _select(self, data: ClassificationData) -> None:
+        """Fit a head per candidate on the training images; keep the lowest validation loss. The
+        backbones tried are the cheapest first while their features fit in the time budget."""
+        options = self.options
+        if options.backbone != AUTO and options.head != AUTO:
+            return
+        if options.mode != QUICK:
+            self._keep_defaults(f"choosing is for quick mode; {options.mode} mode fine-tunes the default")
+            return
+        train, validation = data.split.train, self.known(data, data.split.validation)
+        if len(validation) < MIN_SELECTION_IMAGES:
+            self._keep_defaults(f"fewer than {MIN_SELECTION_IMAGES} validation images to choose on")
+            return
+        backbones, estimates = ([self.backbone], {}) if options.backbone != AUTO else self._affordable(data)
+        heads = list(HEADS) if options.head == AUTO else [self.head]
+        found = {self.backbone: (data.spec, data.inputs, data.features)}
+        tried: list[dict[str, Any]] = []
+        best: tuple[float, str, str, HeadFit] | None = None
+        for backbone in backbones:
+            if backbone not in found:
+                found[backbone] = self._backbone_inputs(data.records, backbone)
+            vectors = found[backbone][2]
+
+            def features_of(indices: Sequence[int], vectors: dict[str, np.ndarray] = vectors) -> np.ndarray:
+                return np.stack([vectors[data.records[i].id] for i in indices])
+
+            for head in heads:
+                fit = fit_head(features_of(train), data.targets[train], features_of(validation),
+                               data.targets[validation], kind=head, num_outputs=len(data.labels),
+                               multilabel=self.multilabel, seed=options.seed)
+                point = head_validation(fit.head, features_of(validation), data.targets[validation],
+                                        multilabel=self.multilabel)
+                tried.append({"backbone": backbone, "head": head, "weight_decay": fit.weight_decay, **point})
+                # Ties go to the earlier, cheaper candidate.
+                if best is None or point["val_loss"] < best[0]:
+                    best = (point["val_loss"], backbone, head, fit)
+        assert best is not None
+        _, self.backbone, self.head, data.selected = best
+        data.spec, data.inputs, data.features = found[self.backbone]
+        data.feature_dim = backbone_spec(self.backbone).feature_dim
+        report = {"backbone": self.backbone, "head": self.head, "chosen_on": "validation loss",
+                  "validation_images": len(validation), "tried": tried}
+        if estimates:
+            report |= {"budget_s": options.selection_budget, "estimated_feature_s": estimates}
+        self.run.report["selection"] = report
+        log.info("chose backbone %s and head %s on %d validation images: %s", self.backbone, self.head,
+                 len(validation), ", ".join(f"{t['backbone']}/{t['head']} loss {t['val_loss']:.4f}" for t in tried))
+
+    def _affordable(self, data: ClassificationData) -> tuple[list[str], dict[str, float]]:
+        """The backbones, cheapest first, whose features for every image (as if none were cached, so
+        the same images always try the same backbones) fit in the budget together; the cheapest always."""
+        count = len(data.records)
+        first = backbone_spec(self.backbone)
+        recorded = FeatureSpeed(self.run.cache_dir).read()
+        rate = self._seconds_per_image.get(first.name) or recorded.get(first.name) or \
+            FeatureSpeed.DEFAULT_SECONDS_PER_IMAGE * first.relative_cost
+        estimates = {first.name: round(count * rate, 1)}
+        chosen, total = [first.name], count * rate
+        for spec in sorted(BACKBONE_SPECS.values(), key=lambda b: b.relative_cost):
+            if spec.name == first.name:
+                continue
+            estimate = count * rate * spec.relative_cost / first.relative_cost
+            estimates[spec.name] = round(estimate, 1)
+            if total + estimate <= self.options.selection_budget:
+                chosen.append(spec.name)
+                total += estimate
+        return chosen, estimates
 
     def _cross_validates(self, data: ClassificationData) -> bool:
         chosen = self.options.evaluation
@@ -192,12 +303,12 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             log.warning(message)
             self.run.report.setdefault("warnings", []).append(message)
 
-    def _features(self, records: Sequence[ImageRecord], inputs: ImageInputs,
-                  spec: PreprocessSpec) -> dict[str, np.ndarray]:
+    def _features(self, records: Sequence[ImageRecord], inputs: ImageInputs, spec: PreprocessSpec,
+                  backbone: str) -> dict[str, np.ndarray]:
         """Pooled features of every image that can train: from the cache, or computed from its pixels."""
         options = self.options
         crop = detector_card(self.face_margin) if self.face_margin is not None else None
-        cache = FeatureCache(self.run.cache_dir, {"backbone": options.backbone, "preprocess": spec.to_json(),
+        cache = FeatureCache(self.run.cache_dir, {"backbone": backbone, "preprocess": spec.to_json(),
                                                   "crop": crop})
         if inputs.face:
             inputs.find_faces(records)
@@ -209,22 +320,30 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             inputs.get(records)  # fine-tuning needs every image's pixels
         computed = 0
         if missing:
+            started = time.perf_counter()
             images = inputs.get(missing)
             ready = [(r, img) for r, img in zip(missing, images, strict=True) if img is not None]
-            runner = self._frozen_runner(lambda: PooledFeatures(load_pretrained(options.backbone)), "pooled", spec)
+            runner = self._frozen_runner(lambda: PooledFeatures(load_pretrained(backbone)), "pooled", spec, backbone)
             output = run_batched(runner, [img for _, img in ready], lambda img: to_tensor(img, spec),
-                                 desc="compute features", progress=options.progress)
+                                 desc=f"compute features ({backbone})", progress=options.progress)
             for (record, _), vector in zip(ready, output, strict=True):
                 cache.put(record.id, vector)
                 vectors[record.id] = vector
             computed = len(ready)
-        self.run.report["features"] = {"computed": computed, "cached": len(vectors) - computed}
-        log.info("features: %d computed, %d from the cache", computed, len(vectors) - computed)
+            if computed:
+                seconds = time.perf_counter() - started
+                self._seconds_per_image[backbone] = seconds / computed
+                FeatureSpeed(self.run.cache_dir).record(backbone, seconds, computed)
+        counts = self.run.report.setdefault("features", {"computed": 0, "cached": 0})
+        counts["computed"] += computed
+        counts["cached"] += len(vectors) - computed
+        log.info("%s features: %d computed, %d from the cache", backbone, computed, len(vectors) - computed)
         return vectors
 
-    def _frozen_runner(self, build: Callable[[], nn.Module], part: str, spec: PreprocessSpec) -> FrozenRunner:
+    def _frozen_runner(self, build: Callable[[], nn.Module], part: str, spec: PreprocessSpec,
+                       backbone: str) -> FrozenRunner:
         # Exported once per cache directory, named by what it computes.
-        path = self.run.cache_dir / "models" / f"{self.options.backbone}-{part}-{spec.size}-f{CACHE_FORMAT}.onnx"
+        path = self.run.cache_dir / "models" / f"{backbone}-{part}-{spec.size}-f{CACHE_FORMAT}.onnx"
         return FrozenRunner(build, input_size=spec.size, threads=self.options.cpu_threads, onnx_path=path)
 
     def _require_every_label_trained(self, data: ClassificationData) -> None:
@@ -249,11 +368,12 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             return self._cross_validate(data)
         options = self.options
         train, validation = data.split.train, self.known(data, data.split.validation)
-        fit = fit_head(data.features_of(train), data.targets[train], data.features_of(validation),
-                       data.targets[validation], kind=options.head, num_outputs=len(data.labels),
-                       multilabel=self.multilabel, seed=options.seed, weight_decay=options.weight_decay)
-        model = FittedClassifier(history=fit.history, params={"head": options.head, "weight_decay": fit.weight_decay},
-                                 backbone=load_pretrained(options.backbone), head=fit.head, head_epochs=fit.epochs)
+        fit = data.selected or fit_head(data.features_of(train), data.targets[train], data.features_of(validation),
+                                        data.targets[validation], kind=self.head, num_outputs=len(data.labels),
+                                        multilabel=self.multilabel, seed=options.seed,
+                                        weight_decay=options.weight_decay)
+        model = FittedClassifier(history=fit.history, params={**self._chosen(), "weight_decay": fit.weight_decay},
+                                 backbone=load_pretrained(self.backbone), head=fit.head, head_epochs=fit.epochs)
         if options.mode == ADVANCED:
             self._fine_tune(data, model, train, validation)
         model.params |= {"preprocess": data.spec.to_json(), "feature_dim": data.feature_dim}
@@ -263,7 +383,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         """Out-of-fold probabilities for each weight decay; the decay with the lowest out-of-fold
         loss is kept, and the model trains on every image with it."""
         options = self.options
-        head_options = {"kind": options.head, "num_outputs": len(data.labels), "multilabel": self.multilabel,
+        head_options = {"kind": self.head, "num_outputs": len(data.labels), "multilabel": self.multilabel,
                         "seed": options.seed}
         empty = data.features_of([])
         candidates: list[tuple[float, float, np.ndarray]] = []
@@ -286,11 +406,16 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         fit = fit_head(data.features_of(everything), data.targets[everything], empty, data.targets[:0],
                        weight_decay=decay, **head_options)
         history = [{"weight_decay": d, "out_of_fold_loss": round(c_loss, 6)} for c_loss, d, _ in candidates]
-        return FittedClassifier(history=history, params={"head": options.head, "weight_decay": decay,
+        return FittedClassifier(history=history, params={**self._chosen(), "weight_decay": decay,
                                                          "folds": len(data.folds), "preprocess": data.spec.to_json(),
                                                          "feature_dim": data.feature_dim,
                                                          "refit_images": len(everything)},
-                                backbone=load_pretrained(options.backbone), head=fit.head, out_of_fold=out_of_fold)
+                                backbone=load_pretrained(self.backbone), head=fit.head, out_of_fold=out_of_fold)
+
+    def _chosen(self) -> dict[str, Any]:
+        """The backbone and head the model is built with (an `auto` option's choice), stored with it."""
+        selection = self.run.report.get("selection")
+        return {"backbone": self.backbone, "head": self.head, **({"selection": selection} if selection else {})}
 
     def _fine_tune(self, data: ClassificationData, model: FittedClassifier, train: list[int],
                    validation: list[int]) -> None:
@@ -298,8 +423,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         assert model.backbone is not None and model.head is not None
         options = self.options
         start = top_start(model.backbone, options.fine_tune_stages)
-        trunk = self._frozen_runner(lambda: Trunk(load_pretrained(options.backbone), start), f"trunk{start}",
-                                    data.spec)
+        trunk = self._frozen_runner(lambda: Trunk(load_pretrained(self.backbone), start), f"trunk{start}",
+                                    data.spec, self.backbone)
         top = Top(model.backbone, start)
         if trunk.device is not None:
             top.to(trunk.device)
@@ -369,7 +494,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         if self.face_margin is not None:
             everything = [i for i in everything if data.targets[i] >= 0]
         fit = fit_head(data.features_of(everything), data.targets[everything], data.features_of([]),
-                       data.targets[:0], kind=self.options.head, num_outputs=len(data.labels),
+                       data.targets[:0], kind=self.head, num_outputs=len(data.labels),
                        multilabel=self.multilabel, seed=self.options.seed, weight_decay=model.params["weight_decay"],
                        epochs=model.head_epochs)
         log.info("refit the head on all %d labeled images (evaluated on %d held-out ones)", len(everything),
@@ -389,7 +514,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         )
 
     def card_extra(self) -> dict[str, Any]:
-        return {"mode": self.options.mode, "head": self.options.head}
+        return {"mode": self.options.mode, "head": self.head}
 
     def check_parity(self, module: nn.Module, path: Path, inputs: np.ndarray, card: ModelCard) -> dict[str, Any]:
         return check_parity(module, path, inputs)

@@ -94,7 +94,7 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
         options = self.options
         # The detector's defaults, with what the run asked for.
         asked = options.chosen("epochs", "batch_size", "learning_rate", "input_size")
-        self.detector_options = DetectorOptions(**asked, backbone=options.backbone, seed=options.seed)
+        self.detector_options = DetectorOptions(**asked, backbone=self.backbone, seed=options.seed)
 
     def prepare(self) -> DetectionData:
         records = self.run.project.records
