@@ -244,6 +244,37 @@ function dataPanel(version, lineage) {
       lineage.changes_from_parent ? ` — ${lineage.changes_from_parent.images_added} images added, ${lineage.changes_from_parent.images_removed} removed, ${lineage.changes_from_parent.images_relabeled} relabeled` : "") : null);
 }
 
+function setupPanel(version) {
+  const params = version.params || {};
+  const metrics = version.metrics || {};
+  const int8 = metrics.int8 ? (metrics.int8.registered ? "registered" : "refused (answers differ from fp32)") : "not tried";
+  const refit = metrics.refit ? `on all ${metrics.refit.images} labeled images` : "no (the evaluated model)";
+  const rows = [
+    ["backbone", params.backbone], ["head", params.head], ["mode", params.mode],
+    ["weight decay", params.weight_decay], ["metrics from", metrics.evaluation?.method], ["fitted again", refit],
+    ["INT8 variant", int8],
+  ].filter(([, value]) => value !== undefined && value !== null)
+    .map(([name, value]) => h("tr", { dataset: { setting: name } }, h("td", {}, name), h("td", {}, String(value))));
+  const selection = params.selection;
+  let chosen = null;
+  if (selection?.tried) {
+    const estimates = Object.entries(selection.estimated_feature_s || {}).map(([name, s]) => `${name} ${format(s, 1)} s`);
+    chosen = h("div", {},
+      h("p", {}, `Chosen by the lowest loss on ${selection.validation_images} validation images` +
+        (selection.budget_s !== undefined ? `; backbones tried within a ${format(selection.budget_s, 0)} s budget (features estimated: ${estimates.join(", ")})` : "") + "."),
+      table(["backbone", "head", { label: "validation loss", numeric: true }, { label: "validation accuracy", numeric: true }, ""],
+        selection.tried.map((t) => {
+          const won = t.backbone === selection.backbone && t.head === selection.head;
+          return h("tr", { class: won ? "chosen" : "", dataset: { backbone: t.backbone, head: t.head, chosen: String(won) } },
+            h("td", {}, t.backbone), h("td", {}, t.head), h("td", { class: "num" }, format(t.val_loss, 4)),
+            h("td", { class: "num" }, format(t.val_metric)), h("td", {}, won ? "chosen" : ""));
+        }), { id: "selection" }));
+  } else if (selection?.skipped) {
+    chosen = h("p", { class: "muted", id: "selection-skipped" }, `Nothing was chosen: ${selection.skipped}.`);
+  }
+  return h("div", { id: "setup" }, table(["setting", "value"], rows, { id: "settings" }), chosen);
+}
+
 async function versionView(model, number) {
   const version = await api(`/v1/models/${model}/versions/${number}`);
   let lineage = null;
@@ -258,6 +289,7 @@ async function versionView(model, number) {
       card("Confusion matrix (test images)", confusion(metrics)),
       card("Training and validation per epoch", trainingCurves(metrics)),
       card("Thresholds", thresholds(metrics)),
+      card("How it was trained", setupPanel(version)),
       card("Data it learned from", dataPanel(version, lineage))),
   ];
 }
