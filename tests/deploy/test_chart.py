@@ -150,6 +150,10 @@ def test_trainer_template_is_a_suspended_cronjob_that_keeps_its_cache() -> None:
     claim = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "feature-cache")["persistentVolumeClaim"]
     pvc = find(docs, "PersistentVolumeClaim", claim["claimName"])
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # survives Jobs and uninstalls
+    # Shared memory beyond the default 64 MiB, for the detector's DataLoader workers.
+    assert {"name": "shm", "mountPath": "/dev/shm"} in trainer["volumeMounts"]
+    shm = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "shm")["emptyDir"]
+    assert shm["medium"] == "Memory"
 
 
 def test_only_the_registry_may_create_training_jobs() -> None:

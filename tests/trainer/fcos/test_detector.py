@@ -82,6 +82,9 @@ def test_history_callbacks_and_thresholds(trained: tuple[FittedDetector, list[tu
     assert choose_score_threshold(fitted, []) == fitted.thresholds["score"] == OPTIONS.score_threshold
     assert fitted.thresholds["nms_iou"] == OPTIONS.nms_iou
     assert fitted.params["input_size"] == 128 and fitted.params["epochs_run"] == len(reports)
+    # Trained where the GPU is, handed back on the CPU, where export and serving run.
+    assert fitted.params["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert {p.device.type for p in fitted.detector.parameters()} == {"cpu"} == {fitted.detector.points.device.type}
     assert fitted.preprocess.policy == "stretch" and fitted.preprocess.size == 128
 
 
