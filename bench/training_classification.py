@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 TEST_SHARE = 0.2
 TARGET_ACCURACY = 0.97
-TARGET_RETRAIN_S = 30.0
+TARGET_RETRAIN_S = 30.0  # nothing cached
+TARGET_CACHED_RETRAIN_S = 5.0  # every feature cached
 
 
 @dataclass
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         advanced_s = statistics.fmean(r.seconds for r in by_mode[ADVANCED])
         print(f"advanced / quick wall time: {advanced_s / quick_s:.1f}x")
     print()
-    print(f"quick retraining of all {total} images (whole Job: read, features, fit, evaluate, export, register)")
+    print(f"quick retraining of all {total} images with the default options (whole Job: read, features of every "
+          "backbone tried, choose, fit, evaluate, export, INT8, register)")
     warm = retrain["warm"].seconds
     for key, text in (("cold", "nothing cached (backbone export + every feature)"),
                       ("cold_features", "backbone cached, no features"),
@@ -173,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     means = ", ".join(f"{mode} mean {statistics.fmean(r.accuracy for r in by_mode[mode]):.2%}"
                       for mode in MODES if by_mode.get(mode))
+    cold = retrain["cold"].seconds
     print(f"targets: accuracy ≥ {TARGET_ACCURACY:.0%} ({means}); quick retraining ≤ {TARGET_RETRAIN_S:.0f} s "
-          f"(warm {warm:.1f} s, cold {retrain['cold'].seconds:.1f} s)")
+          f"from nothing cached ({cold:.1f} s: {'met' if cold <= TARGET_RETRAIN_S else 'MISSED'}) and ≤ "
+          f"{TARGET_CACHED_RETRAIN_S:.0f} s with every feature cached ({warm:.1f} s: "
+          f"{'met' if warm <= TARGET_CACHED_RETRAIN_S else 'MISSED'})")
     print(f"load average at end {load_average()} (timings are unreliable above 1.5 on this 2-core machine)")
     return 0
 

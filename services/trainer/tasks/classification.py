@@ -496,7 +496,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         fit = fit_head(data.features_of(everything), data.targets[everything], data.features_of([]),
                        data.targets[:0], kind=self.head, num_outputs=len(data.labels),
                        multilabel=self.multilabel, seed=self.options.seed, weight_decay=model.params["weight_decay"],
-                       epochs=model.head_epochs)
+                       epochs=model.head_epochs, start=model.head)
         log.info("refit the head on all %d labeled images (evaluated on %d held-out ones)", len(everything),
                  len(data.test))
         return replace(model, head=fit.head, params={**model.params, "refit_images": len(everything)})
