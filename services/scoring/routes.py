@@ -93,12 +93,12 @@ async def alias_slot(alias: Annotated[str, Path(description="An alias this servi
 async def model_slot(request: Request,
                      model: Annotated[str, Path(description="A model this service serves (GET /v1/models).")],
                      ) -> str:
-    await request.app.state.scoring.models.use(model)
+    await (await _scoring(request)).models.use(model)
     return ModelSlot(model)
 
 
 async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
-    scoring: ScoringService = request.app.state.scoring
+    scoring = await _scoring(request)
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
     payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills

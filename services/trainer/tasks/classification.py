@@ -101,10 +101,12 @@ class ClassificationData(Prepared):
     # `auto` backbone or head: the winning head, fitted on the training images while choosing.
     selected: HeadFit | None = None
 
-    def features_of(self, indices: Sequence[int]) -> np.ndarray:
+    def features_of(self, indices: Sequence[int], features: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The images' pooled features: this backbone's, or those of `features` (another one's)."""
         if not len(indices):
             return np.zeros((0, self.feature_dim), np.float32)
-        return np.stack([self.features[self.records[i].id] for i in indices])
+        vectors = self.features if features is None else features
+        return np.stack([vectors[self.records[i].id] for i in indices])
 
     def images_of(self, indices: Sequence[int], desc: str = "download images") -> list[Image.Image]:
         return self.inputs.present([self.records[i] for i in indices], desc)
@@ -218,17 +220,11 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         for backbone in backbones:
             if backbone not in found:
                 found[backbone] = self._backbone_inputs(data.records, backbone)
-            vectors = found[backbone][2]
-
-            def features_of(indices: Sequence[int], vectors: dict[str, np.ndarray] = vectors) -> np.ndarray:
-                return np.stack([vectors[data.records[i].id] for i in indices])
-
+            train_x, val_x = (data.features_of(part, found[backbone][2]) for part in (train, validation))
             for head in heads:
-                fit = fit_head(features_of(train), data.targets[train], features_of(validation),
-                               data.targets[validation], kind=head, num_outputs=len(data.labels),
-                               multilabel=self.multilabel, seed=options.seed)
-                point = head_validation(fit.head, features_of(validation), data.targets[validation],
-                                        multilabel=self.multilabel)
+                fit = fit_head(train_x, data.targets[train], val_x, data.targets[validation], kind=head,
+                               num_outputs=len(data.labels), multilabel=self.multilabel, seed=options.seed)
+                point = head_validation(fit.head, val_x, data.targets[validation], multilabel=self.multilabel)
                 tried.append({"backbone": backbone, "head": head, "weight_decay": fit.weight_decay, **point})
                 # Ties go to the earlier, cheaper candidate.
                 if best is None or point["val_loss"] < best[0]:
