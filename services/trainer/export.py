@@ -46,9 +46,9 @@ def write_card(path: Path, card: ModelCard, *, extra_metadata: dict[str, str] | 
     onnx.save(proto, str(path))
 
 
-def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
-    size = card.preprocess.size
-    dummy = torch.zeros(1, 3, size, size)
+def export_graph(model: nn.Module, example: torch.Tensor, path: Path, *, input_name: str,
+                 output_names: list[str]) -> Path:
+    """Export `model` (batch dimension dynamic) to `path`."""
     model.eval()
     # The TorchScript exporter: the dynamo one wants opset 18 and onnxscript.
     with warnings.catch_warnings():
@@ -56,10 +56,17 @@ def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
         # harmless for a fixed input size, and noise in a Job's log.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model.cpu(), (dummy,), str(path), input_names=[card.input_name], output_names=card.output_names,
-            dynamic_axes={card.input_name: {0: "batch"}, **{name: {0: "batch"} for name in card.output_names}},
+            model.cpu(), (example,), str(path), input_names=[input_name], output_names=output_names,
+            dynamic_axes={input_name: {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
             opset_version=OPSET, dynamo=False,
         )
+    return path
+
+
+def export_onnx(model: nn.Module, card: ModelCard, path: Path) -> Path:
+    size = card.preprocess.size
+    export_graph(model, torch.zeros(1, 3, size, size), path, input_name=card.input_name,
+                 output_names=card.output_names)
     write_card(path, card)
     return path
 

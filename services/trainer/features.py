@@ -42,7 +42,7 @@ def recipe_hash(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({**recipe, "format": CACHE_FORMAT}, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     # Write beside the target and rename: concurrent Jobs sharing the cache never read half a file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
@@ -85,7 +85,7 @@ class FrozenRunner:
                                       dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
                                       opset_version=17, dynamo=False)
 
-            _atomic_write(onnx_path, export)
+            atomic_write(onnx_path, export)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -154,7 +154,7 @@ class FeatureCache:
             return None
 
     def put(self, sha256: str, vector: np.ndarray) -> None:
-        _atomic_write(self._path(sha256), lambda tmp: np.save(tmp, vector.astype(np.float32)))
+        atomic_write(self._path(sha256), lambda tmp: np.save(tmp, vector.astype(np.float32)))
 
 
 class FaceBoxCache:
@@ -175,7 +175,7 @@ class FaceBoxCache:
         return True, None if box is None else (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
 
     def put(self, sha256: str, box: tuple[int, int, int, int] | None) -> None:
-        _atomic_write(self._path(sha256), lambda tmp: tmp.write_text(json.dumps({"box": box})))
+        atomic_write(self._path(sha256), lambda tmp: tmp.write_text(json.dumps({"box": box})))
 
 
 class FeatureSpeed:
@@ -201,4 +201,4 @@ class FeatureSpeed:
         if images < self.MIN_IMAGES:
             return
         speeds = self.read() | {backbone: round(seconds / images, 6)}
-        _atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(speeds, sort_keys=True)))
+        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(speeds, sort_keys=True)))

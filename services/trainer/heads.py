@@ -230,15 +230,25 @@ def activate(logits: np.ndarray, *, multilabel: bool) -> np.ndarray:
 
 
 # -- the exported graph -----------------------------------------------------------------------
-class ImageClassifier(nn.Module):
-    """Backbone, pooling, head and softmax (or sigmoids): the graph that is exported to ONNX."""
+class HeadOutputs(nn.Module):
+    """Head and softmax (or sigmoids): pooled features → what the exported model answers."""
 
-    def __init__(self, features: PooledFeatures, head: nn.Module, *, multilabel: bool) -> None:
+    def __init__(self, head: nn.Module, *, multilabel: bool) -> None:
         super().__init__()
-        self.features = features
         self.head = head
         self.multilabel = multilabel
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.features(image))
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.head(features)
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+
+
+class ImageClassifier(HeadOutputs):
+    """Backbone, pooling, head and softmax (or sigmoids): the graph that is exported to ONNX."""
+
+    def __init__(self, features: PooledFeatures, head: nn.Module, *, multilabel: bool) -> None:
+        super().__init__(head, multilabel=multilabel)
+        self.features = features
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.features(image))

@@ -32,7 +32,6 @@ from visiondock.vocabulary import MULTICLASS
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .export import export_onnx
 from .options import OptionError, TrainingOptions
-from .quantize import quantize_int8
 from .steps import RunSteps
 from .tasks import RunContext, Task, task_for
 from .tasks.base import PARITY_IMAGES, Fitted, Prepared, Validation
@@ -130,8 +129,7 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
         int8_path: Path | None = None
         if options.int8:
             with steps.step("quantize"):
-                candidate = quantize_int8(onnx_path, Path(workdir) / "model.int8.onnx",
-                                          task.calibration_inputs(data, exported))
+                candidate = task.int8_model(data, model, exported, onnx_path, Path(workdir) / "model.int8.onnx")
                 agreement = task.int8_agreement(data, exported, validation, onnx_path, candidate)
             metrics["int8"] = {**agreement, "registered": agreement["accepted"]}
             log.info("INT8 variant %s: %s", "accepted" if agreement["accepted"] else "refused", agreement)

@@ -20,10 +20,11 @@ from services.trainer.export import (
     check_detection_parity,
     check_parity,
     detection_agreement,
+    export_graph,
     export_onnx,
 )
-from services.trainer.heads import ImageClassifier
-from services.trainer.quantize import PRECISION_KEY, quantize_int8
+from services.trainer.heads import HeadOutputs, ImageClassifier
+from services.trainer.quantize import PRECISION_KEY, compose_int8, quantize_int8
 from visiondock.modelcard import ModelCard
 from visiondock.postprocess import Detection
 from visiondock.preprocess import PreprocessSpec, to_tensor
@@ -128,6 +129,35 @@ def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_p
     # The softmax (and the logits feeding it) stay in float: probabilities still sum to 1, not to steps of 1/255.
     probabilities = session.run(None, {"image": photos()})[0]
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_quantized_backbone_under_a_float_head_answers_as_the_whole_graph_quantized(tmp_path: Path) -> None:
+    """The quick classifier's INT8 variant: the backbone quantized once (the trainer caches it) and
+    each version's head composed under it gives the same file as quantizing the whole graph."""
+    model, head = classifier()
+    card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=SPEC, backbone="tiny", model_version="4")
+    fp32_path = export_onnx(model, card, tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    calibration = np.concatenate([photos(), rng.normal(0, 1, (14, 3, 32, 32)).astype(np.float32)])
+    whole = quantize_int8(fp32_path, tmp_path / "whole.int8.onnx", calibration)
+    backbone = export_graph(model.features, torch.zeros(1, 3, 32, 32), tmp_path / "backbone.onnx",
+                            input_name="pixels", output_names=["features"])
+    backbone_int8 = quantize_int8(backbone, tmp_path / "backbone.int8.onnx", calibration, float_feeding_layer=False)
+    float_head = export_graph(HeadOutputs(head, multilabel=False), torch.zeros(1, 8), tmp_path / "head.onnx",
+                              input_name="features", output_names=["probabilities"])
+    composed = compose_int8(backbone_int8, float_head, fp32_path, tmp_path / "composed.int8.onnx")
+
+    session = ort.InferenceSession(str(composed), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert ModelCard.from_metadata(metadata) == card and metadata[PRECISION_KEY] == "int8"
+    # Served under the fp32 file's names, whatever the parts were exported with.
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    nodes = onnx.load(str(composed)).graph.node
+    assert any(n.op_type == "QuantizeLinear" for n in nodes) and sum(n.op_type == "Gemm" for n in nodes) == 1
+    inputs = photos()
+    expected = ort.InferenceSession(str(whole), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})[0]
+    assert np.allclose(session.run(None, {"image": inputs})[0], expected, atol=1e-6)
 
 
 def test_detection_agreement_matches_label_and_box() -> None:

@@ -89,6 +89,20 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     probabilities = session.run(None, {"image": to_tensor(decode_rgb(image), card.preprocess)[None]})[0]
     assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1.0) < 1e-4
 
+    # The same images again with another head: the quantized backbone comes from the cache, and the
+    # INT8 variant (that backbone under the new float head) still answers like the fp32 model.
+    backbones = set((cache_dir / "models").glob("*-pooled-int8-*.onnx"))
+    assert result.report["int8_backbone"] in ("quantized", "cached") and backbones
+    mlp = run_training(config(project, cache_dir, head="mlp"), annotation, registry)
+    assert mlp.report["int8_backbone"] == "cached" and set((cache_dir / "models").glob("*-pooled-int8-*")) == backbones
+    assert mlp.metrics["int8"]["registered"] is True and mlp.metrics["int8"]["top1_agreement"] == 1.0
+    int8_session, _, _ = load_version(registry, project, mlp.version, tmp_path, variant="int8")
+    fp32_session, _, _ = load_version(registry, project, mlp.version, tmp_path)
+    batch = np.stack([to_tensor(decode_rgb(annotation.get_image_bytes(project, i)), card.preprocess)
+                      for i in splits["test"]])
+    int8_answers, fp32_answers = (s.run(None, {"image": batch})[0] for s in (int8_session, fp32_session))
+    assert np.abs(int8_answers - fp32_answers).max() < 0.05
+
     # Four new images and one whose stored bytes broke: only the four get features computed;
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
@@ -97,7 +111,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     assert again.report["features"] == {"computed": 4, "cached": 24}
     assert "int8" not in again.metrics and registry.get_version(project, again.version)["variants"] == {}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
-    assert again.version == result.version + 1
+    assert again.version == mlp.version + 1
     assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
 
     # Without the refit the exported model is the one the held-out metrics measured: test images never seen.

@@ -10,8 +10,9 @@ Exporter split:
 - `refit` (optional): the same settings fitted again on every labeled image, held-out
   ones included, for the model that is exported; the metrics stay the held-out ones;
 - `export_inputs`: what the ONNX export needs (the module, preprocessing, output names,
-  what the model card adds, inputs to check the file on), then `check_parity`,
-  `calibration_inputs` and `int8_agreement` for the checks of the exported files.
+  what the model card adds, inputs to check the file on), then `check_parity`;
+- `int8_model` (by default the whole graph calibrated on `calibration_inputs`) and
+  `int8_agreement`, which decides whether the INT8 variant is registered.
 
 Each task passes its own data and model types between the steps (subclasses of
 `Prepared` and `Fitted`); the Job reads only their common fields, so it has no branch
@@ -36,6 +37,7 @@ from visiondock.vocabulary import AUTO, DEFAULT_BACKBONE
 
 from ..data import ImageLoader, ImageRecord, ProjectData
 from ..options import TrainingOptions
+from ..quantize import quantize_int8
 from ..splits import Split
 from ..steps import RunSteps
 
@@ -95,6 +97,9 @@ class ExportInputs:
     # Validation inputs (test inputs when there are no validation images) the export is checked on.
     check_inputs: np.ndarray
     check_source: str
+    # What the fp32 model answers on check_inputs, where the task already knows it (quick
+    # classification: the head on the cached features); else the INT8 check runs the fp32 file.
+    check_expected: np.ndarray | None = None
 
 
 DataT = TypeVar("DataT", bound=Prepared)
@@ -136,6 +141,11 @@ class Task(ABC, Generic[DataT, ModelT]):
     @abstractmethod
     def calibration_inputs(self, data: DataT, exported: ExportInputs) -> np.ndarray:
         """Training inputs to calibrate INT8 quantization on."""
+
+    def int8_model(self, data: DataT, model: ModelT, exported: ExportInputs, fp32_path: Path,
+                   int8_path: Path) -> Path:
+        """Write the INT8 variant of the exported fp32 file to `int8_path`."""
+        return quantize_int8(fp32_path, int8_path, self.calibration_inputs(data, exported))
 
     @abstractmethod
     def int8_agreement(self, data: DataT, exported: ExportInputs, validation: Validation, fp32_path: Path,

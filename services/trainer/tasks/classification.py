@@ -11,6 +11,7 @@ are listed in the run's report and counted in the test metrics, never dropped si
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from abc import abstractmethod
 from collections import Counter
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from PIL import Image
 from torch import nn
@@ -59,12 +61,21 @@ from ..evaluation import (
     multilabel_metrics,
     multilabel_thresholds,
 )
-from ..export import check_parity, run_session, session, top1_agreement
-from ..features import CACHE_FORMAT, FeatureCache, FeatureSpeed, FrozenRunner, run_batched
+from ..export import check_parity, export_graph, run_session, session, top1_agreement
+from ..features import (
+    CACHE_FORMAT,
+    FeatureCache,
+    FeatureSpeed,
+    FrozenRunner,
+    atomic_write,
+    recipe_hash,
+    run_batched,
+)
 from ..finetune import FACE_AUGMENT, AugmentOptions, FineTuneOptions, fine_tune
 from ..heads import (
     WEIGHT_DECAYS,
     HeadFit,
+    HeadOutputs,
     ImageClassifier,
     activate,
     fit_head,
@@ -73,7 +84,7 @@ from ..heads import (
     loss_fn,
 )
 from ..image_inputs import ImageInputs
-from ..quantize import CALIBRATION_IMAGES, MIN_TOP1_AGREEMENT
+from ..quantize import CALIBRATION_IMAGES, MIN_TOP1_AGREEMENT, compose_int8, quantize_int8
 from ..splits import Split, rarest_label_groups, stratified_split
 from .base import ExportInputs, Fitted, Prepared, RunContext, Task, Validation, input_tensors
 
@@ -85,6 +96,8 @@ CROSS_VALIDATE_BELOW = 6
 MAX_FOLDS = 5
 # `auto` choices are made on validation images' loss; fewer than this and the defaults are kept.
 MIN_SELECTION_IMAGES = 5
+# The name the quantized backbone's output and the float head's input share in the INT8 variant.
+FEATURES_NAME = "features"
 
 
 @dataclass
@@ -303,9 +316,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                   backbone: str) -> dict[str, np.ndarray]:
         """Pooled features of every image that can train: from the cache, or computed from its pixels."""
         options = self.options
-        crop = detector_card(self.face_margin) if self.face_margin is not None else None
         cache = FeatureCache(self.run.cache_dir, {"backbone": backbone, "preprocess": spec.to_json(),
-                                                  "crop": crop})
+                                                  "crop": self._crop()})
         if inputs.face:
             inputs.find_faces(records)
         unreadable = {item["id"] for item in self.run.loader.skipped}
@@ -335,6 +347,10 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         counts["cached"] += len(vectors) - computed
         log.info("%s features: %d computed, %d from the cache", backbone, computed, len(vectors) - computed)
         return vectors
+
+    def _crop(self) -> dict[str, Any] | None:
+        """How a face preset crops its inputs (part of what cached computations are keyed by)."""
+        return detector_card(self.face_margin) if self.face_margin is not None else None
 
     def _frozen_runner(self, build: Callable[[], nn.Module], part: str, spec: PreprocessSpec,
                        backbone: str) -> FrozenRunner:
@@ -503,10 +519,16 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         source, check = next((name, part) for name, part in (("validation", data.split.validation),
                                                              ("test", data.test), ("training", data.split.train))
                              if part or name == "training")
+        check = check[:CHECK_IMAGES]
+        images = data.images_of(check)
+        # Quick mode: the fp32 answers are the head on the features already computed for these images
+        # (the parity check holds the exported file to them); that saves running the fp32 file again.
+        expected = self.probabilities(data, model, check) if model.top is None and len(images) == len(check) \
+            else None
         return ExportInputs(
             module=ImageClassifier(PooledFeatures(model.backbone), model.head, multilabel=self.multilabel).eval(),
             preprocess=data.spec, output_names=["probabilities"], card_extra=self.card_extra(),
-            check_inputs=input_tensors(data.images_of(check[:CHECK_IMAGES]), data.spec), check_source=source,
+            check_inputs=input_tensors(images, data.spec), check_source=source, check_expected=expected,
         )
 
     def card_extra(self) -> dict[str, Any]:
@@ -515,15 +537,51 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
     def check_parity(self, module: nn.Module, path: Path, inputs: np.ndarray, card: ModelCard) -> dict[str, Any]:
         return check_parity(module, path, inputs)
 
+    def _calibration_images(self, data: ClassificationData) -> list[int]:
+        # The training images with the lowest SHA-256: a fair sample that stays the same when images are
+        # added (a new one enters only if its hash is lower), so the quantized backbone stays cached.
+        return sorted(data.split.train, key=lambda i: data.records[i].id)[:CALIBRATION_IMAGES]
+
     def calibration_inputs(self, data: ClassificationData, exported: ExportInputs) -> np.ndarray:
-        rng = np.random.default_rng(self.options.seed)
-        chosen = sorted(rng.permutation(data.split.train)[:CALIBRATION_IMAGES].tolist())
-        return input_tensors(data.images_of(chosen), data.spec)
+        return input_tensors(data.images_of(self._calibration_images(data)), data.spec)
+
+    def int8_model(self, data: ClassificationData, model: FittedClassifier, exported: ExportInputs,
+                   fp32_path: Path, int8_path: Path) -> Path:
+        """Quick mode: the quantized frozen backbone (from the cache, or quantized and kept there) under
+        the float head. Advanced mode fine-tunes the backbone: the whole graph is quantized."""
+        if model.top is not None:
+            return super().int8_model(data, model, exported, fp32_path, int8_path)
+        assert model.backbone is not None and model.head is not None
+        chosen = self._calibration_images(data)
+        recipe = {"backbone": self.backbone, "preprocess": data.spec.to_json(), "crop": self._crop(),
+                  "calibration": [data.records[i].id for i in chosen], "images": CALIBRATION_IMAGES,
+                  "onnxruntime": ort.__version__, "torch": torch.__version__}
+        backbone_int8 = self.run.cache_dir / "models" / f"{self.backbone}-pooled-int8-{recipe_hash(recipe)}.onnx"
+        size = data.spec.size
+        with tempfile.TemporaryDirectory(prefix="visiondock-int8-") as workdir:
+            cached = backbone_int8.exists()
+            self.run.report["int8_backbone"] = "cached" if cached else "quantized"
+            if cached:
+                log.info("INT8 backbone from the cache (%s)", backbone_int8.name)
+            else:
+                log.info("quantizing the %s backbone on %d training images", self.backbone, len(chosen))
+                backbone_fp32 = export_graph(PooledFeatures(model.backbone), torch.zeros(1, 3, size, size),
+                                             Path(workdir) / "backbone.onnx", input_name="image",
+                                             output_names=[FEATURES_NAME])
+                calibration = input_tensors(data.images_of(chosen), data.spec)
+                atomic_write(backbone_int8, lambda target: quantize_int8(backbone_fp32, target, calibration,
+                                                                         float_feeding_layer=False))
+            head = export_graph(HeadOutputs(model.head, multilabel=self.multilabel),
+                                torch.zeros(1, data.feature_dim), Path(workdir) / "head.onnx",
+                                input_name=FEATURES_NAME, output_names=exported.output_names)
+            return compose_int8(backbone_int8, head, fp32_path, int8_path)
 
     def int8_agreement(self, data: ClassificationData, exported: ExportInputs, validation: Validation,
                        fp32_path: Path, int8_path: Path) -> dict[str, Any]:
         threads = self.options.cpu_threads
-        fp32 = run_session(session(fp32_path, threads), exported.check_inputs)[0]
+        fp32 = exported.check_expected
+        if fp32 is None:
+            fp32 = run_session(session(fp32_path, threads), exported.check_inputs)[0]
         int8 = run_session(session(int8_path, threads), exported.check_inputs)[0]
         agreement = top1_agreement(fp32, int8)
         result = {"top1_agreement": agreement, "max_abs_diff": float(np.abs(fp32 - int8).max()),
