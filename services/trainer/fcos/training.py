@@ -86,7 +86,7 @@ class DetectorOptions:
     centre_radius: float = 1.5
     box_weight: float = 1.0
     augment: AugmentOptions = field(default_factory=AugmentOptions)
-    # With validation images: stop after this many epochs without a better validation mAP@0.5.
+    # With validation images: stop after this many epochs without a better validation mAP@[.5:.95].
     patience: int = 15
     # Served thresholds: the score threshold is the best-F1 one on validation images when
     # there are some, else this default (the best-F1 one on grocery out-of-fold detections
@@ -331,10 +331,11 @@ def fit_detector(
 ) -> FittedDetector:
     """Train a detector; deterministic for options.seed.
 
-    With validation images, each epoch reports validation loss and mAP@0.5, the best
-    epoch's weights are kept and training stops after `patience` epochs without
-    improvement. Without them it trains `epochs` epochs and keeps the last weights.
-    The served score threshold stays the default: `choose_score_threshold` picks it.
+    With validation images, each epoch reports validation loss, mAP@0.5 and mAP@[.5:.95];
+    the weights of the epoch with the best mAP@[.5:.95] are kept (ties: mAP@0.5, then the
+    loss) and training stops after `patience` epochs without improvement. Without them it
+    trains `epochs` epochs and keeps the last weights. The served score threshold stays the
+    default: `choose_score_threshold` picks it.
     """
     if not label_names:
         raise TrainingDataError("a detector needs at least one label")
@@ -408,13 +409,15 @@ def fit_detector(
             metrics = evaluate_detector(fitted, validation)
             record["val_map_50"] = metrics["map_50"] or 0.0
             record["val_map_50_95"] = metrics["map_50_95"] or 0.0
-            score = (record["val_map_50"], -record["val_loss"])
+            # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell
+            # epochs apart, while their boxes still get tighter.
+            score = (record["val_map_50_95"], record["val_map_50"], -record["val_loss"])
             if best is None or score > best:
                 best, best_epoch = score, epoch
                 best_state = copy.deepcopy(detector.state_dict())
         record["seconds"] = time.perf_counter() - epoch_started
         fitted.history.append(record)
-        bar.set_postfix({k: round(v, 3) for k, v in record.items() if k in ("train_loss", "val_loss", "val_map_50")})
+        bar.set_postfix({k: round(v, 3) for k, v in record.items() if k in ("train_loss", "val_loss", "val_map_50_95")})
         if on_epoch is not None:
             on_epoch(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
         if validation and epoch - best_epoch >= options.patience:
