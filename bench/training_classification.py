@@ -51,6 +51,7 @@ class RunResult:
     cached: int
     timings: dict[str, float]
     int8_backbone: str  # "quantized", "cached", or "" without an INT8 variant
+    int8: str  # whether the INT8 variant was registered, with its top-1 agreement with fp32
 
 
 def load_average() -> str:
@@ -88,7 +89,14 @@ def train(annotation: AnnotationClient, registry: RegistryClient, project: str, 
     features = result.report.get("features", {})
     return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),
                      int(features.get("cached", 0)), dict(result.report.get("timings", {})),
-                     str(result.report.get("int8_backbone", "")))
+                     str(result.report.get("int8_backbone", "")), _int8_summary(result.metrics.get("int8")))
+
+
+def _int8_summary(int8: dict | None) -> str:
+    if not int8:
+        return "no INT8 variant"
+    verdict = "registered" if int8["registered"] else "refused"
+    return f"INT8 {verdict} (top-1 agreement {int8['top1_agreement']:.1%} on {int8['checked']} {int8['checked_on']})"
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -175,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         run = retrain[key]
         print(f"  {text:<50}{run.seconds:7.1f} s  {run.seconds / warm:5.2f}x  "
               f"features computed {run.computed}, cached {run.cached}; INT8 backbone {run.int8_backbone or 'none'}")
+        print(f"    {run.int8}")
         steps = ", ".join(f"{name.removesuffix('_s')} {seconds:.1f}" for name, seconds in run.timings.items())
         print(f"    steps (s): {steps}")
     print()
