@@ -11,7 +11,7 @@ An option set (to a value other than its default) where it does nothing is refus
 with `OptionError`, never dropped: at once when no task could use it
 (`--fine-tune-stages` in quick mode, `--face-margin` without the face preset), else when
 the project's type is known (`check_applies`: `--head mlp` on a detection project).
-Defaults that differ by task (`--epochs`: 10 in advanced mode, 40 for detection) are
+Defaults that differ by task (`--epochs`: 10 in advanced mode, 60 for detection) are
 declared here too (`scoped_default`), and the fine-tuning and detector options take
 theirs from here.
 
@@ -150,7 +150,7 @@ class TrainingOptions:
                                                          "always tried)", tasks=CLASSIFICATION_TASKS, modes=(QUICK,),
                                      metavar="SECONDS")
     epochs: int | None = option(None, "passes over the training images", modes=(ADVANCED,),
-                                scoped={ADVANCED: 10, DETECTION: 40})
+                                scoped={ADVANCED: 10, DETECTION: 60})
     fine_tune_stages: int = option(1, "how many of the backbone's last stages are fine-tuned",
                                    tasks=CLASSIFICATION_TASKS, modes=(ADVANCED,))
     batch_size: int | None = option(None, "images per training step", modes=(ADVANCED,),

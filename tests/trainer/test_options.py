@@ -159,13 +159,13 @@ def test_each_project_type_gets_its_task(tmp_path: Path) -> None:
 
 def test_defaults_that_differ_by_task_are_declared_once() -> None:
     detector, fine_tune = DetectorOptions(), FineTuneOptions()
-    assert (detector.epochs, detector.batch_size, detector.input_size) == (40, 4, 448)
+    assert (detector.epochs, detector.batch_size, detector.input_size) == (60, 4, 448)
     assert (fine_tune.epochs, fine_tune.batch_size) == (10, 32)
     assert detector.learning_rate == scoped_default("learning_rate", DETECTION) == 2e-4
     assert detector.head_lr == pytest.approx(1e-3)
     assert fine_tune.learning_rate == scoped_default("learning_rate", ADVANCED) == 1e-4
     help_text = " ".join(job_parser().format_help().split())
-    assert "10 in advanced mode, 40 for detection" in help_text and "448 for detection" in help_text
+    assert "10 in advanced mode, 60 for detection" in help_text and "448 for detection" in help_text
 
 
 def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:

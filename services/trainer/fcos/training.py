@@ -63,7 +63,7 @@ class DetectorOptions:
     """Hyperparameters. Backbone, input size, epochs, batch size, learning rate and seed are
     training options (their defaults declared in `TrainingOptions`); the rest are not: the
     defaults are what bench/training_detection.py cross-validates on the grocery photos
-    (2 CPU cores: about 4-6 minutes per 21-image training run)."""
+    (2 CPU cores: about 4.5-5.5 minutes per 21-image training run)."""
 
     backbone: str = DEFAULT_BACKBONE
     # The square input side; the whole frame is stretched to it. A multiple of 32.
