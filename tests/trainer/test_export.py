@@ -114,12 +114,18 @@ def test_a_detector_export_is_checked_on_boxes_scores_and_decoded_detections(tmp
         check_detection_parity(model, path, inputs, card)
 
 
-def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_path: Path) -> None:
-    model, _ = classifier()
+def exported_classifier(tmp_path: Path) -> tuple[ImageClassifier, nn.Linear, ModelCard, Path, np.ndarray]:
+    """A tiny classifier, its card, its fp32 file and 16 inputs to calibrate INT8 on."""
+    model, head = classifier()
     card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=SPEC, backbone="tiny", model_version="3")
     fp32_path = export_onnx(model, card, tmp_path / "model.onnx")
     rng = np.random.default_rng(0)
     calibration = np.concatenate([photos(), rng.normal(0, 1, (14, 3, 32, 32)).astype(np.float32)])
+    return model, head, card, fp32_path, calibration
+
+
+def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_path: Path) -> None:
+    _, _, card, fp32_path, calibration = exported_classifier(tmp_path)
     int8_path = quantize_int8(fp32_path, tmp_path / "model.int8.onnx", calibration)
     session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
     metadata = session.get_modelmeta().custom_metadata_map
@@ -134,11 +140,7 @@ def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_p
 def test_a_quantized_backbone_under_a_float_head_answers_as_the_whole_graph_quantized(tmp_path: Path) -> None:
     """The quick classifier's INT8 variant: the backbone quantized once (the trainer caches it) and
     each version's head composed under it gives the same file as quantizing the whole graph."""
-    model, head = classifier()
-    card = ModelCard(task="multiclass", labels=["cat", "person"], preprocess=SPEC, backbone="tiny", model_version="4")
-    fp32_path = export_onnx(model, card, tmp_path / "model.onnx")
-    rng = np.random.default_rng(0)
-    calibration = np.concatenate([photos(), rng.normal(0, 1, (14, 3, 32, 32)).astype(np.float32)])
+    model, head, card, fp32_path, calibration = exported_classifier(tmp_path)
     whole = quantize_int8(fp32_path, tmp_path / "whole.int8.onnx", calibration)
     backbone = export_graph(model.features, torch.zeros(1, 3, 32, 32), tmp_path / "backbone.onnx",
                             input_name="pixels", output_names=["features"])
