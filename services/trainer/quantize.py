@@ -72,7 +72,8 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, *,
     The nodes that make the outputs stay in float, and with `float_feeding_layer` the layer
     feeding them too.
     """
-    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    source = onnx.load(str(fp32_path))
+    input_name = source.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="visiondock-int8-") as workdir, _quiet_quantizer():
         prepared = Path(workdir) / "prepared.onnx"
         # Shape inference and graph cleanup first, as ONNX Runtime recommends for static quantization.
@@ -89,7 +90,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, *,
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                         nodes_to_exclude=final, extra_options={"CalibTensorRangeSymmetric": False})
-    _stamp(onnx.load(str(int8_path)), fp32_path, int8_path)
+    _stamp(onnx.load(str(int8_path)), source, int8_path)
     return int8_path
 
 
@@ -99,7 +100,8 @@ def compose_int8(backbone_int8: Path, head_fp32: Path, fp32_path: Path, int8_pat
     output and the head's input share a name, and the head's outputs are the served ones."""
     backbone = onnx.load(str(backbone_int8))
     head = onnx.load(str(head_fp32))
-    served_input = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+    served = onnx.load(str(fp32_path))
+    served_input = served.graph.input[0].name
     own_input = backbone.graph.input[0].name
     backbone.graph.input[0].name = served_input
     for node in backbone.graph.node:
@@ -110,13 +112,12 @@ def compose_int8(backbone_int8: Path, head_fp32: Path, fp32_path: Path, int8_pat
     features = backbone.graph.output[0].name
     merged = compose.merge_models(backbone, head, io_map=[(features, head.graph.input[0].name)])
     onnx.checker.check_model(merged)
-    _stamp(merged, fp32_path, int8_path)
+    _stamp(merged, served, int8_path)
     return int8_path
 
 
-def _stamp(quantized: onnx.ModelProto, fp32_path: Path, int8_path: Path) -> None:
-    """Save `quantized` to `int8_path` with the fp32 model's metadata, marked as INT8."""
-    source = onnx.load(str(fp32_path), load_external_data=False)
+def _stamp(quantized: onnx.ModelProto, source: onnx.ModelProto, int8_path: Path) -> None:
+    """Save `quantized` to `int8_path` with the fp32 model's (`source`) metadata, marked as INT8."""
     del quantized.metadata_props[:]
     for prop in source.metadata_props:
         entry = quantized.metadata_props.add()

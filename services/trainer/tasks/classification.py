@@ -554,8 +554,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         assert model.backbone is not None and model.head is not None
         chosen = self._calibration_images(data)
         recipe = {"backbone": self.backbone, "preprocess": data.spec.to_json(), "crop": self._crop(),
-                  "calibration": [data.records[i].id for i in chosen], "images": CALIBRATION_IMAGES,
-                  "onnxruntime": ort.__version__, "torch": torch.__version__}
+                  "calibration": [data.records[i].id for i in chosen], "onnxruntime": ort.__version__,
+                  "torch": torch.__version__}
         backbone_int8 = self.run.cache_dir / "models" / f"{self.backbone}-pooled-int8-{recipe_hash(recipe)}.onnx"
         size = data.spec.size
         with tempfile.TemporaryDirectory(prefix="visiondock-int8-") as workdir:
@@ -568,7 +568,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                 backbone_fp32 = export_graph(PooledFeatures(model.backbone), torch.zeros(1, 3, size, size),
                                              Path(workdir) / "backbone.onnx", input_name="image",
                                              output_names=[FEATURES_NAME])
-                calibration = input_tensors(data.images_of(chosen), data.spec)
+                calibration = self.calibration_inputs(data, exported)
                 atomic_write(backbone_int8, lambda target: quantize_int8(backbone_fp32, target, calibration,
                                                                          float_feeding_layer=False))
             head = export_graph(HeadOutputs(model.head, multilabel=self.multilabel),
