@@ -5,7 +5,9 @@ variant made by the trainer's quantizer, both registered as one version. For eac
 number of scoring worker processes (1, and one per available CPU) the service is
 started with VISIONDOCK_SCORING_VARIANT=fp32 and =int8 in alternating rounds and loaded
 by 32 clients; the first round also loads from two processes: if two load processes get
-more answers than one, the load generator, not the service, was the limit.
+more answers than one, the load generator, not the service, was the limit. One worker is
+also measured with a single batch runner (one batch at a time on every ONNX Runtime thread,
+as before batch runners): the baseline for what the runners change.
 
     python -m bench.scoring_variants [--seconds 10] [--clients 32] [--rounds 3] [--workers 1 2]
 
@@ -34,7 +36,7 @@ from bench.scoring import (
     running,
     say,
 )
-from services.scoring.settings import available_cpus
+from services.scoring.settings import ScoringSettings, available_cpus
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     cpus = available_cpus()
-    worker_counts = args.workers or sorted({1, cpus})
+    # (workers, batch runners per worker; 0 = the service's default), the single runner first as the baseline.
+    configs = [(1, 1)] + [(workers, 0) for workers in (args.workers or sorted({1, cpus}))]
     images, note = benchmark_images(args.workdir, args.images)
     image_list = args.workdir / "images.txt"
     image_list.write_text("\n".join(str(p) for p in images))
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"}
     logs = args.workdir / "logs"
     logs.mkdir()
-    rows: list[tuple[int, str, int, dict]] = []
+    rows: list[tuple[str, str, int, dict]] = []
     with running("services.registry", base_env, logs, "registry") as registry:
         from visiondock.clients import RegistryClient
 
@@ -69,49 +72,65 @@ def main(argv: list[str] | None = None) -> int:
             metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)]}
             version = client.register_version(MODEL, fp32, metadata, int8_path=int8)["version"]
             client.set_alias(MODEL, "production", version)
-        for workers in worker_counts:
+        for workers, runners in configs:
+            config = describe(workers, runners)
             # Rounds alternate the variants, each on a freshly started service, so a slow spell of a
             # shared machine falls on both; the ratio is that of the medians.
             for round_index in range(args.rounds):
                 for variant in ("fp32", "int8"):
                     env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
-                           "VISIONDOCK_SCORING_VARIANT": variant, "VISIONDOCK_SCORING_WORKERS": str(workers)}
-                    with running("services.scoring", env, logs, f"scoring-{variant}-{workers}-{round_index}",
-                                 probe="/readyz") as scoring:
+                           "VISIONDOCK_SCORING_VARIANT": variant, "VISIONDOCK_SCORING_WORKERS": str(workers),
+                           "VISIONDOCK_SCORING_BATCH_RUNNERS": str(runners)}
+                    with running("services.scoring", env, logs,
+                                 f"scoring-{variant}-{workers}w{runners}r-{round_index}", probe="/readyz") as scoring:
                         # The first round also loads from two processes: more answers than from one
                         # would mean the load generator, not the service, was the limit.
                         for processes in (1, 2) if round_index == 0 else (1,):
                             result = load(scoring.url + "/v1/predict", image_list, concurrency=args.clients,
                                           seconds=args.seconds, processes=processes)
-                            say(f"   round {round_index + 1} {variant} workers {workers}, {processes} load "
+                            say(f"   round {round_index + 1} {variant} {config}, {processes} load "
                                 f"process(es): {result['throughput']:.1f} images/s, p99 {result['p99_ms']:.0f} ms "
                                 f"(load {load_average()})")
-                            rows.append((workers, variant, processes, result))
+                            rows.append((config, variant, processes, result))
     print(f"\nINT8 vs fp32 served, {args.clients} clients, {note}; {cpus} CPUs; {args.rounds} alternating rounds of "
           f"{args.seconds:.0f} s; load average after {load_average()} (a shared machine: compare ratios in this run)")
-    print(f"{'workers':>7} {'variant':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}")
-    for workers, variant, processes, result in rows:
+    width = max(len(config) for config, *_ in rows)
+    print(f"{'service':<{width}} {'variant':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'errors':>7}")
+    for config, variant, processes, result in rows:
         failed = sum(v for k, v in result["statuses"].items() if k != "200") + sum(result["errors"].values())
-        print(f"{workers:>7} {variant:>7} {processes:>10} {result['throughput']:>9.1f} {result['p50_ms']:>7.0f} "
+        print(f"{config:<{width}} {variant:>7} {processes:>10} {result['throughput']:>9.1f} {result['p50_ms']:>7.0f} "
               f"{result['p99_ms']:>7.0f} {failed:>7}")
     print()
-    medians: dict[tuple[int, str], float] = {}
-    for workers in worker_counts:
+    medians: dict[tuple[str, str], float] = {}
+    for workers, runners in configs:
+        config = describe(workers, runners)
         for variant in ("fp32", "int8"):
-            medians[(workers, variant)] = statistics.median(
-                result["throughput"] for w, v, processes, result in rows if (w, v, processes) == (workers, variant, 1))
-        one = next(r["throughput"] for w, v, p, r in rows if (w, v, p) == (workers, "int8", 1))
-        two = next(r["throughput"] for w, v, p, r in rows if (w, v, p) == (workers, "int8", 2))
-        ratio = medians[(workers, "int8")] / max(medians[(workers, "fp32")], 1e-9)
-        print(f"workers {workers}: median images/s fp32 {medians[(workers, 'fp32')]:.1f}, int8 "
-              f"{medians[(workers, 'int8')]:.1f}; INT8 / fp32 served = {ratio:.2f}x (target ≥ "
+            medians[(config, variant)] = statistics.median(
+                result["throughput"] for c, v, processes, result in rows if (c, v, processes) == (config, variant, 1))
+        one = next(r["throughput"] for c, v, p, r in rows if (c, v, p) == (config, "int8", 1))
+        two = next(r["throughput"] for c, v, p, r in rows if (c, v, p) == (config, "int8", 2))
+        ratio = medians[(config, "int8")] / max(medians[(config, "fp32")], 1e-9)
+        print(f"{config}: median images/s fp32 {medians[(config, 'fp32')]:.1f}, int8 "
+              f"{medians[(config, 'int8')]:.1f}; INT8 / fp32 served = {ratio:.2f}x (target ≥ "
               f"{TARGET_INT8_VS_FP32:.1f}x: {'met' if ratio >= TARGET_INT8_VS_FP32 else 'MISSED'}); int8 from two "
               f"load processes / one: {two / max(one, 1e-9):.2f}x")
-    if len(worker_counts) > 1:
-        first, last = worker_counts[0], worker_counts[-1]
-        scaling = medians[(last, "int8")] / max(medians[(first, "int8")], 1e-9)
-        print(f"int8 with {last} workers / with {first}: {scaling:.2f}x")
+    baseline, default = describe(*configs[0]), describe(*configs[1])
+    for variant in ("fp32", "int8"):
+        print(f"{variant} with the default batch runners / one runner (1 worker): "
+              f"{medians[(default, variant)] / max(medians[(baseline, variant)], 1e-9):.2f}x")
+    if len(configs) > 2:
+        first, last = describe(*configs[1]), describe(*configs[-1])
+        print(f"int8 with {last} / with {first}: {medians[(last, 'int8')] / max(medians[(first, 'int8')], 1e-9):.2f}x")
     return 0
+
+
+def describe(workers: int, runners: int) -> str:
+    """A configuration as the table names it: what the service resolves `runners` = 0 to, per worker."""
+    settings = ScoringSettings(scoring_workers=workers, scoring_batch_runners=runners)
+    resolved = settings.resolved_batch_runners(gpu=False)
+    return (f"{settings.resolved_workers} worker(s) x {resolved} runner(s) x "
+            f"{settings.resolved_intra_op_threads(gpu=False)} ORT thread(s)")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ def principal_of(state: Any) -> Principal | None:
 
 # -- the per-route requirement ---------------------------------------------------------
 API_KEY_HEADER = "X-API-Key"
+# In a request's ASGI state: the RoleRequirements the request guard has already checked.
+AUTHORIZED = "visiondock.authorized"
 # Azure AI Search sends its key in this header to custom skills; accepted on skill routes only.
 AZURE_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visiondock.auth import requirements_of
+from visiondock.auth import AUTHORIZED, requirements_of
 from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
@@ -154,6 +154,9 @@ class RequestGuardMiddleware:
             for requirement in requirements:
                 principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
                 scope.setdefault("state", {})["principal"] = principal
+            if requirements:
+                # The route's own key check (`visiondock.web.require_role`) need not hash the key again.
+                scope["state"][AUTHORIZED] = requirements
         except DomainError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
             await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import (
     API_KEY_HEADER,
+    AUTHORIZED,
     ROLES,
     KeyRing,
     Principal,
@@ -113,9 +114,9 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
                  resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
     """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
 
-    The request guard applies the same check before the body is read; this dependency
-    repeats it (one hash) so a route is protected even where the guard is not installed,
-    and puts the key's Principal on `request.state.principal`.
+    The request guard applies the same check before the body is read and says so on the
+    request; where it has not (an app without the guard), this dependency checks the key
+    itself. Either way the key's Principal is on `request.state.principal`.
     """
     requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource)
 
@@ -124,6 +125,9 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
         api_key: str | None = Security(_api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
+        state = request.scope.get("state") or {}
+        if requirement in state.get(AUTHORIZED, ()):
+            return state["principal"]
         principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
                                           request.path_params, request.app)
         request.state.principal = principal

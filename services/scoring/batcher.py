@@ -1,11 +1,16 @@
 """Dynamic batching, after Triton's dynamic batcher.
 
-Requests put their input tensors on a bounded queue and await a future. One worker
+Requests put their input tensors on a bounded queue and await a future. A runner
 thread takes the oldest request, gathers more requests for the same model until the
 batch holds `max_batch_size` images or `max_queue_delay` has passed since the oldest
 arrived, runs the batch in one ONNX Runtime call and hands each request its rows.
 Under load the queue is never empty when a run ends, so batches fill without waiting;
 when idle, a lone request waits at most `max_queue_delay`.
+
+With several runners (Triton's model instances) several batches run at once, one per
+runner, while gathering stays one at a time. On CPU that beats one batch spread over
+every core: each run needs fewer ONNX Runtime threads, which then wait less for each
+other and for the threads decoding images on the same cores.
 
 Inference never runs on the asyncio event loop. A full queue raises `QueueFullError`
 (the route answers 503 with Retry-After) rather than letting latency grow without
@@ -72,15 +77,19 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class DynamicBatcher:
-    def __init__(self, *, max_batch_size: int, max_queue_delay: float, max_queue_size: int,
+    def __init__(self, *, max_batch_size: int, max_queue_delay: float, max_queue_size: int, runners: int = 1,
                  metrics: ScoringMetrics | None = None) -> None:
+        if runners < 1:
+            raise ValueError(f"a batcher needs at least one runner, got {runners}")
         self.max_batch_size = max_batch_size
+        self.runners = runners
         self.max_queue_delay = max_queue_delay
         self._queue: queue.Queue[_Request] = queue.Queue(maxsize=max_queue_size)
         self._held: deque[_Request] = deque()  # taken from the queue but not batchable with the last batch
         self._metrics = metrics
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._gathering = threading.Lock()  # one runner gathers at a time: `_held` is shared
+        self._threads: list[threading.Thread] = []
         if metrics is not None:
             metrics.set_queue_depth_source(lambda: float(self.depth))
 
@@ -89,13 +98,16 @@ class DynamicBatcher:
         return self._queue.qsize() + len(self._held)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._work, name="batcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"batcher-{index}", daemon=True)
+                         for index in range(self.runners)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         leftover = list(self._held)
         self._held.clear()
         while True:
@@ -119,11 +131,11 @@ class DynamicBatcher:
             raise QueueFullError(f"{self._queue.maxsize} requests are already waiting") from None
         try:
             return await asyncio.wait_for(request.future, timeout)
-        except BaseException:  # timeout or cancellation: the worker skips it if it has not started
+        except BaseException:  # timeout or cancellation: a runner skips it if it has not started
             request.abandoned = True
             raise
 
-    # -- the worker thread -----------------------------------------------------------
+    # -- the runner threads ----------------------------------------------------------
     def _next(self) -> _Request | None:
         while not self._stopping.is_set():
             if self._held:
@@ -167,11 +179,16 @@ class DynamicBatcher:
         return batch
 
     def _work(self) -> None:
-        while (first := self._next()) is not None:
+        while True:
+            with self._gathering:
+                first = self._next()
+                if first is None:
+                    return
+                batch = self._gather(first)
             try:
-                self._run(self._gather(first))
-            except Exception:  # the worker must survive anything; _run settles its own requests
-                log.exception("batch worker error")
+                self._run(batch)
+            except Exception:  # the runner must survive anything; _run settles its own requests
+                log.exception("batch runner error")
 
     def _run(self, batch: list[_Request]) -> None:
         model = batch[0].model

@@ -36,8 +36,8 @@ def on_gpu() -> bool:
 def session_options(settings: ScoringSettings) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # ONNX Runtime's own default is one thread per core of the machine: too many in a pod with a CPU
-    # limit, or beside other workers.
-    options.intra_op_num_threads = settings.resolved_intra_op_threads
+    # limit, or beside other workers and batch runners.
+    options.intra_op_num_threads = settings.resolved_intra_op_threads(gpu=on_gpu())
     if settings.scoring_inter_op_threads:
         options.inter_op_num_threads = settings.scoring_inter_op_threads
     if not settings.scoring_ort_spinning:

@@ -1,8 +1,8 @@
 """The prediction pipeline behind every route: admit → decode and preprocess (thread
-pool) → dynamic batch (worker thread) → answer → capture.
+pool) → dynamic batch (runner threads) → answer → capture.
 
 The event loop only parses requests and writes answers; decoding runs on a bounded
-thread pool and inference on the batcher's thread, so health probes answer at once
+thread pool and inference on the batcher's runner threads, so health probes answer at once
 however busy the model is.
 """
 
@@ -28,7 +28,7 @@ from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .capture import CaptureSink
 from .drift_monitor import DriftMonitor
 from .metrics import ScoringMetrics
-from .model import LoadedModel, PreparedImage
+from .model import LoadedModel, PreparedImage, on_gpu
 from .render import FORMATS, draw_answer, encode
 from .served_models import ServedModels
 from .settings import ScoringSettings
@@ -54,7 +54,8 @@ class ScoringService:
         self.capture = capture
         self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size,
                                       max_queue_delay=settings.scoring_max_queue_delay_ms / 1000,
-                                      max_queue_size=settings.scoring_max_queue_size, metrics=metrics)
+                                      max_queue_size=settings.scoring_max_queue_size,
+                                      runners=settings.resolved_batch_runners(gpu=on_gpu()), metrics=metrics)
         self.executor = ThreadPoolExecutor(max_workers=settings.scoring_decode_threads,
                                            thread_name_prefix="decode")
         self._in_progress = 0
@@ -238,7 +239,8 @@ class ScoringService:
         body: dict[str, Any] = {**primary, "slots": {slot: w.status() for slot, w in self.watchers.items()},
                                 "queue_depth": self.batcher.depth, "in_progress": self._in_progress,
                                 "batching": {"max_batch_size": self.settings.scoring_max_batch_size,
-                                             "max_queue_delay_ms": self.settings.scoring_max_queue_delay_ms}}
+                                             "max_queue_delay_ms": self.settings.scoring_max_queue_delay_ms,
+                                             "runners": self.batcher.runners}}
         if self.capture is not None:
             body["capture_rate"] = self.capture.rate
         return body

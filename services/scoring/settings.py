@@ -16,6 +16,9 @@ from pydantic_settings import NoDecode
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings
 
+# Each run in flight holds a batch's activations (about 12 MB an image on CPU), and 32 clients still fill
+# four batches of 8: beyond four, more runners cost memory and make smaller batches.
+MAX_AUTO_BATCH_RUNNERS = 4
 DISCOVER = "*"  # in VISIONDOCK_SCORING_MODELS: every registry model that has the alias
 _TARGET = re.compile(r"^(?P<name>\*|[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[A-Za-z0-9][A-Za-z0-9._-]*)"
                      r"|:(?P<version>[0-9]+))?$")
@@ -102,8 +105,11 @@ class ScoringSettings(Settings):
     scoring_workers: int = Field(
         default=1, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
                                      "decode threads, sharing the port; 0 = one per available CPU.")
-    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per worker; 0 = the "
-                                                                       "available CPUs divided among the workers.")
+    scoring_batch_runners: int = Field(
+        default=0, ge=0, description="Batches each worker runs at once, each on its own thread; 0 = on CPU one "
+                                     f"per CPU of the worker, at most {MAX_AUTO_BATCH_RUNNERS}; on a GPU one.")
+    scoring_intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per batch run; 0 = "
+                                                                       "the worker's CPUs divided among its runners.")
     scoring_inter_op_threads: int = Field(default=0, ge=0)
     scoring_ort_spinning: bool = Field(
         default=False, description="Let ONNX Runtime's threads spin between batches: a little faster alone, "
@@ -187,8 +193,15 @@ class ScoringSettings(Settings):
         return self.scoring_workers or available_cpus()
 
     @property
-    def resolved_intra_op_threads(self) -> int:
-        return self.scoring_intra_op_threads or max(1, available_cpus() // self.resolved_workers)
+    def cpus_per_worker(self) -> int:
+        return max(1, available_cpus() // self.resolved_workers)
+
+    def resolved_batch_runners(self, *, gpu: bool) -> int:
+        # A GPU runs one batch at a time anyway; more runners would only hold more activations.
+        return self.scoring_batch_runners or (1 if gpu else min(MAX_AUTO_BATCH_RUNNERS, self.cpus_per_worker))
+
+    def resolved_intra_op_threads(self, *, gpu: bool) -> int:
+        return self.scoring_intra_op_threads or max(1, self.cpus_per_worker // self.resolved_batch_runners(gpu=gpu))
 
     @property
     def model_targets(self) -> list[ModelTarget]:

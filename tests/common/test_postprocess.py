@@ -31,3 +31,13 @@ def test_decode_detections_maps_fractions_to_original_pixels() -> None:
     assert (round(egg.x1), round(egg.y1), round(egg.x2), round(egg.y2)) == (20, 20, 100, 60)
     assert {k: round(v, 3) for k, v in egg.normalized(200, 100).items()} == {
         "left": 0.1, "top": 0.2, "width": 0.4, "height": 0.4}
+
+
+def test_top_k_of_many_classes_orders_ties_as_a_full_stable_sort() -> None:
+    rng = np.random.default_rng(7)
+    labels = [f"class_{i}" for i in range(1000)]
+    for _ in range(200):
+        probabilities = rng.integers(0, 6, size=1000).astype(np.float32) / 5  # many ties at the k-th place
+        k = int(rng.integers(1, 12))
+        expected = [labels[i] for i in np.argsort(-probabilities, kind="stable")[:k]]
+        assert [score.label for score in top_k(probabilities, labels, k)] == expected

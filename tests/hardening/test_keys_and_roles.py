@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -22,10 +22,11 @@ from services.registry.app import create_app as registry_app
 from services.scoring.app import create_app as scoring_app
 from services.scoring.settings import ScoringSettings
 from tests.scoring import tiny_models
-from visiondock.auth import KeyFormatError, KeyRing, new_key, parse_entry, split_entries
+from visiondock.auth import KeyFormatError, KeyRing, RoleRequirement, new_key, parse_entry, split_entries
+from visiondock.errors import Forbidden, NotAuthenticated
 from visiondock.serve import serve
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
-from visiondock.web import keyring_of
+from visiondock.web import keyring_of, require_role
 
 KEYS: dict[str, tuple[str, str]] = {
     name: new_key(name, roles, scopes)
@@ -255,3 +256,32 @@ def test_a_streamed_body_over_the_route_limit_stops_early(tmp_path: Path) -> Non
                                   {**key("labeler"), "content-type": "application/json",
                                    "content-length": str(2 * 1024 * 1024)}, body_chunks=1000)
     assert status == 413 and asked == 0
+
+
+def test_a_route_checks_its_key_once_behind_the_guard_and_itself_without(
+        annotation: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[str] = []
+    authorize = RoleRequirement.authorize
+
+    def counted(self: RoleRequirement, *args: Any) -> Any:
+        checks.append("checked")
+        return authorize(self, *args)
+
+    monkeypatch.setattr(RoleRequirement, "authorize", counted)
+    assert annotation.get("/v1/projects", headers=key("labeler")).status_code == 200
+    assert checks == ["checked"]  # by the request guard; the route's dependency trusts it
+
+    bare = FastAPI()  # no request guard: the dependency alone protects the route
+    bare.state.keyring = KeyRing.from_sources(entries=[entry for _, entry in KEYS.values()])
+
+    @bare.get("/secret", dependencies=[Depends(require_role("train"))])
+    async def secret() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    with TestClient(bare) as client:
+        checks.clear()
+        assert client.get("/secret", headers=key("trainer")).status_code == 200
+        assert checks == ["checked"]
+        for headers in (key("labeler"), {"X-API-Key": "nope"}, {}):
+            with pytest.raises((NotAuthenticated, Forbidden)):  # no error handlers either: raised as is
+                client.get("/secret", headers=headers)

@@ -5,6 +5,7 @@ timed-out request is skipped, and one bad request does not fail its batch."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,37 @@ def test_one_bad_request_fails_alone(models: dict[str, Path]) -> None:
         batcher.stop()
     assert int(first.outputs[0][0].argmax()) == 0 and int(last.outputs[0][0].argmax()) == 2
     assert isinstance(bad, Exception)
+
+
+def test_several_runners_run_batches_at_once(models: dict[str, Path]) -> None:
+    model = _load(models["multiclass"])
+    run = model.run
+    # The first two runs each wait until the other has started: with one runner the barrier breaks.
+    both_running = threading.Barrier(2, timeout=5)
+    threads: list[str] = []
+
+    def run_together(batch: np.ndarray) -> list[np.ndarray]:
+        threads.append(threading.current_thread().name)
+        if len(threads) <= 2:
+            both_running.wait()
+        return run(batch)
+
+    model.run = run_together  # type: ignore[method-assign]
+    batcher = DynamicBatcher(max_batch_size=4, max_queue_delay=0.05, max_queue_size=64, runners=2)
+    batcher.start()
+
+    async def scenario() -> list:
+        return await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[i % 3]), timeout=10)
+                                      for i in range(8)))
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    assert [int(r.outputs[0][0].argmax()) for r in results] == [i % 3 for i in range(8)]
+    assert len(set(threads[:2])) == 2  # two runner threads, each with its own batch
+
+
+def test_a_batcher_needs_a_runner() -> None:
+    with pytest.raises(ValueError, match="at least one runner"):
+        DynamicBatcher(max_batch_size=4, max_queue_delay=0.0, max_queue_size=2, runners=0)

@@ -143,3 +143,11 @@ def test_a_file_that_is_not_a_model_keeps_the_service_up_and_not_ready(serve: Ap
         predict = client.post("/v1/predict", content=solid(RED))
     assert ready.status_code == 503 and "cannot load" in ready.json()["error"]
     assert predict.status_code == 503 and "no model loaded" in predict.json()["detail"]
+
+
+def test_readyz_says_how_batches_run(serve: AppFactory, models: dict[str, Path]) -> None:
+    with serve(models["multiclass"], scoring_batch_runners=3, scoring_max_batch_size=4) as client:
+        batching = client.get("/readyz").json()["batching"]
+        answer = client.post("/v1/predict", content=solid(RED))
+    assert batching == {"max_batch_size": 4, "max_queue_delay_ms": 2.0, "runners": 3}
+    assert answer.status_code == 200

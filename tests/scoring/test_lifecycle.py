@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cli.launcher import LocalServices, free_port
+from services.scoring import settings as scoring_settings
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings, available_cpus
 from tests.support.stack import running_services
@@ -221,8 +222,21 @@ def test_onnx_runtime_threads_divide_the_available_cpus_among_the_workers() -> N
     cpus = available_cpus()
     assert 1 <= cpus <= (os.cpu_count() or 1)
     assert ScoringSettings(scoring_workers=0).resolved_workers == cpus
-    assert ScoringSettings(scoring_workers=2).resolved_intra_op_threads == max(1, cpus // 2)
-    assert ScoringSettings(scoring_workers=2, scoring_intra_op_threads=3).resolved_intra_op_threads == 3
+
+
+@pytest.mark.parametrize(("cpus", "workers", "runners", "threads"), [
+    (1, 1, 1, 1), (2, 1, 2, 1), (16, 1, 4, 4), (16, 2, 4, 2), (16, 0, 1, 1), (6, 1, 4, 1)])
+def test_each_worker_runs_batches_on_runners_sharing_its_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int,
+                                                              workers: int, runners: int, threads: int) -> None:
+    monkeypatch.setattr(scoring_settings, "available_cpus", lambda: cpus)
+    settings = ScoringSettings(scoring_workers=workers)
+    assert settings.resolved_batch_runners(gpu=False) == runners
+    assert settings.resolved_intra_op_threads(gpu=False) == threads
+    # A GPU runs one batch at a time; its host threads get the worker's CPUs.
+    assert settings.resolved_batch_runners(gpu=True) == 1
+    assert settings.resolved_intra_op_threads(gpu=True) == max(1, cpus // settings.resolved_workers)
+    chosen = ScoringSettings(scoring_workers=workers, scoring_batch_runners=3, scoring_intra_op_threads=5)
+    assert (chosen.resolved_batch_runners(gpu=False), chosen.resolved_intra_op_threads(gpu=False)) == (3, 5)
 
 
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
