@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
     parser.add_argument("--seeds", type=int, default=5, help="repeated held-out splits in quick mode")
     parser.add_argument("--advanced-seeds", type=int, default=5, help="of those, how many also run advanced")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the available CPUs)")
     args = parser.parse_args(argv)
     if not (args.datasets / "flowers12" / "train").is_dir():
         print(f"flowers12 benchmark skipped: {args.datasets / 'flowers12'} is absent")

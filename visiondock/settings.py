@@ -7,6 +7,8 @@ Azure backends and real keys; it refuses to start with the local key.
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +19,22 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LOCAL_DEV_API_KEY = "local-dev-only-insecure-key"
 
 DEFAULT_PORTS = {"annotation": 8701, "registry": 8702, "scoring": 8703}
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a pod's limit),
+    which `os.cpu_count()` and torch's default thread count ignore."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 def default_home() -> Path:

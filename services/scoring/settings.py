@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from visiondock.settings import Settings
+from visiondock.settings import Settings, available_cpus
 
 # Each run in flight holds a batch's activations (about 12 MB an image on CPU), and 32 clients still fill
 # four batches of 8: beyond four, more runners cost memory and make smaller batches.
@@ -60,19 +58,6 @@ def parse_model_targets(text: str, *, default_alias: str) -> list[ModelTarget]:
             raise ValueError(f"VISIONDOCK_SCORING_MODELS names {match['name']!r} twice")
         targets.append(ModelTarget(match["name"], match["alias"] or default_alias, version))
     return targets
-
-
-def available_cpus() -> int:
-    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a pod's limit),
-    which `os.cpu_count()` ignores."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return count
 
 
 class ScoringSettings(Settings):

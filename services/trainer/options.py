@@ -28,13 +28,12 @@ run. Torch-free, so the CLI starts fast where the trainer extra is not installed
 from __future__ import annotations
 
 import argparse
-import os
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from visiondock.settings import Settings
+from visiondock.settings import Settings, available_cpus
 from visiondock.vocabulary import (
     ADVANCED,
     AUTO,
@@ -185,7 +184,8 @@ class TrainingOptions:
 
     run_id: str | None = option(None, "report on this training run (created queued by the launcher; default: a "
                                       "new run)", kind="runtime")
-    threads: int | None = option(None, "CPU threads (default: all cores)", kind="runtime")
+    threads: int | None = option(None, "CPU threads (default: the CPUs this process may use, within a pod's CPU "
+                                       "limit)", kind="runtime")
     cache_dir: Path | None = option(None, "feature cache (default: VISIONDOCK_TRAINER_CACHE_DIR)",  # noqa: RUF009
                                     kind="runtime", metavar="DIR")
     progress: bool = option(True, "no progress bars (logs only)", kind="runtime", off_flag="--no-progress")
@@ -238,7 +238,7 @@ class TrainingOptions:
 
     @property
     def cpu_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        return self.threads or available_cpus()
 
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or Settings().resolved_trainer_cache_dir

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from visiondock.settings import LOCAL_DEV_API_KEY, Settings
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings, available_cpus
 
 
 def test_defaults_are_embedded_and_local(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -40,3 +43,14 @@ def test_azure_backends_need_their_connection_settings(monkeypatch: pytest.Monke
     monkeypatch.setenv("VISIONDOCK_DOCUMENT_BACKEND", "cosmos")
     with pytest.raises(ValidationError, match="COSMOS_ENDPOINT"):
         Settings()
+
+
+@pytest.mark.parametrize(("cpu_max", "limit"), [("max 100000", None), ("150000 100000", 2), ("50000 100000", 1),
+                                                ("400000 100000", 4), ("garbled", None)])
+def test_available_cpus_follow_a_pods_cpu_limit(tmp_path: Path, cpu_max: str, limit: int | None) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max + "\n")
+    assert available_cpus(quota) == (affinity if limit is None else min(affinity, limit))
+    assert available_cpus(tmp_path / "no-cgroup-v2") == affinity
+

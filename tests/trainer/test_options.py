@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import build_parser as cli_parser
+from services.trainer import options
 from services.trainer.__main__ import build_parser as job_parser
 from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
@@ -186,3 +187,9 @@ def test_the_options_and_the_command_line_do_not_import_torch() -> None:
     code = ("import sys, services.trainer.options, cli.main; cli.main.build_parser(); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_training_threads_default_to_the_available_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(options, "available_cpus", lambda: 3)  # as in a pod limited to 3 CPUs
+    assert TrainingOptions(project="p").cpu_threads == 3
+    assert TrainingOptions(project="p", threads=5).cpu_threads == 5

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from visiondock.postprocess import DEFAULT_MAX_DETECTIONS, Detection, decode_detections
 from visiondock.preprocess import PreprocessSpec, normalize, to_tensor
+from visiondock.settings import available_cpus
 from visiondock.vocabulary import DEFAULT_BACKBONE, DETECTION
 
 from ..backbone import backbone_spec, load_pretrained
@@ -205,9 +205,7 @@ def loader_workers() -> int:
     """
     if LOADER_WORKERS is not None:
         return LOADER_WORKERS
-    # The CPUs this process may run on (a cpuset, taskset), not the machine's; a CPU quota
-    # (Kubernetes limits) does not narrow it, which MAX_LOADER_WORKERS bounds.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = available_cpus()  # a pod's CPU limit, not the node's cores
     return 0 if cpus <= 2 else min(MAX_LOADER_WORKERS, cpus - 2)
 
 
