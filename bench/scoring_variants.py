@@ -12,13 +12,18 @@ as before batch runners): the baseline for what the runners change.
     python -m bench.scoring_variants [--seconds 10] [--clients 32] [--rounds 3] [--workers 1 2]
 
 Prints a table, the INT8/fp32 ratio of the median throughputs per configuration (same run, same machine) and
-the target (INT8 served ≥ 2x fp32 served at 32 clients) met or missed. The machine may
-be shared: the load average is printed with the numbers.
+the target (INT8 served ≥ 2x fp32 served at 32 clients) met or missed. Beside each run,
+the CPU time per answered image (Linux /proc): the scoring processes' main threads (the
+event loops), their other threads (decoding and ONNX Runtime) and the load generator;
+what the cores spend besides ONNX Runtime is what keeps the served ratio under the
+in-process one. The machine may be shared: the load average is printed with the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -86,21 +91,28 @@ def main(argv: list[str] | None = None) -> int:
                         # The first round also loads from two processes: more answers than from one
                         # would mean the load generator, not the service, was the limit.
                         for processes in (1, 2) if round_index == 0 else (1,):
+                            service_before, load_before = cpu_seconds(scoring.pid), load_generator_seconds()
                             result = load(scoring.url + "/v1/predict", image_list, concurrency=args.clients,
                                           seconds=args.seconds, processes=processes)
+                            service_after = cpu_seconds(scoring.pid)
+                            answered = result["answered"]  # from the start of the load, as the CPU times
+                            result["cpu_ms"] = {role: 1000 * (service_after[role] - service_before.get(role, 0.0))
+                                                / max(answered, 1) for role in service_after}
+                            result["cpu_ms"]["load generator"] = \
+                                1000 * (load_generator_seconds() - load_before) / max(answered, 1)
                             say(f"   round {round_index + 1} {variant} {config}, {processes} load "
                                 f"process(es): {result['throughput']:.1f} images/s, p99 {result['p99_ms']:.0f} ms "
-                                f"(load {load_average()})")
+                                f"(load {load_average()}); CPU ms per image: {describe_cpu(result['cpu_ms'])}")
                             rows.append((config, variant, processes, result))
     print(f"\nINT8 vs fp32 served, {args.clients} clients, {note}; {cpus} CPUs; {args.rounds} alternating rounds of "
           f"{args.seconds:.0f} s; load average after {load_average()} (a shared machine: compare ratios in this run)")
     width = max(len(config) for config, *_ in rows)
     print(f"{'service':<{width}} {'variant':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'errors':>7}")
+          f"{'errors':>7}  CPU ms per image")
     for config, variant, processes, result in rows:
         failed = sum(v for k, v in result["statuses"].items() if k != "200") + sum(result["errors"].values())
         print(f"{config:<{width}} {variant:>7} {processes:>10} {result['throughput']:>9.1f} {result['p50_ms']:>7.0f} "
-              f"{result['p99_ms']:>7.0f} {failed:>7}")
+              f"{result['p99_ms']:>7.0f} {failed:>7}  {describe_cpu(result['cpu_ms'])}")
     print()
     medians: dict[tuple[str, str], float] = {}
     for workers, runners in configs:
@@ -123,6 +135,39 @@ def main(argv: list[str] | None = None) -> int:
         first, last = describe(*configs[1]), describe(*configs[-1])
         print(f"int8 with {last} / with {first}: {medians[(last, 'int8')] / max(medians[(first, 'int8')], 1e-9):.2f}x")
     return 0
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a scoring process and its worker processes, by role: each process's main thread
+    (the event loop; with workers, also the supervisor's) and its other threads. Empty where /proc is not."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {"event loop": 0.0, "other threads": 0.0}
+    pending = [pid]
+    while pending:
+        process = pending.pop()
+        tasks = Path(f"/proc/{process}/task")
+        if not tasks.is_dir():
+            return {}
+        for task in tasks.iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                children = (task / "children").read_text().split()
+            except OSError:  # the thread ended
+                continue
+            role = "event loop" if task.name == str(process) else "other threads"
+            seconds[role] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            pending.extend(int(child) for child in children)
+    return seconds
+
+
+def load_generator_seconds() -> float:
+    """CPU seconds of this process's finished children: the load generators `load` runs and waits for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def describe_cpu(cpu_ms: dict[str, float]) -> str:
+    return ", ".join(f"{role} {value:.2f}" for role, value in cpu_ms.items()) if len(cpu_ms) > 1 else "n/a"
 
 
 def describe(workers: int, runners: int) -> str:
