@@ -176,8 +176,8 @@ class TrainingOptions:
                              choices=EVALUATIONS, tasks=(MULTICLASS, MULTILABEL), modes=(QUICK,))
     refit: bool = option(True, "keep the held-out images out of the final model (by default, once evaluated, "
                                "the model is fitted again on every labeled image with the settings chosen; "
-                               "the metrics stay the held-out ones)", tasks=CLASSIFICATION_TASKS, modes=(QUICK,),
-                         off_flag="--no-refit")
+                               "the metrics stay the held-out ones)", tasks=(*CLASSIFICATION_TASKS, DETECTION),
+                         modes=(QUICK,), off_flag="--no-refit")
     int8: bool = option(True, "skip the INT8 variant (by default every version also gets a static INT8 variant "
                               "when it agrees with fp32 on validation images; the scoring service serves it on "
                               "CPUs)", off_flag="--no-int8")

@@ -305,6 +305,10 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     # INT8 is judged by mAP@0.5 on validation images: registered only when it drops no more than 0.01.
     int8 = metrics["int8"]
     assert int8["registered"] == (int8["map_50_drop"] <= 0.01) == ("int8" in result.variants)
+    # The exported detector learned from all 18 images, for the epochs validation chose.
+    params = registry.get_version(project, result.version)["params"]
+    assert metrics["refit"] == {"images": 18} and params["refit_epochs"] == params["best_epoch"] <= 2
+    assert len(metrics["history"]) == params["epochs_run"]  # the curves are the evaluated training's
 
 
 def test_data_that_cannot_train_fails_the_run_with_the_reason_and_registers_nothing(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,25 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
         metrics["test_count"] = len(test)
         return Validation(thresholds={"score": float(score), "nms_iou": float(fitted.thresholds["nms_iou"])},
                           metrics=metrics)
+
+    def refit(self, data: DetectionData, model: TrainedDetector) -> TrainedDetector | None:
+        """The detector trained again on every labeled image (test and validation ones too), for the
+        epochs validation chose (all of them without validation images), with the same seed. The
+        thresholds and metrics stay those of the evaluated detector."""
+        if not self.options.refit:
+            return None
+        assert model.detector is not None
+        split = data.split
+        everything = [data.samples[i] for i in sorted({*split.train, *split.validation, *split.test})]
+        epochs = model.detector.params["best_epoch"] if split.validation else self.detector_options.epochs
+        log.info("refit the detector on all %d labeled images for %d epochs (evaluated on %d held-out ones)",
+                 len(everything), epochs, len(split.test))
+        self.run.steps.stage("refit")  # a second training: minutes on a CPU, reported epoch by epoch
+        fitted = fit_detector(everything, [], data.labels, replace(self.detector_options, epochs=epochs),
+                              on_epoch=lambda epoch, metrics: self.run.steps.epoch(epoch, epochs, metrics),
+                              progress=self.options.progress)
+        return TrainedDetector(history=model.history, detector=fitted,
+                               params={**model.params, "refit_images": len(everything), "refit_epochs": epochs})
 
     def export_inputs(self, data: DetectionData, model: TrainedDetector) -> ExportInputs:
         assert model.detector is not None
