@@ -2,10 +2,10 @@
 against a tutorial-style service, same model, same images, one run.
 
 - (a) the in-process pipeline: decode + preprocess + ONNX Runtime in batches of the
-  service's max batch size (8), measured two ways, one thread decoding then running
-  each batch, and decode threads preparing the next batch while ONNX Runtime runs
-  this one; the better of the two is the ceiling. ONNX Runtime alone on ready tensors
-  is shown beside them;
+  service's max batch size (8), in as many threads as the service has batch runners,
+  measured two ways, each thread decoding then running each batch, and decode threads
+  preparing the next batch while ONNX Runtime runs this one; the better of the two is
+  the ceiling. ONNX Runtime alone on ready tensors is shown beside them;
 - (b) the scoring service over HTTP (registry + scoring as uvicorn processes, the model
   pulled from the registry) at concurrency 1, 8 and 32, load from a separate process;
 - (c) a naive service as the tutorials build it: FastAPI + torch eager, one image per
@@ -150,13 +150,15 @@ class InProcess:
 
 
 def in_process(path: Path, images: list[Path], *, seconds: float, label: str) -> InProcess:
-    """The model in this process, with the scoring service's session options, batch size and decode threads."""
+    """The model in this process, with the scoring service's session options, batch size, batch runners
+    (each measurement runs in as many threads, each on its own batches) and decode threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from services.scoring.model import LoadedModel, ModelIdentity, session_options
+    from services.scoring.model import LoadedModel, ModelIdentity, on_gpu, session_options
     from services.scoring.settings import ScoringSettings
 
     settings = ScoringSettings()
+    runners = settings.resolved_batch_runners(gpu=on_gpu())
     model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"), options=session_options(settings))
     encoded = [p.read_bytes() for p in images]
 
@@ -169,34 +171,52 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
     model.run(batch_at(0))  # warm-up
     outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), BATCH)])
 
-    def measure(step: Any) -> tuple[float, np.ndarray]:
-        latencies, done, started = [], 0, time.perf_counter()
-        while time.perf_counter() - started < seconds or done < 2 * len(encoded):
-            mark = time.perf_counter()
-            step(done)
-            latencies.append((time.perf_counter() - mark) * 1000)
-            done += BATCH
-        return done / (time.perf_counter() - started), np.array(latencies)
+    def measure(step_of: Any) -> tuple[float, np.ndarray]:
+        """`step_of(runner)` makes each runner's step; the runners loop at once, as the service's do."""
+        started = time.perf_counter()
+
+        def loop(runner: int) -> tuple[int, list[float]]:
+            step, offset = step_of(runner), runner * len(encoded) // runners
+            latencies, done = [], 0
+            while time.perf_counter() - started < seconds or done < 2 * len(encoded) // runners:
+                mark = time.perf_counter()
+                step(offset + done)
+                latencies.append((time.perf_counter() - mark) * 1000)
+                done += BATCH
+            return done, latencies
+
+        with ThreadPoolExecutor(runners) as pool:
+            parts = list(pool.map(loop, range(runners)))
+        elapsed = time.perf_counter() - started
+        return sum(done for done, _ in parts) / elapsed, np.array([v for _, values in parts for v in values])
 
     def result(name: str, measured: tuple[float, np.ndarray], note: str) -> Result:
         throughput, latencies = measured
         return Result(f"{label} {name}", "-", throughput, *np.percentile(latencies, [50, 99]), note=note)
 
-    sequential = result("decode, then ORT", measure(lambda done: model.run(batch_at(done))),
-                        f"one thread; latency of a batch of {BATCH}")
-    with ThreadPoolExecutor(settings.scoring_decode_threads) as decoders, ThreadPoolExecutor(1) as feeder:
-        upcoming = {"batch": feeder.submit(batch_at, 0, decoders.map)}
+    threads = f"{runners} runner thread(s)"
+    sequential = result("decode, then ORT", measure(lambda _: lambda done: model.run(batch_at(done))),
+                        f"{threads}; latency of a batch of {BATCH}")
+    with ThreadPoolExecutor(settings.scoring_decode_threads) as decoders:
+        feeders = [ThreadPoolExecutor(1) for _ in range(runners)]
 
-        def overlapped_step(done: int) -> None:
-            batch = upcoming["batch"].result()
-            upcoming["batch"] = feeder.submit(batch_at, done + BATCH, decoders.map)
-            model.run(batch)
+        def overlapped_step(runner: int) -> Any:
+            upcoming = {"batch": feeders[runner].submit(batch_at, runner * len(encoded) // runners, decoders.map)}
+
+            def step(done: int) -> None:
+                batch = upcoming["batch"].result()
+                upcoming["batch"] = feeders[runner].submit(batch_at, done + BATCH, decoders.map)
+                model.run(batch)
+
+            return step
 
         overlapped = result("decode || ORT", measure(overlapped_step),
-                            f"{settings.scoring_decode_threads} decode threads ahead of ORT; per batch")
-        upcoming["batch"].result()
+                            f"{threads}, {settings.scoring_decode_threads} decode threads ahead of them; per batch")
+        for feeder in feeders:
+            feeder.shutdown(wait=True)
     ready = batch_at(0)
-    alone = result("ORT alone", measure(lambda _: model.run(ready)), "ready tensors; per batch")
+    alone = result("ORT alone", measure(lambda _: lambda _done: model.run(ready)),
+                   f"{threads}; ready tensors; per batch")
     return InProcess(sequential, overlapped, alone, outputs[:len(encoded)])
 
 
