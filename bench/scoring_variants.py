@@ -41,8 +41,8 @@ from bench.scoring import (
     running,
     say,
 )
-from services.scoring.settings import ScoringSettings, available_cpus
-from visiondock.settings import LOCAL_DEV_API_KEY
+from services.scoring.settings import ScoringSettings
+from visiondock.settings import LOCAL_DEV_API_KEY, available_cpus
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True)
     cpus = available_cpus()
     # (workers, batch runners per worker; 0 = the service's default), the single runner first as the baseline.
-    configs = [(1, 1)] + [(workers, 0) for workers in (args.workers or sorted({1, cpus}))]
+    configs = [(workers, runners, describe(workers, runners))
+               for workers, runners in [(1, 1)] + [(workers, 0) for workers in (args.workers or sorted({1, cpus}))]]
     images, note = benchmark_images(args.workdir, args.images)
     image_list = args.workdir / "images.txt"
     image_list.write_text("\n".join(str(p) for p in images))
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)]}
             version = client.register_version(MODEL, fp32, metadata, int8_path=int8)["version"]
             client.set_alias(MODEL, "production", version)
-        for workers, runners in configs:
-            config = describe(workers, runners)
+        for workers, runners, config in configs:
             # Rounds alternate the variants, each on a freshly started service, so a slow spell of a
             # shared machine falls on both; the ratio is that of the medians.
             for round_index in range(args.rounds):
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['p99_ms']:>7.0f} {failed:>7}  {describe_cpu(result['cpu_ms'])}")
     print()
     medians: dict[tuple[str, str], float] = {}
-    for workers, runners in configs:
-        config = describe(workers, runners)
+    for _, _, config in configs:
         for variant in ("fp32", "int8"):
             medians[(config, variant)] = statistics.median(
                 result["throughput"] for c, v, processes, result in rows if (c, v, processes) == (config, variant, 1))
@@ -127,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{medians[(config, 'int8')]:.1f}; INT8 / fp32 served = {ratio:.2f}x (target ≥ "
               f"{TARGET_INT8_VS_FP32:.1f}x: {'met' if ratio >= TARGET_INT8_VS_FP32 else 'MISSED'}); int8 from two "
               f"load processes / one: {two / max(one, 1e-9):.2f}x")
-    baseline, default = describe(*configs[0]), describe(*configs[1])
+    baseline, default = configs[0][2], configs[1][2]
     for variant in ("fp32", "int8"):
         print(f"{variant} with the default batch runners / one runner (1 worker): "
               f"{medians[(default, variant)] / max(medians[(baseline, variant)], 1e-9):.2f}x")
     if len(configs) > 2:
-        first, last = describe(*configs[1]), describe(*configs[-1])
+        first, last = configs[1][2], configs[-1][2]
         print(f"int8 with {last} / with {first}: {medians[(last, 'int8')] / max(medians[(first, 'int8')], 1e-9):.2f}x")
     return 0
 

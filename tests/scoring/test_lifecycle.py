@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 from cli.launcher import LocalServices, free_port
 from services.scoring import settings as scoring_settings
 from services.scoring.app import create_app
-from services.scoring.settings import ScoringSettings, available_cpus
+from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
-from visiondock.settings import LOCAL_DEV_API_KEY
+from visiondock.settings import LOCAL_DEV_API_KEY, available_cpus
 
 from . import tiny_models
 from .conftest import AUTH, AppFactory
