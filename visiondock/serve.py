@@ -58,18 +58,25 @@ def serve(service: str, create_app: Callable[[], FastAPI], argv: list[str] | Non
                "timeout_graceful_shutdown": 10}
     if workers > 1:
         # Each worker builds its own app: uvicorn imports the factory by name.
-        WorkerPool(f"{create_app.__module__}:{create_app.__name__}", workers, options).run()
+        pool = WorkerPool(f"{create_app.__module__}:{create_app.__name__}", workers, options)
+        try:
+            pool.check_port()
+        except OSError as exc:
+            parser.exit(1, f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
+        pool.run()
     else:
         uvicorn.run(app, **options)
 
 
-def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A socket on host:port that other processes of this user may also bind (SO_REUSEPORT)."""
+def listening_socket(host: str, port: int, *, listen: bool = True, shared: bool = True) -> socket.socket:
+    """A socket on host:port; `shared`: one that other processes of this user may also bind
+    (SO_REUSEPORT). An unshared bind fails while any process listens on the port."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
         if listen:
             sock.listen(2048)
@@ -113,10 +120,17 @@ class WorkerPool:
     def _stop(self, sig: int, frame: FrameType | None) -> None:
         self.stopping.set()
 
+    def check_port(self) -> None:
+        """OSError when the port is taken: said at once, not in a loop of dying workers.
+
+        The bind is unshared (and not listening, so no connection waits on it): a shared one
+        would succeed beside another server of this user that listens with SO_REUSEPORT, and
+        the two would silently split the traffic.
+        """
+        listening_socket(self.options["host"], self.options["port"], listen=False, shared=False).close()
+
     def run(self) -> None:
-        # Bind once here first (without listening, so no connection waits on it): a port already taken
-        # says so at once, not in a loop of dying workers.
-        listening_socket(self.options["host"], self.options["port"], listen=False).close()
+        self.check_port()
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.workers = [self._start() for _ in range(self.count)]

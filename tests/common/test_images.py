@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -76,6 +78,31 @@ def test_modes_are_converted_to_rgb(mode: str) -> None:
     image = Image.new(mode, (16, 16))
     fmt = "JPEG" if mode in ("L", "CMYK") else "PNG"
     assert decode_rgb(encode(image, fmt)).mode == "RGB"
+
+
+def test_threads_refuse_bombs_without_touching_the_warning_filters() -> None:
+    # 100 million pixels (a 12 KB PNG): over our limit and over Pillow's own warning threshold.
+    bomb = encode(Image.new("1", (10_000, 10_000)), "PNG")
+    photo = encode(Image.new("RGB", (64, 48), (0, 128, 0)), "JPEG")
+    filters = list(warnings.filters)
+
+    def decode_both(_: int) -> int:
+        refused = 0
+        for _ in range(150):
+            assert decode_rgb(photo).size == (64, 48)
+            try:
+                decode_rgb(bomb)
+            except InvalidImageError as exc:
+                refused += http_status(exc) == 413 and "10000x10000" in str(exc)
+        return refused
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(decode_both, range(4))) == [150] * 4
+        assert not [w for w in shown if issubclass(w.category, Image.DecompressionBombWarning)]
+    # Decoding threads never rewrite the process-wide filters (catch_warnings is not thread-safe).
+    assert warnings.filters == filters
 
 
 def test_transparent_pixels_become_white() -> None:

@@ -26,6 +26,7 @@ from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.serve import WorkerPool, listening_socket, serve
 from visiondock.settings import LOCAL_DEV_API_KEY, available_cpus
 
 from . import tiny_models
@@ -246,6 +247,26 @@ def test_worker_processes_share_the_port_and_each_serve_the_model(stack: LocalSe
         wait_for(lambda: lost not in worker_processes(scoring.pid) and len(worker_processes(scoring.pid)) == 2
                  and all(serving_version(scoring.url, versions["v2"], slot=f"v{versions['v2']}") for _ in range(8)),
                  "a replacement scoring worker")
+
+
+def test_workers_refuse_a_port_another_server_shares(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # Another server of this user already listening with SO_REUSEPORT, as our workers do.
+    taken = listening_socket("127.0.0.1", 0)
+    port = taken.getsockname()[1]
+    try:
+        # A shared bind would succeed beside it (and split the traffic without a word) ...
+        listening_socket("127.0.0.1", port, listen=False).close()
+        # ... so the pool checks with an unshared one, and the service exits saying why.
+        with pytest.raises(OSError):
+            WorkerPool("services.scoring.app:create_app", 2, {"host": "127.0.0.1", "port": port}).check_port()
+        monkeypatch.setenv("VISIONDOCK_HOME", str(tmp_path))
+        with pytest.raises(SystemExit) as exited:
+            serve("scoring", create_app, ["--port", str(port)], workers=2)
+        assert exited.value.code == 1
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+    finally:
+        taken.close()
 
 
 def connections_held(port: int, pids: list[int]) -> dict[int, int]:
