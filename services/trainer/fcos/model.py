@@ -226,7 +226,12 @@ class ExportedDetector(nn.Module):
         self.detector = fold_same_padding(detector) if plain_padding else detector
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, distances, centreness = self.detector(image)
-        boxes = torch.clamp(self.detector.decode(distances) / float(self.detector.size), 0.0, 1.0)
-        scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(centreness)[..., None])
-        return boxes, scores
+        return served_outputs(self.detector, *self.detector(image))
+
+
+def served_outputs(detector: Detector, logits: torch.Tensor, distances: torch.Tensor,
+                   centreness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's raw outputs → the served boxes (fractions of the input) and scores."""
+    boxes = torch.clamp(detector.decode(distances) / float(detector.size), 0.0, 1.0)
+    scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(centreness)[..., None])
+    return boxes, scores

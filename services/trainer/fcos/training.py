@@ -42,7 +42,7 @@ from ..features import use_cuda
 from ..options import check_input_size, scoped_default
 from .augment import AugmentOptions, View, plain_view, random_view
 from .loss import Targets, batch_targets, detection_loss
-from .model import BackboneFeatures, Detector, ExportedDetector, anchor_points, stage_ends
+from .model import BackboneFeatures, Detector, ExportedDetector, anchor_points, served_outputs, stage_ends
 from .samples import DetectionSample, check_samples
 
 INPUT_NAME = "image"
@@ -148,11 +148,16 @@ class FittedDetector:
     def predict(self, images: Sequence[Image.Image], *, score_threshold: float | None = None) -> list[list[Detection]]:
         """Detections per image in original pixels, exactly as the scoring service answers."""
         boxes, scores = self.raw_outputs(images)
+        return self.detections(boxes, scores, [img.size for img in images], score_threshold=score_threshold)
+
+    def detections(self, boxes: np.ndarray, scores: np.ndarray, sizes: Sequence[tuple[int, int]], *,
+                   score_threshold: float | None = None) -> list[list[Detection]]:
+        """The exported graph's outputs for images of these (width, height) → their detections."""
         threshold = self.thresholds["score"] if score_threshold is None else score_threshold
-        return [decode_detections(b, s, self.label_names, width=img.width, height=img.height,
+        return [decode_detections(b, s, self.label_names, width=width, height=height,
                                   score_threshold=threshold, nms_iou=self.thresholds["nms_iou"],
                                   max_detections=DEFAULT_MAX_DETECTIONS)
-                for img, b, s in zip(images, boxes, scores, strict=True)]
+                for (width, height), b, s in zip(sizes, boxes, scores, strict=True)]
 
 
 def detection_result(sample: DetectionSample, detections: Sequence[Detection], label_names: list[str]) -> ImageResult:
@@ -298,17 +303,47 @@ def _loss(detector: Detector, batch: Batch, options: DetectorOptions) -> dict[st
                           box_weight=options.box_weight)
 
 
-def _validation_loss(detector: Detector, samples: list[DetectionSample], spec: PreprocessSpec,
-                     options: DetectorOptions, batcher: ViewBatcher) -> float:
-    device = detector.points.device
-    total, count = 0.0, 0
-    with torch.inference_mode():
+class ValidationSet:
+    """Validation images made into batches once (inputs and targets of their plain views, what
+    the scoring service feeds the model), then scored every epoch in one forward pass each: the
+    loss, and the served boxes for mAP (`validate`). Resizing the photos again every epoch, and a
+    second pass for the metrics, had taken longer than the training steps of a small set."""
+
+    def __init__(self, samples: list[DetectionSample], spec: PreprocessSpec, options: DetectorOptions,
+                 batcher: ViewBatcher, *, pin: bool) -> None:
+        self.parts: list[tuple[list[DetectionSample], Batch]] = []
         for start in range(0, len(samples), options.batch_size):
-            views = [plain_view(s, spec) for s in samples[start:start + options.batch_size]]
-            batch = batcher([(normalize(v.pixels, spec), v) for v in views]).to(device)
-            total += float(_loss(detector, batch, options)["loss"]) * len(batch)
-            count += len(batch)
-    return total / max(count, 1)
+            part = samples[start:start + options.batch_size]
+            batch = batcher([(normalize(view.pixels, spec), view) for view in (plain_view(s, spec) for s in part)])
+            self.parts.append((part, batch.pin_memory() if pin else batch))
+
+    def __len__(self) -> int:
+        return sum(len(part) for part, _ in self.parts)
+
+
+def validate(fitted: FittedDetector, validation: ValidationSet, options: DetectorOptions) -> dict[str, float]:
+    """Validation loss, mAP@0.5 and mAP@[.5:.95] of the detector as it is now.
+
+    In float32 as exported, so the metrics are those of `evaluate_detector` (the loss too runs
+    without the training steps' bf16 autocast).
+    """
+    detector = fitted.detector
+    device = detector.points.device
+    total, results = 0.0, []
+    with torch.inference_mode():
+        for part, batch in validation.parts:
+            batch = batch.to(device)
+            logits, distances, centreness = detector(batch.images)
+            losses = detection_loss(logits, detector.decode(distances), centreness, batch.targets,
+                                    box_weight=options.box_weight)
+            total += float(losses["loss"]) * len(batch)
+            boxes, scores = served_outputs(detector, logits, distances, centreness)
+            found = fitted.detections(boxes.cpu().numpy(), scores.cpu().numpy(), [(s.width, s.height) for s in part],
+                                      score_threshold=EVAL_SCORE_THRESHOLD)
+            results += [detection_result(s, d, fitted.label_names) for s, d in zip(part, found, strict=True)]
+    metrics = detection_metrics(results, fitted.label_names, score_threshold=fitted.thresholds["score"])
+    return {"val_loss": total / max(len(validation), 1), "val_map_50": metrics["map_50"] or 0.0,
+            "val_map_50_95": metrics["map_50_95"] or 0.0}
 
 
 def _schedule(step: int, warmup: int, total: int) -> float:
@@ -374,6 +409,8 @@ def fit_detector(
                                        "device": device.type, "loader_workers": workers}
     fitted = FittedDetector(detector, list(label_names), spec,
                             {"score": options.score_threshold, "nms_iou": options.nms_iou}, [], fitted_params)
+    validation_set = (ValidationSet(validation, spec, options, batcher, pin=device.type == "cuda")
+                      if validation else None)
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, step = 0, 0
@@ -402,11 +439,8 @@ def fit_detector(
         totals = dict(zip(LOSS_KEYS, sums.tolist(), strict=True))
         record: dict[str, Any] = {"epoch": epoch} | {f"train_{k}" if k != "loss" else "train_loss": v / len(train)
                                                     for k, v in totals.items()}
-        if validation:
-            record["val_loss"] = _validation_loss(detector, validation, spec, options, batcher)
-            metrics = evaluate_detector(fitted, validation)
-            record["val_map_50"] = metrics["map_50"] or 0.0
-            record["val_map_50_95"] = metrics["map_50_95"] or 0.0
+        if validation_set is not None:
+            record |= validate(fitted, validation_set, options)
             # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell
             # epochs apart, while their boxes still get tighter.
             score = (record["val_map_50_95"], record["val_map_50"], -record["val_loss"])

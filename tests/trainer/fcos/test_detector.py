@@ -22,7 +22,7 @@ from services.trainer.fcos import (
     evaluate_detector,
     fit_detector,
 )
-from services.trainer.fcos.training import EVAL_SCORE_THRESHOLD
+from services.trainer.fcos.training import EVAL_SCORE_THRESHOLD, ValidationSet, ViewBatcher, validate
 from visiondock.postprocess import decode_detections
 from visiondock.preprocess import to_tensor
 
@@ -86,6 +86,23 @@ def test_history_callbacks_and_thresholds(trained: tuple[FittedDetector, list[tu
     assert fitted.params["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert {p.device.type for p in fitted.detector.parameters()} == {"cpu"} == {fitted.detector.points.device.type}
     assert fitted.preprocess.policy == "stretch" and fitted.preprocess.size == 128
+
+
+def test_the_validation_each_epoch_scores_as_the_held_out_evaluation_does(
+        trained: tuple[FittedDetector, list[tuple[int, dict[str, float]]]]) -> None:
+    # Validation preprocesses its images once and takes one forward pass for the loss and the boxes;
+    # its metrics must still be exactly those of the served path (to_tensor, the exported graph).
+    fitted, _ = trained
+    validation = scenes(6, seed=103)
+    batcher = ViewBatcher(OPTIONS, len(LABELS))
+    scored = validate(fitted, ValidationSet(validation, fitted.preprocess, OPTIONS, batcher, pin=False), OPTIONS)
+    evaluated = evaluate_detector(fitted, validation)
+    assert evaluated["map_50_95"] > 0.3
+    assert scored["val_map_50"] == pytest.approx(evaluated["map_50"], abs=1e-9)
+    assert scored["val_map_50_95"] == pytest.approx(evaluated["map_50_95"], abs=1e-9)
+    best = fitted.history[fitted.params["best_epoch"] - 1]
+    assert scored["val_map_50_95"] == pytest.approx(best["val_map_50_95"], abs=1e-9)
+    assert scored["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
 
 
 def test_training_is_deterministic_for_a_seed() -> None:
