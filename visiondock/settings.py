@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # The trainer's on-disk cache of backbone features and exported frozen backbones
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
     trainer_cache_dir: Path | None = None
+    # After each training run its least recently used files go until it is under this many GB (unset: no
+    # cap) and its volume is at least 10 % free (services/trainer/cache_budget.py).
+    trainer_cache_max_gb: float | None = Field(default=None, gt=0)
     # Whether the registry may start a run created with `launch: {"on": "local"}`: `local` spawns the trainer as a
     # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
     training_launcher: Literal["local", "none"] | None = None

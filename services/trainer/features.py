@@ -30,6 +30,8 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from .cache_budget import mark_used
+
 log = logging.getLogger(__name__)
 
 # Bump when what a cached file means changes (new export recipe, new pooling, new resampling...).
@@ -86,6 +88,8 @@ class FrozenRunner:
                                       opset_version=17, dynamo=False)
 
             atomic_write(onnx_path, export)
+        else:
+            mark_used(onnx_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -148,10 +152,13 @@ class FeatureCache:
         return self.directory / sha256[:2] / f"{sha256}.npy"
 
     def get(self, sha256: str) -> np.ndarray | None:
+        path = self._path(sha256)
         try:
-            return np.load(self._path(sha256))
+            vector = np.load(path)
         except (OSError, ValueError):  # absent, or a file damaged on disk: compute it again
             return None
+        mark_used(path)
+        return vector
 
     def put(self, sha256: str, vector: np.ndarray) -> None:
         atomic_write(self._path(sha256), lambda tmp: np.save(tmp, vector.astype(np.float32)))
@@ -168,10 +175,12 @@ class FaceBoxCache:
 
     def get(self, sha256: str) -> tuple[bool, tuple[int, int, int, int] | None]:
         """(known, box): known is False when the image was never looked at."""
+        path = self._path(sha256)
         try:
-            box = json.loads(self._path(sha256).read_text())["box"]
+            box = json.loads(path.read_text())["box"]
         except (OSError, ValueError, KeyError):
             return False, None
+        mark_used(path)
         return True, None if box is None else (int(box[0]), int(box[1]), int(box[2]), int(box[3]))
 
     def put(self, sha256: str, box: tuple[int, int, int, int] | None) -> None:

@@ -27,8 +27,10 @@ import torch
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.lineage import training_lineage
 from visiondock.modelcard import ModelCard
+from visiondock.settings import Settings
 from visiondock.vocabulary import MULTICLASS
 
+from .cache_budget import prune_after_training
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .export import export_onnx
 from .options import OptionError, TrainingOptions
@@ -79,9 +81,10 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
     steps.start_heartbeat()
     loader = ImageLoader(annotation, options.project, progress=options.progress)
     steps.report["skipped"] = loader.skipped
+    cache_dir = options.resolved_cache_dir()
     try:
         run = RunContext(options=options, project=fetch_listing(annotation, options.project), loader=loader,
-                         steps=steps, cache_dir=options.resolved_cache_dir())
+                         steps=steps, cache_dir=cache_dir)
         task = task_for(run)
         with steps.step(task.prepare_stage):
             data = task.prepare()
@@ -100,6 +103,8 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
         raise
     finally:
         steps.stop_heartbeat()
+        # This run's files are the most recently used, so they stay for the next one.
+        prune_after_training(cache_dir, Settings().trainer_cache_max_gb)
 
 
 def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fitted, validation: Validation,

@@ -154,6 +154,11 @@ def test_trainer_template_is_a_suspended_cronjob_that_keeps_its_cache() -> None:
     assert {"name": "shm", "mountPath": "/dev/shm"} in trainer["volumeMounts"]
     shm = next(v for v in pod_spec(cronjob)["volumes"] if v["name"] == "shm")["emptyDir"]
     assert shm["medium"] == "Memory"
+    # No cap by default (the trainer keeps the volume 10 % free); a cap reaches the trainer.
+    assert "VISIONDOCK_TRAINER_CACHE_MAX_GB" not in env
+    capped = find(manifests(render({**profile_values("default"), "trainer": {"cache": {"maxGB": 40}}})), "CronJob",
+                  "vd-visiondock-trainer")
+    assert env_of(containers(capped)[0])["VISIONDOCK_TRAINER_CACHE_MAX_GB"] == "40"
 
 
 def test_only_the_registry_may_create_training_jobs() -> None:
@@ -258,6 +263,8 @@ def test_the_schema_refuses_values_that_cannot_work() -> None:
         {"scoring": {"profile": "tpu"}},
         {"storage": {"blob": {"backend": "s3"}}},
         {"trainer": {"job": {"backoffLimit": -1}}},
+        {"trainer": {"cache": {"maxGB": 0}}},
+        {"trainer": {"cache": {"maxGB": "40Gi"}}},
         {"scoring": {"model": {"version": "seven"}}},
         {"scoring": {"models": ["shelf@"]}},
         {"scoring": {"models": ["*:3"]}},

@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SHAPES = ("circle", "square", "triangle")
 
 
-def trainer(services: LocalServices, cache_dir: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**services.environment(), "VISIONDOCK_LOG_FORMAT": "text", "VISIONDOCK_LOG_LEVEL": "INFO"}
+def trainer(services: LocalServices, cache_dir: Path, *args: str,
+            env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {**services.environment(), "VISIONDOCK_LOG_FORMAT": "text", "VISIONDOCK_LOG_LEVEL": "INFO", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "services.trainer", "--no-progress", "--cache-dir", str(cache_dir),
                              *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -48,9 +49,20 @@ def test_the_job_registers_a_version_and_exits_0(services: LocalServices, annota
     upload_tagged(annotation, project, shape_images(SHAPES, 6, seed=21))
     created = registry.create_run(project, project_id=project, params={"launched_by": "test"})
     assert created["status"] == "queued"
-    process = trainer(services, cache_dir, "--project", project, "--run-id", created["id"])
+    # Features of an image no longer trained on, last used a month ago; the cache is capped at 1 KB.
+    stale = cache_dir / "features" / "0123456789abcdef" / "ab" / f"{'ab' * 32}.npy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 5000)
+    month_ago = time.time() - 30 * 86400
+    os.utime(stale, (month_ago, month_ago))
+    process = trainer(services, cache_dir, "--project", project, "--run-id", created["id"],
+                      env={"VISIONDOCK_TRAINER_CACHE_MAX_GB": "0.000001"})
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
+    # The run pruned the cache: the stale file went, this run's 18 feature files stayed (used this hour).
+    assert not stale.exists() and not stale.parent.exists()
+    assert len(list((cache_dir / "features").rglob("*.npy"))) == 18
+    assert "removed 1 least recently used" in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["run_id"] == created["id"] and summary["version"] == 1 and summary["task"] == "multiclass"
     assert summary["features"] == {"computed": 18, "cached": 0}

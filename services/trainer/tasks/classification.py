@@ -53,6 +53,7 @@ from ..backbone import (
     load_pretrained,
     top_start,
 )
+from ..cache_budget import mark_used
 from ..data import ImageRecord, TrainingDataError, class_targets, multilabel_targets
 from ..evaluation import (
     choose_confidence_threshold,
@@ -562,6 +563,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             cached = backbone_int8.exists()
             self.run.report["int8_backbone"] = "cached" if cached else "quantized"
             if cached:
+                mark_used(backbone_int8)
                 log.info("INT8 backbone from the cache (%s)", backbone_int8.name)
             else:
                 log.info("quantizing the %s backbone on %d training images", self.backbone, len(chosen))

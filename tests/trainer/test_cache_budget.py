@@ -1,0 +1,88 @@
+"""The trainer cache stays within its budget: least recently used files go first, files used in
+the last hour and the backbone speed record stay, and a cache hit counts as a use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from services.trainer.cache_budget import prune_cache
+from services.trainer.features import FeatureCache
+
+DAY = 86400.0
+
+
+def cached_file(root: Path, relative: str, size: int, age_days: float) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    when = time.time() - age_days * DAY
+    os.utime(path, (when, when))
+    return path
+
+
+def test_the_least_recently_used_files_go_until_the_cache_is_under_its_cap(tmp_path: Path) -> None:
+    oldest = cached_file(tmp_path, "features/aaaa/01/one.npy", 1000, age_days=9)
+    older = cached_file(tmp_path, "models/lite0-trunk-224-f3.onnx", 3000, age_days=5)
+    old = cached_file(tmp_path, "faces/bbbb/02/two.json", 1000, age_days=2)
+    recent = cached_file(tmp_path, "features/aaaa/03/three.npy", 1000, age_days=0)
+    speeds = cached_file(tmp_path, "feature-speed.json", 100, age_days=30)
+
+    pruned = prune_cache(tmp_path, max_bytes=3000, min_free_bytes=0)
+
+    # 6,000 bytes of cache against a 3,000-byte cap: the two oldest (4,000 bytes) are enough.
+    assert (pruned.files, pruned.bytes, pruned.removed_files, pruned.removed_bytes) == (4, 6000, 2, 4000)
+    assert not oldest.exists() and not older.exists()
+    assert old.exists() and recent.exists() and speeds.exists()
+    assert not oldest.parent.exists() and (tmp_path / "features" / "aaaa").is_dir()  # empty shard folders go
+    assert pruned.kept_recent_bytes == 0
+    assert "removed 2 least recently used (0.0 MB)" in pruned.describe()
+
+
+def test_files_used_in_the_last_hour_stay_over_the_cap(tmp_path: Path) -> None:
+    old = cached_file(tmp_path, "features/aaaa/01/one.npy", 1000, age_days=3)
+    recent = cached_file(tmp_path, "features/aaaa/02/two.npy", 4000, age_days=0.01)  # 15 minutes
+
+    pruned = prune_cache(tmp_path, max_bytes=1000, min_free_bytes=0)
+
+    assert not old.exists() and recent.exists()
+    assert pruned.kept_recent_bytes == 3000
+    assert "still over budget by files used in the last hour" in pruned.describe()
+
+
+def test_a_volume_short_of_free_space_gives_up_the_oldest_files(tmp_path: Path) -> None:
+    files = [cached_file(tmp_path, f"features/cccc/{i:02d}/{i}.npy", 4096, age_days=10 - i) for i in range(5)]
+    recent = cached_file(tmp_path, "features/cccc/99/new.npy", 4096, age_days=0)
+
+    # No cap, but the volume needs a little more free space than it has.
+    pruned = prune_cache(tmp_path, max_bytes=None, min_free_bytes=shutil.disk_usage(tmp_path).free + 1)
+
+    assert pruned.removed_files >= 1 and not files[0].exists()
+    removed = [not f.exists() for f in files]
+    assert removed == sorted(removed, reverse=True)  # oldest first
+    assert recent.exists()
+
+
+def test_a_cache_hit_counts_as_a_use(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path, {"backbone": "efficientnet-lite0"})
+    cache.put("a" * 64, np.ones(4))
+    cache.put("b" * 64, np.zeros(4))
+    for path in tmp_path.rglob("*.npy"):
+        when = time.time() - 7 * DAY
+        os.utime(path, (when, when))
+    assert cache.get("a" * 64) is not None  # read now: the most recently used
+
+    size = next(tmp_path.rglob("*.npy")).stat().st_size
+    prune_cache(tmp_path, max_bytes=size, min_free_bytes=0, keep_recent_seconds=0)
+
+    assert cache.get("a" * 64) is not None
+    assert cache.get("b" * 64) is None
+
+
+def test_a_missing_cache_is_nothing_to_prune(tmp_path: Path) -> None:
+    pruned = prune_cache(tmp_path / "never-made", max_bytes=0, min_free_bytes=0)
+    assert (pruned.files, pruned.removed_files) == (0, 0)
