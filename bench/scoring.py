@@ -2,7 +2,8 @@
 against a tutorial-style service, same model, same images, one run.
 
 - (a) the in-process pipeline: decode + preprocess + ONNX Runtime in batches of the
-  service's max batch size (8), in as many threads as the service has batch runners,
+  service's batch size for the variant (8, but fp32 on a CPU shares 8 among the batch
+  runners: 4 with two), in as many threads as the service has batch runners,
   measured two ways, each thread decoding then running each batch, and decode threads
   preparing the next batch while ONNX Runtime runs this one; the better of the two is
   the ceiling. ONNX Runtime alone on ready tensors is shown beside them;
@@ -50,7 +51,6 @@ from visiondock.settings import LOCAL_DEV_API_KEY
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 MODEL = "bench-lite0"
-BATCH = 8  # the scoring service's default max_batch_size, so (a) batches as (b) does
 AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
 
 TARGET_HTTP_VS_CEILING = 0.8
@@ -149,7 +149,7 @@ class InProcess:
         return max(self.sequential, self.overlapped, key=lambda r: r.throughput)
 
 
-def in_process(path: Path, images: list[Path], *, seconds: float, label: str) -> InProcess:
+def in_process(path: Path, images: list[Path], *, seconds: float, label: str, variant: str) -> InProcess:
     """The model in this process, with the scoring service's session options, batch size, batch runners
     (each measurement runs in as many threads, each on its own batches) and decode threads."""
     from concurrent.futures import ThreadPoolExecutor
@@ -159,6 +159,8 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
 
     settings = ScoringSettings()
     runners = settings.resolved_batch_runners(gpu=on_gpu())
+    # The service's batch size for this variant, so (a) and (d) batch as (b) and (d served) do.
+    batch = settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
     model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"), options=session_options(settings))
     encoded = [p.read_bytes() for p in images]
 
@@ -166,10 +168,10 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
         return model.prepare(data, max_pixels=settings.scoring_max_pixels).tensor
 
     def batch_at(start: int, mapper: Any = map) -> np.ndarray:
-        return np.stack(list(mapper(prepare, [encoded[(start + i) % len(encoded)] for i in range(BATCH)])))
+        return np.stack(list(mapper(prepare, [encoded[(start + i) % len(encoded)] for i in range(batch)])))
 
     model.run(batch_at(0))  # warm-up
-    outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), BATCH)])
+    outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), batch)])
 
     def measure(step_of: Any) -> tuple[float, np.ndarray]:
         """`step_of(runner)` makes each runner's step; the runners loop at once, as the service's do."""
@@ -182,7 +184,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
                 mark = time.perf_counter()
                 step(offset + done)
                 latencies.append((time.perf_counter() - mark) * 1000)
-                done += BATCH
+                done += batch
             return done, latencies
 
         with ThreadPoolExecutor(runners) as pool:
@@ -196,7 +198,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
 
     threads = f"{runners} runner thread(s)"
     sequential = result("decode, then ORT", measure(lambda _: lambda done: model.run(batch_at(done))),
-                        f"{threads}; latency of a batch of {BATCH}")
+                        f"{threads}; latency of a batch of {batch}")
     with ThreadPoolExecutor(settings.scoring_decode_threads) as decoders:
         feeders = [ThreadPoolExecutor(1) for _ in range(runners)]
 
@@ -205,7 +207,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str) ->
 
             def step(done: int) -> None:
                 batch = upcoming["batch"].result()
-                upcoming["batch"] = feeders[runner].submit(batch_at, done + BATCH, decoders.map)
+                upcoming["batch"] = feeders[runner].submit(batch_at, done + batch, decoders.map)
                 model.run(batch)
 
             return step
@@ -311,8 +313,8 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
     int8 = quantize(fp32, workdir / "model.int8.onnx", images)
 
     say("== (a) in-process pipeline, fp32 and int8")
-    fp32_local = in_process(fp32, images, seconds=seconds, label="(a) fp32")
-    int8_local = in_process(int8, images, seconds=seconds, label="(d) int8")
+    fp32_local = in_process(fp32, images, seconds=seconds, label="(a) fp32", variant="fp32")
+    int8_local = in_process(int8, images, seconds=seconds, label="(d) int8", variant="int8")
     agreement = float((fp32_local.outputs.argmax(1) == int8_local.outputs.argmax(1)).mean())
     for local in (fp32_local, int8_local):
         for row in (local.sequential, local.overlapped, local.alone):
@@ -394,8 +396,8 @@ def report(rows: list[Result], *, naive: list[Result], fp32: InProcess, int8: In
     out = io.StringIO()
     out.write(f"\nVisionDock scoring benchmark: EfficientNet-Lite0 (ImageNet head, 1000 classes), {images_note}\n")
     out.write(f"machine: {os.cpu_count()} CPUs; load average before {load_before}, after {load_after}\n")
-    out.write(f"in-process rows: the service's ONNX Runtime settings and batch size ({BATCH}); HTTP rows: multipart "
-              "uploads from a separate load-generator process; vs (a): against the better (a) pipeline "
+    out.write("in-process rows: the service's ONNX Runtime settings and batch size for the variant; HTTP rows: "
+              "multipart uploads from a separate load-generator process; vs (a): against the better (a) pipeline "
               f"({ceiling.name}); vs (c): against (c) at the same concurrency\n\n")
     header = f"{'row':<42}{'conc':>5}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs (a)':>8}{'vs (c)':>8}  note"
     out.write(header + "\n" + "-" * len(header) + "\n")

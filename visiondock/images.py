@@ -89,7 +89,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise UnsupportedImageError(f"image format {image.format} is not accepted; use JPEG, PNG, BMP, GIF or WebP")
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+        raise ImageTooLargeError(f"image has too many pixels: {width}x{height} = {width * height:,}; the limit is "
+                                 f"{max_pixels:,}")
     if width < 1 or height < 1:
         raise InvalidImageError("image has no pixels")
     if max(width, height) > MAX_ASPECT_RATIO * min(width, height):

@@ -150,18 +150,20 @@ class DynamicBatcher:
         return None
 
     def _gather(self, first: _Request) -> list[_Request]:
+        # The batcher's limit, and the model's own (an fp32 model on a CPU shares its batch among the runners).
+        limit = min(self.max_batch_size, first.model.max_batch)
         batch, rows = [first], first.rows
         # Requests held back from earlier batches come first, in arrival order.
         for request in list(self._held):
-            if rows >= self.max_batch_size:
+            if rows >= limit:
                 return batch
-            if request.model is first.model and rows + request.rows <= self.max_batch_size:
+            if request.model is first.model and rows + request.rows <= limit:
                 self._held.remove(request)
                 if not request.abandoned:
                     batch.append(request)
                     rows += request.rows
         deadline = first.enqueued + self.max_queue_delay
-        while rows < self.max_batch_size:
+        while rows < limit:
             remaining = deadline - time.perf_counter()
             try:
                 request = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -169,9 +171,9 @@ class DynamicBatcher:
                 break
             if request.abandoned:
                 continue
-            if request.model is not first.model or rows + request.rows > self.max_batch_size:
+            if request.model is not first.model or rows + request.rows > limit:
                 self._held.append(request)
-                if rows + request.rows > self.max_batch_size:
+                if rows + request.rows > limit:
                     break
                 continue
             batch.append(request)

@@ -19,7 +19,7 @@ from visiondock.modelcard import ModelCard, ModelCardError
 from visiondock.preprocess import to_tensor
 from visiondock.vocabulary import FACE
 
-from .settings import ScoringSettings
+from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
 
 
 def available_providers() -> list[str]:
@@ -81,7 +81,7 @@ class ModelLoadError(RuntimeError):
 
 class LoadedModel:
     def __init__(self, path: Path, identity: ModelIdentity, *, options: ort.SessionOptions,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, max_batch: int = DEFAULT_MAX_BATCH_SIZE) -> None:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options,
                                                 providers=providers or available_providers())
@@ -91,6 +91,7 @@ class LoadedModel:
         except Exception as exc:  # ONNX Runtime raises its own exception types for bad files
             raise ModelLoadError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
         self.identity = identity
+        self.max_batch = max_batch  # images per batch run (ScoringSettings.resolved_max_batch_size)
         self.loaded_at = time.time()
         inputs = {i.name: i for i in self.session.get_inputs()}
         if self.card.input_name not in inputs:
@@ -133,7 +134,8 @@ class LoadedModel:
                 "backbone": self.card.backbone, "provider": self.provider, "sha256": self.identity.sha256,
                 "project_id": self.identity.project_id, "source": self.identity.source,
                 "input": {"name": self.card.input_name, "shape": [-1, 3, *self.input_shape]},
-                "outputs": self.output_names, "thresholds": self.card.thresholds, "loaded_at": self.loaded_at}
+                "outputs": self.output_names, "thresholds": self.card.thresholds, "max_batch_size": self.max_batch,
+                "loaded_at": self.loaded_at}
 
     def output_shapes(self) -> dict[str, list[int]]:
         """Output shapes with -1 for dynamic dimensions (the batch)."""

@@ -31,7 +31,7 @@ from .metrics import ScoringMetrics
 from .model import LoadedModel, PreparedImage, on_gpu
 from .render import FORMATS, draw_answer, encode
 from .served_models import ServedModels
-from .settings import ScoringSettings
+from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
 from .watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class ScoringService:
         self.models = models or ServedModels(settings, None, primary=None)  # by model name
         self.metrics = metrics
         self.capture = capture
-        self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size,
+        self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size or DEFAULT_MAX_BATCH_SIZE,
                                       max_queue_delay=settings.scoring_max_queue_delay_ms / 1000,
                                       max_queue_size=settings.scoring_max_queue_size,
                                       runners=settings.resolved_batch_runners(gpu=on_gpu()), metrics=metrics)
@@ -219,8 +219,8 @@ class ScoringService:
         """Raw outputs for an already preprocessed N x 3 x S x S tensor (Open Inference Protocol)."""
         started = time.perf_counter()
         deadline = started + self.settings.scoring_request_timeout_seconds
-        step = self.settings.scoring_max_batch_size
-        # Rows beyond MAX_BATCH_SIZE go in several inferences: one session call never holds more
+        step = model.max_batch
+        # Rows beyond the model's batch limit go in several inferences: one session call never holds more
         # activations than the batching limit allows (about 12 MB per image on CPU).
         async with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
@@ -238,7 +238,7 @@ class ScoringService:
                                                             "registry_reachable": None, "error": None}
         body: dict[str, Any] = {**primary, "slots": {slot: w.status() for slot, w in self.watchers.items()},
                                 "queue_depth": self.batcher.depth, "in_progress": self._in_progress,
-                                "batching": {"max_batch_size": self.settings.scoring_max_batch_size,
+                                "batching": {"max_batch_size": self.batcher.max_batch_size,
                                              "max_queue_delay_ms": self.settings.scoring_max_queue_delay_ms,
                                              "runners": self.batcher.runners}}
         if self.capture is not None:

@@ -165,7 +165,8 @@ class ModelWatcher:
         return True
 
     def _load(self, path: Path, identity: ModelIdentity) -> LoadedModel:
-        loaded = LoadedModel(path, identity, options=session_options(self.settings))
+        loaded = LoadedModel(path, identity, options=session_options(self.settings),
+                             max_batch=self.settings.resolved_max_batch_size(variant=identity.variant, gpu=on_gpu()))
         loaded.warm_up()
         return loaded
 

@@ -53,6 +53,24 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(models: dict[s
     assert all(size <= 4 for size in sizes)
 
 
+def test_a_model_with_a_smaller_batch_limit_keeps_to_it(models: dict[str, Path]) -> None:
+    settings = ScoringSettings(scoring_intra_op_threads=1)
+    model = LoadedModel(models["multiclass"], ModelIdentity("tiny", 1, "0" * 64, "test"),
+                        options=session_options(settings), max_batch=2)
+    batcher = DynamicBatcher(max_batch_size=8, max_queue_delay=0.05, max_queue_size=64)
+    batcher.start()
+
+    async def scenario() -> list:
+        return await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[i % 3]), timeout=10)
+                                      for i in range(10)))
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        batcher.stop()
+    assert max(result.batch_size for result in results) == 2
+
+
 def test_a_lone_request_runs_alone_after_the_delay(models: dict[str, Path]) -> None:
     model = _load(models["multiclass"])
     batcher = DynamicBatcher(max_batch_size=8, max_queue_delay=0.01, max_queue_size=8)

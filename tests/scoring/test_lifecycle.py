@@ -186,6 +186,8 @@ def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
             status = client.get("/v1/model").json()
         assert answer["label"] == "red" and status["variant_note"] is None
         served[name] = (answer["variant"], status["model"]["variant"], status["model"]["provider"])
+        assert status["model"]["max_batch_size"] == settings.resolved_max_batch_size(variant=answer["variant"],
+                                                                                    gpu=False)
     # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
     assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
 
@@ -305,6 +307,13 @@ def test_each_worker_runs_batches_on_runners_sharing_its_cpus(monkeypatch: pytes
     assert settings.resolved_intra_op_threads(gpu=True) == max(1, cpus // settings.resolved_workers)
     chosen = ScoringSettings(scoring_workers=workers, scoring_batch_runners=3, scoring_intra_op_threads=5)
     assert (chosen.resolved_batch_runners(gpu=False), chosen.resolved_intra_op_threads(gpu=False)) == (3, 5)
+    # An fp32 model on a CPU shares one batch of 8 among the runners (its activations do not grow with
+    # them); INT8 and a GPU batch 8; a chosen size is kept.
+    assert settings.resolved_max_batch_size(variant="fp32", gpu=False) == 8 // runners
+    assert settings.resolved_max_batch_size(variant="int8", gpu=False) == 8
+    assert settings.resolved_max_batch_size(variant="fp32", gpu=True) == 8
+    sized = ScoringSettings(scoring_workers=workers, scoring_max_batch_size=16)
+    assert sized.resolved_max_batch_size(variant="fp32", gpu=False) == 16
 
 
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
