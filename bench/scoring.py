@@ -160,7 +160,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
     settings = ScoringSettings()
     runners = settings.resolved_batch_runners(gpu=on_gpu())
     # The service's batch size for this variant, so (a) and (d) batch as (b) and (d served) do.
-    batch = settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
+    batch_size = settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
     model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"), options=session_options(settings))
     encoded = [p.read_bytes() for p in images]
 
@@ -168,10 +168,10 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
         return model.prepare(data, max_pixels=settings.scoring_max_pixels).tensor
 
     def batch_at(start: int, mapper: Any = map) -> np.ndarray:
-        return np.stack(list(mapper(prepare, [encoded[(start + i) % len(encoded)] for i in range(batch)])))
+        return np.stack(list(mapper(prepare, [encoded[(start + i) % len(encoded)] for i in range(batch_size)])))
 
     model.run(batch_at(0))  # warm-up
-    outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), batch)])
+    outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), batch_size)])
 
     def measure(step_of: Any) -> tuple[float, np.ndarray]:
         """`step_of(runner)` makes each runner's step; the runners loop at once, as the service's do."""
@@ -184,7 +184,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
                 mark = time.perf_counter()
                 step(offset + done)
                 latencies.append((time.perf_counter() - mark) * 1000)
-                done += batch
+                done += batch_size
             return done, latencies
 
         with ThreadPoolExecutor(runners) as pool:
@@ -198,7 +198,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
 
     threads = f"{runners} runner thread(s)"
     sequential = result("decode, then ORT", measure(lambda _: lambda done: model.run(batch_at(done))),
-                        f"{threads}; latency of a batch of {batch}")
+                        f"{threads}; latency of a batch of {batch_size}")
     with ThreadPoolExecutor(settings.scoring_decode_threads) as decoders:
         feeders = [ThreadPoolExecutor(1) for _ in range(runners)]
 
@@ -207,7 +207,7 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
 
             def step(done: int) -> None:
                 batch = upcoming["batch"].result()
-                upcoming["batch"] = feeders[runner].submit(batch_at, done + batch, decoders.map)
+                upcoming["batch"] = feeders[runner].submit(batch_at, done + batch_size, decoders.map)
                 model.run(batch)
 
             return step
