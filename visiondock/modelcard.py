@@ -16,6 +16,8 @@ from visiondock.vocabulary import MODEL_TASKS
 
 METADATA_PREFIX = "visiondock."
 FORMAT_VERSION = "1"
+# Stamped by the trainer's quantizer on a version's INT8 file ("int8"); absent on fp32 files.
+PRECISION_KEY = METADATA_PREFIX + "precision"
 
 
 class ModelCardError(ValueError):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from visiondock.clients import RegistryClient, ServiceError, ServiceUnavailableError
+from visiondock.modelcard import PRECISION_KEY
 
 from .metrics import ScoringMetrics
 from .model import LoadedModel, ModelIdentity, ModelLoadError, on_gpu, session_options
@@ -178,10 +179,14 @@ class ModelWatcher:
             raise ModelLoadError(f"VISIONDOCK_SCORING_MODEL_PATH {self.path} is not a file")
         sha256 = file_sha256(self.path)
         loaded = self._load(self.path, ModelIdentity(self.path.stem, 0, sha256, self.slot, source="file"))
-        # The card says which model and version the file is, when the trainer wrote it.
+        # The card says which model and version the file is, when the trainer wrote it, and the
+        # quantizer's stamp whether it is an INT8 variant.
         version = loaded.card.model_version
+        variant = loaded.session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, FP32)
         loaded.identity = ModelIdentity(loaded.card.model_name or self.path.stem,
-                                        int(version) if version.isdigit() else 0, sha256, self.slot, source="file")
+                                        int(version) if version.isdigit() else 0, sha256, self.slot,
+                                        variant=variant, source="file")
+        loaded.max_batch = self.settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
         return loaded
 
     def _load_from_registry(self) -> LoadedModel | None:

@@ -30,6 +30,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from visiondock.modelcard import PRECISION_KEY
+
 log = logging.getLogger(__name__)
 # MinMax ranges from 32 training images: measured on flowers12 (seeds 0, 1) the INT8 model agreed with
 # fp32 on every validation image with 16, 32 and 64, and 32 takes 0.7 s less than 64 (the calibration pass
@@ -37,7 +39,6 @@ log = logging.getLogger(__name__)
 CALIBRATION_IMAGES = 32
 MIN_TOP1_AGREEMENT = 0.99
 MAX_MAP50_DROP = 0.01
-PRECISION_KEY = "visiondock.precision"
 
 
 class _Batches(CalibrationDataReader):

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from cli.launcher import LocalServices, free_port
 from services.scoring import settings as scoring_settings
@@ -26,6 +28,7 @@ from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient
+from visiondock.preprocess import PreprocessSpec, to_tensor
 from visiondock.serve import WorkerPool, listening_socket, serve
 from visiondock.settings import LOCAL_DEV_API_KEY, available_cpus
 
@@ -190,6 +193,26 @@ def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
                                                                                     gpu=False)
     # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
     assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
+
+
+def test_a_file_says_whether_it_is_the_int8_variant(serve: AppFactory, models: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    # An edge install serving files: the quantizer's stamp, not the registry, says which variant it is,
+    # and so which batch size it runs.
+    from services.trainer.quantize import quantize_int8
+
+    fp32 = models["multiclass"]
+    size = tiny_models.SIZE
+    calibration = np.stack([to_tensor(Image.new("RGB", (size, size), colour), PreprocessSpec(size=size, resize=size))
+                            for colour in (RED, GREEN, BLUE, GREY)])
+    int8 = quantize_int8(fp32, tmp_path / "colours.int8.onnx", calibration)
+    settings = ScoringSettings()
+    for path, variant in ((fp32, "fp32"), (int8, "int8")):
+        with serve(path) as client:
+            served = client.get("/v1/model").json()["model"]
+            assert client.post("/v1/predict", content=solid(RED)).json()["label"] == "red"
+        assert served["variant"] == variant
+        assert served["max_batch_size"] == settings.resolved_max_batch_size(variant=variant, gpu=False)
 
 
 def worker_processes(pid: int) -> list[int]:

@@ -24,8 +24,8 @@ from services.trainer.export import (
     export_onnx,
 )
 from services.trainer.heads import HeadOutputs, ImageClassifier
-from services.trainer.quantize import PRECISION_KEY, compose_int8, quantize_int8
-from visiondock.modelcard import ModelCard
+from services.trainer.quantize import compose_int8, quantize_int8
+from visiondock.modelcard import PRECISION_KEY, ModelCard
 from visiondock.postprocess import Detection
 from visiondock.preprocess import PreprocessSpec, to_tensor
 
