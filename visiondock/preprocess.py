@@ -91,11 +91,15 @@ def _enlarge(pixels: np.ndarray, box: tuple[float, float, float, float], x_step:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def normalization(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 (scale, shift): a normalized value is pixel * scale - shift."""
+    std = np.asarray(spec.std, dtype=np.float32)
+    return 1.0 / (255.0 * std), np.asarray(spec.mean, dtype=np.float32) / std
+
+
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """HxWx3 uint8 → 3xHxW float32, normalized."""
-    std = np.asarray(spec.std, dtype=np.float32)
-    scale = (1.0 / (255.0 * std))[:, None, None]
-    shift = (np.asarray(spec.mean, dtype=np.float32) / std)[:, None, None]
+    scale, shift = (values[:, None, None] for values in normalization(spec))
     # Two passes straight into the channel-first result: a scoring hot path (5x faster than
     # converting, scaling, shifting and transposing in separate arrays).
     height, width, _ = pixels.shape

@@ -130,7 +130,7 @@ class WorkerPool:
         listening_socket(self.options["host"], self.options["port"], listen=False, shared=False).close()
 
     def run(self) -> None:
-        self.check_port()
+        """Serve until SIGTERM or SIGINT (`check_port` first says whether the port is free)."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.workers = [self._start() for _ in range(self.count)]

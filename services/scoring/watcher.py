@@ -166,10 +166,22 @@ class ModelWatcher:
         return True
 
     def _load(self, path: Path, identity: ModelIdentity) -> LoadedModel:
-        loaded = LoadedModel(path, identity, options=session_options(self.settings),
-                             max_batch=self.settings.resolved_max_batch_size(variant=identity.variant, gpu=on_gpu()))
+        loaded = LoadedModel(path, identity, options=session_options(self.settings))
+        if identity.source == "file":
+            loaded.identity = self._file_identity(loaded)
+        loaded.max_batch = self.settings.resolved_max_batch_size(variant=loaded.identity.variant, gpu=on_gpu())
         loaded.warm_up()
         return loaded
+
+    @staticmethod
+    def _file_identity(loaded: LoadedModel) -> ModelIdentity:
+        """A file's model and version from its card, when the trainer wrote it, and from the quantizer's
+        stamp whether it is an INT8 variant."""
+        identity, version = loaded.identity, loaded.card.model_version
+        return ModelIdentity(loaded.card.model_name or identity.name, int(version) if version.isdigit() else 0,
+                             identity.sha256, identity.slot,
+                             variant=loaded.session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, FP32),
+                             source="file")
 
     def _load_file(self) -> LoadedModel | None:
         assert self.path is not None
@@ -177,17 +189,8 @@ class ModelWatcher:
             return None
         if not self.path.is_file():
             raise ModelLoadError(f"VISIONDOCK_SCORING_MODEL_PATH {self.path} is not a file")
-        sha256 = file_sha256(self.path)
-        loaded = self._load(self.path, ModelIdentity(self.path.stem, 0, sha256, self.slot, source="file"))
-        # The card says which model and version the file is, when the trainer wrote it, and the
-        # quantizer's stamp whether it is an INT8 variant.
-        version = loaded.card.model_version
-        variant = loaded.session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, FP32)
-        loaded.identity = ModelIdentity(loaded.card.model_name or self.path.stem,
-                                        int(version) if version.isdigit() else 0, sha256, self.slot,
-                                        variant=variant, source="file")
-        loaded.max_batch = self.settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
-        return loaded
+        return self._load(self.path, ModelIdentity(self.path.stem, 0, file_sha256(self.path), self.slot,
+                                                   source="file"))
 
     def _load_from_registry(self) -> LoadedModel | None:
         if not self.model_name:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.scoring.batcher import DynamicBatcher, QueueFullError
+from services.scoring.batcher import BatchResult, DynamicBatcher, QueueFullError
 from services.scoring.model import LoadedModel, ModelIdentity, session_options
 from services.scoring.settings import ScoringSettings
 from visiondock.preprocess import to_tensor
@@ -30,21 +30,24 @@ def _input(model: LoadedModel, colour: tuple[int, int, int]) -> np.ndarray:
     return to_tensor(Image.new("RGB", (size, size), colour), model.card.preprocess)[None]
 
 
+def _infer_at_once(batcher: DynamicBatcher, model: LoadedModel, count: int) -> list[BatchResult]:
+    """`count` requests at once, of colours 0, 1, 2, 0, ...; the batcher runs for them and stops after."""
+    batcher.start()
+
+    async def scenario() -> list[BatchResult]:
+        return await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[i % 3]), timeout=10)
+                                      for i in range(count)))
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        batcher.stop()
+
+
 def test_concurrent_requests_share_batches_and_get_their_own_rows(models: dict[str, Path]) -> None:
     model = _load(models["multiclass"])
     batcher = DynamicBatcher(max_batch_size=4, max_queue_delay=0.05, max_queue_size=64)
-    batcher.start()
-
-    async def scenario() -> list:
-        wanted = [i % 3 for i in range(10)]
-        results = await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[c]), timeout=10)
-                                         for c in wanted))
-        return list(zip(wanted, results, strict=True))
-
-    try:
-        answers = asyncio.run(scenario())
-    finally:
-        batcher.stop()
+    answers = list(zip([i % 3 for i in range(10)], _infer_at_once(batcher, model, 10), strict=True))
     for colour, result in answers:
         assert result.outputs[0].shape == (1, 3)
         assert int(result.outputs[0][0].argmax()) == colour
@@ -58,16 +61,7 @@ def test_a_model_with_a_smaller_batch_limit_keeps_to_it(models: dict[str, Path])
     model = LoadedModel(models["multiclass"], ModelIdentity("tiny", 1, "0" * 64, "test"),
                         options=session_options(settings), max_batch=2)
     batcher = DynamicBatcher(max_batch_size=8, max_queue_delay=0.05, max_queue_size=64)
-    batcher.start()
-
-    async def scenario() -> list:
-        return await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[i % 3]), timeout=10)
-                                      for i in range(10)))
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        batcher.stop()
+    results = _infer_at_once(batcher, model, 10)
     assert max(result.batch_size for result in results) == 2
 
 
@@ -164,16 +158,7 @@ def test_several_runners_run_batches_at_once(models: dict[str, Path]) -> None:
 
     model.run = run_together  # type: ignore[method-assign]
     batcher = DynamicBatcher(max_batch_size=4, max_queue_delay=0.05, max_queue_size=64, runners=2)
-    batcher.start()
-
-    async def scenario() -> list:
-        return await asyncio.gather(*(batcher.infer(model, _input(model, COLOURS[i % 3]), timeout=10)
-                                      for i in range(8)))
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        batcher.stop()
+    results = _infer_at_once(batcher, model, 8)
     assert [int(r.outputs[0][0].argmax()) for r in results] == [i % 3 for i in range(8)]
     assert len(set(threads[:2])) == 2  # two runner threads, each with its own batch
 

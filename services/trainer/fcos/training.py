@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from visiondock.postprocess import DEFAULT_MAX_DETECTIONS, Detection, decode_detections
-from visiondock.preprocess import PreprocessSpec, normalize, to_tensor
+from visiondock.preprocess import PreprocessSpec, normalization, normalize, to_tensor
 from visiondock.settings import available_cpus
 from visiondock.vocabulary import DEFAULT_BACKBONE, DETECTION
 
@@ -315,9 +315,7 @@ class ValidationSet:
 
     def __init__(self, samples: list[DetectionSample], spec: PreprocessSpec, options: DetectorOptions,
                  batcher: ViewBatcher, *, pin: bool) -> None:
-        std = np.asarray(spec.std, dtype=np.float32)
-        self.scale = torch.from_numpy(1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
-        self.shift = torch.from_numpy(np.asarray(spec.mean, dtype=np.float32) / std).reshape(1, 3, 1, 1)
+        self.scale, self.shift = (torch.from_numpy(values).reshape(1, 3, 1, 1) for values in normalization(spec))
         self.parts: list[tuple[list[DetectionSample], Batch]] = []
         for start in range(0, len(samples), options.batch_size):
             part = samples[start:start + options.batch_size]
