@@ -219,6 +219,32 @@ def test_draw_move_resize_and_delete_boxes(page: Any, app_services: LocalService
     page.keyboard.press("1")
     _drag(page, at(330, 200), at(480, 450))
     assert sorted(r["tag"] for r in saved(3)) == ["box", "can", "can"]
+    page.wait_for_selector("text=Saved 3 box(es).")
+
+    # On a slow network the next box is drawn, and released, while the last save is still on its way:
+    # both are stored, in order, and the box in the making stays on screen.
+    page.evaluate("""() => {
+        const send = window.fetch;
+        window.fetch = async (url, options = {}) => {
+            const response = await send(url, options);
+            if (options.method === "PUT" && String(url).endsWith("/regions")) {
+                await new Promise((resolve) => setTimeout(resolve, 700));
+            }
+            return response;
+        };
+    }""")
+    _drag(page, at(20, 20), at(60, 80))
+    page.mouse.move(*at(100, 20))
+    page.mouse.down()
+    page.mouse.move(*at(130, 60), steps=2)
+    page.wait_for_timeout(900)                       # the first save answers mid-drag
+    page.mouse.move(*at(140, 80), steps=2)
+    page.mouse.up()
+    page.wait_for_selector("text=Saved 5 box(es).")
+    stored = annotation.get_image(DETECTION_PROJECT, image["id"])["regions"]
+    assert len(stored) == 5, stored
+    assert page.locator(".box-list li").count() == 5
+    assert page.locator(".overlay g.box:not(.suggested)").count() == 5
 
 
 def test_start_training_watch_it_and_promote_the_version(page: Any, app_services: LocalServices,

@@ -75,8 +75,9 @@ export class BoxEditor {
       x1: r.left * this.width, y1: r.top * this.height,
       x2: (r.left + r.width) * this.width, y2: (r.top + r.height) * this.height,
     });
-    this.boxes = regions.map(toBox);
     this.suggested = suggested.map(toBox);
+    // A box being drawn, moved or resized is newer than any saved regions; its own save follows on release.
+    if (!this.drag) this.boxes = regions.map(toBox);
     if (this.selected >= this.boxes.length) this.selected = -1;
     this.render();
   }

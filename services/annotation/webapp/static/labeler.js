@@ -82,6 +82,7 @@ export async function labelerView(main, project, imageId) {
   }
 
   async function show(id) {
+    await regionSaves;  // the boxes drawn on this image are stored before the next one is shown
     image = await api(`${projectPath(project)}/images/${id}`);
     history.replaceState(null, "", `#/p/${project}/label/${id}`);
     picture.alt = image.filename;
@@ -112,12 +113,27 @@ export async function labelerView(main, project, imageId) {
     return updated;
   }
 
-  async function saveRegions(regions) {
-    try {
-      await save("regions", { regions }, { regions: image.regions.map(({ tag, left, top, width, height }) => ({ tag, left, top, width, height })) });
-      if (editor) editor.setRegions(image.regions, []);
-      say(`Saved ${image.regions.length} box(es).`);
-    } catch (e) { fail(e); editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []); }
+  // Box edits are saved one after another: each PUT carries the etag the previous one returned, so a box
+  // drawn while a save is on its way is saved after it rather than refused as a conflict.
+  let regionSaves = Promise.resolve();
+  let regionSavesWaiting = 0;
+  function saveRegions(regions) {
+    regionSavesWaiting += 1;
+    regionSaves = regionSaves.then(async () => {
+      let suggested = [];
+      try {
+        await save("regions", { regions }, { regions: image.regions.map(({ tag, left, top, width, height }) => ({ tag, left, top, width, height })) });
+        say(`Saved ${image.regions.length} box(es).`);
+      } catch (e) {
+        fail(e);
+        suggested = image.suggestion ? image.suggestion.regions : [];
+      } finally {
+        regionSavesWaiting -= 1;
+      }
+      // The stored boxes are shown unless a newer edit waits to be saved: it holds the boxes to show.
+      if (editor && regionSavesWaiting === 0) editor.setRegions(image.regions, suggested);
+    });
+    return regionSaves;
   }
 
   async function press(index) {
@@ -143,6 +159,7 @@ export async function labelerView(main, project, imageId) {
   }
 
   async function acceptSuggestion() {
+    await regionSaves;  // its If-Match must carry the etag of the last box edit
     if (!image.suggestion) { say("This image has no suggestion."); return; }
     try {
       const previous = detection ? { regions: image.regions } : { tags: image.tags };
@@ -162,6 +179,7 @@ export async function labelerView(main, project, imageId) {
   }
 
   async function undo() {
+    await regionSaves;  // the last box edit is on the undo stack once it is saved
     const last = undoStack.pop();
     if (!last) { say("Nothing to undo."); return; }
     try {
