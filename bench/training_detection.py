@@ -100,15 +100,29 @@ def split_for_validation(samples: list[DetectionSample], labels: list[str],
     return [samples[i] for i in split.train], [samples[i] for i in split.validation]
 
 
+def epoch_times(fitted: Any) -> str:
+    """Where a fit ran and how long its epochs took: the median, the first (the loader's workers start)
+    and the median time the loop waited for the DataLoader's views (the device left unfed)."""
+    history, params = fitted.history, fitted.params
+    seconds = [h["seconds"] for h in history]
+    waits = [h["data_wait_seconds"] for h in history]
+    device = params["device"] + (f" ({torch.cuda.get_device_name()})" if params["device"] == "cuda" else "")
+    return (f"{len(history)} epochs on {device} with {params['loader_workers']} loader workers: median "
+            f"{statistics.median(seconds):.2f} s an epoch (first {seconds[0]:.2f} s), waiting for views "
+            f"{statistics.median(waits):.2f} s")
+
+
 def fit_as_trained(train: list[DetectionSample], test: list[DetectionSample], labels: list[str],
                    options: DetectorOptions, *, refit_best_epoch: bool = False) -> dict[str, Any]:
     """The trainer's path on one fold: fit with validation, score; refit on every photo, score.
     `refit_best_epoch` refits for the best validation epoch instead of the whole schedule."""
     fit_on, validation = split_for_validation(train, labels, options.seed)
     evaluated = fit_detector(fit_on, validation, labels, options, progress=False)
+    print(f"    with validation: {epoch_times(evaluated)}", flush=True)
     threshold = choose_score_threshold(evaluated, validation)
     epochs = evaluated.params["best_epoch"] if refit_best_epoch else options.epochs
     refit = fit_detector(train, [], labels, replace(options, epochs=epochs), progress=False)
+    print(f"    refit: {epoch_times(refit)}", flush=True)
     scored = {name: image_results(fitted, test) for name, fitted in (("evaluated", evaluated), ("refit", refit))}
     return {"validation_photos": len(validation), "best_epoch": evaluated.params["best_epoch"],
             "refit_epochs": epochs, "epochs_run": evaluated.params["epochs_run"],
@@ -141,6 +155,7 @@ def run(datasets: Path, *, folds: int, options: DetectorOptions, threads: int,
             row["as_trained"] = trained
         else:
             fitted = fit_detector(train, [], labels, options, progress=False)
+            print(f"    {epoch_times(fitted)}", flush=True)
             results = image_results(fitted, test)
             metrics = detection_metrics(results, labels, score_threshold=fitted.thresholds["score"])
         seconds = time.perf_counter() - fold_started

@@ -433,7 +433,14 @@ def fit_detector(
         order = rng.permutation(len(train))
         batches.batches = [[(epoch, int(i)) for i in order[start:start + options.batch_size]]
                            for start in range(0, len(order), options.batch_size)]
-        for batch in loader:
+        waited = 0.0  # in the DataLoader: time the device could have been fed and was not
+        views = iter(loader)
+        while True:
+            asked = time.perf_counter()
+            batch = next(views, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
             batch = batch.to(device)
             factor = _schedule(step, warmup, total_steps)
             for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
@@ -458,6 +465,7 @@ def fit_detector(
                 best, best_epoch = score, epoch
                 best_state = copy.deepcopy(detector.state_dict())
         record["seconds"] = time.perf_counter() - epoch_started
+        record["data_wait_seconds"] = waited
         fitted.history.append(record)
         bar.set_postfix({k: round(v, 3) for k, v in record.items() if k in ("train_loss", "val_loss", "val_map_50_95")})
         if on_epoch is not None:
