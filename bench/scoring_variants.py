@@ -12,7 +12,7 @@ for both variants, because by default an fp32 model on a CPU shares one batch of
 the runners (less memory, a little slower): its INT8/fp32 ratio is the one against the
 faster fp32.
 
-    python -m bench.scoring_variants [--seconds 10] [--clients 32] [--rounds 3] [--workers 1 2]
+    python -m bench.scoring_variants [--seconds 10] [--clients 32 [64 ...]] [--rounds 3] [--workers 1 2]
 
 Prints a table, the INT8/fp32 ratio of the median throughputs per configuration (same run, same machine) and
 the target (INT8 served ≥ 2x fp32 served at 32 clients) met or missed. Beside each run,
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring_variants", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--clients", type=int, nargs="+", default=[32],
+                        help="concurrent clients; with several, each started service is loaded at each in turn")
     parser.add_argument("--rounds", type=int, default=3, help="alternating fp32/int8 measurements per worker count")
     parser.add_argument("--workers", type=int, nargs="*", help="worker counts to try (default: 1 and the CPUs)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "results" / "scoring-variants")
@@ -94,11 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                            "VISIONDOCK_SCORING_MAX_BATCH_SIZE": str(batch)}
                     with running("services.scoring", env, logs,
                                  f"scoring-{variant}-{workers}w{runners}r-{round_index}", probe="/readyz") as scoring:
-                        # The first round also loads from two processes: more answers than from one
-                        # would mean the load generator, not the service, was the limit.
-                        for processes in (1, 2) if round_index == 0 else (1,):
+                        # The first round also loads from two processes (at the first client count): more
+                        # answers than from one would mean the load generator, not the service, was the limit.
+                        loads = [(clients, 1) for clients in args.clients]
+                        if round_index == 0:
+                            loads.insert(1, (args.clients[0], 2))
+                        for clients, processes in loads:
                             service_before, load_before = cpu_seconds(scoring.pid), load_generator_seconds()
-                            result = load(scoring.url + "/v1/predict", image_list, concurrency=args.clients,
+                            result = load(scoring.url + "/v1/predict", image_list, concurrency=clients,
                                           seconds=args.seconds, processes=processes)
                             service_after = cpu_seconds(scoring.pid)
                             answered = result["answered"]  # from the start of the load, as the CPU times
@@ -106,29 +110,32 @@ def main(argv: list[str] | None = None) -> int:
                                                 / max(answered, 1) for role in service_after}
                             result["cpu_ms"]["load generator"] = \
                                 1000 * (load_generator_seconds() - load_before) / max(answered, 1)
-                            say(f"   round {round_index + 1} {variant} {config}, {processes} load "
+                            say(f"   round {round_index + 1} {variant} {config}, {clients} clients, {processes} load "
                                 f"process(es): {result['throughput']:.1f} images/s, p99 {result['p99_ms']:.0f} ms "
                                 f"(load {load_average()}); CPU ms per image: {describe_cpu(result['cpu_ms'])}")
-                            rows.append((config, variant, processes, result))
-    print(f"\nINT8 vs fp32 served, {args.clients} clients, {note}; {cpus} CPUs; {args.rounds} alternating rounds of "
+                            rows.append((config, variant, clients, processes, result))
+    first = args.clients[0]
+    print(f"\nINT8 vs fp32 served, {' and '.join(map(str, args.clients))} clients, {note}; {cpus} CPUs; "
+          f"{args.rounds} alternating rounds of "
           f"{args.seconds:.0f} s; load average after {load_average()} (a shared machine: compare ratios in this run)")
     width = max(len(config) for config, *_ in rows)
-    print(f"{'service':<{width}} {'variant':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'errors':>7}  CPU ms per image")
-    for config, variant, processes, result in rows:
+    print(f"{'service':<{width}} {'variant':>7} {'clients':>7} {'load procs':>10} {'images/s':>9} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'errors':>7}  CPU ms per image")
+    for config, variant, clients, processes, result in rows:
         failed = sum(v for k, v in result["statuses"].items() if k != "200") + sum(result["errors"].values())
-        print(f"{config:<{width}} {variant:>7} {processes:>10} {result['throughput']:>9.1f} {result['p50_ms']:>7.0f} "
-              f"{result['p99_ms']:>7.0f} {failed:>7}  {describe_cpu(result['cpu_ms'])}")
+        print(f"{config:<{width}} {variant:>7} {clients:>7} {processes:>10} {result['throughput']:>9.1f} "
+              f"{result['p50_ms']:>7.0f} {result['p99_ms']:>7.0f} {failed:>7}  {describe_cpu(result['cpu_ms'])}")
     print()
+    # The ratios below are at the first client count, the target's.
     medians: dict[tuple[str, str], float] = {}
     for *_, config in configs:
         for variant in ("fp32", "int8"):
             medians[(config, variant)] = statistics.median(
-                result["throughput"] for c, v, processes, result in rows if (c, v, processes) == (config, variant, 1))
-        one = next(r["throughput"] for c, v, p, r in rows if (c, v, p) == (config, "int8", 1))
-        two = next(r["throughput"] for c, v, p, r in rows if (c, v, p) == (config, "int8", 2))
+                r["throughput"] for c, v, n, p, r in rows if (c, v, n, p) == (config, variant, first, 1))
+        one = next(r["throughput"] for c, v, n, p, r in rows if (c, v, n, p) == (config, "int8", first, 1))
+        two = next(r["throughput"] for c, v, n, p, r in rows if (c, v, n, p) == (config, "int8", first, 2))
         ratio = medians[(config, "int8")] / max(medians[(config, "fp32")], 1e-9)
-        print(f"{config}: median images/s fp32 {medians[(config, 'fp32')]:.1f}, int8 "
+        print(f"{config}, {first} clients: median images/s fp32 {medians[(config, 'fp32')]:.1f}, int8 "
               f"{medians[(config, 'int8')]:.1f}; INT8 / fp32 served = {ratio:.2f}x (target ≥ "
               f"{TARGET_INT8_VS_FP32:.1f}x: {'met' if ratio >= TARGET_INT8_VS_FP32 else 'MISSED'}); int8 from two "
               f"load processes / one: {two / max(one, 1e-9):.2f}x")
@@ -138,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{medians[(default, variant)] / max(medians[(baseline, variant)], 1e-9):.2f}x")
     print(f"fp32 with the default batches / batches of 8 (1 worker): "
           f"{medians[(default, 'fp32')] / max(medians[(eights, 'fp32')], 1e-9):.2f}x")
-    if len(configs) > 3:
-        first, last = configs[1][-1], configs[-1][-1]
-        print(f"int8 with {last} / with {first}: {medians[(last, 'int8')] / max(medians[(first, 'int8')], 1e-9):.2f}x")
+    for *_, config in configs[3:]:  # more workers against the default one
+        for variant in ("fp32", "int8"):
+            print(f"{variant} with {config} / with {default}: "
+                  f"{medians[(config, variant)] / max(medians[(default, variant)], 1e-9):.2f}x")
     return 0
 
 
