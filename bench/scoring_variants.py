@@ -2,7 +2,8 @@
 
 The model is EfficientNet-Lite0 with its ImageNet head (as in `bench.scoring`), its INT8
 variant made by the trainer's quantizer, both registered as one version. For each
-number of scoring worker processes (1, and one per available CPU) the service is
+number of scoring worker processes (1, the service's default of one per 4 CPUs, and one per
+available CPU) the service is
 started with VISIONDOCK_SCORING_VARIANT=fp32 and =int8 in alternating rounds and loaded
 by 32 clients; the first round also loads from two processes: if two load processes get
 more answers than one, the load generator, not the service, was the limit. One worker is
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[32],
                         help="concurrent clients; with several, each started service is loaded at each in turn")
     parser.add_argument("--rounds", type=int, default=3, help="alternating fp32/int8 measurements per worker count")
-    parser.add_argument("--workers", type=int, nargs="*", help="worker counts to try (default: 1 and the CPUs)")
+    parser.add_argument("--workers", type=int, nargs="*",
+                        help="worker counts to try (default: 1, the service's default and the CPUs)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "results" / "scoring-variants")
     args = parser.parse_args(argv)
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     cpus = available_cpus()
     # (workers, batch runners per worker, max batch size; 0 = the service's default), the single runner first as
     # the baseline, then the defaults, then the default runners with batches of 8 for fp32 too.
-    defaults = [(workers, 0, 0) for workers in (args.workers or sorted({1, cpus}))]
+    automatic = ScoringSettings(scoring_workers=0).resolved_workers(gpu=False)
+    defaults = [(workers, 0, 0) for workers in (args.workers or sorted({1, automatic, cpus}))]
     configs = [(workers, runners, batch, describe(workers, runners, batch))
                for workers, runners, batch in [(1, 1, 0), *defaults[:1], (1, 0, 8), *defaults[1:]]]
     images, note = benchmark_images(args.workdir, args.images)
@@ -190,7 +193,7 @@ def describe(workers: int, runners: int, batch: int) -> str:
     fp32 batch size."""
     settings = ScoringSettings(scoring_workers=workers, scoring_batch_runners=runners, scoring_max_batch_size=batch)
     resolved = settings.resolved_batch_runners(gpu=False)
-    return (f"{settings.resolved_workers} worker(s) x {resolved} runner(s) x "
+    return (f"{settings.resolved_workers(gpu=False)} worker(s) x {resolved} runner(s) x "
             f"{settings.resolved_intra_op_threads(gpu=False)} ORT thread(s), fp32 batches of "
             f"{settings.resolved_max_batch_size(variant='fp32', gpu=False)}")
 

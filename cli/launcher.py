@@ -161,7 +161,10 @@ class LocalServices:
         return self.home / "logs"
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env}
+        # One scoring worker on one machine, unless asked: several split the refresh that a promotion sends
+        # (only one worker hears it; the others follow at their next poll), and share the cores with the
+        # other services anyway.
+        env = {"VISIONDOCK_SCORING_WORKERS": "1", **os.environ, **self.extra_env}
         env.update({
             "VISIONDOCK_HOME": str(self.home),
             "VISIONDOCK_ANNOTATION_URL": self.url("annotation"),

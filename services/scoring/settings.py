@@ -17,6 +17,8 @@ from visiondock.settings import Settings, available_cpus
 # Each run in flight holds a batch's activations (about 12 MB an image on CPU), and 32 clients still fill
 # four batches of 8: beyond four, more runners cost memory and make smaller batches.
 MAX_AUTO_BATCH_RUNNERS = 4
+# With VISIONDOCK_SCORING_WORKERS=0 (the default) on a CPU: one worker per this many CPUs (`resolved_workers`).
+AUTO_CPUS_PER_WORKER = 4
 # On CPU, batches beyond ~8 images buy little speed.
 DEFAULT_MAX_BATCH_SIZE = 8
 DISCOVER = "*"  # in VISIONDOCK_SCORING_MODELS: every registry model that has the alias
@@ -81,8 +83,9 @@ class ScoringSettings(Settings):
                                      "asked for. 0 = no limit.")
     scoring_variant: str = Field(
         default="auto", description="Which file of the version to serve: `auto` (INT8 on a CPU when the version "
-                                    "has one, fp32 on a GPU), `fp32`, or a registered variant such as `int8` "
-                                    "(fp32 with a warning when the version has none).")
+                                    "has one and it runs faster than fp32 on this CPU, timed once when the "
+                                    "version loads; fp32 on a GPU), `fp32`, or a registered variant such as "
+                                    "`int8` (fp32 with a warning when the version has none).")
     scoring_model_path: Path | None = Field(
         default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")
@@ -90,8 +93,9 @@ class ScoringSettings(Settings):
 
     # -- ONNX Runtime -------------------------------------------------------------------
     scoring_workers: int = Field(
-        default=1, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
-                                     "decode threads, sharing the port; 0 = one per available CPU.")
+        default=0, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
+                                     f"decode threads, sharing the port; 0 = one per {AUTO_CPUS_PER_WORKER} "
+                                     "available CPUs (at least one) on a CPU, one on a GPU.")
     scoring_batch_runners: int = Field(
         default=0, ge=0, description="Batches each worker runs at once, each on its own thread; 0 = on CPU one "
                                      f"per CPU of the worker, at most {MAX_AUTO_BATCH_RUNNERS}; on a GPU one.")
@@ -178,17 +182,23 @@ class ScoringSettings(Settings):
             raise ValueError("VISIONDOCK_SCORING_MODELS and VISIONDOCK_SCORING_MODEL_PATH exclude each other")
         return self
 
-    @property
-    def resolved_workers(self) -> int:
-        return self.scoring_workers or available_cpus()
+    def resolved_workers(self, *, gpu: bool) -> int:
+        """Worker processes: one event loop spends 1 to 1.5 ms of CPU an image, so one
+        worker cannot keep many cores busy. On a 16-core node (`bench.scoring_variants`, 32 clients), one
+        worker served 428 fp32 / 340 INT8 images/s, four 566 / 555 and sixteen 528 / 571, each of the
+        sixteen with its own copy of the model. A GPU keeps one: a second worker would hold a second CUDA
+        context, which nobody measured."""
+        if self.scoring_workers:
+            return self.scoring_workers
+        return 1 if gpu else max(1, available_cpus() // AUTO_CPUS_PER_WORKER)
 
-    @property
-    def cpus_per_worker(self) -> int:
-        return max(1, available_cpus() // self.resolved_workers)
+    def cpus_per_worker(self, *, gpu: bool) -> int:
+        return max(1, available_cpus() // self.resolved_workers(gpu=gpu))
 
     def resolved_batch_runners(self, *, gpu: bool) -> int:
         # A GPU runs one batch at a time anyway; more runners would only hold more activations.
-        return self.scoring_batch_runners or (1 if gpu else min(MAX_AUTO_BATCH_RUNNERS, self.cpus_per_worker))
+        return self.scoring_batch_runners or (1 if gpu else min(MAX_AUTO_BATCH_RUNNERS,
+                                                               self.cpus_per_worker(gpu=False)))
 
     def resolved_max_batch_size(self, *, variant: str, gpu: bool) -> int:
         """The most images a batch of a model of this variant holds.
@@ -204,7 +214,8 @@ class ScoringSettings(Settings):
         return max(1, DEFAULT_MAX_BATCH_SIZE // self.resolved_batch_runners(gpu=False))
 
     def resolved_intra_op_threads(self, *, gpu: bool) -> int:
-        return self.scoring_intra_op_threads or max(1, self.cpus_per_worker // self.resolved_batch_runners(gpu=gpu))
+        return self.scoring_intra_op_threads or max(1, self.cpus_per_worker(gpu=gpu)
+                                                    // self.resolved_batch_runners(gpu=gpu))
 
     @property
     def model_targets(self) -> list[ModelTarget]:

@@ -88,8 +88,9 @@ def versions(registry: RegistryClient, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("lifecycle-models")
     metadata = {"task": "multiclass", "labels": tiny_models.COLOURS, "project_id": MODEL}
     first = registry.register_version(MODEL, tiny_models.classifier(root / "v1.onnx", gain=8.0), metadata)
+    # Its fp32 file is the slower one (as INT8 is on most CPUs), so `auto` serves INT8 after timing both.
     second = registry.register_version(
-        MODEL, tiny_models.classifier(root / "v2.onnx", gain=12.0), metadata,
+        MODEL, tiny_models.classifier(root / "v2.onnx", gain=12.0, busywork=2), metadata,
         int8_path=tiny_models.classifier(root / "v2.int8.onnx", gain=11.0))
     return {"v1": int(first["version"]), "v2": int(second["version"])}
 
@@ -193,6 +194,31 @@ def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
                                                                                     gpu=False)
     # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
     assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
+
+
+def test_the_default_variant_serves_fp32_where_int8_is_not_faster(
+        stack: LocalServices, registry: RegistryClient, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # As on some CPUs: the INT8 file runs slower than the fp32 one (here by its busywork).
+    metadata = {"task": "multiclass", "labels": tiny_models.COLOURS, "project_id": MODEL}
+    slow_int8 = registry.register_version(
+        MODEL, tiny_models.classifier(tmp_path / "fp32.onnx", gain=12.0), metadata,
+        int8_path=tiny_models.classifier(tmp_path / "int8.onnx", gain=11.0, busywork=2))
+    version = int(slow_int8["version"])
+    settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
+                               scoring_version=version, log_format="text", log_level="INFO")
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        answer = client.post("/v1/predict", content=solid(RED)).json()
+        status = client.get("/v1/model").json()
+    assert (answer["label"], answer["variant"], status["model"]["variant"]) == ("red", "fp32", "fp32")
+    assert status["model"]["max_batch_size"] == settings.resolved_max_batch_size(variant="fp32", gpu=False)
+    note = status["variant_note"]
+    assert note.startswith(f"version {version}'s INT8 variant is not faster on this CPU (INT8 ") and \
+        note.endswith("; serving the fp32 file"), note
+    timed = [line for line in capfd.readouterr().err.splitlines() if "on this CPU: INT8" in line]
+    assert len(timed) == 1 and timed[0].endswith("; serving fp32"), timed  # the operator's log says it too
+    # The two timings in the note: INT8, then fp32, in ms an image; the busywork makes INT8 the slower.
+    int8_ms, fp32_ms = (float(part.split(" ms")[0]) for part in note.split("(INT8 ")[1].split(", fp32 "))
+    assert int8_ms > fp32_ms
 
 
 def test_a_file_says_whether_it_is_the_int8_variant(serve: AppFactory, models: dict[str, Path],
@@ -314,11 +340,16 @@ def connections_held(port: int, pids: list[int]) -> dict[int, int]:
 def test_onnx_runtime_threads_divide_the_available_cpus_among_the_workers() -> None:
     cpus = available_cpus()
     assert 1 <= cpus <= (os.cpu_count() or 1)
-    assert ScoringSettings(scoring_workers=0).resolved_workers == cpus
+    # By default one worker per 4 CPUs (at least one), and one on a GPU.
+    assert ScoringSettings().resolved_workers(gpu=False) == max(1, cpus // 4)
+    assert ScoringSettings().resolved_workers(gpu=True) == 1
+    assert ScoringSettings(scoring_workers=3).resolved_workers(gpu=True) == 3
 
 
 @pytest.mark.parametrize(("cpus", "workers", "runners", "threads"), [
-    (1, 1, 1, 1), (2, 1, 2, 1), (16, 1, 4, 4), (16, 2, 4, 2), (16, 0, 1, 1), (6, 1, 4, 1)])
+    (1, 1, 1, 1), (2, 1, 2, 1), (16, 1, 4, 4), (16, 2, 4, 2), (16, 16, 1, 1), (6, 1, 4, 1),
+    # The default: one worker per 4 CPUs.
+    (2, 0, 2, 1), (6, 0, 4, 1), (16, 0, 4, 1), (32, 0, 4, 1)])
 def test_each_worker_runs_batches_on_runners_sharing_its_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int,
                                                               workers: int, runners: int, threads: int) -> None:
     monkeypatch.setattr(scoring_settings, "available_cpus", lambda: cpus)
@@ -327,7 +358,7 @@ def test_each_worker_runs_batches_on_runners_sharing_its_cpus(monkeypatch: pytes
     assert settings.resolved_intra_op_threads(gpu=False) == threads
     # A GPU runs one batch at a time; its host threads get the worker's CPUs.
     assert settings.resolved_batch_runners(gpu=True) == 1
-    assert settings.resolved_intra_op_threads(gpu=True) == max(1, cpus // settings.resolved_workers)
+    assert settings.resolved_intra_op_threads(gpu=True) == max(1, cpus // (workers or 1))
     chosen = ScoringSettings(scoring_workers=workers, scoring_batch_runners=3, scoring_intra_op_threads=5)
     assert (chosen.resolved_batch_runners(gpu=False), chosen.resolved_intra_op_threads(gpu=False)) == (3, 5)
     # An fp32 model on a CPU shares one batch of 8 among the runners (its activations do not grow with
