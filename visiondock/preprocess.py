@@ -60,8 +60,9 @@ def opencv() -> ModuleType:
     Images are fitted one per thread (the scoring service's decode threads, the trainer's loader
     workers), so a pool of one thread per core can only split a small warp and wait for it. On a
     16-core GPU node with OpenCV 5.0, decoding and fitting a 224-px photo took 7.3 ms of CPU with
-    10 cores busy for one caller, against 0.5 ms on one core here (OpenCV 4, which this small warp
-    keeps on one thread anyway). The setting is the process's: face detection runs on one thread too.
+    10 cores busy for one caller, against 0.5 ms on one core of a 2-core AMD EPYC with OpenCV 4 (which
+    keeps a warp this small on one thread anyway). The setting is the process's: face detection runs on
+    one thread too.
     """
     import cv2
 
