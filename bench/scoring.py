@@ -367,11 +367,11 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         # The default variant: both files of the version are timed once at load, the faster served.
         auto_env = {**scoring_env, "VISIONDOCK_SCORING_VARIANT": "auto"}
         with running("services.scoring", auto_env, logs, "scoring-auto", probe="/readyz") as scoring:
-            label = "default variant auto (times fp32 and INT8)"
+            label = "auto variant (times both files)"
             startup[label] = time.perf_counter() - scoring.started
             chosen = httpx.get(scoring.url + "/v1/model", headers=AUTH).json()
             say(f"   auto serves {chosen['model']['variant']} ({chosen['variant_note'] or 'INT8 was faster'})")
-            memory[f"after start, {label}"], memory[f"peak, {label}"] = rss_mb(scoring)
+            memory["after start, auto variant"], memory[f"peak, {label}"] = rss_mb(scoring)
 
     say("== (c) the naive service: FastAPI + torch eager, one image per request")
     naive_rows = []
