@@ -239,8 +239,9 @@ class AugmentedViews(Dataset[tuple[np.ndarray, View]]):
 
 
 class EpochBatches(Sampler[list[tuple[int, int]]]):
-    """The loader's batch sampler: the (epoch, index) keys of the epoch about to run, set by the
-    training loop. The keys carry the epoch because persistent workers never see the loop's state."""
+    """The loader's batch sampler: the (epoch, index) keys of every epoch's batches in order, set by the
+    training loop before its one pass. The keys carry the epoch because the workers, making views ahead
+    of the loop, never see its state."""
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[int, int]]] = []
@@ -408,7 +409,7 @@ def fit_detector(
     batches = EpochBatches()
     batcher = ViewBatcher(options, num_classes)
     loader = DataLoader(AugmentedViews(train, spec, options), batch_sampler=batches, collate_fn=batcher,
-                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        num_workers=workers, pin_memory=device.type == "cuda",
                         # Its own generator (only worker seeds come from it): the global torch stream stays
                         # the same whatever the worker count.
                         generator=torch.Generator().manual_seed(options.seed))
@@ -424,23 +425,24 @@ def fit_detector(
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, step = 0, 0
+    # Every epoch's batches in one pass of the loader: its workers make the next epoch's first views while
+    # this epoch ends and validates, where a pass per epoch started each epoch with the device waiting.
+    orders = [rng.permutation(len(train)) for _ in range(options.epochs)]
+    batches.batches = [[(epoch, int(i)) for i in order[start:start + options.batch_size]]
+                       for epoch, order in enumerate(orders, start=1)
+                       for start in range(0, len(order), options.batch_size)]
+    views = iter(loader)
     bar = tqdm(range(1, options.epochs + 1), desc="train detector", unit="epoch", disable=not progress)
     for epoch in bar:
         epoch_started = time.perf_counter()
         detector.train()
         # Summed on the device: reading each step's losses would wait for the GPU every step.
         sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64, device=device)
-        order = rng.permutation(len(train))
-        batches.batches = [[(epoch, int(i)) for i in order[start:start + options.batch_size]]
-                           for start in range(0, len(order), options.batch_size)]
         waited = 0.0  # in the DataLoader: time the device could have been fed and was not
-        views = iter(loader)
-        while True:
+        for _ in range(steps_per_epoch):
             asked = time.perf_counter()
-            batch = next(views, None)
+            batch = next(views)
             waited += time.perf_counter() - asked
-            if batch is None:
-                break
             batch = batch.to(device)
             factor = _schedule(step, warmup, total_steps)
             for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
@@ -473,7 +475,7 @@ def fit_detector(
         if validation and epoch - best_epoch >= options.patience:
             break
     bar.close()
-    del loader  # its persistent workers end now, not whenever the garbage collector finds them
+    del views, loader  # the workers end now (early stopping leaves batches unread), not at garbage collection
 
     if best_state is not None:
         detector.load_state_dict(best_state)
