@@ -245,6 +245,7 @@ def test_draw_move_resize_and_delete_boxes(page: Any, app_services: LocalService
     assert len(stored) == 5, stored
     assert page.locator(".box-list li").count() == 5
     assert page.locator(".overlay g.box:not(.suggested)").count() == 5
+    screenshot(page, "labeler-boxes-slow-network")
 
 
 def test_start_training_watch_it_and_promote_the_version(page: Any, app_services: LocalServices,
