@@ -215,46 +215,45 @@ class ModelWatcher:
                 return None
             version_doc = resolved["model_version"]
         self.registry_reachable = True
-        variant, artifact = self._choose_artifact(version_doc)
-        trial: LoadedModel | None = None
-        if variant == INT8 and self.settings.scoring_variant == AUTO:
-            variant, artifact, trial = self._faster_on_this_cpu(version_doc, artifact)
+        variant, artifact, trial = self._choose_artifact(version_doc)
         current = self.current
         if (current is not None and current.version == int(version_doc["version"])
                 and current.identity.sha256 == artifact["sha256"]):
             self._etag = etag
             return None
-        path = self._fetch(int(version_doc["version"]), artifact["sha256"], variant)
+        path, session = trial or (self._fetch(int(version_doc["version"]), artifact["sha256"], variant), None)
         identity = ModelIdentity(self.model_name, int(version_doc["version"]), artifact["sha256"], self.slot,
                                  variant=variant, project_id=version_doc.get("project_id"),
                                  baseline=(version_doc.get("metrics") or {}).get("prediction_baseline"))
-        loaded = self._load(path, identity, session=trial)
+        loaded = self._load(path, identity, session=session)
         self._etag = etag  # only once loaded: a failed load is retried on the next check
         self._remember(version_doc, variant, artifact["sha256"], path)
         return loaded
 
-    def _choose_artifact(self, version_doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _choose_artifact(self, version_doc: dict[str, Any]
+                         ) -> tuple[str, dict[str, Any], tuple[Path, LoadedModel] | None]:
+        """The variant to serve, its artifact, and its file already loaded where choosing it loaded it."""
         wanted = self.settings.scoring_variant
         self.variant_note = None
         if wanted == AUTO:
             # INT8 answers like fp32 (the trainer registers it only then), on most CPUs at about twice the
             # speed (`_faster_on_this_cpu` checks); on a GPU the fp32 file is the fast one (ONNX Runtime's
             # CUDA INT8 kernels are not).
-            if on_gpu():
-                return FP32, version_doc["artifact"]
             variant = (version_doc.get("variants") or {}).get(INT8)
-            return (INT8, variant) if variant else (FP32, version_doc["artifact"])
+            if on_gpu() or not variant:
+                return FP32, version_doc["artifact"], None
+            return self._faster_on_this_cpu(version_doc, variant)
         if wanted and wanted != FP32:
             variant = (version_doc.get("variants") or {}).get(wanted)
             if variant:
-                return wanted, variant
+                return wanted, variant, None
             self.variant_note = (f"version {version_doc['version']} has no {wanted!r} variant; serving the fp32 "
                                  "file")
             log.warning("%s: %s", self.target, self.variant_note)
-        return FP32, version_doc["artifact"]
+        return FP32, version_doc["artifact"], None
 
     def _faster_on_this_cpu(self, version_doc: dict[str, Any], int8: dict[str, Any]
-                            ) -> tuple[str, dict[str, Any], LoadedModel | None]:
+                            ) -> tuple[str, dict[str, Any], tuple[Path, LoadedModel] | None]:
         """`auto` on a CPU: the INT8 file unless the fp32 file runs faster here.
 
         INT8 is about twice as fast on most CPUs, but not on all: on a 16-core Intel Xeon VM, ONNX Runtime
@@ -266,7 +265,7 @@ class ModelWatcher:
         fp32 = version_doc["artifact"]
         version = int(version_doc["version"])
         key = (fp32["sha256"], int8["sha256"])
-        winner: LoadedModel | None = None
+        winner: tuple[Path, LoadedModel] | None = None
         if key not in self._trials:
             seconds: dict[str, float] = {}
             for variant, artifact in ((FP32, fp32), (INT8, int8)):
@@ -275,7 +274,7 @@ class ModelWatcher:
                                                         variant=variant), options=session_options(self.settings))
                 batch = self.settings.resolved_max_batch_size(variant=variant, gpu=False)
                 seconds[variant] = trial.seconds_per_image(batch=batch)
-                winner = trial if variant == INT8 else None  # the fp32 session goes before INT8 loads
+                winner = (path, trial) if variant == INT8 else None  # the fp32 session goes before INT8 loads
                 del trial
             timed = f"INT8 {1000 * seconds[INT8]:.3g} ms an image, fp32 {1000 * seconds[FP32]:.3g} ms"
             if seconds[INT8] < seconds[FP32]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from visiondock.postprocess import DEFAULT_MAX_DETECTIONS, Detection, decode_detections
@@ -238,21 +238,6 @@ class AugmentedViews(Dataset[tuple[np.ndarray, View]]):
         return normalize(view.pixels, self.spec), view
 
 
-class EpochBatches(Sampler[list[tuple[int, int]]]):
-    """The loader's batch sampler: the (epoch, index) keys of every epoch's batches in order, set by the
-    training loop before its one pass. The keys carry the epoch because the workers, making views ahead
-    of the loop, never see its state."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[tuple[int, int]]] = []
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 @dataclass
 class Batch:
     """Model inputs [N, 3, S, S] and their targets, moved and pinned together."""
@@ -406,9 +391,15 @@ def fit_detector(
     warmup = min(max(1, round(options.warmup_epochs * steps_per_epoch)), max(total_steps, 1))
 
     workers = loader_workers()
-    batches = EpochBatches()
+    # Every epoch's batches in one pass of the loader: its workers make the next epoch's first views while
+    # this epoch ends and validates, where a pass per epoch started each epoch with the device waiting.
+    # The keys carry the epoch because the workers, making views ahead of the loop, never see its state.
+    orders = [rng.permutation(len(train)) for _ in range(options.epochs)]
+    batch_keys = [[(epoch, int(i)) for i in order[start:start + options.batch_size]]
+                  for epoch, order in enumerate(orders, start=1)
+                  for start in range(0, len(order), options.batch_size)]
     batcher = ViewBatcher(options, num_classes)
-    loader = DataLoader(AugmentedViews(train, spec, options), batch_sampler=batches, collate_fn=batcher,
+    loader = DataLoader(AugmentedViews(train, spec, options), batch_sampler=batch_keys, collate_fn=batcher,
                         num_workers=workers, pin_memory=device.type == "cuda",
                         # Its own generator (only worker seeds come from it): the global torch stream stays
                         # the same whatever the worker count.
@@ -425,12 +416,6 @@ def fit_detector(
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, step = 0, 0
-    # Every epoch's batches in one pass of the loader: its workers make the next epoch's first views while
-    # this epoch ends and validates, where a pass per epoch started each epoch with the device waiting.
-    orders = [rng.permutation(len(train)) for _ in range(options.epochs)]
-    batches.batches = [[(epoch, int(i)) for i in order[start:start + options.batch_size]]
-                       for epoch, order in enumerate(orders, start=1)
-                       for start in range(0, len(order), options.batch_size)]
     views = iter(loader)
     bar = tqdm(range(1, options.epochs + 1), desc="train detector", unit="epoch", disable=not progress)
     for epoch in bar:
