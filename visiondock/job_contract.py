@@ -10,6 +10,10 @@ of a training Job. A Job made from it learns which project to train in one of tw
   may carry a '.' and anything after it to tell two Jobs of one project apart (`train-flowers.2`).
 
 Trainer options travel as command-line arguments appended to the template's own.
+
+Where the registry starts Jobs (`KubernetesSettings`) and how a launch fails (`TrainingJobError`) live
+here, beside the contract, not in visiondock.kubernetes_launcher: that module needs the optional
+`kubernetes` package, which a registry that starts no Jobs (one machine) does not install.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ENV = "VISIONDOCK_TRAINER_PROJECT"
 JOB_NAME_ENV = "VISIONDOCK_TRAINER_JOB_NAME"
@@ -69,3 +75,21 @@ def trainer_argv(options: Mapping[str, Any]) -> list[str]:
         else:
             raise InvalidOptionsError(f"training option {name!r} must be a string, number or boolean")
     return argv
+
+
+class KubernetesSettings(BaseSettings):
+    """Where training Jobs go (VISIONDOCK_KUBERNETES_*). The chart sets them for the registry."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONDOCK_KUBERNETES_", extra="ignore")
+
+    namespace: str = ""  # empty: the pod's own namespace, else the kubeconfig context's, else default
+    trainer_cronjob: str = ""  # empty: this process starts no Jobs
+    trainer_gpu_cronjob: str = ""  # empty: no GPU training
+
+
+class TrainingJobError(RuntimeError):
+    """The API server refused or could not be asked; `status` is its HTTP status (0: unreachable)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

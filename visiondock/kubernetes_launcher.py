@@ -29,9 +29,8 @@ from typing import Any, Literal
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from visiondock.job_contract import PROJECT_ENV, TRAINER_CONTAINER, job_name
+from visiondock.job_contract import PROJECT_ENV, TRAINER_CONTAINER, KubernetesSettings, TrainingJobError, job_name
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -42,24 +41,6 @@ _STUCK = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "Cre
                     "CreateContainerError"})
 
 Phase = Literal["pending", "running", "succeeded", "failed"]
-
-
-class KubernetesSettings(BaseSettings):
-    """Where training Jobs go (VISIONDOCK_KUBERNETES_*). The chart sets them for the registry."""
-
-    model_config = SettingsConfigDict(env_prefix="VISIONDOCK_KUBERNETES_", extra="ignore")
-
-    namespace: str = ""  # empty: the pod's own namespace, else the kubeconfig context's, else default
-    trainer_cronjob: str = ""  # empty: this process starts no Jobs
-    trainer_gpu_cronjob: str = ""  # empty: no GPU training
-
-
-class TrainingJobError(RuntimeError):
-    """The API server refused or could not be asked; `status` is its HTTP status (0: unreachable)."""
-
-    def __init__(self, message: str, *, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)

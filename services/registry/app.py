@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from visiondock.kubernetes_launcher import KubernetesSettings, TrainingJobLauncher
+from visiondock.job_contract import KubernetesSettings
 from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
 from visiondock.storage import Stores
@@ -25,6 +25,9 @@ from .launch import open_local_launcher
 from .launches import RunLaunches
 from .routes import router
 from .run_routes import router as run_router
+
+if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
+    from visiondock.kubernetes_launcher import TrainingJobLauncher
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
@@ -49,6 +52,9 @@ def _training_jobs() -> TrainingJobLauncher | None:
     kubernetes = KubernetesSettings()
     if not kubernetes.trainer_cronjob:
         return None
+    # Imported only here: the `kubernetes` package is an extra that a registry starting no Jobs lacks.
+    from visiondock.kubernetes_launcher import TrainingJobLauncher
+
     return TrainingJobLauncher.from_environment(kubernetes)
 
 

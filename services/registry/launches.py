@@ -10,15 +10,17 @@ limit, stopped at its deadline, never scheduled — still leaves a run that says
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
-from visiondock.job_contract import InvalidOptionsError, trainer_argv
-from visiondock.kubernetes_launcher import TrainingJobError, TrainingJobLauncher
+from visiondock.job_contract import InvalidOptionsError, TrainingJobError, trainer_argv
 
 from .launch import LocalProcessLauncher
 from .runs import FINISHED, TrainingRuns
 from .schemas import RunCreate
+
+if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
+    from visiondock.kubernetes_launcher import TrainingJobLauncher
 
 log = logging.getLogger(__name__)
 

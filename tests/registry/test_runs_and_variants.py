@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 from services.registry.app import create_app
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 METADATA = {"task": "multiclass", "labels": ["cat", "dog"], "metrics": {"accuracy": 0.9}}
 
 
@@ -116,3 +119,25 @@ def test_a_version_carries_its_int8_variant_with_checksum_and_metrics(client: Te
     empty = register(client, "pets", b"x", METADATA, int8=b"")
     assert empty.status_code == 400 and "int8" in empty.json()["detail"]
     assert client.get("/v1/models/pets").json()["latest_version"] == 2
+
+
+def test_the_registry_starts_and_records_runs_without_the_kubernetes_package(tmp_path: Path) -> None:
+    """`kubernetes` is an optional extra: only a registry that starts training Jobs needs it."""
+    script = f"""
+import sys
+sys.modules["kubernetes"] = None  # any `import kubernetes` now raises ImportError
+from fastapi.testclient import TestClient
+from services.registry.app import create_app
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
+settings = Settings(home={str(tmp_path)!r}, log_format="text", log_level="WARNING")
+with TestClient(create_app(settings), headers={{"X-API-Key": LOCAL_DEV_API_KEY}}) as client:
+    assert client.get("/readyz").status_code == 200
+    created = client.post("/v1/runs", json={{"model": "flowers", "params": {{"mode": "quick"}}}})
+    assert created.status_code == 201, created.text
+    assert client.get(f"/v1/runs/{{created.json()['id']}}").json()["status"] == "queued"
+assert not any(name.startswith("kubernetes.") for name in sys.modules)
+print("started without kubernetes")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "started without kubernetes" in done.stdout
