@@ -335,7 +335,7 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
             metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)],
                         "variant_metrics": {"int8": {"top1_agreement": agreement}}}
-            version = client.register_version(MODEL, fp32, metadata, int8_path=int8)["version"]
+            version = client.register_version(MODEL, fp32, metadata, variants={"int8": int8})["version"]
             client.set_alias(MODEL, "production", version)
         # fp32 named: the default variant (auto) serves the version's INT8 file on a CPU.
         scoring_env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,

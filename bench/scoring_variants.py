@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
             metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)]}
-            version = client.register_version(MODEL, fp32, metadata, int8_path=int8)["version"]
+            version = client.register_version(MODEL, fp32, metadata, variants={"int8": int8})["version"]
             client.set_alias(MODEL, "production", version)
         for workers, runners, batch, config in configs:
             # Rounds alternate the variants, each on a freshly started service, so a slow spell of a

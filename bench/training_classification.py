@@ -5,7 +5,8 @@ for each seed, a project whose images carry an explicit stratified 80/20 train/t
 split (the trainer carves its validation images out of the 80 %), trained in quick
 and in advanced mode. Prints held-out accuracy (mean ± std over the seeds), wall time
 per run, and the quick retraining time of all 720 images with a cold and with a warm
-cache (features and the quantized backbone), with their ratios.
+cache (features and the quantized backbone), with their ratios, and whether the INT8 and
+fp16 variants were registered.
 
     python -m bench.training_classification [--seeds 5] [--advanced-seeds 5] [--datasets ../shared/datasets]
 
@@ -51,7 +52,7 @@ class RunResult:
     cached: int
     timings: dict[str, float]
     int8_backbone: str  # "quantized", "cached", or "" without an INT8 variant
-    int8: str  # whether the INT8 variant was registered, with its top-1 agreement with fp32
+    variants: str  # whether the INT8 and fp16 variants were registered, with their top-1 agreement with fp32
 
 
 def load_average() -> str:
@@ -89,14 +90,17 @@ def train(annotation: AnnotationClient, registry: RegistryClient, project: str, 
     features = result.report.get("features", {})
     return RunResult(mode, seed, float(result.metrics["accuracy"]), seconds, int(features.get("computed", 0)),
                      int(features.get("cached", 0)), dict(result.report.get("timings", {})),
-                     str(result.report.get("int8_backbone", "")), _int8_summary(result.metrics.get("int8")))
+                     str(result.report.get("int8_backbone", "")),
+                     "; ".join(_variant_summary(name, result.metrics.get(key)) for key, name in (("int8", "INT8"),
+                                                                                                  ("fp16", "fp16"))))
 
 
-def _int8_summary(int8: dict | None) -> str:
-    if not int8:
-        return "no INT8 variant"
-    verdict = "registered" if int8["registered"] else "refused"
-    return f"INT8 {verdict} (top-1 agreement {int8['top1_agreement']:.1%} on {int8['checked']} {int8['checked_on']})"
+def _variant_summary(name: str, checked: dict | None) -> str:
+    if not checked:
+        return f"no {name} variant"
+    verdict = "registered" if checked["registered"] else "refused"
+    return (f"{name} {verdict} (top-1 agreement {checked['top1_agreement']:.1%} on {checked['checked']} "
+            f"{checked['checked_on']})")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"advanced / quick wall time: {advanced_s / quick_s:.1f}x")
     print()
     print(f"quick retraining of all {total} images with the default options (whole Job: read, features of every "
-          "backbone tried, choose, fit, evaluate, export, INT8, register)")
+          "backbone tried, choose, fit, evaluate, export, INT8, fp16, register)")
     warm = retrain["warm"].seconds
     for key, text in (("cold", "nothing cached (backbone export + every feature)"),
                       ("cold_features", "backbone exported, no features, no INT8 backbone"),
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         run = retrain[key]
         print(f"  {text:<50}{run.seconds:7.1f} s  {run.seconds / warm:5.2f}x  "
               f"features computed {run.computed}, cached {run.cached}; INT8 backbone {run.int8_backbone or 'none'}")
-        print(f"    {run.int8}")
+        print(f"    {run.variants}")
         steps = ", ".join(f"{name.removesuffix('_s')} {seconds:.1f}" for name, seconds in run.timings.items())
         print(f"    steps (s): {steps}")
     print()

@@ -274,9 +274,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{ap:>7}"
                   f"{row['support']:>8}")
     print(f"  thresholds: {json.dumps(metrics.get('thresholds', {}))}")
-    if "int8" in metrics:
-        verdict = "registered" if metrics["int8"]["registered"] else "not registered (disagrees with fp32)"
-        print(f"  INT8 variant {verdict}")
+    for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
+        if variant in metrics:
+            verdict = "registered" if metrics[variant]["registered"] else "not registered (disagrees with fp32)"
+            print(f"  {name} variant {verdict}")
     for item in result.skipped:
         print(f"  skipped {item['filename']}: {item['reason']}")
     for item in result.report.get("no_face", []):
@@ -352,7 +353,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                     value = metrics.get("accuracy")
                     shown = f"accuracy {value:.1%}" if isinstance(value, float) else "accuracy -"
                 variants = ",".join(sorted(version.get("variants", {}))) or "-"
-                print(f"{version['version']:>4}  {version['task']:<11} {shown:<16} variants {variants:<5} "
+                print(f"{version['version']:>4}  {version['task']:<11} {shown:<16} variants {variants:<9} "
                       f"{version['created_at']}")
         else:
             for model in client.list_models():

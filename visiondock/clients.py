@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,15 +268,14 @@ class RegistryClient(ServiceClient):
     service = "registry"
 
     def register_version(self, model: str, onnx_path: Path, metadata: dict[str, Any], *,
-                         int8_path: Path | None = None) -> dict[str, Any]:
-        """Register a version; with `int8_path` also its INT8 variant (metrics in
-        `metadata["variant_metrics"]["int8"]`). With `metadata["run_id"]` the version takes
-        the number the run reserved and the run becomes `succeeded`."""
+                         variants: Mapping[str, Path] | None = None) -> dict[str, Any]:
+        """Register a version; with `variants` also variant files by name (`{"int8": path}`; the
+        metrics of each in `metadata["variant_metrics"][name]`). With `metadata["run_id"]` the
+        version takes the number the run reserved and the run becomes `succeeded`."""
         with contextlib.ExitStack() as stack:
             files = {"model": ("model.onnx", stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
-            if int8_path is not None:
-                files["int8"] = ("model.int8.onnx", stack.enter_context(int8_path.open("rb")),
-                                 "application/octet-stream")
+            for name, path in (variants or {}).items():
+                files[name] = (f"model.{name}.onnx", stack.enter_context(path.open("rb")), "application/octet-stream")
             return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
                                 files=files).json()
 
@@ -327,7 +326,7 @@ class RegistryClient(ServiceClient):
         return response.json(), current
 
     def download_artifact(self, model: str, version: int, destination: Path, variant: str | None = None) -> Path:
-        """Download a version's fp32 `model.onnx`, or with `variant="int8"` its `model.int8.onnx`."""
+        """Download a version's fp32 `model.onnx`, or a variant's file (`variant="int8"`: `model.int8.onnx`)."""
         filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
         destination.parent.mkdir(parents=True, exist_ok=True)
         _download(self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}"),

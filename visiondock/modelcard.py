@@ -16,7 +16,7 @@ from visiondock.vocabulary import MODEL_TASKS
 
 METADATA_PREFIX = "visiondock."
 FORMAT_VERSION = "1"
-# Stamped by the trainer's quantizer on a version's INT8 file ("int8"); absent on fp32 files.
+# Stamped by the trainer on a version's variant files ("int8", "fp16"); absent on fp32 files.
 PRECISION_KEY = METADATA_PREFIX + "precision"
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from visiondock.settings import DEFAULT_PORTS
 
@@ -43,13 +44,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(service: str, create_app: Callable[[], FastAPI], argv: list[str] | None = None, *, workers: int = 1) -> None:
+def settings_error(exc: ValidationError) -> str:
+    """A settings error as the variables a person sets: `VISIONDOCK_SCORING_VARIANT: Input should be ...`."""
+    lines = [f"VISIONDOCK_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()]
+    return "invalid setting(s):\n  " + "\n  ".join(lines)
+
+
+def serve(service: str, create_app: Callable[[], FastAPI], argv: list[str] | None = None, *,
+          workers: int | Callable[[], int] = 1) -> None:
+    """Serve `create_app()`; `workers`: how many processes, or what says so once the settings are read."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}",
                                      description=f"Serve the VisionDock {service} API.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORTS[service])
     args = parser.parse_args(argv)
-    app = create_app()
+    try:
+        app = create_app()
+        workers = workers() if callable(workers) else workers
+    except ValidationError as exc:
+        parser.exit(2, f"error: {settings_error(exc)}\n")
     if app.state.settings.uses_local_key and not is_loopback(args.host):
         parser.exit(2, f"error: refusing to listen on {args.host} with the built-in local development key; set "
                        "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)\n")

@@ -1,9 +1,9 @@
 """The words VisionDock's services, trainer and command line share, spelled once.
 
-Project types, model tasks, the special `unknown` label, backbones, training modes and
-heads. Plain constants (no torch, no service imports): the annotation service's
-schemas, the scoring service's answers, the model card, the CLI and the trainer all
-read them from here.
+Project types, model tasks, the special `unknown` label, backbones, training modes,
+heads and the variants of a version's model file. Plain constants (no torch, no service
+imports): the annotation service's schemas, the scoring service's answers, the model
+card, the registry, the CLI and the trainer all read them from here.
 """
 
 from __future__ import annotations
@@ -48,3 +48,11 @@ HELD_OUT: Final = "held-out"
 CROSS_VALIDATION: Final = "cross-validation"
 AUTO: Final = "auto"
 EVALUATIONS: Final = (AUTO, HELD_OUT, CROSS_VALIDATION)
+
+# -- a version's files -----------------------------------------------------------------------
+# The fp32 `model.onnx`, and variant files beside it (`model.<variant>.onnx`): INT8 (static
+# quantization) for CPUs, fp16 (float16 weights and arithmetic, float32 inputs and outputs) for GPUs.
+FP32: Final = "fp32"
+INT8: Final = "int8"
+FP16: Final = "fp16"
+VARIANTS: Final = (INT8, FP16)

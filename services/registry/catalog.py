@@ -45,6 +45,7 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import VARIANTS
 
 from .aliases import ALIASES, AliasBook
 from .queries import version_query
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 
 # Artifact file names: the fp32 model, and one file per variant.
 MODEL_FILE = "model.onnx"
-VARIANTS = ("int8",)
 
 
 def variant_filename(variant: str | None) -> str:

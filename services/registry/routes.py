@@ -11,11 +11,12 @@ from pydantic import Json
 from visiondock.errors import InvalidContent
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
+from visiondock.vocabulary import FP16, INT8, VARIANTS
 from visiondock.web import Caller, require_role
 
 from .alias_routes import IfMatch, request_actor
 from .aliases import quoted as _quoted
-from .catalog import MODEL_FILE, VARIANTS, variant_filename
+from .catalog import MODEL_FILE, variant_filename
 from .dependencies import AliasPath, Catalog, Model, RunPath, run_for
 from .launches import RunLaunches
 from .schemas import (
@@ -46,7 +47,8 @@ ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # 
 # and download their files; moving an alias deploys, which only admin keys may.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))])
 _DEPLOYS = [Depends(require_role("admin"))]
-# An ONNX file and its INT8 variant; EfficientNet-Lite2 is ~25 MB, detectors a little more.
+# An ONNX file and its variants (INT8 a quarter, fp16 half its size); EfficientNet-Lite2 is ~25 MB, detectors a
+# little more.
 MAX_VERSION_UPLOAD_BYTES = 1024 * 1024 * 1024
 
 
@@ -65,18 +67,20 @@ def get_model(model: Model, catalog: Catalog) -> dict:
 @router.post("/models/{model}/versions", status_code=201, response_model=ModelVersion, tags=["versions"],
              summary="Register a new version: the ONNX file, optional variants and its metadata",
              dependencies=[Depends(body_limit(MAX_VERSION_UPLOAD_BYTES))],
-             form_limits={"max_files": 2, "max_fields": 2})
+             form_limits={"max_files": 1 + len(VARIANTS), "max_fields": 2})
 def register_version(
     model: Model,
     catalog: Catalog,
     file: Annotated[UploadFile, File(alias="model", description="The ONNX model file (fp32).")],
     metadata: Annotated[Json[VersionRegistration], Form(description="JSON: task, labels, metrics, splits, params, "
                                                                     "run_id, variant_metrics.")],
-    int8: Annotated[UploadFile | None, File(description="Optional statically quantized INT8 variant.")] = None,
+    int8: Annotated[UploadFile | None, File(description="Optional statically quantized INT8 variant (for CPUs).")]
+    = None,
+    fp16: Annotated[UploadFile | None, File(description="Optional float16 variant (for GPUs).")] = None,
 ) -> dict:
     fields = metadata.model_dump()
     variant_metrics = fields.pop("variant_metrics")
-    variants = {"int8": int8.file} if int8 is not None else {}
+    variants = {name: upload.file for name, upload in ((INT8, int8), (FP16, fp16)) if upload is not None}
     if set(variant_metrics) - set(variants):
         raise InvalidContent("variant_metrics names a variant whose file was not sent")
     return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics)

@@ -11,7 +11,7 @@ ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$
 AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 RunId = Annotated[str, StringConstraints(pattern=r"^run-[a-f0-9]{16}$")]
 # Variants of a version besides the fp32 `model.onnx`, each a file `model.<variant>.onnx`.
-VariantName = Literal["int8"]
+VariantName = Literal["int8", "fp16"]  # visiondock.vocabulary.VARIANTS
 
 
 class Splits(BaseModel):

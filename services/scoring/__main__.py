@@ -4,4 +4,4 @@ from .app import create_app
 from .model import on_gpu
 from .settings import ScoringSettings
 
-serve("scoring", create_app, workers=ScoringSettings().resolved_workers(gpu=on_gpu()))
+serve("scoring", create_app, workers=lambda: ScoringSettings().resolved_workers(gpu=on_gpu()))

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -81,11 +81,12 @@ class ScoringSettings(Settings):
         default=0, ge=0, description="At most this many models of VISIONDOCK_SCORING_MODELS in memory; the least "
                                      "recently used is unloaded, and loaded again (from the disk cache) when "
                                      "asked for. 0 = no limit.")
-    scoring_variant: str = Field(
-        default="auto", description="Which file of the version to serve: `auto` (INT8 on a CPU when the version "
-                                    "has one and it runs faster than fp32 on this CPU, timed once when the "
-                                    "version loads; fp32 on a GPU), `fp32`, or a registered variant such as "
-                                    "`int8` (fp32 with a warning when the version has none).")
+    scoring_variant: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        default="auto", description="Which file of the version to serve: `auto` (the variant made for this "
+                                    "device when the version has one and it runs faster than fp32 here, timed "
+                                    "once when the version loads: INT8 on a CPU, fp16 on a GPU; else fp32), "
+                                    "`fp32`, or a registered variant, `int8` or `fp16` (fp32 with a warning when "
+                                    "the version has none).")
     scoring_model_path: Path | None = Field(
         default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")
@@ -152,6 +153,12 @@ class ScoringSettings(Settings):
     # -- drift --------------------------------------------------------------------------
     scoring_drift_window: int = Field(default=500, ge=20, description="Predictions per version in the sliding "
                                                                       "window the drift gauges are computed on.")
+
+    @field_validator("scoring_variant", mode="before")
+    @classmethod
+    def _empty_variant_is_auto(cls, value: object) -> object:
+        # The chart passes its `scoring.model.variant` value as is, and its default is empty.
+        return "auto" if isinstance(value, str) and not value.strip() else value
 
     @field_validator("scoring_skill_url_hosts", mode="before")
     @classmethod

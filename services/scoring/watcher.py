@@ -24,15 +24,15 @@ from typing import Any
 
 from visiondock.clients import RegistryClient, ServiceError, ServiceUnavailableError
 from visiondock.modelcard import PRECISION_KEY
+from visiondock.vocabulary import AUTO, FP16, FP32, INT8
 
 from .metrics import ScoringMetrics
 from .model import LoadedModel, ModelIdentity, ModelLoadError, on_gpu, session_options
 from .settings import ScoringSettings
 
 log = logging.getLogger(__name__)
-FP32 = "fp32"
-INT8 = "int8"
-AUTO = "auto"
+# How notes and logs name a variant.
+_SPOKEN = {INT8: "INT8", FP16: "fp16"}
 
 
 def file_sha256(path: Path) -> str:
@@ -67,7 +67,8 @@ class ModelWatcher:
         self.last_error: str | None = None
         self.registry_reachable: bool | None = None
         self.variant_note: str | None = None
-        # (fp32 sha256, INT8 sha256) → the variant `auto` serves on this CPU and why not INT8 (_faster_on_this_cpu).
+        # (fp32 sha256, variant sha256) → the file `auto` serves on this device, and why not the variant
+        # (`_faster_here`).
         self._trials: dict[tuple[str, str], tuple[str, str | None]] = {}
         self._etag: str | None = None
         self._stop = threading.Event()
@@ -91,7 +92,7 @@ class ModelWatcher:
             "serving": self.target,
             "model": self.current.describe() if self.current else None,
             "state": self.state,
-            "variant_requested": self.settings.scoring_variant or FP32,
+            "variant_requested": self.settings.scoring_variant,
             "variant_note": self.variant_note,
             "registry_reachable": self.registry_reachable,
             "error": self.last_error,
@@ -236,14 +237,16 @@ class ModelWatcher:
         wanted = self.settings.scoring_variant
         self.variant_note = None
         if wanted == AUTO:
-            # INT8 answers like fp32 (the trainer registers it only then), on most CPUs at about twice the
-            # speed (`_faster_on_this_cpu` checks); on a GPU the fp32 file is the fast one (ONNX Runtime's
-            # CUDA INT8 kernels are not).
-            variant = (version_doc.get("variants") or {}).get(INT8)
-            if on_gpu() or not variant:
+            # The variant made for this kind of device: INT8 on a CPU (on most at about twice fp32's speed),
+            # fp16 on a GPU (tensor cores; ONNX Runtime's CUDA INT8 kernels are not fast). Either answers
+            # like fp32, as the trainer registers it only then; `_faster_here` checks that it is faster.
+            gpu = on_gpu()
+            candidate = FP16 if gpu else INT8
+            variant = (version_doc.get("variants") or {}).get(candidate)
+            if not variant:
                 return FP32, version_doc["artifact"], None
-            return self._faster_on_this_cpu(version_doc, variant)
-        if wanted and wanted != FP32:
+            return self._faster_here(version_doc, candidate, variant, gpu=gpu)
+        if wanted != FP32:
             variant = (version_doc.get("variants") or {}).get(wanted)
             if variant:
                 return wanted, variant, None
@@ -252,41 +255,44 @@ class ModelWatcher:
             log.warning("%s: %s", self.target, self.variant_note)
         return FP32, version_doc["artifact"], None
 
-    def _faster_on_this_cpu(self, version_doc: dict[str, Any], int8: dict[str, Any]
-                            ) -> tuple[str, dict[str, Any], tuple[Path, LoadedModel] | None]:
-        """`auto` on a CPU: the INT8 file unless the fp32 file runs faster here.
+    def _faster_here(self, version_doc: dict[str, Any], candidate: str, variant: dict[str, Any], *, gpu: bool
+                     ) -> tuple[str, dict[str, Any], tuple[Path, LoadedModel] | None]:
+        """`auto`: the `candidate` variant's file (INT8 on a CPU, fp16 on a GPU) unless the fp32 file runs
+        faster on this device.
 
-        INT8 is about twice as fast on most CPUs, but not on all: on a 16-core Intel Xeon VM, ONNX Runtime
-        ran EfficientNet-Lite0's INT8 file at 14.8 ms an image against 11.2 for fp32 (one thread), while a
-        2-core AMD EPYC ran it 2.4 times faster. So each variant is timed once here, one after the other
+        A variant is faster on most devices, but not on all: on a 16-core Intel Xeon VM, ONNX Runtime ran
+        EfficientNet-Lite0's INT8 file at 14.8 ms an image against 11.2 for fp32 (one thread), while a
+        2-core AMD EPYC ran it 2.4 times faster. So each file is timed once here, one after the other
         (never both in memory), on a batch of the size it would be served in. The answer is kept for the
-        life of the process; the INT8 session, when it wins, is the one served.
+        life of the process; the variant's session, when it wins, is the one served.
         """
         fp32 = version_doc["artifact"]
         version = int(version_doc["version"])
-        key = (fp32["sha256"], int8["sha256"])
+        key = (fp32["sha256"], variant["sha256"])
+        device = "GPU" if gpu else "CPU"
         winner: tuple[Path, LoadedModel] | None = None
         if key not in self._trials:
             seconds: dict[str, float] = {}
-            for variant, artifact in ((FP32, fp32), (INT8, int8)):
-                path = self._fetch(version, artifact["sha256"], variant)
+            for name, artifact in ((FP32, fp32), (candidate, variant)):
+                path = self._fetch(version, artifact["sha256"], name)
                 trial = LoadedModel(path, ModelIdentity(self.model_name, version, artifact["sha256"], self.slot,
-                                                        variant=variant), options=session_options(self.settings))
-                batch = self.settings.resolved_max_batch_size(variant=variant, gpu=False)
-                seconds[variant] = trial.seconds_per_image(batch=batch)
-                winner = (path, trial) if variant == INT8 else None  # the fp32 session goes before INT8 loads
+                                                        variant=name), options=session_options(self.settings))
+                batch = self.settings.resolved_max_batch_size(variant=name, gpu=gpu)
+                seconds[name] = trial.seconds_per_image(batch=batch)
+                winner = (path, trial) if name == candidate else None  # the fp32 session goes before the other loads
                 del trial
-            timed = f"INT8 {1000 * seconds[INT8]:.3g} ms an image, fp32 {1000 * seconds[FP32]:.3g} ms"
-            if seconds[INT8] < seconds[FP32]:
-                self._trials[key] = (INT8, None)
+            timed = (f"{_SPOKEN[candidate]} {1000 * seconds[candidate]:.3g} ms an image, "
+                     f"fp32 {1000 * seconds[FP32]:.3g} ms")
+            if seconds[candidate] < seconds[FP32]:
+                self._trials[key] = (candidate, None)
             else:
                 winner = None
-                self._trials[key] = (FP32, f"version {version}'s INT8 variant is not faster on this CPU ({timed}); "
-                                           "serving the fp32 file")
-            log.info("%s version %d on this CPU: %s; serving %s", self.model_name, version, timed,
+                self._trials[key] = (FP32, f"version {version}'s {_SPOKEN[candidate]} variant is not faster on this "
+                                           f"{device} ({timed}); serving the fp32 file")
+            log.info("%s version %d on this %s: %s; serving %s", self.model_name, version, device, timed,
                      self._trials[key][0])
         chosen, self.variant_note = self._trials[key]
-        return (INT8, int8, winner) if chosen == INT8 else (FP32, fp32, None)
+        return (candidate, variant, winner) if chosen == candidate else (FP32, fp32, None)
 
     def _fetch(self, version: int, sha256: str, variant: str) -> Path:
         assert self.registry is not None
@@ -307,7 +313,7 @@ class ModelWatcher:
     # -- serving through a registry outage -------------------------------------------
     @property
     def _memory_path(self) -> Path:
-        wanted = self.settings.scoring_variant or FP32
+        wanted = self.settings.scoring_variant
         return self.settings.resolved_cache_dir / self.model_name / f"serving-{self.slot}-{wanted}.json"
 
     def _remember(self, version_doc: dict[str, Any], variant: str, sha256: str, path: Path) -> None:

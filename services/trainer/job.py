@@ -28,7 +28,7 @@ from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.lineage import training_lineage
 from visiondock.modelcard import ModelCard
 from visiondock.settings import Settings
-from visiondock.vocabulary import MULTICLASS
+from visiondock.vocabulary import FP16, INT8, MULTICLASS
 
 from .cache_budget import prune_after_training
 from .data import ImageLoader, TrainingDataError, fetch_listing
@@ -39,6 +39,8 @@ from .tasks import RunContext, Task, task_for
 from .tasks.base import PARITY_IMAGES, Fitted, Prepared, Validation
 
 log = logging.getLogger(__name__)
+# The step (and the report's timing, `<step>_s`) that makes and checks each variant file.
+VARIANT_STEPS = {INT8: "quantize", FP16: "fp16"}
 
 __all__ = ["TrainingOptions", "TrainingResult", "TrainingTerminated", "run_training"]
 
@@ -131,16 +133,20 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
         metrics["export_parity"] = {**parity, "checked_on": exported.check_source}
         log.info("ONNX parity on %d %s images: %s", len(parity_inputs), exported.check_source, parity)
 
-        int8_path: Path | None = None
-        if options.int8:
-            with steps.step("quantize"):
-                candidate = task.int8_model(data, model, exported, onnx_path, Path(workdir) / "model.int8.onnx")
-                agreement = task.int8_agreement(data, exported, validation, onnx_path, candidate)
-            metrics["int8"] = {**agreement, "registered": agreement["accepted"]}
-            log.info("INT8 variant %s: %s", "accepted" if agreement["accepted"] else "refused", agreement)
+        # Variant files, each registered only when it answers like the fp32 file.
+        variant_paths: dict[str, Path] = {}
+        makers = {INT8: lambda path: task.int8_model(data, model, exported, onnx_path, path),
+                  FP16: lambda path: task.fp16_model(onnx_path, path)}
+        wanted = [variant for variant, on in ((INT8, options.int8), (FP16, options.fp16)) if on]
+        for variant in wanted:
+            with steps.step(VARIANT_STEPS[variant]):
+                candidate = makers[variant](Path(workdir) / f"model.{variant}.onnx")
+                agreement = task.variant_agreement(data, exported, validation, onnx_path, candidate, variant)
+            metrics[variant] = {**agreement, "registered": agreement["accepted"]}
+            log.info("%s variant %s: %s", variant, "accepted" if agreement["accepted"] else "refused", agreement)
             if agreement["accepted"]:
-                int8_path = candidate
-                variant_metrics["int8"] = agreement
+                variant_paths[variant] = candidate
+                variant_metrics[variant] = agreement
         steps.report["seconds"] = round(time.perf_counter() - started, 3)
         metadata = {
             "task": task.name,
@@ -155,7 +161,7 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
                                         params=options.params(), project_id=options.project),
         }
         steps.stage("register", report=steps.report)
-        registered = registry.register_version(options.model_name, onnx_path, metadata, int8_path=int8_path)
+        registered = registry.register_version(options.model_name, onnx_path, metadata, variants=variant_paths)
     seconds = time.perf_counter() - started
     log.info("registered %s version %s in %.1f s (run %s)", options.model_name, registered["version"], seconds, run_id)
     return TrainingResult(model=options.model_name, version=int(registered["version"]), metrics=metrics,

@@ -180,7 +180,10 @@ class TrainingOptions:
                          modes=(QUICK,), off_flag="--no-refit")
     int8: bool = option(True, "skip the INT8 variant (by default every version also gets a static INT8 variant "
                               "when it agrees with fp32 on validation images; the scoring service serves it on "
-                              "CPUs)", off_flag="--no-int8")
+                              "CPUs where it is faster)", off_flag="--no-int8")
+    fp16: bool = option(True, "skip the fp16 variant (by default every version also gets a float16 variant when it "
+                              "agrees with fp32 on validation images; the scoring service serves it on GPUs where it "
+                              "is faster)", off_flag="--no-fp16")
 
     run_id: str | None = option(None, "report on this training run (created queued by the launcher; default: a "
                                       "new run)", kind="runtime")

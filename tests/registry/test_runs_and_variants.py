@@ -1,4 +1,4 @@
-"""Training runs (queued → running → succeeded | failed) and INT8 variants of a version."""
+"""Training runs (queued → running → succeeded | failed) and the INT8 and fp16 variants of a version."""
 
 from __future__ import annotations
 
@@ -26,10 +26,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def register(client: TestClient, model: str, payload: bytes, metadata: dict, int8: bytes | None = None):
-    files = {"model": ("model.onnx", payload)}
-    if int8 is not None:
-        files["int8"] = ("model.int8.onnx", int8)
+def register(client: TestClient, model: str, payload: bytes, metadata: dict, **variants: bytes):
+    files = {"model": ("model.onnx", payload)} | {name: (f"model.{name}.onnx", data) for name, data in variants.items()}
     return client.post(f"/v1/models/{model}/versions", files=files, data={"metadata": json.dumps(metadata)})
 
 
@@ -96,17 +94,21 @@ def test_runs_are_listed_by_model_and_status_and_bad_ids_are_refused(client: Tes
     assert client.post("/v1/runs", json={"model": "Bad Name"}).status_code == 422
 
 
-def test_a_version_carries_its_int8_variant_with_checksum_and_metrics(client: TestClient) -> None:
+def test_a_version_carries_its_variants_with_checksum_and_metrics(client: TestClient) -> None:
     agreement = {"top1_agreement": 0.996, "checked": 250}
-    version = register(client, "pets", b"fp32 bytes", {**METADATA, "variant_metrics": {"int8": agreement}},
-                       int8=b"int8 bytes")
+    metrics = {"int8": agreement, "fp16": {**agreement, "top1_agreement": 1.0}}
+    version = register(client, "pets", b"fp32 bytes", {**METADATA, "variant_metrics": metrics},
+                       int8=b"int8 bytes", fp16=b"fp16 bytes!")
     assert version.status_code == 201, version.text
-    variant = version.json()["variants"]["int8"]
-    assert variant["sha256"] == hashlib.sha256(b"int8 bytes").hexdigest() and variant["size"] == 10
-    assert variant["top1_agreement"] == 0.996 and variant["key"].endswith("/model.int8.onnx")
-    assert "variant_metrics" not in version.json()
-    download = client.get("/v1/models/pets/versions/1/artifacts/model.int8.onnx")
-    assert download.content == b"int8 bytes" and download.headers["x-content-sha256"] == variant["sha256"]
+    variants = version.json()["variants"]
+    assert set(variants) == {"int8", "fp16"} and "variant_metrics" not in version.json()
+    for name, data in (("int8", b"int8 bytes"), ("fp16", b"fp16 bytes!")):
+        variant = variants[name]
+        assert variant["sha256"] == hashlib.sha256(data).hexdigest() and variant["size"] == len(data)
+        assert variant["top1_agreement"] == metrics[name]["top1_agreement"]
+        assert variant["key"].endswith(f"/model.{name}.onnx")
+        download = client.get(f"/v1/models/pets/versions/1/artifacts/model.{name}.onnx")
+        assert download.content == data and download.headers["x-content-sha256"] == variant["sha256"]
     assert client.get("/v1/models/pets/versions/1/artifacts/model.onnx").content == b"fp32 bytes"
 
     plain = register(client, "pets", b"only fp32", METADATA).json()

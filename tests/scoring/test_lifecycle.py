@@ -9,6 +9,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import ValidationError
 
 from cli.launcher import LocalServices, free_port
 from services.scoring import settings as scoring_settings
@@ -37,6 +40,7 @@ from .conftest import AUTH, AppFactory
 from .tiny_models import solid
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "colours"
 RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
 
@@ -84,14 +88,17 @@ def registry(stack: LocalServices) -> Iterator[RegistryClient]:
 
 @pytest.fixture(scope="module")
 def versions(registry: RegistryClient, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
-    """Version 1 (fp32 only) and version 2 (with an INT8 variant file) of the colour model."""
+    """Version 1 (fp32 only) and version 2 (with INT8 and fp16 variant files) of the colour model."""
+    from services.trainer.half_precision import convert_fp16
+
     root = tmp_path_factory.mktemp("lifecycle-models")
     metadata = {"task": "multiclass", "labels": tiny_models.COLOURS, "project_id": MODEL}
     first = registry.register_version(MODEL, tiny_models.classifier(root / "v1.onnx", gain=8.0), metadata)
     # Its fp32 file is the slower one (as INT8 is on most CPUs), so `auto` serves INT8 after timing both.
     second = registry.register_version(
         MODEL, tiny_models.classifier(root / "v2.onnx", gain=12.0, busywork=2), metadata,
-        int8_path=tiny_models.classifier(root / "v2.int8.onnx", gain=11.0))
+        variants={"int8": tiny_models.classifier(root / "v2.int8.onnx", gain=11.0),
+                  "fp16": convert_fp16(root / "v2.onnx", root / "v2.fp16.onnx")})
     return {"v1": int(first["version"]), "v2": int(second["version"])}
 
 
@@ -192,8 +199,44 @@ def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
         served[name] = (answer["variant"], status["model"]["variant"], status["model"]["provider"])
         assert status["model"]["max_batch_size"] == settings.resolved_max_batch_size(variant=answer["variant"],
                                                                                     gpu=False)
-    # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8 (this machine has no GPU).
+    # Version 1 has no INT8 file: fp32 without a warning; version 2 has one: INT8, never its fp16 file (the GPUs'
+    # variant) on a CPU.
     assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
+
+
+def test_an_empty_variant_setting_means_auto_and_an_unknown_one_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("VISIONDOCK_SCORING_VARIANT", "")  # what the Helm chart passes by default
+    assert ScoringSettings().scoring_variant == "auto"
+    monkeypatch.setenv("VISIONDOCK_SCORING_VARIANT", "int4")
+    with pytest.raises(ValidationError, match="scoring_variant") as refused:
+        ScoringSettings()
+    assert all(name in str(refused.value) for name in ("'auto'", "'fp32'", "'int8'", "'fp16'"))
+    # The service says so in the variable's name and stops, instead of a traceback.
+    done = subprocess.run([sys.executable, "-m", "services.scoring"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "VISIONDOCK_HOME": str(tmp_path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: invalid setting(s):\n  VISIONDOCK_SCORING_VARIANT: Input should be 'auto'")
+
+
+def test_a_named_variant_is_served_from_its_own_file(stack: LocalServices, registry: RegistryClient,
+                                                     versions: dict[str, int], tmp_path: Path) -> None:
+    registered = registry.get_version(MODEL, versions["v2"])
+    files = {"fp32": registered["artifact"]["sha256"]} | {v: a["sha256"] for v, a in registered["variants"].items()}
+    answers = {}
+    for variant in ("fp32", "int8", "fp16"):
+        settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
+                                   scoring_version=versions["v2"], scoring_variant=variant, log_format="text",
+                                   log_level="WARNING")
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            answers[variant] = client.post("/v1/predict", content=solid(RED)).json()
+            status = client.get("/v1/model").json()
+        assert (answers[variant]["variant"], status["model"]["variant"], status["variant_note"]) == \
+            (variant, variant, None)
+        assert status["model"]["sha256"] == files[variant]
+    # The fp16 file is the fp32 graph in float16 (ONNX Runtime's conversion): the same answers to about 1e-3.
+    fp32, fp16 = ({p["label"]: p["probability"] for p in answers[v]["predictions"]} for v in ("fp32", "fp16"))
+    assert answers["fp16"]["label"] == answers["fp32"]["label"] == "red" and fp16 == pytest.approx(fp32, abs=2e-3)
 
 
 def test_the_default_variant_serves_fp32_where_int8_is_not_faster(
@@ -202,7 +245,7 @@ def test_the_default_variant_serves_fp32_where_int8_is_not_faster(
     metadata = {"task": "multiclass", "labels": tiny_models.COLOURS, "project_id": MODEL}
     slow_int8 = registry.register_version(
         MODEL, tiny_models.classifier(tmp_path / "fp32.onnx", gain=12.0), metadata,
-        int8_path=tiny_models.classifier(tmp_path / "int8.onnx", gain=11.0, busywork=2))
+        variants={"int8": tiny_models.classifier(tmp_path / "int8.onnx", gain=11.0, busywork=2)})
     version = int(slow_int8["version"])
     settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
                                scoring_version=version, log_format="text", log_level="INFO")
@@ -221,10 +264,10 @@ def test_the_default_variant_serves_fp32_where_int8_is_not_faster(
     assert int8_ms > fp32_ms
 
 
-def test_a_file_says_whether_it_is_the_int8_variant(serve: AppFactory, models: dict[str, Path],
-                                                    tmp_path: Path) -> None:
-    # An edge install serving files: the quantizer's stamp, not the registry, says which variant it is,
+def test_a_file_says_which_variant_it_is(serve: AppFactory, models: dict[str, Path], tmp_path: Path) -> None:
+    # An edge install serving files: the trainer's stamp, not the registry, says which variant it is,
     # and so which batch size it runs.
+    from services.trainer.half_precision import convert_fp16
     from services.trainer.quantize import quantize_int8
 
     fp32 = models["multiclass"]
@@ -232,8 +275,9 @@ def test_a_file_says_whether_it_is_the_int8_variant(serve: AppFactory, models: d
     calibration = np.stack([to_tensor(Image.new("RGB", (size, size), colour), PreprocessSpec(size=size, resize=size))
                             for colour in (RED, GREEN, BLUE, GREY)])
     int8 = quantize_int8(fp32, tmp_path / "colours.int8.onnx", calibration)
+    fp16 = convert_fp16(fp32, tmp_path / "colours.fp16.onnx")
     settings = ScoringSettings()
-    for path, variant in ((fp32, "fp32"), (int8, "int8")):
+    for path, variant in ((fp32, "fp32"), (int8, "int8"), (fp16, "fp16")):
         with serve(path) as client:
             served = client.get("/v1/model").json()["model"]
             assert client.post("/v1/predict", content=solid(RED)).json()["label"] == "red"

@@ -1,5 +1,5 @@
 """ONNX export with the model card, the parity check that stands between an exported file and the
-registry, and the INT8 variant: on tiny modules, so they run in the fast loop."""
+registry, and the INT8 and fp16 variants: on tiny modules, so they run in the fast loop."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from services.trainer.export import (
     export_graph,
     export_onnx,
 )
+from services.trainer.half_precision import convert_fp16
 from services.trainer.heads import HeadOutputs, ImageClassifier
 from services.trainer.quantize import compose_int8, quantize_int8
 from visiondock.modelcard import PRECISION_KEY, ModelCard
@@ -135,6 +136,23 @@ def test_the_int8_variant_keeps_the_card_and_quantizes_all_but_the_outputs(tmp_p
     # The softmax (and the logits feeding it) stay in float: probabilities still sum to 1, not to steps of 1/255.
     probabilities = session.run(None, {"image": photos()})[0]
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_fp16_variant_keeps_the_card_and_float32_inputs_and_outputs(tmp_path: Path) -> None:
+    _, _, card, fp32_path, _ = exported_classifier(tmp_path)
+    fp16_path = convert_fp16(fp32_path, tmp_path / "model.fp16.onnx")
+    session = ort.InferenceSession(str(fp16_path), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert ModelCard.from_metadata(metadata) == card and metadata[PRECISION_KEY] == "fp16"
+    # A client sends and receives float32 as with the fp32 file; the weights inside are float16.
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("image", "tensor(float)")]
+    assert [(o.name, o.type) for o in session.get_outputs()] == [("probabilities", "tensor(float)")]
+    graph = onnx.load(str(fp16_path)).graph
+    weights = [w for w in graph.initializer if len(w.dims) > 1]
+    assert weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    inputs = photos()
+    expected = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})[0]
+    assert np.allclose(session.run(None, {"image": inputs})[0], expected, atol=2e-3)
 
 
 def test_a_quantized_backbone_under_a_float_head_answers_as_the_whole_graph_quantized(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     assert set(params) == {"mode", "task_preset", "backbone", "head", "epochs", "fine_tune_stages", "batch_size",
                            "learning_rate", "weight_decay", "target_precision", "face_margin", "input_size",
                            "test_fraction", "validation_fraction", "seed", "evaluation", "refit", "int8",
-                           "selection_budget"}
+                           "fp16", "selection_budget"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -175,7 +175,7 @@ def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:
 
     commands = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
     # Options on by default are offered as the flag that turns them off.
-    off = {"progress": "--no-progress", "int8": "--no-int8", "refit": "--no-refit"}
+    off = {"progress": "--no-progress", "int8": "--no-int8", "fp16": "--no-fp16", "refit": "--no-refit"}
     expected = {off.get(name, flag(name)) for name in (f.name for f in fields(TrainingOptions)) if name != "project"}
     assert expected <= flags(commands.choices["train"])
     # The Job takes the options, its project and where the services are: nothing else.

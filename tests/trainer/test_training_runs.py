@@ -76,9 +76,11 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # Measured on the held-out images, then fitted again on all 24 for the exported model.
     assert metrics["evaluation"] == {"method": "held-out", "test_images": len(splits["test"])}
     assert metrics["refit"] == {"images": 24} and version["params"]["refit"] is True
-    # INT8 is tried for every version unless turned off; the plain shapes agree, so it is registered.
-    assert version["params"]["mode"] == "quick" and version["params"]["int8"] is True
-    assert metrics["int8"]["registered"] is True and set(version["variants"]) == {"int8"}
+    # INT8 and fp16 are tried for every version unless turned off; the plain shapes agree, so both are registered.
+    assert version["params"]["mode"] == "quick" and version["params"]["int8"] is version["params"]["fp16"] is True
+    assert metrics["int8"]["registered"] is True and metrics["fp16"]["registered"] is True
+    assert set(version["variants"]) == {"int8", "fp16"} and metrics["fp16"]["top1_agreement"] == 1.0
+    assert result.report["timings"]["quantize_s"] > 0 and result.report["timings"]["fp16_s"] > 0
 
     # The file describes itself: the scoring service needs nothing else.
     session, card, _ = load_version(registry, project, result.version, tmp_path)
@@ -109,7 +111,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     corrupt_blob(services, project, added[-1]["id"])
     again = run_training(config(project, cache_dir, int8=False), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
-    assert "int8" not in again.metrics and registry.get_version(project, again.version)["variants"] == {}
+    assert "int8" not in again.metrics and set(registry.get_version(project, again.version)["variants"]) == {"fp16"}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
     assert again.version == mlp.version + 1
     assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
@@ -208,7 +210,7 @@ def test_advanced_run_fine_tunes_keeps_the_best_epoch_and_adds_an_agreeing_int8_
 
     # Noisy colour fields are easy: INT8 must answer as fp32 does, and so is registered as a variant.
     assert metrics["int8"]["top1_agreement"] >= 0.99 and metrics["int8"]["registered"] is True
-    assert result.variants == ["int8"] and version["variants"]["int8"]["top1_agreement"] >= 0.99
+    assert result.variants == ["fp16", "int8"] and version["variants"]["int8"]["top1_agreement"] >= 0.99
     _, fp32_card, _ = load_version(registry, project, result.version, tmp_path)
     int8_session, int8_card, metadata = load_version(registry, project, result.version, tmp_path, variant="int8")
     assert int8_card == fp32_card and metadata["visiondock.precision"] == "int8"
@@ -303,8 +305,10 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     boxes, scores = session.run(None, {"image": np.zeros((1, 3, 64, 64), np.float32)})
     assert boxes.shape[-1] == 4 and scores.shape[-1] == 2 and boxes.shape[1] == scores.shape[1]
     # INT8 is judged by mAP@0.5 on validation images: registered only when it drops no more than 0.01.
-    int8 = metrics["int8"]
-    assert int8["registered"] == (int8["map_50_drop"] <= 0.01) == ("int8" in result.variants)
+    for variant in ("int8", "fp16"):
+        checked = metrics[variant]
+        assert checked["registered"] == (checked["map_50_drop"] <= 0.01) == (variant in result.variants)
+        assert checked[f"map_50_{variant}"] == pytest.approx(checked["map_50_fp32"] - checked["map_50_drop"])
     # The exported detector learned from all 18 images, for the whole schedule.
     params = registry.get_version(project, result.version)["params"]
     assert metrics["refit"] == {"images": 18} and params["refit_epochs"] == 2 and params["best_epoch"] <= 2

@@ -11,8 +11,9 @@ Exporter split:
   ones included, for the model that is exported; the metrics stay the held-out ones;
 - `export_inputs`: what the ONNX export needs (the module, preprocessing, output names,
   what the model card adds, inputs to check the file on), then `check_parity`;
-- `int8_model` (by default the whole graph calibrated on `calibration_inputs`) and
-  `int8_agreement`, which decides whether the INT8 variant is registered.
+- the variants: `int8_model` (by default the whole graph calibrated on
+  `calibration_inputs`), `fp16_model`, and `variant_agreement`, which decides whether a
+  variant file is registered.
 
 Each task passes its own data and model types between the steps (subclasses of
 `Prepared` and `Fitted`); the Job reads only their common fields, so it has no branch
@@ -36,6 +37,7 @@ from visiondock.preprocess import PreprocessSpec, to_tensor
 from visiondock.vocabulary import AUTO, DEFAULT_BACKBONE
 
 from ..data import ImageLoader, ImageRecord, ProjectData
+from ..half_precision import convert_fp16
 from ..options import TrainingOptions
 from ..quantize import quantize_int8
 from ..splits import Split
@@ -147,10 +149,15 @@ class Task(ABC, Generic[DataT, ModelT]):
         """Write the INT8 variant of the exported fp32 file to `int8_path`."""
         return quantize_int8(fp32_path, int8_path, self.calibration_inputs(data, exported))
 
+    def fp16_model(self, fp32_path: Path, fp16_path: Path) -> Path:
+        """Write the fp16 variant of the exported fp32 file to `fp16_path`."""
+        return convert_fp16(fp32_path, fp16_path)
+
     @abstractmethod
-    def int8_agreement(self, data: DataT, exported: ExportInputs, validation: Validation, fp32_path: Path,
-                       int8_path: Path) -> dict[str, Any]:
-        """How the INT8 file answers compared with fp32 on the check inputs: {"accepted": bool, ...}."""
+    def variant_agreement(self, data: DataT, exported: ExportInputs, validation: Validation, fp32_path: Path,
+                          variant_path: Path, variant: str) -> dict[str, Any]:
+        """How a variant file (`variant`: "int8", "fp16") answers compared with fp32 on the check inputs:
+        {"accepted": bool, ...}."""
 
 
 def input_tensors(images: Sequence[Image.Image], spec: PreprocessSpec) -> np.ndarray:

@@ -578,20 +578,20 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                                 input_name=FEATURES_NAME, output_names=exported.output_names)
             return compose_int8(backbone_int8, head, fp32_path, int8_path)
 
-    def int8_agreement(self, data: ClassificationData, exported: ExportInputs, validation: Validation,
-                       fp32_path: Path, int8_path: Path) -> dict[str, Any]:
+    def variant_agreement(self, data: ClassificationData, exported: ExportInputs, validation: Validation,
+                          fp32_path: Path, variant_path: Path, variant: str) -> dict[str, Any]:
         threads = self.options.cpu_threads
         fp32 = exported.check_expected
         if fp32 is None:
             fp32 = run_session(session(fp32_path, threads), exported.check_inputs)[0]
-        int8 = run_session(session(int8_path, threads), exported.check_inputs)[0]
-        agreement = top1_agreement(fp32, int8)
-        result = {"top1_agreement": agreement, "max_abs_diff": float(np.abs(fp32 - int8).max()),
+        other = run_session(session(variant_path, threads), exported.check_inputs)[0]
+        agreement = top1_agreement(fp32, other)
+        result = {"top1_agreement": agreement, "max_abs_diff": float(np.abs(fp32 - other).max()),
                   "checked": len(exported.check_inputs), "checked_on": exported.check_source,
                   "accepted": agreement >= MIN_TOP1_AGREEMENT, "required_top1_agreement": MIN_TOP1_AGREEMENT}
         if self.multilabel:
             cut = np.array([validation.thresholds[label] for label in data.labels])
-            result["tag_set_agreement"] = float(((fp32 >= cut) == (int8 >= cut)).all(axis=1).mean())
+            result["tag_set_agreement"] = float(((fp32 >= cut) == (other >= cut)).all(axis=1).mean())
         return result
 
 

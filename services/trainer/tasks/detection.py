@@ -178,14 +178,14 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
         chosen = sorted(rng.permutation(len(train))[:CALIBRATION_IMAGES].tolist())
         return input_tensors([train[i].image for i in chosen], exported.preprocess)
 
-    def int8_agreement(self, data: DetectionData, exported: ExportInputs, validation: Validation, fp32_path: Path,
-                       int8_path: Path) -> dict[str, Any]:
+    def variant_agreement(self, data: DetectionData, exported: ExportInputs, validation: Validation,
+                          fp32_path: Path, variant_path: Path, variant: str) -> dict[str, Any]:
         check = data.check_samples()
         nms_iou = validation.thresholds["nms_iou"]
         threads = self.options.cpu_threads
         fp32 = map50_of_session(fp32_path, check, exported.preprocess, data.labels, nms_iou, threads)
-        int8 = map50_of_session(int8_path, check, exported.preprocess, data.labels, nms_iou, threads)
-        drop = (fp32 or 0.0) - (int8 or 0.0)
-        return {"map_50_fp32": fp32, "map_50_int8": int8, "map_50_drop": drop, "checked": len(check),
+        other = map50_of_session(variant_path, check, exported.preprocess, data.labels, nms_iou, threads)
+        drop = (fp32 or 0.0) - (other or 0.0)
+        return {"map_50_fp32": fp32, f"map_50_{variant}": other, "map_50_drop": drop, "checked": len(check),
                 "checked_on": exported.check_source, "accepted": drop <= MAX_MAP50_DROP,
                 "max_map_50_drop": MAX_MAP50_DROP}

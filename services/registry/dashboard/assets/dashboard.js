@@ -247,12 +247,12 @@ function dataPanel(version, lineage) {
 function setupPanel(version) {
   const params = version.params || {};
   const metrics = version.metrics || {};
-  const int8 = metrics.int8 ? (metrics.int8.registered ? "registered" : "refused (answers differ from fp32)") : "not tried";
+  const variant = (checked) => checked ? (checked.registered ? "registered" : "refused (answers differ from fp32)") : "not tried";
   const refit = metrics.refit ? `on all ${metrics.refit.images} labeled images` : "no (the evaluated model)";
   const rows = [
     ["backbone", params.backbone], ["head", params.head], ["mode", params.mode],
     ["weight decay", params.weight_decay], ["metrics from", metrics.evaluation?.method], ["fitted again", refit],
-    ["INT8 variant", int8],
+    ["INT8 variant (CPUs)", variant(metrics.int8)], ["fp16 variant (GPUs)", variant(metrics.fp16)],
   ].filter(([, value]) => value !== undefined && value !== null)
     .map(([name, value]) => h("tr", { dataset: { setting: name } }, h("td", {}, name), h("td", {}, String(value))));
   const selection = params.selection;
