@@ -276,7 +276,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  thresholds: {json.dumps(metrics.get('thresholds', {}))}")
     for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
         if variant in metrics:
-            verdict = "registered" if metrics[variant]["registered"] else "not registered (disagrees with fp32)"
+            checked = metrics[variant]
+            verdict = ("registered" if checked["registered"] else f"not made: {checked['error']}" if "error" in checked
+                       else "not registered (disagrees with fp32)")
             print(f"  {name} variant {verdict}")
     for item in result.skipped:
         print(f"  skipped {item['filename']}: {item['reason']}")

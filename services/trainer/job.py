@@ -133,15 +133,23 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
         metrics["export_parity"] = {**parity, "checked_on": exported.check_source}
         log.info("ONNX parity on %d %s images: %s", len(parity_inputs), exported.check_source, parity)
 
-        # Variant files, each registered only when it answers like the fp32 file.
+        # Variant files, each registered only when it answers like the fp32 file. One that cannot be made
+        # is left out with the reason: the trained model is registered all the same.
         variant_paths: dict[str, Path] = {}
         makers = {INT8: lambda path: task.int8_model(data, model, exported, onnx_path, path),
                   FP16: lambda path: task.fp16_model(onnx_path, path)}
         wanted = [variant for variant, on in ((INT8, options.int8), (FP16, options.fp16)) if on]
         for variant in wanted:
             with steps.step(VARIANT_STEPS[variant]):
-                candidate = makers[variant](Path(workdir) / f"model.{variant}.onnx")
-                agreement = task.variant_agreement(data, exported, validation, onnx_path, candidate, variant)
+                try:
+                    candidate = makers[variant](Path(workdir) / f"model.{variant}.onnx")
+                    agreement = task.variant_agreement(data, exported, validation, onnx_path, candidate, variant)
+                except Exception as exc:  # any failure of an optional file
+                    message = f"the {variant} variant could not be made ({describe(exc)}); the version has none"
+                    log.warning(message)
+                    steps.report.setdefault("warnings", []).append(message)
+                    metrics[variant] = {"accepted": False, "registered": False, "error": describe(exc)}
+                    continue
             metrics[variant] = {**agreement, "registered": agreement["accepted"]}
             log.info("%s variant %s: %s", variant, "accepted" if agreement["accepted"] else "refused", agreement)
             if agreement["accepted"]:

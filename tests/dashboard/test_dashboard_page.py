@@ -95,6 +95,9 @@ def test_a_version_page_draws_its_metrics_curves_and_data(browser: Any, trained:
     params = version["params"]
     assert page.locator("#settings tr[data-setting=backbone] td").last.inner_text() == params["backbone"]
     assert page.locator("#settings tr[data-setting=head] td").last.inner_text() == params["head"]
+    for setting, variant in (("INT8 variant (CPUs)", "int8"), ("fp16 variant (GPUs)", "fp16")):
+        shown = page.locator(f'#settings tr[data-setting="{setting}"] td').last.inner_text()
+        assert shown == ("registered" if metrics[variant]["registered"] else "refused (answers differ from fp32)")
     tried = params["selection"]["tried"]
     assert page.locator("#selection tbody tr").count() == len(tried) >= 2
     for candidate in tried:

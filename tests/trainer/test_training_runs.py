@@ -1,5 +1,5 @@
 """Training runs end to end against the services as real processes: every task, both modes, the
-feature cache, INT8 variants, and the run resource that reports all of it."""
+feature cache, the INT8 and fp16 variants, and the run resource that reports all of it."""
 
 from __future__ import annotations
 
@@ -344,3 +344,24 @@ def test_data_that_cannot_train_fails_the_run_with_the_reason_and_registers_noth
             registry.list_versions(model)
         assert missing.value.status == 404
     assert json.dumps(runs[0]["report"])  # the report is stored with the failure
+
+
+def test_a_variant_that_cannot_be_made_leaves_the_version_registered_without_it(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A graph the float16 converter cannot take: the trained model is still registered, with the reason.
+    from services.trainer.tasks import base
+
+    def refuse(fp32_path: Path, fp16_path: Path) -> Path:
+        raise ValueError("an operator the float16 conversion does not know")
+
+    monkeypatch.setattr(base, "convert_fp16", refuse)
+    project = project_name("no-fp16")
+    annotation.create_project(project, "multiclass", tags=SHAPES)
+    upload_tagged(annotation, project, shape_images(SHAPES, 8, seed=5))
+    result = run_training(config(project, cache_dir), annotation, registry)
+    assert registry.get_run(result.run_id)["status"] == "succeeded"
+    assert set(registry.get_version(project, result.version)["variants"]) == {"int8"}
+    reason = "ValueError: an operator the float16 conversion does not know"
+    assert result.metrics["fp16"] == {"accepted": False, "registered": False, "error": reason}
+    assert f"the fp16 variant could not be made ({reason}); the version has none" in result.report["warnings"]

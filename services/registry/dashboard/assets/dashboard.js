@@ -247,7 +247,8 @@ function dataPanel(version, lineage) {
 function setupPanel(version) {
   const params = version.params || {};
   const metrics = version.metrics || {};
-  const variant = (checked) => checked ? (checked.registered ? "registered" : "refused (answers differ from fp32)") : "not tried";
+  const variant = (checked) => !checked ? "not tried" : checked.registered ? "registered"
+    : checked.error ? `not made (${checked.error})` : "refused (answers differ from fp32)";
   const refit = metrics.refit ? `on all ${metrics.refit.images} labeled images` : "no (the evaluated model)";
   const rows = [
     ["backbone", params.backbone], ["head", params.head], ["mode", params.mode],
