@@ -74,8 +74,7 @@ def register_version(
     file: Annotated[UploadFile, File(alias="model", description="The ONNX model file (fp32).")],
     metadata: Annotated[Json[VersionRegistration], Form(description="JSON: task, labels, metrics, splits, params, "
                                                                     "run_id, variant_metrics.")],
-    int8: Annotated[UploadFile | None, File(description="Optional statically quantized INT8 variant (for CPUs).")]
-    = None,
+    int8: Annotated[UploadFile | None, File(description="Optional static INT8 variant (for CPUs).")] = None,
     fp16: Annotated[UploadFile | None, File(description="Optional float16 variant (for GPUs).")] = None,
 ) -> dict:
     fields = metadata.model_dump()

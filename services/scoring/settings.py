@@ -81,7 +81,7 @@ class ScoringSettings(Settings):
         default=0, ge=0, description="At most this many models of VISIONDOCK_SCORING_MODELS in memory; the least "
                                      "recently used is unloaded, and loaded again (from the disk cache) when "
                                      "asked for. 0 = no limit.")
-    scoring_variant: Literal["auto", "fp32", "int8", "fp16"] = Field(
+    scoring_variant: Literal["auto", "fp32", "int8", "fp16"] = Field(  # auto, or visiondock.vocabulary's FP32, VARIANTS
         default="auto", description="Which file of the version to serve: `auto` (the variant made for this "
                                     "device when the version has one and it runs faster than fp32 here, timed "
                                     "once when the version loads: INT8 on a CPU, fp16 on a GPU; else fp32), "
