@@ -17,9 +17,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
+
+from visiondock.preprocess import opencv
+
+cv2 = opencv()  # with its thread pool off, as for fitting images (see `opencv`)
 
 DETECTOR = "opencv-haar-frontalface-default"
 DEFAULT_MARGIN = 0.2

@@ -180,8 +180,8 @@ class ModelWatcher:
 
     @staticmethod
     def _file_identity(loaded: LoadedModel) -> ModelIdentity:
-        """A file's model and version from its card, when the trainer wrote it, and from the quantizer's
-        stamp whether it is an INT8 variant."""
+        """A file's model and version from its card, when the trainer wrote it, and from the trainer's
+        stamp which variant it is (INT8, fp16; none: fp32)."""
         identity, version = loaded.identity, loaded.card.model_version
         return ModelIdentity(loaded.card.model_name or identity.name, int(version) if version.isdigit() else 0,
                              identity.sha256, identity.slot,
