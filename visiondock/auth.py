@@ -14,13 +14,24 @@ Plain keys in `VISIONDOCK_API_KEYS` remain admin keys for local use.
 
 A request's key becomes a `Principal` on `request.state.principal`; its name goes to the
 access log and to whatever a request records (label history, audit).
+
+Run keys: the registry gives each trainer it launches a key of its own (`RunKeys.issue`): role
+`train`, scoped to the run's project and model, good for that one run and only until the run's
+deadline. It is signed (HMAC-SHA256) with the secret VISIONDOCK_RUN_KEY_SECRET that the registry
+and the annotation service share, so they accept it without storing it; its principal is named
+after the run (`run-…`). A trainer never holds a key with more power than that.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
+import json
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +59,8 @@ class Principal:
     name: str
     roles: frozenset[str]
     scopes: frozenset[str] = field(default_factory=lambda: frozenset({ANY_SCOPE}))
+    # A run key's run: the one training run it may report on (None: any run its scope covers).
+    run_id: str | None = None
 
     @property
     def unscoped(self) -> bool:
@@ -63,6 +76,11 @@ class Principal:
         """Forbidden unless the key's scope covers this project or model."""
         if not self.allows(resource):
             raise Forbidden(f"the key {self.name!r} is not allowed to use {resource!r}")
+
+    def require_run(self, run_id: str) -> None:
+        """Forbidden when this is another run's key."""
+        if self.run_id is not None and self.run_id != run_id:
+            raise Forbidden(f"the key {self.name!r} belongs to training run {self.run_id}, not {run_id}")
 
     def require_unscoped(self, what: str) -> None:
         if not self.unscoped:
@@ -102,15 +120,57 @@ def split_entries(text: str) -> list[str]:
     return [line for line in lines if line]
 
 
-class KeyRing:
-    """The keys a service accepts, by SHA-256."""
+RUN_KEY_PREFIX = "vdr1_"
+_RUN_KEY_CONTEXT = b"visiondock run key v1\n"
 
-    def __init__(self, principals: Mapping[str, Principal]) -> None:
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class RunKeys:
+    """Issues and reads run keys: `vdr1_<claims>.<HMAC-SHA256 of the claims>` (see the module docstring)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _signature(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret, _RUN_KEY_CONTEXT + payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, *, run_id: str, project: str, model: str, expires_at: float) -> str:
+        claims = {"run": run_id, "project": project, "model": model, "exp": int(expires_at)}
+        payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+        return f"{RUN_KEY_PREFIX}{payload}.{self._signature(payload)}"
+
+    def identify(self, presented: str, *, now: float | None = None) -> Principal | None:
+        """The run's principal, or None for a key not signed with this secret, malformed or expired."""
+        payload, _, signature = presented.removeprefix(RUN_KEY_PREFIX).partition(".")
+        if not hmac.compare_digest(signature.encode(), self._signature(payload).encode()):
+            return None
+        try:
+            claims = json.loads(_unb64(payload))
+            run_id, scopes, expires = claims["run"], {claims["project"], claims["model"]}, float(claims["exp"])
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            return None
+        if expires <= (time.time() if now is None else now) or not all(isinstance(v, str) for v in (run_id, *scopes)):
+            return None
+        return Principal(run_id, frozenset({"train"}), frozenset(scopes), run_id=run_id)
+
+
+class KeyRing:
+    """The keys a service accepts: entries by SHA-256, and run keys when it knows their secret."""
+
+    def __init__(self, principals: Mapping[str, Principal], *, run_keys: RunKeys | None = None) -> None:
         self._by_hash = dict(principals)
+        self.run_keys = run_keys
 
     @classmethod
     def from_sources(cls, *, plain_keys: Iterable[str] = (), entries: Iterable[str] = (),
-                     local_key: str | None = None) -> KeyRing:
+                     local_key: str | None = None, run_keys: RunKeys | None = None) -> KeyRing:
         principals: dict[str, Principal] = {}
         for key in plain_keys:
             # Plain keys predate roles: they stay admin, named by a prefix of their hash for the logs.
@@ -123,12 +183,14 @@ class KeyRing:
                 raise KeyFormatError(f"two key entries are named {principal.name!r}")
             names.add(principal.name)
             principals[digest] = principal
-        return cls(principals)
+        return cls(principals, run_keys=run_keys)
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
     def identify(self, presented: str) -> Principal | None:
+        if presented.startswith(RUN_KEY_PREFIX):
+            return self.run_keys.identify(presented) if self.run_keys is not None else None
         return self._by_hash.get(hash_key(presented))
 
 

@@ -32,6 +32,7 @@ from visiondock.auth import (
     Principal,
     Role,
     RoleRequirement,
+    RunKeys,
     presented_key,
     read_entries_file,
     split_entries,
@@ -211,12 +212,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def keyring_of(settings: Settings) -> KeyRing:
-    """The keys a service accepts; refuses the built-in key beside Azure backends."""
+    """The keys a service accepts (run keys too, with a run key secret); refuses the built-in key
+    beside Azure backends and in production."""
+    problem = settings.accepted_keys_problem()
+    if problem is not None:
+        raise ValueError(problem)
     if settings.uses_local_key and settings.uses_azure:
         raise ValueError("the built-in local development key is refused with Azure backends: set "
                          "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)")
     entries = split_entries(settings.api_key_entries) + read_entries_file(settings.api_keys_file)
-    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY)
+    secret = settings.run_key_secret_bytes()
+    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY,
+                                run_keys=RunKeys(secret) if secret is not None else None)
 
 
 # -- the app factory --------------------------------------------------------------

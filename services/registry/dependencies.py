@@ -23,7 +23,11 @@ RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex dig
 
 
 def run_for(catalog: ModelCatalog, run_id: str, caller: Caller) -> dict[str, Any]:
-    """The run, when the caller's key covers its model (runs are addressed by id, not model)."""
+    """The run, when the caller's key covers its model and project (runs are addressed by id); a run's
+    own key reaches only that run."""
     run = catalog.runs.get(run_id)
+    caller.require_run(run_id)
     caller.require_resource(run["model"])
+    if run.get("project_id"):
+        caller.require_resource(run["project_id"])
     return run

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
-from visiondock.errors import InvalidContent
+from visiondock.errors import Forbidden, InvalidContent
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
 from visiondock.vocabulary import FP16, INT8, VARIANTS
@@ -71,12 +71,15 @@ def get_model(model: Model, catalog: Catalog) -> dict:
 def register_version(
     model: Model,
     catalog: Catalog,
+    caller: Caller,
     file: Annotated[UploadFile, File(alias="model", description="The ONNX model file (fp32).")],
     metadata: Annotated[Json[VersionRegistration], Form(description="JSON: task, labels, metrics, splits, params, "
                                                                     "run_id, variant_metrics.")],
     int8: Annotated[UploadFile | None, File(description="Optional static INT8 variant (for CPUs).")] = None,
     fp16: Annotated[UploadFile | None, File(description="Optional float16 variant (for GPUs).")] = None,
 ) -> dict:
+    if metadata.project_id is not None:  # the project decides where scoring captures go: the key must cover it
+        caller.require_resource(metadata.project_id)
     fields = metadata.model_dump()
     variant_metrics = fields.pop("variant_metrics")
     variants = {name: upload.file for name, upload in ((INT8, int8), (FP16, fp16)) if upload is not None}
@@ -163,6 +166,10 @@ def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Requ
                      "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)")
 def create_run(body: RunCreate, launches: Launches, caller: Caller) -> dict:
     caller.require_resource(body.model)
+    if body.project_id is not None:  # the trainer reads this project: the key must cover it too
+        caller.require_resource(body.project_id)
+    if caller.run_id is not None:
+        raise Forbidden(f"the key {caller.name!r} belongs to a training run; it cannot start others")
     return launches.create(body)
 
 

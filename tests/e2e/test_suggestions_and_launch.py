@@ -4,6 +4,7 @@ registry launches the trainer as a process for a run created with `launch: true`
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,12 +138,32 @@ def test_a_launched_run_fails_with_the_trainers_reason(stack: LocalServices) -> 
         run = _wait_finished(registry, created.json()["id"])
         assert run["status"] == "failed" and "no-such-project" in run["error"]
 
+        # The trainer presented its run's own key, never the services' key (the access log names the key).
+        lines = [json.loads(line) for line in (stack.log_dir / "annotation.log").read_text().splitlines()
+                 if line.startswith("{") and "no-such-project" in line]
+        callers = {line["key"] for line in lines if line.get("path") == "/v1/projects/no-such-project"}
+        assert callers == {created.json()["id"]}, lines
+
         # Refused by the trainer's own argument check before it could report: the launcher says why.
         bad = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"},
-                                              "params": {"mode": "fastest"}})
+                                              "params": {"fine_tune_stages": 2}})
         run = _wait_finished(registry, bad.json()["id"])
         assert run["status"] == "failed"
-        assert "exited with code 2" in run["error"] and "fastest" in run["error"]
+        assert "exited with code 2" in run["error"] and "--fine-tune-stages" in run["error"]
+
+
+def test_a_runs_params_cannot_reach_the_trainers_other_flags(stack: LocalServices) -> None:
+    # Abbreviations of the trainer's own flags, identity options and values outside an option's choices are
+    # refused before any run or process exists: the trainer is never pointed at another registry, project or
+    # cache directory by whoever creates a run.
+    with httpx.Client(base_url=stack.url("registry"), headers=AUTH, timeout=30) as registry:
+        before = len(registry.get("/v1/runs").json()["data"])
+        for params in ({"registry_ur": "http://127.0.0.1:9"}, {"annotation_ur": "http://127.0.0.1:9"},
+                       {"cache": str(stack.home)}, {"proj": "secret"}, {"run": "run-0123456789abcdef"},
+                       {"registry_url": "http://127.0.0.1:9"}, {"mode": "fastest"}):
+            refused = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"}, "params": params})
+            assert refused.status_code == 422, (params, refused.text)
+        assert len(registry.get("/v1/runs").json()["data"]) == before
 
 
 def test_a_registry_without_a_launcher_refuses_to_launch(tmp_path: Path) -> None:

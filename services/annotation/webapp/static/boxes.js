@@ -94,24 +94,24 @@ export class BoxEditor {
     });
   }
 
-  select(index) {
+  // picked: a person chose this box (clicked it, or in the list), as opposed to having just drawn it.
+  select(index, picked = true) {
     this.selected = index;
     this.render();
-    this.onSelect(index);
+    this.onSelect(index, picked && index >= 0);
   }
 
   removeSelected() {
     if (this.selected < 0) return false;
     this.boxes.splice(this.selected, 1);
-    this.selected = -1;
-    this.render();
+    this.select(-1);
     this.onChange(this.regions());
     return true;
   }
 
-  relabelSelected(tag) {
-    if (this.selected < 0) return false;
-    this.boxes[this.selected].tag = tag;
+  relabel(index, tag) {
+    if (!this.boxes[index]) return false;
+    this.boxes[index].tag = tag;
     this.render();
     this.onChange(this.regions());
     return true;
@@ -177,14 +177,13 @@ export class BoxEditor {
     [b.y1, b.y2] = [Math.min(b.y1, b.y2), Math.max(b.y1, b.y2)];
     const tiny = Math.min(this.width, this.height) / 100;
     if (drag.kind === "draw" && (b.x2 - b.x1 < tiny || b.y2 - b.y1 < tiny)) {
-      this.boxes.splice(drag.index, 1);  // a click, not a box
-      this.selected = -1;
-      this.render();
+      this.boxes.splice(drag.index, 1);  // a click, not a box: it unselects
+      this.select(-1);
       return;
     }
     this.render();
     if (drag.kind !== "move" || drag.moved) this.onChange(this.regions());
-    if (drag.kind === "draw") this.onSelect(this.selected);
+    if (drag.kind === "draw") this.onSelect(this.selected, false);
   }
 
   drawBox(layer, b, { index = -1, dashed = false, selected = false }) {
@@ -201,12 +200,13 @@ export class BoxEditor {
     const tagHeight = font + 2 * pad;
     const above = b.y1 - tagHeight >= 0;
     const ty = above ? b.y1 - tagHeight : b.y1;
-    const bg = el("rect", { x: b.x1, y: ty, height: tagHeight, width: text.length * font * 0.6 + 2 * pad, fill: colour }, g);
+    // A label strip is not a handle: a drag that starts on it (it lies over the photo) draws a box.
+    const bg = el("rect", { x: b.x1, y: ty, height: tagHeight, width: text.length * font * 0.6 + 2 * pad, fill: colour,
+                            class: "strip" }, g);
     if (dashed) bg.setAttribute("opacity", "0.75");
     const label = el("text", { x: b.x1 + pad, y: ty + pad + font * 0.85, "font-size": font, fill: style.label.text_colour,
-                               "font-family": "sans-serif" }, g);
+                               "font-family": "sans-serif", class: "strip" }, g);
     label.textContent = text;
-    if (index >= 0) { bg.dataset.box = index; label.dataset.box = index; }
     if (selected) {
       const size = line * 4;
       for (const [name, x, y] of [["tl", b.x1, b.y1], ["tr", b.x2, b.y1], ["bl", b.x1, b.y2], ["br", b.x2, b.y2]]) {

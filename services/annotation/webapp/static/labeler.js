@@ -16,6 +16,9 @@ export async function labelerView(main, project, imageId) {
   let editor = null;
   let newBoxTag = tags[0] || null;
   let selectedBox = -1;
+  // The box a number key relabels: only one a person picked (clicked, or chose in the list), never a
+  // box just drawn, so "key, draw, key, draw" gives each box the key pressed before it. One key, one relabel.
+  let relabelBox = -1;
 
   const title = h("h1", { class: "visually-hidden" }, "Label image");
   const position = h("span", { class: "position" });
@@ -29,16 +32,17 @@ export async function labelerView(main, project, imageId) {
   const tagButtons = h("div", { class: "tag-buttons", role: "group", "aria-label": detection ? "Label for new boxes" : "Tags" });
   const suggestionPanel = h("section", { class: "suggestion", "aria-label": "Suggestion", hidden: true });
   const boxList = h("ul", { class: "box-list", "aria-label": "Boxes" });
-  const historyList = h("ol", { class: "history" });
+  const relabelHint = h("p", { class: "relabel-hint", "aria-live": "polite" });
+  const historyList = h("ol", { class: "history", tabindex: "0", "aria-label": "Label history" });
   const help = h("p", { class: "help" }, detection
-    ? "Drag on the image to draw a box with the chosen label (number keys pick it); drag a box to move it, its corners to resize; Delete removes the selected box. A accepts the suggestion, U undoes, ← → move, Esc goes back."
+    ? "Number keys choose the label of the next box you draw; drag on the image to draw it. Drag a box to move it, its corners to resize. To relabel a box, click it, then press a number key. Delete removes the selected box. A accepts the suggestion, U undoes, ← → move, Esc goes back."
     : `Number keys ${info.type === "multiclass" ? "set the tag and go to the next image" : "toggle tags; Enter goes to the next image"}; A accepts the suggestion, U undoes, ← → move, Esc goes back.`);
 
   main.replaceChildren(title,
     h("div", { class: "labeler-bar" }, h("a", { href: `#/p/${project}/images` }, "← Images"), position, filename),
     h("div", { class: "labeler" }, stage,
       h("aside", { class: "side" }, state, h("h2", {}, detection ? "Label for new boxes" : "Tags"), tagButtons, suggestionPanel,
-        detection ? [h("h2", {}, "Boxes"), boxList] : null, help, h("h2", {}, "History"), historyList)));
+        detection ? [h("h2", {}, "Boxes"), relabelHint, boxList] : null, help, h("h2", {}, "History"), historyList)));
 
   function renderTags() {
     tagButtons.replaceChildren(...tags.map((tag, i) => {
@@ -65,6 +69,9 @@ export async function labelerView(main, project, imageId) {
         h("button", { type: "button", onclick: dismissSuggestion }, "Dismiss"));
     }
     if (detection) {
+      const target = image.regions[relabelBox];
+      relabelHint.textContent = target ? `Box ${relabelBox + 1} (${target.tag}) is selected: a number key relabels it.` :
+        "Click a box, then a number key, to relabel it.";
       boxList.replaceChildren(...image.regions.map((r, i) => h("li", { class: i === selectedBox ? "selected" : "" },
         h("button", { type: "button", onclick: () => editor.select(i) }, `${r.tag} at ${Math.round(r.left * 100)}%, ${Math.round(r.top * 100)}%`),
         h("button", { type: "button", "aria-label": `Delete box ${i + 1} (${r.tag})`, onclick: () => { editor.select(i); editor.removeSelected(); } }, "✕"))));
@@ -92,8 +99,10 @@ export async function labelerView(main, project, imageId) {
     stage.style.maxWidth = `min(100%, calc(78vh * ${image.width / image.height}))`;
     selectedBox = -1;
     if (detection) {
+      relabelBox = -1;
       editor = new BoxEditor(svg, { width: image.width, height: image.height, label: () => newBoxTag,
-        onChange: (regions) => saveRegions(regions), onSelect: (i) => { selectedBox = i; renderState(); } });
+        onChange: (regions) => saveRegions(regions),
+        onSelect: (i, picked) => { selectedBox = i; relabelBox = picked ? i : -1; renderState(); } });
       editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []);
     } else {
       svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
@@ -140,8 +149,13 @@ export async function labelerView(main, project, imageId) {
     const tag = tags[index];
     if (!tag) return;
     if (detection) {
+      if (editor && relabelBox >= 0 && editor.relabel(relabelBox, tag)) {
+        relabelBox = -1;
+        renderState();
+        say(`Box relabelled: ${tag}. The next key chooses the label of new boxes again.`);
+        return;
+      }
       newBoxTag = tag;
-      if (editor && editor.relabelSelected(tag)) return;
       renderTags();
       say(`New boxes: ${tag}`);
       return;

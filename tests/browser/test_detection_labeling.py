@@ -1,0 +1,201 @@
+"""Detection labeling in headless chromium against the three services as uvicorn processes, driven
+with keys, drags and the wheel as a person would: boxes keep the label they were drawn with, suggestions
+come from the project's own model, boxes can be drawn precisely, and the review queue of a detector's
+captured predictions is worked through with the boxes on the photo.
+
+The scoring service serves `flowers` (a classifier) as its primary model and every model with a
+`production` alias beside it, as `visiondock up` does; the models are tiny real ONNX files
+(tests/scoring/tiny_models) registered in the real registry. Every prediction is captured for review.
+Shelf photos come from the shared grocery set (VISIONDOCK_DATASETS, else ../shared/datasets) and a
+generated shelf stands in when it is absent."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from cli.launcher import LocalServices
+from tests.support.stack import running_services
+from visiondock.clients import AnnotationClient
+from visiondock.settings import LOCAL_DEV_API_KEY
+
+from .conftest import axe_violations, open_page, screenshot
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = Path(os.environ.get("VISIONDOCK_DATASETS") or ROOT.parent / "shared" / "datasets")
+GROCERY = DATASETS / "grocery" / "positive"
+
+
+@dataclass(frozen=True)
+class Shelf:
+    """A shelf photo and its products' boxes in pixels (x1, y1, x2, y2) with their labels."""
+
+    name: str
+    jpeg: bytes
+    width: int
+    height: int
+    boxes: list[tuple[str, tuple[int, int, int, int]]]
+
+
+def _generated_shelf() -> Shelf:
+    image = Image.new("RGB", (900, 700), (235, 230, 220))
+    draw = ImageDraw.Draw(image)
+    boxes = []
+    for i, (label, colour) in enumerate((("yoghurt", (200, 40, 40)), ("squash", (40, 160, 60)),
+                                         ("mushroom", (40, 80, 200)), ("eggbox", (200, 170, 40)),
+                                         ("ketchup", (150, 30, 30)), ("mustard", (220, 200, 60)))):
+        x, y = 60 + (i % 3) * 280, 80 + (i // 3) * 300
+        draw.rectangle((x, y, x + 200, y + 220), fill=colour)
+        boxes.append((label, (x, y, x + 200, y + 220)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return Shelf("generated-shelf.jpg", buffer.getvalue(), 900, 700, boxes)
+
+
+def shelf_photo() -> Shelf:
+    """The first grocery photo (boxes and labels from its .tsv files), or a generated shelf without it."""
+    photo = GROCERY / "0.jpg"
+    if not photo.exists():
+        return _generated_shelf()
+    corners = []
+    for line in (GROCERY / "0.bboxes.tsv").read_text().splitlines():
+        if line.strip():
+            x1, y1, x2, y2 = (int(v) for v in line.split("\t"))
+            corners.append((x1, y1, x2, y2))
+    labels = [line.strip() for line in (GROCERY / "0.bboxes.labels.tsv").read_text().splitlines() if line.strip()]
+    with Image.open(photo) as image:
+        width, height = image.size
+    return Shelf(photo.name, photo.read_bytes(), width, height,
+                 list(zip(labels, corners, strict=True)))
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    env = {"VISIONDOCK_SCORING_POLL_SECONDS": "0.3", "VISIONDOCK_SCORING_MODELS": "flowers,*@production",
+           "VISIONDOCK_SCORING_CAPTURE_RATE": "1.0"}
+    with running_services(tmp_path_factory.mktemp("detection-labeling"), env=env) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def annotation(services: LocalServices) -> Iterator[AnnotationClient]:
+    with AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, services: LocalServices) -> Iterator[Any]:
+    outside: list[str] = []
+    opened = open_page(browser, services.url("annotation"), outside)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.goto(f"{services.url('annotation')}/app")
+    opened.evaluate(f"sessionStorage.setItem('visiondock.apiKey', {LOCAL_DEV_API_KEY!r})")
+    yield opened
+    opened.close()
+    assert not errors, f"the app threw: {errors}"
+    assert not outside, f"the app reached outside the annotation service: {outside}"
+
+
+def _assert_accessible(page: Any, view: str) -> None:
+    violations = axe_violations(page)
+    assert not violations, f"{view}: {violations}"
+
+
+def _open_labeler(page: Any, base: str, project: str, image_id: str, filename: str) -> None:
+    page.goto(f"{base}/app#/p/{project}/label/{image_id}")
+    page.wait_for_selector(f".filename:has-text('{filename}')")
+    page.wait_for_function("document.querySelector('.photo').complete && document.querySelector('.photo').src")
+
+
+class Screen:
+    """Image pixels to page coordinates, read from where the overlay is now."""
+
+    def __init__(self, page: Any, width: int, height: int) -> None:
+        self.page, self.width, self.height = page, width, height
+
+    def at(self, x: float, y: float) -> tuple[float, float]:
+        box = self.page.locator(".overlay").bounding_box()
+        return box["x"] + x * box["width"] / self.width, box["y"] + y * box["height"] / self.height
+
+    def drag(self, start: tuple[float, float], end: tuple[float, float]) -> None:
+        a, b = self.at(*start), self.at(*end)
+        self.page.mouse.move(*a)
+        self.page.mouse.down()
+        self.page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=3)
+        self.page.mouse.move(*b, steps=3)
+        self.page.mouse.up()
+
+
+def _stored_regions(annotation: AnnotationClient, project: str, image_id: str, count: int,
+                    page: Any) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 15
+    while True:
+        regions = annotation.get_image(project, image_id)["regions"]
+        if len(regions) == count:
+            return regions
+        assert time.monotonic() < deadline, regions
+        page.wait_for_timeout(100)  # not time.sleep: the page's requests pass through this process
+
+
+def _wait_for(page: Any, condition: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        page.wait_for_timeout(100)
+
+
+def _pixels(region: dict[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
+    return (region["left"] * width, region["top"] * height, (region["left"] + region["width"]) * width,
+            (region["top"] + region["height"]) * height)
+
+
+def test_each_box_keeps_the_label_key_pressed_before_it_was_drawn(page: Any, services: LocalServices,
+                                                                   annotation: AnnotationClient) -> None:
+    shelf = shelf_photo()
+    # One box per label: each is drawn right after pressing its own label's key.
+    drawn: dict[str, tuple[int, int, int, int]] = {}
+    for label, box in shelf.boxes:
+        drawn.setdefault(label, box)
+    project = "shelf-keys"
+    annotation.create_project(project, "detection", tags=list(drawn))
+    image = annotation.upload_images(project, [(shelf.name, shelf.jpeg)])["results"][0]["image"]
+    _open_labeler(page, services.url("annotation"), project, image["id"], shelf.name)
+    keys = dict(reversed(text.split(maxsplit=1)) for text in page.locator(".tag-buttons button").all_inner_texts())
+    screen = Screen(page, shelf.width, shelf.height)
+    for label, (x1, y1, x2, y2) in drawn.items():
+        page.keyboard.press(keys[label])
+        screen.drag((x1, y1), (x2, y2))
+    page.wait_for_selector(f"text=Saved {len(drawn)} box(es).")
+    regions = _stored_regions(annotation, project, image["id"], len(drawn), page)
+    got = {}
+    for region in regions:
+        corners = _pixels(region, shelf.width, shelf.height)
+        label = next(label for label, box in drawn.items() if corners == pytest.approx(box, abs=8))
+        got[label] = region["tag"]
+    assert got == {label: label for label in drawn}
+    history = annotation.request("GET", f"/v1/projects/{project}/images/{image['id']}/history").json()["data"]
+    assert all(entry["source"] == "person" for entry in history)
+    screenshot(page, "labeler-keys-then-boxes")
+
+    # Relabelling is its own act: click the box, then the key. The next key chooses new boxes' label again.
+    first_label, (x1, y1, x2, y2) = next(iter(drawn.items()))
+    other = list(drawn)[1]
+    page.mouse.click(*screen.at((x1 + x2) / 2, (y1 + y2) / 2))
+    page.wait_for_selector(f".relabel-hint:has-text('({first_label}) is selected')")
+    page.keyboard.press(keys[other])
+    page.wait_for_selector(".relabel-hint:has-text('Click a box')")  # the relabel is done, nothing selected
+    page.keyboard.press(keys[first_label])
+    page.wait_for_selector(f".tag-buttons button[aria-pressed=true]:has-text('{first_label}')")
+    expected = sorted([other, *list(drawn)[1:]])
+    _wait_for(page, lambda: sorted(r["tag"] for r in annotation.get_image(project, image["id"])["regions"]) == expected)
+    _assert_accessible(page, "box labeler")
