@@ -2,9 +2,10 @@
 
 FastAPI reads and parses a request's body before it runs a route's dependencies, so a
 client without a key could make a service buffer a large upload just to be refused. This
-pure ASGI middleware finds the route first, applies the route's `RoleRequirement`
-(`visiondock.auth`) and its byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the
-Content-Length and to the bytes as they stream in, and answers 401/403/413 at once.
+pure ASGI middleware finds the route first, applies the route's declared `RoleRequirement`
+(`visiondock.auth`: its role, and the scope's path, query and served-model parts) and its
+byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the Content-Length and to the bytes as
+they stream in, and answers 401/403/413 at once.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visiondock.auth import AUTHORIZED, requirements_of
+from visiondock.auth import AUTHORIZED, declared_requirement
 from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
@@ -99,7 +100,7 @@ class _RoutePlan:
             self.methods.add("HEAD")
         self.convertors = getattr(context, "param_convertors", {})
         self.protocol_errors = getattr(context.original_route, "protocol_errors", False)
-        self.requirements = requirements_of(context)
+        self.requirement = declared_requirement(context)
         self.limit = _limit_of(context)
 
     def match(self, path: str, method: str) -> dict[str, Any] | None:
@@ -148,15 +149,17 @@ class RequestGuardMiddleware:
             return
         route, path_params = found
         app = scope["app"]
-        requirements, declared = route.requirements, route.limit
+        requirement, declared = route.requirement, route.limit
         headers = Headers(scope=scope)
         try:
-            for requirement in requirements:
-                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
+            if requirement is not None:
+                query = QueryParams(scope.get("query_string", b""))
+                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app,
+                                                  query)
                 scope.setdefault("state", {})["principal"] = principal
-            if requirements:
-                # The route's own key check (`visiondock.web.require_role`) need not hash the key again.
-                scope["state"][AUTHORIZED] = requirements
+                # The route's key check (`visiondock.web.require_role`) need not hash the key again; it checks
+                # the scope's body part once FastAPI has read the body.
+                scope["state"][AUTHORIZED] = requirement
         except DomainError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
             await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))

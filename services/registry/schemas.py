@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
-RunId = Annotated[str, StringConstraints(pattern=r"^run-[a-f0-9]{16}$")]
+RUN_ID_PATTERN = r"^run-[a-f0-9]{16}$"
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 # Variants of a version besides the fp32 `model.onnx`, each a file `model.<variant>.onnx`.
 VariantName = Literal["int8", "fp16"]  # visiondock.vocabulary.VARIANTS
 
