@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
@@ -209,6 +209,65 @@ def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
                 raise InvalidInput(f"the JSON nests deeper than {max_depth} levels", code="too_deep")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def clip_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`value` with whatever nests deeper than `max_depth` replaced by a note: stored data from before
+    the depth limit still reads (answers serialize at most about 250 levels). Iterative: deep input
+    cannot recurse."""
+    try:
+        check_json_depth(value, max_depth)
+        return value
+    except InvalidInput:
+        pass
+    note = f"(left out: nested deeper than {max_depth} levels)"
+
+    def container(item: Any) -> Any:
+        return {} if isinstance(item, dict) else []
+
+    root = container(value)
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in items:
+            if isinstance(child, dict | list):
+                copied = note if depth + 1 > max_depth else container(child)
+                if copied is not note:
+                    stack.append((child, copied, depth + 1))
+            else:
+                copied = child
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
+
+
+def bounded_depth(value: Any) -> Any:
+    """A pydantic validator: ValueError when parsed JSON nests deeper than MAX_JSON_DEPTH."""
+    try:
+        check_json_depth(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+async def json_body_depth(request: Request) -> None:
+    """A dependency the app factory gives every route: a JSON body FastAPI parsed for the route is
+    refused (400) when it nests deeper than MAX_JSON_DEPTH, before any validation or route sees it.
+    Routes that read their bodies themselves parse them with `loads_bounded`."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or request.method in _BODYLESS:
+        return
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+        return
+    try:
+        value = await request.json()  # FastAPI's own parse, kept on the request
+    except (ValueError, RecursionError):
+        return  # FastAPI has answered it already
+    check_json_depth(value)
 
 
 def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:

@@ -55,7 +55,7 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from visiondock.limits import RequestGuardMiddleware
+from visiondock.limits import RequestGuardMiddleware, json_body_depth
 from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
@@ -396,7 +396,8 @@ def create_service_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
-        app.include_router(router)
+        # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service.
+        app.include_router(router, dependencies=[Depends(json_body_depth)])
     app.state.open_paths = tuple(open_paths)
     app.state.permissions = permissions(app, open_paths)
     return app
