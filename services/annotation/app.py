@@ -27,6 +27,7 @@ from .routes import router
 from .style_routes import router as style_router
 from .suggestions import Suggestions
 from .thumbnails import Thumbnails
+from .webapp import OPEN_PATHS as APP_PAGES
 from .webapp import mount_app
 
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "predictions.",
         routers=[router, review_router, style_router, dataset_router, curation_router, labeling_router],
         parts=_parts,
+        open_paths=APP_PAGES,
     )
     mount_app(app)
     document_api(app, links=LINKS)

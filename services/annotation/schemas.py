@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from visiondock.schemas import JsonObject, StoredJsonObject
 from visiondock.vocabulary import ProjectType
 
 Split = Literal["train", "test"]
@@ -161,9 +162,9 @@ class ReviewCapture(BaseModel):
     variant: str | None = Field(default=None, max_length=32)
     task: str = Field(max_length=32)
     uncertainty: float = Field(ge=0.0, le=1.0, description="0 sure … 1 a coin toss: the queue's order.")
-    prediction: dict[str, Any] = Field(description="The answer as the scoring service gave it: label, "
-                                                   "probability, predictions, tags or detections.")
-    image: dict[str, Any] = Field(default_factory=dict)
+    prediction: JsonObject = Field(description="The answer as the scoring service gave it: label, "
+                                               "probability, predictions, tags or detections.")
+    image: JsonObject = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=64)
     captured_at: str | None = Field(default=None, max_length=64)
 
@@ -174,6 +175,8 @@ class ReviewLabels(BaseModel):
 
 
 class ReviewItem(ReviewCapture):
+    prediction: StoredJsonObject
+    image: StoredJsonObject = Field(default_factory=dict)
     id: str
     project_id: str
     status: ReviewStatus

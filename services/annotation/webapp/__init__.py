@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from visiondock.auth import ROLES, ResourceScope
 from visiondock.errors import NotFound, Unavailable
 from visiondock.settings import Settings
-from visiondock.web import API_KEY_HEADER, require_api_key
+from visiondock.web import API_KEY_HEADER, require_role
 
 STATIC = Path(__file__).parent / "static"
 # What the app may reach in the registry: runs (start, watch) and models (versions, aliases).
@@ -27,6 +28,10 @@ REGISTRY_PATHS = ("runs", "models")
 _FORWARDED_HEADERS = (API_KEY_HEADER.lower(), "authorization", "content-type", "if-match", "if-none-match")
 
 router = APIRouter(prefix="/app", include_in_schema=False)
+# The page, its scripts and its settings hold no data: open (create_app lists them).
+OPEN_PATHS = ("/app", "/app/", "/app/config.json", "/app/static")
+# Any valid key reaches the proxy; the registry judges the key, passed on, against its own permissions.
+_PROXIED = require_role(*ROLES, scope=ResourceScope(delegated="the registry"))
 
 
 @router.get("")
@@ -49,7 +54,7 @@ def config(request: Request) -> dict:
 
 
 @router.api_route("/registry/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                  dependencies=[Depends(require_api_key)])
+                  dependencies=[Depends(_PROXIED)])
 async def registry_proxy(request: Request, path: str) -> Response:
     if path.split("/", 1)[0] not in REGISTRY_PATHS:
         raise NotFound(f"the app reaches only the registry's {' and '.join(REGISTRY_PATHS)}")
