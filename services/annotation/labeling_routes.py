@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from visiondock.schemas import Page
 from visiondock.web import require_role
@@ -60,7 +60,8 @@ def image_thumbnail(project_id: ProjectPath, image_id: ImagePath, thumbnails: Th
              summary="Ask the served model for labels of chosen images (or the unlabeled ones); "
                      "they are stored as suggestions, not labels")
 def suggest(project_id: ProjectPath, body: SuggestRequest, suggestions: Suggester) -> dict:
-    return suggestions.suggest(project_id, alias=body.alias, image_ids=body.image_ids, limit=body.limit)
+    return suggestions.suggest(project_id, model=body.model, alias=body.alias, image_ids=body.image_ids,
+                               limit=body.limit)
 
 
 @router.get("/suggestions", response_model=Page[Image], tags=["suggestions"],
@@ -74,8 +75,12 @@ def awaiting_review(project_id: ProjectPath, suggestions: Suggester, limit: Page
 @router.post("/images/{image_id}/suggestion/accept", response_model=Image, tags=["suggestions"],
              summary="The suggestion becomes the image's labels (history source `suggestion`)")
 def accept_suggestion(project_id: ProjectPath, image_id: ImagePath, suggestions: Suggester, request: Request,
-                      if_match: IfMatch = None) -> dict:
-    return public_image(suggestions.accept(project_id, image_id, who=caller_name(request), if_match=if_match))
+                      if_match: IfMatch = None,
+                      empty: Annotated[bool, Query(description="Accept a suggestion that proposes nothing (no box, "
+                                                               "no tag): the image is labeled as showing nothing "
+                                                               "of the project.")] = False) -> dict:
+    return public_image(suggestions.accept(project_id, image_id, who=caller_name(request), if_match=if_match,
+                                           empty=empty))
 
 
 @router.delete("/images/{image_id}/suggestion", response_model=Image, tags=["suggestions"],

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
 from cli.launcher import LocalServices
+from tests.scoring import tiny_models
 from tests.support.stack import running_services
-from visiondock.clients import AnnotationClient
+from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from .conftest import axe_violations, open_page, screenshot
@@ -33,6 +35,10 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = Path(os.environ.get("VISIONDOCK_DATASETS") or ROOT.parent / "shared" / "datasets")
 GROCERY = DATASETS / "grocery" / "positive"
+RED, BLUE, DARK = (230, 20, 20), (20, 20, 230), (15, 15, 15)
+# Registry models with a production alias: (name, task). `flowers` is the scoring service's primary model.
+MODELS = (("flowers", "multiclass"), ("shelf-suggest", "detection"), ("crates", "detection"),
+          ("shelf-review", "detection"))
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,31 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices
 def annotation(services: LocalServices) -> Iterator[AnnotationClient]:
     with AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def served(services: LocalServices, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """The tiny models registered and promoted, and served by the scoring service; name -> version."""
+    root = tmp_path_factory.mktemp("detection-labeling-models")
+    versions = {}
+    with RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as registry:
+        for name, task in MODELS:
+            path = (tiny_models.detector(root / f"{name}.onnx") if task == "detection"
+                    else tiny_models.classifier(root / f"{name}.onnx", task=task))
+            version = registry.register_version(name, path, {"task": task, "labels": tiny_models.COLOURS,
+                                                             "project_id": name})["version"]
+            registry.set_alias(name, "production", version)
+            versions[name] = version
+    with ScoringClient(services.url("scoring"), LOCAL_DEV_API_KEY) as scoring:
+        deadline = time.monotonic() + 60
+        while True:
+            models = {m["name"]: m for m in scoring.request("GET", "/v1/models").json()["models"]}
+            if all((models.get(name) or {}).get("state") == "loaded" for name, _ in MODELS):
+                break
+            assert time.monotonic() < deadline, models
+            time.sleep(0.2)
+        assert scoring.request("GET", "/v1/models").json()["primary"] == "flowers"
+    return versions
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +230,63 @@ def test_each_box_keeps_the_label_key_pressed_before_it_was_drawn(page: Any, ser
     expected = sorted([other, *list(drawn)[1:]])
     _wait_for(page, lambda: sorted(r["tag"] for r in annotation.get_image(project, image["id"])["regions"]) == expected)
     _assert_accessible(page, "box labeler")
+
+
+def test_suggestions_come_from_the_projects_own_model_and_nothing_empty_is_accepted_silently(
+        page: Any, services: LocalServices, annotation: AnnotationClient, served: dict[str, int]) -> None:
+    # A detection project; the scoring service's primary model is `flowers`, a classifier.
+    project = "shelf-suggest"
+    annotation.create_project(project, "detection", tags=tiny_models.COLOURS)
+    uploaded = annotation.upload_images(project, [
+        ("red-blue.png", tiny_models.quadrants(RED, BLUE, size=(400, 300), background=DARK)),
+        ("empty-shelf.jpg", tiny_models.solid(DARK, size=(400, 300)))])
+    ids = {r["image"]["filename"]: r["image"]["id"] for r in uploaded["results"]}
+    base = services.url("annotation")
+    page.goto(f"{base}/app#/p/{project}/images")
+    page.wait_for_function("window.gridPainted === true")
+    page.click("button:has-text('Suggest labels for unlabeled images')")
+    page.wait_for_selector(f"text=2 suggestion(s) from {project} version {served[project]}; 1 found nothing")
+    screenshot(page, "grid-suggested-by-own-model")
+    boxes = annotation.get_image(project, ids["red-blue.png"])["suggestion"]
+    assert (boxes["model"], boxes["task"]) == (project, "detection")
+    assert sorted(r["tag"] for r in boxes["regions"]) == ["blue", "red"]
+    assert annotation.get_image(project, ids["empty-shelf.jpg"])["suggestion"]["regions"] == []
+
+    # The empty suggestion: A asks, and only the deliberate button labels the image as showing nothing.
+    page.goto(f"{base}/app#/p/{project}/label/{ids['empty-shelf.jpg']}")
+    page.wait_for_selector(".suggestion:not([hidden]) >> text=nothing found (no box)")
+    page.keyboard.press("a")
+    page.wait_for_selector(".suggestion .warning:has-text('found no box')")
+    page.keyboard.press("a")  # again: still only asking
+    page.wait_for_selector(".suggestion .warning")
+    _assert_accessible(page, "empty suggestion")
+    screenshot(page, "labeler-empty-suggestion")
+    assert annotation.get_image(project, ids["empty-shelf.jpg"])["labeled"] is False
+    page.click("button:has-text('Label as showing nothing')")
+    page.wait_for_selector("text=Suggestion accepted for empty-shelf.jpg.")
+    empty = annotation.get_image(project, ids["empty-shelf.jpg"])
+    assert (empty["labeled"], empty["regions"], empty["suggestion"]) == (True, [], None)
+
+    # The boxes: drawn dashed, A accepts them.
+    page.goto(f"{base}/app#/p/{project}/label/{ids['red-blue.png']}")
+    page.wait_for_selector(".overlay g.box.suggested >> nth=1")
+    screenshot(page, "labeler-suggested-boxes")
+    page.keyboard.press("a")
+    page.wait_for_selector("text=Suggestion accepted for red-blue.png.")
+    accepted = annotation.get_image(project, ids["red-blue.png"])
+    assert sorted(r["tag"] for r in accepted["regions"]) == ["blue", "red"]
+
+    # A project whose own model is of another task: refused with a reason, nothing stored.
+    annotation.create_project("crates", "multiclass", tags=tiny_models.COLOURS)
+    crate = annotation.upload_images("crates", [("crate.jpg", tiny_models.solid(RED))])["results"][0]["image"]
+    page.goto(f"{base}/app#/p/crates/images")
+    page.wait_for_function("window.gridPainted === true")
+    page.click("button:has-text('Suggest labels for unlabeled images')")
+    page.wait_for_selector(".status[data-kind=error]:has-text(\"model 'crates' is a detection model\")")
+    assert annotation.get_image("crates", crate["id"])["suggestion"] is None
+    # Over the API another served model may be named, and its task is checked the same way.
+    with httpx.Client(base_url=base, headers={"X-API-Key": LOCAL_DEV_API_KEY}) as http:
+        named = http.post("/v1/projects/crates/suggest", json={"model": "flowers"}).json()
+        assert (named["model"], named["suggested"]) == ("flowers", 1)
+        wrong = http.post(f"/v1/projects/{project}/suggest", json={"model": "flowers"})
+        assert (wrong.status_code, wrong.json()["code"]) == (409, "model_task_mismatch")

@@ -74,7 +74,9 @@ export async function imagesView(main, project) {
     upload([...e.dataTransfer.files]);
   });
 
-  const suggestButton = h("button", { type: "button", onclick: suggest }, "Suggest labels for unlabeled images");
+  // The project's own model (named like the project, as training registers it) suggests.
+  const suggestButton = h("button", { type: "button", onclick: suggest, title: `Asks model ${project} on the scoring service` },
+    "Suggest labels for unlabeled images");
   const newTag = h("input", { id: "new-tag", placeholder: "new tag", "aria-label": "New tag name" });
   const tagForm = h("form", { class: "inline", onsubmit: async (e) => {
     e.preventDefault();
@@ -160,7 +162,8 @@ export async function imagesView(main, project) {
     say("Asking the model…");
     try {
       const result = await api(`${projectPath(project)}/suggest`, { method: "POST", json: { limit: 200 } });
-      say(`${result.suggested} suggestion(s) from ${result.model ?? "the model"} version ${result.version ?? "?"}` +
+      say(`${result.suggested} suggestion(s) from ${result.model} version ${result.version ?? "?"}` +
+        (result.empty ? `; ${result.empty} found nothing (accepting those needs a confirmation)` : "") +
         (result.failed.length ? `; ${result.failed.length} image(s) failed` : "") + ". Show \"Awaiting review\" to go through them.");
       showPage(null).catch(fail);
     } catch (e) { fail(e); } finally { suggestButton.disabled = false; }

@@ -61,11 +61,12 @@ export async function labelerView(main, project, imageId) {
     const s = image.suggestion;
     suggestionPanel.hidden = !s;
     if (s) {
-      const what = detection ? `${s.regions.length} box(es), shown dashed` :
+      const what = emptySuggestion(s) ? (detection ? "nothing found (no box)" : "no tag of this project") :
+        detection ? `${s.regions.length} box(es), shown dashed` :
         (s.tags.join(", ") || "no tag of this project") + (s.scores.length ? ` (${percent(s.scores[0].probability)})` : "");
       suggestionPanel.replaceChildren(h("h2", {}, "Suggestion"),
         h("p", {}, `${s.model} v${s.version}: ${what}`),
-        h("button", { type: "button", class: "primary", onclick: acceptSuggestion }, h("kbd", {}, "A"), " Accept"),
+        h("button", { type: "button", class: "primary", onclick: () => acceptSuggestion() }, h("kbd", {}, "A"), " Accept"),
         h("button", { type: "button", onclick: dismissSuggestion }, "Dismiss"));
     }
     if (detection) {
@@ -172,12 +173,30 @@ export async function labelerView(main, project, imageId) {
     } catch (e) { fail(e); }
   }
 
-  async function acceptSuggestion() {
+  // A suggestion that proposes nothing is never taken by a key press: the person confirms "nothing here".
+  const emptySuggestion = (s) => s && !s.regions.length && !s.tags.length;
+
+  function askToAcceptEmpty() {
+    const what = detection ? "no box" : "no tag of this project";
+    const cancel = h("button", { type: "button", onclick: () => { renderState(); say("Not accepted."); } }, "Cancel");
+    suggestionPanel.replaceChildren(h("h2", {}, "Suggestion"),
+      h("p", { class: "warning", role: "alert" }, `The model found ${what} in this image. Accepting labels it as showing ` +
+        "nothing of this project. Draw or pick the labels yourself if something is there."),
+      h("button", { type: "button", class: "danger", onclick: () => acceptSuggestion({ empty: true }) },
+        "Label as showing nothing"),
+      cancel);
+    cancel.focus();
+    say(`The suggestion has ${what}: confirm to label the image as showing nothing, or label it yourself.`, "error");
+  }
+
+  async function acceptSuggestion({ empty = false } = {}) {
     await regionSaves;  // its If-Match must carry the etag of the last box edit
     if (!image.suggestion) { say("This image has no suggestion."); return; }
+    if (info.type !== "multiclass" && emptySuggestion(image.suggestion) && !empty) { askToAcceptEmpty(); return; }
     try {
       const previous = detection ? { regions: image.regions } : { tags: image.tags };
-      image = await api(`${projectPath(project)}/images/${image.id}/suggestion/accept`, { method: "POST", headers: { "If-Match": image.etag } });
+      const query = empty ? "?empty=true" : "";
+      image = await api(`${projectPath(project)}/images/${image.id}/suggestion/accept${query}`, { method: "POST", headers: { "If-Match": image.etag } });
       undoStack.push({ id: image.id, path: detection ? "regions" : "tags", body: previous });
       say(`Suggestion accepted for ${image.filename}.`);
       if (detection) { editor.setRegions(image.regions, []); renderState(); renderHistory().catch(fail); } else await step(1);
