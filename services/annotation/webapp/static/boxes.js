@@ -58,7 +58,7 @@ export class BoxEditor {
     this.onChange = onChange;
     this.label = label;
     this.onSelect = onSelect || (() => {});
-    this.boxes = [];  // pixel boxes {tag, x1, y1, x2, y2}
+    this.boxes = []; // pixel boxes {tag, x1, y1, x2, y2}
     this.suggested = [];
     this.selected = -1;
     this.drag = null;
@@ -66,14 +66,20 @@ export class BoxEditor {
     svg.addEventListener("pointerdown", (e) => this.down(e));
     svg.addEventListener("pointermove", (e) => this.move(e));
     svg.addEventListener("pointerup", (e) => this.up(e));
-    svg.addEventListener("pointercancel", () => { this.drag = null; this.render(); });
+    svg.addEventListener("pointercancel", () => {
+      this.drag = null;
+      this.render();
+    });
   }
 
   setRegions(regions, suggested = []) {
     const toBox = (r) => ({
-      tag: r.tag, score: r.score,
-      x1: r.left * this.width, y1: r.top * this.height,
-      x2: (r.left + r.width) * this.width, y2: (r.top + r.height) * this.height,
+      tag: r.tag,
+      score: r.score,
+      x1: r.left * this.width,
+      y1: r.top * this.height,
+      x2: (r.left + r.width) * this.width,
+      y2: (r.top + r.height) * this.height,
     });
     this.suggested = suggested.map(toBox);
     // A box being drawn, moved or resized is newer than any saved regions; its own save follows on release.
@@ -87,7 +93,9 @@ export class BoxEditor {
       const left = clamp(Math.min(b.x1, b.x2) / this.width, 0, 1);
       const top = clamp(Math.min(b.y1, b.y2) / this.height, 0, 1);
       return {
-        tag: b.tag, left, top,
+        tag: b.tag,
+        left,
+        top,
         width: Math.min(Math.abs(b.x2 - b.x1) / this.width, 1 - left),
         height: Math.min(Math.abs(b.y2 - b.y1) / this.height, 1 - top),
       };
@@ -132,8 +140,13 @@ export class BoxEditor {
     const index = target.dataset.box !== undefined ? Number(target.dataset.box) : -1;
     if (target.dataset.handle !== undefined && index >= 0) {
       const b = this.boxes[index];
-      const corner = target.dataset.handle;  // the dragged corner moves, the opposite one stays
-      this.drag = { kind: "resize", index, fixX: corner.includes("l") ? b.x2 : b.x1, fixY: corner.includes("t") ? b.y2 : b.y1 };
+      const corner = target.dataset.handle; // the dragged corner moves, the opposite one stays
+      this.drag = {
+        kind: "resize",
+        index,
+        fixX: corner.includes("l") ? b.x2 : b.x1,
+        fixY: corner.includes("t") ? b.y2 : b.y1,
+      };
     } else if (index >= 0) {
       this.select(index);
       const b = this.boxes[index];
@@ -159,8 +172,12 @@ export class BoxEditor {
       Object.assign(b, { x1, y1, x2: x1 + this.drag.w, y2: y1 + this.drag.h });
       this.drag.moved = true;
     } else if (this.drag.kind === "resize") {
-      Object.assign(b, { x1: Math.min(this.drag.fixX, p.x), x2: Math.max(this.drag.fixX, p.x),
-                         y1: Math.min(this.drag.fixY, p.y), y2: Math.max(this.drag.fixY, p.y) });
+      Object.assign(b, {
+        x1: Math.min(this.drag.fixX, p.x),
+        x2: Math.max(this.drag.fixX, p.x),
+        y1: Math.min(this.drag.fixY, p.y),
+        y2: Math.max(this.drag.fixY, p.y),
+      });
     } else {
       b.x2 = p.x;
       b.y2 = p.y;
@@ -177,7 +194,7 @@ export class BoxEditor {
     [b.y1, b.y2] = [Math.min(b.y1, b.y2), Math.max(b.y1, b.y2)];
     const tiny = Math.min(this.width, this.height) / 100;
     if (drag.kind === "draw" && (b.x2 - b.x1 < tiny || b.y2 - b.y1 < tiny)) {
-      this.boxes.splice(drag.index, 1);  // a click, not a box: it unselects
+      this.boxes.splice(drag.index, 1); // a click, not a box: it unselects
       this.select(-1);
       return;
     }
@@ -190,28 +207,68 @@ export class BoxEditor {
     const { line, font, pad } = metrics(this.width, this.height);
     const colour = colourOf(b.tag);
     const g = el("g", { class: dashed ? "box suggested" : "box" }, layer);
-    const rect = el("rect", {
-      x: b.x1, y: b.y1, width: Math.max(b.x2 - b.x1, 1), height: Math.max(b.y2 - b.y1, 1),
-      fill: selected ? "rgba(255,255,255,0.15)" : "transparent", stroke: colour, "stroke-width": line,
-    }, g);
-    if (dashed) rect.setAttribute("stroke-dasharray", style.suggestion.dash_in_line_widths.map((d) => d * line).join(" "));
+    const rect = el(
+      "rect",
+      {
+        x: b.x1,
+        y: b.y1,
+        width: Math.max(b.x2 - b.x1, 1),
+        height: Math.max(b.y2 - b.y1, 1),
+        fill: selected ? "rgba(255,255,255,0.15)" : "transparent",
+        stroke: colour,
+        "stroke-width": line,
+      },
+      g,
+    );
+    if (dashed)
+      rect.setAttribute("stroke-dasharray", style.suggestion.dash_in_line_widths.map((d) => d * line).join(" "));
     if (index >= 0) rect.dataset.box = index;
     const text = b.score !== undefined && b.score !== null ? `${b.tag} ${b.score.toFixed(2)}` : b.tag;
     const tagHeight = font + 2 * pad;
     const above = b.y1 - tagHeight >= 0;
     const ty = above ? b.y1 - tagHeight : b.y1;
     // A label strip is not a handle: a drag that starts on it (it lies over the photo) draws a box.
-    const bg = el("rect", { x: b.x1, y: ty, height: tagHeight, width: text.length * font * 0.6 + 2 * pad, fill: colour,
-                            class: "strip" }, g);
+    const bg = el(
+      "rect",
+      { x: b.x1, y: ty, height: tagHeight, width: text.length * font * 0.6 + 2 * pad, fill: colour, class: "strip" },
+      g,
+    );
     if (dashed) bg.setAttribute("opacity", "0.75");
-    const label = el("text", { x: b.x1 + pad, y: ty + pad + font * 0.85, "font-size": font, fill: style.label.text_colour,
-                               "font-family": "sans-serif", class: "strip" }, g);
+    const label = el(
+      "text",
+      {
+        x: b.x1 + pad,
+        y: ty + pad + font * 0.85,
+        "font-size": font,
+        fill: style.label.text_colour,
+        "font-family": "sans-serif",
+        class: "strip",
+      },
+      g,
+    );
     label.textContent = text;
     if (selected) {
       const size = line * 4;
-      for (const [name, x, y] of [["tl", b.x1, b.y1], ["tr", b.x2, b.y1], ["bl", b.x1, b.y2], ["br", b.x2, b.y2]]) {
-        const handle = el("rect", { x: x - size / 2, y: y - size / 2, width: size, height: size, fill: "#fff",
-                                    stroke: colour, "stroke-width": line / 2, class: `handle ${name}` }, g);
+      for (const [name, x, y] of [
+        ["tl", b.x1, b.y1],
+        ["tr", b.x2, b.y1],
+        ["bl", b.x1, b.y2],
+        ["br", b.x2, b.y2],
+      ]) {
+        const handle = el(
+          "rect",
+          {
+            x: x - size / 2,
+            y: y - size / 2,
+            width: size,
+            height: size,
+            fill: "#fff",
+            stroke: colour,
+            "stroke-width": line / 2,
+            class: `handle ${name}`,
+          },
+          g,
+        );
         handle.dataset.box = index;
         handle.dataset.handle = name;
       }
@@ -221,7 +278,9 @@ export class BoxEditor {
   render() {
     this.svg.replaceChildren();
     const layer = el("g", {}, this.svg);
-    this.suggested.forEach((b) => this.drawBox(layer, b, { dashed: true }));
-    this.boxes.forEach((b, i) => this.drawBox(layer, b, { index: i, selected: i === this.selected }));
+    for (const b of this.suggested) this.drawBox(layer, b, { dashed: true });
+    this.boxes.forEach((b, i) => {
+      this.drawBox(layer, b, { index: i, selected: i === this.selected });
+    });
   }
 }

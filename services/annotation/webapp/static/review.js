@@ -1,7 +1,7 @@
 // The review queue: predictions the scoring service captured, most uncertain first.
 // A accepts the prediction, number keys accept with that tag instead, R rejects.
-import { api, allTags, imageUrl, projectPath } from "./api.js";
-import { h, say, fail, percent } from "./ui.js";
+import { allTags, api, imageUrl, projectPath } from "./api.js";
+import { fail, h, percent, say } from "./ui.js";
 
 export async function reviewView(main, project) {
   const info = await api(projectPath(project));
@@ -9,9 +9,18 @@ export async function reviewView(main, project) {
   const list = h("ol", { class: "review-list", "aria-label": "Pending review items, most uncertain first" });
   const more = h("button", { type: "button", hidden: true }, "Load more");
   let continuation = null;
-  main.replaceChildren(h("h1", {}, "Review queue"),
-    h("p", { class: "help" }, "Predictions the scoring service captured, most uncertain first. On the highlighted item: A accepts the prediction, " +
-      (info.type === "detection" ? "" : "a number key accepts it with that tag, ") + "R rejects it."), list, more);
+  main.replaceChildren(
+    h("h1", {}, "Review queue"),
+    h(
+      "p",
+      { class: "help" },
+      "Predictions the scoring service captured, most uncertain first. On the highlighted item: A accepts the prediction, " +
+        (info.type === "detection" ? "" : "a number key accepts it with that tag, ") +
+        "R rejects it.",
+    ),
+    list,
+    more,
+  );
 
   function predicted(item) {
     const p = item.prediction || {};
@@ -20,31 +29,70 @@ export async function reviewView(main, project) {
     return p.label ? `${p.label} ${percent(p.probability || 0)}` : "nothing";
   }
 
-  function current() { return list.querySelector("li.item"); }
+  function current() {
+    return list.querySelector("li.item");
+  }
 
   function row(item) {
     const img = h("img", { alt: `captured image ${item.filename}`, width: 120, height: 120 });
-    imageUrl(`${projectPath(project)}/review-items/${item.id}/content`).then((url) => { img.src = url; }).catch(() => {});
-    const accept = (chosen) => decide(li, item, "accept", chosen === undefined ? undefined : (info.type === "detection" ? undefined : { tags: [chosen] }));
-    const li = h("li", { class: "item", dataset: { id: item.id } }, img,
-      h("div", {},
-        h("p", {}, h("strong", {}, predicted(item)), ` · uncertainty ${percent(item.uncertainty)} · ${item.model} v${item.version}`),
-        h("div", { class: "actions" },
+    imageUrl(`${projectPath(project)}/review-items/${item.id}/content`)
+      .then((url) => {
+        img.src = url;
+      })
+      .catch(() => {});
+    const accept = (chosen) =>
+      decide(
+        li,
+        item,
+        "accept",
+        chosen === undefined ? undefined : info.type === "detection" ? undefined : { tags: [chosen] },
+      );
+    const li = h(
+      "li",
+      { class: "item", dataset: { id: item.id } },
+      img,
+      h(
+        "div",
+        {},
+        h(
+          "p",
+          {},
+          h("strong", {}, predicted(item)),
+          ` · uncertainty ${percent(item.uncertainty)} · ${item.model} v${item.version}`,
+        ),
+        h(
+          "div",
+          { class: "actions" },
           h("button", { type: "button", class: "primary", onclick: () => accept() }, h("kbd", {}, "A"), " Accept"),
-          info.type === "detection" ? null : tags.map((t, i) => h("button", { type: "button", onclick: () => accept(t) }, h("kbd", {}, String(i + 1)), ` ${t}`)),
-          h("button", { type: "button", onclick: () => decide(li, item, "reject") }, h("kbd", {}, "R"), " Reject"))));
+          info.type === "detection"
+            ? null
+            : tags.map((t, i) =>
+                h("button", { type: "button", onclick: () => accept(t) }, h("kbd", {}, String(i + 1)), ` ${t}`),
+              ),
+          h("button", { type: "button", onclick: () => decide(li, item, "reject") }, h("kbd", {}, "R"), " Reject"),
+        ),
+      ),
+    );
     return li;
   }
 
   async function decide(li, item, action, body) {
     try {
-      await api(`${projectPath(project)}/review-items/${item.id}/${action}`, { method: "POST", json: body ?? {}, headers: { "If-Match": item.etag } });
+      await api(`${projectPath(project)}/review-items/${item.id}/${action}`, {
+        method: "POST",
+        json: body ?? {},
+        headers: { "If-Match": item.etag },
+      });
       li.remove();
-      say(`${action === "accept" ? "Accepted" : "Rejected"} ${item.filename}. ${list.querySelectorAll("li.item").length} left on this page.`);
+      say(
+        `${action === "accept" ? "Accepted" : "Rejected"} ${item.filename}. ${list.querySelectorAll("li.item").length} left on this page.`,
+      );
       if (!current()) await load(null);
       const next = current();
       if (next) next.querySelector("button").focus();
-    } catch (e) { fail(e); }
+    } catch (e) {
+      fail(e);
+    }
   }
 
   async function load(token) {
