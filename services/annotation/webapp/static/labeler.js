@@ -1,5 +1,7 @@
 // One image at a time: tags by number keys (classification) or boxes by pointer (detection), the
-// model's suggestion shown dashed (A accepts it), arrows move through the grid's list, U undoes.
+// model's suggestion shown dashed (A accepts it), arrows move through the grid's list, U undoes. The
+// photo zooms (wheel, + and -, 0 fits) and pans (Shift+arrows, Shift+wheel, the middle button); boxes
+// are drawn in draw mode (D: a drag always draws) and moved or resized in edit mode (E).
 import { allTags, api, contentUrl, projectPath } from "./api.js";
 import { BoxEditor, colourOf, loadStyle } from "./boxes.js";
 import { browsing, loadMore } from "./images.js";
@@ -23,11 +25,28 @@ export async function labelerView(main, project, imageId) {
   const position = h("span", { class: "position" });
   const filename = h("span", { class: "filename" });
   const state = h("p", { class: "labels", "aria-live": "polite" });
-  const picture = h("img", { alt: "", class: "photo" });
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("class", "overlay");
   svg.setAttribute("role", "img");
-  const stage = h("div", { class: "stage" }, picture, svg);
+  const stage = h("div", { class: "stage" }, svg);
+  const zoomShown = h("output", { class: "zoom", "aria-label": "Zoom" }, "100 %");
+  const modeButton = (mode, key, text) =>
+    h(
+      "button",
+      { type: "button", class: "mode", dataset: { mode }, onclick: () => setMode(mode) },
+      h("kbd", {}, key),
+      text,
+    );
+  const tools = h(
+    "div",
+    { class: "stage-tools", role: "group", "aria-label": "Drawing and view" },
+    detection ? [modeButton("draw", "D", " Draw"), modeButton("edit", "E", " Move / resize")] : null,
+    h("button", { type: "button", "aria-label": "Zoom out (-)", onclick: () => editor.zoomBy(1 / 1.5) }, "−"),
+    zoomShown,
+    h("button", { type: "button", "aria-label": "Zoom in (+)", onclick: () => editor.zoomBy(1.5) }, "+"),
+    h("button", { type: "button", onclick: () => editor.fitView() }, h("kbd", {}, "0"), " Fit"),
+  );
+  let mode = "draw";
   const tagButtons = h("div", {
     class: "tag-buttons",
     role: "group",
@@ -41,8 +60,8 @@ export async function labelerView(main, project, imageId) {
     "p",
     { class: "help" },
     detection
-      ? "Number keys choose the label of the next box you draw; drag on the image to draw it. Drag a box to move it, its corners to resize. To relabel a box, click it, then press a number key. Delete removes the selected box. A accepts the suggestion, U undoes, ← → move, Esc goes back."
-      : `Number keys ${info.type === "multiclass" ? "set the tag and go to the next image" : "toggle tags; Enter goes to the next image"}; A accepts the suggestion, U undoes, ← → move, Esc goes back.`,
+      ? "Number keys choose the label of the next box you draw. Draw mode (D): a drag always draws a new box, even inside another one; a click picks the box under it, and then a number key relabels it, Delete removes it. Edit mode (E): drag a box to move it, its corners to resize. Wheel or + − zoom at the pointer, 0 fits; Shift+arrows, Shift+wheel or the middle button pan. A accepts the suggestion, U undoes, ← → move, Esc goes back."
+      : `Number keys ${info.type === "multiclass" ? "set the tag and go to the next image" : "toggle tags; Enter goes to the next image"}; A accepts the suggestion, U undoes, ← → move, Esc goes back. Wheel or + − zoom, 0 fits, Shift+arrows pan.`,
   );
 
   main.replaceChildren(
@@ -51,7 +70,7 @@ export async function labelerView(main, project, imageId) {
     h(
       "div",
       { class: "labeler" },
-      stage,
+      h("div", { class: "stage-column" }, tools, stage),
       h(
         "aside",
         { class: "side" },
@@ -147,7 +166,7 @@ export async function labelerView(main, project, imageId) {
         ),
       );
     }
-    svg.setAttribute("aria-label", detection ? `${image.regions.length} boxes` : "image");
+    svg.setAttribute("aria-label", detection ? `${image.filename}: ${image.regions.length} boxes` : image.filename);
     renderTags();
   }
 
@@ -170,30 +189,34 @@ export async function labelerView(main, project, imageId) {
     await regionSaves; // the boxes drawn on this image are stored before the next one is shown
     image = await api(`${projectPath(project)}/images/${id}`);
     history.replaceState(null, "", `#/p/${project}/label/${id}`);
-    picture.alt = image.filename;
-    picture.src = await contentUrl(project, id);
+    const url = await contentUrl(project, id);
     // The stage takes the image's shape, so the overlay's pixels are the image's (no letterbox).
     stage.style.aspectRatio = `${image.width} / ${image.height}`;
     stage.style.maxWidth = `min(100%, calc(78vh * ${image.width / image.height}))`;
     store.imageShown();
+    // One editor per image: the last one's events end with it (its boxes are another image's).
+    if (editor) editor.destroy();
+    editor = new BoxEditor(svg, {
+      width: image.width,
+      height: image.height,
+      editable: detection,
+      onView: (zoom) => {
+        zoomShown.textContent = `${Math.round(zoom * 100)} %`;
+      },
+      label: () => store.newBoxTag,
+      onChange: (regions) => saveRegions(regions),
+      onSelect: (i, picked) => {
+        if (i < 0) store.unselected();
+        else if (picked) store.boxPicked(i);
+        else store.boxDrawn(i);
+        renderState();
+      },
+    });
     if (detection) {
-      editor = new BoxEditor(svg, {
-        width: image.width,
-        height: image.height,
-        label: () => store.newBoxTag,
-        onChange: (regions) => saveRegions(regions),
-        onSelect: (i, picked) => {
-          if (i < 0) store.unselected();
-          else if (picked) store.boxPicked(i);
-          else store.boxDrawn(i);
-          renderState();
-        },
-      });
+      editor.setMode(mode);
       editor.setRegions(image.regions, image.suggestion ? image.suggestion.regions : []);
-    } else {
-      svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
-      svg.replaceChildren();
     }
+    editor.showPhoto(url);
     renderState();
     renderHistory().catch(fail);
   }
@@ -354,8 +377,23 @@ export async function labelerView(main, project, imageId) {
     }
   }
 
+  function setMode(next) {
+    mode = next;
+    if (editor) editor.setMode(mode);
+    for (const button of tools.querySelectorAll("button.mode"))
+      button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+    say(
+      mode === "draw" ? "Draw mode: a drag draws a new box." : "Edit mode: drag a box to move it, a corner to resize.",
+    );
+  }
+
   async function step(delta) {
     let at = browsing.ids.indexOf(image.id);
+    // Opened by its link: find it in the grid's list (a few pages at most) before stepping from it.
+    for (let pages = 0; at < 0 && !browsing.done && pages < 5; pages++) {
+      await loadMore();
+      at = browsing.ids.indexOf(image.id);
+    }
     if (at < 0) {
       browsing.ids.unshift(image.id);
       at = 0;
@@ -375,7 +413,16 @@ export async function labelerView(main, project, imageId) {
       return;
     }
     if (event.ctrlKey) return;
-    if (/^[1-9]$/.test(key)) {
+    if (event.shiftKey && key.startsWith("Arrow") && editor) {
+      event.preventDefault();
+      const [dx, dy] = { ArrowLeft: [-0.25, 0], ArrowRight: [0.25, 0], ArrowUp: [0, -0.25], ArrowDown: [0, 0.25] }[key];
+      editor.panBy(dx, dy);
+    } else if ((key === "+" || key === "=") && editor) editor.zoomBy(1.5);
+    else if (key === "-" && editor) editor.zoomBy(1 / 1.5);
+    else if (key === "0" && editor) editor.fitView();
+    else if (detection && key.toLowerCase() === "d") setMode("draw");
+    else if (detection && key.toLowerCase() === "e") setMode("edit");
+    else if (/^[1-9]$/.test(key)) {
       event.preventDefault();
       await press(Number(key) - 1);
     } else if (key === "ArrowRight" || (key === "Enter" && !event.target.closest("button, a"))) {
@@ -401,7 +448,8 @@ export async function labelerView(main, project, imageId) {
     // Decided now: the handler itself runs after the previous key's save.
     if (
       !event.target.closest("input, select, textarea") &&
-      /^([1-9]|Arrow(Left|Right)|[aAuU]|Delete|Backspace)$/.test(event.key)
+      (/^([0-9]|Arrow(Left|Right)|[aAuUdDeE+=-]|Delete|Backspace)$/.test(event.key) ||
+        (event.shiftKey && event.key.startsWith("Arrow")))
     ) {
       event.preventDefault();
     }
@@ -409,5 +457,9 @@ export async function labelerView(main, project, imageId) {
   };
   document.addEventListener("keydown", queued);
   await show(imageId);
-  return () => document.removeEventListener("keydown", queued);
+  if (detection) setMode("draw");
+  return () => {
+    document.removeEventListener("keydown", queued);
+    if (editor) editor.destroy();
+  };
 }
