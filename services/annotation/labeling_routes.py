@@ -10,10 +10,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from visiondock.schemas import Page
 from visiondock.web import require_role
 
+from .capture_status import CaptureStatus
 from .history import LabelHistory, caller_name
 from .images import public_image
 from .routes import IfMatch, Library, PageSize
-from .schemas import Image, ImagePath, LabelHistoryEntry, ProjectPath, SuggestRequest, SuggestResponse
+from .schemas import (
+    Image,
+    ImagePath,
+    LabelHistoryEntry,
+    ProjectPath,
+    ReviewCaptureStatus,
+    SuggestRequest,
+    SuggestResponse,
+)
 from .suggestions import Suggestions
 from .thumbnails import Thumbnails
 
@@ -30,7 +39,12 @@ async def _thumbnails(request: Request) -> Thumbnails:
     return request.app.state.thumbnails
 
 
+async def _capture_status(request: Request) -> CaptureStatus:
+    return request.app.state.capture_status
+
+
 History = Annotated[LabelHistory, Depends(_history)]
+Capture = Annotated[CaptureStatus, Depends(_capture_status)]
 Suggester = Annotated[Suggestions, Depends(_suggestions)]
 ThumbnailStore = Annotated[Thumbnails, Depends(_thumbnails)]
 
@@ -87,3 +101,10 @@ def accept_suggestion(project_id: ProjectPath, image_id: ImagePath, suggestions:
                summary="Drop the suggestion; the labels stay as they are")
 def dismiss_suggestion(project_id: ProjectPath, image_id: ImagePath, suggestions: Suggester) -> dict:
     return public_image(suggestions.dismiss(project_id, image_id))
+
+
+@router.get("/review-capture", response_model=ReviewCaptureStatus, tags=["review"],
+            summary="Whether the scoring service captures predictions for review, and at what rate")
+def review_capture(project_id: ProjectPath, library: Library, capture: Capture) -> dict:
+    library.projects.get(project_id)  # 404 for an unknown project
+    return capture.for_project(project_id)

@@ -211,6 +211,21 @@ class ReviewAccepted(BaseModel):
     image: Image
 
 
+class ReviewReopened(BaseModel):
+    item: ReviewItem
+    image: Image | None = Field(description="The image whose labels were put back; null when none changed.")
+
+
+class ReviewCaptureStatus(BaseModel):
+    scoring_reachable: bool
+    capture_rate: float | None = Field(description="The share of predictions the scoring service captures for "
+                                                   "review (0: capture is off); null when it could not be asked.")
+    model_served: bool | None = Field(description="Whether the scoring service serves the project's model "
+                                                  "(named like the project); null when it could not be asked.")
+    how_to_turn_on: str
+    detail: str | None = None
+
+
 # -- model-assisted labeling and label history ----------------------------------------
 class SuggestRequest(BaseModel):
     model: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",

@@ -151,21 +151,21 @@ def _open_labeler(page: Any, base: str, project: str, image_id: str, filename: s
 class Screen:
     """Image pixels to page coordinates, read from where the overlay is now."""
 
-    def __init__(self, page: Any, width: int, height: int) -> None:
-        self.page, self.width, self.height = page, width, height
+    def __init__(self, page: Any, width: int, height: int, overlay: str = ".overlay") -> None:
+        self.page, self.width, self.height, self.overlay = page, width, height, overlay
 
     def view(self) -> tuple[float, float, float, float]:
         """The part of the photo on screen (the overlay's viewBox), in image pixels: x, y, width, height."""
-        x, y, w, h = (float(v) for v in self.page.locator(".overlay").get_attribute("viewBox").split())
+        x, y, w, h = (float(v) for v in self.page.locator(self.overlay).get_attribute("viewBox").split())
         return x, y, w, h
 
     def at(self, x: float, y: float) -> tuple[float, float]:
-        box = self.page.locator(".overlay").bounding_box()
+        box = self.page.locator(self.overlay).bounding_box()
         vx, vy, vw, vh = self.view()
         return box["x"] + (x - vx) * box["width"] / vw, box["y"] + (y - vy) * box["height"] / vh
 
     def image_point(self, sx: float, sy: float) -> tuple[float, float]:
-        box = self.page.locator(".overlay").bounding_box()
+        box = self.page.locator(self.overlay).bounding_box()
         vx, vy, vw, vh = self.view()
         return vx + (sx - box["x"]) * vw / box["width"], vy + (sy - box["y"]) * vh / box["height"]
 
@@ -457,3 +457,111 @@ def test_a_drag_always_draws_in_draw_mode_and_each_image_keeps_its_own_boxes(pag
     # One write, of the one box: nothing of the first image's boxes was ever saved onto the second.
     history = annotation.request("GET", f"/v1/projects/{project}/images/{second}/history").json()["data"]
     assert [len(entry["labels"]["regions"]) for entry in history] == [1]
+
+
+def _captured(annotation: AnnotationClient, project: str, count: int, page: Any) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while len(items := list(annotation.list_review_items(project))) < count:
+        assert time.monotonic() < deadline, "the captured predictions never reached the review queue"
+        page.wait_for_timeout(200)
+    return items
+
+
+def _item(annotation: AnnotationClient, project: str, item_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = annotation.request("GET", f"/v1/projects/{project}/review-items/{item_id}").json()
+    return item
+
+
+def _predict(services: LocalServices, model: str, files: list[tuple[str, bytes]]) -> None:
+    with httpx.Client(base_url=services.url("scoring"), headers={"X-API-Key": LOCAL_DEV_API_KEY}) as scoring:
+        for name, data in files:
+            answer = scoring.post(f"/v1/models/{model}/predict", files={"file": (name, data)})
+            assert answer.status_code == 200, answer.text
+
+
+def test_review_detections_drawn_corrected_before_accept_and_taken_back(
+        page: Any, services: LocalServices, annotation: AnnotationClient, served: dict[str, int]) -> None:
+    project = "shelf-review"
+    annotation.create_project(project, "detection", tags=tiny_models.COLOURS)
+    base = services.url("annotation")
+    page.goto(f"{base}/app#/p/{project}/review")
+    # Nothing captured yet: the page says whether capture is on, at what rate, and that the model is served.
+    page.wait_for_selector(".empty-queue:not([hidden]) >> text=Capture is on")
+    assert "100.0 % of its predictions" in page.locator(".empty-queue").inner_text()
+    assert "it serves this project's model" in page.locator(".empty-queue").inner_text()
+    _assert_accessible(page, "empty review queue")
+    screenshot(page, "review-empty-capture-on")
+
+    _predict(services, project, [("red-blue.png", tiny_models.quadrants(RED, BLUE, size=(400, 300), background=DARK)),
+                                 ("blue-red.png", tiny_models.quadrants(BLUE, RED, size=(400, 300), background=DARK))])
+    items = {item["id"]: item for item in _captured(annotation, project, 2, page)}
+    page.goto(f"{base}/app#/p/{project}/label/none")  # away and back: the queue is read again
+    page.goto(f"{base}/app#/p/{project}/review")
+    page.wait_for_selector(".review-current .overlay[data-photo=loaded]")
+    # The model's boxes are drawn on the photo (and over each waiting thumbnail).
+    assert page.locator(".review-current .overlay g.box").count() == 2
+    assert page.locator(".review-list .thumb-boxes rect").count() == 4
+    _assert_accessible(page, "detection review")
+    screenshot(page, "review-detection")
+
+    # Corrected before Accept: the bottom right box deleted, a green one drawn top right.
+    item_id = page.locator(".review-list li.item.current").get_attribute("data-id")
+    screen = Screen(page, 400, 300, ".review-current .overlay")
+    page.mouse.click(*screen.at(300, 225))
+    page.keyboard.press("Delete")
+    page.wait_for_function("document.querySelectorAll('.review-current .overlay g.box').length === 1")
+    page.keyboard.press("2")
+    screen.drag((210, 10), (390, 140))
+    page.wait_for_selector(".review-current .box-list li:has-text('green')")
+    screenshot(page, "review-detection-corrected")
+    page.keyboard.press("a")
+    page.wait_for_function(f"!document.querySelector('.review-list li.item[data-id=\"{item_id}\"]')")
+    accepted = _item(annotation, project, item_id)
+    assert (accepted["status"], accepted["labels_from"]) == ("accepted", "reviewer")
+    image = annotation.get_image(project, accepted["image_id"])
+    kept = items[item_id]["suggested"]["regions"][0]
+    assert sorted(r["tag"] for r in image["regions"]) == sorted([kept["tag"], "green"])
+    green = next(r for r in image["regions"] if r["tag"] == "green")
+    assert _pixels(green, 400, 300) == pytest.approx((210, 10, 390, 140), abs=4)
+
+    # U takes the acceptance back: the item waits again and the image has no labels.
+    page.keyboard.press("u")
+    page.wait_for_selector(f".review-list li.item.current[data-id='{item_id}']")
+    assert _item(annotation, project, item_id)["status"] == "pending"
+    restored = annotation.get_image(project, accepted["image_id"])
+    assert (restored["labeled"], restored["regions"]) == (False, [])
+    # Reject, take it back too; then accept both as the model proposed.
+    page.keyboard.press("r")
+    page.wait_for_function(f"!document.querySelector('.review-list li.item[data-id=\"{item_id}\"]')")
+    assert _item(annotation, project, item_id)["status"] == "rejected"
+    page.keyboard.press("u")
+    page.wait_for_selector(f".review-list li.item.current[data-id='{item_id}']")
+    assert _item(annotation, project, item_id)["status"] == "pending"
+    page.keyboard.press("a")
+    page.wait_for_function("document.querySelectorAll('.review-list li.item').length === 1")
+    page.keyboard.press("a")
+    page.wait_for_selector(".empty-queue:not([hidden])")
+    decided = list(annotation.list_review_items(project, status="accepted"))
+    assert {d["labels_from"] for d in decided} == {"prediction"} and len(decided) == 2
+
+
+def test_review_classification_accepts_a_new_tag_and_undo(page: Any, services: LocalServices,
+                                                          annotation: AnnotationClient, served: dict[str, int]) -> None:
+    project = "flowers"
+    annotation.create_project(project, "multiclass", tags=tiny_models.COLOURS)
+    _predict(services, project, [("odd-one.jpg", tiny_models.solid((120, 40, 160)))])
+    [item] = _captured(annotation, project, 1, page)
+    page.goto(f"{services.url('annotation')}/app#/p/{project}/review")
+    page.wait_for_selector(".review-current .overlay[data-photo=loaded]")
+    page.fill("#review-new-tag", "purple")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".empty-queue:not([hidden])")
+    accepted = _item(annotation, project, item["id"])
+    assert (accepted["status"], accepted["labels"]["tags"]) == ("accepted", ["purple"])
+    assert "purple" in [t["name"] for t in annotation.request("GET", f"/v1/projects/{project}/tags").json()["data"]]
+    assert annotation.get_image(project, accepted["image_id"])["tags"] == ["purple"]
+    page.locator("body").click(position={"x": 5, "y": 300})  # the key goes to the page, not the form
+    page.keyboard.press("u")
+    page.wait_for_selector(f".review-list li.item.current[data-id='{item['id']}']")
+    assert annotation.get_image(project, accepted["image_id"])["labeled"] is False
+    _assert_accessible(page, "classification review")
