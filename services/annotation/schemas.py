@@ -214,11 +214,30 @@ class ReviewAccepted(BaseModel):
     image: Image
 
 
+class ReviewReopened(BaseModel):
+    item: ReviewItem
+    image: Image | None = Field(description="The image whose labels were put back; null when none changed.")
+
+
+class ReviewCaptureStatus(BaseModel):
+    scoring_reachable: bool
+    capture_rate: float | None = Field(description="The share of predictions the scoring service captures for "
+                                                   "review (0: capture is off); null when it could not be asked.")
+    model_served: bool | None = Field(description="Whether the scoring service serves the project's model "
+                                                  "(named like the project); null when it could not be asked.")
+    how_to_turn_on: str
+    detail: str | None = None
+
+
 # -- model-assisted labeling and label history ----------------------------------------
 class SuggestRequest(BaseModel):
+    model: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+                              description="The registry model to ask (the scoring service must serve it, GET "
+                                          "/v1/models there); leave out for the project's own model, named like "
+                                          "the project. Its task must fit the project's type.")
     alias: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$",
-                              description="A secondary alias the scoring service serves; leave out for its "
-                                          "main one.")
+                              description="A secondary alias the scoring service serves for its primary model "
+                                          "(which must be `model`); leave out for the served version.")
     image_ids: list[str] | None = Field(default=None, max_length=1000,
                                         description="The images to suggest labels for; leave out for the "
                                                     "unlabeled ones (up to `limit`).")
@@ -241,6 +260,8 @@ class SuggestResponse(BaseModel):
     version: int | None = None
     alias: str | None = None
     suggested: int
+    empty: int = Field(default=0, description="Suggestions that propose nothing (no tag, no box): accepting one "
+                                              "needs empty=true.")
     failed: list[SuggestFailure]
     results: list[SuggestedImage]
 

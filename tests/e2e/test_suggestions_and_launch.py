@@ -56,7 +56,10 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
                         (("red", RED), ("green", GREEN), ("blue", BLUE)))
     labeled = _upload(annotation, "paints", "done.jpg", (200, 40, 40), tags="blue")  # a person said blue
 
-    answer = annotation.post("/v1/projects/paints/suggest", json={})
+    # The project's own model would be `paints`; this service serves one model, `colours`.
+    not_served = annotation.post("/v1/projects/paints/suggest", json={})
+    assert not_served.status_code == 404 and "does not serve model 'paints'" in not_served.json()["detail"]
+    answer = annotation.post("/v1/projects/paints/suggest", json={"model": "colours"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["model"], body["version"], body["suggested"], body["failed"]) == ("colours", 4, 3, [])
@@ -85,7 +88,7 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
     again = annotation.post(f"/v1/projects/paints/images/{red}/suggestion/accept")
     assert again.status_code == 409 and "no suggestion" in again.json()["detail"]
 
-    chosen = annotation.post("/v1/projects/paints/suggest", json={"image_ids": [labeled]}).json()
+    chosen = annotation.post("/v1/projects/paints/suggest", json={"image_ids": [labeled], "model": "colours"}).json()
     assert [r["tags"] for r in chosen["results"]] == [["red"]]
     kept = annotation.get(f"/v1/projects/paints/images/{labeled}").json()
     assert (kept["tags"], kept["suggestion"]["tags"]) == (["blue"], ["red"])  # the person's label stays
@@ -94,18 +97,25 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
 def test_suggestions_drop_labels_the_project_lacks_and_bad_requests_get_clear_4xx(annotation: httpx.Client) -> None:
     annotation.post("/v1/projects", json={"id": "reds", "type": "multiclass", "tags": ["red"]})
     green = _upload(annotation, "reds", "green.jpg", GREEN)
-    body = annotation.post("/v1/projects/reds/suggest", json={}).json()
+    body = annotation.post("/v1/projects/reds/suggest", json={"model": "colours"}).json()
     assert body["results"] == [{"image_id": green, "tags": [], "regions": []}]
     refused = annotation.post(f"/v1/projects/reds/images/{green}/suggestion/accept")
     assert refused.status_code == 400 and "label the image by hand" in refused.json()["detail"]
 
-    no_alias = annotation.post("/v1/projects/reds/suggest", json={"alias": "staging"})
+    no_alias = annotation.post("/v1/projects/reds/suggest", json={"alias": "staging", "model": "colours"})
     assert no_alias.status_code == 404 and "scoring service" in no_alias.json()["detail"]
-    unknown = annotation.post("/v1/projects/reds/suggest", json={"image_ids": ["0" * 64]})
+    unknown = annotation.post("/v1/projects/reds/suggest", json={"image_ids": ["0" * 64], "model": "colours"})
     assert unknown.status_code == 404
     bad = annotation.post("/v1/projects/reds/suggest", json={"limit": 0})
     assert bad.status_code == 422
     assert annotation.post("/v1/projects/nope/suggest", json={}).status_code == 404
+    # A classifier cannot suggest boxes: refused before anything is stored.
+    annotation.post("/v1/projects", json={"id": "crates", "type": "detection", "tags": ["red"]})
+    crate = _upload(annotation, "crates", "crate.jpg", RED)
+    mismatch = annotation.post("/v1/projects/crates/suggest", json={"model": "colours"})
+    assert mismatch.status_code == 409 and mismatch.json()["code"] == "model_task_mismatch", mismatch.text
+    assert "multiclass model" in mismatch.json()["detail"]
+    assert annotation.get(f"/v1/projects/crates/images/{crate}").json()["suggestion"] is None
 
 
 def test_a_detector_answer_becomes_scored_boxes_of_project_tags(tmp_path: Path) -> None:

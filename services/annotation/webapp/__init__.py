@@ -1,7 +1,8 @@
 """The labeling app: static ES modules served at `/app`, its settings, and a same-origin way to the registry.
 
 The app is plain HTML, CSS and JavaScript modules in `static/` (no build step, nothing
-fetched from elsewhere). It talks to this service's API with the API key the person
+fetched from elsewhere), and the page code it shares with the dashboard at `/app/common/`
+(visiondock/pages). It talks to this service's API with the API key the person
 signed in with (kept in the tab's session storage) and reaches the registry (training
 runs, versions, aliases) through `/app/registry/v1/...` here: one origin means no CORS
 settings to keep in step across deployments, and the registry need not be exposed to
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from visiondock.auth import ROLES, ResourceScope
 from visiondock.errors import NotFound, Unavailable
+from visiondock.pages import shared_page_file
 from visiondock.settings import Settings
 from visiondock.web import API_KEY_HEADER, require_role
 
@@ -38,6 +40,12 @@ _PROXIED = require_role(*ROLES, scope=ResourceScope(delegated="the registry"))
 @router.get("/")
 def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/common/{name}")
+def common(name: str) -> FileResponse:
+    """Page code shared with the dashboard (visiondock/pages)."""
+    return shared_page_file(name)
 
 
 @router.get("/config.json")
