@@ -6,6 +6,7 @@
 #   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
+#   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -18,7 +19,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint check-images soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -53,6 +54,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
+
+# The CUDA major each GPU image ships against the one its locked onnxruntime-gpu / torch wheel links,
+# read from the wheels themselves (about 800 MB, downloaded once into .cache/gpu-wheels).
+check-images: $(STAMP)
+	$(PY) -m tests.deploy.gpu_images
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"
@@ -100,4 +106,4 @@ bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants
 
 clean:
-	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .cache tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
