@@ -66,11 +66,10 @@ def test_every_image_is_multi_stage_non_root_healthchecked_and_pinned(dockerfile
             assert lines[number - 1].startswith("#") and "hadolint" not in lines[number - 1], line
 
 
-# The chart's images and the Dockerfile (and lock) each is built from.
-IMAGE_SOURCES = {"visiondock/api": ("api.Dockerfile", "api"), "visiondock/scoring": ("scoring.Dockerfile", "scoring"),
-                 "visiondock/scoring-gpu": ("scoring-gpu.Dockerfile", "scoring-gpu"),
-                 "visiondock/trainer": ("trainer.Dockerfile", "trainer"),
-                 "visiondock/trainer-gpu": ("trainer.Dockerfile", "trainer-gpu")}
+# The chart's images and the Dockerfile each is built from.
+IMAGE_SOURCES = {"visiondock/api": "api.Dockerfile", "visiondock/scoring": "scoring.Dockerfile",
+                 "visiondock/scoring-gpu": "scoring-gpu.Dockerfile", "visiondock/trainer": "trainer.Dockerfile",
+                 "visiondock/trainer-gpu": "trainer.Dockerfile"}
 
 
 def _copied_packages(dockerfile: Path) -> set[str]:
@@ -78,7 +77,8 @@ def _copied_packages(dockerfile: Path) -> set[str]:
     text = dockerfile.read_text()
     build = text[:text.rindex("\nFROM ")]
     copied = set(re.findall(r"^COPY (\w+) \./\1$", build, re.M))
-    allowed = {line[1:].strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].strip("/") for line in ignore if line.startswith("!")}
     return copied & allowed
 
 
@@ -95,7 +95,7 @@ def test_every_command_the_chart_runs_is_in_its_image() -> None:
                     else doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"])
             for container in spec["containers"]:
                 image = re.sub(r"^[^/]+\.[^/]+/", "", container["image"]).split(":")[0].split("@")[0]
-                dockerfile, lock = IMAGE_SOURCES[image]
+                dockerfile = IMAGE_SOURCES[image]
                 command = container["command"]
                 if command[:2] == ["python", "-m"]:
                     module = command[2]
