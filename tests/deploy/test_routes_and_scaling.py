@@ -85,11 +85,19 @@ def test_every_aks_profile_serves_its_hosts_over_tls(profile: str) -> None:
     gateway = find(docs, "Gateway", "vd-visiondock")
     assert gateway["spec"]["gatewayClassName"] == "approuting-istio"
     assert gateway["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
-    listeners = {listener["hostname"]: listener for listener in gateway["spec"]["listeners"]}
+    listeners = {listener["hostname"]: listener for listener in gateway["spec"]["listeners"] if "hostname" in listener}
     assert set(listeners) == set(hosts.values())
     for listener in listeners.values():
         assert listener["protocol"] == "HTTPS" and listener["port"] == 443
         assert listener["tls"]["mode"] == "Terminate" and listener["tls"]["certificateRefs"]
+    # Port 80 only redirects to HTTPS (cert-manager's HTTP-01 challenge routes match more closely).
+    (plain,) = [listener for listener in gateway["spec"]["listeners"] if "hostname" not in listener]
+    assert (plain["protocol"], plain["port"]) == ("HTTP", 80)
+    redirect = find(docs, "HTTPRoute", "vd-visiondock-https-redirect")["spec"]
+    assert redirect["parentRefs"] == [{"name": "vd-visiondock", "sectionName": "http"}]
+    assert sorted(redirect["hostnames"]) == sorted(hosts.values())
+    assert redirect["rules"] == [{"filters": [{"type": "RequestRedirect",
+                                               "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]
     for service, host in hosts.items():
         route = find(docs, "HTTPRoute", f"vd-visiondock-{service}")["spec"]
         assert route["hostnames"] == [host]
@@ -116,7 +124,7 @@ def test_a_host_left_empty_stays_private() -> None:
     values = profile_values("aks-gpu")
     docs = manifests(render({**values, "hosts": {**values["hosts"], "registry": ""}}))
     assert {d["metadata"]["name"] for d in docs if d["kind"] == "HTTPRoute"} == {
-        "vd-visiondock-annotation", "vd-visiondock-scoring"}
+        "vd-visiondock-annotation", "vd-visiondock-scoring", "vd-visiondock-https-redirect"}
 
 
 def test_gpu_scoring_scales_on_its_queue_as_well_as_cpu() -> None:
