@@ -7,6 +7,7 @@
 #   make lint    ruff
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 #   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
+#   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -19,7 +20,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check-images soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -59,6 +60,12 @@ test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 # read from the wheels themselves (about 800 MB, downloaded once into .cache/gpu-wheels).
 check-images: $(STAMP)
 	$(PY) -m tests.deploy.gpu_images
+
+# The checks of docs/verify-on-a-cluster.md against the current kube context. With the services' URLs and an
+# admin key it also trains through the labeling app and restarts scoring under load:
+#   make cluster-smoke SMOKE_ARGS="--annotation-url https://… --scoring-url https://… --api-key $$KEY"
+cluster-smoke: $(STAMP)
+	$(PY) -m tests.kubernetes.cluster_smoke $(SMOKE_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"

@@ -39,8 +39,9 @@ NVIDIA_DEFAULT_TOLERATIONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"
                               {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def test_every_shell_block_is_valid_bash() -> None:
-    for block in shell_blocks():
+@pytest.mark.parametrize("doc", [DEPLOY_DOC, DEPLOY_DOC.with_name("verify-on-a-cluster.md")], ids=lambda p: p.name)
+def test_every_shell_block_is_valid_bash(doc: Path) -> None:
+    for block in shell_blocks(doc):
         checked = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, f"{checked.stderr}\n{block}"
 
