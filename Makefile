@@ -7,6 +7,8 @@
 #   make lint    ruff
 #   make check   ruff, then the page code: Biome (lint and format) and its unit tests (node --test tests/js)
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
+#   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
+#   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -21,7 +23,7 @@ AXE := tests/browser/node_modules/.installed
 BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -56,6 +58,17 @@ demo: $(STAMP)
 
 test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
+
+# The CUDA major each GPU image ships against the one its locked onnxruntime-gpu / torch wheel links,
+# read from the wheels themselves (about 800 MB, downloaded once into .cache/gpu-wheels).
+check-images: $(STAMP)
+	$(PY) -m tests.deploy.gpu_images
+
+# The checks of docs/verify-on-a-cluster.md against the current kube context. With the services' URLs and an
+# admin key it also trains through the labeling app and restarts scoring under load:
+#   make cluster-smoke SMOKE_ARGS="--annotation-url https://… --scoring-url https://… --api-key $$KEY"
+cluster-smoke: $(STAMP)
+	$(PY) -m tests.kubernetes.cluster_smoke $(SMOKE_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"
@@ -108,4 +121,4 @@ bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants
 
 clean:
-	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .cache tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

@@ -9,7 +9,10 @@ CronJob as owner), then adds what one run needs: the project in the environment 
 options as arguments, and the run's own key as the trainer's VISIONDOCK_API_KEY. Whatever key or
 credential the template gives its container (WITHHELD_SETTINGS) is taken out: a launched trainer holds
 its run's key and nothing more powerful. The registry starts runs with it; `visiondock train --on
-kubernetes` goes through the registry.
+kubernetes` goes through the registry. Unlike kubectl's, its Jobs are owned but not controlled by the
+CronJob: the CronJob controller removes the finished Jobs it controls beyond its history limits
+(suspended or not), and a run's Job must stay, with its pods' logs and reasons, until
+ttlSecondsAfterFinished.
 
 Following a Job: `state()` turns the Job's conditions and its pods' container states into one
 phase (pending, running, succeeded, failed) and, for a failure, the reason a person acts on:
@@ -119,15 +122,17 @@ class TrainingJobLauncher:
             raise _api_error(f"reading the trainer template cronjob/{name} in {self.namespace}", exc) from None
 
     def job_from(self, cronjob: client.V1CronJob, *, name: str, project: str | None = None,
-                 args: Sequence[str] = (), api_key: str | None = None) -> client.V1Job:
+                 args: Sequence[str] = (), api_key: str | None = None, controlled: bool = True) -> client.V1Job:
         """The Job `kubectl create job NAME --from=cronjob/...` makes, with the project set in the
         trainer container's environment and `args` after the template's arguments; with `api_key`, the
-        trainer presents that key and inherits none of the template's keys or credentials."""
+        trainer presents that key and inherits none of the template's keys or credentials.
+        `controlled=False`: the CronJob owns the Job (it goes when the CronJob is deleted) without
+        controlling it (its history limits do not remove it)."""
         template: client.V1JobTemplateSpec = cronjob.spec.job_template
         meta = template.metadata or client.V1ObjectMeta()
         annotations = {**(meta.annotations or {}), "cronjob.kubernetes.io/instantiate": "manual"}
         owner = client.V1OwnerReference(api_version="batch/v1", kind="CronJob", name=cronjob.metadata.name,
-                                        uid=cronjob.metadata.uid, controller=True, block_owner_deletion=True)
+                                        uid=cronjob.metadata.uid, controller=controlled, block_owner_deletion=True)
         spec: client.V1JobSpec = copy.deepcopy(template.spec)
         job = client.V1Job(api_version="batch/v1", kind="Job",
                            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace,
@@ -159,7 +164,7 @@ class TrainingJobLauncher:
         template = self.template(gpu=gpu)
         deadline = template.spec.job_template.spec.active_deadline_seconds
         job = self.job_from(template, name=job_name(project, run_id), project=project,
-                            args=["--run-id", run_id, *args], api_key=issue_key(deadline))
+                            args=["--run-id", run_id, *args], api_key=issue_key(deadline), controlled=False)
         job.metadata.labels.update({RUN_LABEL: run_id, PROJECT_LABEL: project})
         pod_meta = job.spec.template.metadata = job.spec.template.metadata or client.V1ObjectMeta()
         pod_meta.labels = {**(pod_meta.labels or {}), RUN_LABEL: run_id, PROJECT_LABEL: project}

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # A second port serving only GET /metrics, without a key, for a Prometheus scraper (unset: none).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("api_keys", mode="before")
     @classmethod

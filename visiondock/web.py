@@ -68,7 +68,7 @@ from visiondock.storage import (
     PreconditionFailedError,
     Stores,
 )
-from visiondock.telemetry import RequestTelemetryMiddleware, ServiceMetrics, configure_logging
+from visiondock.telemetry import MetricsServer, RequestTelemetryMiddleware, ServiceMetrics, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,8 @@ def create_service_app(
             log.warning("accepting the built-in local development API key; set VISIONDOCK_API_KEYS for real use")
         stores = Stores(settings)
         built: Mapping[str, Any] = {}
+        # /metrics without a key on a port of its own, for a scraper (VISIONDOCK_METRICS_PORT).
+        scrape = MetricsServer(metrics.registry, settings.metrics_port).start() if settings.metrics_port else None
         try:
             built = parts(stores) if parts is not None else {}
             for name, part in built.items():
@@ -349,6 +351,8 @@ def create_service_app(
             for name in built:
                 setattr(app.state, name, None)
             stores.close()
+            if scrape is not None:
+                scrape.stop()
 
     # Swagger UI and ReDoc from assets shipped in the fastapi-offline wheel: FastAPI's own pages load
     # them from a CDN, which leaves /docs blank on a machine without internet.

@@ -25,7 +25,7 @@ from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
 from visiondock.job_contract import InvalidOptionsError, TrainingJobError, trainer_argv
 
 from .launch import LocalProcessLauncher
-from .runs import FINISHED, TrainingRuns
+from .runs import FINISHED, JOB_FINAL, TrainingRuns
 from .schemas import RunCreate
 
 if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
@@ -116,7 +116,7 @@ class RunLaunches:
     def follow(self, run: dict[str, Any]) -> dict[str, Any]:
         """The run with its Job's latest state; a run whose Job failed before the trainer said so fails."""
         job = run.get("job")
-        if self.jobs is None or not job or job["phase"] in ("succeeded", "failed"):
+        if self.jobs is None or not job or job["phase"] in JOB_FINAL:
             return run
         try:
             state = self.jobs.state(job["name"])
@@ -125,8 +125,9 @@ class RunLaunches:
             return run
         run = self.runs.set_job(run["id"], {**job, "phase": state.phase, "reason": state.reason,
                                             "message": state.message})
-        if state.phase == "failed" and run["status"] not in FINISHED:
-            error = f"the training Job {job['name']} failed: {state.reason}: {state.message}"
+        recorded = run["job"]  # the first final state seen stays (TrainingRuns.set_job)
+        if recorded["phase"] == "failed" and run["status"] not in FINISHED:
+            error = f"the training Job {job['name']} failed: {recorded['reason']}: {recorded['message']}"
             try:
                 run = self.runs.update(run["id"], {"status": "failed", "error": error[:8000]})
             except Conflict:  # the trainer finished the run meanwhile: its word stands

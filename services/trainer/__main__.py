@@ -9,8 +9,9 @@ directory from VISIONDOCK_TRAINER_CACHE_DIR (default <home>/feature-cache) or --
 
 Exit codes: 0 registered; 2 the options or the data cannot train a model (an option
 that does not apply, no labeled images, a class with fewer than two images...), or
-the command line is wrong; 3 a service could not be reached or refused a
-call; 4 training failed otherwise (e.g. the ONNX parity check); 143 stopped by
+the command line is wrong; 3 a service refused a call, or stayed unreachable for
+SERVICE_RETRY_SECONDS (a restart or rollout of the registry or the annotation
+service in between is waited out); 4 training failed otherwise (e.g. the ONNX parity check); 143 stopped by
 SIGTERM, 130 by Ctrl-C. The run is marked failed in every non-zero case it can
 reach the registry, and nothing is registered.
 """
@@ -40,6 +41,8 @@ EXIT_SERVICE = 3
 EXIT_FAILED = 4
 EXIT_TERMINATED = 143
 EXIT_INTERRUPTED = 130
+# How long the trainer keeps retrying a service that does not answer before the Job fails (exit 3).
+SERVICE_RETRY_SECONDS = 300.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     # Kubernetes stops a Job's pod with SIGTERM: fail the run cleanly instead of vanishing mid-step.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with AnnotationClient(args.annotation_url or settings.annotation_url, key) as annotation, \
-                RegistryClient(args.registry_url or settings.registry_url, key) as registry:
+        with AnnotationClient(args.annotation_url or settings.annotation_url, key,
+                              retry_seconds=SERVICE_RETRY_SECONDS) as annotation, \
+                RegistryClient(args.registry_url or settings.registry_url, key,
+                               retry_seconds=SERVICE_RETRY_SECONDS) as registry:
             result = run_training(options, annotation, registry)
     except (TrainingDataError, OptionError, BackboneUnavailableError) as exc:
         log.error("cannot train: %s", exc)

@@ -113,12 +113,12 @@ def test_a_launched_job_is_the_charts_template_plus_the_project_and_run(api: Cal
     posted = server.sent("POST", JOBS)[0].body
     template = served_cronjob(CPU_TEMPLATE)
     # What kubectl create job --from=cronjob/... makes: the template's labels and annotations, the CronJob
-    # as controlling owner, and the jobTemplate's spec.
+    # as owner, and the jobTemplate's spec.
     assert posted["metadata"]["name"] == "train-flowers.0123456789abcdef"
     assert posted["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     assert posted["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "CronJob",
                                                       "name": CPU_TEMPLATE, "uid": template["metadata"]["uid"],
-                                                      "controller": True, "blockOwnerDeletion": True}]
+                                                      "controller": False, "blockOwnerDeletion": True}]
     labels = template["spec"]["jobTemplate"]["metadata"]["labels"]
     assert posted["metadata"]["labels"] == {**labels, "visiondock.io/run-id": RUN_ID,
                                             "visiondock.io/project": "flowers"}
@@ -145,6 +145,45 @@ def test_a_launched_job_is_the_charts_template_plus_the_project_and_run(api: Cal
     secrets_given = [e for e in trainer_container(posted["spec"]["template"]["spec"])["env"]
                      if "secretKeyRef" in e.get("valueFrom", {})]
     assert secrets_given == []
+
+
+def test_launched_jobs_stay_until_their_ttl_whatever_the_cronjobs_history_limits(
+        api: Callable[..., ReplayServer]) -> None:
+    # The CronJob controller deletes the oldest finished Jobs it *controls* beyond successfulJobsHistoryLimit
+    # and failedJobsHistoryLimit, suspended or not. A run's Job is owned by the template (removed with it)
+    # but not controlled, so only ttlSecondsAfterFinished removes it, with its logs and failure reasons.
+    server = api(launch_exchanges())
+    launcher_for(server).launch("flowers", run_id=RUN_ID)
+    posted = server.sent("POST", JOBS)[0].body
+    (owner,) = posted["metadata"]["ownerReferences"]
+    assert owner["kind"] == "CronJob" and owner["controller"] is False
+    assert posted["spec"]["ttlSecondsAfterFinished"] == 86400
+    # Jobs made with kubectl create job --from are the controller's: the chart keeps more of them than 3.
+    cronjob = served_cronjob(CPU_TEMPLATE)["spec"]
+    assert cronjob["successfulJobsHistoryLimit"] >= 20 and cronjob["failedJobsHistoryLimit"] >= 20
+    # Trainer pods hold a run for hours: the cluster autoscaler may not drain them to save a node.
+    pod_annotations = cronjob["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+def test_a_jobs_outcome_stays_as_first_seen(api: Callable[..., ReplayServer],
+                                            cluster_env: Callable[[ReplayServer], dict[str, str]],
+                                            tmp_path: Path) -> None:
+    # Two registry replicas: one reads the run while the Job has just failed (OOMKilled), the other, holding
+    # an older copy of the run, reads it after the TTL removed the Job. The first word stays.
+    server = api(launch_exchanges(), load_conversation("job-oom-killed"), load_conversation("job-gone"))
+    cluster_env(server)
+    with registry_client(tmp_path) as registry:
+        stale = registry.post("/v1/runs", json={"model": "flowers", "launch": {"on": "kubernetes"}}).json()
+        seen = registry.get(f"/v1/runs/{stale['id']}").json()
+        assert (seen["job"]["phase"], seen["job"]["reason"]) == ("failed", "OOMKilled")
+        other_replica = registry.app.state.launches  # same store, a copy of the run from before the failure
+        assert stale["job"]["phase"] == "pending"
+        later = other_replica.follow(stale)
+        assert server.sent("GET", f"{JOBS}/{stale['job']['name']}")[-1]  # it did read the Job: gone by then
+        assert (later["job"]["phase"], later["job"]["reason"]) == ("failed", "OOMKilled")
+        assert "OOMKilled" in later["error"] and "memory limit" in later["error"]
+        assert registry.get(f"/v1/runs/{stale['id']}").json()["job"]["reason"] == "OOMKilled"
 
 
 def test_gpu_runs_use_the_gpu_template_and_ask_for_a_gpu(api: Callable[..., ReplayServer]) -> None:
