@@ -154,14 +154,16 @@ def in_process(path: Path, images: list[Path], *, seconds: float, label: str, va
     (each measurement runs in as many threads, each on its own batches) and decode threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from services.scoring.model import LoadedModel, ModelIdentity, on_gpu, session_options
+    from services.scoring.model import LoadedModel, ModelIdentity, session_options
     from services.scoring.settings import ScoringSettings
 
     settings = ScoringSettings()
-    runners = settings.resolved_batch_runners(gpu=on_gpu())
+    model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"),
+                        options=session_options(settings, gpu=settings.scoring_require_gpu))
+    # Sized as the service sizes them: by where the session actually runs.
+    runners = settings.resolved_batch_runners(gpu=model.on_gpu)
     # The service's batch size for this variant, so (a) and (d) batch as (b) and (d served) do.
-    batch_size = settings.resolved_max_batch_size(variant=variant, gpu=on_gpu())
-    model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"), options=session_options(settings))
+    batch_size = settings.resolved_max_batch_size(variant=variant, gpu=model.on_gpu)
     encoded = [p.read_bytes() for p in images]
 
     def prepare(data: bytes) -> np.ndarray:

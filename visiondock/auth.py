@@ -178,9 +178,9 @@ class RoleRequirement:
     project or model the request names. A route declares it once, as a dependency; the
     request guard (`visiondock.limits`) applies it before the body is read.
 
-    `readers` may also read (GET); `resource` names what the request touches when no path
-    parameter does (the scoring service's served model); `azure_header` also accepts Azure
-    AI Search's key header.
+    `readers` may also read (GET); `resource(app, path_params)` names what the request
+    touches when no path parameter does (the model a scoring request resolves to);
+    `azure_header` also accepts Azure AI Search's key header.
     """
 
     def __init__(self, *roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
@@ -204,7 +204,7 @@ class RoleRequirement:
         for param in RESOURCE_PARAMS:
             if isinstance(path_params.get(param), str):
                 principal.require_resource(path_params[param])
-        named = self.resource(app) if self.resource is not None else None
+        named = self.resource(app, path_params) if self.resource is not None else None
         if named:
             principal.require_resource(named)
         return principal

@@ -76,10 +76,15 @@ def _is_retryable(exc: BaseException) -> bool:
 class ServiceClient:
     service = "service"
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4) -> None:
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4,
+                 http: httpx.Client | None = None) -> None:
+        """`http`: send through this client instead of opening one (an app served in process, as
+        Starlette's TestClient serves it); the key is added to its headers."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers={API_KEY_HEADER: api_key},
-                                  timeout=httpx.Timeout(timeout, connect=5.0))
+        if http is None:
+            http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        http.headers[API_KEY_HEADER] = api_key
+        self._http = http
         self._retries = max(1, retries)
 
     def close(self) -> None:

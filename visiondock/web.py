@@ -111,7 +111,8 @@ _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Author
 
 
 def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
-                 resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
+                 resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None
+                 ) -> Callable[..., Any]:
     """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
 
     The request guard applies the same check before the body is read and says so on the
