@@ -380,7 +380,7 @@ class ScoringClient(ServiceClient):
     service = "scoring"
 
     def predict(self, image: bytes, *, filename: str = "image", model: str | None = None) -> dict[str, Any]:
-        """The primary model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
+        """The default model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
         path = f"/v1/models/{model}/predict" if model else "/v1/predict"
         return self.request("POST", path,
                             files={"file": (filename, image, "application/octet-stream")}).json()
