@@ -1,8 +1,8 @@
 """One served model: a target of the repository and the ONNX Runtime session serving it now.
 
-A check asks the follower where the target points; when that is somewhere new, the
-variant policy picks the file, the artifact cache provides it, and the new session is
-loaded and warmed up beside the old one, then swapped in by one reference assignment:
+A check asks the follower where the target points; when that is somewhere new, the loader
+builds the new session (`loader.py`: the variant policy picks the file, the artifact cache
+provides it) and warms it up beside the old one, then it is swapped in by one reference assignment:
 requests already holding the old model finish on it, new ones get the new one, none fails.
 
 If the registry cannot be reached, the last model keeps serving and the status says so;
@@ -20,16 +20,15 @@ from typing import Any
 
 from visiondock.clients import RegistryClient, ServiceError, ServiceUnavailableError
 from visiondock.errors import Unavailable
-from visiondock.modelcard import PRECISION_KEY
-from visiondock.vocabulary import FP32
 
-from .artifact_cache import ArtifactCache, file_sha256
+from .artifact_cache import ArtifactCache
 from .follower import AliasFollower, ModelMissing, PollLoop
+from .loader import SessionLoader
 from .metrics import ScoringMetrics
-from .model import CUDA, Device, LoadedModel, ModelIdentity, ModelLoadError, session_options
+from .model import CUDA, Device, LoadedModel, ModelLoadError
 from .settings import ScoringSettings
 from .targets import ServedTarget
-from .variant_policy import VariantChoice, VariantPolicy
+from .variant_policy import VariantPolicy
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -49,14 +48,13 @@ class ServedModel:
         self.target = target
         self.settings = settings
         self.cache = cache
-        self.policy = policy
-        self.device = device
         # Metrics and the poll thread are named by `label`: the alias for the default model's targets,
         # `<model>@<alias>` for the others.
         self.label = label
         self.metrics = metrics
         self.follower = AliasFollower(registry, target) if registry is not None and target.path is None else None
-        self.registry = registry
+        self.loader = SessionLoader(target, settings=settings, registry=registry, cache=cache, policy=policy,
+                                    device=device)
         self.current: LoadedModel | None = None
         self.error: str | None = None
         self.variant_note: str | None = None
@@ -173,7 +171,7 @@ class ServedModel:
             except ServiceError as exc:
                 self._failed(str(exc), state=FAILED)
                 if self.current is None and isinstance(exc, ServiceUnavailableError):
-                    return self._swap(self._load_remembered())
+                    return self._swap(self.loader.from_remembered())
                 return False
             except Exception as exc:  # a broken model file must not take the service down
                 self._failed(f"{type(exc).__name__}: {exc}", state=FAILED)
@@ -216,97 +214,23 @@ class ServedModel:
         return True
 
     # -- loading ---------------------------------------------------------------------------------
-    def _open(self, path: Path, identity: ModelIdentity) -> LoadedModel:
-        """A session on `path`; the device learns where sessions run from it."""
-        loaded = LoadedModel(path, identity, options=session_options(self.settings, gpu=self.device.gpu))
-        self.device.observe(loaded)
-        return loaded
-
-    def _ready_to_serve(self, loaded: LoadedModel) -> LoadedModel:
-        loaded.max_batch = self.settings.resolved_max_batch_size(variant=loaded.identity.variant, gpu=loaded.on_gpu)
-        loaded.warm_up()
-        return loaded
-
     def _load_file(self) -> LoadedModel | None:
-        path = self.target.path
-        assert path is not None
-        if self.current is not None:
-            return None
-        if not path.is_file():
-            raise ModelLoadError(f"VISIONDOCK_SCORING_MODEL_PATH {path} is not a file")
-        loaded = self._open(path, ModelIdentity(path.stem, 0, file_sha256(path), self.target.answer_alias,
-                                                source="file"))
-        # The file's model and version from its card, when the trainer wrote it, and from the trainer's
-        # stamp which variant it is (INT8, fp16; none: fp32).
-        card, version = loaded.card, loaded.card.model_version
-        loaded.identity = ModelIdentity(
-            card.model_name or path.stem, int(version) if version.isdigit() else 0, loaded.identity.sha256,
-            self.target.answer_alias, source="file",
-            variant=loaded.session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, FP32))
-        return self._ready_to_serve(loaded)
-
-    def _identity(self, version_doc: dict[str, Any], choice: VariantChoice, *, source: str = "registry"
-                  ) -> ModelIdentity:
-        return ModelIdentity(self.target.name, int(version_doc["version"]), choice.artifact["sha256"],
-                             self.target.answer_alias, variant=choice.variant, source=source,
-                             project_id=version_doc.get("project_id"),
-                             baseline=(version_doc.get("metrics") or {}).get("prediction_baseline"))
-
-    def _fetch(self, version: int, variant: str, artifact: dict[str, Any]) -> Path:
-        registry = self.registry
-        assert registry is not None
-
-        def download(path: Path) -> None:
-            registry.download_artifact(self.target.name, version, path, variant=None if variant == FP32 else variant)
-
-        return self.cache.fetch(self.target.name, version, variant, artifact, download)
+        return None if self.current is not None else self.loader.from_file()
 
     def _load_from_registry(self) -> LoadedModel | None:
         assert self.follower is not None
         version_doc = self.follower.check()
         if version_doc is None:  # the alias has not moved
             return None
-        version = int(version_doc["version"])
-
-        def open_file(variant: str, artifact: dict[str, Any]) -> LoadedModel:
-            identity = self._identity(version_doc, VariantChoice(variant, artifact))
-            return self._open(self._fetch(version, variant, artifact), identity)
-
-        choice = self.policy.choose(version_doc, open_file)
+        choice = self.loader.choose(version_doc)
         self.variant_note = choice.note
         if choice.note:
             log.warning("%s: %s", self.target.describe(), choice.note)
         current = self.current
-        if current is not None and current.version == version and current.identity.sha256 == choice.artifact["sha256"]:
+        if (current is not None and current.version == int(version_doc["version"])
+                and current.identity.sha256 == choice.artifact["sha256"]):
             self.follower.settle()
             return None
-        loaded = choice.session or open_file(choice.variant, choice.artifact)
-        loaded = self._ready_to_serve(loaded)
+        loaded = self.loader.from_version(version_doc, choice)
         self.follower.settle()  # only once loaded: a failed load is retried on the next check
-        self.cache.remember(self.target.name, self._record_name, loaded.path, {
-            "version": version, "variant": choice.variant, "sha256": choice.artifact["sha256"],
-            "project_id": version_doc.get("project_id"),
-            "baseline": (version_doc.get("metrics") or {}).get("prediction_baseline")})
-        return loaded
-
-    @property
-    def _record_name(self) -> str:
-        return f"{self.target.answer_alias}-{self.settings.scoring_variant}"
-
-    def _load_remembered(self) -> LoadedModel | None:
-        remembered = self.cache.recall(self.target.name, self._record_name)
-        if remembered is None:
-            return None
-        record = remembered.record
-        try:
-            identity = ModelIdentity(self.target.name, int(record["version"]), record["sha256"],
-                                     self.target.answer_alias, variant=record["variant"],
-                                     project_id=record.get("project_id"), source="cache",
-                                     baseline=record.get("baseline"))
-            loaded = self._ready_to_serve(self._open(remembered.path, identity))
-        except (KeyError, ValueError, TypeError, ModelLoadError) as exc:
-            log.info("no usable cached model for %s: %s", self.target.describe(), exc)
-            return None
-        log.warning("the registry is unreachable; serving the cached %s version %d", self.target.name,
-                    loaded.version)
         return loaded
