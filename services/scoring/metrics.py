@@ -22,8 +22,8 @@ class ScoringMetrics:
             "Time per image in each stage: decode, preprocess, queue (waiting for a batch), inference "
             "(the batch's run), postprocess.",
             ["stage"], buckets=STAGE_BUCKETS, registry=registry)
-        for stage in STAGES:
-            self.stage_seconds.labels(stage=stage)
+        # Each stage's series, looked up once: every prediction observes all five.
+        self.stage = {stage: self.stage_seconds.labels(stage=stage) for stage in STAGES}
         self.batch_size = Histogram("visiondock_scoring_batch_size", "Images per ONNX Runtime run.",
                                     buckets=BATCH_BUCKETS, registry=registry)
         self.queue_depth = Gauge("visiondock_scoring_queue_depth", "Requests waiting for a batch now.",

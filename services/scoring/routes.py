@@ -10,7 +10,7 @@ resolves to is what a scoped key must cover (`requested_model`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -26,7 +26,6 @@ from .model import LoadedModel
 from .render import FORMATS
 from .repository import ModelRepository
 from .schemas import BatchResponse, ModelStatus, PredictResponse, ServedModelsStatus, SkillRequest, SkillResponse
-from .served_model import ServedModel
 from .service import ScoringService
 from .skills import SkillRunner
 
@@ -91,26 +90,31 @@ def repository_of(request: Request) -> ModelRepository:
     return request.app.state.scoring.repository
 
 
-# A dependency resolving the served model a mount scores with; it may take path parameters of the mount.
-ModelChoice = Callable[..., Any]
+# A dependency giving the session a mount scores with, resolved through the repository (404 / 503 here,
+# before a body that cannot be scored is read); it may take path parameters of the mount. One dependency
+# per mount, not several nested ones: FastAPI solves each on every request.
+ModelChoice = Callable[..., Awaitable[LoadedModel]]
 
 
-async def default_model(request: Request) -> ServedModel:
-    return repository_of(request).resolve()
+async def default_model(request: Request) -> LoadedModel:
+    repository = repository_of(request)
+    return await repository.serving(repository.resolve())
 
 
 async def model_at_alias(request: Request, alias: Annotated[
-        str, Path(description="An alias the default model is served at, e.g. `staging`.")]) -> ServedModel:
-    return repository_of(request).resolve(alias=alias)
+        str, Path(description="An alias the default model is served at, e.g. `staging`.")]) -> LoadedModel:
+    repository = repository_of(request)
+    return await repository.serving(repository.resolve(alias=alias))
 
 
 async def model_by_name(request: Request, model: Annotated[
-        str, Path(description="A model this service serves (GET /v1/models).")]) -> ServedModel:
-    return repository_of(request).resolve(model)
+        str, Path(description="A model this service serves (GET /v1/models).")]) -> LoadedModel:
+    repository = repository_of(request)
+    return await repository.serving(repository.resolve(model))
 
 
 async def _skill(request: Request, kind: str, model: LoadedModel) -> dict[str, Any]:
-    scoring = await _scoring(request)
+    scoring: ScoringService = request.app.state.scoring
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
     payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills
@@ -118,20 +122,16 @@ async def _skill(request: Request, kind: str, model: LoadedModel) -> dict[str, A
 
 
 def add_prediction_routes(router: APIRouter, prefix: str, choose: ModelChoice, *, tags: Sequence[str] = ()) -> None:
-    """The prediction routes at `prefix` on `router`, scoring with the model `choose` resolves."""
-
-    async def serving(request: Request, served: ServedModel = Depends(choose)) -> LoadedModel:
-        # 404 / 503 here, before reading a body that cannot be scored.
-        return await repository_of(request).serving(served)
-
-    model_dependency = Depends(serving)
+    """The prediction routes at `prefix` on `router`, scoring with the model `choose` gives."""
+    model_dependency = Depends(choose)
 
     @router.post(f"{prefix}/predict", response_model=PredictResponse, response_model_exclude_unset=True,
                  tags=["predict", *tags], openapi_extra=_IMAGE_BODY,
                  dependencies=_PREDICTS,
                  summary="Score one image: a multipart `file`, the raw image as the body, or JSON "
                          "`{\"image_base64\"}`")
-    async def predict(request: Request, scoring: Scoring, model: LoadedModel = model_dependency) -> dict[str, Any]:
+    async def predict(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        scoring: ScoringService = request.app.state.scoring
         data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
                                         offload=scoring.off_loop)
         return await scoring.predict(data, model=model)
@@ -140,8 +140,8 @@ def add_prediction_routes(router: APIRouter, prefix: str, choose: ModelChoice, *
                  tags=["predict", *tags], openapi_extra=_BATCH_BODY, dependencies=_PREDICTS,
                  summary="Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
                          "succeeds or fails on its own")
-    async def predict_batch(request: Request, scoring: Scoring,
-                            model: LoadedModel = model_dependency) -> dict[str, Any]:
+    async def predict_batch(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        scoring: ScoringService = request.app.state.scoring
         settings = scoring.settings
         images = await images_from_batch_request(request, max_bytes=settings.scoring_max_body_bytes,
                                                  max_request_bytes=settings.scoring_max_request_bytes,
@@ -168,10 +168,11 @@ def add_prediction_routes(router: APIRouter, prefix: str, choose: ModelChoice, *
                  responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
                                   "description": "The image with the answer drawn on it."}},
                  summary="The image back (JPEG or PNG) with boxes and labels drawn on it")
-    async def render(request: Request, scoring: Scoring, model: LoadedModel = model_dependency,
+    async def render(request: Request, model: LoadedModel = model_dependency,
                      fmt: str | None = Query(None, alias="format",
                                              description="jpeg or png (default: from Accept, else jpeg)"),
                      ) -> Response:
+        scoring: ScoringService = request.app.state.scoring
         if fmt is None:
             fmt = "png" if "image/png" in request.headers.get("accept", "") else "jpeg"
         fmt = fmt.lower().replace("jpg", "jpeg")

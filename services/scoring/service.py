@@ -128,9 +128,9 @@ class ScoringService:
             timings.update(queue=result.queue_seconds * 1000, inference=result.inference_seconds * 1000,
                            postprocess=(time.perf_counter() - mark) * 1000)
             batch_size = result.batch_size
-        for stage in ("decode", "preprocess", "queue", "inference", "postprocess"):
+        for stage, series in self.metrics.stage.items():
             if stage in timings:
-                self.metrics.stage_seconds.labels(stage=stage).observe(timings[stage] / 1000)
+                series.observe(timings[stage] / 1000)
         for label in predicted_labels(body):
             self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
         self.drift.observe(model, body)
@@ -182,8 +182,8 @@ class ScoringService:
         async with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
                        for start in range(0, int(inputs.shape[0]), step)]
-        self.metrics.stage_seconds.labels(stage="queue").observe(sum(r.queue_seconds for r in results))
-        self.metrics.stage_seconds.labels(stage="inference").observe(sum(r.inference_seconds for r in results))
+        self.metrics.stage["queue"].observe(sum(r.queue_seconds for r in results))
+        self.metrics.stage["inference"].observe(sum(r.inference_seconds for r in results))
         if len(results) == 1:
             return results[0].outputs
         return [np.concatenate(parts) for parts in zip(*(r.outputs for r in results), strict=True)]
