@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +89,6 @@ class ModelRepository:
         return served
 
     # -- which model ---------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[ServedModel]:
-        return iter(self._models)
-
     def default(self) -> ServedModel | None:
         models = self._models
         return models[0] if models else None

@@ -68,7 +68,8 @@ class ScoringSettings(Settings):
     scoring_workers: int = Field(
         default=0, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
                                      f"decode threads, sharing the port; 0 = one per {AUTO_CPUS_PER_WORKER} "
-                                     "available CPUs (at least one) on a CPU, one on a GPU.")
+                                     "available CPUs (at least one), one where VISIONDOCK_SCORING_REQUIRE_GPU "
+                                     "says the service runs on a GPU.")
     scoring_batch_runners: int = Field(
         default=0, ge=0, description="Batches each worker runs at once, each on its own thread; 0 = on CPU one "
                                      f"per CPU of the worker, at most {MAX_AUTO_BATCH_RUNNERS}; on a GPU one.")
