@@ -126,14 +126,11 @@ class ArtifactCache:
         return files
 
     # -- pruning ----------------------------------------------------------------------------
-    def prune(self, *, room_for: int = 0) -> list[Path]:
-        """Delete what the cache need not keep (see the module docstring); the files deleted."""
-        if not self.root.is_dir():
-            return []
-        self._drop_abandoned_downloads()
+    def _inventory(self) -> tuple[int, list[tuple[float, int, Path]]]:
+        """The bytes of every model file, and the files that may go: (last use, size, path), most recently
+        used first."""
         protected = {p.resolve() for p in (*self.in_use(), *self._remembered_files())}
-        files: list[tuple[float, int, Path]] = []
-        total = 0
+        total, files = 0, []
         for path in self.root.glob(f"*/*{MODEL_SUFFIX}"):
             try:
                 stat = path.stat()
@@ -142,23 +139,22 @@ class ArtifactCache:
             total += stat.st_size
             if path.resolve() not in protected:
                 files.append((max(stat.st_atime, stat.st_mtime), stat.st_size, path))
-        files.sort(reverse=True)  # most recently used first
-        doomed = files[self.keep_files:]
+        return total, sorted(files, reverse=True)
+
+    def prune(self, *, room_for: int = 0) -> list[Path]:
+        """Delete what the cache need not keep (see the module docstring); the files deleted."""
+        if not self.root.is_dir():
+            return []
+        self._drop_abandoned_downloads()
+        total, files = self._inventory()
+        doomed = [path for _, _, path in files[self.keep_files:]]
         kept = files[:self.keep_files]
-        total -= sum(size for _, size, _ in doomed)
+        total -= sum(size for _, size, _ in files[self.keep_files:])
         while kept and total + room_for > self.max_bytes:
             _, size, path = kept.pop()  # the least recently used left
-            doomed.append((0.0, size, path))
+            doomed.append(path)
             total -= size
-        removed = []
-        for _, _, path in doomed:
-            try:
-                path.unlink()
-                removed.append(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("cannot prune %s from the model cache: %s", path, exc)
+        removed = [path for path in doomed if self._delete(path)]
         if removed:
             log.info("pruned %d file(s) from the model cache: %s", len(removed), ", ".join(p.name for p in removed))
         if total + room_for > self.max_bytes:
@@ -166,6 +162,17 @@ class ArtifactCache:
                         total / 1e9, f" and needs {room_for / 1e9:.2f} GB more" if room_for else "",
                         self.max_bytes / 1e9)
         return removed
+
+    @staticmethod
+    def _delete(path: Path) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:  # another worker pruned it
+            return False
+        except OSError as exc:
+            log.warning("cannot prune %s from the model cache: %s", path, exc)
+            return False
+        return True
 
     def _drop_abandoned_downloads(self) -> None:
         cutoff = self.clock() - ABANDONED_DOWNLOAD_SECONDS
