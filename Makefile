@@ -5,6 +5,7 @@
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
+#   make check   ruff, then the page code: Biome (lint and format) and its unit tests (node --test tests/js)
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 #   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
 #   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
@@ -16,11 +17,13 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 # Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
 BROWSER := $(VENV)/.chromium
-# axe-core, injected into those pages to check accessibility.
+# axe-core, injected into those pages to check accessibility, and Biome, which lints and format-checks
+# the pages' JavaScript (biome.json).
 AXE := tests/browser/node_modules/.installed
+BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -72,6 +75,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+check: $(STAMP) $(AXE)
+	$(PY) -m ruff check .
+	$(BIOME) check .
+	node --test tests/js/
 
 bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants
 

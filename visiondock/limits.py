@@ -2,9 +2,10 @@
 
 FastAPI reads and parses a request's body before it runs a route's dependencies, so a
 client without a key could make a service buffer a large upload just to be refused. This
-pure ASGI middleware finds the route first, applies the route's `RoleRequirement`
-(`visiondock.auth`) and its byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the
-Content-Length and to the bytes as they stream in, and answers 401/403/413 at once.
+pure ASGI middleware finds the route first, applies the route's declared `RoleRequirement`
+(`visiondock.auth`: its role, and the scope's path, query and served-model parts) and its
+byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the Content-Length and to the bytes as
+they stream in, and answers 401/403/413 at once.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visiondock.auth import AUTHORIZED, requirements_of
+from visiondock.auth import AUTHORIZED, declared_requirement
 from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
@@ -99,7 +100,7 @@ class _RoutePlan:
             self.methods.add("HEAD")
         self.convertors = getattr(context, "param_convertors", {})
         self.protocol_errors = getattr(context.original_route, "protocol_errors", False)
-        self.requirements = requirements_of(context)
+        self.requirement = declared_requirement(context)
         self.limit = _limit_of(context)
 
     def match(self, path: str, method: str) -> dict[str, Any] | None:
@@ -148,15 +149,17 @@ class RequestGuardMiddleware:
             return
         route, path_params = found
         app = scope["app"]
-        requirements, declared = route.requirements, route.limit
+        requirement, declared = route.requirement, route.limit
         headers = Headers(scope=scope)
         try:
-            for requirement in requirements:
-                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
+            if requirement is not None:
+                query = QueryParams(scope.get("query_string", b""))
+                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app,
+                                                  query)
                 scope.setdefault("state", {})["principal"] = principal
-            if requirements:
-                # The route's own key check (`visiondock.web.require_role`) need not hash the key again.
-                scope["state"][AUTHORIZED] = requirements
+                # The route's key check (`visiondock.web.require_role`) need not hash the key again; it checks
+                # the scope's body part once FastAPI has read the body.
+                scope["state"][AUTHORIZED] = requirement
         except DomainError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
             await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))
@@ -206,6 +209,65 @@ def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
                 raise InvalidInput(f"the JSON nests deeper than {max_depth} levels", code="too_deep")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def clip_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`value` with whatever nests deeper than `max_depth` replaced by a note: stored data from before
+    the depth limit still reads (answers serialize at most about 250 levels). Iterative: deep input
+    cannot recurse."""
+    try:
+        check_json_depth(value, max_depth)
+        return value
+    except InvalidInput:
+        pass
+    note = f"(left out: nested deeper than {max_depth} levels)"
+
+    def container(item: Any) -> Any:
+        return {} if isinstance(item, dict) else []
+
+    root = container(value)
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in items:
+            if isinstance(child, dict | list):
+                copied = note if depth + 1 > max_depth else container(child)
+                if copied is not note:
+                    stack.append((child, copied, depth + 1))
+            else:
+                copied = child
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
+
+
+def bounded_depth(value: Any) -> Any:
+    """A pydantic validator: ValueError when parsed JSON nests deeper than MAX_JSON_DEPTH."""
+    try:
+        check_json_depth(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+async def json_body_depth(request: Request) -> None:
+    """A dependency the app factory gives every route: a JSON body FastAPI parsed for the route is
+    refused (400) when it nests deeper than MAX_JSON_DEPTH, before any validation or route sees it.
+    Routes that read their bodies themselves parse them with `loads_bounded`."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or request.method in _BODYLESS:
+        return
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+        return
+    try:
+        value = await request.json()  # FastAPI's own parse, kept on the request
+    except (ValueError, RecursionError):
+        return  # FastAPI has answered it already
+    check_json_depth(value)
 
 
 def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:

@@ -27,11 +27,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from visiondock.auth import (
     API_KEY_HEADER,
     AUTHORIZED,
+    BY_PATH,
+    EVERYTHING,
+    NOTHING,
     ROLES,
     KeyRing,
     Principal,
+    ResourceScope,
     Role,
     RoleRequirement,
+    RunKeys,
     presented_key,
     read_entries_file,
     split_entries,
@@ -50,7 +55,8 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from visiondock.limits import RequestGuardMiddleware
+from visiondock.limits import RequestGuardMiddleware, json_body_depth
+from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
     BlobNotFoundError,
@@ -111,14 +117,20 @@ _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Author
 
 
 def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
-                 resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
-    """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
+                 resource: Callable[[FastAPI], str | None] | None = None, scope: ResourceScope = BY_PATH,
+                 ) -> Callable[..., Any]:
+    """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
+    also `readers`) and its scope must cover what `scope` says the request touches (see
+    `visiondock.auth.ResourceScope`; by default the path's project or model). Declared on a router it
+    holds for the router's routes that declare none of their own.
 
-    The request guard applies the same check before the body is read and says so on the
-    request; where it has not (an app without the guard), this dependency checks the key
-    itself. Either way the key's Principal is on `request.state.principal`.
+    The request guard applies the role and the scope's path part before the body is read and says
+    so on the request; this dependency then checks the scope's body part. Where the guard has not
+    (an app without it), this dependency checks everything itself. Either way the key's
+    Principal is on `request.state.principal`.
     """
-    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource)
+    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
+                                  scope=scope)
 
     async def check_key(
         request: Request,
@@ -126,11 +138,16 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
         state = request.scope.get("state") or {}
-        if requirement in state.get(AUTHORIZED, ()):
-            return state["principal"]
+        checked = state.get(AUTHORIZED)
+        if checked is not None:  # the guard applied the route's declaration (this one, or one overriding it)
+            principal = state["principal"]
+            if checked is requirement:
+                await requirement.check_after_body(request, principal)
+            return principal
         principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
-                                          request.path_params, request.app)
+                                          request.path_params, request.app, request.query_params)
         request.state.principal = principal
+        await requirement.check_after_body(request, principal)
         return principal
 
     check_key.requirement = requirement  # type: ignore[attr-defined]
@@ -144,8 +161,10 @@ async def current_principal(request: Request) -> Principal:
 
 Caller = Annotated[Principal, Depends(current_principal)]
 
-# Any valid key, whatever its roles (metrics scrapes).
-require_api_key = require_role(*ROLES)
+# Any valid key, whatever its roles, on a route that touches no project or model.
+require_api_key = require_role(*ROLES, scope=NOTHING)
+# Metrics count every served model's answers by label: a key of any role, but for everything.
+_METRICS_PERMISSION = require_role(*ROLES, scope=EVERYTHING)
 
 
 # -- readiness --------------------------------------------------------------------
@@ -211,12 +230,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def keyring_of(settings: Settings) -> KeyRing:
-    """The keys a service accepts; refuses the built-in key beside Azure backends."""
+    """The keys a service accepts (run keys too, with a run key secret); refuses the built-in key
+    beside Azure backends and in production."""
+    problem = settings.accepted_keys_problem()
+    if problem is not None:
+        raise ValueError(problem)
     if settings.uses_local_key and settings.uses_azure:
         raise ValueError("the built-in local development key is refused with Azure backends: set "
                          "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)")
     entries = split_entries(settings.api_key_entries) + read_entries_file(settings.api_keys_file)
-    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY)
+    secret = settings.run_key_secret_bytes()
+    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY,
+                                run_keys=RunKeys(secret) if secret is not None else None)
 
 
 # -- the app factory --------------------------------------------------------------
@@ -287,14 +312,17 @@ def create_service_app(
     lifespan: ServiceLifespan | None = None,
     readiness: ReadinessCheck = storage_readiness,
     version: str = "0.1.0",
+    open_paths: Sequence[str] = (),
 ) -> FastAPI:
     """A FastAPI app with the shared plumbing around the service's `routers`.
 
     At startup it opens the stores (`Stores`: each on first use), sets what `parts` builds on
     them as `app.state` attributes, then enters the service's `lifespan`; at shutdown it
     undoes all that in reverse and closes the stores. Open without a key: `/healthz`,
-    `/readyz` (probes) and the API docs. Everything else, `/metrics` included, needs an
-    API key with the role each route declares (routers add `Depends(require_role(...))`).
+    `/readyz` (probes), the API docs and the service's `open_paths` (static pages holding no
+    data). Every other route, `/metrics` included, declares its permission (`require_role(...)`
+    on the route or its router: roles and scope) and needs a key that has it; a route that
+    declares none stops the app from being built and from starting (visiondock.permissions).
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
     keyring = keyring_of(settings)
@@ -302,6 +330,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
+        app.state.permissions = permissions(app, open_paths)  # with the routes added after the factory
         if settings.uses_local_key:
             log.warning("accepting the built-in local development API key; set VISIONDOCK_API_KEYS for real use")
         stores = Stores(settings)
@@ -364,12 +393,15 @@ def create_service_app(
             body.update(state.details)
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)],
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(_METRICS_PERMISSION)],
              response_class=PlainTextResponse, responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                                                        "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
-        app.include_router(router)
+        # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service.
+        app.include_router(router, dependencies=[Depends(json_body_depth)])
+    app.state.open_paths = tuple(open_paths)
+    app.state.permissions = permissions(app, open_paths)
     return app

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+from visiondock.auth import NOTHING
 from visiondock.errors import InvalidContent, InvalidInput, TooLarge
 from visiondock.limits import body_limit
 from visiondock.web import require_role
@@ -61,7 +62,8 @@ Importer = Annotated[DatasetImporter, Depends(_importer)]
 Exporter = Annotated[DatasetExporter, Depends(_exporter)]
 
 
-@router.get("/dataset-formats", response_model=DatasetFormatList, summary="The formats import and export speak")
+@router.get("/dataset-formats", response_model=DatasetFormatList, summary="The formats import and export speak",
+            dependencies=[Depends(require_role("label", readers=("train",), scope=NOTHING))])
 def list_formats() -> dict[str, Any]:
     return {"data": [{"name": f.name, "summary": f.summary, "carries_boxes": f.carries_boxes,
                       "exports": sorted(f.exports)} for f in FORMATS.values()]}
@@ -172,8 +174,9 @@ def export_dataset(
     return _zip_response(exporter, project_id, dataset_format, split, None)
 
 
+# A snapshot export reads (a POST only for its long id list): train keys export as they do with GET.
 @router.post("/projects/{project_id}/export", response_class=StreamingResponse, responses=_EXPORT_RESPONSES,
              summary="Export a chosen set of images (a dataset snapshot) as a zip archive",
-             dependencies=[Depends(body_limit(MAX_EXPORT_REQUEST_BYTES))])
+             dependencies=[Depends(require_role("label", "train")), Depends(body_limit(MAX_EXPORT_REQUEST_BYTES))])
 def export_snapshot(project_id: ProjectPath, body: ExportRequest, exporter: Exporter) -> StreamingResponse:
     return _zip_response(exporter, project_id, body.format, body.split, body.image_ids)

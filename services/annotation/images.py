@@ -109,19 +109,21 @@ class ImageLibrary:
 
     @staticmethod
     def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
-                      revision: int = 1) -> dict[str, Any]:
-        labeled = len(tags) == 1 if project_type == MULTICLASS else True
+                      revision: int = 1, labeled: bool | None = None) -> dict[str, Any]:
+        if labeled is None:
+            labeled = len(tags) == 1 if project_type == MULTICLASS else True
         return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
                 # Labels given by anyone resolve the model's suggestion for the image.
                 "suggestion": None,
                 "updated_at": utc_now()}
 
     def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
-                 regions: list[dict[str, Any]], if_match: str | None) -> Document:
+                 regions: list[dict[str, Any]], if_match: str | None, labeled: bool | None = None) -> Document:
         """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
         while True:
             current = self.get(project_id, image_id)
-            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1)
+            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1,
+                                        labeled)
             try:
                 return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
                                             if_match=if_match or current.etag)
@@ -286,6 +288,19 @@ class ImageLibrary:
         before = self.get(project_id, image_id)
         updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
                                 if_match)
+        self._record(project_id, image_id, change, before.data, updated.data)
+        return updated
+
+    def restore_labels(self, project_id: str, image_id: str, previous: dict[str, Any] | None, *,
+                       if_match: str | None, change: LabelChange | None = None) -> Document:
+        """Put back the labels an image had (an undo): its tags, boxes and whether it was labeled at all
+        (None: never labeled). Tags are not checked: they were the image's before."""
+        project = self.projects.get(project_id)
+        tags = list((previous or {}).get("tags") or [])
+        regions = [dict(r) for r in (previous or {}).get("regions") or []]
+        before = self.get(project_id, image_id)
+        updated = self._relabel(project_id, image_id, project["type"], tags, regions, if_match,
+                                labeled=bool((previous or {}).get("labeled")))
         self._record(project_id, image_id, change, before.data, updated.data)
         return updated
 

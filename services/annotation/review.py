@@ -273,6 +273,46 @@ class ReviewQueue:
         except PreconditionFailedError:
             return self.library.get(project_id, image_id), "existing"
 
+    def reopen(self, project_id: str, item_id: str, *, if_match: str | None = None,
+               who: str | None = None) -> dict[str, Any]:
+        """Take a decision back (a reviewer's undo): the item is pending again, and the image an accept
+        labeled gets back the labels it had before, unless someone labeled it since (409: change it in
+        the labeler). An accept that kept a person's labels (`existing`) changed no image."""
+        doc = self.get(project_id, item_id)
+        if if_match is not None and if_match != doc.etag:
+            raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
+        status = doc.data["status"]
+        if status == "pending":
+            raise Conflict(f"review item {item_id!r} is pending: there is no decision to take back",
+                           code="not_decided")
+        image = None
+        if status == "accepted" and doc.data.get("labels_from") != "existing" and doc.data.get("image_id"):
+            image = self._restore_image(project_id, doc, who)
+        kept = ("image_id", "labels", "labels_from", "reviewed_at", "reason")
+        try:
+            reopened = self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=project_id,
+                                            set_fields={"status": "pending", "updated_at": utc_now()},
+                                            remove_fields=[k for k in kept if k in doc.data], if_match=doc.etag)
+        except PreconditionFailedError:
+            raise Conflict(f"review item {item_id!r} changed meanwhile; read it again") from None
+        return {"item": public_item(reopened), "image": public_image(image) if image is not None else None}
+
+    def _restore_image(self, project_id: str, doc: Document, who: str | None) -> Document:
+        image_id = doc.data["image_id"]
+        image = self.library.get(project_id, image_id)
+        given = doc.data.get("labels") or {}
+        if (image.data.get("tags") or [], image.data.get("regions") or []) != \
+                (given.get("tags") or [], given.get("regions") or []):
+            raise Conflict(f"image {image_id!r} was labeled again after this item was accepted; change its labels "
+                           "in the labeler", code="relabeled_since")
+        previous: dict[str, Any] | None = None
+        if self.library.history is not None:
+            entries, _ = self.library.history.list(project_id, image_id, limit=20)
+            accepted = next((e for e in entries if e.get("source") == "review"), None)
+            previous = accepted.get("previous") if accepted else None
+        change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
+        return self.library.restore_labels(project_id, image_id, previous, if_match=image.etag, change=change)
+
     # -- retention -------------------------------------------------------------------
     def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
         """Delete captured items (document, then image) created before `older_than`, in every

@@ -14,7 +14,16 @@ from visiondock.web import require_role
 
 from .history import caller_name
 from .review import ReviewQueue
-from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
+from .schemas import (
+    ItemPath,
+    ProjectPath,
+    ReviewAccept,
+    ReviewAccepted,
+    ReviewCapture,
+    ReviewItem,
+    ReviewReject,
+    ReviewReopened,
+)
 
 
 async def _queue(request: Request) -> ReviewQueue:
@@ -88,3 +97,10 @@ def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, reques
 def reject_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, if_match: IfMatch = None,
                 body: Annotated[ReviewReject | None, Body()] = None) -> dict:
     return queue.reject(project_id, item_id, reason=(body or ReviewReject()).reason, if_match=if_match)
+
+
+@router.post("/{item_id}/reopen", response_model=ReviewReopened,
+             summary="Undo a decision: the item is pending again; an image an accept labeled gets its labels back")
+def reopen_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, request: Request,
+                if_match: IfMatch = None) -> dict:
+    return queue.reopen(project_id, item_id, if_match=if_match, who=caller_name(request))

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
+from visiondock.auth import EVERYTHING, by_body
 from visiondock.errors import DomainError, InvalidInput
 from visiondock.limits import body_limit
 from visiondock.schemas import ErrorBody, Page, PageSize
-from visiondock.web import Caller, require_role
+from visiondock.web import require_role
 
 from .history import LabelChange, caller_name
 from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
@@ -49,15 +50,15 @@ IfMatch = Annotated[str | None, Header(description="The image's etag; the update
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))])
 
 
-@router.post("/projects", status_code=201, response_model=Project, tags=["projects"])
-def create_project(body: ProjectCreate, catalog: Catalog, caller: Caller) -> dict:
-    caller.require_resource(body.id)
+@router.post("/projects", status_code=201, response_model=Project, tags=["projects"],
+             dependencies=[Depends(require_role("label", scope=by_body("id")))])
+def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
     return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
 
 
-@router.get("/projects", response_model=Page[Project], tags=["projects"])
-def list_projects(catalog: Catalog, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
-    caller.require_unscoped("listing every project")
+@router.get("/projects", response_model=Page[Project], tags=["projects"],
+            dependencies=[Depends(require_role("label", readers=("train",), scope=EVERYTHING))])
+def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
     items, token = catalog.list(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 

@@ -1,11 +1,18 @@
-"""Model-assisted labeling: the model behind an alias suggests labels a person then accepts or corrects.
+"""Model-assisted labeling: the project's own model suggests labels a person then accepts or corrects.
 
 `suggest` sends the chosen images (or the project's unlabeled ones) to the scoring
-service over REST (`/v1/predict/batch`, or `/v1/aliases/<alias>/predict/batch` for
-its secondary alias) and stores each answer on the image as its `suggestion`: the
-model's name, version and alias, the proposed tags or boxes with their scores. A
-suggestion never labels the image: `accept` makes it the image's labels (history
-source `suggestion`); any labeling by hand replaces it, `dismiss` drops it.
+service over REST, to the project's model: by default the registry model named like the
+project (what `visiondock train` registers), or another one the request names. The
+scoring service serves it at `/v1/models/<model>/predict/batch` (VISIONDOCK_SCORING_MODELS,
+or every production model under `visiondock up`); a service that serves one model only
+is asked at `/v1/predict/batch` when that model is the one, and a request naming an alias
+at `/v1/aliases/<alias>/predict/batch`. Every answer must come from the model asked for,
+with a task that fits the project (a detector for a detection project, a classifier of
+the same kind otherwise), or nothing is stored. Each answer is stored on the image as its
+`suggestion`: the model's name, version and alias, the proposed tags or boxes with their
+scores. A suggestion never labels the image: `accept` makes it the image's labels (history
+source `suggestion`), and an empty one (no box, no tag) only when the caller says it means
+"nothing here"; any labeling by hand replaces it, `dismiss` drops it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import httpx
 from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
 from visiondock.storage import Document, Filter, Query
 from visiondock.timeutil import utc_now
+from visiondock.vocabulary import DETECTION, FACE, MULTICLASS, MULTILABEL
 from visiondock.web import API_KEY_HEADER
 
 from .history import LabelChange
@@ -31,10 +39,28 @@ MAX_IMAGES_PER_CALL = 1000
 
 log = logging.getLogger(__name__)
 
+# The model tasks whose answers make labels of each project type.
+FITTING_TASKS: dict[str, tuple[str, ...]] = {DETECTION: (DETECTION,), MULTICLASS: (MULTICLASS, FACE),
+                                             MULTILABEL: (MULTILABEL,)}
+
+
+def check_task_fits(project_id: str, project_type: str, model: str, task: str | None) -> None:
+    """Refuse a model whose answers cannot label this project (a classifier for a detection project...)."""
+    if task is None or task in FITTING_TASKS.get(project_type, (project_type,)):
+        return
+    raise Conflict(f"model {model!r} is a {task} model and cannot suggest labels for {project_id!r}, a "
+                   f"{project_type} project; train the project's own model (it is named {project_id!r}) or "
+                   f"name a {' or '.join(FITTING_TASKS.get(project_type, (project_type,)))} model",
+                   code="model_task_mismatch")
+
+
+def is_empty(suggestion: dict[str, Any]) -> bool:
+    return not suggestion.get("tags") and not suggestion.get("regions")
+
 
 def suggestion_from_answer(project_type: str, answer: dict[str, Any], known_tags: set[str]) -> dict[str, Any]:
     """What a scoring answer proposes for an image of this project, scores kept; unknown labels dropped."""
-    if project_type == "detection":
+    if project_type == DETECTION:
         regions = []
         for found in answer.get("detections") or []:
             proposed = suggested_labels("detection", {"detections": [found]})["regions"]
@@ -59,35 +85,67 @@ class Suggestions:
         self.timeout = timeout
 
     # -- asking the model ---------------------------------------------------------
-    def suggest(self, project_id: str, *, alias: str | None = None, image_ids: Sequence[str] | None = None,
-                limit: int = 100) -> dict[str, Any]:
+    def suggest(self, project_id: str, *, model: str | None = None, alias: str | None = None,
+                image_ids: Sequence[str] | None = None, limit: int = 100) -> dict[str, Any]:
         project = self.library.projects.get(project_id)
+        model = model or project_id
         known_tags = {t["name"] for t in self.library.projects.list_tags(project_id)}
         images = self._chosen(project_id, image_ids, limit)
-        path = f"/v1/aliases/{alias}/predict/batch" if alias else "/v1/predict/batch"
         suggested: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
-        model: dict[str, Any] = {}
+        answered_by: dict[str, Any] = {}
         with httpx.Client(base_url=self.scoring_url, headers={API_KEY_HEADER: self.api_key},
                           timeout=self.timeout) as http:
+            path = self._route(http, project_id, project["type"], model, alias)
             for start in range(0, len(images), SCORING_CHUNK):
                 chunk = images[start:start + SCORING_CHUNK]
                 files = [("files", (doc.id, self.library.blobs.get(image_blob_key(project_id, doc.id)),
                                     doc.data["content_type"])) for doc in chunk]
                 results = self._score(http, path, files)
+                # Every answer of the chunk is checked before any is stored: a wrong model stores nothing.
+                for result in results:
+                    if result.get("status") == 200:
+                        self._check_answer(project_id, project["type"], model, result["answer"])
                 for doc, result in zip(chunk, results, strict=True):
                     if result.get("status") != 200:
                         failed.append({"image_id": doc.id, "error": (result.get("error") or {}).get("detail")})
                         continue
                     suggestion = suggestion_from_answer(project["type"], result["answer"], known_tags)
-                    model = {"model": suggestion["model"], "version": suggestion["version"],
-                             "alias": suggestion["alias"]}
+                    answered_by = {"model": suggestion["model"], "version": suggestion["version"],
+                                   "alias": suggestion["alias"]}
                     # No etag: a suggestion sits beside the labels and never changes them.
                     self.library.documents.patch(IMAGES, doc.id, partition_key=project_id,
                                                  set_fields={"suggestion": suggestion})
                     suggested.append({"image_id": doc.id, "tags": suggestion["tags"],
                                       "regions": suggestion["regions"]})
-        return {**model, "suggested": len(suggested), "failed": failed, "results": suggested}
+        return {"model": model, **answered_by, "suggested": len(suggested),
+                "empty": sum(is_empty(s) for s in suggested), "failed": failed, "results": suggested}
+
+    def _route(self, http: httpx.Client, project_id: str, project_type: str, model: str, alias: str | None) -> str:
+        """Where the scoring service scores with `model`, after checking that its task fits the project."""
+        if alias:
+            return f"/v1/aliases/{alias}/predict/batch"  # the answers' model name is checked
+        served = self._get(http, "/v1/models")
+        entry = next((m for m in served.get("models") or [] if m.get("name") == model), None)
+        if entry is not None:
+            check_task_fits(project_id, project_type, model, (entry.get("model") or {}).get("task"))
+            return f"/v1/models/{model}/predict/batch"
+        # A service started for one model (VISIONDOCK_SCORING_MODEL_PATH) lists none by name.
+        primary = (self._get(http, "/v1/model").get("model") or {})
+        if primary.get("name") == model:
+            check_task_fits(project_id, project_type, model, primary.get("task"))
+            return "/v1/predict/batch"
+        names = ", ".join(m["name"] for m in served.get("models") or [] if m.get("name")) or "none by name"
+        raise NotFound(f"the scoring service does not serve model {model!r} (it serves {names}); train the "
+                       f"project and promote a version to production (`visiondock up` serves every production "
+                       f"model), or name a served model", code="model_not_served")
+
+    @staticmethod
+    def _check_answer(project_id: str, project_type: str, model: str, answer: dict[str, Any]) -> None:
+        if answer.get("model") != model:
+            raise Conflict(f"the scoring service answered with model {answer.get('model')!r}, not {model!r}; "
+                           "no suggestion was stored", code="wrong_model")
+        check_task_fits(project_id, project_type, model, answer.get("task"))
 
     def _chosen(self, project_id: str, image_ids: Sequence[str] | None, limit: int) -> list[Document]:
         if image_ids:
@@ -104,21 +162,39 @@ class Suggestions:
                 break
         return docs
 
+    def _get(self, http: httpx.Client, path: str) -> dict[str, Any]:
+        try:
+            response = http.get(path)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code != 200:
+            raise self._refused(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _unreachable(self, exc: Exception) -> Unavailable:
+        return Unavailable(f"cannot reach the scoring service at {self.scoring_url} ({exc}); start it or set "
+                           "VISIONDOCK_SCORING_URL", code="scoring_unavailable")
+
+    @staticmethod
+    def _refused(response: httpx.Response) -> NotFound | Unavailable:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:200]
+        kind = NotFound if response.status_code == 404 else Unavailable
+        return kind(f"the scoring service could not suggest labels: {detail} (HTTP {response.status_code})",
+                    code="scoring_failed")
+
     def _score(self, http: httpx.Client, path: str, files: list[Any]) -> list[dict[str, Any]]:
         try:
             response = http.post(path, files=files)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"cannot reach the scoring service at {self.scoring_url} ({exc}); start it or set "
-                              "VISIONDOCK_SCORING_URL", code="scoring_unavailable") from None
+            raise self._unreachable(exc) from None
         if response.status_code != 200:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:200]
-            kind = NotFound if response.status_code == 404 else Unavailable
-            raise kind(f"the scoring service could not suggest labels: {detail} (HTTP {response.status_code})",
-                       code="scoring_failed")
-        return response.json()["results"]
+            raise self._refused(response)
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
 
     # -- a person's answer --------------------------------------------------------
     def _suggestion(self, project_id: str, image_id: str) -> dict[str, Any]:
@@ -128,15 +204,21 @@ class Suggestions:
                            f"/v1/projects/{project_id}/suggest", code="no_suggestion")
         return suggestion
 
-    def accept(self, project_id: str, image_id: str, *, who: str, if_match: str | None = None) -> Document:
-        """The suggestion becomes the image's labels (which clears it)."""
+    def accept(self, project_id: str, image_id: str, *, who: str, if_match: str | None = None,
+               empty: bool = False) -> Document:
+        """The suggestion becomes the image's labels (which clears it); an empty one only with `empty`."""
         suggestion = self._suggestion(project_id, image_id)
         project = self.library.projects.get(project_id)
         change = LabelChange(who=who, source="suggestion")
-        if project["type"] == "detection":
+        if is_empty(suggestion) and not empty and project["type"] != MULTICLASS:
+            what = "no box" if project["type"] == DETECTION else "no tag"
+            raise Conflict(f"the suggestion has {what}: accepting it labels the image as showing nothing of this "
+                           "project. Label the image by hand, or accept with empty=true if that is so",
+                           code="empty_suggestion")
+        if project["type"] == DETECTION:
             regions = [{k: r[k] for k in ("tag", "left", "top", "width", "height")} for r in suggestion["regions"]]
             return self.library.set_regions(project_id, image_id, regions, if_match=if_match, change=change)
-        if project["type"] == "multiclass" and len(suggestion["tags"]) != 1:
+        if project["type"] == MULTICLASS and len(suggestion["tags"]) != 1:
             raise InvalidInput("the suggestion names no tag of this project; label the image by hand",
                                code="empty_suggestion")
         return self.library.set_tags(project_id, image_id, suggestion["tags"], if_match=if_match, change=change)

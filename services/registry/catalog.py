@@ -18,6 +18,12 @@ Storage layout:
 A version's number is taken before its files are written (by the registration, or
 earlier by the training run that registers it); if anything fails the number stays
 unused, so version numbers may have gaps but never point at half a version.
+
+An alias never points at a deleted version, whatever the timing: deleting a version first marks
+it (`deleting_at`), then looks for aliases pointing at it, then deletes it; moving an alias first
+writes the alias, then reads the version again and undoes the move if it is gone or marked.
+Each side writes before it reads what the other writes, so of a move and a delete racing on one
+version at least one sees the other and gives way (409); both may.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from contextlib import ExitStack
 from typing import IO, Any, BinaryIO
 
@@ -55,6 +62,8 @@ MODELS = "models"
 VERSIONS = "model_versions"
 MAX_ARTIFACT_BYTES = 2 * 1024**3
 _COPY_CHUNK = 1 << 20
+# A deletion's mark on a version; older than this, it is a deletion that crashed (aliases may move there).
+DELETION_MARK_TTL = timedelta(minutes=10)
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +214,32 @@ class ModelCatalog:
         page = self.documents.query(VERSIONS, query, limit=limit, continuation=continuation)
         return [doc.data for doc in page.items], page.continuation
 
+    @staticmethod
+    def _being_deleted(data: dict[str, Any]) -> bool:
+        marked = data.get("deleting_at")
+        return bool(marked) and datetime.now(UTC) - datetime.fromisoformat(marked) < DELETION_MARK_TTL
+
     def delete_version(self, model: str, version: int) -> None:
-        """Remove a version and its files; refused while an alias points at it."""
-        found = self.get_version(model, version)
+        """Remove a version and its files; refused while an alias points at it. The version is marked
+        before the aliases are read (see the module docstring)."""
+        while True:
+            try:
+                doc = self.documents.get(VERSIONS, str(version), partition_key=model)
+            except DocumentNotFoundError:
+                self.get_version(model, version)  # the 404 that says what is missing
+                raise
+            try:
+                marked = self.documents.patch(VERSIONS, str(version), partition_key=model, if_match=doc.etag,
+                                              set_fields={"deleting_at": utc_now()})
+                break
+            except PreconditionFailedError:
+                continue
+        found = marked.data
         pointing = sorted(alias for alias, target in self._alias_map(model).items() if target == version)
         if pointing:
+            with contextlib.suppress(PreconditionFailedError, DocumentNotFoundError):
+                self.documents.patch(VERSIONS, str(version), partition_key=model, if_match=marked.etag,
+                                     remove_fields=["deleting_at"])
             raise Conflict(f"model {model!r} version {version} is what alias(es) {', '.join(pointing)} point at; "
                            f"move them first", code="version_in_use")
         # The document goes first: from then on nobody can resolve the version, so removing its
@@ -238,10 +268,23 @@ class ModelCatalog:
     # -- aliases -------------------------------------------------------------------
     def set_alias(self, model: str, alias: str, version: int, *, actor: str, reason: str = "",
                   if_match: str | None = None, action: str = "move") -> dict[str, Any]:
-        """Point an alias at a version, recording who moved it from where (see `aliases.py`)."""
-        self.get_version(model, version)
+        """Point an alias at a version, recording who moved it from where (see `aliases.py`); undone
+        when the version turns out deleted, or being deleted, once the alias is written."""
+
+        def still_there() -> None:
+            try:
+                current = self.documents.get(VERSIONS, str(version), partition_key=model).data
+            except DocumentNotFoundError:
+                raise Conflict(f"model {model!r} version {version} was deleted while {alias!r} moved to it",
+                               code="version_deleted") from None
+            if self._being_deleted(current):
+                raise Conflict(f"model {model!r} version {version} is being deleted", code="version_deleted")
+
+        still_there_now = self.get_version(model, version)
+        if self._being_deleted(still_there_now):
+            raise Conflict(f"model {model!r} version {version} is being deleted", code="version_deleted")
         moved = self.aliases.move(model, alias, version, actor=actor, reason=reason, if_match=if_match,
-                                  action=action)
+                                  action=action, confirm=still_there)
         return {**moved["alias"], "previous_version": moved["history"]["from_version"]}
 
     def rollback_alias(self, model: str, alias: str, *, actor: str, reason: str = "",

@@ -5,13 +5,22 @@ process: `launch.on = "local"`, services/registry/launch.py), and following thos
 CronJob (visiondock.kubernetes_launcher); the trainer reports on the run as any trainer does. Reading
 such a run also reads its Job, so a trainer that could not report — killed for going over its memory
 limit, stopped at its deadline, never scheduled — still leaves a run that says `failed` and why.
+
+A launched trainer gets a key of its own run (visiondock.auth.RunKeys): `train`, scoped to the run's
+project and model, expiring at the Job's deadline (or after VISIONDOCK_RUN_KEY_LIFETIME_SECONDS for a
+local process); never this service's key. Without VISIONDOCK_RUN_KEY_SECRET nothing is launched.
+Its command line comes from the run's params through `trainer_argv` (training options only): any
+other name is refused (422) before the run exists.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from visiondock.auth import RunKeys
 from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
 from visiondock.job_contract import InvalidOptionsError, TrainingJobError, trainer_argv
 
@@ -23,6 +32,8 @@ if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs
     from visiondock.kubernetes_launcher import TrainingJobLauncher
 
 log = logging.getLogger(__name__)
+# A run key outlives its Job's deadline by this much: the trainer reports its failure after the deadline.
+RUN_KEY_GRACE_SECONDS = 600.0
 
 
 def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
@@ -39,10 +50,31 @@ def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
 
 class RunLaunches:
     def __init__(self, runs: TrainingRuns, jobs: TrainingJobLauncher | None, *,
-                 local: LocalProcessLauncher | None = None) -> None:
+                 local: LocalProcessLauncher | None = None, keys: RunKeys | None = None,
+                 key_lifetime: float = 24 * 3600.0) -> None:
         self.runs = runs
         self.jobs = jobs
         self.local = local
+        self.keys = keys
+        self.key_lifetime = key_lifetime
+
+    def _key_issuer(self, run: dict[str, Any]) -> Callable[[float | None], str]:
+        """The run's key, given the seconds its trainer may run (None: the default lifetime)."""
+        keys = self.keys
+        assert keys is not None
+
+        def issue(deadline_seconds: float | None) -> str:
+            lifetime = self.key_lifetime if deadline_seconds is None else deadline_seconds + RUN_KEY_GRACE_SECONDS
+            return keys.issue(run_id=run["id"], project=run["project_id"] or run["model"], model=run["model"],
+                              expires_at=time.time() + lifetime)
+
+        return issue
+
+    def _require_keys(self) -> None:
+        if self.keys is None:
+            raise Conflict("this registry has no run key secret (VISIONDOCK_RUN_KEY_SECRET, shared with the "
+                           "annotation service), so it cannot give a trainer a key of its own and launches none",
+                           code="launch_unavailable")
 
     def create(self, body: RunCreate) -> dict[str, Any]:
         if body.launch is None:
@@ -53,10 +85,12 @@ class RunLaunches:
             raise Conflict("this registry starts no training Jobs: install it with the Helm chart (which sets "
                            "VISIONDOCK_KUBERNETES_TRAINER_CRONJOB), or start the trainer yourself",
                            code="launch_unavailable")
+        self._require_keys()
         project, options = _trainer_options(body)
         run = self.runs.create(body.model, project_id=project, params=body.params)
         try:
-            job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu)
+            job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu,
+                                   issue_key=self._key_issuer(run))
         except TrainingJobError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the training Job was not created: {exc}"})
             error = Conflict if exc.status == 409 else Unavailable
@@ -69,10 +103,11 @@ class RunLaunches:
         if self.local is None:
             raise Conflict("this registry starts no local trainers (VISIONDOCK_TRAINING_LAUNCHER=none); start the "
                            "trainer yourself with --run-id", code="launch_unavailable")
+        self._require_keys()
         project, options = _trainer_options(body)
         run = self.runs.create(body.model, project_id=project, params=body.params)
         try:
-            self.local.launch(project, run_id=run["id"], args=options)
+            self.local.launch(project, run_id=run["id"], args=options, api_key=self._key_issuer(run)(None))
         except OSError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the trainer could not start: {exc}"})
             raise Unavailable(f"the trainer could not start: {exc}", code="launch_failed") from None

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
-from visiondock.errors import InvalidContent
+from visiondock.auth import EVERYTHING, ResourceScope, by_body
+from visiondock.errors import Forbidden, InvalidContent
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
 from visiondock.vocabulary import FP16, INT8, VARIANTS
@@ -17,7 +18,7 @@ from visiondock.web import Caller, require_role
 from .alias_routes import IfMatch, request_actor
 from .aliases import quoted as _quoted
 from .catalog import MODEL_FILE, variant_filename
-from .dependencies import AliasPath, Catalog, Model, RunPath, run_for
+from .dependencies import BY_RUN, AliasPath, Catalog, Model, RunPath, run_for
 from .launches import RunLaunches
 from .schemas import (
     Alias,
@@ -47,14 +48,21 @@ ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # 
 # and download their files; moving an alias deploys, which only admin keys may.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))])
 _DEPLOYS = [Depends(require_role("admin"))]
+# A version's project decides where the scoring service captures its predictions: covered like its model.
+_REGISTERS = [Depends(require_role("train", scope=ResourceScope(path=True, body=("metadata.project_id",))))]
+# The trainer reads the run's project: a key creating a run must cover its model and its project.
+_CREATES_RUN = [Depends(require_role("train", scope=by_body("model", "project_id")))]
+_READS_RUNS = [Depends(require_role("train", readers=("predict",), scope=ResourceScope(query=("model",),
+                                                                                         unnamed="everything")))]
+_ONE_RUN = [Depends(require_role("train", readers=("predict",), scope=BY_RUN))]
 # An ONNX file and its variants (INT8 a quarter, fp16 half its size); EfficientNet-Lite2 is ~25 MB, detectors a
 # little more.
 MAX_VERSION_UPLOAD_BYTES = 1024 * 1024 * 1024
 
 
-@router.get("/models", response_model=Page[ModelSummary], tags=["models"])
-def list_models(catalog: Catalog, caller: Caller, limit: PageSize = 100, continuation: str | None = None) -> dict:
-    caller.require_unscoped("listing every model")
+@router.get("/models", response_model=Page[ModelSummary], tags=["models"],
+            dependencies=[Depends(require_role("train", readers=("predict",), scope=EVERYTHING))])
+def list_models(catalog: Catalog, limit: PageSize = 100, continuation: str | None = None) -> dict:
     items, token = catalog.list_models(limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
@@ -66,7 +74,7 @@ def get_model(model: Model, catalog: Catalog) -> dict:
 
 @router.post("/models/{model}/versions", status_code=201, response_model=ModelVersion, tags=["versions"],
              summary="Register a new version: the ONNX file, optional variants and its metadata",
-             dependencies=[Depends(body_limit(MAX_VERSION_UPLOAD_BYTES))],
+             dependencies=[*_REGISTERS, Depends(body_limit(MAX_VERSION_UPLOAD_BYTES))],
              form_limits={"max_files": 1 + len(VARIANTS), "max_fields": 2})
 def register_version(
     model: Model,
@@ -100,7 +108,7 @@ def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100, continu
 
 
 @router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
-               summary="Delete a version and its files (409 while an alias points at it)")
+               summary="Delete a version and its files (409 while an alias points at it)", dependencies=_DEPLOYS)
 def delete_version(model: Model, version: int, catalog: Catalog) -> None:
     catalog.delete_version(model, version)
 
@@ -160,48 +168,48 @@ def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Requ
 # -- training runs --------------------------------------------------------------------
 @router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
              summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
-                     "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)")
+                     "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)",
+             dependencies=_CREATES_RUN)
 def create_run(body: RunCreate, launches: Launches, caller: Caller) -> dict:
-    caller.require_resource(body.model)
+    if caller.run_id is not None:
+        raise Forbidden(f"the key {caller.name!r} belongs to a training run; it cannot start others")
     return launches.create(body)
 
 
-@router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first")
-def list_runs(catalog: Catalog, caller: Caller, model: ModelName | None = None, status: RunStatus | None = None,
+@router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first",
+            dependencies=_READS_RUNS)
+def list_runs(catalog: Catalog, model: ModelName | None = None, status: RunStatus | None = None,
               limit: PageSize = 100, continuation: str | None = None) -> dict:
-    if model is None:
-        caller.require_unscoped("listing the runs of every model")
-    else:
-        caller.require_resource(model)
     items, token = catalog.runs.list(model=model, status=status, limit=limit, continuation=continuation)
     return {"data": items, "continuation": token}
 
 
 @router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
-            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)")
-def get_run(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller) -> dict:
-    return launches.follow(run_for(catalog, run_id, caller))
+            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)",
+            dependencies=_ONE_RUN)
+def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
+    return launches.follow(run_for(catalog, run_id))
 
 
 # The pod log can hold paths and settings: train keys only, not the scoring services' predict keys.
 @router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
             summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
                     "printed before it could report, e.g. when it was killed)",
-            dependencies=[Depends(require_role("train"))])
-def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches, caller: Caller,
+            dependencies=[Depends(require_role("train", scope=BY_RUN))])
+def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
                  tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
-    return launches.logs(run_for(catalog, run_id, caller), tail_lines=tail)
+    return launches.logs(run_for(catalog, run_id), tail_lines=tail)
 
 
 @router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
-              summary="Report progress: running with stage, epoch and metrics, or failed with the error")
-def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog, caller: Caller) -> dict:
-    run_for(catalog, run_id, caller)
+              summary="Report progress: running with stage, epoch and metrics, or failed with the error",
+              dependencies=_ONE_RUN)
+def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog) -> dict:
     return catalog.runs.update(run_id, body.model_dump(exclude_none=True))
 
 
 @router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
-             summary="The version number the run will register under (the same on every call)")
-def reserve_version(run_id: RunPath, catalog: Catalog, caller: Caller) -> dict:
-    run_for(catalog, run_id, caller)
+             summary="The version number the run will register under (the same on every call)",
+             dependencies=_ONE_RUN)
+def reserve_version(run_id: RunPath, catalog: Catalog) -> dict:
     return catalog.runs.reserve_version(run_id)

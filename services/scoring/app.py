@@ -106,6 +106,8 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         routers=[router, inference_protocol_router],
         lifespan=lifespan,
         readiness=_readiness,
+        # The Open Inference Protocol's server metadata and probes; the list of served models.
+        open_paths=("/v2", "/v2/health/live", "/v2/health/ready", "/v1/models"),
     )
     # Predictions also answer 503 + Retry-After when the queue is full and 504 past the timeout.
     document_api(app, extra_statuses={"/v1": (429, 503, 504), "/v2/models": (429, 503, 504)},

@@ -205,7 +205,7 @@ async def model_info(scoring: Scoring) -> dict[str, Any]:
 
 
 @router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
-             dependencies=[Depends(require_role("train"))],
+             dependencies=[Depends(require_role("train", resource=served_model))],
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
 async def refresh_models(scoring: Scoring) -> dict[str, Any]:
     for watcher in scoring.all_watchers():

@@ -46,7 +46,8 @@ SERVICE_RETRY_SECONDS = 300.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.trainer",
+    # No abbreviations: `--registry-ur` must not become `--registry-url` (see TrainingOptions.add_arguments).
+    parser = argparse.ArgumentParser(prog="python -m services.trainer", allow_abbrev=False,
                                      description="Train a model from a VisionDock project and register it.")
     TrainingOptions.add_arguments(parser)
     parser.add_argument("--annotation-url", help="default: VISIONDOCK_ANNOTATION_URL")

@@ -30,7 +30,7 @@ from visiondock.modelcard import ModelCard
 from visiondock.settings import Settings
 from visiondock.vocabulary import FP16, INT8, MULTICLASS
 
-from .cache_budget import prune_after_training
+from .cache_budget import claim_cache_dir, prune_after_training
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .export import export_onnx
 from .options import OptionError, TrainingOptions
@@ -84,6 +84,7 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
     loader = ImageLoader(annotation, options.project, progress=options.progress)
     steps.report["skipped"] = loader.skipped
     cache_dir = options.resolved_cache_dir()
+    claim_cache_dir(cache_dir)
     try:
         run = RunContext(options=options, project=fetch_listing(annotation, options.project), loader=loader,
                          steps=steps, cache_dir=cache_dir)

@@ -271,7 +271,10 @@ class TrainingOptions:
     # -- command lines ---------------------------------------------------------------------
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, *, project_positional: bool = False) -> None:
-        """Every option as a flag (the project as a positional argument if asked)."""
+        """Every option as a flag (the project as a positional argument if asked). The parser stops
+        expanding abbreviations: a prefix of a flag (`--cache` for `--cache-dir`) is refused, never
+        taken for the option it might shorten."""
+        parser.allow_abbrev = False
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             spec: OptionSpec = f.metadata[_SPEC]

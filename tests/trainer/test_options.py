@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from services.trainer.options import OptionError, TrainingOptions, flag, scoped_
 from services.trainer.tasks import RunContext, task_for
 from services.trainer.tasks.classification import FaceTask, MultilabelTask
 from services.trainer.tasks.detection import DetectionTask
+from visiondock.job_contract import RUN_OPTIONS, InvalidOptionsError, trainer_argv
 from visiondock.vocabulary import ADVANCED, DETECTION
 
 
@@ -115,6 +117,47 @@ def test_unknown_flags_and_bad_values_are_refused_by_both_parsers(argv: list[str
         with pytest.raises(SystemExit) as exited:
             parser.parse_args([*head, *argv])
         assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [["--registry-ur", "http://127.0.0.1:9"], ["--annotation-ur", "http://127.0.0.1:9"],
+                                  ["--cache", "/home/someone"], ["--run", "run-0123456789abcdef"],
+                                  ["--learning-rat", "0.1"], ["--no-int", "--mode", "quick"]])
+def test_both_parsers_refuse_abbreviations(argv: list[str]) -> None:
+    # A prefix of a flag is not that flag: a run's `registry_ur` must not become --registry-url.
+    for parser, head in ((job_parser(), ["--project", "p"]), (cli_parser(), ["train", "p"])):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*head, *argv])
+        assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        job_parser().parse_args(["--proj", "p"])
+
+
+def test_the_options_a_run_may_set_are_the_training_options() -> None:
+    # The registry builds a Job's command line from RUN_OPTIONS (it cannot import the trainer): it must
+    # offer exactly the training options, with the trainer's types, choices and flags.
+    hints = typing.get_type_hints(TrainingOptions)
+    training = {f.name: f for f in fields(TrainingOptions) if f.metadata[options._SPEC].kind == "training"}
+    assert set(RUN_OPTIONS) == set(training)
+    for name, run_option in RUN_OPTIONS.items():
+        spec = training[name].metadata[options._SPEC]
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None))
+        assert run_option.type is kind, name
+        assert tuple(spec.choices or ()) == run_option.choices, name
+        assert run_option.off_flag == spec.off_flag, name
+    # Every value a run stores comes back as the same options through the Job's parser.
+    chosen = TrainingOptions(project="p", mode="advanced", epochs=3, int8=False, fp16=False, head="mlp", seed=2)
+    argv = trainer_argv(chosen.params())
+    assert parse_job("--project", "p", *argv) == chosen
+
+
+@pytest.mark.parametrize("params", [{"registry_ur": "http://127.0.0.1:9"}, {"cache": "/"}, {"proj": "other"},
+                                    {"run": "run-0123456789abcdef"}, {"registry_url": "http://x"},
+                                    {"cache_dir": "/"}, {"project": "other"}, {"api_key": "x"}, {"threads": 64},
+                                    {"mode": "--registry-url=http://x"}, {"epochs": "3 --cache-dir /"},
+                                    {"int8": "yes"}, {"epochs": 2.5}, {"seed": True}, {"learning_rate": float("nan")}])
+def test_a_runs_params_reach_the_trainer_only_as_training_options(params: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionsError):
+        trainer_argv(params)
 
 
 def test_python_callers_get_the_same_checks() -> None:

@@ -1,6 +1,6 @@
 // The image grid: thumbnails, filters, drag-and-drop upload, asking the model for suggestions.
-import { api, allTags, projectPath, thumbnailUrl } from "./api.js";
-import { h, say, fail } from "./ui.js";
+import { allTags, api, projectPath, thumbnailUrl } from "./api.js";
+import { fail, h, say } from "./ui.js";
 
 const PAGE = 60;
 
@@ -53,20 +53,54 @@ export async function imagesView(main, project) {
   const more = h("button", { type: "button", hidden: true }, "Load more");
   const select = (id, label, value, options) => [
     h("label", { for: id }, label),
-    h("select", { id, onchange: (e) => { filter[id.replace("filter-", "")] = e.target.value; saveAndReload(); } },
-      options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))),
+    h(
+      "select",
+      {
+        id,
+        onchange: (e) => {
+          filter[id.replace("filter-", "")] = e.target.value;
+          saveAndReload();
+        },
+      },
+      options.map(([v, text]) => h("option", { value: v, selected: v === value }, text)),
+    ),
   ];
-  const filters = h("form", { class: "filters", "aria-label": "Filters", onsubmit: (e) => e.preventDefault() },
-    select("filter-status", "Show", filter.status, [["all", "All images"], ["unlabeled", "Unlabeled"], ["labeled", "Labeled"],
-      ["review", "Awaiting review (suggested)"]]),
+  const filters = h(
+    "form",
+    { class: "filters", "aria-label": "Filters", onsubmit: (e) => e.preventDefault() },
+    select("filter-status", "Show", filter.status, [
+      ["all", "All images"],
+      ["unlabeled", "Unlabeled"],
+      ["labeled", "Labeled"],
+      ["review", "Awaiting review (suggested)"],
+    ]),
     select("filter-tag", "Tag", filter.tag, [["", "Any tag"], ...tags.map((t) => [t, t])]),
-    select("filter-split", "Split", filter.split, [["", "Any split"], ["train", "train"], ["test", "test"], ["none", "none"]]));
+    select("filter-split", "Split", filter.split, [
+      ["", "Any split"],
+      ["train", "train"],
+      ["test", "test"],
+      ["none", "none"],
+    ]),
+  );
 
-  const fileInput = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*", class: "visually-hidden",
-    onchange: (e) => upload([...e.target.files]) });
-  const drop = h("section", { class: "dropzone", "aria-label": "Upload images" },
-    h("p", {}, "Drop images here, or ", h("label", { for: "upload-files", class: "link" }, "choose files"), "."), fileInput);
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  const fileInput = h("input", {
+    id: "upload-files",
+    type: "file",
+    multiple: true,
+    accept: "image/*",
+    class: "visually-hidden",
+    onchange: (e) => upload([...e.target.files]),
+  });
+  const drop = h(
+    "section",
+    { class: "dropzone", "aria-label": "Upload images" },
+    h("p", {}, "Drop images here, or ", h("label", { for: "upload-files", class: "link" }, "choose files"), "."),
+    fileInput,
+  );
+  drop.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
@@ -74,36 +108,72 @@ export async function imagesView(main, project) {
     upload([...e.dataTransfer.files]);
   });
 
-  const suggestButton = h("button", { type: "button", onclick: suggest }, "Suggest labels for unlabeled images");
+  // The project's own model (named like the project, as training registers it) suggests.
+  const suggestButton = h(
+    "button",
+    { type: "button", onclick: suggest, title: `Asks model ${project} on the scoring service` },
+    "Suggest labels for unlabeled images",
+  );
   const newTag = h("input", { id: "new-tag", placeholder: "new tag", "aria-label": "New tag name" });
-  const tagForm = h("form", { class: "inline", onsubmit: async (e) => {
-    e.preventDefault();
-    try {
-      await api(`${projectPath(project)}/tags`, { method: "POST", json: { name: newTag.value.trim() } });
-      say(`Tag ${newTag.value} added.`);
-      imagesView(main, project);
-    } catch (err) { fail(err); }
-  } }, newTag, h("button", { type: "submit" }, "Add tag"));
+  const tagForm = h(
+    "form",
+    {
+      class: "inline",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await api(`${projectPath(project)}/tags`, { method: "POST", json: { name: newTag.value.trim() } });
+          say(`Tag ${newTag.value} added.`);
+          imagesView(main, project);
+        } catch (err) {
+          fail(err);
+        }
+      },
+    },
+    newTag,
+    h("button", { type: "submit" }, "Add tag"),
+  );
 
   main.replaceChildren(
     h("div", { class: "heading" }, h("h1", {}, `${project}`, h("span", { class: "type" }, info.type)), stats),
-    h("div", { class: "toolbar" }, filters, suggestButton, tagForm), drop, grid, more);
+    h("div", { class: "toolbar" }, filters, suggestButton, tagForm),
+    drop,
+    grid,
+    more,
+  );
 
   async function refreshStats() {
     const s = await api(`${projectPath(project)}/stats`);
-    stats.textContent = `${s.image_count} images, ${s.labeled_count} labeled · ` +
-      Object.entries(s.tag_counts).map(([t, n]) => `${t}: ${n}`).join(" · ");
+    stats.textContent =
+      `${s.image_count} images, ${s.labeled_count} labeled · ` +
+      Object.entries(s.tag_counts)
+        .map(([t, n]) => `${t}: ${n}`)
+        .join(" · ");
   }
 
   function card(image) {
     const img = h("img", { alt: image.filename, width: 160, height: 160 });
-    thumbnailUrl(project, image.id).then((url) => { img.src = url; }).catch(() => img.classList.add("broken"));
+    thumbnailUrl(project, image.id)
+      .then((url) => {
+        img.src = url;
+      })
+      .catch(() => img.classList.add("broken"));
     const s = image.suggestion;
     const proposed = s && (s.regions.length ? `${s.regions.length} box(es)` : s.tags.join(", ") || "nothing");
-    const badges = [s ? h("span", { class: "badge suggested" }, `suggested: ${proposed}`) : null,
-                    image.split ? h("span", { class: "badge" }, image.split) : null];
-    return h("li", {}, h("a", { href: `#/p/${project}/label/${image.id}`, class: "tile", dataset: { id: image.id } },
-      img, h("span", { class: "caption" }, caption(image), ...badges)));
+    const badges = [
+      s ? h("span", { class: "badge suggested" }, `suggested: ${proposed}`) : null,
+      image.split ? h("span", { class: "badge" }, image.split) : null,
+    ];
+    return h(
+      "li",
+      {},
+      h(
+        "a",
+        { href: `#/p/${project}/label/${image.id}`, class: "tile", dataset: { id: image.id } },
+        img,
+        h("span", { class: "caption" }, caption(image), ...badges),
+      ),
+    );
   }
 
   async function showPage(continuation) {
@@ -119,13 +189,18 @@ export async function imagesView(main, project) {
     grid.append(...cards);
     if (!continuation && !page.data.length) grid.append(h("li", { class: "empty" }, "No images match."));
     more.hidden = !page.continuation;
-    return Promise.all(cards.map((c) => new Promise((resolve) => {
-      const img = c.querySelector("img");
-      if (img.complete && img.src) resolve();
-      img.addEventListener("load", resolve, { once: true });
-      img.addEventListener("error", resolve, { once: true });
-      setTimeout(resolve, 10000);
-    })));
+    return Promise.all(
+      cards.map(
+        (c) =>
+          new Promise((resolve) => {
+            const img = c.querySelector("img");
+            if (img.complete && img.src) resolve();
+            img.addEventListener("load", resolve, { once: true });
+            img.addEventListener("error", resolve, { once: true });
+            setTimeout(resolve, 10000);
+          }),
+      ),
+    );
   }
 
   function saveAndReload() {
@@ -135,10 +210,12 @@ export async function imagesView(main, project) {
 
   async function upload(files) {
     if (!files.length) return;
-    let created = 0, duplicates = 0, rejected = [];
+    let created = 0,
+      duplicates = 0,
+      rejected = [];
     for (let i = 0; i < files.length; i += 32) {
       const body = new FormData();
-      files.slice(i, i + 32).forEach((f) => body.append("files", f, f.name));
+      for (const f of files.slice(i, i + 32)) body.append("files", f, f.name);
       say(`Uploading ${Math.min(i + 32, files.length)} of ${files.length}…`);
       try {
         const result = await api(`${projectPath(project)}/images`, { method: "POST", body });
@@ -149,8 +226,10 @@ export async function imagesView(main, project) {
         rejected.push(e.message);
       }
     }
-    say(`Uploaded ${created} new, ${duplicates} already there${rejected.length ? `; refused: ${rejected.join("; ")}` : ""}.`,
-      rejected.length ? "error" : "info");
+    say(
+      `Uploaded ${created} new, ${duplicates} already there${rejected.length ? `; refused: ${rejected.join("; ")}` : ""}.`,
+      rejected.length ? "error" : "info",
+    );
     refreshStats().catch(fail);
     showPage(null).catch(fail);
   }
@@ -160,10 +239,18 @@ export async function imagesView(main, project) {
     say("Asking the model…");
     try {
       const result = await api(`${projectPath(project)}/suggest`, { method: "POST", json: { limit: 200 } });
-      say(`${result.suggested} suggestion(s) from ${result.model ?? "the model"} version ${result.version ?? "?"}` +
-        (result.failed.length ? `; ${result.failed.length} image(s) failed` : "") + ". Show \"Awaiting review\" to go through them.");
+      say(
+        `${result.suggested} suggestion(s) from ${result.model} version ${result.version ?? "?"}` +
+          (result.empty ? `; ${result.empty} found nothing (accepting those needs a confirmation)` : "") +
+          (result.failed.length ? `; ${result.failed.length} image(s) failed` : "") +
+          '. Show "Awaiting review" to go through them.',
+      );
       showPage(null).catch(fail);
-    } catch (e) { fail(e); } finally { suggestButton.disabled = false; }
+    } catch (e) {
+      fail(e);
+    } finally {
+      suggestButton.disabled = false;
+    }
   }
 
   more.addEventListener("click", () => showPage(browsing.continuation).catch(fail));
