@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts=_parts,
         lifespan=_lifespan,
         # The dashboard's page and scripts hold no data; every number on it comes from a keyed API call.
-        open_paths=("/dashboard", "/dashboard/assets/{name}"),
+        open_paths=("/dashboard", "/dashboard/assets/{name}", "/dashboard/common/{name}"),
     )
     document_api(app, links=LINKS)
     return app

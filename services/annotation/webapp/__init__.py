@@ -31,7 +31,7 @@ _FORWARDED_HEADERS = (API_KEY_HEADER.lower(), "authorization", "content-type", "
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 # The page, its scripts and its settings hold no data: open (create_app lists them).
-OPEN_PATHS = ("/app", "/app/", "/app/config.json", "/app/static")
+OPEN_PATHS = ("/app", "/app/", "/app/config.json", "/app/static", "/app/common/{name}")
 # Any valid key reaches the proxy; the registry judges the key, passed on, against its own permissions.
 _PROXIED = require_role(*ROLES, scope=ResourceScope(delegated="the registry"))
 
