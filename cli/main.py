@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
     predict.add_argument("--model", help="the served model to score with (GET /v1/models lists them); default: "
-                                         "the scoring service's primary model")
+                                         "the scoring service's default model")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     return parser
 

@@ -262,7 +262,7 @@ class ResourceScope:
     body: tuple[str, ...] = ()
     lookup: Lookup | None = None
     lookup_names: str = ""
-    served: Callable[[Any], str | None] | None = None
+    served: Callable[[Any, Mapping[str, Any]], str | None] | None = None
     unnamed: Literal["everything", "nothing"] = "nothing"
     delegated: str = ""
 
@@ -298,7 +298,7 @@ class ResourceScope:
             if isinstance(value, str) and value:
                 named.append(value)
         if self.served is not None:
-            served = self.served(app)
+            served = self.served(app, path_params)
             if served:
                 named.append(served)
         return named
@@ -319,7 +319,7 @@ def by_lookup(lookup: Lookup, names: str) -> ResourceScope:
     return ResourceScope(lookup=lookup, lookup_names=names)
 
 
-def served_model(served: Callable[[Any], str | None]) -> ResourceScope:
+def served_model(served: Callable[[Any, Mapping[str, Any]], str | None]) -> ResourceScope:
     return ResourceScope(path=True, served=served)
 
 
@@ -329,8 +329,8 @@ class RoleRequirement:
     router's); the app factory refuses to start a route without one, and the request guard
     (`visiondock.limits`) applies it before the body is read.
 
-    `readers` may also read (GET); `resource` names what the request touches when no path
-    parameter does (the scoring service's served model: the same as `scope=served_model(...)`);
+    `readers` may also read (GET); `resource(app, path_params)` names what the request touches when no
+    path parameter does (the model a scoring request resolves to: the same as `scope=served_model(...)`);
     `azure_header` also accepts Azure AI Search's key header.
     """
 

@@ -84,12 +84,15 @@ class ServiceClient:
     service = "service"
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4,
-                 retry_seconds: float | None = None) -> None:
+                 retry_seconds: float | None = None, http: httpx.Client | None = None) -> None:
         """`retries` attempts of a call that may be repeated; with `retry_seconds`, attempts until that long
-        has passed instead (at most 10 s apart)."""
+        has passed instead (at most 10 s apart). `http`: send through this client instead of opening one
+        (an app served in process, as Starlette's TestClient serves it); the key is added to its headers."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers={API_KEY_HEADER: api_key},
-                                  timeout=httpx.Timeout(timeout, connect=5.0))
+        if http is None:
+            http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        http.headers[API_KEY_HEADER] = api_key
+        self._http = http
         self._retries = max(1, retries)
         self._retry_seconds = retry_seconds
 
@@ -395,7 +398,7 @@ class ScoringClient(ServiceClient):
     service = "scoring"
 
     def predict(self, image: bytes, *, filename: str = "image", model: str | None = None) -> dict[str, Any]:
-        """The primary model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
+        """The default model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
         path = f"/v1/models/{model}/predict" if model else "/v1/predict"
         return self.request("POST", path,
                             files={"file": (filename, image, "application/octet-stream")}).json()

@@ -117,7 +117,8 @@ _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Author
 
 
 def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
-                 resource: Callable[[FastAPI], str | None] | None = None, scope: ResourceScope = BY_PATH,
+                 resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None,
+                 scope: ResourceScope = BY_PATH,
                  ) -> Callable[..., Any]:
     """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
     also `readers`) and its scope must cover what `scope` says the request touches (see

@@ -54,7 +54,7 @@ def prediction_document(item_id: str, model: LoadedModel, answer: dict[str, Any]
                         height: int, image_format: str, source: str) -> dict[str, Any]:
     prediction = {k: v for k, v in answer.items()
                   if k not in ("model", "version", "alias", "variant", "task", "timings_ms", "uncertainty")}
-    return {"id": item_id, "model": model.name, "version": model.version, "alias": model.identity.slot,
+    return {"id": item_id, "model": model.name, "version": model.version, "alias": model.identity.alias,
             "variant": model.identity.variant, "task": model.task, "uncertainty": answer.get("uncertainty", 0.0),
             "prediction": prediction, "image": {"width": width, "height": height, "format": image_format},
             "source": source, "captured_at": utc_now()}

@@ -24,6 +24,7 @@ from visiondock.web import http_status
 
 from .fetch_guard import GuardedFetcher
 from .inputs import decode_base64
+from .model import LoadedModel
 from .service import ScoringService
 
 log = logging.getLogger(__name__)
@@ -78,21 +79,20 @@ class SkillRunner:
         self.scoring = scoring
         self.fetcher = fetcher
 
-    async def run(self, kind: str, payload: Any, *, slot: str | None) -> dict[str, Any]:
+    async def run(self, kind: str, payload: Any, *, model: LoadedModel) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("values"), list):
             raise InvalidInput('a skill request is {"values": [{"recordId": "...", "data": {...}}, ...]}')
         records = payload["values"]
         limit = self.scoring.settings.scoring_max_skill_records
         if len(records) > limit:
             raise TooLarge(f"at most {limit} records per request; got {len(records)}")
-        model = self.scoring.model(slot)
         if model.task not in SKILL_TASKS[kind]:
             other = next(k for k, tasks in SKILL_TASKS.items() if model.task in tasks)
             raise InvalidInput(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
-        answers = await asyncio.gather(*(self._record(kind, record, slot) for record in records))
+        answers = await asyncio.gather(*(self._record(kind, record, model) for record in records))
         return {"values": answers}
 
-    async def _record(self, kind: str, record: Any, slot: str | None) -> dict[str, Any]:
+    async def _record(self, kind: str, record: Any, model: LoadedModel) -> dict[str, Any]:
         record_id = record.get("recordId") if isinstance(record, dict) else None
         if not isinstance(record_id, str):  # echoed back: only what the contract allows
             record_id = None
@@ -105,7 +105,7 @@ class SkillRunner:
                 data = await self.fetcher.fetch(source)
             else:  # megabytes of base64: not on the event loop
                 data = await self.scoring.off_loop(decode_base64, source, "data.image")
-            answer = await self.scoring.predict(data, slot=slot, source=f"skill:{kind}",
+            answer = await self.scoring.predict(data, model=model, source=f"skill:{kind}",
                                                 filename=f"record-{record_id}")
             reply["data"] = skill_output(kind, answer)
         except DomainError as exc:

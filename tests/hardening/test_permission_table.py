@@ -109,7 +109,7 @@ def test_every_service_route_has_a_declaration_and_the_open_ones_are_few(tmp_pat
         opened = sorted({p.path for p in table if p.open})
         shared = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/docs-assets"}
         extra = set(opened) - shared
-        assert len(extra) <= 4, (service, extra)
+        assert len(extra) <= 5, (service, extra)
         # Nothing under /v1 is open but the scoring service's list of served models.
         assert {p for p in extra if p.startswith("/v1/")} <= {"/v1/models"}, (service, extra)
         # Every route of the OpenAPI document is in the table.
