@@ -14,10 +14,7 @@ from tests.deploy.chart import find, manifests, profile_values, render
 from tests.support.stack import running_services
 from visiondock.settings import LOCAL_DEV_API_KEY
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chart,
-              pytest.mark.xfail(strict=True, reason="needs the scoring service's readiness rule: ready when every "
-                                "model that exists for its targets is loaded (a missing alias does not gate); remove "
-                                "this marker when it is merged")]
+pytestmark = [pytest.mark.e2e, pytest.mark.chart]
 
 
 def chart_scoring_env(values: dict) -> dict[str, str]:
