@@ -60,7 +60,7 @@ test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
 
 # The CUDA major each GPU image ships against the one its locked onnxruntime-gpu / torch wheel links,
-# read from the wheels themselves (about 800 MB, downloaded once into .cache/gpu-wheels).
+# read from the wheels themselves (about 800 MB, downloaded once into ~/.cache/visiondock/gpu-wheels, or $$VISIONDOCK_WHEEL_CACHE).
 check-images: $(STAMP)
 	$(PY) -m tests.deploy.gpu_images
 
@@ -121,4 +121,4 @@ bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants
 
 clean:
-	rm -rf $(VENV) .tools .cache tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
