@@ -21,6 +21,7 @@ from visiondock.errors import DomainError, InvalidInput
 from visiondock.storage import PreconditionFailedError
 
 from .datasets import Box, DatasetFormat, DatasetFormatError, DatasetRead, Sample, merge_same_images
+from .history import LabelChange
 from .images import ImageLibrary
 from .projects import ProjectCatalog
 from .schemas import TagName
@@ -94,9 +95,11 @@ def _same_regions(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], widt
 
 
 class DatasetImporter:
-    def __init__(self, library: ImageLibrary, projects: ProjectCatalog) -> None:
+    def __init__(self, library: ImageLibrary, projects: ProjectCatalog, *, who: str = LabelChange().who) -> None:
         self.library = library
         self.projects = projects
+        # The label history names who imported (the caller's key).
+        self.change = LabelChange(who=who, source="import")
 
     def check_format(self, project_id: str, fmt: DatasetFormat) -> dict[str, Any]:
         project = self.projects.get(project_id)
@@ -222,9 +225,9 @@ class DatasetImporter:
                 return
         try:
             if project_type == "detection":
-                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"])
+                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"], change=self.change)
             else:
-                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"])
+                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"], change=self.change)
         except PreconditionFailedError:
             report.conflicts.append({"path": sample.path, "image_id": image["id"],
                                      "reason": "someone changed its labels during the import; kept theirs"})

@@ -34,8 +34,8 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, BinaryIO
 
 from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
