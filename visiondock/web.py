@@ -55,6 +55,7 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from visiondock.images import limit_concurrent_decodes
 from visiondock.limits import RequestGuardMiddleware, json_body_depth
 from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
@@ -326,6 +327,7 @@ def create_service_app(
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
     keyring = keyring_of(settings)
+    limit_concurrent_decodes(settings.max_concurrent_decodes)
     metrics = ServiceMetrics(service)
 
     @asynccontextmanager
