@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from visiondock.captures import summaries_of_project
 from visiondock.errors import Conflict, InvalidInput, NotFound
 from visiondock.storage import (
     BlobStore,
@@ -175,7 +176,8 @@ class Curation:
 
     # -- projects --------------------------------------------------------------------
     def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
-        """Delete a project, its images, tags and review items, and every blob under its folders.
+        """Delete a project, its images, tags, review items, label history and capture summaries, and every
+        blob under its folders.
 
         Documents go before their blobs (a blob without a document is invisible); the project's own
         document goes last, so an interrupted deletion can simply be run again."""
@@ -196,6 +198,7 @@ class Curation:
         for collection in (TAGS, TAG_CHANGES, LABEL_HISTORY):  # the label history must not outlive the project
             for doc_id in [doc.id for doc in self.documents.query_all(collection, partition)]:
                 self._delete_document(collection, doc_id, project_id)
+        summaries_of_project(self.documents, project_id)  # what was captured for it, across models
         blobs = 0
         for prefix in PROJECT_BLOB_PREFIXES:  # thumbnails, and anything a crash left behind
             for info in list(self.blobs.list(f"{prefix}/{project_id}/")):
