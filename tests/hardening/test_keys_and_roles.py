@@ -222,6 +222,9 @@ def test_metrics_need_a_key_for_everything(tmp_path: Path) -> None:
         refused = client.get("/metrics", headers=key("birds-scorer"))
         assert refused.status_code == 403 and "red" not in refused.text
         assert client.get("/metrics", headers=key("scorer")).status_code == 200
+        # The readiness details name the served model's labels too: the same rule.
+        assert "model" not in client.get("/readyz", headers=key("birds-scorer")).json()
+        assert client.get("/readyz", headers=key("scorer")).json()["model"]["labels"] == ["red", "green", "blue"]
 
 
 def test_a_run_key_trains_its_own_run_on_its_own_project_and_model_only(tmp_path: Path) -> None:
