@@ -11,6 +11,7 @@ from visiondock.web import require_role
 
 from .curation import Curation
 from .curation_schemas import BulkResults, BulkSplit, BulkTags, ProjectDeleted, TagRename, TagUsage
+from .history import caller_name
 from .schemas import ProjectPath, TagPath
 
 # Tags and bulk changes are labeling; deleting a whole project (its images and labels) is an admin's.
@@ -21,7 +22,8 @@ _ADMIN = [Depends(require_role("admin"))]
 
 async def _curation(request: Request) -> Curation:
     state = request.app.state
-    return Curation(state.images.documents, state.images.blobs, state.projects, state.images)
+    return Curation(state.images.documents, state.images.blobs, state.projects, state.images,
+                    who=caller_name(request))
 
 
 Curator = Annotated[Curation, Depends(_curation)]

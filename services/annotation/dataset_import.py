@@ -98,9 +98,11 @@ def _same_regions(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], widt
 
 
 class DatasetImporter:
-    def __init__(self, library: ImageLibrary, projects: ProjectCatalog) -> None:
+    def __init__(self, library: ImageLibrary, projects: ProjectCatalog, *, who: str = LabelChange().who) -> None:
         self.library = library
         self.projects = projects
+        # The label history names who imported (the caller's key).
+        self.change = LabelChange(who=who, source="import")
 
     def check_format(self, project_id: str, fmt: DatasetFormat) -> dict[str, Any]:
         project = self.projects.get(project_id)
@@ -121,9 +123,9 @@ class DatasetImporter:
     def events(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
                options: ImportOptions | None = None, change: LabelChange | None = None) -> Iterator[dict[str, Any]]:
         """`{"event": "progress", "done", "total"}` as images go in, then `{"event": "report", ...}`.
-        The labels it gives are recorded in the label history as `change` (by default an upload)."""
+        The labels it gives are recorded in the label history as `change` (by default an import by the caller)."""
         options = options or ImportOptions()
-        change = change or LabelChange(source="upload")
+        change = change or self.change
         project = self.check_format(project_id, fmt)
         report = ImportReport(fmt.name)
         for item in found.skipped:

@@ -2,8 +2,9 @@
 
 Each change is one document of the `label_history` collection in the project's
 partition, written after the image's labels changed: the previous and the new
-labels (tags and regions), the source (`person`, `suggestion`, `review`, `upload`)
-and who (the API key's name when the deployment names its keys, else `api-key`).
+labels (tags and regions), the source (`person`, `suggestion`, `review`, `upload`, `import`,
+`bulk`: bulk changes, tag renames and deletes) and who (the API key's name when the deployment
+names its keys, else `api-key`).
 Reading an image's history is one partition query ordered by time, newest first.
 """
 
@@ -21,7 +22,7 @@ from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, Que
 from visiondock.timeutil import utc_now
 
 LABEL_HISTORY = "label_history"
-LabelSource = Literal["person", "suggestion", "review", "upload"]
+LabelSource = Literal["person", "suggestion", "review", "upload", "import", "bulk"]
 # Who changed a label when the deployment does not name its keys.
 ANONYMOUS_KEY = "api-key"
 

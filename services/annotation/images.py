@@ -13,6 +13,11 @@ wrote is removed again (history entries, and blobs no document owns), so each im
 all there or not at all. A delete racing an upload of the same bytes: after its last write each
 side checks the other's (the upload its blob, the delete the document) and puts the bytes back
 when needed.
+
+Labels never name a tag that is gone: after writing an image's labels the library reads the tags
+they name, and where one is being renamed or deleted (or is gone) it relabels the image the way the
+rename or delete does. A rename marks the tag before it looks for images carrying it, so of the two
+at least one sees the other (`ProjectCatalog.retire_tag`, `curation.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from visiondock.errors import DomainError, InvalidInput, NotFound, TooLarge
+from visiondock.errors import Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from visiondock.storage import (
@@ -75,6 +80,19 @@ IMAGE_BLOBS = Pairing("images", IMAGES, "images/", lambda doc: image_blob_key(do
 
 def public_image(doc: Document) -> dict[str, Any]:
     return {**doc.data, "etag": doc.etag}
+
+
+def labels_changed(data: dict[str, Any], change: Callable[[str], str | None]) -> dict[str, Any]:
+    """An image's labels with each tag named through `change` (its new name, or None to drop it):
+    `{"regions": ...}` for an image labeled with boxes, else `{"tags": ...}`."""
+    if data.get("regions"):
+        regions = [{**r, "tag": change(r["tag"])} for r in data["regions"] if change(r["tag"]) is not None]
+        return {"regions": regions}
+    return {"tags": list(dict.fromkeys(t for t in (change(tag) for tag in data["tags"]) if t is not None))}
+
+
+# Attempts at writing labels over concurrent changes of the same image.
+LABEL_RETRIES = 5
 
 
 @dataclass
@@ -206,6 +224,13 @@ class ImageLibrary:
             outcomes.append(UploadOutcome(filename, "pending"))
         for place, outcome in zip(places, self.add(project, additions, change=change), strict=True):
             outcomes[place] = outcome
+        if labels:
+            # A tag renamed or deleted while these were written: relabel them as the rename does.
+            for outcome in outcomes:
+                if outcome.status == "created" and outcome.image is not None:
+                    stored = self.documents.get(IMAGES, outcome.image["id"], partition_key=project_id)
+                    settled = self._settle(project_id, project["type"], stored, change or LabelChange(source="upload"))
+                    outcome.image = public_image(settled)
         return outcomes
 
     def _record(self, project_id: str, image_id: str, change: LabelChange | None,
@@ -437,7 +462,7 @@ class ImageLibrary:
         before = self.get(project_id, image_id)
         updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
-        return updated
+        return self._settle(project_id, project["type"], updated, change)
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None, change: LabelChange | None = None) -> Document:
@@ -451,7 +476,30 @@ class ImageLibrary:
         updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
                                 if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
-        return updated
+        return self._settle(project_id, DETECTION, updated, change)
+
+    def _settle(self, project_id: str, project_type: str, doc: Document, change: LabelChange | None) -> Document:
+        """The image, relabeled where its labels name a tag being renamed or deleted meanwhile (see the
+        module docstring); the label history records that too, as a bulk change."""
+        for _ in range(LABEL_RETRIES):
+            named = [*doc.data.get("tags", []), *(r["tag"] for r in doc.data.get("regions") or [])]
+            retired = self.projects.retired(project_id, named) if named else {}
+            if not retired:
+                return doc
+            wanted = labels_changed(doc.data, lambda tag, moved=retired: moved.get(tag, tag))
+            regions = wanted.get("regions", [])
+            tags = sorted({r["tag"] for r in regions}) if project_type == DETECTION else wanted["tags"]
+            fields = self._label_fields(project_type, tags, regions, doc.data.get("label_revision", 0) + 1)
+            try:
+                settled = self.documents.patch(IMAGES, doc.id, partition_key=project_id, set_fields=fields,
+                                               if_match=doc.etag)
+            except PreconditionFailedError:
+                doc = self.get(project_id, doc.id)
+                continue
+            who = change.who if change is not None else LabelChange().who
+            self._record(project_id, doc.id, LabelChange(who=who, source="bulk"), doc.data, settled.data)
+            doc = settled
+        raise Conflict(f"image {doc.id} kept changing while its tags were renamed; read it again")
 
     def restore_labels(self, project_id: str, image_id: str, previous: dict[str, Any] | None, *,
                        if_match: str | None, change: LabelChange | None = None) -> Document:

@@ -11,6 +11,7 @@ browsers at all. The proxy passes the caller's key on; the registry checks it ag
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,9 @@ from visiondock.web import API_KEY_HEADER, require_role
 STATIC = Path(__file__).parent / "static"
 # What the app may reach in the registry: runs (start, watch) and models (versions, aliases).
 REGISTRY_PATHS = ("runs", "models")
+# A segment of a registry path: a name, id, number or file name. Never `.`, `..`, empty, or anything
+# encoded (`..%2F` arrives here decoded, as `../`): the path cannot leave runs and models.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FORWARDED_HEADERS = (API_KEY_HEADER.lower(), "authorization", "content-type", "if-match", "if-none-match")
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -64,7 +68,8 @@ def config(request: Request) -> dict:
 @router.api_route("/registry/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   dependencies=[Depends(_PROXIED)])
 async def registry_proxy(request: Request, path: str) -> Response:
-    if path.split("/", 1)[0] not in REGISTRY_PATHS:
+    segments = path.split("/")
+    if segments[0] not in REGISTRY_PATHS or not all(_SEGMENT.match(segment) for segment in segments):
         raise NotFound(f"the app reaches only the registry's {' and '.join(REGISTRY_PATHS)}")
     settings: Settings = request.app.state.settings
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED_HEADERS}
