@@ -1,5 +1,5 @@
-"""Changes to many images at once: renaming and deleting tags, bulk tag and split changes,
-deleting a project with everything it stored.
+"""Changes to many images at once: renaming and deleting tags, bulk tag and split changes, bulk
+deletes, deleting a project with everything it stored.
 
 Every label change goes through `ImageLibrary.set_tags`/`set_regions`/`set_split` with the
 image's etag, so a concurrent edit is never overwritten blindly (the change is re-read and
@@ -159,16 +159,24 @@ class Curation:
 
         return self._each(project_id, image_ids, move)
 
-    def _each(self, project_id: str, image_ids: Sequence[str],
-              apply: Callable[[Document], int]) -> list[dict[str, Any]]:
+    def bulk_delete(self, project_id: str, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Delete many images (document, bytes, thumbnail), each as `DELETE .../images/{id}` does."""
+        def remove(doc: Document) -> int:
+            self.library.delete(project_id, doc.id, if_match=None)
+            return 1
+
+        return self._each(project_id, image_ids, remove, done="deleted")
+
+    def _each(self, project_id: str, image_ids: Sequence[str], apply: Callable[[Document], int], *,
+              done: str = "updated") -> list[dict[str, Any]]:
         self.projects.get(project_id)
         results = []
         for image_id in self._check_ids(image_ids):
             try:
                 doc = self.documents.get(IMAGES, image_id, partition_key=project_id)
-                status = "updated" if apply(doc) else "unchanged"
+                status = done if apply(doc) else "unchanged"
                 results.append({"id": image_id, "status": status, "error": None})
-            except DocumentNotFoundError:
+            except (DocumentNotFoundError, NotFound):  # NotFound: gone meanwhile
                 results.append({"id": image_id, "status": "not_found", "error": "no such image in the project"})
             except (InvalidInput, Conflict) as exc:
                 results.append({"id": image_id, "status": "rejected", "error": exc.message})
