@@ -11,11 +11,10 @@
   model would be judged on a photo it has in effect seen.
 - Label issues: images whose given label gets an out-of-fold probability below
   `LABEL_ISSUE_PROBABILITY` (from models that never saw the image), ranked from the lowest,
-  with the label the models prefer. On flowers12 with 5 % of the labels flipped this found every
-  flipped image with about 80 % of the list flipped; on hot dogs, where about 8 % of the photos
-  are hard, 70-80 % of the flips with about half of the list. `bench.data_checks` measures both.
+  with the label the models prefer.
 
-The thresholds were chosen with that benchmark.
+Both thresholds were chosen with `bench.data_checks`, which plants copies and flips labels in the
+shared photo sets and prints recall and precision for each threshold.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 MIN_FREE_FRACTION = 0.10
 KEEP_RECENT_SECONDS = 3600.0
-# Not cache entries: the measured backbone speeds, rewritten by every run that computes features.
+# Not cache entries: the backbone speeds earlier trainers measured and kept beside the cache.
 _KEPT_NAMES = frozenset({"feature-speed.json"})
 
 
