@@ -315,6 +315,11 @@ class RegistryClient(ServiceClient):
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         return self.get_json(f"/v1/models/{model}/versions/{version}")
 
+    def label_issues(self, model: str, version: int, *, limit: int | None = None) -> dict[str, Any]:
+        """The likely label errors a version's training listed, most likely first."""
+        return self.get_json(f"/v1/models/{model}/versions/{version}/label-issues",
+                             params={"limit": limit} if limit else None)
+
     def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
                   if_match: str | None = None) -> dict[str, Any]:
         """Move an alias; the answer's `previous_version` is the version it replaced."""

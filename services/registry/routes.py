@@ -24,6 +24,7 @@ from .schemas import (
     Alias,
     AliasList,
     AliasUpdate,
+    LabelIssueList,
     ModelName,
     ModelSummary,
     ModelVersion,
@@ -87,10 +88,13 @@ def register_version(
 ) -> dict:
     fields = metadata.model_dump()
     variant_metrics = fields.pop("variant_metrics")
+    issues = fields.pop("label_issues")
     variants = {name: upload.file for name, upload in ((INT8, int8), (FP16, fp16)) if upload is not None}
     if set(variant_metrics) - set(variants):
         raise InvalidContent("variant_metrics names a variant whose file was not sent")
-    return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics)
+    return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics,
+                            label_issues=[{k: v for k, v in item.items() if v is not None} for item in issues]
+                            if issues is not None else None)
 
 
 @router.get("/models/{model}/versions", response_model=Page[ModelVersion], tags=["versions"],
@@ -116,6 +120,16 @@ def delete_version(model: Model, version: int, catalog: Catalog) -> None:
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
 def get_version(model: Model, version: int, catalog: Catalog) -> dict:
     return catalog.get_version(model, version)
+
+
+@router.get("/models/{model}/versions/{version}/label-issues", response_model=LabelIssueList, tags=["versions"],
+            response_model_exclude_none=True,
+            summary="Likely label errors the version's training found: labeled images whose given label the "
+                    "models that never saw them found unlikely, most likely first (404 for versions without a list)")
+def get_label_issues(model: Model, version: int, catalog: Catalog,
+                     limit: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
+                     ) -> dict:
+    return catalog.label_issues(model, version, limit=limit)
 
 
 @router.get("/models/{model}/versions/{version}/artifacts/{filename}", tags=["versions"],

@@ -91,20 +91,19 @@ def test_a_version_page_draws_its_metrics_curves_and_data(browser: Any, trained:
     for part, ids in version["splits"].items():
         assert page.locator(f"#splits tr[data-split={part}] td.num").inner_text() == str(len(ids))
     assert "3 relabeled" in page.locator("#data").inner_text()
-    # How it was trained: the chosen backbone and head, and every candidate with its validation loss.
+    # How it was trained: the chosen backbone and head, and every candidate with its cross-validated accuracy.
     params = version["params"]
     assert page.locator("#settings tr[data-setting=backbone] td").last.inner_text() == params["backbone"]
     assert page.locator("#settings tr[data-setting=head] td").last.inner_text() == params["head"]
     for setting, variant in (("INT8 variant (CPUs)", "int8"), ("fp16 variant (GPUs)", "fp16")):
         shown = page.locator(f'#settings tr[data-setting="{setting}"] td').last.inner_text()
         assert shown == ("registered" if metrics[variant]["registered"] else "refused (answers differ from fp32)")
-    tried = params["selection"]["tried"]
-    assert page.locator("#selection tbody tr").count() == len(tried) >= 2
-    for candidate in tried:
-        row = page.locator(f"#selection tr[data-backbone={candidate['backbone']}][data-head={candidate['head']}]")
-        assert row.locator("td.num").first.inner_text() == f"{candidate['val_loss']:.4f}"
-        assert row.get_attribute("data-chosen") == str(
-            (candidate["backbone"], candidate["head"]) == (params["backbone"], params["head"])).lower()
+    candidates = params["selection"]["candidates"]
+    assert page.locator("#selection tbody tr").count() == len(candidates) >= 2
+    for candidate in candidates:
+        row = page.locator(f'#selection tr[data-name="{candidate["name"]}"]')
+        assert row.locator("td.num").nth(1).inner_text().startswith(f"{candidate['score'] * 100:.1f} %")
+        assert row.get_attribute("data-chosen") == str(candidate["chosen"]).lower()
     assert page.locator("#selection tr[data-chosen=true]").count() == 1
     assert page.errors == [] and page.outside == []
     page.screenshot(path=str(artifacts / "version.png"), full_page=True)
