@@ -33,7 +33,12 @@ def open_page(browser: Any, trained: Trained, route: str = "#/") -> Any:
 
 
 def wait_loaded(page: Any, route: str) -> None:
-    page.wait_for_function("want => document.body.dataset.loaded === want", arg=route)
+    """Waits for the page to say `route` is drawn, or that it failed; a failure names what the page
+    showed and any script error, which are the usual reasons."""
+    page.wait_for_function("want => [want, 'error'].includes(document.body.dataset.loaded)", arg=route)
+    if page.evaluate("document.body.dataset.loaded") == "error":
+        shown = page.locator("[role=alert]").all_inner_texts()
+        raise AssertionError(f"{route} failed to draw: {shown}; page errors: {getattr(page, 'errors', [])}")
 
 
 def test_a_wrong_key_is_refused_and_the_models_list_shows_aliases_and_metrics(

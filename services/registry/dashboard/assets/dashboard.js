@@ -1,7 +1,7 @@
 // The dashboard: models, versions with their metrics, comparisons and training runs, read
 // from the registry's JSON API with the API key kept in this tab's session storage.
 import { barChart, format, lineChart, PALETTE } from "/dashboard/assets/charts.js";
-import { ApiError, api, everyPage, h, session, when } from "/dashboard/common/common.js";
+import { ApiError, api, everyPage, h, percent, session, when } from "/dashboard/common/common.js";
 
 const view = document.getElementById("view");
 let refreshTimer = null;
