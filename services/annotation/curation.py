@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from visiondock.blob_keys import PROJECT_PREFIXES, image_blob_key, project_folder, review_blob_key
 from visiondock.captures import summaries_of_project
 from visiondock.errors import Conflict, InvalidInput, NotFound
 from visiondock.storage import (
@@ -32,12 +33,10 @@ from visiondock.storage import (
 )
 
 from .history import LABEL_HISTORY, LabelChange
-from .images import IMAGES, ImageLibrary, image_blob_key, labels_changed
+from .images import IMAGES, ImageLibrary, labels_changed
 from .projects import PROJECTS, TAG_CHANGES, TAGS, ProjectCatalog
-from .review import REVIEW_ITEMS, review_blob_key
+from .review import REVIEW_ITEMS
 
-# Blob folders that hold a project's bytes: its images, their thumbnails, captured review images.
-PROJECT_BLOB_PREFIXES = ("images", "thumbnails", "review")
 MAX_BULK_IDS = 1000
 RETRIES = 3
 
@@ -208,8 +207,8 @@ class Curation:
                 self._delete_document(collection, doc_id, project_id)
         summaries_of_project(self.documents, project_id)  # what was captured for it, across models
         blobs = 0
-        for prefix in PROJECT_BLOB_PREFIXES:  # thumbnails, and anything a crash left behind
-            for info in list(self.blobs.list(f"{prefix}/{project_id}/")):
+        for prefix in PROJECT_PREFIXES:  # thumbnails, and anything a crash left behind
+            for info in list(self.blobs.list(project_folder(prefix, project_id))):
                 blobs += int(self.blobs.delete(info.key))
         self._delete_document(PROJECTS, project_id, project_id)
         log.info("deleted project %s: %d images, %d review items", project_id, len(images), len(items))

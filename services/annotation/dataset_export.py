@@ -14,11 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from visiondock.blob_keys import image_blob_key
 from visiondock.errors import InvalidInput, NotFound
 from visiondock.storage import Document, DocumentNotFoundError, Filter, Query
 
 from .datasets import FORMATS, SUFFIX_BY_CONTENT_TYPE, Box, DatasetFormat, ExportImage, stream_zip
-from .images import IMAGES, ImageLibrary, image_blob_key
+from .images import IMAGES, ImageLibrary
 from .projects import ProjectCatalog
 
 MAX_LISTED_IDS = 100_000

@@ -1,7 +1,7 @@
 """Images of a project: upload with de-duplication, labels, listing.
 
 An image's id is the SHA-256 of its bytes, so the same photo uploaded twice is one
-image. Its bytes live in the BlobStore at `images/<project>/<sha256>`, its metadata
+image. Its bytes live in the BlobStore at `images/<project>/<sha256>` (`visiondock.blob_keys`), its metadata
 and labels in the `images` collection, partition `<project>`.
 
 New images go in by batches of up to MAX_BATCH_DOCUMENTS (`add`): one query finds those the
@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from visiondock.blob_keys import IMAGE_PREFIX, image_blob_key, image_of_blob, thumbnail_blob_key
 from visiondock.errors import Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
@@ -60,22 +61,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def image_blob_key(project_id: str, image_id: str) -> str:
-    return f"images/{project_id}/{image_id}"
-
-
-def thumbnail_blob_key(project_id: str, image_id: str) -> str:
-    return f"thumbnails/{project_id}/{image_id}.jpg"
-
-
-def _image_of_blob(key: str) -> tuple[str, str] | None:
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 else None
-
-
 # For `visiondock fsck`: an image document owns its bytes; without them it is worthless.
-IMAGE_BLOBS = Pairing("images", IMAGES, "images/", lambda doc: image_blob_key(doc.partition_key, doc.id),
-                      _image_of_blob)
+IMAGE_BLOBS = Pairing("images", IMAGES, IMAGE_PREFIX, lambda doc: image_blob_key(doc.partition_key, doc.id),
+                      image_of_blob)
 
 
 def public_image(doc: Document) -> dict[str, Any]:

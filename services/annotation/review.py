@@ -22,7 +22,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from visiondock.captures import purge_summaries, review_blob_key, review_item_of_blob
+from visiondock.blob_keys import REVIEW_PREFIX, review_blob_key, review_item_of_blob
+from visiondock.captures import purge_summaries
 from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
@@ -51,7 +52,7 @@ CLAIM_TTL = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
-REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, "review/",
+REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, REVIEW_PREFIX,
                        lambda doc: review_blob_key(doc.partition_key, doc.id), review_item_of_blob)
 
 

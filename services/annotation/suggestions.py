@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from visiondock.blob_keys import image_blob_key
 from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
 from visiondock.storage import Document, Filter, Query
 from visiondock.timeutil import utc_now
@@ -30,7 +31,7 @@ from visiondock.vocabulary import DETECTION, FACE, MULTICLASS, MULTILABEL
 from visiondock.web import API_KEY_HEADER
 
 from .history import LabelChange
-from .images import IMAGES, ImageLibrary, image_blob_key
+from .images import IMAGES, ImageLibrary
 from .review import suggested_labels
 
 # Images per request to the scoring service: its dynamic batcher fills one inference with them.

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Json
 
 from visiondock.auth import EVERYTHING, ResourceScope, by_body
+from visiondock.blob_keys import MODEL_FILE, variant_filename
 from visiondock.errors import Forbidden, InvalidContent
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
@@ -17,7 +18,6 @@ from visiondock.web import Caller, require_role
 
 from .alias_routes import IfMatch, request_actor
 from .aliases import quoted as _quoted
-from .catalog import MODEL_FILE, variant_filename
 from .dependencies import BY_RUN, AliasPath, Catalog, Model, RunPath, run_for
 from .launches import RunLaunches
 from .schemas import (
