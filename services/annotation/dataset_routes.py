@@ -98,7 +98,7 @@ def import_archive(
     replace_labels: Annotated[bool, Form(description="Relabel images already labeled otherwise.")] = False,
 ) -> Any:
     fmt = get_format(dataset_format)
-    importer.check_format(project_id, fmt)
+    project = importer.check_format(project_id, fmt)
     if archive.size is not None and archive.size > MAX_ARCHIVE_BYTES:
         raise TooLarge(f"the archive is {archive.size:,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}")
     try:
@@ -109,7 +109,7 @@ def import_archive(
     except DatasetFormatError as exc:
         raise InvalidInput(f"not a {fmt.name} dataset: {exc}", code="invalid_dataset") from None
     options = ImportOptions(split=split, replace_labels=replace_labels)
-    return _answer(request, importer.events(project_id, fmt, found, source.read, options))
+    return _answer(request, importer.events(project, fmt, found, source.read, options))
 
 
 @router.post(

@@ -53,7 +53,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", rea
 @router.post("/projects", status_code=201, response_model=Project, tags=["projects"],
              dependencies=[Depends(require_role("label", scope=by_body("id")))])
 def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
-    return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
+    return dict(catalog.create(body.id, body.type, description=body.description, tags=body.tags).document)
 
 
 @router.get("/projects", response_model=Page[Project], tags=["projects"],
@@ -65,7 +65,7 @@ def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | N
 
 @router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
 def get_project(project_id: ProjectPath, catalog: Catalog) -> dict:
-    return catalog.get(project_id)
+    return dict(catalog.get(project_id).document)
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats, tags=["projects"])
