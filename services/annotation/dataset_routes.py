@@ -16,7 +16,7 @@ from visiondock.limits import body_limit
 from visiondock.web import require_role
 
 from .dataset_export import DatasetExporter
-from .dataset_import import DatasetImporter, ImportOptions
+from .dataset_import import ImportOptions
 from .dataset_schemas import (
     DatasetFormatList,
     ExportRequest,
@@ -35,7 +35,7 @@ from .datasets import (
     ZipSource,
     get_format,
 )
-from .history import caller_name
+from .dependencies import Exporter, Importer
 from .images import MAX_FILES_PER_UPLOAD
 from .schemas import ProjectPath, Split
 
@@ -49,18 +49,6 @@ NDJSON = "application/x-ndjson"
 
 # Labelers import and export; the trainer (train keys) may read the formats and export.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))], tags=["datasets"])
-
-
-async def _importer(request: Request) -> DatasetImporter:
-    return DatasetImporter(request.app.state.images, request.app.state.projects, who=caller_name(request))
-
-
-async def _exporter(request: Request) -> DatasetExporter:
-    return DatasetExporter(request.app.state.images, request.app.state.projects)
-
-
-Importer = Annotated[DatasetImporter, Depends(_importer)]
-Exporter = Annotated[DatasetExporter, Depends(_exporter)]
 
 
 @router.get("/dataset-formats", response_model=DatasetFormatList, summary="The formats import and export speak",

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from visiondock.auth import EVERYTHING, by_body
 from visiondock.errors import DomainError, InvalidInput
 from visiondock.limits import body_limit
 from visiondock.schemas import ErrorBody, Page, PageSize
-from visiondock.web import require_role
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .history import LabelChange, caller_name
-from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
-from .projects import ProjectCatalog
+from .dependencies import Catalog, Library
+from .history import LabelChange
+from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, UploadOutcome, public_image
 from .schemas import (
     Image,
     ImagePath,
@@ -32,19 +32,6 @@ from .schemas import (
     TagList,
     UploadResponse,
 )
-
-
-async def _catalog(request: Request) -> ProjectCatalog:
-    return request.app.state.projects
-
-
-async def _library(request: Request) -> ImageLibrary:
-    return request.app.state.images
-
-
-Catalog = Annotated[ProjectCatalog, Depends(_catalog)]
-Library = Annotated[ImageLibrary, Depends(_library)]
-IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
 
 # Labelers read and write; the trainer reads the labeled images.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))])
