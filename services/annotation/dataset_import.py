@@ -4,7 +4,7 @@ The same logic serves a zip archive read on the server and batches of images a c
 with the same readers (`visiondock import`). Images go in through `ImageLibrary.add` by batches
 of IMPORT_BATCH, new ones with their labels in the same write (so an image already in the project
 is a duplicate, never a copy); a duplicate gets the dataset's labels through
-`ImageLibrary.set_tags`/`set_regions`. Importing the same data again changes nothing: a
+`ImageLibrary.set_labels`. Importing the same data again changes nothing: a
 duplicate whose labels already match is left alone, and one labeled differently keeps its
 labels unless the import says `replace_labels`.
 """
