@@ -13,7 +13,7 @@ Storage layout:
 - `alias_history` collection: every move of an alias (see `aliases.py`).
 - `training_runs` collection (see `runs.py`).
 - blobs `models/<model>/<version>/model.onnx`, optional variants such as
-  `.../model.int8.onnx`, and `.../metadata.json`.
+  `.../model.int8.onnx`, and `.../metadata.json` (`visiondock.blob_keys`).
 
 A version's number is taken before its files are written (by the registration, or
 earlier by the training run that registers it); if anything fails the number stays
@@ -38,6 +38,15 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, BinaryIO
 
+from visiondock.blob_keys import (
+    MODEL_FILE,
+    MODEL_PREFIX,
+    artifact_key,
+    label_issues_key,
+    metadata_key,
+    variant_filename,
+    version_of_blob,
+)
 from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.storage import (
@@ -68,34 +77,9 @@ DELETION_MARK_TTL = timedelta(minutes=10)
 log = logging.getLogger(__name__)
 
 
-# Artifact file names: the fp32 model, and one file per variant.
-MODEL_FILE = "model.onnx"
-
-
-def variant_filename(variant: str | None) -> str:
-    return MODEL_FILE if variant is None else f"model.{variant}.onnx"
-
-
-def artifact_key(model: str, version: int, variant: str | None = None) -> str:
-    return f"models/{model}/{version}/{variant_filename(variant)}"
-
-
-def metadata_key(model: str, version: int) -> str:
-    return f"models/{model}/{version}/metadata.json"
-
-
-def label_issues_key(model: str, version: int) -> str:
-    return f"models/{model}/{version}/label-issues.json"
-
-
-def _version_of_blob(key: str) -> tuple[str, str] | None:
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 4 else None
-
-
 # For `visiondock fsck`: a version whose file is missing needs a person (an alias may point at it).
-VERSION_BLOBS = Pairing("model versions", VERSIONS, "models/",
-                        lambda doc: artifact_key(doc.partition_key, int(doc.id)), _version_of_blob,
+VERSION_BLOBS = Pairing("model versions", VERSIONS, MODEL_PREFIX,
+                        lambda doc: artifact_key(doc.partition_key, int(doc.id)), version_of_blob,
                         delete_documents_without_blob=False)
 
 
