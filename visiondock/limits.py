@@ -17,9 +17,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path  # where Starlette defines it; its routing imports it from there
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
-from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import AUTHORIZED, declared_requirement
@@ -54,16 +54,14 @@ class BodyLimit:
     def of(self, app: FastAPI) -> int:
         return self.limit(app) if callable(self.limit) else self.limit
 
-
-def body_limit(limit: int | LimitOf) -> Callable[[], None]:
-    """A dependency declaring the most bytes a route's body may have (a number, or one read from
-    the app, e.g. from its settings)."""
-
-    async def declared_body_limit() -> None:
+    async def __call__(self) -> None:
         return None
 
-    declared_body_limit.body_limit = BodyLimit(limit)  # type: ignore[attr-defined]
-    return declared_body_limit
+
+def body_limit(limit: int | LimitOf) -> BodyLimit:
+    """A dependency declaring the most bytes a route's body may have (a number, or one read from
+    the app, e.g. from its settings)."""
+    return BodyLimit(limit)
 
 
 def _limit_of(route: Any) -> BodyLimit | None:
@@ -71,7 +69,7 @@ def _limit_of(route: Any) -> BodyLimit | None:
     stack = list(dependant.dependencies) if dependant is not None else []
     while stack:
         dep = stack.pop()
-        limit = getattr(getattr(dep, "call", None), "body_limit", None)
+        limit = getattr(dep, "call", None)
         if isinstance(limit, BodyLimit):
             return limit
         stack.extend(dep.dependencies)

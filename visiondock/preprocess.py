@@ -106,8 +106,9 @@ def _enlarge(pixels: np.ndarray, box: tuple[float, float, float, float], x_step:
     # centres sit at j + 0.5.
     matrix = np.array([[x_step, 0.0, box[0] + 0.5 * x_step - 0.5],
                        [0.0, y_step, box[1] + 0.5 * y_step - 0.5]])
-    return cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    enlarged: np.ndarray = cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                          borderMode=cv2.BORDER_REPLICATE)
+    return enlarged
 
 
 def normalization(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:

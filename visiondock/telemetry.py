@@ -185,12 +185,14 @@ _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live",
 def _key_name(scope: Scope) -> str | None:
     """The name of the API key the request presented (never the key), once it was checked."""
     principal = (scope.get("state") or {}).get("principal")
-    return getattr(principal, "name", None)
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _header(scope: Scope, name: str) -> str | None:
     wanted = name.encode()
-    for key, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key == wanted:
             return value.decode("latin-1")[:128]
     return None

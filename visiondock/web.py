@@ -99,7 +99,7 @@ def http_status(error: DomainError) -> int:
 
 
 def error_response(status: int, message: str, code: str,
-                   headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": message, "code": code, **extra}, status_code=status, headers=headers)
 
 
@@ -118,10 +118,37 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, descriptio
 _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Authorization: Bearer <key>`.")
 
 
+class KeyCheck:
+    """The dependency `require_role` returns: checks the request's key against `requirement`."""
+
+    def __init__(self, requirement: RoleRequirement) -> None:
+        self.requirement = requirement  # read by the request guard and the permission table
+
+    async def __call__(
+        self,
+        request: Request,
+        api_key: str | None = Security(_api_key_header),
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> Principal:
+        requirement = self.requirement
+        state = request.scope.get("state") or {}
+        checked = state.get(AUTHORIZED)
+        if checked is not None:  # the guard applied the route's declaration (this one, or one overriding it)
+            principal: Principal = state["principal"]
+            if checked is requirement:
+                await requirement.check_after_body(request, principal)
+            return principal
+        principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
+                                          request.path_params, request.app, request.query_params)
+        request.state.principal = principal
+        await requirement.check_after_body(request, principal)
+        return principal
+
+
 def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
                  resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None,
                  scope: ResourceScope = BY_PATH,
-                 ) -> Callable[..., Any]:
+                 ) -> KeyCheck:
     """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
     also `readers`) and its scope must cover what `scope` says the request touches (see
     `visiondock.auth.ResourceScope`; by default the path's project or model). Declared on a router it
@@ -132,34 +159,14 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
     (an app without it), this dependency checks everything itself. Either way the key's
     Principal is on `request.state.principal`.
     """
-    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
-                                  scope=scope)
-
-    async def check_key(
-        request: Request,
-        api_key: str | None = Security(_api_key_header),
-        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-    ) -> Principal:
-        state = request.scope.get("state") or {}
-        checked = state.get(AUTHORIZED)
-        if checked is not None:  # the guard applied the route's declaration (this one, or one overriding it)
-            principal = state["principal"]
-            if checked is requirement:
-                await requirement.check_after_body(request, principal)
-            return principal
-        principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
-                                          request.path_params, request.app, request.query_params)
-        request.state.principal = principal
-        await requirement.check_after_body(request, principal)
-        return principal
-
-    check_key.requirement = requirement  # type: ignore[attr-defined]
-    return check_key
+    return KeyCheck(RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
+                                    scope=scope))
 
 
 async def current_principal(request: Request) -> Principal:
     """The caller, as the route's key check identified it."""
-    return request.state.principal
+    principal: Principal = request.state.principal
+    return principal
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
@@ -288,7 +295,7 @@ def _hoist_inline_definitions(app: FastAPI) -> None:
         hoist(schema.get("paths", {}), schema.setdefault("components", {}).setdefault("schemas", {}))
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
 
 
 DOCS_PAGES = frozenset({"/docs", "/redoc"})

@@ -109,7 +109,7 @@ class AzureBlobStore(BlobStore):
     def __init__(self, connection_string: str | None = None, *, container: str, account_url: str | None = None,
                  credential: Any = None) -> None:
         """Signed in by the connection string, or else at `account_url` with a token `credential`."""
-        sizes = {"max_single_put_size": _SINGLE_PUT_MAX, "max_block_size": _BLOCK_SIZE,
+        sizes: dict[str, Any] = {"max_single_put_size": _SINGLE_PUT_MAX, "max_block_size": _BLOCK_SIZE,
                  "max_single_get_size": _GET_CHUNK, "max_chunk_get_size": _GET_CHUNK}
         with _sdk_errors(None):
             if connection_string is not None:
@@ -144,7 +144,7 @@ class AzureBlobStore(BlobStore):
         if not overwrite:
             conditions = {"match_condition": MatchConditions.IfMissing}  # If-None-Match: *
         counter: _CountingReader | None = None
-        payload: bytes | BinaryIO
+        payload: bytes | BinaryIO | _CountingReader
         if isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
             size: int | None = len(payload)
