@@ -95,7 +95,8 @@ class RunLaunches:
             self.runs.update(run["id"], {"status": "failed", "error": f"the training Job was not created: {exc}"})
             error = Conflict if exc.status == 409 else Unavailable
             raise error(f"the training Job was not created: {exc}", code="launch_failed") from None
-        return self.runs.set_job(run["id"], {"name": job.metadata.name, "namespace": job.metadata.namespace,
+        name, namespace = (job.metadata.name, job.metadata.namespace) if job.metadata else (None, None)
+        return self.runs.set_job(run["id"], {"name": name, "namespace": namespace,
                                              "gpu": body.launch.gpu, "phase": "pending", "reason": None,
                                              "message": None})
 

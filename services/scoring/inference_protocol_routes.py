@@ -8,7 +8,7 @@ served) and at `/v2/models/{name}/versions/{version}`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -30,7 +30,7 @@ class _ProtocolErrors(APIRoute):
 
     protocol_errors = True  # the request guard's refusals carry it too
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def with_protocol_errors(request: Request) -> Response:
@@ -47,7 +47,7 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
 
 
 # A dependency naming the version a mount serves (None: whichever is served).
-VersionChoice = Callable[..., int | None]
+VersionChoice = Callable[..., Awaitable[int | None]]
 
 
 async def any_version() -> int | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -74,7 +74,7 @@ def _content_type(request: Request) -> str:
 
 
 async def _parse_multipart(request: Request, body: bytes, *, max_files: int) -> list[tuple[str, UploadFile | str]]:
-    async def once() -> AsyncIterator[bytes]:
+    async def once() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = MultiPartParser(request.headers, once(), max_files=max_files, max_fields=16)
@@ -89,10 +89,16 @@ def _parse_json(body: bytes) -> Any:
     return loads_bounded(body)
 
 
-Offload = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
 
 
-async def _inline(function: Callable[..., Any], *args: Any) -> Any:
+class Offload(Protocol):
+    """Runs `function(*args)` somewhere (the service's decode threads) and answers what it returns."""
+
+    def __call__(self, function: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
+
+
+async def _inline(function: Callable[..., T], /, *args: Any) -> T:
     return function(*args)
 
 

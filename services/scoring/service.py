@@ -120,11 +120,12 @@ class ScoringService:
             result = await self.infer(model, prepared.tensor[None], deadline=deadline)
             mark = time.perf_counter()
             rows = [output[0] for output in result.outputs]
-            options = {"top": self.settings.scoring_top_k, "uncertain_below": self.settings.scoring_uncertain_below}
+            top, uncertain_below = self.settings.scoring_top_k, self.settings.scoring_uncertain_below
             if model.task == DETECTION:  # suppression over many candidates: milliseconds, off the loop
-                body = await self.off_loop(build_answer, model, rows, prepared, **options)
+                body = await self.off_loop(build_answer, model, rows, prepared, top=top,
+                                           uncertain_below=uncertain_below)
             else:  # a top-k over one row: microseconds, cheaper than a thread hop
-                body = build_answer(model, rows, prepared, **options)
+                body = build_answer(model, rows, prepared, top=top, uncertain_below=uncertain_below)
             timings.update(queue=result.queue_seconds * 1000, inference=result.inference_seconds * 1000,
                            postprocess=(time.perf_counter() - mark) * 1000)
             batch_size = result.batch_size
@@ -185,7 +186,8 @@ class ScoringService:
         self.metrics.stage["queue"].observe(sum(r.queue_seconds for r in results))
         self.metrics.stage["inference"].observe(sum(r.inference_seconds for r in results))
         if len(results) == 1:
-            return results[0].outputs
+            outputs: list[np.ndarray] = results[0].outputs
+            return outputs
         return [np.concatenate(parts) for parts in zip(*(r.outputs for r in results), strict=True)]
 
     # -- what /readyz and /v1/model say ------------------------------------------------

@@ -62,7 +62,7 @@ class VariantPolicy:
         if self.wanted != AUTO:
             if self.wanted in variants:
                 return VariantChoice(self.wanted, variants[self.wanted])
-            note = f"version {version_doc['version']} has no {self.wanted!r} variant; serving the fp32 file"
+            note: str | None = f"version {version_doc['version']} has no {self.wanted!r} variant; serving the fp32 file"
             return VariantChoice(FP32, fp32, note=note)
         if not variants:
             return VariantChoice(FP32, fp32)

@@ -19,7 +19,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -73,7 +73,7 @@ class _CountingReader(io.RawIOBase):
     """A read-only view of a stream that counts the bytes read through it. It does not
     offer seek/tell, so the SDK uploads it in blocks without needing its length."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: IO[bytes]) -> None:
         super().__init__()
         self._source = source
         self.count = 0
@@ -92,7 +92,7 @@ class _CountingReader(io.RawIOBase):
         return len(chunk)
 
 
-def _remaining_length(stream: BinaryIO) -> int | None:
+def _remaining_length(stream: IO[bytes]) -> int | None:
     """Bytes left in a seekable stream, or None when it cannot tell."""
     try:
         if not stream.seekable():
@@ -133,7 +133,7 @@ class AzureBlobStore(BlobStore):
     def put(
         self,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | IO[bytes],
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         overwrite: bool = True,
@@ -144,7 +144,7 @@ class AzureBlobStore(BlobStore):
         if not overwrite:
             conditions = {"match_condition": MatchConditions.IfMissing}  # If-None-Match: *
         counter: _CountingReader | None = None
-        payload: bytes | BinaryIO | _CountingReader
+        payload: bytes | IO[bytes] | _CountingReader
         if isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
             size: int | None = len(payload)

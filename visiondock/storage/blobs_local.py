@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from visiondock.storage.blobs import (
     DEFAULT_CONTENT_TYPE,
@@ -47,7 +47,7 @@ class LocalBlobStore(BlobStore):
     def put(
         self,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | IO[bytes],
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         overwrite: bool = True,
