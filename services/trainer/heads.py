@@ -217,7 +217,8 @@ def head_validation(head: nn.Module, features: np.ndarray, targets: np.ndarray, 
 
 def head_logits(head: nn.Module, features: np.ndarray) -> np.ndarray:
     with torch_threads(1), torch.inference_mode():
-        return head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+        logits: np.ndarray = head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+        return logits
 
 
 def activate(logits: np.ndarray, *, multilabel: bool) -> np.ndarray:

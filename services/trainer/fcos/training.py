@@ -133,7 +133,7 @@ class FittedDetector:
     def raw_outputs(self, images: Sequence[Image.Image], *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """The exported graph's outputs for images, computed in torch."""
         module = ExportedDetector(self.detector).eval()
-        device = self.detector.points.device  # the GPU while validating during training, else the CPU
+        device = self.detector.anchor_points()[0].device  # the GPU while validating during training, else the CPU
         boxes, scores = [], []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
@@ -324,7 +324,7 @@ def validate(fitted: FittedDetector, validation: ValidationSet, options: Detecto
     without the training steps' bf16 autocast).
     """
     detector = fitted.detector
-    device = detector.points.device
+    device = detector.anchor_points()[0].device
     total, results = 0.0, []
     with torch.inference_mode():
         for part, batch in validation.parts:
@@ -413,7 +413,7 @@ def fit_detector(
                             {"score": options.score_threshold, "nms_iou": options.nms_iou}, [], fitted_params)
     validation_set = (ValidationSet(validation, spec, options, batcher, pin=device.type == "cuda")
                       if validation else None)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, step = 0, 0
     views = iter(loader)
@@ -447,7 +447,7 @@ def fit_detector(
             record |= validate(fitted, validation_set, options)
             # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell
             # epochs apart, while their boxes still get tighter.
-            score = (record["val_map_50_95"], record["val_map_50"], -record["val_loss"])
+            score = (float(record["val_map_50_95"]), float(record["val_map_50"]), -float(record["val_loss"]))
             if best is None or score > best:
                 best, best_epoch = score, epoch
                 best_state = copy.deepcopy(detector.state_dict())

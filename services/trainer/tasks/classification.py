@@ -74,6 +74,7 @@ from ..crossval import (
     cross_fitted_thresholds,
     cross_validate,
     estimate,
+    linear,
     paired_difference,
     plan_folds,
     predict_out_of_fold,
@@ -376,7 +377,7 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         span = Span(x)
         fit = fit_head(span.coords, y, span.coords[:0], y[:0], kind=LINEAR, num_outputs=len(data.labels),
                        multilabel=self.multilabel, seed=self.options.seed, weight_decay=decay)
-        return HeadFit(head=span.raw_head(fit.head), weight_decay=decay, history=fit.history)
+        return HeadFit(head=span.raw_head(linear(fit.head)), weight_decay=decay, history=fit.history)
 
     def _fold_curve(self, data: ClassificationData, passes: Sequence[FeaturePass], kind: str,
                     decay: float) -> list[dict[str, Any]]:
