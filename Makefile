@@ -6,8 +6,8 @@
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
-#   make check   ruff, mypy (strict: [tool.mypy] in pyproject.toml), then the page code: Biome (lint and format)
-#                and its unit tests (node --test tests/js)
+#   make check   ruff, mypy (strict: [tool.mypy] in pyproject.toml), the layer contracts (lint-imports), then the
+#                page code: Biome (lint and format) and its unit tests (node --test tests/js)
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 #   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
 #   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
@@ -84,6 +84,7 @@ lint: $(STAMP)
 check: $(STAMP) $(AXE)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(BIOME) check .
 	node --test tests/js/
 
