@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 
 from visiondock.errors import DomainError, Unavailable
-from visiondock.web import domain_error_response, require_role
+from visiondock.web import domain_error_response
 
 from . import inference_protocol
 from .inputs import read_body
 from .model import LoadedModel
-from .routes import SCORING_BODY
+from .routes import predict_role
 from .schemas import InferRequest, InferResponse, ModelMetadata
 from .served_model import ServedModel
 from .service import ScoringService
@@ -79,7 +79,7 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
 
     model_dependency = Depends(served)
     # The model's name is in every model route's path, so a scoped key is checked against it.
-    authenticated = [Depends(require_role("predict")), SCORING_BODY]
+    authenticated = [predict_role(resource=None)]
 
     @router.get(prefix, response_model=ModelMetadata, dependencies=authenticated,
                 summary="The model's inputs, outputs and labels")

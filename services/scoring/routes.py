@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from visiondock.auth import NOTHING
 from visiondock.errors import DomainError, InvalidInput
-from visiondock.limits import body_limit, loads_bounded
+from visiondock.limits import loads_bounded
 from visiondock.web import Caller, http_status, require_role
 
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
@@ -46,10 +46,15 @@ def request_bytes(app: FastAPI) -> int:
     return app.state.settings.scoring_max_request_bytes
 
 
-SCORING_BODY = Depends(body_limit(request_bytes))
-_PREDICTS = [Depends(require_role("predict", resource=requested_model)), SCORING_BODY]
+def predict_role(*, azure_header: bool = False, resource: Any = requested_model) -> Any:
+    """The `predict` role as the scoring routes declare it, with their body limit in the same dependency
+    (FastAPI solves each dependency of a route on every request)."""
+    return Depends(require_role("predict", azure_header=azure_header, resource=resource, body_limit=request_bytes))
+
+
+_PREDICTS = [predict_role()]
 # Azure AI Search presents its key in its own header; only the skill routes accept it.
-_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=requested_model)), SCORING_BODY]
+_SKILL_KEY = [predict_role(azure_header=True)]
 
 _IMAGE_BODY = {
     "requestBody": {
