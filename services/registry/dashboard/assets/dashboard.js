@@ -1,7 +1,7 @@
 // The dashboard: models, versions with their metrics, comparisons and training runs, read
 // from the registry's JSON API with the API key kept in this tab's session storage.
 import { barChart, format, lineChart, PALETTE } from "/dashboard/assets/charts.js";
-import { ApiError, api, everyPage, h, session, when } from "/dashboard/common/common.js";
+import { ApiError, api, everyPage, h, percent, session, when } from "/dashboard/common/common.js";
 
 const view = document.getElementById("view");
 let refreshTimer = null;
@@ -540,7 +540,41 @@ function setupPanel(version) {
     .map(([name, value]) => h("tr", { dataset: { setting: name } }, h("td", {}, name), h("td", {}, String(value))));
   const selection = params.selection;
   let chosen = null;
-  if (selection?.tried) {
+  if (selection?.candidates) {
+    // Chosen by repeated cross-validation: the cheapest candidate within one standard error of the best.
+    chosen = h(
+      "div",
+      {},
+      h(
+        "p",
+        {},
+        `Chosen by ${selection.repeats} × ${selection.folds}-fold cross-validation on ${selection.images} images: ${selection.rule}.`,
+      ),
+      table(
+        [
+          "candidate",
+          { label: "cost", numeric: true },
+          { label: `${selection.metric} ± SE`, numeric: true },
+          { label: "fold spread", numeric: true },
+          "",
+        ],
+        [...selection.candidates]
+          .sort((a, b) => b.score - a.score)
+          .map((c) =>
+            h(
+              "tr",
+              { class: c.chosen ? "chosen" : "", dataset: { name: c.name, chosen: String(c.chosen) } },
+              h("td", {}, c.name),
+              h("td", { class: "num" }, format(c.cost, 2)),
+              h("td", { class: "num" }, `${percent(c.score)} ± ${percent(c.standard_error)}`),
+              h("td", { class: "num" }, percent(c.spread)),
+              h("td", {}, c.chosen ? "chosen" : c.name === selection.best ? "best" : ""),
+            ),
+          ),
+        { id: "selection" },
+      ),
+    );
+  } else if (selection?.tried) {
     const estimates = Object.entries(selection.estimated_feature_s || {}).map(
       ([name, s]) => `${name} ${format(s, 1)} s`,
     );
