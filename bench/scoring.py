@@ -22,6 +22,9 @@ against a tutorial-style service, same model, same images, one run.
   alternating), with the service idle while the in-process pipeline runs; the ratio is
   the median of the rounds' ratios, printed with each round's figures and load average,
   so that load from other processes drifting during the run weighs on both sides alike.
+  Each round also prints the CPU time an image costs on each side (served: the service's
+  processes and the load generator, per image answered; in process: this process) and
+  their ratio, which other load on a shared machine moves less than it moves throughput.
   `--default-only` runs (e) alone (a few minutes).
 
 The model is EfficientNet-Lite0 with its ImageNet head (1000 classes), exported by the
@@ -200,7 +203,7 @@ class Pipelines:
         from concurrent.futures import ThreadPoolExecutor
 
         runners, count = self.runners, len(self.encoded)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
 
         def loop(runner: int) -> tuple[int, list[float]]:
             step, offset = step_of(runner), runner * count // runners
@@ -214,10 +217,11 @@ class Pipelines:
 
         with ThreadPoolExecutor(runners) as pool:
             parts = list(pool.map(loop, range(runners)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         latencies = np.array([v for _, values in parts for v in values])
-        return Result(f"{self.label} {name}", "-", sum(done for done, _ in parts) / elapsed,
-                      *np.percentile(latencies, [50, 99]), note=note)
+        images = sum(done for done, _ in parts)
+        return Result(f"{self.label} {name}", "-", images / elapsed, *np.percentile(latencies, [50, 99]), note=note,
+                      extra={"images": images, "cpu_seconds": cpu})
 
     def sequential(self, seconds: float) -> Result:
         """One thread per runner: decode a batch, then run it."""
@@ -332,6 +336,22 @@ def http_row(name: str, result: dict, note: str = "") -> Result:
 
 
 # -- (e): the default variant served against the same file in process, in turns --------------------
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by `pid` and its live descendants (the service's worker processes)."""
+    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 @dataclass
 class Alternation:
     """(e): rounds of the served default variant at 32 clients and the same file in process, each round
@@ -342,6 +362,15 @@ class Alternation:
     served: list[Result]
     local: list[Result]
     loads: list[float]  # the 1-minute load average after each round
+    served_cpu_ms: list[float] = field(default_factory=list)  # service + load generator, per image answered
+    local_cpu_ms: list[float] = field(default_factory=list)  # the in-process pipeline, per image
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """Images per CPU second served over in process: what the ratio would be with both sides alone on
+        the same cores, whatever else runs on the machine."""
+        return [local / served if served > 0 else 0.0 for served, local in zip(self.served_cpu_ms, self.local_cpu_ms,
+                                                                              strict=True)]
 
     @property
     def ratios(self) -> list[float]:
@@ -360,7 +389,7 @@ class Alternation:
 
 
 def alternate(pipelines: Pipelines, kind: str, url: str, image_list: Path, *, seconds: float, rounds: int,
-              variant: str) -> Alternation:
+              variant: str, service_pid: int) -> Alternation:
     """`rounds` rounds, each measuring the served default variant @32 and the same file in process; the
     first of the two alternates from round to round, so that load that drifts during the run (another
     process starting or ending on a shared machine) weighs on both sides alike."""
@@ -369,13 +398,23 @@ def alternate(pipelines: Pipelines, kind: str, url: str, image_list: Path, *, se
         sides = ("in process", "served") if index % 2 == 0 else ("served", "in process")
         for side in sides:
             if side == "served":
+                cpu_before = process_tree_cpu_seconds(service_pid)
                 result = load(url + "/v1/predict", image_list, concurrency=32, seconds=seconds)
+                service_cpu = process_tree_cpu_seconds(service_pid) - cpu_before
                 measured.served.append(http_row(f"(e) scoring service HTTP auto={variant}", result))
+                # The load generator's CPU while it sent and read (not its start-up), warm-up included as in
+                # `answered` and in the service's.
+                measured.served_cpu_ms.append((service_cpu + result["cpu_seconds"]) * 1000
+                                              / max(1, result["answered"]))
             else:
-                measured.local.append(getattr(pipelines, kind)(seconds))
+                local = getattr(pipelines, kind)(seconds)
+                measured.local.append(local)
+                measured.local_cpu_ms.append(local.extra["cpu_seconds"] * 1000 / max(1, local.extra["images"]))
         measured.loads.append(os.getloadavg()[0])
         say(f"   round {index + 1}: served {measured.served[-1].throughput:.1f}, in process "
-            f"{measured.local[-1].throughput:.1f} images/s = {measured.ratios[-1]:.2f}; load {measured.loads[-1]:.1f}")
+            f"{measured.local[-1].throughput:.1f} images/s = {measured.ratios[-1]:.2f}; CPU ms an image served "
+            f"{measured.served_cpu_ms[-1]:.2f}, in process {measured.local_cpu_ms[-1]:.2f} = "
+            f"{measured.cpu_ratios[-1]:.2f}; load {measured.loads[-1]:.1f}")
     return measured
 
 
@@ -392,7 +431,8 @@ def default_variant_phase(scoring: ServiceProcess, paths: dict[str, Path], image
                           np.zeros(0))
     kind = "overlapped" if local.overlapped.throughput >= local.sequential.throughput else "sequential"
     say(f"== (e) {rounds} rounds: served @32 and {variant} in process ({getattr(pipelines, kind).__doc__.strip()})")
-    return alternate(pipelines, kind, scoring.url, image_list, seconds=seconds, rounds=rounds, variant=variant)
+    return alternate(pipelines, kind, scoring.url, image_list, seconds=seconds, rounds=rounds, variant=variant,
+                     service_pid=scoring.pid)
 
 
 def default_report(measured: Alternation) -> str:
@@ -400,15 +440,21 @@ def default_report(measured: Alternation) -> str:
     kind = "decode || ORT" if measured.kind == "overlapped" else "decode, then ORT"
     out.write(f"(e) the default variant (auto serves {measured.variant}) at 32 clients against the same file in "
               f"process ({kind}), measured in turns:\n")
-    out.write(f"    {'round':>5}{'served':>9}{'in process':>12}{'ratio':>7}{'load':>7}\n")
-    rounds = zip(measured.served, measured.local, measured.ratios, measured.loads, strict=True)
-    for index, (served, local, ratio, load_now) in enumerate(rounds):
+    out.write(f"    {'':>5}{'images/s':^28}{'CPU ms an image':^28}\n")
+    out.write(f"    {'round':>5}{'served':>9}{'in process':>12}{'ratio':>7}{'served':>9}{'in process':>12}{'ratio':>7}"
+              f"{'load':>7}\n")
+    rounds = zip(measured.served, measured.local, measured.ratios, measured.served_cpu_ms, measured.local_cpu_ms,
+                 measured.cpu_ratios, measured.loads, strict=True)
+    for index, (served, local, ratio, served_cpu, local_cpu, cpu_ratio, load_now) in enumerate(rounds):
         out.write(f"    {index + 1:>5}{served.throughput:>9.1f}{local.throughput:>12.1f}{ratio:>7.2f}"
-                  f"{load_now:>7.1f}\n")
+                  f"{served_cpu:>9.2f}{local_cpu:>12.2f}{cpu_ratio:>7.2f}{load_now:>7.1f}\n")
     ratios = measured.ratios
     out.write(f"    median ratio {measured.ratio:.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f}); median images/s "
               f"served {np.median([r.throughput for r in measured.served]):.1f}, in process "
               f"{np.median([r.throughput for r in measured.local]):.1f}\n")
+    out.write(f"    median CPU ratio {float(np.median(measured.cpu_ratios)):.2f}: images per CPU second served (the "
+              "service's processes and the load generator) over in process, which other load on the machine does "
+              "not move as much\n")
     return out.getvalue()
 
 
@@ -556,6 +602,7 @@ def run(workdir: Path, count: int, seconds: float, rounds: int, load_before: str
                                                       "memory": memory, "agreement": agreement,
                                                       "default_variant": {"variant": default.variant,
                                                                           "ratios": default.ratios,
+                                                                          "cpu_ratios": default.cpu_ratios,
                                                                           "loads": default.loads}}, indent=2,
                                                      default=str))
 

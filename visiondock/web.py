@@ -24,6 +24,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import (
@@ -331,25 +332,25 @@ DOCS_CONTENT_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; s
                        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:")
 
 
-class DocsStayLocalMiddleware:
-    """Adds DOCS_CONTENT_POLICY to the docs pages. Pure ASGI, not `@app.middleware("http")`: that
+def _keep_docs_local(app: FastAPI) -> None:
+    """Add DOCS_CONTENT_POLICY to the docs pages' responses, by wrapping those routes' ASGI apps: a
+    middleware would sit in every request's path. Pure ASGI, not a Starlette `BaseHTTPMiddleware`: that
     wraps `receive`, and would turn the request guard's 413 for a streamed body into a 400."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def with_policy(inner: ASGIApp) -> ASGIApp:
+        async def docs_page(scope: Scope, receive: Receive, send: Send) -> None:
+            async def send_with_policy(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message)["Content-Security-Policy"] = DOCS_CONTENT_POLICY
+                await send(message)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") not in DOCS_PAGES:
-            await self.app(scope, receive, send)
-            return
+            await inner(scope, receive, send_with_policy)
 
-        async def with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = DOCS_CONTENT_POLICY
-            await send(message)
+        return docs_page
 
-        await self.app(scope, receive, with_policy)
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path in DOCS_PAGES:
+            route.app = with_policy(route.app)
 
 
 def _parses_bodies(router: APIRouter) -> bool:
@@ -419,7 +420,7 @@ def create_service_app(
     # Swagger UI's validator badge would send the spec to validator.swagger.io: off.
     app = FastAPIOffline(title=f"VisionDock {service}", description=description, version=version, lifespan=run,
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
-    app.add_middleware(DocsStayLocalMiddleware)
+    _keep_docs_local(app)
     _document_key_schemes(app)
     _hoist_inline_definitions(app)
     app.state.settings = settings

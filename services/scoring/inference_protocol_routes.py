@@ -96,7 +96,7 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
                  summary="Run FP32 input tensors through the model")
     async def infer(request: Request, scoring: Scoring, model: LoadedModel = model_dependency) -> dict[str, Any]:
         body = await read_body(request, scoring.settings.scoring_max_request_bytes)
-        # Parsing a megabyte of JSON numbers takes tens of milliseconds: not on the event loop.
+        # Parsing JSON numbers is slow for a big tensor: not on the event loop.
         inputs, names, request_id = await scoring.off_loop(inference_protocol.parse_infer_request, body, model)
         outputs = await scoring.infer_tensor(model, inputs)
         return await scoring.off_loop(inference_protocol.infer_response, model, outputs, names, request_id)

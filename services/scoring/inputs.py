@@ -26,6 +26,8 @@ from .multipart import file_parts
 
 # Multipart and JSON framing around the image bytes.
 ENVELOPE_ALLOWANCE = 64 * 1024
+# Multipart bodies up to this size are parsed on the event loop.
+MULTIPART_ON_LOOP_BYTES = 1024 * 1024
 JSON_TYPES = ("application/json", "text/json")
 
 
@@ -93,14 +95,17 @@ def _json_image(body: bytes) -> bytes:
 
 
 async def image_from_request(request: Request, *, max_bytes: int, offload: Offload = _inline) -> bytes:
-    """The one image of a request, however it was sent. `offload` runs JSON and base64 decoding
-    (tens of milliseconds for a large image) somewhere other than the event loop."""
+    """The one image of a request, however it was sent. `offload` runs JSON and base64 decoding, and
+    the parsing of a big multipart body, somewhere other than the event loop."""
     kind = _content_type(request)
     body = await read_body(request, max_bytes * 4 // 3 + ENVELOPE_ALLOWANCE if kind in JSON_TYPES
                            else max_bytes + ENVELOPE_ALLOWANCE)
     if kind == "multipart/form-data":
-        # One image of tens of kilobytes: parsed on the loop, faster than handing it to a thread.
-        files = file_parts(request.headers.get("content-type", ""), body, max_files=1)
+        content_type = request.headers.get("content-type", "")
+        # A photo as phones and cameras send them is parsed on the loop, cheaper than a hop to a thread;
+        # a bigger body would hold the loop up.
+        files = (file_parts(content_type, body, max_files=1) if len(body) <= MULTIPART_ON_LOOP_BYTES
+                 else await offload(functools.partial(file_parts, max_files=1), content_type, body))
         chosen = next((part for part in files if part.field == "file"), files[0] if files else None)
         if chosen is None:
             raise InvalidInput("multipart body has no file: send the image in a field named 'file'")

@@ -189,7 +189,7 @@ class ScoringService:
         deadline = started + self.settings.scoring_request_timeout_seconds
         step = model.max_batch
         # Rows beyond the model's batch limit go in several inferences: one session call never holds more
-        # activations than the batching limit allows (about 12 MB per image on CPU).
+        # activations than the batching limit allows.
         with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
                        for start in range(0, int(inputs.shape[0]), step)]

@@ -10,16 +10,20 @@ padding after a boundary, a charset, a plain field, no boundary).
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from services.scoring.inputs import MULTIPART_ON_LOOP_BYTES
 from services.scoring.multipart import MAX_FIELDS, FilePart, file_parts
 from visiondock.errors import InvalidInput
 
@@ -224,3 +228,9 @@ def test_a_cut_off_batch_is_refused_not_scored_without_its_last_image(serve: App
             assert response.status_code == 400 and "malformed multipart body" in response.json()["detail"]
         response = client.post("/v1/predict/batch", content=body, headers=headers)  # still up, reads it whole
         assert response.status_code == 200 and len(response.json()["results"]) == 2, response.text
+        # A photo bigger than what is parsed on the event loop is parsed on a thread, to the same answer.
+        noisy = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(noisy, "PNG")
+        assert len(noisy.getvalue()) > MULTIPART_ON_LOOP_BYTES
+        response = client.post("/v1/predict", files={"file": ("noise.png", noisy.getvalue(), "image/png")})
+        assert response.status_code == 200 and response.json()["image"] == {"width": 700, "height": 700}
