@@ -74,7 +74,7 @@ def _print_json(value: Any) -> None:
 
 # -- commands -----------------------------------------------------------------------
 def cmd_up(args: argparse.Namespace) -> int:
-    from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, SERVICES, LaunchError, LocalServices
+    from cli.local_services import SERVE_EVERY_PRODUCTION_MODEL, SERVICES, LaunchError, LocalServices
 
     settings = _settings()
     home = Path(args.home) if args.home else settings.home
