@@ -59,7 +59,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from cli.launcher import ServiceProcess, free_port
+from cli.local_services import ServiceProcess, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -164,10 +164,11 @@ class ScoringSettings(Settings):
         return self._target_plan
 
     def resolved_workers(self, *, gpu: bool) -> int:
-        """Worker processes: one worker's event loop cannot keep many cores busy, so a CPU gets one worker
-        per AUTO_CPUS_PER_WORKER CPUs, each with its own copy of the model (`bench.scoring_variants` prints
-        images/s for one, four and sixteen workers). A GPU keeps one: a second worker would hold a second
-        CUDA context, which nobody measured."""
+        """Worker processes: one event loop spends CPU on every image, so one worker cannot keep
+        many cores busy; past a few workers the throughput stops growing while each worker holds its own
+        copy of the model (`make bench-variants` prints images/s per worker count; the last figures are in
+        docs/benchmarks.md). A GPU keeps one: a second worker would hold a second CUDA context, which
+        nobody measured."""
         if self.scoring_workers:
             return self.scoring_workers
         return 1 if gpu else max(1, available_cpus() // AUTO_CPUS_PER_WORKER)
@@ -183,9 +184,9 @@ class ScoringSettings(Settings):
     def resolved_max_batch_size(self, *, variant: str, gpu: bool) -> int:
         """The most images a batch of a model of this variant holds.
 
-        An fp32 model on a CPU runs at about the same speed in batches of 4 as of 8 with two runners and
+        An fp32 model on a CPU runs at about the same speed in batches of 4 as of 8 (two runners) and
         holds less memory; INT8 activations are a quarter the size, and smaller INT8 batches were slower
-        (`make bench-variants` prints both).
+        (`make bench-variants` prints both; the last figures are in docs/benchmarks.md).
         """
         if self.scoring_max_batch_size:
             return self.scoring_max_batch_size
