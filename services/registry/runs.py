@@ -35,7 +35,7 @@ RUNS = "training_runs"
 # `lost`: a running run whose trainer stopped sending heartbeats (killed, evicted, partitioned).
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
-# A Kubernetes Job's phases that do not change again (visiondock.kubernetes_launcher.JobState).
+# A Kubernetes Job's phases that do not change again (services.registry.kubernetes_jobs.JobState).
 JOB_FINAL = frozenset({"succeeded", "failed"})
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
 
