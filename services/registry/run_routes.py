@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from visiondock.web import Caller, require_role
 
 from .dependencies import Catalog, RunPath, run_for
+from .launches import RunLaunches
 from .run_logs import RunLogs
 from .schemas import RunCancel, RunLog, RunLogAppend, TrainingRun
 
@@ -19,10 +20,14 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train"))], 
 
 
 @router.post("/runs/{run_id}/cancel", response_model=TrainingRun,
-             summary="Cancel a queued or running run: it registers nothing and the trainer stops")
-def cancel_run(run_id: RunPath, catalog: Catalog, caller: Caller, body: RunCancel | None = None) -> dict:
+             summary="Cancel a queued or running run: it registers nothing, the trainer stops at its next epoch, "
+                     "and a trainer the registry started is stopped (a local process after a grace period, a "
+                     "Kubernetes Job deleted at once)")
+def cancel_run(run_id: RunPath, catalog: Catalog, caller: Caller, request: Request,
+               body: RunCancel | None = None) -> dict:
     run_for(catalog, run_id, caller)
-    return catalog.runs.cancel(run_id, body.reason if body else "")
+    launches: RunLaunches = request.app.state.launches
+    return launches.cancel(run_id, body.reason if body else "")
 
 
 @router.post("/runs/{run_id}/logs", response_model=RunLog, summary="Append lines to the run's log")
