@@ -18,7 +18,7 @@ BROWSER := $(VENV)/.chromium
 AXE := tests/browser/node_modules/.installed
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants bench-detection locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -60,7 +60,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants
+bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants bench-detection
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -95,6 +95,10 @@ bench-options: $(STAMP)
 
 bench-tiny: $(STAMP)
 	$(PY) -m bench.training_tiny
+
+# Today's default detection (advanced mode) against quick mode on the grocery folds: one table.
+bench-detection: $(STAMP)
+	$(PY) -m bench.training_detection --compare
 
 bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants

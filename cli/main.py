@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
+from visiondock.timeutil import duration
 from visiondock.vocabulary import CROSS_VALIDATION, DETECTION, MULTILABEL, PROJECT_TYPES
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast without the trainer's modules
@@ -240,21 +241,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: training needs the trainer extra (pip install 'visiondock[trainer]'): {exc}",
               file=sys.stderr)
         return EXIT_FAILED
+    from services.trainer.steps import RunCancelled
+
     try:
         with _annotation(args) as annotation, _registry(args) as registry:
             result = run_training(options, annotation, registry)
     except (TrainingDataError, OptionError) as exc:
         print(f"error: cannot train: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunCancelled as exc:
+        print(f"error: the training stopped: {exc}; nothing was registered", file=sys.stderr)
+        return EXIT_FAILED
     metrics = result.metrics
     print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s (run {result.run_id})")
     if result.task == DETECTION:
         print(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
               f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
-        print(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
+        for line in detection_estimate_lines(metrics):
+            print(f"  {line}")
+        errors = metrics.get("errors", {}).get("per_class", {})
+        print(f"  {'class':<24}{'AP@0.5':>8}{'AP@.5:.95':>10}{'precision':>10}{'recall':>8}{'boxes':>7}"
+              f"{'missed':>8}{'misloc.':>8}{'wrong':>7}{'false+':>7}")
         for label, row in metrics["per_class"].items():
-            print(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
-                  f"{row['box_count']:>7}")
+            e = errors.get(label, {})
+            print(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row.get('ap_50_95') or 0:>10.3f}{row['precision']:>10.2f}"
+                  f"{row['recall'] or 0:>8.2f}{row['box_count']:>7}{e.get('missed', '-'):>8}"
+                  f"{e.get('mislocated', '-'):>8}{e.get('wrong_class', '-'):>7}{e.get('false_positives', '-'):>7}")
     else:
         name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
         evaluation = metrics.get("evaluation", {})
@@ -279,6 +291,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             checked = metrics[variant]
             verdict = ("registered" if checked["registered"] else f"not made: {checked['error']}" if "error" in checked
                        else "not registered (disagrees with fp32)")
+            difference = checked.get("map_50_difference")
+            if difference and difference["value"] is not None:
+                verdict += (f" (mAP@0.5 against fp32 {difference['value']:+.3f}, 95 % interval "
+                            f"{difference['low']:+.3f} to {difference['high']:+.3f}, on {difference['image_count']} "
+                            "labeled images)")
             print(f"  {name} variant {verdict}")
     for item in result.skipped:
         print(f"  skipped {item['filename']}: {item['reason']}")
@@ -288,31 +305,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def detection_estimate_lines(metrics: dict[str, Any]) -> list[str]:
+    """What a detection version expects on new photos, with the interval and what it rests on."""
+    lines = []
+    estimate = metrics.get("estimate")
+    if estimate and estimate["map_50"]["value"] is not None:
+        figures = [f"{name} {estimate[key]['value']:.3f} ({estimate['confidence']:.0%} interval "
+                   f"{estimate[key]['low']:.3f}-{estimate[key]['high']:.3f})"
+                   for key, name in (("map_50", "mAP@0.5"), ("map_50_95", "mAP@[.5:.95]"))
+                   if estimate[key]["value"] is not None]
+        lines.append(f"expected on new photos: {', '.join(figures)}; {estimate['method']} of the "
+                     f"{estimate['image_count']} {estimate['source']} images ({estimate['box_count']} boxes)")
+    note = metrics.get("threshold_selection", {}).get("note")
+    if note:
+        lines.append(f"note: {note}")
+    return lines
+
+
 def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> int:
     """Ask the registry to start the training as a Job from the chart's trainer template, then follow it.
     The options chosen travel as the run's params; the Job's trainer gets them as its flags."""
     with _registry(args) as registry:
         run = registry.create_run(options.model_name, project_id=options.project, params=options.chosen(),
-                                  launch={"on": "kubernetes", "gpu": args.gpu})
+                                  launch={"on": "kubernetes", "gpu": args.gpu}, parallel=args.parallel)
         job = run["job"]
         print(f"run {run['id']}: job/{job['name']} in namespace {job['namespace']}", flush=True)
         if args.detach:
             print(f"follow it with: kubectl logs -f job/{job['name']} -n {job['namespace']}")
             return 0
         seen = ""
-        while run["status"] not in ("succeeded", "failed"):
+        while run["status"] in ("queued", "running"):
             time.sleep(args.poll_seconds)
             run = registry.get_run(run["id"])
             job = run["job"] or {}
             line = " ".join(str(part) for part in (run["status"], run.get("stage") or "", job.get("phase", ""),
                                                    job.get("reason") or "") if part)
-            if run.get("epoch") is not None and run.get("epochs"):
-                line += f" epoch {run['epoch']}/{run['epochs']}"
+            line += _progress(run, prefix=" ")
             if line != seen:
                 print(f"  {line}", flush=True)
                 seen = line
-    if run["status"] == "failed":
-        print(f"error: the training failed: {run['error']}", file=sys.stderr)
+    if run["status"] != "succeeded":
+        print(f"error: the training {run['status']}: {run['error']}", file=sys.stderr)
         return EXIT_FAILED
     print(f"registered {run['model']} version {run['version']} (run {run['id']})")
     print(f"promote it with: visiondock promote {run['model']} {run['version']} --alias production")
@@ -391,6 +424,16 @@ def _compare(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _progress(run: dict[str, Any], *, prefix: str = "") -> str:
+    """'epoch 12/30, about 2 min 10 s left' from a run's last report ('' before its first epoch)."""
+    parts = []
+    if run.get("epoch") is not None and run.get("epochs"):
+        parts.append(f"epoch {run['epoch']}/{run['epochs']}")
+    if run.get("remaining_seconds") is not None and run["status"] in ("queued", "running"):
+        parts.append(f"about {duration(run['remaining_seconds'])} left")
+    return prefix + ", ".join(parts) if parts else ""
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with _registry(args) as client:
         if args.run:
@@ -398,10 +441,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         while True:
             runs = client.list_runs(model=args.model)[: args.limit]
             for run in runs:
-                progress = f"epoch {run['epoch']}/{run['epochs']}" if run.get("epochs") else ""
                 version = f"v{run['version']}" if run.get("version") else ""
                 print(f"{run['id']}  {run['model']:<24} {run['status']:<10} {run.get('stage') or '':<10} "
-                      f"{progress:<13} {version:<5} {run['created_at']}", flush=True)
+                      f"{_progress(run):<34} {version:<5} {run['created_at']}", flush=True)
             if not args.follow or not any(run["status"] in ("queued", "running") for run in runs):
                 return 0
             time.sleep(args.interval)
@@ -424,6 +466,13 @@ def _follow_run(client: RegistryClient, run_id: str, *, follow: bool) -> int:
     outcome = f": version {run['version']}" if run.get("version") else f": {run['error']}" if run.get("error") else ""
     print(f"{run_id} {run['status']}{outcome}")
     return EXIT_FAILED if run["status"] == "failed" else 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        run = client.cancel_run(args.run, reason=args.reason)
+    print(f"{run['id']} cancelled: the trainer stops at its next epoch and registers nothing")
+    return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -590,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "trainer template and this command follows it")
     train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
     train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
+    train.add_argument("--parallel", action="store_true",
+                       help="with --on kubernetes: start even while another run of the project is active")
     train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     from services.trainer.options import TrainingOptions
 
@@ -616,6 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--follow", action="store_true", help="keep printing until the runs finish")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
+
+    cancel = command("cancel", cmd_cancel, "cancel a queued or running training run: its trainer stops")
+    cancel.add_argument("run", help="the run id")
+    cancel.add_argument("--reason", default="", help="kept in the run's error")
 
     command("dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
 
