@@ -5,7 +5,10 @@
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
+#   make check   ruff, then the page code: Biome (lint and format) and its unit tests (node --test tests/js)
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
+#   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
+#   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -14,11 +17,13 @@ STAMP := $(VENV)/.installed
 EMULATORS := tests/emulators/node_modules/.installed
 # Debian's Chromium for the tests that look at pages (driven by the playwright Python package).
 BROWSER := $(VENV)/.chromium
-# axe-core, injected into those pages to check accessibility.
+# axe-core, injected into those pages to check accessibility, and Biome, which lints and format-checks
+# the pages' JavaScript (biome.json).
 AXE := tests/browser/node_modules/.installed
+BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants bench-detection locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -54,13 +59,29 @@ demo: $(STAMP)
 test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
 
+# The CUDA major each GPU image ships against the one its locked onnxruntime-gpu / torch wheel links,
+# read from the wheels themselves (about 800 MB, downloaded once into ~/.cache/visiondock/gpu-wheels, or $$VISIONDOCK_WHEEL_CACHE).
+check-images: $(STAMP)
+	$(PY) -m tests.deploy.gpu_images
+
+# The checks of docs/verify-on-a-cluster.md against the current kube context. With the services' URLs and an
+# admin key it also trains through the labeling app and restarts scoring under load:
+#   make cluster-smoke SMOKE_ARGS="--annotation-url https://… --scoring-url https://… --api-key $$KEY"
+cluster-smoke: $(STAMP)
+	$(PY) -m tests.kubernetes.cluster_smoke $(SMOKE_ARGS)
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants bench-detection
+check: $(STAMP) $(AXE)
+	$(PY) -m ruff check .
+	$(BIOME) check .
+	node --test tests/js/
+
+bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -74,6 +95,10 @@ bench-train: $(STAMP)
 
 bench-labeling: $(STAMP) $(BROWSER)
 	$(PY) -m bench.labeling
+
+# Import speed on embedded storage and on the Azure emulators (needs node + npm for the latter).
+bench-import: $(STAMP) $(EMULATORS)
+	$(PY) -m bench.import_speed
 
 # Each image's requirements, compiled by uv from pyproject.toml's extras for Linux x86-64 and Python
 # 3.11, every package pinned with its hashes. The CPU trainer's torch is PyTorch's CPU build:
@@ -99,6 +124,18 @@ bench-tiny: $(STAMP)
 # Today's default detection (advanced mode) against quick mode on the grocery folds: one table.
 bench-detection: $(STAMP)
 	$(PY) -m bench.training_detection --compare
+
+# Model candidates by repeated cross-validation of the shared sets: one table per data set.
+bench-models: $(STAMP)
+	$(PY) -m bench.models
+
+# Near-duplicate and label-error checks on the shared sets with planted duplicates and flipped labels.
+bench-data-checks: $(STAMP)
+	$(PY) -m bench.data_checks
+
+# fp32 against INT8 on the shared sets' cross-validation folds, for each calibration choice.
+bench-int8: $(STAMP)
+	$(PY) -m bench.int8_folds
 
 bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants

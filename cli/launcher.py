@@ -5,12 +5,17 @@ and the benchmarks: `LocalServices` starts the three services with the embedded 
 under one home directory; `ServiceProcess` is any one of them (or any module serving HTTP
 that takes `--host` and `--port`), so a test or a benchmark can start one more with its own
 settings beside a running set.
+
+Unless VISIONDOCK_RUN_KEY_SECRET (or its file) is set, each `LocalServices` makes a run key secret of
+its own and gives it to the registry and the annotation service only: the registry signs the key of
+each trainer it launches with it, the annotation service checks it (the scoring service needs none).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +31,9 @@ import httpx
 from visiondock.settings import DEFAULT_PORTS
 
 SERVICES = ("annotation", "registry", "scoring")
+# The services that issue (registry) and accept (annotation) the keys of launched trainers.
+RUN_KEY_SERVICES = ("annotation", "registry")
+RUN_KEY_SETTINGS = ("VISIONDOCK_RUN_KEY_SECRET", "VISIONDOCK_RUN_KEY_SECRET_FILE")
 SERVE_EVERY_PRODUCTION_MODEL = "*@production"  # VISIONDOCK_SCORING_MODELS of `visiondock up` without --model
 # How often a starting process is probed: start -> ready is measured with it (bench/scoring.py).
 PROBE_INTERVAL_SECONDS = 0.02
@@ -146,6 +154,8 @@ class LocalServices:
     scoring_models: str = ""  # VISIONDOCK_SCORING_MODELS, e.g. `*@production`: every model with that alias
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    # This set's own run key secret, used when none is configured.
+    run_key_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
 
     @classmethod
     def on_free_ports(cls, home: Path, *, scoring_model: str = "",
@@ -160,11 +170,18 @@ class LocalServices:
     def log_dir(self) -> Path:
         return self.home / "logs"
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, service: str | None = None) -> dict[str, str]:
+        """The settings of `service` (None: what every service shares, without the run key secret)."""
         # One scoring worker on one machine, unless asked: several split the refresh that a promotion sends
         # (only one worker hears it; the others follow at their next poll), and share the cores with the
         # other services anyway.
         env = {"VISIONDOCK_SCORING_WORKERS": "1", **os.environ, **self.extra_env}
+        if service in RUN_KEY_SERVICES:
+            if not any(env.get(name) for name in RUN_KEY_SETTINGS):
+                env["VISIONDOCK_RUN_KEY_SECRET"] = self.run_key_secret
+        else:
+            for name in RUN_KEY_SETTINGS:
+                env.pop(name, None)
         env.update({
             "VISIONDOCK_HOME": str(self.home),
             "VISIONDOCK_ANNOTATION_URL": self.url("annotation"),
@@ -179,12 +196,11 @@ class LocalServices:
     def start(self, *, timeout: float = 60.0) -> None:
         """Start every service and wait until each answers its liveness probe."""
         self.home.mkdir(parents=True, exist_ok=True)
-        env = self.environment()
         try:
             for service in SERVICES:
                 self.processes[service] = ServiceProcess.spawn(
-                    f"services.{service}", name=service, host=self.host, port=self.ports[service], env=env,
-                    log_dir=self.log_dir)
+                    f"services.{service}", name=service, host=self.host, port=self.ports[service],
+                    env=self.environment(service), log_dir=self.log_dir)
         except LaunchError:
             self.stop()
             raise
@@ -199,7 +215,7 @@ class LocalServices:
                 probe: str = "/healthz", timeout: float = 60.0) -> Iterator[ServiceProcess]:
         """One more process of `service` beside these, on a free port, with these settings and `env` on top."""
         process = ServiceProcess.spawn(f"services.{service}", name=name, host=self.host, port=free_port(self.host),
-                                       env={**self.environment(), **(env or {})}, log_dir=self.log_dir)
+                                       env={**self.environment(service), **(env or {})}, log_dir=self.log_dir)
         try:
             process.wait_ready(probe=probe, timeout=timeout)
             yield process

@@ -1,5 +1,7 @@
 # The annotation and registry services (one image: `python -m services.annotation` or
-# `python -m services.registry`), also the storage provisioning hook. From the repository root:
+# `python -m services.registry`), also the storage provisioning hook and the `visiondock` command line
+# (the chart's purge-captures CronJob runs `visiondock purge-captures`; `visiondock fsck` runs here too).
+# From the repository root:
 #   docker build -f docker/api.Dockerfile -t visiondock/api:0.1.0 .
 # Every Python package comes from docker/requirements/api.txt, pinned with hashes (make locks).
 
@@ -13,6 +15,7 @@ RUN python -m venv /opt/visiondock \
 COPY pyproject.toml README.md ./
 COPY visiondock ./visiondock
 COPY services ./services
+COPY cli ./cli
 RUN /opt/visiondock/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
 FROM python:3.11.14-slim-bookworm

@@ -1,10 +1,11 @@
-# The scoring service on NVIDIA GPUs: the CUDA 12 runtime and cuDNN 9 from NVIDIA's base image,
-# onnxruntime-gpu (the `gpu` extra) on top. The node needs the NVIDIA driver and device plugin
-# (docs/deploy-aks.md). From the repository root:
+# The scoring service on NVIDIA GPUs: the CUDA 13 runtime and cuDNN 9 from NVIDIA's base image,
+# onnxruntime-gpu (the `gpu` extra) on top, whose CUDA provider links libcudart.so.13 and
+# libcublasLt.so.13 (`make check-images` reads them from the locked wheel). The node needs an NVIDIA
+# driver for CUDA 13 (580 or later) and the device plugin (docs/deploy-aks.md). From the repository root:
 #   docker build -f docker/scoring-gpu.Dockerfile -t visiondock/scoring-gpu:0.1.0 .
 # Every Python package comes from docker/requirements/scoring-gpu.txt, pinned with hashes (make locks).
 
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 AS build
+FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu22.04 AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 DEBIAN_FRONTEND=noninteractive
 # Build stage only: Ubuntu's python3.11 at the patch level of the base image's release (see below).
 # hadolint ignore=DL3008
@@ -21,7 +22,7 @@ COPY visiondock ./visiondock
 COPY services ./services
 RUN /opt/visiondock/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive
 # Ubuntu's python3.11 (the interpreter the venv links to), at the version the base image's release
 # carries; the CUDA base pins the OS release, security updates move the patch level.

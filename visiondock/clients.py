@@ -2,7 +2,10 @@
 
 The trainer, the scoring service, the CLI and the tests all talk to the services
 through these, so an API change shows up in one place. Calls that are safe to
-repeat are retried on connection errors and 502/503/504 with exponential backoff.
+repeat are retried on connection errors and 502/503/504 with exponential backoff;
+any call that never reached the service (it could not connect) is retried too. A
+client may wait out a longer absence (`retry_seconds`: a training Job outlives a
+registry rollout instead of failing).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from visiondock.blob_keys import MODEL_FILE, variant_filename
 from visiondock.web import API_KEY_HEADER
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -38,6 +42,10 @@ class ServiceError(Exception):
 
 class ServiceUnavailableError(ServiceError):
     """Nothing answered at the service's address, or it answered 502/503/504."""
+
+
+class ServiceNotReachedError(ServiceUnavailableError):
+    """No connection could be made: the request never reached the service, so any call may be repeated."""
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -76,11 +84,18 @@ def _is_retryable(exc: BaseException) -> bool:
 class ServiceClient:
     service = "service"
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4) -> None:
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60.0, retries: int = 4,
+                 retry_seconds: float | None = None, http: httpx.Client | None = None) -> None:
+        """`retries` attempts of a call that may be repeated; with `retry_seconds`, attempts until that long
+        has passed instead (at most 10 s apart). `http`: send through this client instead of opening one
+        (an app served in process, as Starlette's TestClient serves it); the key is added to its headers."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers={API_KEY_HEADER: api_key},
-                                  timeout=httpx.Timeout(timeout, connect=5.0))
+        if http is None:
+            http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+        http.headers[API_KEY_HEADER] = api_key
+        self._http = http
         self._retries = max(1, retries)
+        self._retry_seconds = retry_seconds
 
     def close(self) -> None:
         self._http.close()
@@ -91,19 +106,28 @@ class ServiceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, repeatable: bool = False, **kwargs: Any) -> httpx.Response:
+        """`repeatable`: a call the service answers the same way however often it arrives (beside the
+        idempotent methods), retried like them."""
         method = method.upper()
         # A POST that reached the server may have taken effect; repeat only what is safe to repeat,
         # and any request that never connected.
-        attempts = self._retries if method in IDEMPOTENT_METHODS else 1
+        repeatable = repeatable or method in IDEMPOTENT_METHODS
 
-        @retry(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=0.2, max=3.0),
-               retry=retry_if_exception(_is_retryable), reraise=True)
+        def worth_repeating(exc: BaseException) -> bool:
+            return isinstance(exc, ServiceNotReachedError) or (repeatable and _is_retryable(exc))
+
+        if self._retry_seconds is None:
+            stop, wait = stop_after_attempt(self._retries), wait_exponential(multiplier=0.2, max=3.0)
+        else:
+            stop, wait = stop_after_delay(self._retry_seconds), wait_exponential(multiplier=0.2, max=10.0)
+
+        @retry(stop=stop, wait=wait, retry=retry_if_exception(worth_repeating), reraise=True)
         def send() -> httpx.Response:
             try:
                 response = self._http.request(method, path, **kwargs)
-            except httpx.ConnectError as exc:
-                raise ServiceUnavailableError(
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise ServiceNotReachedError(
                     f"cannot reach the {self.service} service at {self.base_url} ({exc})", url=self.base_url
                 ) from exc
             except httpx.TimeoutException as exc:
@@ -273,9 +297,9 @@ class RegistryClient(ServiceClient):
         metrics of each in `metadata["variant_metrics"][name]`). With `metadata["run_id"]` the
         version takes the number the run reserved and the run becomes `succeeded`."""
         with contextlib.ExitStack() as stack:
-            files = {"model": ("model.onnx", stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
+            files = {"model": (MODEL_FILE, stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
             for name, path in (variants or {}).items():
-                files[name] = (f"model.{name}.onnx", stack.enter_context(path.open("rb")), "application/octet-stream")
+                files[name] = (variant_filename(name), stack.enter_context(path.open("rb")), "application/octet-stream")
             return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
                                 files=files).json()
 
@@ -291,6 +315,11 @@ class RegistryClient(ServiceClient):
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         return self.get_json(f"/v1/models/{model}/versions/{version}")
+
+    def label_issues(self, model: str, version: int, *, limit: int | None = None) -> dict[str, Any]:
+        """The likely label errors a version's training listed, most likely first."""
+        return self.get_json(f"/v1/models/{model}/versions/{version}/label-issues",
+                             params={"limit": limit} if limit else None)
 
     def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
                   if_match: str | None = None) -> dict[str, Any]:
@@ -327,7 +356,7 @@ class RegistryClient(ServiceClient):
 
     def download_artifact(self, model: str, version: int, destination: Path, variant: str | None = None) -> Path:
         """Download a version's fp32 `model.onnx`, or a variant's file (`variant="int8"`: `model.int8.onnx`)."""
-        filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
+        filename = variant_filename(variant)
         destination.parent.mkdir(parents=True, exist_ok=True)
         _download(self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}"),
                   destination)
@@ -354,7 +383,7 @@ class RegistryClient(ServiceClient):
 
     def update_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
         """Report progress: status ("running"/"failed"), stage, epoch, epochs, metrics, error, report."""
-        return self.request("PATCH", f"/v1/runs/{run_id}", json=changes).json()
+        return self.request("PATCH", f"/v1/runs/{run_id}", json=changes, repeatable=True).json()
 
     def cancel_run(self, run_id: str, *, reason: str = "") -> dict[str, Any]:
         return self.request("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason}).json()
@@ -370,14 +399,14 @@ class RegistryClient(ServiceClient):
 
     def reserve_version(self, run_id: str) -> int:
         """The version number the run will register under; the same number on every call."""
-        return int(self.request("POST", f"/v1/runs/{run_id}/reserve-version").json()["version"])
+        return int(self.request("POST", f"/v1/runs/{run_id}/reserve-version", repeatable=True).json()["version"])
 
 
 class ScoringClient(ServiceClient):
     service = "scoring"
 
     def predict(self, image: bytes, *, filename: str = "image", model: str | None = None) -> dict[str, Any]:
-        """The primary model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
+        """The default model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
         path = f"/v1/models/{model}/predict" if model else "/v1/predict"
         return self.request("POST", path,
                             files={"file": (filename, image, "application/octet-stream")}).json()

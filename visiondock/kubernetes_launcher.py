@@ -6,8 +6,13 @@ volumes (the feature cache), backoffLimit, activeDeadlineSeconds and ttlSecondsA
 launcher reads that CronJob from the API server and makes a Job from it exactly as
 `kubectl create job NAME --from=cronjob/<release>-trainer` does (same labels and annotations, the
 CronJob as owner), then adds what one run needs: the project in the environment and the run id and
-options as arguments. The registry starts runs with it; `visiondock train --on kubernetes` goes
-through the registry.
+options as arguments, and the run's own key as the trainer's VISIONDOCK_API_KEY. Whatever key or
+credential the template gives its container (WITHHELD_SETTINGS) is taken out: a launched trainer holds
+its run's key and nothing more powerful. The registry starts runs with it; `visiondock train --on
+kubernetes` goes through the registry. Unlike kubectl's, its Jobs are owned but not controlled by the
+CronJob: the CronJob controller removes the finished Jobs it controls beyond its history limits
+(suspended or not), and a run's Job must stay, with its pods' logs and reasons, until
+ttlSecondsAfterFinished.
 
 Following a Job: `state()` turns the Job's conditions and its pods' container states into one
 phase (pending, running, succeeded, failed) and, for a failure, the reason a person acts on:
@@ -22,7 +27,7 @@ import contextlib
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +35,15 @@ from typing import Any, Literal
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from visiondock.job_contract import PROJECT_ENV, TRAINER_CONTAINER, KubernetesSettings, TrainingJobError, job_name
+from visiondock.job_contract import (
+    API_KEY_ENV,
+    PROJECT_ENV,
+    TRAINER_CONTAINER,
+    WITHHELD_SETTINGS,
+    KubernetesSettings,
+    TrainingJobError,
+    job_name,
+)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -109,14 +122,17 @@ class TrainingJobLauncher:
             raise _api_error(f"reading the trainer template cronjob/{name} in {self.namespace}", exc) from None
 
     def job_from(self, cronjob: client.V1CronJob, *, name: str, project: str | None = None,
-                 args: Sequence[str] = ()) -> client.V1Job:
+                 args: Sequence[str] = (), api_key: str | None = None, controlled: bool = True) -> client.V1Job:
         """The Job `kubectl create job NAME --from=cronjob/...` makes, with the project set in the
-        trainer container's environment and `args` after the template's arguments."""
+        trainer container's environment and `args` after the template's arguments; with `api_key`, the
+        trainer presents that key and inherits none of the template's keys or credentials.
+        `controlled=False`: the CronJob owns the Job (it goes when the CronJob is deleted) without
+        controlling it (its history limits do not remove it)."""
         template: client.V1JobTemplateSpec = cronjob.spec.job_template
         meta = template.metadata or client.V1ObjectMeta()
         annotations = {**(meta.annotations or {}), "cronjob.kubernetes.io/instantiate": "manual"}
         owner = client.V1OwnerReference(api_version="batch/v1", kind="CronJob", name=cronjob.metadata.name,
-                                        uid=cronjob.metadata.uid, controller=True, block_owner_deletion=True)
+                                        uid=cronjob.metadata.uid, controller=controlled, block_owner_deletion=True)
         spec: client.V1JobSpec = copy.deepcopy(template.spec)
         job = client.V1Job(api_version="batch/v1", kind="Job",
                            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace,
@@ -131,13 +147,24 @@ class TrainingJobLauncher:
         if project is not None:
             env = [e for e in (trainer.env or []) if e.name != PROJECT_ENV]
             trainer.env = [*env, client.V1EnvVar(name=PROJECT_ENV, value=project)]
+        if api_key is not None:
+            if any(source.secret_ref is not None for source in trainer.env_from or []):
+                raise TrainingJobError(f"cronjob/{cronjob.metadata.name} gives the trainer a whole Secret "
+                                       "(envFrom secretRef); a launched trainer may hold only its run's key",
+                                       status=409)
+            env = [e for e in (trainer.env or []) if e.name not in WITHHELD_SETTINGS]
+            trainer.env = [*env, client.V1EnvVar(name=API_KEY_ENV, value=api_key)]
         trainer.args = [*(trainer.args or []), *args]
         return job
 
-    def launch(self, project: str, *, run_id: str, args: Sequence[str] = (), gpu: bool = False) -> client.V1Job:
-        """Create the Job of one run: `--run-id` and the options follow the template's arguments."""
-        job = self.job_from(self.template(gpu=gpu), name=job_name(project, run_id), project=project,
-                            args=["--run-id", run_id, *args])
+    def launch(self, project: str, *, run_id: str, issue_key: Callable[[float | None], str],
+               args: Sequence[str] = (), gpu: bool = False) -> client.V1Job:
+        """Create the Job of one run: `--run-id` and the options follow the template's arguments; the
+        trainer presents `issue_key(the Job's activeDeadlineSeconds)`, the run's own key."""
+        template = self.template(gpu=gpu)
+        deadline = template.spec.job_template.spec.active_deadline_seconds
+        job = self.job_from(template, name=job_name(project, run_id), project=project,
+                            args=["--run-id", run_id, *args], api_key=issue_key(deadline), controlled=False)
         job.metadata.labels.update({RUN_LABEL: run_id, PROJECT_LABEL: project})
         pod_meta = job.spec.template.metadata = job.spec.template.metadata or client.V1ObjectMeta()
         pod_meta.labels = {**(pod_meta.labels or {}), RUN_LABEL: run_id, PROJECT_LABEL: project}

@@ -2,32 +2,39 @@
 
 FastAPI reads and parses a request's body before it runs a route's dependencies, so a
 client without a key could make a service buffer a large upload just to be refused. This
-pure ASGI middleware finds the route first, applies the route's `RoleRequirement`
-(`visiondock.auth`) and its byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the
-Content-Length and to the bytes as they stream in, and answers 401/403/413 at once.
+pure ASGI middleware finds the route first, applies the route's declared `RoleRequirement`
+(`visiondock.auth`: its role, and the scope's path, query and served-model parts) and its
+byte limit (`body_limit`, or `DEFAULT_BODY_LIMIT`) to the Content-Length and to the bytes as
+they stream in, and answers 401/403/413 at once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from visiondock.auth import AUTHORIZED, requirements_of
-from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
+from visiondock.auth import AUTHORIZED, declared_requirement
+from visiondock.errors import DomainError, InvalidInput, NotAuthenticated, TooLarge
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # Deeper JSON than this is no request any client of ours sends; refusing it keeps parsers and
 # validators away from Python's recursion limit.
 MAX_JSON_DEPTH = 64
+# Values (numbers, strings, objects, arrays) in a JSON body a route parses itself: counted on the bytes
+# before the body is parsed, so a body of millions of tiny objects never becomes millions of objects.
+MAX_JSON_VALUES = 100_000
+# A JSON string, escapes included: what the count skips over.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 LimitOf = Callable[[FastAPI], int]
@@ -99,7 +106,7 @@ class _RoutePlan:
             self.methods.add("HEAD")
         self.convertors = getattr(context, "param_convertors", {})
         self.protocol_errors = getattr(context.original_route, "protocol_errors", False)
-        self.requirements = requirements_of(context)
+        self.requirement = declared_requirement(context)
         self.limit = _limit_of(context)
 
     def match(self, path: str, method: str) -> dict[str, Any] | None:
@@ -148,15 +155,17 @@ class RequestGuardMiddleware:
             return
         route, path_params = found
         app = scope["app"]
-        requirements, declared = route.requirements, route.limit
+        requirement, declared = route.requirement, route.limit
         headers = Headers(scope=scope)
         try:
-            for requirement in requirements:
-                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app)
+            if requirement is not None:
+                query = QueryParams(scope.get("query_string", b""))
+                principal = requirement.authorize(app.state.keyring, scope["method"], headers, path_params, app,
+                                                  query)
                 scope.setdefault("state", {})["principal"] = principal
-            if requirements:
-                # The route's own key check (`visiondock.web.require_role`) need not hash the key again.
-                scope["state"][AUTHORIZED] = requirements
+                # The route's key check (`visiondock.web.require_role`) need not hash the key again; it checks
+                # the scope's body part once FastAPI has read the body.
+                scope["state"][AUTHORIZED] = requirement
         except DomainError as exc:
             challenge = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
             await _answer(send, *_json_error(route, self.status_of(exc), exc.message, exc.code, challenge))
@@ -208,10 +217,82 @@ def check_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
             stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:
-    """json.loads with clear 400s for invalid and for too deeply nested JSON. `max_depth=None`
-    skips the walk over the parsed value (tensors: millions of numbers) and only refuses what the
-    parser itself cannot nest."""
+def clip_json_depth(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`value` with whatever nests deeper than `max_depth` replaced by a note: stored data from before
+    the depth limit still reads (answers serialize at most about 250 levels). Iterative: deep input
+    cannot recurse."""
+    try:
+        check_json_depth(value, max_depth)
+        return value
+    except InvalidInput:
+        pass
+    note = f"(left out: nested deeper than {max_depth} levels)"
+
+    def container(item: Any) -> Any:
+        return {} if isinstance(item, dict) else []
+
+    root = container(value)
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, target, depth = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in items:
+            if isinstance(child, dict | list):
+                copied = note if depth + 1 > max_depth else container(child)
+                if copied is not note:
+                    stack.append((child, copied, depth + 1))
+            else:
+                copied = child
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
+
+
+def bounded_depth(value: Any) -> Any:
+    """A pydantic validator: ValueError when parsed JSON nests deeper than MAX_JSON_DEPTH."""
+    try:
+        check_json_depth(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+async def json_body_depth(request: Request) -> None:
+    """A dependency the app factory gives every route: a JSON body FastAPI parsed for the route is
+    refused (400) when it nests deeper than MAX_JSON_DEPTH, before any validation or route sees it.
+    Routes that read their bodies themselves parse them with `loads_bounded`."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or request.method in _BODYLESS:
+        return
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+        return
+    try:
+        value = await request.json()  # FastAPI's own parse, kept on the request
+    except (ValueError, RecursionError):
+        return  # FastAPI has answered it already
+    check_json_depth(value)
+
+
+def count_json_values(body: bytes) -> int:
+    """About how many values a JSON text's arrays and objects hold side by side (a `,` outside strings
+    separates two), without parsing it. Nesting is the depth limit's business."""
+    return _JSON_STRING.sub(b'""', body).count(b",") + 1
+
+
+def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH,
+                  max_values: int | None = MAX_JSON_VALUES) -> Any:
+    """json.loads with clear 400s for invalid and for too deeply nested JSON, and a 413 for a body of
+    more than `max_values` values, counted before it is parsed. `max_depth=None` (tensors: millions of
+    numbers) skips the walk over the parsed value and the count, and only refuses what the parser
+    itself cannot nest."""
+    if max_depth is not None and max_values is not None:
+        values = count_json_values(body.encode() if isinstance(body, str) else body)
+        if values > max_values:
+            raise TooLarge(f"{what} holds about {values:,} JSON values; the limit is {max_values:,}",
+                           code="too_many_values")
     try:
         value = json.loads(body)
     except RecursionError:

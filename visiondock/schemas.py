@@ -1,12 +1,20 @@
 """What every service's API shares: a page of a listing (and the size a caller may ask for),
-and the error body."""
+the error body, and free-form JSON objects bounded in depth."""
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+
+from visiondock.limits import bounded_depth, clip_json_depth
+
+# A free-form JSON object a caller sends (metrics, parameters, a prediction): refused (422) when it
+# nests deeper than visiondock.limits.MAX_JSON_DEPTH, also where it arrives in a form field.
+JsonObject = Annotated[dict[str, Any], AfterValidator(bounded_depth)]
+# The same in an answer: what was stored before the limit reads with its deepest part left out.
+StoredJsonObject = Annotated[dict[str, Any], BeforeValidator(clip_json_depth)]
 
 Item = TypeVar("Item")
 PageSize = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]

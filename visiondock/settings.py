@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 LOCAL_DEV_API_KEY = "local-dev-only-insecure-key"
 
 DEFAULT_PORTS = {"annotation": 8701, "registry": 8702, "scoring": 8703}
+MIN_RUN_KEY_SECRET_LENGTH = 32
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
@@ -74,6 +75,18 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = None
     # The key this process presents when it calls another service.
     api_key: SecretStr = SecretStr(LOCAL_DEV_API_KEY)
+    # Signs the key the registry gives each launched trainer (`train`, scoped to the run's project and model,
+    # expiring at its deadline; visiondock.auth.RunKeys). The registry and the annotation service need the
+    # same secret, as a value or a mounted file; without one, the registry launches no trainers.
+    run_key_secret: SecretStr | None = None
+    run_key_secret_file: Path | None = None
+    # How long a run key holds when the trainer has no deadline of its own (a process beside the registry).
+    run_key_lifetime_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+    # Full image decodes at once in one process (a small PNG can decode to hundreds of megabytes), and the
+    # pixels the images of one scoring request may hold together (batches and skills).
+    max_concurrent_decodes: int = Field(default=4, ge=1)
+    max_request_pixels: int = Field(default=1_000_000_000, ge=1)
 
     # Population stability index above which production predictions are flagged as drifted
     # (below 0.1 is read as stable, 0.1 up to this as a moderate shift).
@@ -105,6 +118,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # A second port serving only GET /metrics, without a key, for a Prometheus scraper (unset: none).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -115,15 +130,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
-        if self.environment == "production":
-            if LOCAL_DEV_API_KEY in self.api_keys or not (self.api_keys or self.api_key_entries
-                                                           or self.api_keys_file):
-                raise ValueError(
-                    "VISIONDOCK_API_KEYS must be set to real keys in production; "
-                    "the built-in local development key is refused there"
-                )
-            if self.api_key.get_secret_value() == LOCAL_DEV_API_KEY:
-                raise ValueError("VISIONDOCK_API_KEY must be set to a real key in production")
+        # The keys a service accepts are checked where it starts (`accepted_keys_problem`): a trainer or a
+        # command line accepts none, and a launched trainer is given only its run's key.
+        if self.environment == "production" and self.api_key.get_secret_value() == LOCAL_DEV_API_KEY:
+            raise ValueError("VISIONDOCK_API_KEY must be set to a real key in production")
         if self.blob_backend == "azure" and not (self.azure_storage_connection_string
                                                  or self.azure_storage_account_url):
             raise ValueError("VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING (or VISIONDOCK_AZURE_STORAGE_ACCOUNT_URL "
@@ -132,6 +142,31 @@ class Settings(BaseSettings):
             raise ValueError("VISIONDOCK_COSMOS_ENDPOINT is required with cosmos (and VISIONDOCK_COSMOS_KEY, "
                              "unless the process has an Azure identity)")
         return self
+
+    def accepted_keys_problem(self) -> str | None:
+        """Why a service must not start with the keys it would accept (None: it may)."""
+        if self.environment == "production" and (LOCAL_DEV_API_KEY in self.api_keys or not (
+                self.api_keys or self.api_key_entries or self.api_keys_file)):
+            return ("VISIONDOCK_API_KEYS must be set to real keys in production; the built-in local development "
+                    "key is refused there")
+        return None
+
+    def run_key_secret_bytes(self) -> bytes | None:
+        """The secret that signs run keys (VISIONDOCK_RUN_KEY_SECRET, else the file), or None."""
+        if self.run_key_secret is not None and self.run_key_secret.get_secret_value().strip():
+            text = self.run_key_secret.get_secret_value().strip()
+        elif self.run_key_secret_file is not None:
+            try:
+                text = self.run_key_secret_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read VISIONDOCK_RUN_KEY_SECRET_FILE {self.run_key_secret_file}: "
+                                 f"{exc.strerror}") from None
+        else:
+            return None
+        if len(text) < MIN_RUN_KEY_SECRET_LENGTH:
+            raise ValueError(f"the run key secret must be at least {MIN_RUN_KEY_SECRET_LENGTH} characters "
+                             "(e.g. `openssl rand -base64 48`)")
+        return text.encode()
 
     @property
     def resolved_blob_root(self) -> Path:

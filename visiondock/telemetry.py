@@ -7,11 +7,14 @@ process without clashing metric names, and `/metrics` shows only that service.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,6 +75,54 @@ class ServiceMetrics:
         )
         Gauge("visiondock_service_info", "The service this process runs.", ["service"],
               registry=self.registry).labels(service=service).set(1)
+
+
+class MetricsServer:
+    """GET /metrics of one registry on a port of its own, without a key (VISIONDOCK_METRICS_PORT).
+
+    A Prometheus in the cluster scrapes it as it scrapes Triton's metrics port; no Service or Ingress
+    routes it, and a NetworkPolicy lets only the scraper in. The API port's /metrics keeps needing a key.
+    Bound with SO_REUSEPORT, so each worker process of a service can serve its own (a scrape reaches one).
+    """
+
+    def __init__(self, registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
+        self.registry = registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served on this port")
+                    return
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:  # scrapes every few seconds: not logged
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler, bind_and_activate=False)
+        self._server.daemon_threads = True
+        self._server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-port", daemon=True)
+
+    def start(self) -> MetricsServer:
+        try:
+            self._server.server_bind()
+            self._server.server_activate()
+        except OSError:
+            self._server.server_close()
+            raise
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
 
 
 class RequestTelemetryMiddleware:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utc_now() -> str:
@@ -17,3 +17,9 @@ def duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def utc_now_series(count: int) -> list[str]:
+    """`count` timestamps from now, a microsecond apart: things stored together keep their order."""
+    now = datetime.now(UTC)
+    return [(now + timedelta(microseconds=n)).isoformat(timespec="microseconds") for n in range(count)]

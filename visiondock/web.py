@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -25,13 +25,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import (
+    ANONYMOUS_CALLER,
     API_KEY_HEADER,
     AUTHORIZED,
+    BY_PATH,
+    EVERYTHING,
+    NOTHING,
     ROLES,
     KeyRing,
     Principal,
+    ResourceScope,
     Role,
     RoleRequirement,
+    RunKeys,
     presented_key,
     read_entries_file,
     split_entries,
@@ -50,7 +56,9 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from visiondock.limits import RequestGuardMiddleware
+from visiondock.images import limit_concurrent_decodes
+from visiondock.limits import RequestGuardMiddleware, json_body_depth
+from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
     BlobNotFoundError,
@@ -62,7 +70,7 @@ from visiondock.storage import (
     PreconditionFailedError,
     Stores,
 )
-from visiondock.telemetry import RequestTelemetryMiddleware, ServiceMetrics, configure_logging
+from visiondock.telemetry import MetricsServer, RequestTelemetryMiddleware, ServiceMetrics, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +119,21 @@ _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Author
 
 
 def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
-                 resource: Callable[[FastAPI], str | None] | None = None) -> Callable[..., Any]:
-    """A dependency: the request's key must have one of `roles` (see `visiondock.auth`).
+                 resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None,
+                 scope: ResourceScope = BY_PATH,
+                 ) -> Callable[..., Any]:
+    """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
+    also `readers`) and its scope must cover what `scope` says the request touches (see
+    `visiondock.auth.ResourceScope`; by default the path's project or model). Declared on a router it
+    holds for the router's routes that declare none of their own.
 
-    The request guard applies the same check before the body is read and says so on the
-    request; where it has not (an app without the guard), this dependency checks the key
-    itself. Either way the key's Principal is on `request.state.principal`.
+    The request guard applies the role and the scope's path part before the body is read and says
+    so on the request; this dependency then checks the scope's body part. Where the guard has not
+    (an app without it), this dependency checks everything itself. Either way the key's
+    Principal is on `request.state.principal`.
     """
-    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource)
+    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
+                                  scope=scope)
 
     async def check_key(
         request: Request,
@@ -126,11 +141,16 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
         state = request.scope.get("state") or {}
-        if requirement in state.get(AUTHORIZED, ()):
-            return state["principal"]
+        checked = state.get(AUTHORIZED)
+        if checked is not None:  # the guard applied the route's declaration (this one, or one overriding it)
+            principal = state["principal"]
+            if checked is requirement:
+                await requirement.check_after_body(request, principal)
+            return principal
         principal = requirement.authorize(request.app.state.keyring, request.method, request.headers,
-                                          request.path_params, request.app)
+                                          request.path_params, request.app, request.query_params)
         request.state.principal = principal
+        await requirement.check_after_body(request, principal)
         return principal
 
     check_key.requirement = requirement  # type: ignore[attr-defined]
@@ -144,8 +164,23 @@ async def current_principal(request: Request) -> Principal:
 
 Caller = Annotated[Principal, Depends(current_principal)]
 
-# Any valid key, whatever its roles (metrics scrapes).
-require_api_key = require_role(*ROLES)
+
+def caller_name(request: Request) -> str:
+    """The name of the API key that made the request (named keys), else ANONYMOUS_CALLER."""
+    principal = getattr(request.state, "principal", None)
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) and name else ANONYMOUS_CALLER
+
+
+# A change made over what the caller read: refused (412) when it has changed since.
+IfMatch = Annotated[str | None, Header(description="The ETag of what is changed (an image, a review item, an "
+                                                   "alias) as last read; the change fails with 412 if it has "
+                                                   "changed since.")]
+
+# Any valid key, whatever its roles, on a route that touches no project or model.
+require_api_key = require_role(*ROLES, scope=NOTHING)
+# Metrics count every served model's answers by label: a key of any role, but for everything.
+_METRICS_PERMISSION = require_role(*ROLES, scope=EVERYTHING)
 
 
 # -- readiness --------------------------------------------------------------------
@@ -211,12 +246,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def keyring_of(settings: Settings) -> KeyRing:
-    """The keys a service accepts; refuses the built-in key beside Azure backends."""
+    """The keys a service accepts (run keys too, with a run key secret); refuses the built-in key
+    beside Azure backends and in production."""
+    problem = settings.accepted_keys_problem()
+    if problem is not None:
+        raise ValueError(problem)
     if settings.uses_local_key and settings.uses_azure:
         raise ValueError("the built-in local development key is refused with Azure backends: set "
                          "VISIONDOCK_API_KEYS or VISIONDOCK_API_KEY_ENTRIES (see docs/security.md)")
     entries = split_entries(settings.api_key_entries) + read_entries_file(settings.api_keys_file)
-    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY)
+    secret = settings.run_key_secret_bytes()
+    return KeyRing.from_sources(plain_keys=settings.api_keys, entries=entries, local_key=LOCAL_DEV_API_KEY,
+                                run_keys=RunKeys(secret) if secret is not None else None)
 
 
 # -- the app factory --------------------------------------------------------------
@@ -287,25 +328,32 @@ def create_service_app(
     lifespan: ServiceLifespan | None = None,
     readiness: ReadinessCheck = storage_readiness,
     version: str = "0.1.0",
+    open_paths: Sequence[str] = (),
 ) -> FastAPI:
     """A FastAPI app with the shared plumbing around the service's `routers`.
 
     At startup it opens the stores (`Stores`: each on first use), sets what `parts` builds on
     them as `app.state` attributes, then enters the service's `lifespan`; at shutdown it
     undoes all that in reverse and closes the stores. Open without a key: `/healthz`,
-    `/readyz` (probes) and the API docs. Everything else, `/metrics` included, needs an
-    API key with the role each route declares (routers add `Depends(require_role(...))`).
+    `/readyz` (probes), the API docs and the service's `open_paths` (static pages holding no
+    data). Every other route, `/metrics` included, declares its permission (`require_role(...)`
+    on the route or its router: roles and scope) and needs a key that has it; a route that
+    declares none stops the app from being built and from starting (visiondock.permissions).
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
     keyring = keyring_of(settings)
+    limit_concurrent_decodes(settings.max_concurrent_decodes)
     metrics = ServiceMetrics(service)
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
+        app.state.permissions = permissions(app, open_paths)  # with the routes added after the factory
         if settings.uses_local_key:
             log.warning("accepting the built-in local development API key; set VISIONDOCK_API_KEYS for real use")
         stores = Stores(settings)
         built: Mapping[str, Any] = {}
+        # /metrics without a key on a port of its own, for a scraper (VISIONDOCK_METRICS_PORT).
+        scrape = MetricsServer(metrics.registry, settings.metrics_port).start() if settings.metrics_port else None
         try:
             built = parts(stores) if parts is not None else {}
             for name, part in built.items():
@@ -320,6 +368,8 @@ def create_service_app(
             for name in built:
                 setattr(app.state, name, None)
             stores.close()
+            if scrape is not None:
+                scrape.stop()
 
     # Swagger UI and ReDoc from assets shipped in the fastapi-offline wheel: FastAPI's own pages load
     # them from a CDN, which leaves /docs blank on a machine without internet.
@@ -349,23 +399,29 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work (details with a key)",
+    @app.get("/readyz", tags=["health"],
+             summary="Readiness: the service can do its work (details with an unscoped key)",
              responses={503: {"description": "Not ready yet; with a key, the body says why."}})
     async def readyz(request: Request) -> JSONResponse:
         state = readiness(app)
         body = {"status": "ready" if state.ready else "not ready", "service": service}
-        # Probes need only the verdict; what is loaded and from where (labels, URLs) needs a key.
+        # Probes need only the verdict; what is loaded and from where (labels of every served model, URLs)
+        # needs a key for everything, as /metrics does.
         key = presented_key(request.headers, azure_header=False)
-        if key is not None and keyring.identify(key) is not None:
+        caller = keyring.identify(key) if key is not None else None
+        if caller is not None and caller.unscoped:
             body.update(state.details)
         return JSONResponse(body, status_code=200 if state.ready else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(require_api_key)],
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", dependencies=[Security(_METRICS_PERMISSION)],
              response_class=PlainTextResponse, responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                                                        "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
-        app.include_router(router)
+        # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service.
+        app.include_router(router, dependencies=[Depends(json_body_depth)])
+    app.state.open_paths = tuple(open_paths)
+    app.state.permissions = permissions(app, open_paths)
     return app

@@ -15,6 +15,7 @@ from visiondock.settings import Settings
 from visiondock.storage import Stores
 from visiondock.web import create_service_app
 
+from .capture_status import CaptureStatus
 from .curation_routes import router as curation_router
 from .dataset_routes import router as dataset_router
 from .history import LabelHistory
@@ -27,6 +28,7 @@ from .routes import router
 from .style_routes import router as style_router
 from .suggestions import Suggestions
 from .thumbnails import Thumbnails
+from .webapp import OPEN_PATHS as APP_PAGES
 from .webapp import mount_app
 
 
@@ -39,7 +41,9 @@ def _parts(stores: Stores) -> dict[str, Any]:
             "review": ReviewQueue(stores.documents, stores.blobs, projects, images),
             "thumbnails": Thumbnails(stores.blobs, images),
             "suggestions": Suggestions(images, scoring_url=settings.scoring_url,
-                                       api_key=settings.api_key.get_secret_value())}
+                                       api_key=settings.api_key.get_secret_value()),
+            "capture_status": CaptureStatus(scoring_url=settings.scoring_url,
+                                            api_key=settings.api_key.get_secret_value())}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "predictions.",
         routers=[router, review_router, style_router, dataset_router, curation_router, labeling_router],
         parts=_parts,
+        open_paths=APP_PAGES,
     )
     mount_app(app)
     document_api(app, links=LINKS)

@@ -5,34 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from visiondock.schemas import Page
-from visiondock.web import require_role
+from visiondock.schemas import Page, PageSize
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .history import LabelHistory, caller_name
+from .dependencies import Capture, History, Library, Suggester, ThumbnailStore
 from .images import public_image
-from .routes import IfMatch, Library, PageSize
-from .schemas import Image, ImagePath, LabelHistoryEntry, ProjectPath, SuggestRequest, SuggestResponse
-from .suggestions import Suggestions
-from .thumbnails import Thumbnails
-
-
-async def _history(request: Request) -> LabelHistory:
-    return request.app.state.history
-
-
-async def _suggestions(request: Request) -> Suggestions:
-    return request.app.state.suggestions
-
-
-async def _thumbnails(request: Request) -> Thumbnails:
-    return request.app.state.thumbnails
-
-
-History = Annotated[LabelHistory, Depends(_history)]
-Suggester = Annotated[Suggestions, Depends(_suggestions)]
-ThumbnailStore = Annotated[Thumbnails, Depends(_thumbnails)]
+from .schemas import (
+    Image,
+    ImagePath,
+    LabelHistoryEntry,
+    ProjectPath,
+    ReviewCaptureStatus,
+    SuggestRequest,
+    SuggestResponse,
+)
 
 router = APIRouter(prefix="/v1/projects/{project_id}",
                    dependencies=[Depends(require_role("label", readers=("train",)))])
@@ -60,7 +48,8 @@ def image_thumbnail(project_id: ProjectPath, image_id: ImagePath, thumbnails: Th
              summary="Ask the served model for labels of chosen images (or the unlabeled ones); "
                      "they are stored as suggestions, not labels")
 def suggest(project_id: ProjectPath, body: SuggestRequest, suggestions: Suggester) -> dict:
-    return suggestions.suggest(project_id, alias=body.alias, image_ids=body.image_ids, limit=body.limit)
+    return suggestions.suggest(project_id, model=body.model, alias=body.alias, image_ids=body.image_ids,
+                               limit=body.limit)
 
 
 @router.get("/suggestions", response_model=Page[Image], tags=["suggestions"],
@@ -74,11 +63,22 @@ def awaiting_review(project_id: ProjectPath, suggestions: Suggester, limit: Page
 @router.post("/images/{image_id}/suggestion/accept", response_model=Image, tags=["suggestions"],
              summary="The suggestion becomes the image's labels (history source `suggestion`)")
 def accept_suggestion(project_id: ProjectPath, image_id: ImagePath, suggestions: Suggester, request: Request,
-                      if_match: IfMatch = None) -> dict:
-    return public_image(suggestions.accept(project_id, image_id, who=caller_name(request), if_match=if_match))
+                      if_match: IfMatch = None,
+                      empty: Annotated[bool, Query(description="Accept a suggestion that proposes nothing (no box, "
+                                                               "no tag): the image is labeled as showing nothing "
+                                                               "of the project.")] = False) -> dict:
+    return public_image(suggestions.accept(project_id, image_id, who=caller_name(request), if_match=if_match,
+                                           empty=empty))
 
 
 @router.delete("/images/{image_id}/suggestion", response_model=Image, tags=["suggestions"],
                summary="Drop the suggestion; the labels stay as they are")
 def dismiss_suggestion(project_id: ProjectPath, image_id: ImagePath, suggestions: Suggester) -> dict:
     return public_image(suggestions.dismiss(project_id, image_id))
+
+
+@router.get("/review-capture", response_model=ReviewCaptureStatus, tags=["review"],
+            summary="Whether the scoring service captures predictions for review, and at what rate")
+def review_capture(project_id: ProjectPath, library: Library, capture: Capture) -> dict:
+    library.projects.get(project_id)  # 404 for an unknown project
+    return capture.for_project(project_id)

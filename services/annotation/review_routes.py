@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import Json
 
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
-from visiondock.web import require_role
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .history import caller_name
-from .review import ReviewQueue
-from .schemas import ItemPath, ProjectPath, ReviewAccept, ReviewAccepted, ReviewCapture, ReviewItem, ReviewReject
-
-
-async def _queue(request: Request) -> ReviewQueue:
-    return request.app.state.review
-
-
-Queue = Annotated[ReviewQueue, Depends(_queue)]
-IfMatch = Annotated[str | None, Header(description="The item's etag; the decision fails with 412 if it changed.")]
+from .dependencies import Queue
+from .schemas import (
+    ItemPath,
+    ProjectPath,
+    ReviewAccept,
+    ReviewAccepted,
+    ReviewCapture,
+    ReviewItem,
+    ReviewReject,
+    ReviewReopened,
+)
 
 router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
                    dependencies=[Depends(require_role("label"))])
@@ -88,3 +88,10 @@ def accept_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, reques
 def reject_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, if_match: IfMatch = None,
                 body: Annotated[ReviewReject | None, Body()] = None) -> dict:
     return queue.reject(project_id, item_id, reason=(body or ReviewReject()).reason, if_match=if_match)
+
+
+@router.post("/{item_id}/reopen", response_model=ReviewReopened,
+             summary="Undo a decision: the item is pending again; an image an accept labeled gets its labels back")
+def reopen_item(project_id: ProjectPath, item_id: ItemPath, queue: Queue, request: Request,
+                if_match: IfMatch = None) -> dict:
+    return queue.reopen(project_id, item_id, if_match=if_match, who=caller_name(request))

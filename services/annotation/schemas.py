@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from visiondock.schemas import JsonObject, StoredJsonObject
 from visiondock.vocabulary import ProjectType
 
 Split = Literal["train", "test"]
@@ -161,9 +162,9 @@ class ReviewCapture(BaseModel):
     variant: str | None = Field(default=None, max_length=32)
     task: str = Field(max_length=32)
     uncertainty: float = Field(ge=0.0, le=1.0, description="0 sure … 1 a coin toss: the queue's order.")
-    prediction: dict[str, Any] = Field(description="The answer as the scoring service gave it: label, "
-                                                   "probability, predictions, tags or detections.")
-    image: dict[str, Any] = Field(default_factory=dict)
+    prediction: JsonObject = Field(description="The answer as the scoring service gave it: label, "
+                                               "probability, predictions, tags or detections.")
+    image: JsonObject = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=64)
     captured_at: str | None = Field(default=None, max_length=64)
 
@@ -174,6 +175,8 @@ class ReviewLabels(BaseModel):
 
 
 class ReviewItem(ReviewCapture):
+    prediction: StoredJsonObject
+    image: StoredJsonObject = Field(default_factory=dict)
     id: str
     project_id: str
     status: ReviewStatus
@@ -211,11 +214,30 @@ class ReviewAccepted(BaseModel):
     image: Image
 
 
+class ReviewReopened(BaseModel):
+    item: ReviewItem
+    image: Image | None = Field(description="The image whose labels were put back; null when none changed.")
+
+
+class ReviewCaptureStatus(BaseModel):
+    scoring_reachable: bool
+    capture_rate: float | None = Field(description="The share of predictions the scoring service captures for "
+                                                   "review (0: capture is off); null when it could not be asked.")
+    model_served: bool | None = Field(description="Whether the scoring service serves the project's model "
+                                                  "(named like the project); null when it could not be asked.")
+    how_to_turn_on: str
+    detail: str | None = None
+
+
 # -- model-assisted labeling and label history ----------------------------------------
 class SuggestRequest(BaseModel):
+    model: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+                              description="The registry model to ask (the scoring service must serve it, GET "
+                                          "/v1/models there); leave out for the project's own model, named like "
+                                          "the project. Its task must fit the project's type.")
     alias: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$",
-                              description="A secondary alias the scoring service serves; leave out for its "
-                                          "main one.")
+                              description="A secondary alias the scoring service serves for its primary model "
+                                          "(which must be `model`); leave out for the served version.")
     image_ids: list[str] | None = Field(default=None, max_length=1000,
                                         description="The images to suggest labels for; leave out for the "
                                                     "unlabeled ones (up to `limit`).")
@@ -238,6 +260,8 @@ class SuggestResponse(BaseModel):
     version: int | None = None
     alias: str | None = None
     suggested: int
+    empty: int = Field(default=0, description="Suggestions that propose nothing (no tag, no box): accepting one "
+                                              "needs empty=true.")
     failed: list[SuggestFailure]
     results: list[SuggestedImage]
 
@@ -253,6 +277,6 @@ class LabelHistoryEntry(BaseModel):
     image_id: str
     at: datetime
     who: str = Field(description="The name of the API key that made the change (`api-key` for unnamed keys).")
-    source: Literal["person", "suggestion", "review", "upload"]
+    source: Literal["person", "suggestion", "review", "upload", "import", "bulk"]
     previous: LabelState | None = Field(description="The labels before; null when the image was uploaded labeled.")
     labels: LabelState

@@ -10,12 +10,17 @@ a move that did not happen (its sequence number stays unused: numbers may have g
 
 A rollback moves the alias to the version it pointed at before the current one; a
 second rollback goes one move further back (rollbacks undo moves, like an undo stack).
+
+A move may be confirmed after the alias is written (`confirm`: the catalog checks that its version
+is still there and not being deleted); when the confirmation fails the move is undone (the alias
+put back as it was, the history entry removed) and its error raised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from visiondock.errors import Conflict, NotFound, Outdated
@@ -32,8 +37,6 @@ from visiondock.timeutil import utc_now
 
 ALIASES = "model_aliases"
 HISTORY = "alias_history"
-# Who moved an alias when the request carries no named principal (a plain shared API key).
-ANONYMOUS_ACTOR = "api-key"
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +85,13 @@ class AliasBook:
         return int(page.items[0].data["sequence"]) if page.items else 0
 
     def move(self, model: str, alias: str, version: int | None, *, actor: str, reason: str = "",
-             if_match: str | None = None, action: str = "move") -> dict[str, Any]:
+             if_match: str | None = None, action: str = "move",
+             confirm: Callable[[], None] | None = None) -> dict[str, Any]:
         """Point the alias at `version` (None deletes it), recording the move.
 
         With `if_match` the alias must still have that etag (412 otherwise); without it the
-        move retries until it is recorded after whatever moved the alias concurrently.
+        move retries until it is recorded after whatever moved the alias concurrently. `confirm`
+        runs once the alias is written; if it raises, the move is undone and its error raised.
         """
         while True:
             current = self.current(model, alias)
@@ -117,8 +122,27 @@ class AliasBook:
             except BaseException:
                 self._forget(model, entry["id"])
                 raise
+            if confirm is not None:
+                try:
+                    confirm()
+                except BaseException:
+                    self._undo(model, alias, stored, current)
+                    self._forget(model, entry["id"])
+                    raise
             log.info("alias %s@%s: %s -> %s by %s", model, alias, entry["from_version"], version, actor)
             return {"alias": stored, "history": entry}
+
+    def _undo(self, model: str, alias: str, written: dict[str, Any] | None, before: Document | None) -> None:
+        """Put the alias back as it was before a move wrote `written`, unless it has moved again since
+        (that move confirmed its own version)."""
+        assert written is not None
+        try:
+            if before is None:
+                self.documents.delete(ALIASES, alias, partition_key=model, if_match=written["etag"])
+            else:
+                self.documents.put(ALIASES, before.data, partition_key=model, if_match=written["etag"])
+        except (PreconditionFailedError, DocumentNotFoundError):
+            log.info("alias %s@%s moved again before an unconfirmed move was undone; left as it is", model, alias)
 
     def rollback_target(self, model: str, alias: str) -> int:
         """The version a rollback moves the alias to: before the last move not undone yet."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from visiondock.auth import RunKeys
 from visiondock.job_contract import KubernetesSettings
 from visiondock.openapi_docs import Link, document_api
 from visiondock.settings import Settings
@@ -31,9 +32,13 @@ if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
-    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=stores.settings.run_lost_after_seconds)
+    settings = stores.settings
+    catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=settings.run_lost_after_seconds)
+    secret = settings.run_key_secret_bytes()
     return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
-                                                        local=open_local_launcher(stores.settings, catalog.runs))}
+                                                        local=open_local_launcher(settings, catalog.runs),
+                                                        keys=RunKeys(secret) if secret is not None else None,
+                                                        key_lifetime=settings.run_key_lifetime_seconds)}
 
 
 @asynccontextmanager
@@ -67,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router, alias_router, run_router, insight_router, dashboard_router],
         parts=_parts,
         lifespan=_lifespan,
+        # The dashboard's page and scripts hold no data; every number on it comes from a keyed API call.
+        open_paths=("/dashboard", "/dashboard/assets/{name}", "/dashboard/common/{name}"),
     )
     document_api(app, links=LINKS)
     return app

@@ -2,7 +2,9 @@
 
 On one machine (`visiondock up`, the labeling app's "Start training") there is no Kubernetes to
 run a Job: `LocalProcessLauncher` spawns `python -m services.trainer --project P --run-id R
-<options>` with this deployment's service URLs and key, logs to `<home>/logs/runs/<run>.log`,
+<options>` with this deployment's service URLs and the run's own key (never this service's key, the
+keys it accepts, the run key secret or storage credentials: `trainer_environment`), logs to
+`<home>/logs/runs/<run>.log`,
 and marks the run failed if the process dies without saying so itself. The trainer reports on
 the run as it does in a Job. VISIONDOCK_TRAINING_LAUNCHER=none turns it off.
 
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from visiondock.job_contract import trainer_environment
 from visiondock.settings import Settings
 
 from .runs import FINISHED, TrainingRuns
@@ -46,12 +49,12 @@ class LocalProcessLauncher:
     def log_path(self, run_id: str) -> Path:
         return self.settings.home / "logs" / "runs" / f"{run_id}.log"
 
-    def launch(self, project: str, *, run_id: str, args: Sequence[str] = ()) -> dict[str, Any]:
-        """Start the trainer of `run_id`; its process id and log file."""
+    def launch(self, project: str, *, run_id: str, api_key: str, args: Sequence[str] = ()) -> dict[str, Any]:
+        """Start the trainer of `run_id`, presenting `api_key` (the run's key); its process id and log file."""
         settings = self.settings
-        env = {**os.environ, "VISIONDOCK_HOME": str(settings.home),
-               "VISIONDOCK_ANNOTATION_URL": settings.annotation_url, "VISIONDOCK_REGISTRY_URL": settings.registry_url,
-               "VISIONDOCK_API_KEY": settings.api_key.get_secret_value()}
+        env = trainer_environment({**os.environ, "VISIONDOCK_HOME": str(settings.home),
+                                   "VISIONDOCK_ANNOTATION_URL": settings.annotation_url,
+                                   "VISIONDOCK_REGISTRY_URL": settings.registry_url}, api_key)
         path = self.log_path(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         command = [self.python, "-m", "services.trainer", "--project", project, "--run-id", run_id, "--no-progress",

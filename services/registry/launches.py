@@ -6,6 +6,12 @@ CronJob (visiondock.kubernetes_launcher); the trainer reports on the run as any 
 such a run also reads its Job, so a trainer that could not report — killed for going over its memory
 limit, stopped at its deadline, never scheduled — still leaves a run that says `failed` and why.
 
+A launched trainer gets a key of its own run (visiondock.auth.RunKeys): `train`, scoped to the run's
+project and model, expiring at the Job's deadline (or after VISIONDOCK_RUN_KEY_LIFETIME_SECONDS for a
+local process); never this service's key. Without VISIONDOCK_RUN_KEY_SECRET nothing is launched.
+Its command line comes from the run's params through `trainer_argv` (training options only): any
+other name is refused (422) before the run exists.
+
 A project trains one launched run at a time: a launch while another run of the project is queued
 or running is refused (409 `run_active`, naming that run) unless it asks for a parallel one.
 Cancelling a run (`cancel`) marks it cancelled, which the trainer notices at its next report (each
@@ -16,19 +22,24 @@ after a grace period, the Kubernetes Job at once.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from visiondock.auth import RunKeys
 from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
 from visiondock.job_contract import InvalidOptionsError, TrainingJobError, trainer_argv
 
 from .launch import LocalProcessLauncher
-from .runs import FINISHED, TrainingRuns
+from .runs import FINISHED, JOB_FINAL, TrainingRuns
 from .schemas import RunCreate
 
 if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
     from visiondock.kubernetes_launcher import TrainingJobLauncher
 
 log = logging.getLogger(__name__)
+# A run key outlives its Job's deadline by this much: the trainer reports its failure after the deadline.
+RUN_KEY_GRACE_SECONDS = 600.0
 
 
 def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
@@ -45,10 +56,31 @@ def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
 
 class RunLaunches:
     def __init__(self, runs: TrainingRuns, jobs: TrainingJobLauncher | None, *,
-                 local: LocalProcessLauncher | None = None) -> None:
+                 local: LocalProcessLauncher | None = None, keys: RunKeys | None = None,
+                 key_lifetime: float = 24 * 3600.0) -> None:
         self.runs = runs
         self.jobs = jobs
         self.local = local
+        self.keys = keys
+        self.key_lifetime = key_lifetime
+
+    def _key_issuer(self, run: dict[str, Any]) -> Callable[[float | None], str]:
+        """The run's key, given the seconds its trainer may run (None: the default lifetime)."""
+        keys = self.keys
+        assert keys is not None
+
+        def issue(deadline_seconds: float | None) -> str:
+            lifetime = self.key_lifetime if deadline_seconds is None else deadline_seconds + RUN_KEY_GRACE_SECONDS
+            return keys.issue(run_id=run["id"], project=run["project_id"] or run["model"], model=run["model"],
+                              expires_at=time.time() + lifetime)
+
+        return issue
+
+    def _require_keys(self) -> None:
+        if self.keys is None:
+            raise Conflict("this registry has no run key secret (VISIONDOCK_RUN_KEY_SECRET, shared with the "
+                           "annotation service), so it cannot give a trainer a key of its own and launches none",
+                           code="launch_unavailable")
 
     def create(self, body: RunCreate) -> dict[str, Any]:
         if body.launch is None:
@@ -59,10 +91,12 @@ class RunLaunches:
             raise Conflict("this registry starts no training Jobs: install it with the Helm chart (which sets "
                            "VISIONDOCK_KUBERNETES_TRAINER_CRONJOB), or start the trainer yourself",
                            code="launch_unavailable")
+        self._require_keys()
         project, options = _trainer_options(body)
         run = self._create_alone(body, project)
         try:
-            job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu)
+            job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu,
+                                   issue_key=self._key_issuer(run))
         except TrainingJobError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the training Job was not created: {exc}"})
             error = Conflict if exc.status == 409 else Unavailable
@@ -75,10 +109,11 @@ class RunLaunches:
         if self.local is None:
             raise Conflict("this registry starts no local trainers (VISIONDOCK_TRAINING_LAUNCHER=none); start the "
                            "trainer yourself with --run-id", code="launch_unavailable")
+        self._require_keys()
         project, options = _trainer_options(body)
         run = self._create_alone(body, project)
         try:
-            self.local.launch(project, run_id=run["id"], args=options)
+            self.local.launch(project, run_id=run["id"], args=options, api_key=self._key_issuer(run)(None))
         except OSError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the trainer could not start: {exc}"})
             raise Unavailable(f"the trainer could not start: {exc}", code="launch_failed") from None
@@ -125,7 +160,7 @@ class RunLaunches:
     def follow(self, run: dict[str, Any]) -> dict[str, Any]:
         """The run with its Job's latest state; a run whose Job failed before the trainer said so fails."""
         job = run.get("job")
-        if self.jobs is None or not job or job["phase"] in ("succeeded", "failed"):
+        if self.jobs is None or not job or job["phase"] in JOB_FINAL:
             return run
         try:
             state = self.jobs.state(job["name"])
@@ -134,8 +169,9 @@ class RunLaunches:
             return run
         run = self.runs.set_job(run["id"], {**job, "phase": state.phase, "reason": state.reason,
                                             "message": state.message})
-        if state.phase == "failed" and run["status"] not in FINISHED:
-            error = f"the training Job {job['name']} failed: {state.reason}: {state.message}"
+        recorded = run["job"]  # the first final state seen stays (TrainingRuns.set_job)
+        if recorded["phase"] == "failed" and run["status"] not in FINISHED:
+            error = f"the training Job {job['name']} failed: {recorded['reason']}: {recorded['message']}"
             try:
                 run = self.runs.update(run["id"], {"status": "failed", "error": error[:8000]})
             except Conflict:  # the trainer finished the run meanwhile: its word stands

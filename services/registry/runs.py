@@ -45,6 +45,8 @@ RUNS = "training_runs"
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
 ACTIVE = ("queued", "running")
+# A Kubernetes Job's phases that do not change again (visiondock.kubernetes_launcher.JobState).
+JOB_FINAL = frozenset({"succeeded", "failed"})
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report", "remaining_seconds")
 # Cleared when a run finishes: an estimate of the time left means nothing then.
 _FINISH_CLEARS = {"remaining_seconds": None, "expected_finish_at": None}
@@ -197,9 +199,17 @@ class TrainingRuns:
         return self._patch(run_id, apply, allow_finished=False)
 
     def set_job(self, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
-        """Record what the run's Kubernetes Job is doing; also after the run finished."""
-        return self._patch(run_id, lambda current: {} if current.get("job") == job else {"job": job},
-                           allow_finished=True)
+        """Record what the run's Kubernetes Job is doing; also after the run finished. The first final
+        state recorded (succeeded or failed, with its reason) stays: a later read of the Job, by another
+        registry replica or after its TTL removed it, does not replace what was seen first."""
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
+            recorded = current.get("job") or {}
+            if recorded == job or (recorded.get("phase") in JOB_FINAL and recorded.get("name") == job.get("name")):
+                return {}
+            return {"job": job}
+
+        return self._patch(run_id, apply, allow_finished=True)
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from visiondock.schemas import JsonObject, StoredJsonObject
+
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
-RunId = Annotated[str, StringConstraints(pattern=r"^run-[a-f0-9]{16}$")]
+RUN_ID_PATTERN = r"^run-[a-f0-9]{16}$"
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_PATTERN)]
 # Variants of a version besides the fp32 `model.onnx`, each a file `model.<variant>.onnx`.
 VariantName = Literal["int8", "fp16"]  # visiondock.vocabulary.VARIANTS
 
@@ -29,24 +32,66 @@ class VersionMetadata(BaseModel):
     labels: list[str] = Field(min_length=1)
     project_id: str | None = None
     description: str = Field(default="", max_length=2000)
-    metrics: dict[str, Any] = Field(default_factory=dict, description="Held-out metrics, as the trainer "
-                                                                        "computed them.")
+    metrics: JsonObject = Field(default_factory=dict, description="Held-out metrics, as the trainer computed them.")
     splits: Splits = Field(default_factory=Splits)
-    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
+    params: JsonObject = Field(default_factory=dict, description="Training parameters.")
     run_id: str | None = Field(default=None, description="The training run that made this version; the "
                                                           "version takes the number the run reserved.")
-    lineage: dict[str, Any] = Field(default_factory=dict, description="What it learned from and what made it: "
+    lineage: JsonObject = Field(default_factory=dict, description="What it learned from and what made it: "
                                     "dataset snapshot, parameters, code version, parent version "
                                     "(see `GET …/versions/{v}/lineage`).")
+
+
+MAX_LABEL_ISSUES = 1000
+
+
+class LabelIssue(BaseModel):
+    """One likely label error. Multiclass and face: the given class and the one the models prefer, with
+    their out-of-fold probabilities. Multilabel: one tag of the image (`label`), whether it was given, and
+    its out-of-fold probability."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: str = Field(description="The image's id (SHA-256) in the project.")
+    filename: str = ""
+    rank: int = Field(ge=1, description="1 is the most likely error.")
+    suspicion: float = Field(ge=0, le=1, description="How likely the label is wrong: 1 - the out-of-fold "
+                                                     "probability of what was given (of a missing tag: its "
+                                                     "probability).")
+    given: str | bool | None = Field(default=None, description="The given class, or (multilabel) whether "
+                                                                "`label` was given.")
+    given_probability: float | None = None
+    suggested: str | None = Field(default=None, description="The class the models prefer.")
+    suggested_probability: float | None = None
+    label: str | None = Field(default=None, description="Multilabel: the tag in question.")
+    probability: float | None = Field(default=None, description="Multilabel: the tag's out-of-fold probability.")
 
 
 class VersionRegistration(VersionMetadata):
     """The registration form's `metadata`: a version's metadata, plus what the trainer measured
     for each variant file sent with it (stored in the version's `variants`)."""
 
-    variant_metrics: dict[VariantName, dict[str, Any]] = Field(
+    variant_metrics: dict[VariantName, JsonObject] = Field(
         default_factory=dict, description="Per variant file (form field of the same name, e.g. `int8`): how "
                                           "closely it agrees with the fp32 model, as the trainer measured.")
+    label_issues: list[LabelIssue] | None = Field(
+        default=None, max_length=MAX_LABEL_ISSUES,
+        description="Likely label errors the trainer found (classification), most likely first: kept beside "
+                    "the version's files and listed by `GET …/versions/{v}/label-issues`.")
+
+
+class LabelIssueList(BaseModel):
+    """A version's likely label errors: labeled images whose given label the models that never saw them
+    found unlikely (out-of-fold probability below `threshold`), most likely first."""
+
+    model: str
+    version: int
+    project_id: str | None = None
+    threshold: float | None = Field(default=None, description="Out-of-fold probability below which a given "
+                                                              "label is listed.")
+    checked: int | None = Field(default=None, description="How many labeled images were judged.")
+    count: int = Field(description="How many are listed in all (`items` may be a page of them).")
+    items: list[LabelIssue]
 
 
 class Artifact(BaseModel):
@@ -62,6 +107,10 @@ class VariantArtifact(Artifact):
 
 
 class ModelVersion(VersionMetadata):
+    # As stored: read whole, but for what nests deeper than the limit new versions are held to.
+    metrics: StoredJsonObject = Field(default_factory=dict)
+    params: StoredJsonObject = Field(default_factory=dict)
+    lineage: StoredJsonObject = Field(default_factory=dict)
     model: str
     version: int
     created_at: datetime
@@ -118,7 +167,7 @@ class RunCreate(BaseModel):
     model: ModelName = Field(description="The model the run will register a version of.")
     project_id: ModelName | None = Field(default=None, description="The project to train from (default: the "
                                                                    "model's name).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Training options, as asked for; with "
+    params: JsonObject = Field(default_factory=dict, description="Training options, as asked for; with "
                                    "`launch`, handed to the trainer as flags (`{\"mode\": \"advanced\", "
                                    "\"int8\": true}` -> `--mode advanced --int8`).")
     launch: RunLaunch | None = Field(default=None, description="Also start the training Job. Without it the "
@@ -147,9 +196,9 @@ class RunUpdate(BaseModel):
     stage: str | None = Field(default=None, max_length=64, description="e.g. download, features, train, export")
     epoch: int | None = Field(default=None, ge=0)
     epochs: int | None = Field(default=None, ge=0)
-    metrics: dict[str, Any] | None = Field(default=None, description="The latest epoch's metrics.")
+    metrics: JsonObject | None = Field(default=None, description="The latest epoch's metrics.")
     error: str | None = Field(default=None, max_length=8000)
-    report: dict[str, Any] | None = Field(default=None, description="Skipped images, feature cache use, ...")
+    report: JsonObject | None = Field(default=None, description="Skipped images, feature cache use, ...")
     remaining_seconds: float | None = Field(default=None, ge=0, le=10**7,
                                             description="The trainer's estimate of the time left until the run "
                                                         "ends, from its measured pace.")
@@ -163,10 +212,11 @@ class TrainingRun(BaseModel):
     stage: str | None = None
     epoch: int | None = None
     epochs: int | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    # As stored: runs reported before JSON depth was bounded still read (their deepest part left out).
+    metrics: StoredJsonObject = Field(default_factory=dict)
     error: str | None = None
-    report: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
+    report: StoredJsonObject = Field(default_factory=dict)
+    params: StoredJsonObject = Field(default_factory=dict)
     reserved_version: int | None = Field(default=None, description="The version number this run will "
                                                                     "register under (also inside its ONNX file).")
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")

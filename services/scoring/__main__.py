@@ -1,7 +1,8 @@
 from visiondock.serve import serve
 
 from .app import create_app
-from .model import on_gpu
 from .settings import ScoringSettings
 
-serve("scoring", create_app, workers=lambda: ScoringSettings().resolved_workers(gpu=on_gpu()))
+# Decided before any session exists, so by what the settings say the service is meant to run on.
+serve("scoring", create_app, workers=lambda: (settings := ScoringSettings()).resolved_workers(
+    gpu=settings.scoring_require_gpu))

@@ -2,8 +2,10 @@
 
 `create_app()` builds the FastAPI app; `python -m services.scoring` serves it. Routes:
 /v1 (predict, batch, render, Azure AI Search skills, model status) and the Open
-Inference Protocol's /v2. The service reports ready once the primary model is loaded;
-`/readyz` also says whether the registry was reachable at the last check.
+Inference Protocol's /v2, each finding its model through the model repository
+(`repository.py`). The service is ready once every model that exists for its targets is
+loaded (`ModelRepository.not_ready_because`); `/readyz` also says whether the registry
+was reachable at the last check.
 """
 
 from __future__ import annotations
@@ -23,40 +25,20 @@ from .capture import CaptureSink
 from .fetch_guard import GuardedFetcher
 from .inference_protocol_routes import router as inference_protocol_router
 from .metrics import ScoringMetrics
+from .model import Device
+from .repository import ModelRepository
 from .routes import router
 from .schemas import InferRequest, SkillRequest
-from .served_models import ServedModels
 from .service import ScoringService
 from .settings import ScoringSettings
 from .skills import SkillRunner
-from .watcher import ModelWatcher
 
 
 def _readiness(app: FastAPI) -> Readiness:
     scoring: ScoringService | None = getattr(app.state, "scoring", None)
     if scoring is None:
         return Readiness(False, {"model": None})
-    return Readiness(scoring.ready(), scoring.status())
-
-
-def _watchers(settings: ScoringSettings, registry: RegistryClient | None,
-              metrics: ScoringMetrics) -> dict[str, ModelWatcher]:
-    """The slots of /v1/... and /v1/aliases/{alias}/...: the primary model and its second alias."""
-    if settings.scoring_model_path is not None:
-        return {settings.primary_slot: ModelWatcher(settings, None, slot=settings.primary_slot,
-                                                    path=settings.scoring_model_path, metrics=metrics)}
-    primary = settings.primary_target
-    if primary is None and settings.model_targets:  # only `*@alias`: the first model discovered is primary
-        return {}
-    name = primary.name if primary else ""
-    watchers = {settings.primary_slot: ModelWatcher(
-        settings, registry, slot=settings.primary_slot, alias=primary.alias if primary else settings.scoring_alias,
-        version=primary.version if primary else None, model=name, metrics=metrics)}
-    secondary = settings.scoring_secondary_alias
-    if secondary:
-        watchers[secondary] = ModelWatcher(settings, registry, slot=secondary, alias=secondary, model=name,
-                                           metrics=metrics)
-    return watchers
+    return Readiness(not scoring.not_ready_because(), scoring.status())
 
 
 def create_app(settings: ScoringSettings | None = None) -> FastAPI:
@@ -70,21 +52,16 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
                                                                             timeout=30.0)
         capture = None
         if settings.scoring_capture_rate > 0:
-            capture = CaptureSink(rate=settings.scoring_capture_rate, blobs=stores.blobs,
+            capture = CaptureSink(rate=settings.scoring_capture_rate, documents=stores.documents,
                                   annotation=AnnotationClient(settings.annotation_url, key, timeout=10.0, retries=2),
                                   project_override=settings.scoring_capture_project,
                                   queue_size=settings.scoring_capture_queue_size, metrics=metrics)
-        watchers = _watchers(settings, registry, metrics)
-        primary = watchers.get(settings.primary_slot)
-        models = ServedModels(settings, registry, primary=primary if settings.scoring_model_path is None else None,
-                              metrics=metrics)
-        scoring = ScoringService(settings, watchers, metrics=metrics, capture=capture, models=models)
-        fetcher = GuardedFetcher(settings)
+        repository = ModelRepository(settings, registry, device=Device(expect_gpu=settings.scoring_require_gpu),
+                                     metrics=metrics)
         # Load before accepting traffic, so a service whose models exist starts ready.
-        await run_in_threadpool(models.load_at_start)
-        for watcher in watchers.values():
-            await run_in_threadpool(watcher.refresh)
-        await run_in_threadpool(models.discover)
+        await run_in_threadpool(repository.load_at_start)
+        scoring = ScoringService(settings, repository, metrics=metrics, capture=capture)
+        fetcher = GuardedFetcher(settings)
         scoring.start()
         app.state.scoring = scoring
         app.state.skills = SkillRunner(scoring, fetcher)
@@ -106,6 +83,8 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         routers=[router, inference_protocol_router],
         lifespan=lifespan,
         readiness=_readiness,
+        # The Open Inference Protocol's server metadata and probes; the list of served models.
+        open_paths=("/v2", "/v2/health/live", "/v2/health/ready"),
     )
     # Predictions also answer 503 + Retry-After when the queue is full and 504 past the timeout.
     document_api(app, extra_statuses={"/v1": (429, 503, 504), "/v2/models": (429, 503, 504)},

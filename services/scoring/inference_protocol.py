@@ -31,7 +31,7 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
         "inputs": [{"name": model.card.input_name, "datatype": "FP32", "shape": [-1, 3, *model.input_shape]}],
         "outputs": [{"name": name, "datatype": "FP32", "shape": shapes.get(name, [-1])}
                     for name in model.output_names],
-        "parameters": {"task": model.task, "labels": model.card.labels, "alias": model.identity.slot,
+        "parameters": {"task": model.task, "labels": model.card.labels, "alias": model.identity.alias,
                        "variant": model.identity.variant},
     }
 

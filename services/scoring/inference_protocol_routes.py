@@ -14,15 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 
-from visiondock.errors import DomainError, NotFound
+from visiondock.errors import DomainError, Unavailable
 from visiondock.web import domain_error_response, require_role
 
 from . import inference_protocol
+from .dependencies import SCORING_BODY, Scoring
 from .inputs import read_body
 from .model import LoadedModel
-from .routes import SCORING_BODY
 from .schemas import InferRequest, InferResponse, ModelMetadata
-from .service import ScoringService
+from .served_model import ServedModel
 
 
 class _ProtocolErrors(APIRoute):
@@ -46,52 +46,28 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
     "schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-async def _scoring(request: Request) -> ScoringService:
-    return request.app.state.scoring
-
-
-Scoring = Annotated[ScoringService, Depends(_scoring)]
-
-
-async def _served(scoring: ScoringService, name: str, version: str | None) -> LoadedModel:
-    """The loaded model called `name` (at `version`, when given, among the served slots)."""
-    if name in scoring.models.names():
-        await scoring.models.use(name)  # loads it again if the memory budget had unloaded it
-    loaded = [w.current for w in scoring.all_watchers() if w.current is not None]
-    if not loaded:
-        scoring.model()  # 503 saying why nothing is loaded
-    matching = [m for m in loaded if m.name == name]
-    if not matching:
-        served = sorted({m.name for m in loaded} | set(scoring.models.names()))
-        raise NotFound(f"model {name!r} is not served here; this service serves {', '.join(served)}",
-                       code="model_not_served")
-    if version is None:
-        return matching[0]
-    for model in matching:
-        if str(model.version) == version:
-            return model
-    raise NotFound(f"version {version} of {name!r} is not served here; served: "
-                   f"{', '.join(str(m.version) for m in matching)}")
-
-
 # A dependency naming the version a mount serves (None: whichever is served).
-VersionChoice = Callable[..., str | None]
+VersionChoice = Callable[..., int | None]
 
 
-async def any_version() -> str | None:
+async def any_version() -> int | None:
     return None
 
 
-async def pinned_version(version: Annotated[str, Path(description="A version this service serves.")]) -> str:
+async def pinned_version(version: Annotated[int, Path(description="A version this service serves.")]) -> int:
     return version
 
 
 def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoice) -> None:
     """The per-model routes at `prefix` (which holds `{name}`), for the version `choose_version` names."""
 
-    async def served(scoring: Scoring, name: Annotated[str, Path(description="The model's name.")],
-                     version: str | None = Depends(choose_version)) -> LoadedModel:
-        return await _served(scoring, name, version)
+    async def resolved(scoring: Scoring, name: Annotated[str, Path(description="The model's name.")],
+                       version: int | None = Depends(choose_version)) -> ServedModel:
+        return scoring.repository.resolve(name, version=version)
+
+    async def served(scoring: Scoring, model: ServedModel = Depends(resolved)) -> LoadedModel:
+        # Loads it again if the memory budget had unloaded it; 503 saying why when it cannot serve.
+        return await scoring.repository.serving(model)
 
     model_dependency = Depends(served)
     # The model's name is in every model route's path, so a scoped key is checked against it.
@@ -102,10 +78,18 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
     async def model_metadata(model: LoadedModel = model_dependency) -> dict[str, Any]:
         return inference_protocol.model_metadata(model)
 
-    @router.get(f"{prefix}/ready", dependencies=authenticated, summary="Whether the model is loaded")
-    async def model_ready(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
-        # `served` answers 404 or 503 for a model that is not loaded: any answer from here is ready.
-        return {**request.path_params, "ready": True}
+    @router.get(f"{prefix}/ready", dependencies=authenticated, summary="Whether the model is ready",
+                responses={503: {"description": "The model is served here but not ready."}})
+    async def model_ready(request: Request, scoring: Scoring, response: Response,
+                          model: ServedModel = Depends(resolved)) -> dict[str, Any]:
+        try:
+            await scoring.repository.serving(model)
+        except Unavailable as exc:
+            response.status_code = 503
+            return {**request.path_params, "ready": False, "error": exc.message}
+        why = model.not_ready_because()
+        response.status_code = 200 if why is None else 503
+        return {**request.path_params, "ready": why is None, **({"error": why} if why else {})}
 
     @router.post(f"{prefix}/infer", response_model=InferResponse, response_model_exclude_unset=True,
                  dependencies=authenticated, openapi_extra=_INFER_BODY,
@@ -131,10 +115,10 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Readiness: a model is loaded", responses={503: {"description": "No model "
-                                                                                                   "loaded yet."}})
+@router.get("/health/ready", summary="Readiness: every model that exists for the served targets is loaded",
+            responses={503: {"description": "A model that exists is not loaded yet."}})
 async def ready(scoring: Scoring, response: Response) -> dict[str, bool]:
-    is_ready = scoring.ready()
+    is_ready = not scoring.not_ready_because()
     response.status_code = 200 if is_ready else 503
     return {"ready": is_ready}
 

@@ -22,8 +22,8 @@ class ScoringMetrics:
             "Time per image in each stage: decode, preprocess, queue (waiting for a batch), inference "
             "(the batch's run), postprocess.",
             ["stage"], buckets=STAGE_BUCKETS, registry=registry)
-        for stage in STAGES:
-            self.stage_seconds.labels(stage=stage)
+        # Each stage's series, looked up once: every prediction observes all five.
+        self.stage = {stage: self.stage_seconds.labels(stage=stage) for stage in STAGES}
         self.batch_size = Histogram("visiondock_scoring_batch_size", "Images per ONNX Runtime run.",
                                     buckets=BATCH_BUCKETS, registry=registry)
         self.queue_depth = Gauge("visiondock_scoring_queue_depth", "Requests waiting for a batch now.",
@@ -37,15 +37,18 @@ class ScoringMetrics:
         self.predictions = Counter("visiondock_scoring_predictions_total",
                                    "Labels predicted (top label, present tags, or each detected box).",
                                    ["model", "version", "label"], registry=registry)
-        self.model_info = Gauge("visiondock_scoring_model_info", "The model version each slot serves (value 1).",
+        self.model_info = Gauge("visiondock_scoring_model_info",
+                                "The version each served model serves (value 1); `slot` is its alias, or "
+                                "`<model>@<alias>` beside the default model.",
                                 ["slot", "model", "version", "variant", "provider", "sha256"], registry=registry)
         self.registry_up = Gauge("visiondock_scoring_registry_reachable",
-                                 "1 when the last check of the slot's alias reached the registry.", ["slot"],
+                                 "1 when the last check of the served model's alias reached the registry.", ["slot"],
                                  registry=registry)
         self.check_errors = Counter("visiondock_scoring_model_check_errors_total",
-                                    "Failed checks or loads of a slot's model.", ["slot"], registry=registry)
+                                    "Failed checks or loads of a served model.", ["slot"], registry=registry)
         self.last_check = Gauge("visiondock_scoring_model_last_check_timestamp_seconds",
-                                "When the slot's alias was last read successfully.", ["slot"], registry=registry)
+                                "When the served model's alias was last read successfully.", ["slot"],
+                                registry=registry)
         self.swaps = Counter("visiondock_scoring_model_swaps_total", "Model versions swapped in.", ["slot"],
                              registry=registry)
         self.unloads = Counter("visiondock_scoring_model_unloads_total",
@@ -67,13 +70,13 @@ class ScoringMetrics:
     def set_queue_depth_source(self, source: Callable[[], float]) -> None:
         self.queue_depth.set_function(source)
 
-    def show_model(self, slot: str, labels: dict[str, str] | None) -> None:
-        """Replace the slot's info series with the new model's (or none)."""
-        previous = self._shown.pop(slot, None)
+    def show_model(self, served: str, labels: dict[str, str] | None) -> None:
+        """Replace the info series of a served model (by its metrics label) with the new session's (or none)."""
+        previous = self._shown.pop(served, None)
         if previous is not None:
             self.model_info.remove(*previous)
         if labels is not None:
-            values = (slot, labels["model"], labels["version"], labels["variant"], labels["provider"],
+            values = (served, labels["model"], labels["version"], labels["variant"], labels["provider"],
                       labels["sha256"])
             self.model_info.labels(*values).set(1)
-            self._shown[slot] = values
+            self._shown[served] = values

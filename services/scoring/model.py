@@ -21,23 +21,45 @@ from visiondock.vocabulary import FACE
 
 from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
 
-
-def available_providers() -> list[str]:
-    """CUDA first where the GPU build of ONNX Runtime and a GPU are present, then CPU."""
-    preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    present = set(ort.get_available_providers())
-    return [p for p in preferred if p in present]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
 
 
-def on_gpu() -> bool:
-    return available_providers()[0] == "CUDAExecutionProvider"
+def requested_providers() -> list[str]:
+    """What a session asks for: CUDA first where this ONNX Runtime build offers it, then CPU. Offered is
+    not obtained: a build whose CUDA libraries do not match the machine's creates the session on the
+    CPU (with an error in its log), so whether a model runs on a GPU is `LoadedModel.on_gpu`."""
+    offered = set(ort.get_available_providers())
+    return [p for p in (CUDA, CPU) if p in offered]
 
 
-def session_options(settings: ScoringSettings) -> ort.SessionOptions:
+class Device:
+    """Whether this process's models run on a GPU: what their sessions actually got
+    (`session.get_providers()`); before the first session, what the settings expect
+    (`VISIONDOCK_SCORING_REQUIRE_GPU`). Batch runners, ONNX Runtime threads and the variant
+    policy size themselves by it."""
+
+    def __init__(self, *, expect_gpu: bool) -> None:
+        self.expected = expect_gpu
+        self._observed: bool | None = None
+
+    def observe(self, model: LoadedModel) -> None:
+        self._observed = model.on_gpu
+
+    @property
+    def known(self) -> bool:
+        return self._observed is not None
+
+    @property
+    def gpu(self) -> bool:
+        return self.expected if self._observed is None else self._observed
+
+
+def session_options(settings: ScoringSettings, *, gpu: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     # ONNX Runtime's own default is one thread per core of the machine: too many in a pod with a CPU
     # limit, or beside other workers and batch runners.
-    options.intra_op_num_threads = settings.resolved_intra_op_threads(gpu=on_gpu())
+    options.intra_op_num_threads = settings.resolved_intra_op_threads(gpu=gpu)
     if settings.scoring_inter_op_threads:
         options.inter_op_num_threads = settings.scoring_inter_op_threads
     if not settings.scoring_ort_spinning:
@@ -55,7 +77,7 @@ class ModelIdentity:
     name: str
     version: int
     sha256: str
-    slot: str  # the alias it serves, or `v<N>` when pinned, or `file`
+    alias: str  # what answers say in `alias`: the alias that chose it, or `v<N>` when pinned
     variant: str = "fp32"
     project_id: str | None = None
     source: str = "registry"  # registry | cache | file
@@ -84,12 +106,13 @@ class LoadedModel:
                  providers: list[str] | None = None, max_batch: int = DEFAULT_MAX_BATCH_SIZE) -> None:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options,
-                                                providers=providers or available_providers())
+                                                providers=providers or requested_providers())
             self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map)
         except ModelCardError as exc:
             raise ModelLoadError(str(exc)) from None
         except Exception as exc:  # ONNX Runtime raises its own exception types for bad files
             raise ModelLoadError(f"ONNX Runtime cannot load {path.name}: {exc}") from None
+        self.path = path
         self.identity = identity
         self.max_batch = max_batch  # images per batch run (ScoringSettings.resolved_max_batch_size)
         self.loaded_at = time.time()
@@ -126,10 +149,15 @@ class LoadedModel:
 
     @property
     def provider(self) -> str:
+        """The execution provider the session got (not merely asked for)."""
         return self.session.get_providers()[0]
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider == CUDA
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "alias": self.identity.slot,
+        return {"name": self.name, "version": self.version, "alias": self.identity.alias,
                 "variant": self.identity.variant, "task": self.card.task, "labels": self.card.labels,
                 "backbone": self.card.backbone, "provider": self.provider, "sha256": self.identity.sha256,
                 "project_id": self.identity.project_id, "source": self.identity.source,

@@ -1,48 +1,46 @@
 """HTTP routes of the scoring service (/v1): thin wrappers over ScoringService.
 
-The prediction routes are written once (`add_slot_routes`) and added once per way of naming
-what to score: at `/v1/<route>` for the primary model and at `/v1/aliases/{alias}/<route>`
-for an alias served side by side, and at `/v1/models/{model}/<route>` for each model of
-VISIONDOCK_SCORING_MODELS. Each mount passes a dependency that names the slot (None: the
-primary model); the model mount's also loads the model again if the memory budget had
-unloaded it.
+The prediction routes are written once (`add_prediction_routes`) and added once per way of
+naming the model, each resolving it through the model repository: `/v1/<route>` (the
+default model), `/v1/aliases/{alias}/<route>` (the default model at another alias it is
+served at) and `/v1/models/{model}/<route>` (a model by name). The model a request
+resolves to is what a scoped key must cover (`requested_model`, in `dependencies.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from visiondock.auth import NOTHING
 from visiondock.errors import DomainError, InvalidInput
-from visiondock.limits import body_limit, loads_bounded
-from visiondock.web import http_status, require_role
+from visiondock.limits import loads_bounded
+from visiondock.web import Caller, http_status, require_role
 
+from .dependencies import (
+    SCORING_BODY,
+    ModelChoice,
+    Scoring,
+    default_model,
+    model_at_alias,
+    model_by_name,
+    requested_model,
+)
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
+from .model import LoadedModel
 from .render import FORMATS
 from .schemas import BatchResponse, ModelStatus, PredictResponse, ServedModelsStatus, SkillRequest, SkillResponse
-from .service import ModelSlot, ScoringService
+from .service import ScoringService
 from .skills import SkillRunner
 
-
-def served_model(app: FastAPI) -> str | None:
-    """The registry model this service serves: what a scoped key must cover to score."""
-    return app.state.settings.scoring_model or None
-
-
-def request_bytes(app: FastAPI) -> int:
-    # The largest body any scoring route takes; each route also caps what it reads itself.
-    return app.state.settings.scoring_max_request_bytes
-
-
-SCORING_BODY = Depends(body_limit(request_bytes))
-_PREDICTS = [Depends(require_role("predict", resource=served_model)), SCORING_BODY]
+_PREDICTS = [Depends(require_role("predict", resource=requested_model)), SCORING_BODY]
 # Azure AI Search presents its key in its own header; only the skill routes accept it.
-_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=served_model)), SCORING_BODY]
+_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=requested_model)), SCORING_BODY]
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -73,60 +71,35 @@ _SKILL_BODY = {"requestBody": {"required": True, "content": {"application/json":
     "schema": SkillRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-async def _scoring(request: Request) -> ScoringService:
-    return request.app.state.scoring
-
-
-Scoring = Annotated[ScoringService, Depends(_scoring)]
-# A dependency naming the slot a mount scores with; it may take path parameters of the mount's prefix.
-SlotChoice = Callable[..., str | None]
-
-
-async def primary_slot() -> str | None:
-    return None
-
-
-async def alias_slot(alias: Annotated[str, Path(description="An alias this service serves, e.g. `staging`.")]) -> str:
-    return alias
-
-
-async def model_slot(request: Request,
-                     model: Annotated[str, Path(description="A model this service serves (GET /v1/models).")],
-                     ) -> str:
-    await (await _scoring(request)).models.use(model)
-    return ModelSlot(model)
-
-
-async def _skill(request: Request, kind: str, slot: str | None) -> dict[str, Any]:
-    scoring = await _scoring(request)
+async def _skill(request: Request, kind: str, model: LoadedModel) -> dict[str, Any]:
+    scoring: ScoringService = request.app.state.scoring
     body = await read_body(request, scoring.settings.scoring_max_request_bytes)
     payload = await scoring.off_loop(loads_bounded, body)
     runner: SkillRunner = request.app.state.skills
-    return await runner.run(kind, payload, slot=slot)
+    return await runner.run(kind, payload, model=model)
 
 
-def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, tags: Sequence[str] = ()) -> None:
-    """The prediction routes at `prefix` on `router`, scoring with the slot `choose_slot` names."""
-    slot_dependency = Depends(choose_slot)
+def add_prediction_routes(router: APIRouter, prefix: str, choose: ModelChoice, *, tags: Sequence[str] = ()) -> None:
+    """The prediction routes at `prefix` on `router`, scoring with the model `choose` gives."""
+    model_dependency = Depends(choose)
 
     @router.post(f"{prefix}/predict", response_model=PredictResponse, response_model_exclude_unset=True,
                  tags=["predict", *tags], openapi_extra=_IMAGE_BODY,
                  dependencies=_PREDICTS,
                  summary="Score one image: a multipart `file`, the raw image as the body, or JSON "
                          "`{\"image_base64\"}`")
-    async def predict(request: Request, scoring: Scoring, slot: str | None = slot_dependency) -> dict[str, Any]:
-        scoring.model(slot)  # 404 / 503 before reading a body that cannot be scored
+    async def predict(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        scoring: ScoringService = request.app.state.scoring
         data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
                                         offload=scoring.off_loop)
-        return await scoring.predict(data, slot=slot)
+        return await scoring.predict(data, model=model)
 
     @router.post(f"{prefix}/predict/batch", response_model=BatchResponse, response_model_exclude_unset=True,
                  tags=["predict", *tags], openapi_extra=_BATCH_BODY, dependencies=_PREDICTS,
                  summary="Score several images: multipart `files`, or JSON `{\"images\": [...]}`; each image "
                          "succeeds or fails on its own")
-    async def predict_batch(request: Request, scoring: Scoring,
-                            slot: str | None = slot_dependency) -> dict[str, Any]:
-        scoring.model(slot)
+    async def predict_batch(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        scoring: ScoringService = request.app.state.scoring
         settings = scoring.settings
         images = await images_from_batch_request(request, max_bytes=settings.scoring_max_body_bytes,
                                                  max_request_bytes=settings.scoring_max_request_bytes,
@@ -138,7 +111,7 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
                 if image.error is not None:
                     raise image.error
                 assert image.data is not None
-                answer = await scoring.predict(image.data, slot=slot, source="batch", filename=image.name)
+                answer = await scoring.predict(image.data, model=model, source="batch", filename=image.name)
                 return {"name": image.name, "status": 200, "answer": answer, "error": None}
             except DomainError as exc:
                 return {"name": image.name, "status": http_status(exc), "answer": None,
@@ -153,11 +126,11 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
                  responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
                                   "description": "The image with the answer drawn on it."}},
                  summary="The image back (JPEG or PNG) with boxes and labels drawn on it")
-    async def render(request: Request, scoring: Scoring, slot: str | None = slot_dependency,
+    async def render(request: Request, model: LoadedModel = model_dependency,
                      fmt: str | None = Query(None, alias="format",
                                              description="jpeg or png (default: from Accept, else jpeg)"),
                      ) -> Response:
-        scoring.model(slot)
+        scoring: ScoringService = request.app.state.scoring
         if fmt is None:
             fmt = "png" if "image/png" in request.headers.get("accept", "") else "jpeg"
         fmt = fmt.lower().replace("jpg", "jpeg")
@@ -165,7 +138,7 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
             raise InvalidInput(f"format must be jpeg or png; got {fmt!r}")
         data = await image_from_request(request, max_bytes=scoring.settings.scoring_max_body_bytes,
                                         offload=scoring.off_loop)
-        picture, answer = await scoring.render(data, slot=slot, fmt=fmt)
+        picture, answer = await scoring.render(data, model=model, fmt=fmt)
         headers = {"X-Model": answer["model"], "X-Model-Version": str(answer["version"]),
                    "X-Label": str(answer.get("label"))[:200].encode("ascii", "replace").decode(),
                    "X-Uncertain": str(answer["uncertain"]).lower()}
@@ -174,41 +147,41 @@ def add_slot_routes(router: APIRouter, prefix: str, choose_slot: SlotChoice, *, 
     @router.post(f"{prefix}/skills/classify", response_model=SkillResponse, tags=["azure-ai-search", *tags],
                  openapi_extra=_SKILL_BODY, dependencies=_SKILL_KEY,
                  summary="Azure AI Search custom skill: classify each record's image")
-    async def skill_classify(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
-        return await _skill(request, "classify", slot)
+    async def skill_classify(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        return await _skill(request, "classify", model)
 
     @router.post(f"{prefix}/skills/detect", response_model=SkillResponse, tags=["azure-ai-search", *tags],
                  openapi_extra=_SKILL_BODY, dependencies=_SKILL_KEY,
                  summary="Azure AI Search custom skill: detect objects in each record's image")
-    async def skill_detect(request: Request, slot: str | None = slot_dependency) -> dict[str, Any]:
-        return await _skill(request, "detect", slot)
+    async def skill_detect(request: Request, model: LoadedModel = model_dependency) -> dict[str, Any]:
+        return await _skill(request, "detect", model)
 
 
-# -- the /v1 router: the slot routes per mount, and the served models --------------------------
+# -- the /v1 router: the prediction routes per mount, and the served models --------------------
 # Each route declares its role (predictions, skills with the Azure header, refresh).
 router = APIRouter(prefix="/v1")
-add_slot_routes(router, "", primary_slot)
-add_slot_routes(router, "/aliases/{alias}", alias_slot, tags=["aliases"])
-add_slot_routes(router, "/models/{model}", model_slot, tags=["models"])
+add_prediction_routes(router, "", default_model)
+add_prediction_routes(router, "/aliases/{alias}", model_at_alias, tags=["aliases"])
+add_prediction_routes(router, "/models/{model}", model_by_name, tags=["models"])
 
 
 @router.get("/models", tags=["models"], response_model=ServedModelsStatus,
-            summary="The models this service serves by name, loaded or not, and the memory budget")
-async def served_models(scoring: Scoring) -> dict[str, Any]:
-    return scoring.models.status()
+            dependencies=[Depends(require_role("predict", scope=NOTHING))],
+            summary="The models this service serves by name that the key may use, loaded or not, with their "
+                    "readiness, and the memory budget")
+async def served_models(scoring: Scoring, caller: Caller) -> dict[str, Any]:
+    return scoring.repository.listing(caller.allows)
 
 
 @router.get("/model", tags=["model"], response_model=ModelStatus, dependencies=_PREDICTS,
-            summary="The primary model, every served slot, and the registry's reachability")
+            summary="The default model, every alias it is served at, and the registry's reachability")
 async def model_info(scoring: Scoring) -> dict[str, Any]:
     return scoring.status()
 
 
 @router.post("/model/refresh", tags=["model"], response_model=ModelStatus,
-             dependencies=[Depends(require_role("train"))],
+             dependencies=[Depends(require_role("train", resource=requested_model))],
              summary="Check the aliases now (a deploy notification) instead of at the next poll")
 async def refresh_models(scoring: Scoring) -> dict[str, Any]:
-    for watcher in scoring.all_watchers():
-        await run_in_threadpool(watcher.refresh)
-    await run_in_threadpool(scoring.models.discover)
+    await run_in_threadpool(scoring.repository.refresh)
     return scoring.status()

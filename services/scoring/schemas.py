@@ -90,27 +90,29 @@ class BatchResponse(BaseModel):
 class ModelStatus(BaseModel):
     model_config = {"extra": "allow"}
 
-    slot: str
+    slot: str = Field(description="The alias it is served at, or `v<N>` when pinned.")
     serving: str
     model: dict[str, Any] | None
     registry_reachable: bool | None
     error: str | None = Field(description="Why the last check or load failed; null when it worked.")
 
 
-class ServedModel(ModelStatus):
+class ServedModelStatus(ModelStatus):
     name: str
     state: str = Field(description="loaded, unloaded (by the memory budget; the next request loads it), "
-                                   "loading or failed")
-    primary: bool
+                                   "loading, missing (the registry has no such alias, model or version yet) "
+                                   "or failed")
+    ready: bool = Field(description="Loaded, and on a GPU where VISIONDOCK_SCORING_REQUIRE_GPU asks for one.")
+    primary: bool = Field(description="Whether it is the default model (of /v1/predict).")
     recently_used_rank: int | None = Field(description="0 = the most recently used")
 
 
 class ServedModelsStatus(BaseModel):
-    primary: str | None
+    primary: str | None = Field(description="The default model (of /v1/predict), when the key may see it.")
     max_loaded_models: int | None = Field(description="VISIONDOCK_SCORING_MAX_LOADED_MODELS; null = no limit")
     loaded: int
     discovering: list[str] = Field(description="`*@alias` entries: models with the alias are added at each poll")
-    models: list[ServedModel]
+    models: list[ServedModelStatus]
 
 
 # -- Azure AI Search custom skill -------------------------------------------------------

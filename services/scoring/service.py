@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from visiondock.errors import InvalidInput, NotFound, TimedOut, Unavailable
+from visiondock.errors import InvalidInput, TimedOut, Unavailable
 from visiondock.images import DecodedImage, decode_rgb
 from visiondock.vocabulary import DETECTION
 
@@ -28,34 +28,29 @@ from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .capture import CaptureSink
 from .drift_monitor import DriftMonitor
 from .metrics import ScoringMetrics
-from .model import LoadedModel, PreparedImage, on_gpu
+from .model import LoadedModel, PreparedImage
 from .render import FORMATS, draw_answer, encode
-from .served_models import ServedModels
+from .repository import ModelRepository
 from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
-from .watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
 
 
-class ModelSlot(str):
-    """A slot naming a model of VISIONDOCK_SCORING_MODELS (`/v1/models/{model}/...`), not an alias."""
-
-
 class ScoringService:
-    def __init__(self, settings: ScoringSettings, watchers: dict[str, ModelWatcher], *, metrics: ScoringMetrics,
-                 capture: CaptureSink | None = None, models: ServedModels | None = None) -> None:
+    def __init__(self, settings: ScoringSettings, repository: ModelRepository, *, metrics: ScoringMetrics,
+                 capture: CaptureSink | None = None) -> None:
         self.settings = settings
-        self.watchers = watchers  # by slot name; the first is the primary (none when only discovering)
-        self.primary = next(iter(watchers), "")
-        self.models = models or ServedModels(settings, None, primary=None)  # by model name
+        self.repository = repository
         self.metrics = metrics
         self.capture = capture
+        # Sized for where the sessions loaded so far run (what the settings expect, before any).
+        gpu = repository.device.gpu
         self.batcher = DynamicBatcher(max_batch_size=settings.scoring_max_batch_size or DEFAULT_MAX_BATCH_SIZE,
                                       max_queue_delay=settings.scoring_max_queue_delay_ms / 1000,
                                       max_queue_size=settings.scoring_max_queue_size,
-                                      runners=settings.resolved_batch_runners(gpu=on_gpu()), metrics=metrics)
+                                      runners=settings.resolved_batch_runners(gpu=gpu), metrics=metrics)
         self.executor = ThreadPoolExecutor(max_workers=settings.scoring_decode_threads,
                                            thread_name_prefix="decode")
         self._in_progress = 0
@@ -63,57 +58,21 @@ class ScoringService:
                                   threshold=settings.drift_psi_threshold)
 
     # -- lifecycle -------------------------------------------------------------------
-    def all_watchers(self) -> list[ModelWatcher]:
-        """Every watcher once: the slots', and the served models' (the primary model's is both)."""
-        unique = {id(w): w for w in [*self.watchers.values(), *self.models.watchers()]}
-        return list(unique.values())
-
     def start(self) -> None:
         self.batcher.start()
         if self.capture is not None and self.capture.enabled:
             self.capture.start()
-        for watcher in self.all_watchers():
-            watcher.start()
-        self.models.start()
+        self.repository.start()
 
     def stop(self) -> None:
-        self.models.stop()
-        for watcher in self.all_watchers():
-            watcher.stop()
+        self.repository.stop()
         self.batcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self.capture is not None:
             self.capture.stop()
 
-    # -- which model -----------------------------------------------------------------
-    def watcher(self, slot: str | None = None) -> ModelWatcher:
-        if isinstance(slot, ModelSlot):
-            return self.models.get(slot)
-        if slot is None and not self.watchers:  # discovering only: the first model found is the primary
-            first = self.models.first()
-            if first is None:
-                raise Unavailable(f"no model to serve yet: no registry model has the alias "
-                                  f"{' or '.join(self.models.discover_aliases) or self.settings.scoring_alias}",
-                                  retry_after=5, code="model_not_loaded")
-            return first
-        try:
-            return self.watchers[slot or self.primary]
-        except KeyError:
-            raise NotFound(f"this service does not serve {slot!r}; it serves {', '.join(self.watchers)}") from None
-
-    def model(self, slot: str | None = None) -> LoadedModel:
-        watcher = self.watcher(slot)
-        model = watcher.current
-        if model is None:
-            why = "unloaded to stay within the memory budget" if watcher.unloaded else watcher.last_error or "loading"
-            raise Unavailable(f"no model loaded yet ({watcher.target}): {why}", retry_after=5,
-                              code="model_not_loaded")
-        return model
-
-    def ready(self) -> bool:
-        if not self.watchers:  # discovering only: ready once some model is loaded
-            return bool(self.models.loaded())
-        return all(w.current is not None for w in self.watchers.values())
+    def not_ready_because(self) -> list[str]:
+        return self.repository.not_ready_because()
 
     # -- the pipeline ----------------------------------------------------------------
     @asynccontextmanager
@@ -169,22 +128,21 @@ class ScoringService:
             timings.update(queue=result.queue_seconds * 1000, inference=result.inference_seconds * 1000,
                            postprocess=(time.perf_counter() - mark) * 1000)
             batch_size = result.batch_size
-        for stage in ("decode", "preprocess", "queue", "inference", "postprocess"):
+        for stage, series in self.metrics.stage.items():
             if stage in timings:
-                self.metrics.stage_seconds.labels(stage=stage).observe(timings[stage] / 1000)
+                series.observe(timings[stage] / 1000)
         for label in predicted_labels(body):
             self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
         self.drift.observe(model, body)
         timings["total"] = (time.perf_counter() - started) * 1000
-        return {"model": model.name, "version": model.version, "alias": model.identity.slot,
+        return {"model": model.name, "version": model.version, "alias": model.identity.alias,
                 "variant": model.identity.variant, "task": model.task, **body,
                 "image": {"width": prepared.width, "height": prepared.height}, "batch_size": batch_size,
                 "timings_ms": {k: round(v, 3) for k, v in timings.items()}}
 
-    async def predict(self, data: bytes, *, slot: str | None = None, source: str = "predict",
+    async def predict(self, data: bytes, *, model: LoadedModel, source: str = "predict",
                       filename: str = "") -> dict[str, Any]:
-        """One encoded image → its answer."""
-        model = self.model(slot)
+        """One encoded image → `model`'s answer."""
         started = time.perf_counter()
         async with self.admitted():
             prepared = await self.off_loop(model.prepare, data, max_pixels=self.settings.scoring_max_pixels)
@@ -194,11 +152,10 @@ class ScoringService:
                                image_format=prepared.format, filename=filename, source=source)
         return answer
 
-    async def render(self, data: bytes, *, slot: str | None, fmt: str) -> tuple[bytes, dict[str, Any]]:
-        """The image with its answer drawn on it, at full size."""
+    async def render(self, data: bytes, *, model: LoadedModel, fmt: str) -> tuple[bytes, dict[str, Any]]:
+        """The image with `model`'s answer drawn on it, at full size."""
         if fmt not in FORMATS:
             raise InvalidInput(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-        model = self.model(slot)
         started = time.perf_counter()
         async with self.admitted():
             decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
@@ -225,22 +182,22 @@ class ScoringService:
         async with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
                        for start in range(0, int(inputs.shape[0]), step)]
-        self.metrics.stage_seconds.labels(stage="queue").observe(sum(r.queue_seconds for r in results))
-        self.metrics.stage_seconds.labels(stage="inference").observe(sum(r.inference_seconds for r in results))
+        self.metrics.stage["queue"].observe(sum(r.queue_seconds for r in results))
+        self.metrics.stage["inference"].observe(sum(r.inference_seconds for r in results))
         if len(results) == 1:
             return results[0].outputs
         return [np.concatenate(parts) for parts in zip(*(r.outputs for r in results), strict=True)]
 
     # -- what /readyz and /v1/model say ------------------------------------------------
     def status(self) -> dict[str, Any]:
-        first = self.watchers.get(self.primary) or self.models.first()
-        primary = first.status() if first is not None else {"slot": "", "serving": "", "model": None,
-                                                            "registry_reachable": None, "error": None}
-        body: dict[str, Any] = {**primary, "slots": {slot: w.status() for slot, w in self.watchers.items()},
+        body: dict[str, Any] = {**self.repository.default_status(),
                                 "queue_depth": self.batcher.depth, "in_progress": self._in_progress,
                                 "batching": {"max_batch_size": self.batcher.max_batch_size,
                                              "max_queue_delay_ms": self.settings.scoring_max_queue_delay_ms,
                                              "runners": self.batcher.runners}}
+        waiting = self.not_ready_because()
+        if waiting:
+            body["not_ready_because"] = waiting
         if self.capture is not None:
             body["capture_rate"] = self.capture.rate
         return body

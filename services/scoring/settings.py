@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from visiondock.settings import Settings, available_cpus
+
+from .targets import TargetPlan, plan_targets
 
 # Each run in flight holds a batch's activations (about 12 MB an image on CPU), and 32 clients still fill
 # four batches of 8: beyond four, more runners cost memory and make smaller batches.
@@ -21,50 +21,11 @@ MAX_AUTO_BATCH_RUNNERS = 4
 AUTO_CPUS_PER_WORKER = 4
 # On CPU, batches beyond ~8 images buy little speed.
 DEFAULT_MAX_BATCH_SIZE = 8
-DISCOVER = "*"  # in VISIONDOCK_SCORING_MODELS: every registry model that has the alias
-_TARGET = re.compile(r"^(?P<name>\*|[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[A-Za-z0-9][A-Za-z0-9._-]*)"
-                     r"|:(?P<version>[0-9]+))?$")
-
-
-@dataclass(frozen=True)
-class ModelTarget:
-    """One entry of VISIONDOCK_SCORING_MODELS: a model following an alias, or pinned to a version."""
-
-    name: str
-    alias: str
-    version: int | None = None
-
-    @property
-    def slot(self) -> str:
-        return f"v{self.version}" if self.version else self.alias
-
-    @property
-    def discover(self) -> bool:
-        return self.name == DISCOVER
-
-
-def parse_model_targets(text: str, *, default_alias: str) -> list[ModelTarget]:
-    """`flowers,shelf@staging,faces:3,*@production` → targets; a ValueError says which entry is wrong."""
-    targets: list[ModelTarget] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        match = _TARGET.match(entry)
-        if match is None:
-            raise ValueError(f"VISIONDOCK_SCORING_MODELS entry {entry!r} is not NAME, NAME@ALIAS, NAME:VERSION "
-                             "or *@ALIAS")
-        version = int(match["version"]) if match["version"] else None
-        if match["name"] == DISCOVER and version is not None:
-            raise ValueError("VISIONDOCK_SCORING_MODELS: `*` takes an alias (`*@production`), not a version")
-        if version == 0:
-            raise ValueError(f"VISIONDOCK_SCORING_MODELS entry {entry!r}: versions start at 1")
-        if any(t.name == match["name"] for t in targets):
-            raise ValueError(f"VISIONDOCK_SCORING_MODELS names {match['name']!r} twice")
-        targets.append(ModelTarget(match["name"], match["alias"] or default_alias, version))
-    return targets
 
 
 class ScoringSettings(Settings):
+    _target_plan: TargetPlan = PrivateAttr(default_factory=TargetPlan)
+
     # -- what to serve ------------------------------------------------------------------
     scoring_model: str = Field(default="", description="The registry model to serve.")
     scoring_alias: str = "production"
@@ -75,12 +36,12 @@ class ScoringSettings(Settings):
         default="", description="Several models served by one process, comma-separated: NAME (follows "
                                 "VISIONDOCK_SCORING_ALIAS), NAME@ALIAS, NAME:VERSION (pinned), or *@ALIAS (every "
                                 "registry model that has the alias, discovered at each poll). Each is served at "
-                                "/v1/models/<name>/... and /v2/models/<name>/...; the first is the primary model "
+                                "/v1/models/<name>/... and /v2/models/<name>/...; the first is the default model "
                                 "of /v1/predict.")
     scoring_max_loaded_models: int = Field(
-        default=0, ge=0, description="At most this many models of VISIONDOCK_SCORING_MODELS in memory; the least "
-                                     "recently used is unloaded, and loaded again (from the disk cache) when "
-                                     "asked for. 0 = no limit.")
+        default=0, ge=0, description="At most this many served models in memory; the least recently used is "
+                                     "unloaded (never the default model), and loaded again (from the disk cache) "
+                                     "when asked for. 0 = no limit.")
     scoring_variant: Literal["auto", "fp32", "int8", "fp16"] = Field(  # auto, or visiondock.vocabulary's FP32, VARIANTS
         default="auto", description="Which file of the version to serve: `auto` (the variant made for this "
                                     "device when the version has one and it runs faster than fp32 here, timed "
@@ -91,12 +52,24 @@ class ScoringSettings(Settings):
         default=None, description="Serve this ONNX file instead of asking the registry (edge installs, tests).")
     scoring_poll_seconds: float = Field(default=10.0, gt=0, description="How often to re-read the alias.")
     scoring_cache_dir: Path | None = None  # downloaded model files; defaults to <home>/model-cache
+    scoring_cache_keep_files: int = Field(
+        default=4, ge=0, description="Model files the cache keeps beyond those served and remembered for a "
+                                     "registry outage: the most recently used.")
+    scoring_cache_max_gb: float = Field(
+        default=3.0, gt=0, description="The model cache is pruned to stay under this many GB (10^9 bytes), "
+                                       "files served and remembered excepted; the chart's cache volume is 4 GiB.")
+    scoring_require_gpu: bool = Field(
+        default=False, description="The service is meant to run on a GPU (the chart's GPU profile sets it): "
+                                   "while a loaded model's ONNX Runtime session did not get the CUDA provider the "
+                                   "service is not ready, and the log says why. False allows a CPU; the worker "
+                                   "count also follows it (one worker when true).")
 
     # -- ONNX Runtime -------------------------------------------------------------------
     scoring_workers: int = Field(
         default=0, ge=0, description="Worker processes (uvicorn workers), each with its own model, batcher and "
                                      f"decode threads, sharing the port; 0 = one per {AUTO_CPUS_PER_WORKER} "
-                                     "available CPUs (at least one) on a CPU, one on a GPU.")
+                                     "available CPUs (at least one), one where VISIONDOCK_SCORING_REQUIRE_GPU "
+                                     "says the service runs on a GPU.")
     scoring_batch_runners: int = Field(
         default=0, ge=0, description="Batches each worker runs at once, each on its own thread; 0 = on CPU one "
                                      f"per CPU of the worker, at most {MAX_AUTO_BATCH_RUNNERS}; on a GPU one.")
@@ -177,17 +150,18 @@ class ScoringSettings(Settings):
         return value
 
     @model_validator(mode="after")
-    def _check_targets(self) -> ScoringSettings:
-        if self.scoring_secondary_alias and self.scoring_secondary_alias == self.scoring_alias:
-            raise ValueError("VISIONDOCK_SCORING_SECONDARY_ALIAS must differ from VISIONDOCK_SCORING_ALIAS")
-        targets = self.model_targets  # raises on a malformed list
-        named = [t for t in targets if not t.discover]
-        if named and self.scoring_model and self.scoring_model != named[0].name:
-            raise ValueError("VISIONDOCK_SCORING_MODEL must be empty or the first model of VISIONDOCK_SCORING_MODELS "
-                             f"({named[0].name!r}): the first model is the primary one")
-        if targets and self.scoring_model_path is not None:
-            raise ValueError("VISIONDOCK_SCORING_MODELS and VISIONDOCK_SCORING_MODEL_PATH exclude each other")
+    def _plan_targets(self) -> ScoringSettings:
+        # Read once, here: a malformed list stops the service with the variable's name.
+        self._target_plan = plan_targets(
+            model=self.scoring_model, alias=self.scoring_alias, version=self.scoring_version,
+            secondary_alias=self.scoring_secondary_alias, models=self.scoring_models,
+            model_path=self.scoring_model_path)
         return self
+
+    @property
+    def target_plan(self) -> TargetPlan:
+        """What to serve: the targets (the first is the default model) and the `*@ALIAS` rules."""
+        return self._target_plan
 
     def resolved_workers(self, *, gpu: bool) -> int:
         """Worker processes: one event loop spends 1 to 1.5 ms of CPU an image, so one
@@ -225,25 +199,5 @@ class ScoringSettings(Settings):
                                                     // self.resolved_batch_runners(gpu=gpu))
 
     @property
-    def model_targets(self) -> list[ModelTarget]:
-        return parse_model_targets(self.scoring_models, default_alias=self.scoring_alias)
-
-    @property
-    def primary_target(self) -> ModelTarget | None:
-        """The model of /v1/predict: VISIONDOCK_SCORING_MODEL, else the first named of VISIONDOCK_SCORING_MODELS."""
-        named = [t for t in self.model_targets if not t.discover]
-        if named:
-            return named[0]
-        return ModelTarget(self.scoring_model, self.scoring_alias, self.scoring_version) if self.scoring_model else None
-
-    @property
     def resolved_cache_dir(self) -> Path:
         return self.scoring_cache_dir or self.home / "model-cache"
-
-    @property
-    def primary_slot(self) -> str:
-        """The name the primary model is addressed by: its alias, or `v<N>` when pinned."""
-        target = self.primary_target
-        if target is not None:
-            return target.slot
-        return f"v{self.scoring_version}" if self.scoring_version else self.scoring_alias

@@ -9,9 +9,10 @@ directory from VISIONDOCK_TRAINER_CACHE_DIR (default <home>/feature-cache) or --
 
 Exit codes: 0 registered; 2 the options or the data cannot train a model (an option
 that does not apply, no labeled images, a class with fewer than two images...), or
-the command line is wrong; 3 a service could not be reached or refused a
-call; 4 training failed otherwise (e.g. the ONNX parity check); 5 the run was
-cancelled in the registry (noticed at an epoch's end or a stage's start); 143 stopped
+the command line is wrong; 3 a service refused a call, or stayed unreachable for
+SERVICE_RETRY_SECONDS (a restart or rollout of the registry or the annotation
+service in between is waited out); 4 training failed otherwise (e.g. the ONNX parity check);
+5 the run was cancelled in the registry (noticed at an epoch's end or a stage's start); 143 stopped
 by SIGTERM, 130 by Ctrl-C. The run is marked failed in every other non-zero case it
 can reach the registry, and nothing is registered.
 """
@@ -27,6 +28,7 @@ import sys
 from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.images import limit_concurrent_decodes
 from visiondock.job_contract import project_from_environment
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
@@ -42,10 +44,13 @@ EXIT_FAILED = 4
 EXIT_CANCELLED = 5
 EXIT_TERMINATED = 143
 EXIT_INTERRUPTED = 130
+# How long the trainer keeps retrying a service that does not answer before the Job fails (exit 3).
+SERVICE_RETRY_SECONDS = 300.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.trainer",
+    # No abbreviations: `--registry-ur` must not become `--registry-url` (see TrainingOptions.add_arguments).
+    parser = argparse.ArgumentParser(prog="python -m services.trainer", allow_abbrev=False,
                                      description="Train a model from a VisionDock project and register it.")
     TrainingOptions.add_arguments(parser)
     parser.add_argument("--annotation-url", help="default: VISIONDOCK_ANNOTATION_URL")
@@ -73,13 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         options = dataclasses.replace(options, progress=False)
     settings = Settings()
     configure_logging("trainer", level=settings.log_level, fmt=settings.log_format)
+    limit_concurrent_decodes(settings.max_concurrent_decodes)
     key = settings.api_key.get_secret_value()
     log = logging.getLogger("services.trainer")
     # Kubernetes stops a Job's pod with SIGTERM: fail the run cleanly instead of vanishing mid-step.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with AnnotationClient(args.annotation_url or settings.annotation_url, key) as annotation, \
-                RegistryClient(args.registry_url or settings.registry_url, key) as registry:
+        with AnnotationClient(args.annotation_url or settings.annotation_url, key,
+                              retry_seconds=SERVICE_RETRY_SECONDS) as annotation, \
+                RegistryClient(args.registry_url or settings.registry_url, key,
+                               retry_seconds=SERVICE_RETRY_SECONDS) as registry:
             result = run_training(options, annotation, registry)
     except (TrainingDataError, OptionError, BackboneUnavailableError) as exc:
         log.error("cannot train: %s", exc)

@@ -10,6 +10,11 @@ read or written, whatever the volume's atime policy. A removed file is only comp
 
 Files used within `KEEP_RECENT_SECONDS` stay whatever the budget: a training Job sharing
 the volume may be about to open what it just checked exists.
+
+Pruning only ever touches a directory the trainer made its cache: `claim_cache_dir` creates the
+directory, or takes one holding nothing but what the trainer writes at a cache's top (or a fresh
+volume's `lost+found`), and leaves `CACHE_MARKER` in it; a directory without the marker is never
+pruned, whatever path a setting or a flag names.
 """
 
 from __future__ import annotations
@@ -26,8 +31,15 @@ log = logging.getLogger(__name__)
 
 MIN_FREE_FRACTION = 0.10
 KEEP_RECENT_SECONDS = 3600.0
-# Not cache entries: the measured backbone speeds, rewritten by every run that computes features.
-_KEPT_NAMES = frozenset({"feature-speed.json"})
+# In a directory the trainer made its cache: the only directories pruning may touch.
+CACHE_MARKER = ".visiondock-trainer-cache"
+# The backbone speeds earlier trainers measured and kept at the cache's top (no longer written).
+SPEED_FILE = "feature-speed.json"
+# Not cache entries: rewritten by every run that computes features, or the marker itself.
+_KEPT_NAMES = frozenset({SPEED_FILE, CACHE_MARKER})
+# What may sit at the top of a directory the trainer takes as its cache: what it writes there
+# (features.py, tasks/: feature and face caches, exported backbones), and a new volume's lost+found.
+_CACHE_TOP = frozenset({SPEED_FILE, "features", "faces", "models", "lost+found"})
 
 
 def mark_used(path: Path) -> None:
@@ -53,6 +65,31 @@ class Pruned:
         return text
 
 
+def claim_cache_dir(root: Path) -> bool:
+    """Make `root` this trainer's cache: create it with the marker, or mark it when it holds nothing
+    but a cache's own top entries (empty, or an unmarked cache of an earlier trainer). False (and
+    never pruned) for a directory holding anything else."""
+    marker = root / CACHE_MARKER
+    try:
+        if marker.is_file():
+            return True
+        root.mkdir(parents=True, exist_ok=True)
+        if any(path.name not in _CACHE_TOP for path in root.iterdir()):
+            log.warning("the trainer cache %s holds files the trainer did not write; it is used but never pruned",
+                        root)
+            return False
+        marker.write_text("The VisionDock trainer's feature cache: its least recently used files are removed "
+                          "to keep it within budget.\n")
+        return True
+    except OSError as exc:
+        log.warning("could not prepare the trainer cache %s: %s", root, exc)
+        return False
+
+
+def is_trainer_cache(root: Path) -> bool:
+    return (root / CACHE_MARKER).is_file()
+
+
 def _entries(root: Path) -> list[tuple[float, int, Path]]:
     """(mtime, size, path) of every cache file under root, oldest first."""
     found = []
@@ -74,8 +111,8 @@ def prune_cache(root: Path, *, max_bytes: int | None, min_free_bytes: int,
                 keep_recent_seconds: float = KEEP_RECENT_SECONDS, now: float | None = None) -> Pruned:
     """Remove the least recently used files under `root` until they total at most `max_bytes`
     (None: no cap) and the volume has `min_free_bytes` free, keeping files used within
-    `keep_recent_seconds`."""
-    if not root.is_dir():
+    `keep_recent_seconds`. A directory without CACHE_MARKER is left alone."""
+    if not root.is_dir() or not is_trainer_cache(root):
         return Pruned(0, 0, 0, 0, 0)
     entries = _entries(root)
     total = sum(size for _, size, _ in entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -108,6 +109,44 @@ def test_zip_source_limits_entries_sizes_and_links() -> None:
         ZipSource(io.BytesIO(buffer.getvalue()))
     source = ZipSource(io.BytesIO(_zip({"__MACOSX/._a.jpg": b"x", ".hidden.jpg": b"x", "red/a.jpg": jpeg()})))
     assert source.files() == ["red/a.jpg"]
+
+
+def _directory_only(entries: int, *, declared_entries: int | None = None, directory: bytes | None = None) -> bytes:
+    """An archive that is only a central directory (what a stranger can send in a few megabytes): `entries`
+    records of one empty member each, or `directory` as given; the end records declare `declared_entries`."""
+    if directory is None:
+        record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"
+        directory = record * entries
+    declared = entries if declared_entries is None else declared_entries
+    end = b""
+    if declared > 0xFFFF:  # ZIP64: the counts live in a ZIP64 end record, found through its locator
+        end += struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, declared, declared, len(directory), 0)
+        end += struct.pack("<4sLQL", b"PK\x06\x07", 0, len(directory), 1)
+        declared = 0xFFFF
+    end += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, declared, declared, len(directory), 0, 0)
+    return directory + end
+
+
+def test_a_huge_directory_is_refused_from_the_end_record_before_it_is_parsed() -> None:
+    # The end record says a million entries; the directory is garbage after its first record. Parsing it
+    # would fail as a broken archive (after building an object per entry of a real one): the end record
+    # alone is enough to refuse it as too large.
+    record = _directory_only(1)[:47]
+    claimed = _directory_only(0, declared_entries=1_000_000, directory=record + b"\0" * 1000)
+    with pytest.raises(ArchiveError, match="lists 1,000,000 entries; the limit is 100,000") as refused:
+        ZipSource(io.BytesIO(claimed))
+    assert refused.value.too_large
+    # A directory larger than its limit is refused the same way, whatever count it declares.
+    oversized = _directory_only(0, declared_entries=10, directory=record + b"\0" * (33 * 1024 * 1024))
+    with pytest.raises(ArchiveError, match="directory is 34,603,055 bytes; the limit is 33,554,432") as refused:
+        ZipSource(io.BytesIO(oversized))
+    assert refused.value.too_large
+
+
+def test_an_archive_of_only_a_directory_gets_a_413_and_the_service_stays_up(client: TestClient, shapes: str) -> None:
+    code, body = _post(client, shapes, "folder", _directory_only(200_001))
+    assert code == 413 and "200,001 entries" in body["detail"], body
+    assert _post(client, shapes, "folder", _zip({"red/a.jpg": jpeg()}))[1]["created"] == 1
 
 
 @pytest.mark.datasets

@@ -169,7 +169,7 @@ def test_draw_move_resize_and_delete_boxes(page: Any, app_services: LocalService
     image = annotation.upload_images(DETECTION_PROJECT, [("shelf.jpg", _shelf_photo())])["results"][0]["image"]
     page.goto(f"{app_services.url('annotation')}/app#/p/{DETECTION_PROJECT}/label/{image['id']}")
     page.wait_for_selector(".filename:has-text('shelf.jpg')")
-    page.wait_for_function("document.querySelector('.photo').complete && document.querySelector('.photo').src")
+    page.wait_for_function("document.querySelector('.overlay').dataset.photo === 'loaded'")
     box = page.locator(".overlay").bounding_box()
     assert box["width"] / box["height"] == pytest.approx(800 / 600, rel=0.01)  # no letterbox around the photo
 
@@ -199,6 +199,7 @@ def test_draw_move_resize_and_delete_boxes(page: Any, app_services: LocalService
     page.keyboard.press("2")                         # `box`
     _drag(page, at(600, 230), at(700, 430))        # the blue one, drawn too small ...
     saved(3)
+    page.keyboard.press("e")                         # edit mode: drags move boxes and resize them by a corner
     _drag(page, at(700, 430), at(730, 450))        # ... its corner dragged out to the object's
     saved(3)
     _drag(page, at(400, 300), at(405, 320))        # the green box moved down a little

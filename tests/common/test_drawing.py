@@ -8,16 +8,20 @@ import numpy as np
 from PIL import Image
 
 from visiondock.drawing import (
+    MIN_TEXT_CONTRAST,
     PALETTE,
     STYLE,
-    TEXT_COLOUR,
     DrawnBox,
+    Strip,
     colour_for,
+    contrast_ratio,
     draw_banner,
     draw_boxes,
     font_size,
     line_width,
+    place_labels,
     scale_box,
+    text_colour_for,
 )
 
 WHITE = (255, 255, 255)
@@ -38,10 +42,11 @@ def test_a_box_is_outlined_on_its_pixels_in_its_labels_colour_and_labeled_above(
         assert _pixel(drawn, x, y) == colour, (x, y)
     for x, y in ((48, 140), (252, 140), (150, 140), (150, 202), (300, 60)):
         assert _pixel(drawn, x, y) == WHITE, (x, y)
-    # The label strip sits just above the box's top left corner, in the same colour, with white text.
+    # The label strip sits just above the box's top left corner, in the same colour, with text in black or
+    # white, whichever reads better on it.
     strip = np.asarray(drawn)[80 - font_size(300): 79, 50:90].reshape(-1, 3)
     assert (strip == colour).all(axis=1).sum() > strip.shape[0] // 3
-    assert (strip == TEXT_COLOUR).all(axis=1).any()
+    assert (strip == text_colour_for(colour)).all(axis=1).any()
     assert image.getpixel((50, 140)) == WHITE  # the original is left alone
 
 
@@ -89,3 +94,33 @@ def test_the_annotation_service_serves_the_style(tmp_path: Path) -> None:
         assert client.get("/v1/drawing-style").status_code == 401
         served = client.get("/v1/drawing-style", headers={"X-API-Key": LOCAL_DEV_API_KEY}).json()
     assert served == STYLE
+
+
+def test_label_text_reads_on_every_palette_colour() -> None:
+    # White text on cyan, lime or pink was 1.25 to 1.57 : 1; WCAG asks 4.5 : 1 of text.
+    for colour, text in zip(PALETTE, STYLE["label"]["text_colours"], strict=True):
+        assert text == "#{:02x}{:02x}{:02x}".format(*text_colour_for(colour))
+        assert contrast_ratio(text_colour_for(colour), colour) >= MIN_TEXT_CONTRAST, colour
+    assert text_colour_for((70, 240, 240)) == (0, 0, 0) and text_colour_for((128, 0, 0)) == (255, 255, 255)
+    assert round(contrast_ratio((255, 255, 255), (0, 0, 0)), 1) == 21.0
+
+
+def test_labels_that_would_cover_each_other_move_inside_or_below() -> None:
+    # Side by side on a shelf: the second box's strip above would cover the first's (wider than its box).
+    strips = place_labels([(10, 50, 60, 150, 120, 20), (70, 50, 120, 150, 120, 20), (200, 0, 300, 100, 60, 20),
+                           (350, 180, 400, 200, 80, 20)], 400, 200)
+    assert strips[0] == Strip(10, 30, 120, 20)          # above, as ever
+    assert strips[1] == Strip(70, 50, 120, 20)          # inside its top: above would cover the first
+    assert strips[2] == Strip(200, 0, 60, 20)           # at the image's top edge: inside
+    assert strips[3] == Strip(320, 160, 80, 20)         # moved left to stay in the image, above its box
+    for i, a in enumerate(strips):
+        assert not any(a.overlaps(b) for b in strips[i + 1:])
+
+
+def test_a_crowded_render_keeps_every_label_apart() -> None:
+    boxes = [DrawnBox(label, x, 60, x + 25, 160) for label, x in (("squash", 20), ("mushroom", 50), ("eggBox", 80))]
+    drawn = np.asarray(draw_boxes(Image.new("RGB", (300, 200), WHITE), boxes, ["eggBox", "mushroom", "squash"]))
+    # Each label's colour shows in a strip of its own: the later ones are not painted over the first.
+    for box, row in zip(boxes, (50, 66, 50), strict=True):
+        colour = colour_for(box.label, ["eggBox", "mushroom", "squash"])
+        assert (drawn[row, int(box.x1) + 2:int(box.x1) + 12] == colour).all(axis=1).any(), box.label

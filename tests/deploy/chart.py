@@ -3,6 +3,7 @@ the chart tests and the training-Job launcher tests."""
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,16 @@ PROFILES = ("default", "aks-gpu", "aks-cpu", "local")
 RELEASE = "vd"
 NAMESPACE = "visiondock"
 KUBERNETES_VERSION = "1.30.0"  # the oldest the chart supports (Chart.yaml kubeVersion)
+NEWEST_KUBERNETES_VERSION = "1.37.0"  # the newest kubernetes-validate has schemas for
+
+
+# The one value the chart's defaults leave to the installer: where the keys come from.
+DEFAULT_VALUES: dict[str, Any] = {"secrets": {"existingSecret": "visiondock-credentials"}}
 
 
 def profile_values(profile: str) -> dict[str, Any]:
     if profile == "default":
-        return {}
+        return copy.deepcopy(DEFAULT_VALUES)
     return yaml.safe_load((VALUES_DIR / f"{profile}.yaml").read_text()) or {}
 
 

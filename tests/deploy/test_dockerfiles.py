@@ -66,6 +66,50 @@ def test_every_image_is_multi_stage_non_root_healthchecked_and_pinned(dockerfile
             assert lines[number - 1].startswith("#") and "hadolint" not in lines[number - 1], line
 
 
+# The chart's images and the Dockerfile each is built from.
+IMAGE_SOURCES = {"visiondock/api": "api.Dockerfile", "visiondock/scoring": "scoring.Dockerfile",
+                 "visiondock/scoring-gpu": "scoring-gpu.Dockerfile", "visiondock/trainer": "trainer.Dockerfile",
+                 "visiondock/trainer-gpu": "trainer.Dockerfile"}
+
+
+def _copied_packages(dockerfile: Path) -> set[str]:
+    """Top-level source directories the build stage copies in (and .dockerignore lets through)."""
+    text = dockerfile.read_text()
+    build = text[:text.rindex("\nFROM ")]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", build, re.M))
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].strip("/") for line in ignore if line.startswith("!")}
+    return copied & allowed
+
+
+def test_every_command_the_chart_runs_is_in_its_image() -> None:
+    from tests.deploy.chart import PROFILES, rendered_profile
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    checked = set()
+    for profile in PROFILES:
+        for doc in rendered_profile(profile):
+            if doc["kind"] not in ("Deployment", "CronJob", "Job", "Pod"):
+                continue
+            spec = (doc["spec"]["jobTemplate"]["spec"]["template"]["spec"] if doc["kind"] == "CronJob"
+                    else doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"])
+            for container in spec["containers"]:
+                image = re.sub(r"^[^/]+\.[^/]+/", "", container["image"]).split(":")[0].split("@")[0]
+                dockerfile = IMAGE_SOURCES[image]
+                command = container["command"]
+                if command[:2] == ["python", "-m"]:
+                    module = command[2]
+                elif command[0] in scripts:  # a console script of the project
+                    module = scripts[command[0]].split(":")[0]
+                else:
+                    module = ""  # python -c: the standard library only
+                if module:
+                    package = module.split(".")[0]
+                    assert package in _copied_packages(DOCKER / dockerfile), f"{image} lacks {module} ({command})"
+                checked.add((image, tuple(command)))
+    assert (("visiondock/api", ("visiondock", "purge-captures"))) in checked
+
+
 @pytest.mark.parametrize("lock", sorted(LOCK_EXTRAS), ids=str)
 def test_locks_pin_every_package_with_hashes_and_satisfy_pyproject(lock: str) -> None:
     text = (LOCKS / f"{lock}.txt").read_text()

@@ -4,6 +4,7 @@ registry launches the trainer as a process for a run created with `launch: true`
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,10 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
                         (("red", RED), ("green", GREEN), ("blue", BLUE)))
     labeled = _upload(annotation, "paints", "done.jpg", (200, 40, 40), tags="blue")  # a person said blue
 
-    answer = annotation.post("/v1/projects/paints/suggest", json={})
+    # The project's own model would be `paints`; this service serves one model, `colours`.
+    not_served = annotation.post("/v1/projects/paints/suggest", json={})
+    assert not_served.status_code == 404 and "does not serve model 'paints'" in not_served.json()["detail"]
+    answer = annotation.post("/v1/projects/paints/suggest", json={"model": "colours"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["model"], body["version"], body["suggested"], body["failed"]) == ("colours", 4, 3, [])
@@ -84,7 +88,7 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
     again = annotation.post(f"/v1/projects/paints/images/{red}/suggestion/accept")
     assert again.status_code == 409 and "no suggestion" in again.json()["detail"]
 
-    chosen = annotation.post("/v1/projects/paints/suggest", json={"image_ids": [labeled]}).json()
+    chosen = annotation.post("/v1/projects/paints/suggest", json={"image_ids": [labeled], "model": "colours"}).json()
     assert [r["tags"] for r in chosen["results"]] == [["red"]]
     kept = annotation.get(f"/v1/projects/paints/images/{labeled}").json()
     assert (kept["tags"], kept["suggestion"]["tags"]) == (["blue"], ["red"])  # the person's label stays
@@ -93,18 +97,25 @@ def test_suggestions_label_nothing_until_a_person_accepts_them(annotation: httpx
 def test_suggestions_drop_labels_the_project_lacks_and_bad_requests_get_clear_4xx(annotation: httpx.Client) -> None:
     annotation.post("/v1/projects", json={"id": "reds", "type": "multiclass", "tags": ["red"]})
     green = _upload(annotation, "reds", "green.jpg", GREEN)
-    body = annotation.post("/v1/projects/reds/suggest", json={}).json()
+    body = annotation.post("/v1/projects/reds/suggest", json={"model": "colours"}).json()
     assert body["results"] == [{"image_id": green, "tags": [], "regions": []}]
     refused = annotation.post(f"/v1/projects/reds/images/{green}/suggestion/accept")
     assert refused.status_code == 400 and "label the image by hand" in refused.json()["detail"]
 
-    no_alias = annotation.post("/v1/projects/reds/suggest", json={"alias": "staging"})
+    no_alias = annotation.post("/v1/projects/reds/suggest", json={"alias": "staging", "model": "colours"})
     assert no_alias.status_code == 404 and "scoring service" in no_alias.json()["detail"]
-    unknown = annotation.post("/v1/projects/reds/suggest", json={"image_ids": ["0" * 64]})
+    unknown = annotation.post("/v1/projects/reds/suggest", json={"image_ids": ["0" * 64], "model": "colours"})
     assert unknown.status_code == 404
     bad = annotation.post("/v1/projects/reds/suggest", json={"limit": 0})
     assert bad.status_code == 422
     assert annotation.post("/v1/projects/nope/suggest", json={}).status_code == 404
+    # A classifier cannot suggest boxes: refused before anything is stored.
+    annotation.post("/v1/projects", json={"id": "crates", "type": "detection", "tags": ["red"]})
+    crate = _upload(annotation, "crates", "crate.jpg", RED)
+    mismatch = annotation.post("/v1/projects/crates/suggest", json={"model": "colours"})
+    assert mismatch.status_code == 409 and mismatch.json()["code"] == "model_task_mismatch", mismatch.text
+    assert "multiclass model" in mismatch.json()["detail"]
+    assert annotation.get(f"/v1/projects/crates/images/{crate}").json()["suggestion"] is None
 
 
 def test_a_detector_answer_becomes_scored_boxes_of_project_tags(tmp_path: Path) -> None:
@@ -137,12 +148,32 @@ def test_a_launched_run_fails_with_the_trainers_reason(stack: LocalServices) -> 
         run = _wait_finished(registry, created.json()["id"])
         assert run["status"] == "failed" and "no-such-project" in run["error"]
 
+        # The trainer presented its run's own key, never the services' key (the access log names the key).
+        lines = [json.loads(line) for line in (stack.log_dir / "annotation.log").read_text().splitlines()
+                 if line.startswith("{") and "no-such-project" in line]
+        callers = {line["key"] for line in lines if line.get("path") == "/v1/projects/no-such-project"}
+        assert callers == {created.json()["id"]}, lines
+
         # Refused by the trainer's own argument check before it could report: the launcher says why.
         bad = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"},
-                                              "params": {"mode": "fastest"}})
+                                              "params": {"fine_tune_stages": 2}})
         run = _wait_finished(registry, bad.json()["id"])
         assert run["status"] == "failed"
-        assert "exited with code 2" in run["error"] and "fastest" in run["error"]
+        assert "exited with code 2" in run["error"] and "--fine-tune-stages" in run["error"]
+
+
+def test_a_runs_params_cannot_reach_the_trainers_other_flags(stack: LocalServices) -> None:
+    # Abbreviations of the trainer's own flags, identity options and values outside an option's choices are
+    # refused before any run or process exists: the trainer is never pointed at another registry, project or
+    # cache directory by whoever creates a run.
+    with httpx.Client(base_url=stack.url("registry"), headers=AUTH, timeout=30) as registry:
+        before = len(registry.get("/v1/runs").json()["data"])
+        for params in ({"registry_ur": "http://127.0.0.1:9"}, {"annotation_ur": "http://127.0.0.1:9"},
+                       {"cache": str(stack.home)}, {"proj": "secret"}, {"run": "run-0123456789abcdef"},
+                       {"registry_url": "http://127.0.0.1:9"}, {"mode": "fastest"}):
+            refused = registry.post("/v1/runs", json={"model": "paints", "launch": {"on": "local"}, "params": params})
+            assert refused.status_code == 422, (params, refused.text)
+        assert len(registry.get("/v1/runs").json()["data"]) == before
 
 
 def test_a_registry_without_a_launcher_refuses_to_launch(tmp_path: Path) -> None:

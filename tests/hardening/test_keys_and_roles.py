@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from services.registry.app import create_app as registry_app
 from services.scoring.app import create_app as scoring_app
 from services.scoring.settings import ScoringSettings
 from tests.scoring import tiny_models
-from visiondock.auth import KeyFormatError, KeyRing, RoleRequirement, new_key, parse_entry, split_entries
+from visiondock.auth import KeyFormatError, KeyRing, RoleRequirement, RunKeys, new_key, parse_entry, split_entries
 from visiondock.errors import Forbidden, NotAuthenticated
 from visiondock.serve import serve
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
@@ -36,9 +37,11 @@ KEYS: dict[str, tuple[str, str]] = {
         ("trainer", ["train"], ["*"]),
         ("scorer", ["predict"], ["*"]),
         ("birds-scorer", ["predict"], ["birds"]),
+        ("flowers-trainer", ["train"], ["flowers"]),
         ("operator", ["admin"], ["*"]),
     ]
 }
+RUN_KEY_SECRET = "run-key-secret-for-the-tests-0123456789abcdef"
 
 
 def key(name: str) -> dict[str, str]:
@@ -48,7 +51,7 @@ def key(name: str) -> dict[str, str]:
 def _settings(home: Path, cls: type[Settings] = Settings, **extra: Any) -> Any:
     # Entries only, no plain keys: what a production deployment configures.
     return cls(home=home, api_keys="", api_key_entries="\n".join(entry for _, entry in KEYS.values()),
-               log_format="json", log_level="INFO", **extra)
+               log_format="json", log_level="INFO", **{"run_key_secret": RUN_KEY_SECRET, **extra})
 
 
 def _jpeg() -> bytes:
@@ -164,6 +167,99 @@ def test_registry_roles(registry: TestClient, tmp_path: Path) -> None:
     assert registry.get(f"/v1/runs/{run['id']}", headers=key("birds-scorer")).status_code == 200
     assert registry.patch(f"/v1/runs/{run['id']}", json={"status": "running"},
                           headers=key("scorer")).status_code == 403
+
+
+def test_a_scoped_train_key_cannot_train_on_or_register_into_another_project(registry: TestClient,
+                                                                            tmp_path: Path) -> None:
+    # The trainer reads the run's project with its own key: a key scoped to flowers must not aim it elsewhere.
+    for body in ({"model": "flowers", "project_id": "secret"}, {"model": "secret", "project_id": "flowers"}):
+        refused = registry.post("/v1/runs", json=body, headers=key("flowers-trainer"))
+        assert refused.status_code == 403 and "secret" in refused.json()["detail"], refused.text
+    assert registry.post("/v1/runs", json={"model": "flowers", "project_id": "flowers"},
+                         headers=key("flowers-trainer")).status_code == 201
+    # A version's project decides where the scoring service captures its predictions.
+    model = tiny_models.classifier(tmp_path / "m.onnx", model_name="flowers")
+
+    def register(project: str) -> Any:
+        metadata = json.dumps({"task": "multiclass", "labels": ["red", "green", "blue"], "project_id": project})
+        return registry.post("/v1/models/flowers/versions", files={"model": ("model.onnx", model.read_bytes())},
+                             data={"metadata": metadata}, headers=key("flowers-trainer"))
+
+    assert register("secret").status_code == 403
+    assert registry.get("/v1/models/flowers/versions", headers=key("operator")).status_code == 404
+    assert register("flowers").status_code == 201
+
+
+def test_train_keys_keep_versions_and_export_snapshots(annotation: TestClient, registry: TestClient,
+                                                      tmp_path: Path) -> None:
+    model = tiny_models.classifier(tmp_path / "m.onnx", model_name="birds")
+    metadata = json.dumps({"task": "multiclass", "labels": ["red", "green", "blue"]})
+    registry.post("/v1/models/birds/versions", files={"model": ("model.onnx", model.read_bytes())},
+                  data={"metadata": metadata}, headers=key("trainer"))
+    # Deleting a version is an operator's decision, as moving an alias is.
+    assert registry.delete("/v1/models/birds/versions/1", headers=key("trainer")).status_code == 403
+    assert registry.get("/v1/models/birds/versions/1", headers=key("operator")).status_code == 200
+    assert registry.delete("/v1/models/birds/versions/1", headers=key("operator")).status_code == 204
+    # A dataset snapshot export reads: train keys may, as they may export with GET.
+    annotation.post("/v1/projects", json={"id": "flowers", "type": "multiclass", "tags": ["rose"]},
+                    headers=key("labeler"))
+    upload = annotation.post("/v1/projects/flowers/images", files=[("files", ("a.jpg", _jpeg(), "image/jpeg"))],
+                             data={"tags": "rose"}, headers=key("labeler")).json()
+    image_id = upload["results"][0]["image"]["id"]
+    exported = annotation.post("/v1/projects/flowers/export", json={"format": "folder", "image_ids": [image_id]},
+                               headers=key("trainer"))
+    assert exported.status_code == 200 and exported.headers["X-Image-Count"] == "1", exported.text
+    assert annotation.post("/v1/projects/flowers/export", json={"format": "folder", "image_ids": [image_id]},
+                           headers=key("scorer")).status_code == 403
+
+
+def test_metrics_need_a_key_for_everything(tmp_path: Path) -> None:
+    # The scoring service counts answers by model and label (people's names for a face model).
+    model = tiny_models.classifier(tmp_path / "m.onnx", model_name="birds")
+    settings = _settings(tmp_path, ScoringSettings, scoring_model_path=model, scoring_model="birds")
+    with TestClient(scoring_app(settings)) as client:
+        client.post("/v1/predict", content=_jpeg(), headers={"Content-Type": "image/jpeg", **key("birds-scorer")})
+        refused = client.get("/metrics", headers=key("birds-scorer"))
+        assert refused.status_code == 403 and "red" not in refused.text
+        assert client.get("/metrics", headers=key("scorer")).status_code == 200
+        # The readiness details name the served model's labels too: the same rule.
+        assert "model" not in client.get("/readyz", headers=key("birds-scorer")).json()
+        assert client.get("/readyz", headers=key("scorer")).json()["model"]["labels"] == ["red", "green", "blue"]
+
+
+def test_a_run_key_trains_its_own_run_on_its_own_project_and_model_only(tmp_path: Path) -> None:
+    keys = RunKeys(RUN_KEY_SECRET.encode())
+    with TestClient(annotation_app(_settings(tmp_path / "a"))) as annotation, \
+            TestClient(registry_app(_settings(tmp_path / "r"))) as registry:
+        for project in ("flowers", "secret"):
+            annotation.post("/v1/projects", json={"id": project, "type": "multiclass"}, headers=key("operator"))
+        run = registry.post("/v1/runs", json={"model": "flowers"}, headers=key("operator")).json()
+        other = registry.post("/v1/runs", json={"model": "flowers"}, headers=key("operator")).json()
+        run_key = {"X-API-Key": keys.issue(run_id=run["id"], project="flowers", model="flowers",
+                                           expires_at=time.time() + 600)}
+        assert annotation.get("/v1/projects/flowers/images", headers=run_key).status_code == 200
+        assert annotation.get("/v1/projects/secret/images", headers=run_key).status_code == 403
+        assert annotation.post("/v1/projects/flowers/tags", json={"name": "x"}, headers=run_key).status_code == 403
+        assert registry.patch(f"/v1/runs/{run['id']}", json={"status": "running"}, headers=run_key).status_code == 200
+        assert registry.patch(f"/v1/runs/{other['id']}", json={"status": "running"},
+                              headers=run_key).status_code == 403
+        started = registry.post("/v1/runs", json={"model": "flowers", "launch": {"on": "local"}}, headers=run_key)
+        assert started.status_code == 403  # a run's key cannot start more runs (nor renew itself)
+        assert registry.get("/v1/runs", headers=run_key).status_code == 403
+        # Expired, forged or signed with another secret: not a key at all.
+        for bad in (keys.issue(run_id=run["id"], project="flowers", model="flowers", expires_at=1),
+                    run_key["X-API-Key"][:-2] + "xx",
+                    RunKeys(b"another-secret-" * 3).issue(run_id=run["id"], project="secret", model="secret",
+                                                          expires_at=4102444800)):
+            assert annotation.get("/v1/projects/flowers", headers={"X-API-Key": bad}).status_code == 401
+    # A service without the secret accepts no run key.
+    with TestClient(annotation_app(_settings(tmp_path / "a", run_key_secret=None))) as annotation:
+        assert annotation.get("/v1/projects/flowers", headers=run_key).status_code == 401
+
+
+def test_a_short_run_key_secret_stops_the_service(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        annotation_app(_settings(tmp_path, run_key_secret="too-short"))
 
 
 def test_scoring_roles_and_the_azure_search_header(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Limits applied before work is done: file counts before buffering, v2 tensors checked before
-conversion and run in batches of MAX_BATCH_SIZE, deeply nested JSON refused with a 400."""
+conversion and run in batches of MAX_BATCH_SIZE, deeply nested JSON refused with a 400 on every
+service (and in form fields with a 422), while what was stored before the limit still reads."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -16,10 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.annotation.app import create_app as annotation_app
 from services.annotation.images import MAX_FILES_PER_UPLOAD
 from services.registry.app import create_app as registry_app
+from services.registry.runs import RUNS
 from tests.scoring.conftest import AppFactory
 from tests.scoring.tiny_models import SIZE
 from visiondock.limits import MAX_JSON_DEPTH, loads_bounded
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
+from visiondock.storage import Stores
 from visiondock.web import http_status
 
 AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
@@ -58,6 +62,103 @@ def test_deep_json_in_form_fields_is_refused_as_invalid(tmp_path: Path) -> None:
                                data={"metadata": _nested(100_000)})
     assert response.status_code == 422, response.text
     assert "metadata" in response.json()["detail"] and "recursion limit" in response.json()["detail"]
+
+
+def _nested_value(depth: int) -> dict:
+    value: dict = {"loss": 0.1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_deep_json_bodies_are_refused_on_the_registry_and_annotation_services(tmp_path: Path) -> None:
+    # A run's metrics nested 300 deep used to be stored, and then no answer listing the run could be
+    # written: GET /v1/runs answered 500 for everyone.
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(registry_app(settings), headers=AUTH) as registry:
+        run = registry.post("/v1/runs", json={"model": "m"}).json()
+        for depth in (MAX_JSON_DEPTH + 1, 300):
+            refused = registry.patch(f"/v1/runs/{run['id']}", json={"status": "running",
+                                                                     "metrics": _nested_value(depth)})
+            assert refused.status_code == 400 and refused.json()["code"] == "too_deep", refused.text
+        assert registry.get(f"/v1/runs/{run['id']}").json()["metrics"] == {}
+        assert registry.get("/v1/runs").status_code == 200
+        refused = registry.post("/v1/runs", json={"model": "m", "params": _nested_value(100)})
+        assert refused.status_code == 400
+        assert registry.patch(f"/v1/runs/{run['id']}", json={"metrics": _nested_value(MAX_JSON_DEPTH - 2)}
+                              ).status_code == 200
+    with TestClient(annotation_app(settings), headers=AUTH) as annotation:
+        refused = annotation.post("/v1/projects", json={"id": "p", "type": "multiclass", "tags": _nested_value(100)})
+        assert refused.status_code == 400 and refused.json()["code"] == "too_deep"
+
+
+def test_runs_stored_before_the_limit_still_read(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    with TestClient(registry_app(settings), headers=AUTH) as registry:
+        run = registry.post("/v1/runs", json={"model": "m"}).json()
+        stores = Stores(settings)
+        try:  # as an older registry stored it
+            doc = stores.documents.get(RUNS, run["id"], partition_key=run["id"])
+            stores.documents.put(RUNS, {**doc.data, "metrics": _nested_value(300)}, partition_key=run["id"])
+        finally:
+            stores.close()
+        listed = registry.get("/v1/runs")
+        assert listed.status_code == 200, listed.text
+        metrics = registry.get(f"/v1/runs/{run['id']}").json()["metrics"]
+        for _ in range(MAX_JSON_DEPTH - 1):
+            metrics = metrics["a"]
+        assert "nested deeper than" in metrics["a"]  # the 65th level
+
+
+def test_deep_json_in_form_fields_is_bounded_like_bodies(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    metadata = {"task": "multiclass", "labels": ["a"], "metrics": _nested_value(100)}
+    with TestClient(registry_app(settings), headers=AUTH) as client:
+        response = client.post("/v1/models/m/versions", files={"model": ("model.onnx", b"onnx")},
+                               data={"metadata": json.dumps(metadata)})
+        assert response.status_code == 422 and "metrics" in response.json()["detail"], response.text
+        assert "deeper than 64" in response.json()["detail"]
+    capture = {"model": "m", "version": 1, "task": "multiclass", "uncertainty": 0.5, "prediction": _nested_value(100)}
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        client.post("/v1/projects", json={"id": "p", "type": "multiclass"})
+        response = client.put("/v1/projects/p/review-items/c1", files={"image": ("c.png", buffer.getvalue())},
+                              data={"capture": json.dumps(capture)})
+        assert response.status_code == 422 and "prediction" in response.json()["detail"], response.text
+
+
+def _png(size: tuple[int, int] = (40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (220, 20, 20)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_batch_and_a_skill_share_a_pixel_budget(serve: AppFactory, models: dict[str, Path]) -> None:
+    # Three 40x30 images against a budget of 3,000 pixels: the third is refused before it is decoded.
+    encoded = base64.b64encode(_png()).decode()
+    with serve(models["multiclass"], max_request_pixels=3000) as client:
+        batch = client.post("/v1/predict/batch", files=[("files", (f"{i}.png", _png())) for i in range(3)]).json()
+        assert [r["status"] for r in batch["results"]] == [200, 200, 413], batch
+        assert "pixels together" in batch["results"][2]["error"]["detail"]
+        skill = client.post("/v1/skills/classify", json={"values": [
+            {"recordId": str(i), "data": {"image": {"data": encoded}}} for i in range(3)]}).json()["values"]
+        assert sorted(len(v["errors"]) for v in skill) == [0, 0, 1]
+        assert next(v for v in skill if v["errors"])["errors"][0]["statusCode"] == 413
+
+
+def test_batch_and_skill_json_is_counted_before_it_is_parsed(serve: AppFactory, models: dict[str, Path]) -> None:
+    # 200,000 tiny values would become 200,000 Python objects before the count of images or records.
+    many = b'{"images": [' + b",".join([b"{}"] * 200_000) + b"]}"
+    records = b'{"values": [' + b",".join([b"1"] * 200_000) + b"]}"
+    with serve(models["multiclass"]) as client:
+        for path, body in (("/v1/predict/batch", many), ("/v1/skills/classify", records)):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 413 and response.json()["code"] == "too_many_values", response.text
+        # A batch over its image count is refused before any image is decoded from base64.
+        images = {"images": [{"image_base64": "not base64 at all"} for _ in range(65)]}
+        response = client.post("/v1/predict/batch", json=images)
+        assert response.status_code == 400 and "at most 64 images" in response.json()["detail"]
 
 
 def test_too_many_files_are_refused_while_parsing(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from services.registry.app import create_app
 from tests.deploy.chart import NAMESPACE, find, rendered_profile
 from tests.support.kube_replay import Exchange, ReplayServer, load_conversation
 from tests.support.stack import running_services
-from visiondock.job_contract import JOB_NAME_ENV, PROJECT_ENV, project_from_environment, trainer_argv
+from visiondock.auth import RunKeys
+from visiondock.job_contract import (
+    JOB_NAME_ENV,
+    PROJECT_ENV,
+    WITHHELD_SETTINGS,
+    project_from_environment,
+    trainer_argv,
+)
 from visiondock.kubernetes_launcher import TrainingJobError, TrainingJobLauncher
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
@@ -35,6 +43,7 @@ CPU_TEMPLATE = "vd-visiondock-trainer"
 GPU_TEMPLATE = "vd-visiondock-trainer-gpu"
 JOBS = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
 RUN_ID = "run-0123456789abcdef"
+RUN_KEY_SECRET = "a-test-run-key-secret-of-48-characters-0123456789"
 
 
 def served_cronjob(name: str) -> dict[str, Any]:
@@ -83,20 +92,33 @@ def trainer_container(pod_spec: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in pod_spec["containers"] if c["name"] == "trainer")
 
 
+class KeyIssuer:
+    """What the registry hands `launch`: the run's key, given the Job's deadline (recorded here)."""
+
+    def __init__(self) -> None:
+        self.deadlines: list[float | None] = []
+
+    def __call__(self, deadline: float | None) -> str:
+        self.deadlines.append(deadline)
+        return "vdr1_the-runs-own-key"
+
+
 def test_a_launched_job_is_the_charts_template_plus_the_project_and_run(api: Callable[..., ReplayServer]) -> None:
     server = api(launch_exchanges())
-    job = launcher_for(server).launch("flowers", run_id=RUN_ID, args=trainer_argv({"mode": "advanced", "int8": True}))
+    issued = KeyIssuer()
+    job = launcher_for(server).launch("flowers", run_id=RUN_ID, issue_key=issued,
+                                      args=trainer_argv({"mode": "advanced", "int8": False}))
 
     assert isinstance(job, k8s.V1Job) and job.metadata.uid  # the server's answer, parsed by the client
     posted = server.sent("POST", JOBS)[0].body
     template = served_cronjob(CPU_TEMPLATE)
     # What kubectl create job --from=cronjob/... makes: the template's labels and annotations, the CronJob
-    # as controlling owner, and the jobTemplate's spec.
+    # as owner, and the jobTemplate's spec.
     assert posted["metadata"]["name"] == "train-flowers.0123456789abcdef"
     assert posted["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     assert posted["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "CronJob",
                                                       "name": CPU_TEMPLATE, "uid": template["metadata"]["uid"],
-                                                      "controller": True, "blockOwnerDeletion": True}]
+                                                      "controller": False, "blockOwnerDeletion": True}]
     labels = template["spec"]["jobTemplate"]["metadata"]["labels"]
     assert posted["metadata"]["labels"] == {**labels, "visiondock.io/run-id": RUN_ID,
                                             "visiondock.io/project": "flowers"}
@@ -105,19 +127,72 @@ def test_a_launched_job_is_the_charts_template_plus_the_project_and_run(api: Cal
     pod = expected["template"]
     pod["metadata"]["labels"].update({"visiondock.io/run-id": RUN_ID, "visiondock.io/project": "flowers"})
     trainer = trainer_container(pod["spec"])
-    trainer["env"].append({"name": PROJECT_ENV, "value": "flowers"})
-    trainer["args"] += ["--run-id", RUN_ID, "--mode", "advanced", "--int8"]
+    # The template's keys and credentials are taken out: the trainer presents its run's key, nothing else.
+    trainer["env"] = [e for e in trainer["env"] if e["name"] not in WITHHELD_SETTINGS]
+    trainer["env"] += [{"name": PROJECT_ENV, "value": "flowers"},
+                       {"name": "VISIONDOCK_API_KEY", "value": "vdr1_the-runs-own-key"}]
+    trainer["args"] += ["--run-id", RUN_ID, "--mode", "advanced", "--no-int8"]
     assert posted["spec"] == expected
     assert posted["spec"]["backoffLimit"] == 1 and posted["spec"]["activeDeadlineSeconds"] == 21600
     assert posted["spec"]["ttlSecondsAfterFinished"] == 86400
+    # The run's key expires with the Job's deadline.
+    assert issued.deadlines == [21600]
     # The trainer in that container reads the project back from its environment.
     env = {e["name"]: e.get("value", "") for e in trainer_container(posted["spec"]["template"]["spec"])["env"]}
     assert project_from_environment(env) == "flowers"
+    # The chart's template gives the trainer no key of its own (tests/deploy/test_keys_and_identities.py), and
+    # the Job holds the run's key only.
+    template_env = trainer_container(template["spec"]["jobTemplate"]["spec"]["template"]["spec"])["env"]
+    assert not {e["name"] for e in template_env} & set(WITHHELD_SETTINGS)
+    keys_given = [e for e in env if e.startswith("VISIONDOCK_API_KEY")]
+    assert keys_given == ["VISIONDOCK_API_KEY"] and env["VISIONDOCK_API_KEY"] == "vdr1_the-runs-own-key"
+    secrets_given = [e for e in trainer_container(posted["spec"]["template"]["spec"])["env"]
+                     if "secretKeyRef" in e.get("valueFrom", {})]
+    assert secrets_given == []
+
+
+def test_launched_jobs_stay_until_their_ttl_whatever_the_cronjobs_history_limits(
+        api: Callable[..., ReplayServer]) -> None:
+    # The CronJob controller deletes the oldest finished Jobs it *controls* beyond successfulJobsHistoryLimit
+    # and failedJobsHistoryLimit, suspended or not. A run's Job is owned by the template (removed with it)
+    # but not controlled, so only ttlSecondsAfterFinished removes it, with its logs and failure reasons.
+    server = api(launch_exchanges())
+    launcher_for(server).launch("flowers", run_id=RUN_ID, issue_key=KeyIssuer())
+    posted = server.sent("POST", JOBS)[0].body
+    (owner,) = posted["metadata"]["ownerReferences"]
+    assert owner["kind"] == "CronJob" and owner["controller"] is False
+    assert posted["spec"]["ttlSecondsAfterFinished"] == 86400
+    # Jobs made with kubectl create job --from are the controller's: the chart keeps more of them than 3.
+    cronjob = served_cronjob(CPU_TEMPLATE)["spec"]
+    assert cronjob["successfulJobsHistoryLimit"] >= 20 and cronjob["failedJobsHistoryLimit"] >= 20
+    # Trainer pods hold a run for hours: the cluster autoscaler may not drain them to save a node.
+    pod_annotations = cronjob["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+
+
+def test_a_jobs_outcome_stays_as_first_seen(api: Callable[..., ReplayServer],
+                                            cluster_env: Callable[[ReplayServer], dict[str, str]],
+                                            tmp_path: Path) -> None:
+    # Two registry replicas: one reads the run while the Job has just failed (OOMKilled), the other, holding
+    # an older copy of the run, reads it after the TTL removed the Job. The first word stays.
+    server = api(launch_exchanges(), load_conversation("job-oom-killed"), load_conversation("job-gone"))
+    cluster_env(server)
+    with registry_client(tmp_path) as registry:
+        stale = registry.post("/v1/runs", json={"model": "flowers", "launch": {"on": "kubernetes"}}).json()
+        seen = registry.get(f"/v1/runs/{stale['id']}").json()
+        assert (seen["job"]["phase"], seen["job"]["reason"]) == ("failed", "OOMKilled")
+        other_replica = registry.app.state.launches  # same store, a copy of the run from before the failure
+        assert stale["job"]["phase"] == "pending"
+        later = other_replica.follow(stale)
+        assert server.sent("GET", f"{JOBS}/{stale['job']['name']}")[-1]  # it did read the Job: gone by then
+        assert (later["job"]["phase"], later["job"]["reason"]) == ("failed", "OOMKilled")
+        assert "OOMKilled" in later["error"] and "memory limit" in later["error"]
+        assert registry.get(f"/v1/runs/{stale['id']}").json()["job"]["reason"] == "OOMKilled"
 
 
 def test_gpu_runs_use_the_gpu_template_and_ask_for_a_gpu(api: Callable[..., ReplayServer]) -> None:
     server = api(launch_exchanges(GPU_TEMPLATE))
-    launcher_for(server).launch("flowers", run_id=RUN_ID, gpu=True)
+    launcher_for(server).launch("flowers", run_id=RUN_ID, gpu=True, issue_key=KeyIssuer())
     trainer = trainer_container(server.sent("POST", JOBS)[0].body["spec"]["template"]["spec"])
     assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert trainer["image"].endswith("/visiondock/trainer-gpu:0.1.0")
@@ -126,7 +201,7 @@ def test_gpu_runs_use_the_gpu_template_and_ask_for_a_gpu(api: Callable[..., Repl
 def test_without_a_gpu_template_a_gpu_run_is_refused_before_any_request(api: Callable[..., ReplayServer]) -> None:
     server = api([])
     with pytest.raises(TrainingJobError, match="GPU training is not set up") as refused:
-        launcher_for(server, gpu_cronjob="").launch("flowers", run_id=RUN_ID, gpu=True)
+        launcher_for(server, gpu_cronjob="").launch("flowers", run_id=RUN_ID, gpu=True, issue_key=KeyIssuer())
     assert refused.value.status == 409 and server.requests == []
 
 
@@ -137,7 +212,7 @@ def test_the_api_servers_refusal_comes_back_in_its_own_words(api: Callable[..., 
                  "details": {"group": "batch", "kind": "jobs"}, "code": 403}
     server = api(launch_exchanges()[:1], [Exchange("POST", JOBS, 403, forbidden)])
     with pytest.raises(TrainingJobError, match="cannot create resource") as refused:
-        launcher_for(server).launch("flowers", run_id=RUN_ID)
+        launcher_for(server).launch("flowers", run_id=RUN_ID, issue_key=KeyIssuer())
     assert refused.value.status == 403
 
 
@@ -182,8 +257,10 @@ def test_kubectl_create_job_from_the_template_names_the_project() -> None:
 
 
 def test_options_a_run_may_not_set_are_refused() -> None:
-    assert trainer_argv({"epochs": 5, "int8": False, "head": None}) == ["--epochs", "5"]
-    for bad in ({"run_id": "x"}, {"registry_url": "http://elsewhere"}, {"--mode": "x"}, {"mode": ["a", "b"]}):
+    assert trainer_argv({"epochs": 5, "int8": False, "fp16": True, "head": None}) == ["--epochs", "5", "--no-int8"]
+    for bad in ({"run_id": "x"}, {"registry_url": "http://elsewhere"}, {"--mode": "x"}, {"mode": ["a", "b"]},
+                {"registry_ur": "http://elsewhere"}, {"annotation_ur": "http://elsewhere"}, {"cache": "/"},
+                {"proj": "other"}, {"run": "run-1"}):
         with pytest.raises(ValueError):
             trainer_argv(bad)
 
@@ -202,9 +279,10 @@ def cluster_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Re
     return point_at
 
 
-def registry_client(home: Path) -> TestClient:
-    settings = Settings(home=home, log_format="text", log_level="WARNING")
-    return TestClient(create_app(settings), headers={"X-API-Key": LOCAL_DEV_API_KEY})
+def registry_client(home: Path, **settings: Any) -> TestClient:
+    settings = {"run_key_secret": RUN_KEY_SECRET, **settings}
+    app = create_app(Settings(home=home, log_format="text", log_level="WARNING", **settings))
+    return TestClient(app, headers={"X-API-Key": LOCAL_DEV_API_KEY})
 
 
 def test_a_run_created_with_launch_starts_its_job_and_fails_with_the_jobs_reason(
@@ -213,9 +291,11 @@ def test_a_run_created_with_launch_starts_its_job_and_fails_with_the_jobs_reason
     server = api(launch_exchanges(), load_conversation("job-oom-killed"))
     cluster_env(server)
     with registry_client(tmp_path) as registry:
-        refused = registry.post("/v1/runs", json={"model": "flowers", "params": {"run_id": "run-1"},
-                                                  "launch": {"on": "kubernetes"}})
-        assert refused.status_code == 422 and "not a training option" in refused.json()["detail"]
+        for params in ({"run_id": "run-1"}, {"registry_ur": "http://127.0.0.1:9"}, {"cache": "/"}):
+            refused = registry.post("/v1/runs", json={"model": "flowers", "params": params,
+                                                      "launch": {"on": "kubernetes"}})
+            assert refused.status_code == 422, refused.text
+        assert registry.get("/v1/runs").json()["data"] == []  # refused before the run existed
         created = registry.post("/v1/runs", json={"model": "flowers", "params": {"mode": "advanced"},
                                                   "launch": {"on": "kubernetes"}})
         assert created.status_code == 201, created.text
@@ -223,8 +303,19 @@ def test_a_run_created_with_launch_starts_its_job_and_fails_with_the_jobs_reason
         assert run["status"] == "queued" and run["job"]["name"] == "train-flowers." + run["id"][4:]
         assert run["job"]["namespace"] == NAMESPACE  # from the kubeconfig's context
         posted = server.sent("POST", JOBS)[0].body
-        assert trainer_container(posted["spec"]["template"]["spec"])["args"][-4:] == [
-            "--run-id", run["id"], "--mode", "advanced"]
+        trainer = trainer_container(posted["spec"]["template"]["spec"])
+        assert trainer["args"][-4:] == ["--run-id", run["id"], "--mode", "advanced"]
+        # The Job's trainer holds the run's own key: train, on this run's project and model, until the deadline.
+        key = next(e["value"] for e in trainer["env"] if e["name"] == "VISIONDOCK_API_KEY")
+        principal = RunKeys(RUN_KEY_SECRET.encode()).identify(key)
+        assert principal is not None and principal.name == run["id"] and principal.run_id == run["id"]
+        assert principal.roles == {"train"} and principal.scopes == {"flowers"}
+        assert RunKeys(RUN_KEY_SECRET.encode()).identify(key, now=time.time() + 21600 + 3600) is None
+        run_key = {"X-API-Key": key}
+        assert registry.get(f"/v1/runs/{run['id']}", headers=run_key).status_code == 200
+        assert registry.get("/v1/models", headers=run_key).status_code == 403
+        assert registry.put("/v1/models/flowers/aliases/production", json={"version": 1},
+                            headers=run_key).status_code == 403
 
         # The trainer was OOM-killed before it could report: reading the run reads the Job and fails it.
         run = registry.get(f"/v1/runs/{run['id']}").json()
@@ -236,6 +327,17 @@ def test_a_run_created_with_launch_starts_its_job_and_fails_with_the_jobs_reason
         asked = len(server.requests)
         assert registry.get(f"/v1/runs/{run['id']}").json()["status"] == "failed"
         assert len(server.requests) == asked
+
+
+def test_a_registry_without_a_run_key_secret_launches_no_trainer(
+        api: Callable[..., ReplayServer], cluster_env: Callable[[ReplayServer], dict[str, str]],
+        tmp_path: Path) -> None:
+    server = api([])
+    cluster_env(server)
+    with registry_client(tmp_path, run_key_secret=None) as registry:
+        refused = registry.post("/v1/runs", json={"model": "flowers", "launch": {"on": "kubernetes"}})
+        assert refused.status_code == 409 and "VISIONDOCK_RUN_KEY_SECRET" in refused.json()["detail"]
+    assert server.requests == []
 
 
 def test_a_registry_outside_kubernetes_says_it_starts_no_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from services.registry.app import create_app as create_registry_app
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
-from visiondock.settings import LOCAL_DEV_API_KEY
+from visiondock.clients import RegistryClient
+from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
 from . import tiny_models
 
@@ -48,3 +50,21 @@ def serve(tmp_path: Path) -> AppFactory:
             yield client
 
     return running
+
+
+@pytest.fixture
+def registry_in_process(tmp_path: Path) -> Iterator[RegistryClient]:
+    """A client of the real registry app, served in this process (no uvicorn), with its own storage."""
+    settings = Settings(home=tmp_path / "registry-home", log_format="text", log_level="WARNING")
+    with TestClient(create_registry_app(settings)) as http:
+        yield RegistryClient("http://testserver", LOCAL_DEV_API_KEY, http=http, retries=1)
+
+
+def register(registry: RegistryClient, model: str, path: Path, *, alias: str | None = None,
+             variants: dict[str, Path] | None = None, task: str = "multiclass") -> int:
+    """Register `path` as the next version of `model` (moving `alias` to it); its number."""
+    version = int(registry.register_version(model, path, {"task": task, "labels": tiny_models.COLOURS,
+                                                           "project_id": model}, variants=variants)["version"])
+    if alias:
+        registry.set_alias(model, alias, version)
+    return version

@@ -20,7 +20,8 @@ from fastapi.testclient import TestClient
 from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, LocalServices
 from cli.main import main as visiondock
 from services.scoring.app import create_app
-from services.scoring.settings import ModelTarget, ScoringSettings, parse_model_targets
+from services.scoring.settings import ScoringSettings
+from services.scoring.targets import ServedTarget, parse_model_list
 from tests.support.stack import running_services
 from visiondock.clients import RegistryClient
 from visiondock.settings import LOCAL_DEV_API_KEY
@@ -76,13 +77,13 @@ def served(client: TestClient) -> dict[str, dict[str, Any]]:
 
 
 def test_the_models_list_format() -> None:
-    assert parse_model_targets(" flowers, shelf@staging,faces:3,*@production ", default_alias="production") == [
-        ModelTarget("flowers", "production"), ModelTarget("shelf", "staging"), ModelTarget("faces", "production", 3),
-        ModelTarget("*", "production")]
+    assert parse_model_list(" flowers, shelf@staging,faces:3,*@production ", default_alias="production") == (
+        [ServedTarget("flowers", "production"), ServedTarget("shelf", "staging"), ServedTarget("faces", version=3)],
+        ["production"])
     for wrong, says in [("flowers@", "is not NAME"), ("a,a@staging", "twice"), ("*:2", "takes an alias"),
                         ("x:0", "start at 1"), ("../etc", "is not NAME")]:
         with pytest.raises(ValueError, match=says):
-            parse_model_targets(wrong, default_alias="production")
+            parse_model_list(wrong, default_alias="production")
     with pytest.raises(ValueError, match="first model"):
         ScoringSettings(scoring_model="shelf", scoring_models="flowers,shelf")
 
@@ -153,9 +154,10 @@ def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsA
         assert cached.stat().st_mtime_ns == written and len(list(cache.glob("*.onnx"))) == 1
 
 
-def test_nothing_to_discover_yet_is_not_ready_and_says_why(serve_models: ModelsApp) -> None:
+def test_nothing_to_discover_yet_is_ready_and_says_why(serve_models: ModelsApp) -> None:
+    # No model exists for the target yet: nothing to wait for, so a fresh install's `--wait` can finish.
     with serve_models("*@canary") as client:
-        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz").status_code == 200
         assert client.get("/v1/models").json()["models"] == []
         answer = client.post("/v1/predict", content=solid(RED))
         assert answer.status_code == 503 and "no registry model has the alias canary" in answer.json()["detail"]

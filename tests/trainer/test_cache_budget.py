@@ -1,5 +1,6 @@
 """The trainer cache stays within its budget: least recently used files go first, files used in
-the last hour and the backbone speed record stay, and a cache hit counts as a use."""
+the last hour and the backbone speed record stay, and a cache hit counts as a use. Only a directory
+the trainer made its cache (its marker file) is ever pruned."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.trainer.cache_budget import prune_cache
+from services.trainer.cache_budget import CACHE_MARKER, claim_cache_dir, prune_cache
 from services.trainer.features import FeatureCache
 
 DAY = 86400.0
@@ -26,6 +27,7 @@ def cached_file(root: Path, relative: str, size: int, age_days: float) -> Path:
 
 
 def test_the_least_recently_used_files_go_until_the_cache_is_under_its_cap(tmp_path: Path) -> None:
+    assert claim_cache_dir(tmp_path)
     oldest = cached_file(tmp_path, "features/aaaa/01/one.npy", 1000, age_days=9)
     older = cached_file(tmp_path, "models/lite0-trunk-224-f3.onnx", 3000, age_days=5)
     old = cached_file(tmp_path, "faces/bbbb/02/two.json", 1000, age_days=2)
@@ -44,6 +46,7 @@ def test_the_least_recently_used_files_go_until_the_cache_is_under_its_cap(tmp_p
 
 
 def test_files_used_in_the_last_hour_stay_over_the_cap(tmp_path: Path) -> None:
+    assert claim_cache_dir(tmp_path)
     old = cached_file(tmp_path, "features/aaaa/01/one.npy", 1000, age_days=3)
     recent = cached_file(tmp_path, "features/aaaa/02/two.npy", 4000, age_days=0.01)  # 15 minutes
 
@@ -55,6 +58,7 @@ def test_files_used_in_the_last_hour_stay_over_the_cap(tmp_path: Path) -> None:
 
 
 def test_a_volume_short_of_free_space_gives_up_the_oldest_files(tmp_path: Path) -> None:
+    assert claim_cache_dir(tmp_path)
     files = [cached_file(tmp_path, f"features/cccc/{i:02d}/{i}.npy", 4096, age_days=10 - i) for i in range(5)]
     recent = cached_file(tmp_path, "features/cccc/99/new.npy", 4096, age_days=0)
 
@@ -67,6 +71,7 @@ def test_a_volume_short_of_free_space_gives_up_the_oldest_files(tmp_path: Path) 
 
 
 def test_a_cache_hit_counts_as_a_use(tmp_path: Path) -> None:
+    assert claim_cache_dir(tmp_path)
     cache = FeatureCache(tmp_path, {"backbone": "efficientnet-lite0"})
     cache.put("a" * 64, np.ones(4))
     cache.put("b" * 64, np.zeros(4))
@@ -85,3 +90,23 @@ def test_a_cache_hit_counts_as_a_use(tmp_path: Path) -> None:
 def test_a_missing_cache_is_nothing_to_prune(tmp_path: Path) -> None:
     pruned = prune_cache(tmp_path / "never-made", max_bytes=0, min_free_bytes=0)
     assert (pruned.files, pruned.removed_files) == (0, 0)
+
+
+def test_a_directory_the_trainer_did_not_make_is_never_pruned(tmp_path: Path) -> None:
+    # Somebody's files, named as the cache by a setting or a flag: the budget must not delete them.
+    theirs = [cached_file(tmp_path / "home", f"photos/{i}.jpg", 4096, age_days=30) for i in range(3)]
+    assert not claim_cache_dir(tmp_path / "home")
+    pruned = prune_cache(tmp_path / "home", max_bytes=0, min_free_bytes=shutil.disk_usage(tmp_path).free + 10**9)
+    assert pruned.removed_files == 0 and all(path.exists() for path in theirs)
+    assert not (tmp_path / "home" / CACHE_MARKER).exists()
+
+
+def test_the_trainer_marks_the_cache_it_makes_and_one_an_earlier_trainer_made(tmp_path: Path) -> None:
+    assert claim_cache_dir(tmp_path / "new") and (tmp_path / "new" / CACHE_MARKER).is_file()
+    (tmp_path / "volume" / "lost+found").mkdir(parents=True)  # a fresh ext4 persistent volume
+    assert claim_cache_dir(tmp_path / "volume")
+    earlier = cached_file(tmp_path / "earlier", "features/aaaa/01/one.npy", 1000, age_days=9)
+    cached_file(tmp_path / "earlier", "feature-speed.json", 100, age_days=9)
+    assert claim_cache_dir(tmp_path / "earlier")
+    assert prune_cache(tmp_path / "earlier", max_bytes=0, min_free_bytes=0).removed_files == 1
+    assert not earlier.exists() and (tmp_path / "earlier" / CACHE_MARKER).is_file()

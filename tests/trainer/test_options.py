@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import typing
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from services.trainer.options import QUICK_DETECTION, OptionError, TrainingOptio
 from services.trainer.tasks import RunContext, task_for
 from services.trainer.tasks.classification import FaceTask, MultilabelTask
 from services.trainer.tasks.detection import DetectionTask
+from visiondock.job_contract import RUN_OPTIONS, InvalidOptionsError, trainer_argv
 from visiondock.vocabulary import ADVANCED, DETECTION
 
 
@@ -42,7 +44,7 @@ def run_on(project_type: str, options: TrainingOptions, tmp_path: Path) -> RunCo
 def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     assert parse_job("--project", "flowers") == parse_cli("flowers") == TrainingOptions(project="flowers")
     options = TrainingOptions(project="flowers")
-    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "linear", "auto", 0)
+    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "auto", "auto", 0)
     assert options.model_name == "flowers" and options.to_argv() == ["--project", "flowers"]
 
 
@@ -55,7 +57,8 @@ def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99", "--no-refit"],
     ["--evaluation", "cross-validation", "--head", "mlp", "--weight-decay", "0.001"],
     ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
-    ["--head", "auto", "--selection-budget", "45.5"],
+    ["--head", "linear", "--selection-budget", "45.5"],
+    ["--backbone", "efficientnet-lite1", "--selection-budget", "600.0"],
 ])
 def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
     options = parse_job("--project", "flowers", *argv)
@@ -94,8 +97,6 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     (["--mode", "advanced", "--epochs", "0"], "--epochs must be at least 1"),
     (["--target-precision", "0"], "--target-precision must be above 0"),
     (["--mode", "advanced", "--selection-budget", "60"], "--selection-budget is for classification in quick mode"),
-    (["--backbone", "efficientnet-lite1", "--selection-budget", "60"],
-     "--selection-budget chooses among backbones; it does nothing with --backbone efficientnet-lite1"),
     (["--selection-budget", "-1"], "--selection-budget must be at least 0"),
 ])
 def test_options_that_no_task_would_use_are_refused_at_once(argv: list[str], message: str,
@@ -117,6 +118,47 @@ def test_unknown_flags_and_bad_values_are_refused_by_both_parsers(argv: list[str
         assert exited.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["--registry-ur", "http://127.0.0.1:9"], ["--annotation-ur", "http://127.0.0.1:9"],
+                                  ["--cache", "/home/someone"], ["--run", "run-0123456789abcdef"],
+                                  ["--learning-rat", "0.1"], ["--no-int", "--mode", "quick"]])
+def test_both_parsers_refuse_abbreviations(argv: list[str]) -> None:
+    # A prefix of a flag is not that flag: a run's `registry_ur` must not become --registry-url.
+    for parser, head in ((job_parser(), ["--project", "p"]), (cli_parser(), ["train", "p"])):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*head, *argv])
+        assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        job_parser().parse_args(["--proj", "p"])
+
+
+def test_the_options_a_run_may_set_are_the_training_options() -> None:
+    # The registry builds a Job's command line from RUN_OPTIONS (it cannot import the trainer): it must
+    # offer exactly the training options, with the trainer's types, choices and flags.
+    hints = typing.get_type_hints(TrainingOptions)
+    training = {f.name: f for f in fields(TrainingOptions) if f.metadata[options._SPEC].kind == "training"}
+    assert set(RUN_OPTIONS) == set(training)
+    for name, run_option in RUN_OPTIONS.items():
+        spec = training[name].metadata[options._SPEC]
+        kind = next(t for t in typing.get_args(hints[name]) or (hints[name],) if t is not type(None))
+        assert run_option.type is kind, name
+        assert tuple(spec.choices or ()) == run_option.choices, name
+        assert run_option.off_flag == spec.off_flag, name
+    # Every value a run stores comes back as the same options through the Job's parser.
+    chosen = TrainingOptions(project="p", mode="advanced", epochs=3, int8=False, fp16=False, head="mlp", seed=2)
+    argv = trainer_argv(chosen.params())
+    assert parse_job("--project", "p", *argv) == chosen
+
+
+@pytest.mark.parametrize("params", [{"registry_ur": "http://127.0.0.1:9"}, {"cache": "/"}, {"proj": "other"},
+                                    {"run": "run-0123456789abcdef"}, {"registry_url": "http://x"},
+                                    {"cache_dir": "/"}, {"project": "other"}, {"api_key": "x"}, {"threads": 64},
+                                    {"mode": "--registry-url=http://x"}, {"epochs": "3 --cache-dir /"},
+                                    {"int8": "yes"}, {"epochs": 2.5}, {"seed": True}, {"learning_rate": float("nan")}])
+def test_a_runs_params_reach_the_trainer_only_as_training_options(params: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionsError):
+        trainer_argv(params)
+
+
 def test_python_callers_get_the_same_checks() -> None:
     with pytest.raises(TypeError):
         TrainingOptions(project="p", learning_rat=0.1)  # type: ignore[call-arg]
@@ -125,7 +167,7 @@ def test_python_callers_get_the_same_checks() -> None:
     with pytest.raises(OptionError, match="--fine-tune-stages"):
         TrainingOptions(project="p", fine_tune_stages=2)
     # At their default values, options never change anything, so they are never in the way.
-    assert TrainingOptions(project="p", fine_tune_stages=1, head="linear").chosen() == {}
+    assert TrainingOptions(project="p", fine_tune_stages=1, head="auto").chosen() == {}
 
 
 @pytest.mark.parametrize(("project_type", "options", "message"), [
@@ -134,6 +176,8 @@ def test_python_callers_get_the_same_checks() -> None:
     ("multiclass", {"epochs": 3}, "--epochs is for classification in advanced mode and detection; this run trains a "
                                   "multiclass model in quick mode"),
     ("multiclass", {"input_size": 256}, "--input-size is for detection; this run trains a multiclass model"),
+    ("multiclass", {"validation_fraction": 0.3}, "--validation-fraction is for classification in advanced mode and "
+                                                 "detection; this run trains a multiclass model in quick mode"),
     ("multilabel", {"target_precision": 0.9}, "--target-precision is for multiclass and the face preset"),
     (DETECTION, {"task_preset": "face"}, "the face preset trains from a multiclass project"),
     ("multilabel", {"task_preset": "face"}, "'p' is multilabel"),

@@ -47,7 +47,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "visiondock.secretName" -}}
-{{- default (printf "%s-credentials" (include "visiondock.fullname" .)) .Values.secrets.existingSecret }}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else if .Values.secrets.create }}
+{{- printf "%s-credentials" (include "visiondock.fullname" .) }}
+{{- else }}
+{{- fail "secrets: set secrets.existingSecret to the Secret with the keys (docs/deploy-aks.md, Keys), or secrets.create: true with secrets.componentKeys and secrets.runKeySecret" }}
+{{- end }}
 {{- end }}
 
 {{- define "visiondock.usesAzure" -}}
@@ -58,20 +64,89 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or (eq .Values.storage.blob.backend "local") (eq .Values.storage.documents.backend "sqlite") }}true{{- end }}
 {{- end }}
 
-{{/* Settings every VisionDock process reads (the non-secret ones live in the ConfigMap). */}}
-{{- define "visiondock.env" -}}
-- name: VISIONDOCK_API_KEYS
-  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" . }}, key: api-keys}}
-- name: VISIONDOCK_API_KEY
-  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" . }}, key: api-key}}
-{{- if and (eq .Values.storage.blob.backend "azure") (not .Values.storage.blob.accountUrl) }}
+{{/* What each component reaches, which decides its keys, credentials, identity and network policy.
+  Call with (dict "root" $ "component" "scoring"). */}}
+{{- define "visiondock.usesStorage" -}}
+{{- $c := .component }}
+{{- if has $c (list "annotation" "registry" "provision" "purge-captures") }}true
+{{- else if and (eq $c "scoring") (gt (float64 .root.Values.scoring.captureRate) 0.0) }}true
+{{- end }}
+{{- end }}
+
+{{/* Signs in to Azure as a workload identity: it reaches Azure storage and workload identity is on. */}}
+{{- define "visiondock.usesIdentity" -}}
+{{- if and .root.Values.azure.workloadIdentity.enabled (include "visiondock.usesAzure" .root) (include "visiondock.usesStorage" .) }}true{{- end }}
+{{- end }}
+
+{{- define "visiondock.clientId" -}}
+{{- $key := ternary "purgeCaptures" .component (eq .component "purge-captures") }}
+{{- $wi := .root.Values.azure.workloadIdentity }}
+{{- required (printf "azure.workloadIdentity.clientIds.%s (or clientId) is required with workload identity" $key) (default $wi.clientId (get $wi.clientIds $key)) }}
+{{- end }}
+
+{{/* A service account's workload-identity annotations, for a component that signs in to Azure. */}}
+{{- define "visiondock.identityAnnotations" -}}
+{{- if include "visiondock.usesIdentity" . }}
+azure.workload.identity/client-id: {{ include "visiondock.clientId" . | quote }}
+{{- with .root.Values.azure.workloadIdentity.tenantId }}
+azure.workload.identity/tenant-id: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Storage credentials from the Secret: only for a component that reaches storage, only without an identity. */}}
+{{- define "visiondock.storageEnv" -}}
+{{- $v := .root.Values }}
+{{- if include "visiondock.usesStorage" . }}
+{{- if and (eq $v.storage.blob.backend "azure") (not $v.storage.blob.accountUrl) }}
 - name: VISIONDOCK_AZURE_STORAGE_CONNECTION_STRING
-  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" . }}, key: azure-storage-connection-string}}
+  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" .root }}, key: azure-storage-connection-string}}
 {{- end }}
-{{- if and (eq .Values.storage.documents.backend "cosmos") (not .Values.azure.workloadIdentity.enabled) }}
+{{- if and (eq $v.storage.documents.backend "cosmos") (not $v.azure.workloadIdentity.enabled) }}
 - name: VISIONDOCK_COSMOS_KEY
-  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" . }}, key: cosmos-key}}
+  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" .root }}, key: cosmos-key}}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A service's keys: the entries it accepts (a file; no plain keys), the one key it presents, and for the
+  registry and the annotation service the secret that signs and checks run keys. */}}
+{{- define "visiondock.serviceKeyEnv" -}}
+- {name: VISIONDOCK_API_KEYS, value: ""}
+- {name: VISIONDOCK_API_KEYS_FILE, value: /etc/visiondock/keys/api-key-entries}
+- name: VISIONDOCK_API_KEY
+  valueFrom: {secretKeyRef: {name: {{ include "visiondock.secretName" .root }}, key: {{ .component }}-api-key}}
+{{- if has .component (list "annotation" "registry") }}
+- {name: VISIONDOCK_RUN_KEY_SECRET_FILE, value: /etc/visiondock/run-key/run-key-secret}
+{{- end }}
+{{- end }}
+
+{{- define "visiondock.serviceKeyMounts" -}}
+- {name: api-key-entries, mountPath: /etc/visiondock/keys, readOnly: true}
+{{- if has .component (list "annotation" "registry") }}
+- {name: run-key, mountPath: /etc/visiondock/run-key, readOnly: true}
+{{- end }}
+{{- end }}
+
+{{- define "visiondock.serviceKeyVolumes" -}}
+# 0440: the pod's group (fsGroup) reads them, nobody writes.
+- name: api-key-entries
+  secret:
+    secretName: {{ include "visiondock.secretName" .root }}
+    items: [{key: api-key-entries, path: api-key-entries}]
+    defaultMode: 288
+{{- if has .component (list "annotation" "registry") }}
+- name: run-key
+  secret:
+    secretName: {{ include "visiondock.secretName" .root }}
+    items: [{key: run-key-secret, path: run-key-secret}]
+    defaultMode: 288
+{{- end }}
+{{- end }}
+
+{{/* Jobs that call no service (the storage hook, purge-captures) present no key. */}}
+{{- define "visiondock.noKeyEnv" -}}
+- {name: VISIONDOCK_API_KEY, value: ""}
 {{- end }}
 
 {{/* The non-secret settings, as key: value lines (the ConfigMap's data, and the hook's env). */}}
@@ -94,6 +169,7 @@ VISIONDOCK_COSMOS_ENDPOINT: {{ . | quote }}
 VISIONDOCK_ANNOTATION_URL: {{ printf "http://%s-annotation:8080" $fullname | quote }}
 VISIONDOCK_REGISTRY_URL: {{ printf "http://%s-registry:8080" $fullname | quote }}
 VISIONDOCK_SCORING_URL: {{ printf "http://%s-scoring:8080" $fullname | quote }}
+VISIONDOCK_METRICS_PORT: {{ .Values.metrics.port | toString | quote }}
 {{- end }}
 
 {{/* Pod-level security: non-root, the runtime's default seccomp profile, group-owned volumes. */}}
@@ -116,16 +192,24 @@ capabilities: {drop: [ALL]}
 seccompProfile: {type: RuntimeDefault}
 {{- end }}
 
-{{/* Pod labels and annotations shared by every workload: workload identity, config checksums. */}}
+{{/* A pod's labels beyond its selector: the workload-identity label, only where it signs in to Azure. */}}
 {{- define "visiondock.podLabels" -}}
-{{- if .Values.azure.workloadIdentity.enabled }}
+{{- if include "visiondock.usesIdentity" . }}
 azure.workload.identity/use: "true"
 {{- end }}
 {{- end }}
 
+{{/* Checksums that roll the pods when their settings or keys change. The keys: the Secret the chart
+  makes, or the content of an existing Secret as `helm upgrade` reads it (empty where lookup reads
+  nothing), and secrets.revision. */}}
 {{- define "visiondock.configChecksum" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
-checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- if .Values.secrets.create }}
+checksum/secret: {{ printf "%s|%s" (include (print .Template.BasePath "/secret.yaml") .) .Values.secrets.revision | sha256sum }}
+{{- else }}
+{{- $existing := (lookup "v1" "Secret" .Release.Namespace (include "visiondock.secretName" .)).data | default dict }}
+checksum/secret: {{ printf "%s|%s" (toJson $existing) .Values.secrets.revision | sha256sum }}
+{{- end }}
 {{- end }}
 
 {{- define "visiondock.imagePullSecrets" -}}

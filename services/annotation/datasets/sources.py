@@ -2,15 +2,19 @@
 
 A zip archive comes from a stranger, so `ZipSource` refuses what could hurt before reading any
 member: too many entries, member names that leave the archive (`../`, absolute paths, drive
-letters), links, encrypted members, and sizes or compression ratios of a zip bomb. It never
-extracts to disk: members are read into memory one at a time, at most `max_member_bytes` each,
-and at most `max_total_bytes` in all (counted as read, whatever the headers claim).
+letters), links, encrypted members, and sizes or compression ratios of a zip bomb. The entry
+count and the size of the central directory are read from the end-of-central-directory record
+(and its ZIP64 form) and refused there, before Python's zipfile parses the directory into an
+object per entry (a million entries cost it half a gigabyte). It never extracts to disk: members
+are read into memory one at a time, at most `max_member_bytes` each, and at most
+`max_total_bytes` in all (counted as read, whatever the headers claim).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,8 @@ class ArchiveError(DatasetFormatError):
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_entries: int = 100_000
+    # The central directory: about 150 bytes an entry for dataset paths; zipfile parses it whole.
+    max_directory_bytes: int = 32 * 1024 * 1024
     max_member_bytes: int = 256 * 1024 * 1024  # a COCO file of a large dataset; images are far smaller
     max_total_bytes: int = 16 * 1024 * 1024 * 1024
     # Photos barely compress; text a lot. A bigger member that shrank more than this is a bomb.
@@ -58,10 +64,53 @@ class FolderSource(DatasetSource):
         return (self.root / path).read_bytes()
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory: signature, disks, entries, size, offset, comment
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the ZIP64 end record, disks
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")  # signature, size, versions, disks, entries (disk, total), size, offset
+_MAX_COMMENT = 0xFFFF
+
+
+def directory_extent(file: IO[bytes]) -> tuple[int, int]:
+    """(entries, bytes) of a zip archive's central directory, as its end records declare them;
+    ArchiveError when there are none. Reads at most 64 KiB from the end (and one ZIP64 record)."""
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    tail_start = max(0, size - _EOCD.size - _MAX_COMMENT)
+    file.seek(tail_start)
+    tail = file.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        raise ArchiveError("not a readable zip archive (no end of central directory)")
+    _, _, _, _, entries, directory_bytes, _, _ = _EOCD.unpack_from(tail, at)
+    locator_at = tail_start + at - _ZIP64_LOCATOR.size
+    if locator_at >= 0:
+        file.seek(locator_at)
+        locator = file.read(_ZIP64_LOCATOR.size)
+        if len(locator) == _ZIP64_LOCATOR.size and locator[:4] == b"PK\x06\x07":
+            _, _, record_at, _ = _ZIP64_LOCATOR.unpack(locator)
+            file.seek(record_at)
+            record = file.read(_ZIP64_EOCD.size)
+            if len(record) < _ZIP64_EOCD.size or record[:4] != b"PK\x06\x06":
+                raise ArchiveError("not a readable zip archive (a broken ZIP64 end record)")
+            _, _, _, _, _, _, _, entries, directory_bytes, _ = _ZIP64_EOCD.unpack(record)
+    return entries, directory_bytes
+
+
 class ZipSource(DatasetSource):
     def __init__(self, file: IO[bytes], limits: ArchiveLimits | None = None) -> None:
         self.limits = limits or ArchiveLimits()
         try:
+            entries, directory_bytes = directory_extent(file)
+        except (OSError, ValueError, struct.error) as exc:
+            raise ArchiveError(f"not a readable zip archive ({exc})") from None
+        if entries > self.limits.max_entries:
+            raise ArchiveError(f"the archive lists {entries:,} entries; the limit is {self.limits.max_entries:,}",
+                               too_large=True)
+        if directory_bytes > self.limits.max_directory_bytes:
+            raise ArchiveError(f"the archive's directory is {directory_bytes:,} bytes; the limit is "
+                               f"{self.limits.max_directory_bytes:,}", too_large=True)
+        try:
+            file.seek(0)
             self.archive = zipfile.ZipFile(file)
             infos = self.archive.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:

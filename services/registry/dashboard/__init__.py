@@ -3,7 +3,8 @@ person types in (kept in the tab's session storage). Served without a key, since
 data; every number on it comes from an authenticated API call.
 
 Charts are drawn by `assets/charts.js`, a small SVG module of our own, so the page needs
-nothing from the internet.
+nothing from the internet. The page code it shares with the labeling app (`api()`, `h()`,
+formatting, the key in the tab) is `visiondock/pages/common.js`, served at `/dashboard/common/`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from visiondock.errors import NotFound
+from visiondock.pages import shared_page_file
 
 ASSETS = Path(__file__).parent / "assets"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -36,3 +38,8 @@ def dashboard_asset(name: str) -> FileResponse:
     if "/" in name or "\\" in name or name.startswith(".") or path.suffix not in MEDIA_TYPES or not path.is_file():
         raise NotFound(f"the dashboard has no file {name!r}")
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=HEADERS)
+
+
+@router.get("/dashboard/common/{name}")
+def dashboard_common(name: str) -> FileResponse:
+    return shared_page_file(name)

@@ -1,38 +1,8 @@
-// The annotation API (and the registry through /app/registry) with the key kept in session storage.
+// The annotation API (and the registry through /app/registry): paths, images and tags of a project.
+// The calls themselves, the key and ApiError are the page code shared with the dashboard (common.js).
+import { api } from "/app/common/common.js";
 
-const KEY = "visiondock.apiKey";
-
-export const session = {
-  get key() { return sessionStorage.getItem(KEY); },
-  set(key) { sessionStorage.setItem(KEY, key); },
-  clear() { sessionStorage.removeItem(KEY); },
-};
-
-export class ApiError extends Error {
-  constructor(status, detail, code) {
-    super(detail);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-export async function api(path, { method = "GET", json, body, headers = {} } = {}) {
-  const sent = { "X-API-Key": session.key || "", ...headers };
-  let payload = body;
-  if (json !== undefined) {
-    sent["Content-Type"] = "application/json";
-    payload = JSON.stringify(json);
-  }
-  const response = await fetch(path, { method, headers: sent, body: payload });
-  if (response.status === 204) return null;
-  const type = response.headers.get("content-type") || "";
-  const data = type.includes("json") ? await response.json() : await response.blob();
-  if (!response.ok) {
-    if (response.status === 401) window.dispatchEvent(new CustomEvent("signed-out"));
-    throw new ApiError(response.status, (data && data.detail) || response.statusText, data && data.code);
-  }
-  return data;
-}
+export { ApiError, api, session } from "/app/common/common.js";
 
 export const registry = (path, options) => api(`/app/registry${path}`, options);
 
@@ -43,7 +13,10 @@ const urls = new Map();
 
 export async function imageUrl(path) {
   if (!urls.has(path)) {
-    urls.set(path, api(path).then((blob) => URL.createObjectURL(blob)));
+    urls.set(
+      path,
+      api(path).then((blob) => URL.createObjectURL(blob)),
+    );
   }
   try {
     return await urls.get(path);

@@ -1,10 +1,11 @@
 // The labeling app: sign-in, projects, and a hash router over the project's views.
 import { api, session } from "./api.js";
-import { h, say, fail } from "./ui.js";
 import { imagesView } from "./images.js";
 import { labelerView } from "./labeler.js";
+import { datasetView, deleteProject, tagsView } from "./projects.js";
 import { reviewView } from "./review.js";
 import { trainingView } from "./training.js";
+import { fail, h, say } from "./ui.js";
 
 const main = document.getElementById("main");
 let cleanup = () => {};
@@ -12,82 +13,178 @@ let cleanup = () => {};
 function signInView() {
   const input = h("input", { id: "api-key", type: "password", autocomplete: "current-password", required: true });
   const error = h("p", { class: "error", role: "alert" });
-  const form = h("form", { class: "card narrow", onsubmit: async (event) => {
-    event.preventDefault();
-    const key = input.value.trim();
-    try {
-      const answer = await fetch("/v1/projects?limit=1", { headers: { "X-API-Key": key } });
-      if (answer.status === 401) { error.textContent = "That API key was not accepted."; return; }
-      if (!answer.ok) throw new Error((await answer.json()).detail);
-      session.set(key);
-      location.hash = "#/projects";
-      route();
-    } catch (e) {
-      error.textContent = e.message;
-    }
-  } },
+  const form = h(
+    "form",
+    {
+      class: "card narrow",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const key = input.value.trim();
+        try {
+          const answer = await fetch("/v1/projects?limit=1", { headers: { "X-API-Key": key } });
+          if (answer.status === 401) {
+            error.textContent = "That API key was not accepted.";
+            return;
+          }
+          if (!answer.ok) throw new Error((await answer.json()).detail);
+          session.set(key);
+          location.hash = "#/projects";
+          route();
+        } catch (e) {
+          error.textContent = e.message;
+        }
+      },
+    },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Use an API key of this VisionDock deployment. It is kept in this tab only and forgotten when the tab closes."),
-    h("label", { for: "api-key" }, "API key"), input,
-    h("button", { type: "submit", class: "primary" }, "Sign in"), error);
+    h(
+      "p",
+      {},
+      "Use an API key of this VisionDock deployment. It is kept in this tab only and forgotten when the tab closes.",
+    ),
+    h("label", { for: "api-key" }, "API key"),
+    input,
+    h("button", { type: "submit", class: "primary" }, "Sign in"),
+    error,
+  );
   main.replaceChildren(form);
   input.focus();
 }
 
 async function projectsView() {
   const list = h("tbody");
-  const table = h("table", { class: "projects" },
+  const table = h(
+    "table",
+    { class: "projects" },
     h("caption", {}, "Projects"),
-    h("thead", {}, h("tr", {}, ["Project", "Type", "Images", "Labeled", "Description"].map((c) => h("th", { scope: "col" }, c)))),
-    list);
-  const id = h("input", { id: "new-id", required: true, pattern: "[a-z0-9][a-z0-9\\-]{0,62}", placeholder: "shelf-products" });
-  const type = h("select", { id: "new-type" }, ["multiclass", "multilabel", "detection"].map((t) => h("option", { value: t }, t)));
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ["Project", "Type", "Images", "Labeled", "Description"].map((c) => h("th", { scope: "col" }, c)),
+        h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
+      ),
+    ),
+    list,
+  );
+  const id = h("input", {
+    id: "new-id",
+    required: true,
+    pattern: "[a-z0-9][a-z0-9\\-]{0,62}",
+    placeholder: "shelf-products",
+  });
+  const type = h(
+    "select",
+    { id: "new-type" },
+    ["multiclass", "multilabel", "detection"].map((t) => h("option", { value: t }, t)),
+  );
   const tags = h("input", { id: "new-tags", placeholder: "rose, tulip, daisy" });
   const description = h("input", { id: "new-description" });
-  const form = h("form", { class: "card", onsubmit: async (event) => {
-    event.preventDefault();
-    try {
-      const names = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
-      await api("/v1/projects", { method: "POST", json: { id: id.value.trim(), type: type.value, tags: names, description: description.value } });
-      say(`Project ${id.value} created.`);
-      location.hash = `#/p/${id.value.trim()}/images`;
-    } catch (e) { fail(e); }
-  } },
+  const form = h(
+    "form",
+    {
+      class: "card",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const names = tags.value
+            .split(",")
+            .map((t) => t.trim())
+            .filter(Boolean);
+          await api("/v1/projects", {
+            method: "POST",
+            json: { id: id.value.trim(), type: type.value, tags: names, description: description.value },
+          });
+          say(`Project ${id.value} created.`);
+          location.hash = `#/p/${id.value.trim()}/images`;
+        } catch (e) {
+          fail(e);
+        }
+      },
+    },
     h("h2", {}, "New project"),
-    h("div", { class: "fields" },
-      h("label", { for: "new-id" }, "Id (lowercase, digits, -)"), id,
-      h("label", { for: "new-type" }, "Type"), type,
-      h("label", { for: "new-tags" }, "Tags (comma-separated)"), tags,
-      h("label", { for: "new-description" }, "Description"), description),
-    h("button", { type: "submit", class: "primary" }, "Create project"));
+    h(
+      "div",
+      { class: "fields" },
+      h("label", { for: "new-id" }, "Id (lowercase, digits, -)"),
+      id,
+      h("label", { for: "new-type" }, "Type"),
+      type,
+      h("label", { for: "new-tags" }, "Tags (comma-separated)"),
+      tags,
+      h("label", { for: "new-description" }, "Description"),
+      description,
+    ),
+    h("button", { type: "submit", class: "primary" }, "Create project"),
+  );
   main.replaceChildren(h("h1", {}, "Projects"), table, form);
   try {
     const projects = (await api("/v1/projects?limit=1000")).data;
-    if (!projects.length) list.append(h("tr", {}, h("td", { colspan: 5 }, "No projects yet: create one below.")));
+    if (!projects.length) list.append(h("tr", {}, h("td", { colspan: 6 }, "No projects yet: create one below.")));
     for (const p of projects) {
       const images = h("td", {}, "…");
       const labeled = h("td", {}, "…");
-      list.append(h("tr", {}, h("td", {}, h("a", { href: `#/p/${p.id}/images` }, p.id)), h("td", {}, p.type), images, labeled,
-        h("td", {}, p.description)));
-      api(`/v1/projects/${p.id}/stats`).then((s) => {
-        images.textContent = s.image_count;
-        labeled.textContent = s.labeled_count;
-      }).catch(fail);
+      list.append(
+        h(
+          "tr",
+          {},
+          h("td", {}, h("a", { href: `#/p/${p.id}/images` }, p.id)),
+          h("td", {}, p.type),
+          images,
+          labeled,
+          h("td", {}, p.description),
+          h(
+            "td",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                class: "danger",
+                "aria-label": `Delete project ${p.id}`,
+                onclick: async () => (await deleteProject(p.id)) && projectsView(),
+              },
+              "Delete…",
+            ),
+          ),
+        ),
+      );
+      api(`/v1/projects/${p.id}/stats`)
+        .then((s) => {
+          images.textContent = s.image_count;
+          labeled.textContent = s.labeled_count;
+        })
+        .catch(fail);
     }
-  } catch (e) { fail(e); }
+  } catch (e) {
+    fail(e);
+  }
 }
 
 function projectNav(project, current) {
   const nav = document.getElementById("project-nav");
-  if (!project) { nav.replaceChildren(); return; }
-  const link = (view, text) => h("a", { href: `#/p/${project}/${view}`, "aria-current": current === view ? "page" : false }, text);
-  nav.replaceChildren(h("span", { class: "project-name" }, project), link("images", "Images"), link("review", "Review queue"),
-    link("training", "Training"));
+  if (!project) {
+    nav.replaceChildren();
+    return;
+  }
+  const link = (view, text) =>
+    h("a", { href: `#/p/${project}/${view}`, "aria-current": current === view ? "page" : false }, text);
+  nav.replaceChildren(
+    h("span", { class: "project-name" }, project),
+    link("images", "Images"),
+    link("tags", "Tags"),
+    link("data", "Import / export"),
+    link("review", "Review queue"),
+    link("training", "Training"),
+  );
 }
 
 const routes = [
   [/^#\/p\/([^/]+)\/images$/, (m) => imagesView(main, m[1]), "images"],
   [/^#\/p\/([^/]+)\/label\/([0-9a-f]+)$/, (m) => labelerView(main, m[1], m[2]), "images"],
+  [/^#\/p\/([^/]+)\/tags$/, (m) => tagsView(main, m[1]), "tags"],
+  [/^#\/p\/([^/]+)\/data$/, (m) => datasetView(main, m[1]), "data"],
   [/^#\/p\/([^/]+)\/review$/, (m) => reviewView(main, m[1]), "review"],
   [/^#\/p\/([^/]+)\/training$/, (m) => trainingView(main, m[1]), "training"],
 ];
@@ -97,7 +194,11 @@ async function route() {
   cleanup = () => {};
   say("");
   document.getElementById("sign-out").hidden = !session.key;
-  if (!session.key) { projectNav(null); signInView(); return; }
+  if (!session.key) {
+    projectNav(null);
+    signInView();
+    return;
+  }
   for (const [pattern, view, tab] of routes) {
     const match = location.hash.match(pattern);
     if (match) {
@@ -115,6 +216,9 @@ document.getElementById("sign-out").addEventListener("click", () => {
   location.hash = "";
   route();
 });
-window.addEventListener("signed-out", () => { session.clear(); route(); });
+window.addEventListener("signed-out", () => {
+  session.clear();
+  route();
+});
 window.addEventListener("hashchange", route);
 route();

@@ -1,19 +1,6 @@
-// Small DOM helpers shared by the views.
+// The status line the views speak through; h() and percent() come from the shared page code.
 
-export function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "class") node.className = value;
-    else if (key === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null && child !== false) node.append(child);
-  }
-  return node;
-}
+export { h, percent } from "/app/common/common.js";
 
 export function say(message, kind = "info") {
   const status = document.getElementById("status");
@@ -24,5 +11,3 @@ export function say(message, kind = "info") {
 export function fail(error) {
   say(error.message || String(error), "error");
 }
-
-export const percent = (x) => `${Math.round(x * 1000) / 10}%`;

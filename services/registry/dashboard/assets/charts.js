@@ -4,8 +4,20 @@
 // data-value, so what is drawn can be read back.
 
 const SVG = "http://www.w3.org/2000/svg";
-export const PALETTE = ["#2f6fdd", "#e8590c", "#2b8a3e", "#c2255c", "#7048e8", "#0b7285", "#f08c00",
-  "#5c940d", "#a61e4d", "#364fc7", "#087f5b", "#862e9c"];
+export const PALETTE = [
+  "#2f6fdd",
+  "#e8590c",
+  "#2b8a3e",
+  "#c2255c",
+  "#7048e8",
+  "#0b7285",
+  "#f08c00",
+  "#5c940d",
+  "#a61e4d",
+  "#364fc7",
+  "#087f5b",
+  "#862e9c",
+];
 
 function svgElement(name, attributes = {}, text = null) {
   const element = document.createElementNS(SVG, name);
@@ -26,16 +38,51 @@ function ticks(low, high, count = 5) {
 
 function frame(width, height, margin, xDomain, yDomain, xLabel, yLabel) {
   const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
-  const x = (v) => margin.left + ((v - xDomain[0]) / (xDomain[1] - xDomain[0] || 1)) * (width - margin.left - margin.right);
-  const y = (v) => height - margin.bottom - ((v - yDomain[0]) / (yDomain[1] - yDomain[0] || 1)) * (height - margin.top - margin.bottom);
+  const x = (v) =>
+    margin.left + ((v - xDomain[0]) / (xDomain[1] - xDomain[0] || 1)) * (width - margin.left - margin.right);
+  const y = (v) =>
+    height -
+    margin.bottom -
+    ((v - yDomain[0]) / (yDomain[1] - yDomain[0] || 1)) * (height - margin.top - margin.bottom);
   for (const tick of ticks(...yDomain)) {
-    svg.append(svgElement("line", { class: "grid-line", x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }));
-    svg.append(svgElement("text", { x: margin.left - 6, y: y(tick) + 4, "text-anchor": "end" }, format(tick, yDomain[1] - yDomain[0] > 5 ? 0 : 2)));
+    svg.append(
+      svgElement("line", { class: "grid-line", x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }),
+    );
+    svg.append(
+      svgElement(
+        "text",
+        { x: margin.left - 6, y: y(tick) + 4, "text-anchor": "end" },
+        format(tick, yDomain[1] - yDomain[0] > 5 ? 0 : 2),
+      ),
+    );
   }
-  svg.append(svgElement("line", { class: "axis", x1: margin.left, x2: margin.left, y1: margin.top, y2: height - margin.bottom }));
-  svg.append(svgElement("line", { class: "axis", x1: margin.left, x2: width - margin.right, y1: height - margin.bottom, y2: height - margin.bottom }));
-  if (xLabel) svg.append(svgElement("text", { x: (width + margin.left) / 2, y: height - 4, "text-anchor": "middle" }, xLabel));
-  if (yLabel) svg.append(svgElement("text", { x: 12, y: (height - margin.bottom + margin.top) / 2, "text-anchor": "middle", transform: `rotate(-90 12 ${(height - margin.bottom + margin.top) / 2})` }, yLabel));
+  svg.append(
+    svgElement("line", { class: "axis", x1: margin.left, x2: margin.left, y1: margin.top, y2: height - margin.bottom }),
+  );
+  svg.append(
+    svgElement("line", {
+      class: "axis",
+      x1: margin.left,
+      x2: width - margin.right,
+      y1: height - margin.bottom,
+      y2: height - margin.bottom,
+    }),
+  );
+  if (xLabel)
+    svg.append(svgElement("text", { x: (width + margin.left) / 2, y: height - 4, "text-anchor": "middle" }, xLabel));
+  if (yLabel)
+    svg.append(
+      svgElement(
+        "text",
+        {
+          x: 12,
+          y: (height - margin.bottom + margin.top) / 2,
+          "text-anchor": "middle",
+          transform: `rotate(-90 12 ${(height - margin.bottom + margin.top) / 2})`,
+        },
+        yLabel,
+      ),
+    );
   return { svg, x, y };
 }
 
@@ -67,23 +114,54 @@ export function lineChart({ series, xDomain, yDomain, xLabel, yLabel, width = 52
   yDomain = yDomain || [Math.min(...allY, 0), Math.max(...allY, 1)];
   const { svg, x, y } = frame(width, height, margin, xDomain, yDomain, xLabel, yLabel);
   for (const [tick] of [[xDomain[0]], [xDomain[1]]]) {
-    svg.append(svgElement("text", { x: x(tick), y: height - margin.bottom + 14, "text-anchor": "middle" }, format(tick, xDomain[1] - xDomain[0] > 5 ? 0 : 2)));
+    svg.append(
+      svgElement(
+        "text",
+        { x: x(tick), y: height - margin.bottom + 14, "text-anchor": "middle" },
+        format(tick, xDomain[1] - xDomain[0] > 5 ? 0 : 2),
+      ),
+    );
   }
   series.forEach((s, i) => {
     const color = s.color || PALETTE[i % PALETTE.length];
     const path = s.points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
-    const line = svgElement("path", { d: path, fill: "none", stroke: color, "stroke-width": 2, "data-series": s.name, ...(s.dashed ? { "stroke-dasharray": "5 4" } : {}) });
+    const line = svgElement("path", {
+      d: path,
+      fill: "none",
+      stroke: color,
+      "stroke-width": 2,
+      "data-series": s.name,
+      ...(s.dashed ? { "stroke-dasharray": "5 4" } : {}),
+    });
     line.append(svgElement("title", {}, s.legend || s.name));
     svg.append(line);
     if (dots) {
       for (const [px, py] of s.points) {
-        const dot = svgElement("circle", { cx: x(px), cy: y(py), r: s.points.length > 30 ? 1.5 : 3, fill: color, "data-series": s.name, "data-x": px, "data-value": py });
+        const dot = svgElement("circle", {
+          cx: x(px),
+          cy: y(py),
+          r: s.points.length > 30 ? 1.5 : 3,
+          fill: color,
+          "data-series": s.name,
+          "data-x": px,
+          "data-value": py,
+        });
         dot.append(svgElement("title", {}, `${s.name} ${xLabel || "x"} ${format(px, 2)}: ${format(py)}`));
         svg.append(dot);
       }
     }
   });
-  container.append(svg, legend(series.map((s, i) => ({ name: s.name, label: s.legend || s.name, value: s.value, color: s.color || PALETTE[i % PALETTE.length] }))));
+  container.append(
+    svg,
+    legend(
+      series.map((s, i) => ({
+        name: s.name,
+        label: s.legend || s.name,
+        value: s.value,
+        color: s.color || PALETTE[i % PALETTE.length],
+      })),
+    ),
+  );
   return container;
 }
 
@@ -100,16 +178,36 @@ export function barChart({ categories, series, yDomain, yLabel, width = 520, hei
   categories.forEach((category, c) => {
     const left = margin.left + c * band + band * 0.1;
     const label = category.length > 12 ? `${category.slice(0, 11)}…` : category;
-    svg.append(svgElement("text", { x: left + band * 0.4, y: height - margin.bottom + 14, "text-anchor": "middle" }, label));
+    svg.append(
+      svgElement("text", { x: left + band * 0.4, y: height - margin.bottom + 14, "text-anchor": "middle" }, label),
+    );
     series.forEach((s, i) => {
       const value = s.values[c];
       if (value === null || value === undefined) return;
       const top = y(Math.max(value, yDomain[0]));
-      const rect = svgElement("rect", { x: left + i * bar, y: top, width: Math.max(bar - 2, 1), height: Math.max(y(yDomain[0]) - top, 0), fill: s.color || PALETTE[i % PALETTE.length], "data-series": s.name, "data-category": category, "data-value": value });
+      const rect = svgElement("rect", {
+        x: left + i * bar,
+        y: top,
+        width: Math.max(bar - 2, 1),
+        height: Math.max(y(yDomain[0]) - top, 0),
+        fill: s.color || PALETTE[i % PALETTE.length],
+        "data-series": s.name,
+        "data-category": category,
+        "data-value": value,
+      });
       rect.append(svgElement("title", {}, `${category} ${s.name}: ${format(value)}`));
       svg.append(rect);
     });
   });
-  container.append(svg, legend(series.map((s, i) => ({ name: s.name, label: s.legend || s.name, color: s.color || PALETTE[i % PALETTE.length] }))));
+  container.append(
+    svg,
+    legend(
+      series.map((s, i) => ({
+        name: s.name,
+        label: s.legend || s.name,
+        color: s.color || PALETTE[i % PALETTE.length],
+      })),
+    ),
+  );
   return container;
 }
