@@ -36,7 +36,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from cli.version_summary import estimate_text, print_checks, print_selection, short_estimate, variant_text
+from cli.version_summary import (
+    detection_notes,
+    estimate_text,
+    print_checks,
+    print_selection,
+    short_estimate,
+    variant_text,
+)
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
 from visiondock.timeutil import duration
@@ -260,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.task == DETECTION:
         print(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
               f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
-        for line in detection_estimate_lines(metrics):
+        for line in filter(None, [estimate_text(metrics), *detection_notes(metrics)]):
             print(f"  {line}")
         errors = metrics.get("errors", {}).get("per_class", {})
         print(f"  {'class':<24}{'AP@0.5':>8}{'AP@.5:.95':>10}{'precision':>10}{'recall':>8}{'boxes':>7}"
@@ -303,23 +310,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  no face found in {item['filename']} ({item['split']})")
     print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
     return 0
-
-
-def detection_estimate_lines(metrics: dict[str, Any]) -> list[str]:
-    """What a detection version expects on new photos, with the interval and what it rests on."""
-    lines = []
-    estimate = metrics.get("estimate")
-    if estimate and estimate["map_50"]["value"] is not None:
-        figures = [f"{name} {estimate[key]['value']:.3f} ({estimate['confidence']:.0%} interval "
-                   f"{estimate[key]['low']:.3f}-{estimate[key]['high']:.3f})"
-                   for key, name in (("map_50", "mAP@0.5"), ("map_50_95", "mAP@[.5:.95]"))
-                   if estimate[key]["value"] is not None]
-        lines.append(f"expected on new photos: {', '.join(figures)}; {estimate['method']} of the "
-                     f"{estimate['image_count']} {estimate['source']} images ({estimate['box_count']} boxes)")
-    note = metrics.get("threshold_selection", {}).get("note")
-    if note:
-        lines.append(f"note: {note}")
-    return lines
 
 
 def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> int:
@@ -383,11 +373,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if args.model:
             for version in client.list_versions(args.model[0]):
                 metrics = version.get("metrics", {})
-                if version["task"] == DETECTION:
-                    value = metrics.get("map_50")
-                    shown = f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
-                else:
-                    shown = f"accuracy {short_estimate(metrics)}"
+                shown = short_estimate(metrics)
                 variants = ",".join(sorted(version.get("variants", {}))) or "-"
                 print(f"{version['version']:>4}  {version['task']:<11} {shown:<36} variants {variants:<9} "
                       f"{version['created_at']}")
@@ -404,10 +390,16 @@ def _show_version(args: argparse.Namespace, model: str, number: int) -> int:
         version = client.get_version(model, number)
     metrics, params = version.get("metrics", {}), version.get("params", {})
     backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
-    print(f"{model} version {number}: {version['task']}, {backbones}{' with flip' if params.get('flip') else ''}, "
-          f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
+    if version["task"] == DETECTION:
+        built = f"{params.get('architecture', 'detector')} on {backbones}, {params.get('epochs_run', '?')} epochs"
+    else:
+        built = f"{backbones}{' with flip' if params.get('flip') else ''}, {params.get('head', '?')} head"
+    print(f"{model} version {number}: {version['task']}, {built}, {params.get('mode', '?')} mode; registered "
+          f"{version['created_at']}")
     estimate = estimate_text(metrics)
     print(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")
+    for note in detection_notes(metrics):
+        print(f"  {note}")
     print_selection(params)
     for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
         if variant in metrics:

@@ -15,26 +15,51 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _figure(metric: str, value: float | None) -> str:
+    """Accuracy as a percentage; mAP (a detector's) as the number it is conventionally given as."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if metric.startswith("mAP") else percent(value)
+
+
 def estimate_text(metrics: dict[str, Any]) -> str | None:
-    """'expected accuracy on new photos 97.9 % (95 % interval 96.6-98.7 %) from 720 images, out-of-fold'."""
+    """'expected accuracy on new photos 97.9 % (95 % interval 96.6-98.7 %) from 720 images, out-of-fold';
+    for a detector its mAP@0.5 and mAP@[.5:.95] with their intervals and the boxes counted."""
     found = metrics.get("estimate")
-    if not found:
+    if not found or found.get("value") is None:
         return None
+    metric = found["metric"]
     low, high = found["interval"]
     source = {"out-of-fold": "out-of-fold predictions of repeated cross-validation",
               "held-out": "held-out test images"}.get(found["source"], found["source"])
-    return (f"expected {found['metric']} on new photos {percent(found['value'])} (95 % interval {percent(low)}-"
-            f"{percent(high)}) from {found['images']} images ({source})")
+    text = (f"expected {metric} on new photos {_figure(metric, found['value'])} (95 % interval "
+            f"{_figure(metric, low)}-{_figure(metric, high)})")
+    coco = found.get("map_50_95")
+    if coco and coco.get("value") is not None:
+        text += (f", mAP@[.5:.95] {_figure(metric, coco['value'])} (95 % interval {_figure(metric, coco['low'])}-"
+                 f"{_figure(metric, coco['high'])})")
+    boxes = f", {found['boxes']} boxes" if "boxes" in found else ""
+    return f"{text} from {found['images']} images{boxes} ({source})"
 
 
 def short_estimate(metrics: dict[str, Any]) -> str:
-    """'97.9 % [96.6-98.7] n=720' for one row of a version list."""
+    """'accuracy 97.9 % [96.6-98.7] n=720' (or 'mAP@0.5 0.931 [0.88-0.97] n=9') for one row of a version list."""
     found = metrics.get("estimate")
-    if not found:
-        value = metrics.get("accuracy")
-        return f"{percent(value)} (no interval)" if isinstance(value, float) else "-"
+    if not found or found.get("value") is None:
+        value = metrics.get("accuracy", metrics.get("map_50"))
+        name = "accuracy" if "accuracy" in metrics else "mAP@0.5"
+        return f"{name} {_figure(name, value)} (no interval)" if isinstance(value, float) else f"{name} -"
+    metric = found["metric"]
     low, high = found["interval"]
-    return f"{percent(found['value'])} [{low:.1%}-{high:.1%}] n={found['images']}"
+    if metric.startswith("mAP"):
+        return f"{metric} {found['value']:.3f} [{low:.3f}-{high:.3f}] n={found['images']}"
+    return f"{metric} {percent(found['value'])} [{low:.1%}-{high:.1%}] n={found['images']}"
+
+
+def detection_notes(metrics: dict[str, Any]) -> list[str]:
+    """What a detection version's figures rest on beyond the estimate (its served threshold's choice)."""
+    note = metrics.get("threshold_selection", {}).get("note")
+    return [f"note: {note}"] if note else []
 
 
 def print_selection(params: dict[str, Any], say: Say = print, *, limit: int | None = None) -> None:

@@ -140,8 +140,13 @@ def map_estimate(results: list[ImageResult], label_count: int, *, source: str, r
     for column, name, value in ((0, "map_50", map50), (1, "map_50_95", map_all)):
         low, high = _interval(samples[:, column]) if count else (None, None)
         estimate[name] = {"value": None if np.isnan(value) else round(value, 4), "low": low, "high": high}
-    return {**estimate, "confidence": CONFIDENCE, "method": "bootstrap over images", "resamples": resamples,
-            "source": source, "image_count": count, "box_count": int(sum(len(r.true_boxes) for r in results))}
+    boxes = int(sum(len(r.true_boxes) for r in results))
+    headline = estimate["map_50"]
+    # The headline in the shape every task's estimate has (metric, value, interval, images, source), so a
+    # detection version reads like a classifier; mAP@[.5:.95] and the counts beside it.
+    return {"metric": "mAP@0.5", "value": headline["value"], "interval": [headline["low"], headline["high"]],
+            "images": count, "boxes": boxes, **estimate, "confidence": CONFIDENCE, "method": "bootstrap over images",
+            "resamples": resamples, "source": source, "image_count": count, "box_count": boxes}
 
 
 def map_difference(reference: list[ImageResult], other: list[ImageResult], label_count: int, *,

@@ -370,8 +370,9 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     estimate = metrics["estimate"]
     assert estimate["map_50"]["value"] == pytest.approx(metrics["map_50"], abs=1e-4)
     assert estimate["map_50"]["low"] <= estimate["map_50"]["value"] <= estimate["map_50"]["high"]
-    assert (estimate["image_count"], estimate["source"], estimate["confidence"]) == (metrics["test_count"], "test",
-                                                                                     0.95)
+    assert (estimate["images"], estimate["source"], estimate["confidence"]) == (metrics["test_count"], "held-out",
+                                                                                0.95)
+    assert (estimate["metric"], estimate["value"]) == ("mAP@0.5", estimate["map_50"]["value"])
     # Per class: AP at both IoU criteria, box counts, PR curves and the error breakdown, whose boxes add up.
     for label in ("disc", "block"):
         row, errors = metrics["per_class"][label], metrics["errors"]["per_class"][label]

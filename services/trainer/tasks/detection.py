@@ -230,7 +230,7 @@ class DetectionTask(Task[DetectionData, TrainedDetector]):
             row["f1"] = _f1(row["precision"], row["recall"])
         metrics["test_count"] = len(test)
         metrics["threshold_selection"] = {**selection, "minimum_images": MIN_VALIDATION_IMAGES}
-        metrics["estimate"] = map_estimate(results, len(fitted.label_names), source="test",
+        metrics["estimate"] = map_estimate(results, len(fitted.label_names), source="held-out",
                                            seed=self.options.seed)
         metrics["pr_curves"] = detection_pr_curves(results, fitted.label_names)
         metrics["errors"] = error_breakdown(results, fitted.label_names, score_threshold=score)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cli.version_summary import estimate_text, short_estimate, variant_text
 from services.trainer.detection_evaluation import detection_pr_curves, error_breakdown, map_difference, map_estimate
 from services.trainer.evaluation import ImageResult, detection_metrics
 
@@ -110,3 +111,29 @@ def test_each_error_is_counted_once_under_its_tide_type() -> None:
     # Found boxes agree with the metrics' recall at the same threshold.
     recall = detection_metrics([image], ["egg", "milk"], score_threshold=0.5)["per_class"]["egg"]["recall"]
     assert recall == egg["found"] / egg["boxes"]
+
+
+def test_a_detection_estimate_reads_like_a_classifiers_and_the_command_line_prints_it() -> None:
+    # One shape for every task (metric, value, interval, images, source), so `visiondock models` and the
+    # dashboard read a detection version as they read a classifier; mAP printed as a number, not a percentage.
+    results = random_results(np.random.default_rng(6), 20)
+    estimate = map_estimate(results, 3, source="held-out", resamples=300)
+    assert estimate["metric"] == "mAP@0.5" and estimate["images"] == 20 and estimate["source"] == "held-out"
+    assert estimate["value"] == estimate["map_50"]["value"]
+    assert estimate["interval"] == [estimate["map_50"]["low"], estimate["map_50"]["high"]]
+    assert estimate["boxes"] == estimate["box_count"]
+    text = estimate_text({"estimate": estimate})
+    assert text is not None
+    assert f"mAP@0.5 on new photos {estimate['value']:.3f} (95 % interval {estimate['interval'][0]:.3f}-" in text
+    assert f"mAP@[.5:.95] {estimate['map_50_95']['value']:.3f}" in text and "20 images" in text and "%" not in \
+        text.split("interval")[1].split(")")[0]
+    assert short_estimate({"estimate": estimate}).startswith(f"mAP@0.5 {estimate['value']:.3f} [")
+
+
+def test_a_refused_detection_variant_says_it_loses_map_with_the_interval() -> None:
+    results = random_results(np.random.default_rng(4), 30)
+    difference = map_difference(results, results[::-1], 3, resamples=200)
+    checked = {"accepted": False, "registered": False, "map_50_difference": difference}
+    text = variant_text("INT8", checked)
+    assert text.startswith("INT8 variant not registered (it loses mAP@0.5): mAP@0.5 against fp32 ")
+    assert f"on {difference['image_count']} labeled images" in text
