@@ -56,6 +56,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.shared_sets import DEFAULT_DATASETS
 from services.trainer.detection_evaluation import map_difference, map_estimate
 from services.trainer.evaluation import best_f1_threshold, detection_metrics
 from services.trainer.fcos import DetectionSample, DetectorOptions, choose_score_threshold, fit_detector
@@ -65,8 +66,6 @@ from services.trainer.splits import rarest_label_groups, stratified_split
 from services.trainer.tasks.detection import MIN_VALIDATION_IMAGES
 from visiondock.vocabulary import ADVANCED, QUICK
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 TARGET_MAP_50 = 0.90
 FOLD_SEED = 0
 # Quick detection of the 25 grocery photos on 2 CPU cores, from download to registration.
