@@ -11,7 +11,7 @@ from contextlib import suppress
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.support.emulators import (
     AzuriteBlobServer,
     CosmosDbServer,

@@ -36,6 +36,10 @@ MAX_JSON_VALUES = 100_000
 # A JSON string, escapes included: what the count skips over.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# The guard remembers the route of this many recent paths (each at most this long): a request's route is
+# found with one lookup instead of matching each route's pattern in turn.
+ROUTE_MEMORY = 1024
+ROUTE_MEMORY_PATH_LENGTH = 256
 
 LimitOf = Callable[[FastAPI], int]
 # The HTTP status of a domain error (`visiondock.web.http_status`, passed in: web installs this guard).
@@ -129,6 +133,7 @@ class RequestGuardMiddleware:
         self.app = app
         self.status_of = status_of
         self._table: list[_RoutePlan] | None = None  # built on the first request, once routes exist
+        self._recent: dict[tuple[str, str], tuple[_RoutePlan, dict[str, Any]]] = {}
 
     def _routes(self, app: Any) -> list[_RoutePlan]:
         if self._table is None:
@@ -139,10 +144,17 @@ class RequestGuardMiddleware:
     def _route(self, scope: Scope) -> tuple[_RoutePlan, dict[str, Any]] | None:
         """The route the router will pick, with its path parameters (None: 404 or 405)."""
         path, method = get_route_path(scope), scope["method"]
+        remembered = self._recent.get((path, method))
+        if remembered is not None:
+            return remembered[0], dict(remembered[1])
         for plan in self._routes(scope["app"]):
             found = plan.match(path, method)
             if found is not None:
-                return plan, found
+                if len(path) <= ROUTE_MEMORY_PATH_LENGTH:
+                    if len(self._recent) >= ROUTE_MEMORY:
+                        self._recent.clear()
+                    self._recent[(path, method)] = (plan, found)
+                return plan, dict(found)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -45,7 +45,7 @@ RUNS = "training_runs"
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
 ACTIVE = ("queued", "running")
-# A Kubernetes Job's phases that do not change again (visiondock.kubernetes_launcher.JobState).
+# A Kubernetes Job's phases that do not change again (services.registry.kubernetes_jobs.JobState).
 JOB_FINAL = frozenset({"succeeded", "failed"})
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report", "remaining_seconds")
 # Cleared when a run finishes: an estimate of the time left means nothing then.

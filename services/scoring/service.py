@@ -12,9 +12,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -36,6 +35,28 @@ from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
+
+
+class _Admission:
+    """The images of one request while they are in progress (a class, not a generator: it runs per request)."""
+
+    __slots__ = ("count", "scoring")
+
+    def __init__(self, scoring: ScoringService, count: int) -> None:
+        self.scoring, self.count = scoring, count
+
+    def __enter__(self) -> None:
+        scoring, count = self.scoring, self.count
+        if scoring._in_progress + count > scoring.settings.scoring_max_queue_size:
+            scoring.metrics.rejected.labels(reason="queue_full").inc()
+            raise Unavailable(f"the service is at capacity ({scoring._in_progress} images in progress); retry "
+                              "shortly", retry_after=RETRY_AFTER_SECONDS, code="queue_full")
+        scoring._in_progress += count
+        scoring.metrics.in_progress.inc(count)
+
+    def __exit__(self, *_: object) -> None:
+        self.scoring._in_progress -= self.count
+        self.scoring.metrics.in_progress.dec(self.count)
 
 
 class ScoringService:
@@ -75,20 +96,10 @@ class ScoringService:
         return self.repository.not_ready_because()
 
     # -- the pipeline ----------------------------------------------------------------
-    @asynccontextmanager
-    async def admitted(self, count: int = 1) -> AsyncIterator[None]:
-        """Bound the images in progress; beyond it, 503 with Retry-After instead of a growing queue."""
-        if self._in_progress + count > self.settings.scoring_max_queue_size:
-            self.metrics.rejected.labels(reason="queue_full").inc()
-            raise Unavailable(f"the service is at capacity ({self._in_progress} images in progress); retry "
-                              "shortly", retry_after=RETRY_AFTER_SECONDS, code="queue_full")
-        self._in_progress += count
-        self.metrics.in_progress.inc(count)
-        try:
-            yield
-        finally:
-            self._in_progress -= count
-            self.metrics.in_progress.dec(count)
+    def admitted(self, count: int = 1) -> _Admission:
+        """Bound the images in progress (`with scoring.admitted(n):`); beyond it, 503 with Retry-After
+        instead of a growing queue."""
+        return _Admission(self, count)
 
     async def off_loop(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -132,7 +143,7 @@ class ScoringService:
             if stage in timings:
                 series.observe(timings[stage] / 1000)
         for label in predicted_labels(body):
-            self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
+            self.metrics.predicted(model.name, model.version, label)
         self.drift.observe(model, body)
         timings["total"] = (time.perf_counter() - started) * 1000
         return {"model": model.name, "version": model.version, "alias": model.identity.alias,
@@ -144,7 +155,7 @@ class ScoringService:
                       filename: str = "") -> dict[str, Any]:
         """One encoded image → `model`'s answer."""
         started = time.perf_counter()
-        async with self.admitted():
+        with self.admitted():
             prepared = await self.off_loop(model.prepare, data, max_pixels=self.settings.scoring_max_pixels)
             answer = await self.answer(model, prepared, started=started)
         if self.capture is not None and self.capture.should_capture():
@@ -157,7 +168,7 @@ class ScoringService:
         if fmt not in FORMATS:
             raise InvalidInput(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         started = time.perf_counter()
-        async with self.admitted():
+        with self.admitted():
             decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
             prepared = await self.off_loop(model.prepare_decoded, decoded)
             answer = await self.answer(model, prepared, started=started)
@@ -178,8 +189,8 @@ class ScoringService:
         deadline = started + self.settings.scoring_request_timeout_seconds
         step = model.max_batch
         # Rows beyond the model's batch limit go in several inferences: one session call never holds more
-        # activations than the batching limit allows (about 12 MB per image on CPU).
-        async with self.admitted(int(inputs.shape[0])):
+        # activations than the batching limit allows.
+        with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
                        for start in range(0, int(inputs.shape[0]), step)]
         self.metrics.stage["queue"].observe(sum(r.queue_seconds for r in results))

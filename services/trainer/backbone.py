@@ -7,7 +7,7 @@ carries its `.pth` file. Facts found by trying these models:
 - "same" padding is computed for one input size: a model built for size A gives wrong
   shapes at a size B that is not a multiple of 32 (Lite1: 240, Lite2: 260). Dynamic
   padding (`image_size=None`) works at any size but exports to ONNX as shape
-  arithmetic that runs 1.8x slower, so the trainer builds each model with static
+  arithmetic that runs slower (docs/benchmarks.md), so the trainer builds each model with static
   padding for the one size it is used at (same outputs, checked to the last bit);
 - the weights expect `(x / 255 - 0.5) / 0.5` after resize / center-crop.
 

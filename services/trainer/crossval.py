@@ -116,8 +116,8 @@ class Span:
         self.mean = x.mean(axis=0)
         centred = x - self.mean
         # The eigenvectors of the smaller Gram matrix (images x images, or features x features) on one BLAS
-        # thread: 720 x 1280 flowers12 features took 0.3 s so against 8.8 s by a threaded SVD on a busy
-        # 2-core machine.
+        # thread: a threaded SVD of the same features was many times slower on a busy machine
+        # (docs/benchmarks.md).
         with threadpool_limits(1):
             if len(x) <= x.shape[1]:
                 values, vectors = np.linalg.eigh(centred @ centred.T)

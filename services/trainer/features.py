@@ -2,8 +2,8 @@
 
 - `FrozenRunner`: a frozen torch module (the pooled backbone, or the trunk below the
   fine-tuned blocks). On a CPU it is exported to ONNX once, the file kept in the cache
-  directory, and run with ONNX Runtime (5-7x the throughput of torch eager on two
-  cores, measured here); with a CUDA GPU it runs in torch on the GPU.
+  directory, and run with ONNX Runtime (several times the throughput of torch eager on a
+  CPU: docs/benchmarks.md); with a CUDA GPU it runs in torch on the GPU.
 - `FeatureCache`: pooled features on local disk, one small `.npy` per image, keyed by
   the image's SHA-256 and a recipe hash (backbone, preprocessing, face crop), so
   retraining after adding images computes features for the new images only.

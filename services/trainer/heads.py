@@ -157,7 +157,8 @@ def torch_threads(count: int) -> Iterator[None]:
     """Run torch with `count` intra-op threads inside the block.
 
     A head's matrices are small: one thread does them in a fraction of a second, while
-    two threads synchronizing on a busy CPU made the same L-BFGS fit 30x slower here.
+    two threads synchronizing on a busy CPU made the same L-BFGS fit many times slower
+    (docs/benchmarks.md).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(count)

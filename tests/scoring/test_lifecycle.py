@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import ValidationError
 
-from cli.launcher import LocalServices, free_port
+from cli.local_services import LocalServices, free_port
 from services.scoring import settings as scoring_settings
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings

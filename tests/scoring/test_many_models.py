@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, LocalServices
+from cli.local_services import SERVE_EVERY_PRODUCTION_MODEL, LocalServices
 from cli.main import main as visiondock
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings

@@ -54,8 +54,8 @@ LOSS_KEYS = ("loss", "cls", "box", "ctr")
 # Worker processes making the augmented views; None: automatic (`loader_workers`). A module
 # setting, not a training option: the count changes how fast views come, never which.
 LOADER_WORKERS: int | None = None
-# A 448-px view of a ~1000x1333 photo takes about 17 ms of one core: four workers make ~230
-# views a second, a batch of 4 every ~17 ms; more would mostly wait on the training step.
+# Four workers make views faster than the training step takes batches of them; more would mostly
+# wait on the step (view and epoch times: docs/benchmarks.md).
 MAX_LOADER_WORKERS = 4
 
 
@@ -212,12 +212,11 @@ def choose_score_threshold(fitted: FittedDetector, validation: Sequence[Detectio
 def loader_workers() -> int:
     """How many processes make views: LOADER_WORKERS when set, else from the CPUs this process may use.
 
-    On 2 CPUs or fewer none: the training step wants both cores. Measured on 21 grocery
-    photos (448 px, 2 torch threads on 2 cores): epochs took 4.3-4.9 s without a worker and
-    4.5-4.9 s with one once started, but the worker's first epoch 1-4 s longer and single
-    epochs stalled (8 s, 39 s) when other load came; views are ~17 ms each, under a tenth
-    of a CPU epoch. Elsewhere two CPUs stay with the training loop (the optimizer step,
-    kernel launches, validation) and the rest make views, up to MAX_LOADER_WORKERS.
+    On 2 CPUs or fewer none: the training step wants both cores. On grocery photos a worker on
+    2 cores made epochs no faster, its first epoch slower, and single epochs stalled when other
+    load came, while making views is a small part of a CPU epoch (docs/benchmarks.md). Elsewhere
+    two CPUs stay with the training loop (the optimizer step, kernel launches, validation) and the
+    rest make views, up to MAX_LOADER_WORKERS.
     """
     if LOADER_WORKERS is not None:
         return LOADER_WORKERS
