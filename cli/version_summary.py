@@ -163,7 +163,10 @@ def _classifier_headline(metrics: dict[str, Any]) -> str:
 
 
 def _detector_headline(metrics: dict[str, Any]) -> str:
-    return short_estimate(metrics)
+    if metrics.get("estimate"):
+        return short_estimate(metrics)
+    value = metrics.get("map_50")  # a version from before detection estimates had an interval
+    return f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
 
 
 def _classifier_result(result: TrainingResult, say: Say) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli.version_summary import estimate_text, short_estimate, variant_text
+from cli.version_summary import estimate_text, print_training_result, short_estimate, summary_of, variant_text
 from services.trainer.detection_evaluation import detection_pr_curves, error_breakdown, map_difference, map_estimate
 from services.trainer.evaluation import ImageResult, detection_metrics
+from services.trainer.job import TrainingResult
+from visiondock.vocabulary import DETECTION
 
 from .test_metrics import _image, hand_case
 
@@ -137,3 +139,21 @@ def test_a_refused_detection_variant_says_it_loses_map_with_the_interval() -> No
     text = variant_text("INT8", checked)
     assert text.startswith("INT8 variant not registered (it loses mAP@0.5): mAP@0.5 against fp32 ")
     assert f"on {difference['image_count']} labeled images" in text
+
+
+def test_visiondock_train_and_models_print_a_detectors_estimate_and_errors() -> None:
+    results = random_results(np.random.default_rng(8), 12)
+    labels = ["a", "b", "c"]
+    metrics = {**detection_metrics(results, labels, score_threshold=0.5), "test_count": 12, "train_count": 30,
+               "estimate": map_estimate(results, 3, source="held-out", resamples=200),
+               "errors": error_breakdown(results, labels, score_threshold=0.5),
+               "threshold_selection": {"note": "the score threshold is the default 0.5"}}
+    lines: list[str] = []
+    print_training_result(TrainingResult("shelf", 2, metrics, [], 5.0, run_id="r2", task=DETECTION), lines.append)
+    text = "\n".join(lines)
+    assert "expected mAP@0.5 on new photos" in text and "from 12 images" in text
+    assert "note: the score threshold is the default 0.5" in text and "misloc." in text
+    missed = metrics["errors"]["per_class"]["a"]["missed"]
+    assert next(line for line in lines if line.strip().startswith("a ")).split()[-4] == str(missed)
+    assert summary_of(DETECTION).headline(metrics).startswith("mAP@0.5 ") and "n=12" in \
+        summary_of(DETECTION).headline(metrics)
