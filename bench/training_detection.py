@@ -406,7 +406,7 @@ def end_to_end(datasets: Path, *, threads: int | None) -> dict[str, Any]:
     import tempfile
 
     from cli.importer import import_dataset
-    from cli.launcher import LocalServices
+    from cli.local_services import LocalServices
     from services.trainer.job import run_training
     from visiondock.clients import AnnotationClient, RegistryClient
     from visiondock.settings import LOCAL_DEV_API_KEY

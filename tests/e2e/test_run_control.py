@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.support.stack import running_services
 from tests.trainer.generated import box_scene, jpeg
 from visiondock.clients import AnnotationClient
