@@ -25,7 +25,7 @@ AXE := tests/browser/node_modules/.installed
 BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -88,7 +88,7 @@ check: $(STAMP) $(AXE)
 	$(BIOME) check .
 	node --test tests/js/
 
-bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8
+bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -127,6 +127,10 @@ bench-options: $(STAMP)
 
 bench-tiny: $(STAMP)
 	$(PY) -m bench.training_tiny
+
+# Today's default detection (advanced mode) against quick mode on the grocery folds: one table.
+bench-detection: $(STAMP)
+	$(PY) -m bench.training_detection --compare
 
 # Model candidates by repeated cross-validation of the shared sets: one table per data set.
 bench-models: $(STAMP)

@@ -11,6 +11,19 @@ wall time. Target: mAP@0.5 >= 0.90.
 
     python -m bench.training_detection [--folds 5] [--only-folds N] [--epochs N] [--threads N]
                                        [--as-trained [--refit-best-epoch]] [--datasets ../shared/datasets]
+    python -m bench.training_detection --compare [--candidate NAME=JSON ...] [--save FILE]
+
+`--compare` (`make bench-detection`) prints one table: per fold, today's default (advanced mode:
+60 epochs on every photo of the fold, what its refit exports) beside quick mode as the trainer
+trains it (the fold's photos split by the trainer's own split, so quick's held-out photos train
+neither; what quick exports), each scored on the fold's unseen photos; then the means, the
+pooled out-of-fold mAP with the quick-minus-default difference and its 95 % interval (paired
+bootstrap over the 20 photos), and the training time of each in CPU seconds and wall seconds
+with the ratio quick/default measured in the same run. `--candidate NAME=JSON` adds a recipe:
+`DetectorOptions` fields over quick's (e.g. `q384={"input_size": 384, "epochs": 30}`), and
+`"refit": true` for a recipe whose exported model is refitted on every photo of the fold. A long run
+can be shared between processes: `--select-folds 1,2 --save a.pkl`, `--select-folds 3,4,5 --save b.pkl`,
+then `--combine a.pkl b.pkl` prints the table of all folds.
 
 `--only-folds 1` trains and scores the first fold only: a check that the benchmark runs,
 in about a fifth of the time.
@@ -29,11 +42,13 @@ Skips (exit 0 with a note) when the data set folder is absent.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pickle
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +56,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.shared_sets import DEFAULT_DATASETS
+from services.trainer.detection_evaluation import map_difference, map_estimate
 from services.trainer.evaluation import best_f1_threshold, detection_metrics
 from services.trainer.fcos import DetectionSample, DetectorOptions, choose_score_threshold, fit_detector
-from services.trainer.fcos.training import image_results
+from services.trainer.fcos.training import detection_options, image_results
 from services.trainer.options import TrainingOptions
 from services.trainer.splits import rarest_label_groups, stratified_split
+from services.trainer.tasks.detection import MIN_VALIDATION_IMAGES
+from visiondock.vocabulary import ADVANCED, QUICK
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATASETS = ROOT.parent / "shared" / "datasets"
 TARGET_MAP_50 = 0.90
 FOLD_SEED = 0
+# Quick detection of the 25 grocery photos on 2 CPU cores, from download to registration.
+QUICK_BUDGET_S = 300
 
 
 def load_average() -> str:
@@ -237,6 +256,208 @@ def print_table(report: dict[str, Any]) -> None:
           f"load average at end {load_average()} (timings are unreliable above 1.5 on this 2-core machine)")
 
 
+# -- --compare: today's default against quick mode -------------------------------------------
+@dataclass
+class Recipe:
+    """How one fold is trained: the detector options, and whether the trainer's own split holds
+    photos out of the exported model (quick without a refit) or every photo trains it."""
+
+    name: str
+    options: DetectorOptions
+    own_split: bool
+
+
+def recipes(candidates: dict[str, dict[str, Any]], seed: int) -> list[Recipe]:
+    found = [Recipe("default", detection_options(ADVANCED, seed=seed), own_split=False),
+             Recipe("quick", detection_options(QUICK, seed=seed), own_split=not quick_refits())]
+    for name, fields in candidates.items():
+        fields = dict(fields)
+        refit = fields.pop("refit", False)  # exported after a refit on every photo of the fold
+        found.append(Recipe(name, replace(detection_options(QUICK, seed=seed), **fields), own_split=not refit))
+    return found
+
+
+def quick_refits() -> bool:
+    """Whether a quick detection run exports a refit on every photo (the trainer's default)."""
+    from services.trainer.tasks.detection import QUICK_REFIT
+
+    return QUICK_REFIT
+
+
+def trainer_split(samples: list[DetectionSample], labels: list[str], seed: int) -> list[int]:
+    """The photos the trainer trains on from these: its stratified test split held out, and its validation
+    split too small to keep (fewer than MIN_VALIDATION_IMAGES) trained on."""
+    groups = rarest_label_groups([[labels[int(i)] for i in s.labels] for s in samples])
+    split = stratified_split(groups, [None] * len(samples), test_fraction=TrainingOptions.test_fraction,
+                             validation_fraction=TrainingOptions.validation_fraction, seed=seed)
+    kept = split.train + (split.validation if len(split.validation) < MIN_VALIDATION_IMAGES else [])
+    return sorted(kept)
+
+
+def compare(datasets: Path, *, folds: int, threads: int, candidates: dict[str, dict[str, Any]],
+            only_folds: int | None = None, selected: set[int] | None = None, seed: int = 0) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    names, positives, negatives, labels = load_grocery(datasets / "grocery")
+    plan = recipes(candidates, seed)
+    print(f"grocery: {len(positives)} annotated photos ({sum(len(s.boxes) for s in positives)} boxes, "
+          f"{len(labels)} classes), {len(negatives)} negatives; {folds}-fold leave-images-out CV; "
+          f"torch threads {threads}; {os.cpu_count()} CPUs; load average at start {load_average()}", flush=True)
+    for recipe in plan:
+        o = recipe.options
+        print(f"  {recipe.name}: input {o.input_size}, {o.epochs} epochs, batch {o.batch_size}, lr backbone "
+              f"{o.learning_rate:g}, frozen blocks {o.frozen_blocks}, "
+              f"{'the trainer holds its test photos out' if recipe.own_split else 'every fold photo trains it'}",
+              flush=True)
+    rows: list[dict[str, Any]] = []
+    pooled: dict[str, list[Any]] = {r.name: [] for r in plan}
+    for number, test_index in enumerate(make_folds(len(positives), folds)[:only_folds], start=1):
+        if selected is not None and number not in selected:
+            continue
+        fold = [s for i, s in enumerate(positives) if i not in test_index] + negatives
+        test = [positives[i] for i in test_index]
+        row: dict[str, Any] = {"fold": number, "test": [names[i] for i in test_index], "recipes": {}}
+        for recipe in plan:
+            train = [fold[i] for i in trainer_split(fold, labels, seed)] if recipe.own_split else fold
+            load_before, wall, cpu = load_average(), time.perf_counter(), time.process_time()
+            fitted = fit_detector(train, [], labels, recipe.options, progress=False)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            results = image_results(fitted, test)
+            pooled[recipe.name] += results
+            metrics = detection_metrics(results, labels, score_threshold=recipe.options.score_threshold)
+            row["recipes"][recipe.name] = {"map_50": metrics["map_50"], "map_50_95": metrics["map_50_95"],
+                                           "wall_s": wall, "cpu_s": cpu, "images": len(train),
+                                           "epochs": len(fitted.history), "load": f"{load_before} -> {load_average()}"}
+            print(f"  fold {number} {recipe.name:<10} mAP@0.5 {metrics['map_50']:.3f}  mAP@[.5:.95] "
+                  f"{metrics['map_50_95']:.3f}  {len(train)} photos x {len(fitted.history)} epochs: "
+                  f"{wall:.0f} s wall, {cpu:.0f} s CPU (load {load_before} -> {load_average()})", flush=True)
+        rows.append(row)
+    return summarize({"rows": rows, "pooled": pooled, "labels": labels, "recipes": [r.name for r in plan],
+                      "threads": threads, "load_end": load_average()})
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """The pooled out-of-fold figures of every recipe, and each one's difference from the default."""
+    pooled, labels = report["pooled"], report["labels"]
+    report["summary"] = {}
+    for name in report["recipes"]:
+        results = pooled[name]
+        summary = {"pooled": detection_metrics(results, labels, score_threshold=0.5),
+                   "estimate": map_estimate(results, len(labels), source="out-of-fold")}
+        if name != "default":
+            summary["difference"] = map_difference(pooled["default"], results, len(labels))
+        report["summary"][name] = summary
+    return report
+
+
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """One report from the saved reports of runs over different folds (`--select-folds`, `--save`)."""
+    parts = [pickle.loads(path.read_bytes()) for path in paths]
+    first = parts[0]
+    rows = sorted((row for part in parts for row in part["rows"]), key=lambda row: row["fold"])
+    pooled = {name: [r for part in parts for r in part["pooled"][name]] for name in first["recipes"]}
+    return summarize({**first, "rows": rows, "pooled": pooled,
+                      "load_end": ", ".join(part["load_end"] for part in parts)})
+
+
+def print_comparison(report: dict[str, Any]) -> None:
+    names, rows = report["recipes"], report["rows"]
+    print()
+    head = f"{'fold':<6}" + "".join(f"{n + ' mAP@0.5':>16}{'.5:.95':>8}{'CPU s':>8}{'wall s':>8}" for n in names)
+    print(head)
+    for row in rows:
+        print(f"{row['fold']:<6}" + "".join(
+            f"{row['recipes'][n]['map_50']:>16.3f}{row['recipes'][n]['map_50_95']:>8.3f}"
+            f"{row['recipes'][n]['cpu_s']:>8.0f}{row['recipes'][n]['wall_s']:>8.0f}" for n in names))
+
+    def column(name: str, key: str) -> list[float]:
+        return [row["recipes"][name][key] for row in rows]
+
+    print(f"{'mean':<6}" + "".join(
+        f"{statistics.mean(column(n, 'map_50')):>11.3f}±{_spread(column(n, 'map_50')):.3f}"
+        f"{statistics.mean(column(n, 'map_50_95')):>8.3f}{statistics.mean(column(n, 'cpu_s')):>8.0f}"
+        f"{statistics.mean(column(n, 'wall_s')):>8.0f}" for n in names))
+    print(f"{'pooled':<6}" + "".join(
+        f"{report['summary'][n]['pooled']['map_50']:>16.3f}{report['summary'][n]['pooled']['map_50_95']:>8.3f}"
+        f"{'':>16}" for n in names))
+    print()
+    default_cpu, default_wall = sum(column("default", "cpu_s")), sum(column("default", "wall_s"))
+    for n in names:
+        e = report["summary"][n]["estimate"]
+        line = (f"{n:<10} pooled out-of-fold mAP@0.5 {e['map_50']['value']:.3f} "
+                f"[{e['map_50']['low']:.3f}, {e['map_50']['high']:.3f}], mAP@[.5:.95] {e['map_50_95']['value']:.3f} "
+                f"[{e['map_50_95']['low']:.3f}, {e['map_50_95']['high']:.3f}] on {e['image_count']} photos")
+        if n != "default":
+            d = report["summary"][n]["difference"]
+            line += (f"; minus default {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] "
+                     f"({'within' if d['value'] >= -0.02 else 'NOT within'} 0.02); training time "
+                     f"{sum(column(n, 'cpu_s')) / default_cpu:.2f}x default's in CPU s, "
+                     f"{sum(column(n, 'wall_s')) / default_wall:.2f}x in wall s")
+        print(line)
+    print(f"torch threads {report['threads']}; load average at end {report['load_end']} (2 cores: timings above "
+          "1.5 are disturbed by other work; the ratios are measured in the same run, fold by fold)")
+
+
+def end_to_end(datasets: Path, *, threads: int | None) -> dict[str, Any]:
+    """Quick mode as a person runs it: the 25 grocery photos imported into a project of the services
+    (real processes), `run_training` with the defaults, every step from download to registration
+    timed, with the time left each epoch's report estimated against the time it really took."""
+    import logging
+    import shutil
+    import tempfile
+
+    from cli.importer import import_dataset
+    from cli.local_services import LocalServices
+    from services.trainer.job import run_training
+    from visiondock.clients import AnnotationClient, RegistryClient
+    from visiondock.settings import LOCAL_DEV_API_KEY
+
+    logging.getLogger("services.trainer").setLevel(logging.WARNING)
+    home = Path(tempfile.mkdtemp(prefix="visiondock-bench-detection-"))
+    services = LocalServices.on_free_ports(home, extra_env={"VISIONDOCK_LOG_LEVEL": "WARNING"})
+    reports: list[tuple[float, dict[str, Any]]] = []
+    try:
+        services.start()
+        with AnnotationClient(services.url("annotation"), LOCAL_DEV_API_KEY) as annotation, \
+                RegistryClient(services.url("registry"), LOCAL_DEV_API_KEY) as registry:
+            annotation.create_project("grocery", "detection")
+            import_dataset(annotation, "grocery", datasets / "grocery", "product", progress=False)
+            update = registry.update_run
+
+            def recorded(run_id: str, **changes: Any) -> dict[str, Any]:
+                reports.append((time.perf_counter(), changes))
+                return update(run_id, **changes)
+
+            registry.update_run = recorded  # type: ignore[method-assign]
+            load_before, started, cpu = load_average(), time.perf_counter(), time.process_time()
+            result = run_training(TrainingOptions(project="grocery", threads=threads, cache_dir=home / "cache",
+                                                  progress=False), annotation, registry)
+            ended = time.perf_counter()
+    finally:
+        services.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    estimates = [(changes["epoch"], changes["remaining_seconds"], ended - at) for at, changes in reports
+                 if changes.get("remaining_seconds") is not None and changes.get("epoch") is not None]
+    return {"seconds": ended - started, "cpu_s": time.process_time() - cpu, "timings": result.report["timings"],
+            "metrics": result.metrics, "variants": result.variants, "estimates": estimates,
+            "load": f"{load_before} -> {load_average()}", "epochs": len(result.metrics["history"])}
+
+
+def print_end_to_end(run: dict[str, Any]) -> None:
+    timings = ", ".join(f"{name.removesuffix('_s')} {seconds:.0f} s" for name, seconds in run["timings"].items())
+    verdict = "within" if run["seconds"] <= QUICK_BUDGET_S else "OVER"
+    print()
+    print(f"quick mode end to end on the 25 grocery photos (services as processes, `run_training` with the "
+          f"defaults): {run['seconds']:.0f} s, {verdict} the {QUICK_BUDGET_S / 60:.0f}-minute target "
+          f"({run['epochs']} epochs; {timings}); load average {run['load']}")
+    estimate, metrics = run["metrics"]["estimate"], run["metrics"]
+    print(f"  its version: held-out mAP@0.5 {metrics['map_50']:.3f} [{estimate['map_50']['low']:.3f}, "
+          f"{estimate['map_50']['high']:.3f}] on {estimate['image_count']} test photos; variants "
+          f"{', '.join(run['variants']) or 'none'}")
+    shown = [e for e in run["estimates"] if e[0] in (1, 2, run["epochs"] // 2, run["epochs"])]
+    print("  time left as the run reported it, against what it took: " + "; ".join(
+        f"epoch {epoch}: said {said:.0f} s, took {took:.0f} s" for epoch, said, took in shown))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.training_detection", description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over the 20 photos (2 or more)")
@@ -248,11 +469,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refit-best-epoch", action="store_true",
                         help="with --as-trained, refit for the best validation epoch, not the whole schedule")
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    parser.add_argument("--compare", action="store_true",
+                        help="today's default (advanced mode) against quick mode as the trainer trains it")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=JSON",
+                        help="with --compare, another recipe: DetectorOptions fields over quick's")
+    parser.add_argument("--save", type=Path, help="with --compare, also keep the figures in this file (pickle)")
+    parser.add_argument("--select-folds", help="with --compare, only these folds (e.g. 1,2,3: one process each "
+                                               "share of a long run; then --combine their saved files)")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="SAVED",
+                        help="print one table from the files of --compare runs over different folds")
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false",
+                        help="with --compare, skip the quick training of the 25 photos through the services")
+    parser.add_argument("--only-end-to-end", action="store_true",
+                        help="only the quick training of the 25 photos through the services")
     args = parser.parse_args(argv)
     if args.folds < 2:  # one fold would hold every annotated photo out: nothing left to train on
         parser.error("--folds must be 2 or more; --only-folds 1 runs a single fold")
+    if args.combine:
+        print_comparison(combine(args.combine))
+        return 0
     if not (args.datasets / "grocery" / "positive").is_dir():
         print(f"skipped: no grocery data set under {args.datasets} (see shared/datasets/README.md)")
+        return 0
+    if args.only_end_to_end:
+        print_end_to_end(end_to_end(args.datasets, threads=args.threads))
+        return 0
+    if args.compare:
+        print("Detection training benchmark: today's default against quick mode, grocery cross-validation",
+              flush=True)
+        candidates = {name: json.loads(fields) for name, fields in (c.split("=", 1) for c in args.candidate)}
+        selected = {int(f) for f in args.select_folds.split(",")} if args.select_folds else None
+        report = compare(args.datasets, folds=args.folds, threads=args.threads, candidates=candidates,
+                         only_folds=args.only_folds, selected=selected)
+        if args.save:
+            args.save.write_bytes(pickle.dumps(report))
+        print_comparison(report)
+        if args.end_to_end:
+            report["end_to_end"] = end_to_end(args.datasets, threads=args.threads)
+            print_end_to_end(report["end_to_end"])
         return 0
     options = DetectorOptions()
     if args.epochs is not None:

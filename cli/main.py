@@ -14,6 +14,7 @@
     visiondock models compare MODEL V1 V2
     visiondock label-issues MODEL VERSION
     visiondock runs [RUN_ID] [--follow]
+    visiondock cancel RUN_ID          stop a queued or running training; it registers nothing
     visiondock dashboard               print the dashboard's URL
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from cli.version_summary import print_training_result, print_version, summary_of
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
+from visiondock.timeutil import duration
 from visiondock.vocabulary import PROJECT_TYPES
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast without the trainer's modules
@@ -319,12 +321,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: training needs the trainer extra (pip install 'visiondock[trainer]'): {exc}",
               file=sys.stderr)
         return EXIT_FAILED
+    from services.trainer.steps import RunCancelled
+
     try:
         with _annotation(args) as annotation, _registry(args) as registry:
             result = run_training(options, annotation, registry)
     except (TrainingDataError, OptionError) as exc:
         print(f"error: cannot train: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunCancelled as exc:
+        print(f"error: the training stopped: {exc}; nothing was registered", file=sys.stderr)
+        return EXIT_FAILED
     print_training_result(result)
     return 0
 
@@ -334,26 +341,25 @@ def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> i
     The options chosen travel as the run's params; the Job's trainer gets them as its flags."""
     with _registry(args) as registry:
         run = registry.create_run(options.model_name, project_id=options.project, params=options.chosen(),
-                                  launch={"on": "kubernetes", "gpu": args.gpu})
+                                  launch={"on": "kubernetes", "gpu": args.gpu}, parallel=args.parallel)
         job = run["job"]
         print(f"run {run['id']}: job/{job['name']} in namespace {job['namespace']}", flush=True)
         if args.detach:
             print(f"follow it with: kubectl logs -f job/{job['name']} -n {job['namespace']}")
             return 0
         seen = ""
-        while run["status"] not in ("succeeded", "failed"):
+        while run["status"] in ("queued", "running"):
             time.sleep(args.poll_seconds)
             run = registry.get_run(run["id"])
             job = run["job"] or {}
             line = " ".join(str(part) for part in (run["status"], run.get("stage") or "", job.get("phase", ""),
                                                    job.get("reason") or "") if part)
-            if run.get("epoch") is not None and run.get("epochs"):
-                line += f" epoch {run['epoch']}/{run['epochs']}"
+            line += _progress(run, prefix=" ")
             if line != seen:
                 print(f"  {line}", flush=True)
                 seen = line
-    if run["status"] == "failed":
-        print(f"error: the training failed: {run['error']}", file=sys.stderr)
+    if run["status"] != "succeeded":
+        print(f"error: the training {run['status']}: {run['error']}", file=sys.stderr)
         return EXIT_FAILED
     print(f"registered {run['model']} version {run['version']} (run {run['id']})")
     print(f"promote it with: visiondock promote {run['model']} {run['version']} --alias production")
@@ -367,10 +373,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         while True:
             runs = client.list_runs(model=args.model)[: args.limit]
             for run in runs:
-                progress = f"epoch {run['epoch']}/{run['epochs']}" if run.get("epochs") else ""
                 version = f"v{run['version']}" if run.get("version") else ""
                 print(f"{run['id']}  {run['model']:<24} {run['status']:<10} {run.get('stage') or '':<10} "
-                      f"{progress:<13} {version:<5} {run['created_at']}", flush=True)
+                      f"{_progress(run):<34} {version:<5} {run['created_at']}", flush=True)
             if not args.follow or not any(run["status"] in ("queued", "running") for run in runs):
                 return 0
             time.sleep(args.interval)
@@ -395,6 +400,23 @@ def _follow_run(client: RegistryClient, run_id: str, *, follow: bool) -> int:
     return EXIT_FAILED if run["status"] == "failed" else 0
 
 
+def _progress(run: dict[str, Any], *, prefix: str = "") -> str:
+    """'epoch 12/30, about 2 min 10 s left' from a run's last report ('' before its first epoch)."""
+    parts = []
+    if run.get("epoch") is not None and run.get("epochs"):
+        parts.append(f"epoch {run['epoch']}/{run['epochs']}")
+    if run.get("remaining_seconds") is not None and run["status"] in ("queued", "running"):
+        parts.append(f"about {duration(run['remaining_seconds'])} left")
+    return prefix + ", ".join(parts) if parts else ""
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        run = client.cancel_run(args.run, reason=args.reason)
+    print(f"{run['id']} cancelled: the trainer stops at its next epoch and registers nothing")
+    return 0
+
+
 def add_training_commands(commands: Commands) -> None:
     from services.trainer.options import TrainingOptions
 
@@ -404,6 +426,8 @@ def add_training_commands(commands: Commands) -> None:
                             "trainer template and this command follows it")
     train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
     train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
+    train.add_argument("--parallel", action="store_true",
+                       help="with --on kubernetes: start even while another run of the project is active")
     train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     TrainingOptions.add_arguments(train, project_positional=True)
 
@@ -413,6 +437,11 @@ def add_training_commands(commands: Commands) -> None:
     runs.add_argument("--follow", action="store_true", help="keep printing until the runs finish")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
+
+    cancel = _command(commands, "cancel", cmd_cancel, "cancel a queued or running training run: its trainer stops")
+    cancel.add_argument("run", help="the run id")
+    cancel.add_argument("--reason", default="", help="kept in the run's error")
+
 
 # -- models, versions and aliases --------------------------------------------------------------
 

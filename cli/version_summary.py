@@ -26,26 +26,51 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _figure(metric: str, value: float | None) -> str:
+    """Accuracy as a percentage; mAP (a detector's) as the number it is conventionally given as."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if metric.startswith("mAP") else percent(value)
+
+
 def estimate_text(metrics: dict[str, Any]) -> str | None:
-    """'expected accuracy on new photos 97.9 % (95 % interval 96.6-98.7 %) from 720 images, out-of-fold'."""
+    """'expected accuracy on new photos 97.9 % (95 % interval 96.6-98.7 %) from 720 images, out-of-fold';
+    for a detector its mAP@0.5 and mAP@[.5:.95] with their intervals and the boxes counted."""
     found = metrics.get("estimate")
-    if not found:
+    if not found or found.get("value") is None:
         return None
+    metric = found["metric"]
     low, high = found["interval"]
     source = {"out-of-fold": "out-of-fold predictions of repeated cross-validation",
               "held-out": "held-out test images"}.get(found["source"], found["source"])
-    return (f"expected {found['metric']} on new photos {percent(found['value'])} (95 % interval {percent(low)}-"
-            f"{percent(high)}) from {found['images']} images ({source})")
+    text = (f"expected {metric} on new photos {_figure(metric, found['value'])} (95 % interval "
+            f"{_figure(metric, low)}-{_figure(metric, high)})")
+    coco = found.get("map_50_95")
+    if coco and coco.get("value") is not None:
+        text += (f", mAP@[.5:.95] {_figure(metric, coco['value'])} (95 % interval {_figure(metric, coco['low'])}-"
+                 f"{_figure(metric, coco['high'])})")
+    boxes = f", {found['boxes']} boxes" if "boxes" in found else ""
+    return f"{text} from {found['images']} images{boxes} ({source})"
 
 
 def short_estimate(metrics: dict[str, Any]) -> str:
-    """'97.9 % [96.6-98.7] n=720' for one row of a version list."""
+    """'accuracy 97.9 % [96.6-98.7] n=720' (or 'mAP@0.5 0.931 [0.88-0.97] n=9') for one row of a version list."""
     found = metrics.get("estimate")
-    if not found:
-        value = metrics.get("accuracy")
-        return f"{percent(value)} (no interval)" if isinstance(value, float) else "-"
+    if not found or found.get("value") is None:
+        value = metrics.get("accuracy", metrics.get("map_50"))
+        name = "accuracy" if "accuracy" in metrics else "mAP@0.5"
+        return f"{name} {_figure(name, value)} (no interval)" if isinstance(value, float) else f"{name} -"
+    metric = found["metric"]
     low, high = found["interval"]
-    return f"{percent(found['value'])} [{low:.1%}-{high:.1%}] n={found['images']}"
+    if metric.startswith("mAP"):
+        return f"{metric} {found['value']:.3f} [{low:.3f}-{high:.3f}] n={found['images']}"
+    return f"{metric} {percent(found['value'])} [{low:.1%}-{high:.1%}] n={found['images']}"
+
+
+def detection_notes(metrics: dict[str, Any]) -> list[str]:
+    """What a detection version's figures rest on beyond the estimate (its served threshold's choice)."""
+    note = metrics.get("threshold_selection", {}).get("note")
+    return [f"note: {note}"] if note else []
 
 
 def print_selection(params: dict[str, Any], say: Say = print, *, limit: int | None = None) -> None:
@@ -77,6 +102,8 @@ def variant_text(name: str, checked: dict[str, Any]) -> str:
         verdict = f"not made: {checked['error']}"
     elif "keeps_accuracy" in checked:
         verdict = "not registered (it loses accuracy)"
+    elif "map_50_difference" in checked:
+        verdict = "not registered (it loses mAP@0.5)"
     else:
         verdict = "not registered (disagrees with fp32)"
     if "keeps_accuracy" in checked:
@@ -84,6 +111,10 @@ def variant_text(name: str, checked: dict[str, Any]) -> str:
         verdict += (f": {percent(checked['accuracy_int8'])} against fp32's {percent(checked['accuracy_fp32'])} on "
                     f"{checked['judged_on']}, difference {checked['difference']:+.2%} (95 % interval {low:+.2%} to "
                     f"{high:+.2%})")
+    difference = checked.get("map_50_difference")
+    if difference and difference["value"] is not None:
+        verdict += (f": mAP@0.5 against fp32 {difference['value']:+.3f} (95 % interval {difference['low']:+.3f} to "
+                    f"{difference['high']:+.3f}) on {difference['image_count']} labeled images")
     return f"{name} variant {verdict}"
 
 
@@ -111,10 +142,16 @@ def print_version(version: dict[str, Any], model: str, number: int, say: Say = p
     """One registered version (`visiondock models MODEL VERSION`): estimate, selection, variants, checks."""
     metrics, params = version.get("metrics", {}), version.get("params", {})
     backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
-    say(f"{model} version {number}: {version['task']}, {backbones}{' with flip' if params.get('flip') else ''}, "
-        f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
+    if version["task"] == DETECTION:
+        built = f"{params.get('architecture', 'detector')} on {backbones}, {params.get('epochs_run', '?')} epochs"
+    else:
+        built = f"{backbones}{' with flip' if params.get('flip') else ''}, {params.get('head', '?')} head"
+    say(f"{model} version {number}: {version['task']}, {built}, {params.get('mode', '?')} mode; registered "
+        f"{version['created_at']}")
     estimate = estimate_text(metrics)
     say(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")
+    for note in detection_notes(metrics):
+        say(f"  {note}")
     print_selection(params, say)
     _print_variants(metrics, say)
     print_checks(metrics, model, number, say)
@@ -122,11 +159,13 @@ def print_version(version: dict[str, Any], model: str, number: int, say: Say = p
 
 # -- each task's metric layout -------------------------------------------------------------------
 def _classifier_headline(metrics: dict[str, Any]) -> str:
-    return f"accuracy {short_estimate(metrics)}"
+    return short_estimate(metrics)
 
 
 def _detector_headline(metrics: dict[str, Any]) -> str:
-    value = metrics.get("map_50")
+    if metrics.get("estimate"):
+        return short_estimate(metrics)
+    value = metrics.get("map_50")  # a version from before detection estimates had an interval
     return f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
 
 
@@ -158,14 +197,20 @@ def _classifier_result(result: TrainingResult, say: Say) -> None:
 
 
 def _detector_result(result: TrainingResult, say: Say) -> None:
-    """Held-out mAP and the per-class AP, precision and recall."""
+    """Held-out mAP, the estimate with its intervals, and per class AP, precision, recall and the errors."""
     metrics = result.metrics
     say(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
         f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
-    say(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
+    for line in filter(None, [estimate_text(metrics), *detection_notes(metrics)]):
+        say(f"  {line}")
+    errors = metrics.get("errors", {}).get("per_class", {})
+    say(f"  {'class':<24}{'AP@0.5':>8}{'AP@.5:.95':>10}{'precision':>10}{'recall':>8}{'boxes':>7}"
+        f"{'missed':>8}{'misloc.':>8}{'wrong':>7}{'false+':>7}")
     for label, row in metrics["per_class"].items():
-        say(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
-            f"{row['box_count']:>7}")
+        e = errors.get(label, {})
+        say(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row.get('ap_50_95') or 0:>10.3f}{row['precision']:>10.2f}"
+            f"{row['recall'] or 0:>8.2f}{row['box_count']:>7}{e.get('missed', '-'):>8}"
+            f"{e.get('mislocated', '-'):>8}{e.get('wrong_class', '-'):>7}{e.get('false_positives', '-'):>7}")
 
 
 @dataclass(frozen=True)

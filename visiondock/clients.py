@@ -387,9 +387,11 @@ class RegistryClient(ServiceClient):
 
     # -- training runs ---------------------------------------------------------------
     def create_run(self, model: str, *, project_id: str | None = None, params: dict[str, Any] | None = None,
-                   launch: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A queued run; with `launch` ({"on": "kubernetes", "gpu": bool}) the registry also starts its Job."""
-        body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch}
+                   launch: dict[str, Any] | None = None, parallel: bool = False) -> dict[str, Any]:
+        """A queued run; with `launch` ({"on": "kubernetes", "gpu": bool}) the registry also starts its Job,
+        refused (409 `run_active`) while another run of the project is active unless `parallel`."""
+        body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch,
+                "parallel": parallel}
         return self.call("POST", "/v1/runs", json=body)
 
     def job_logs(self, run_id: str, *, tail: int = 200) -> str:

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # Whether the registry may start a run created with `launch: {"on": "local"}`: `local` spawns the trainer as a
     # process beside it (the default on one machine), `none` refuses. Unset: local unless production.
     training_launcher: Literal["local", "none"] | None = None
+    # A cancelled run's local trainer gets this long to notice at its next epoch and stop by itself; then
+    # the registry ends its process.
+    training_cancel_grace_seconds: float = Field(default=60.0, ge=0)
 
     # Captured predictions (images people sent to the scoring service) are purged after this
     # many days by `visiondock purge-captures` (run it daily, e.g. as a Kubernetes CronJob).

@@ -183,6 +183,15 @@ class TrainingJobLauncher:
         except ApiException as exc:
             raise _api_error(f"creating job/{name}", exc) from None
 
+    def delete(self, name: str) -> None:
+        """Delete a Job and its pods (a cancelled run's): the pods get SIGTERM and their grace period, as
+        `kubectl delete job NAME` does. A Job already gone is not an error."""
+        try:
+            self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _api_error(f"deleting job/{name}", exc) from None
+
     # -- following a Job -----------------------------------------------------------
     def _pods(self, name: str) -> list[client.V1Pod]:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items

@@ -11,6 +11,12 @@ project and model, expiring at the Job's deadline (or after VISIONDOCK_RUN_KEY_L
 local process); never this service's key. Without VISIONDOCK_RUN_KEY_SECRET nothing is launched.
 Its command line comes from the run's params through `trainer_argv` (training options only): any
 other name is refused (422) before the run exists.
+
+A project trains one launched run at a time: a launch while another run of the project is queued
+or running is refused (409 `run_active`, naming that run) unless it asks for a parallel one.
+Cancelling a run (`cancel`) marks it cancelled, which the trainer notices at its next report (each
+epoch, and its heartbeat) and stops; the registry also stops what it started: the local process
+after a grace period, the Kubernetes Job at once.
 """
 
 from __future__ import annotations
@@ -87,7 +93,7 @@ class RunLaunches:
                            code="launch_unavailable")
         self._require_keys()
         project, options = _trainer_options(body)
-        run = self.runs.create(body.model, project_id=project, params=body.params)
+        run = self._create_alone(body, project)
         try:
             job = self.jobs.launch(project, run_id=run["id"], args=options, gpu=body.launch.gpu,
                                    issue_key=self._key_issuer(run))
@@ -106,12 +112,50 @@ class RunLaunches:
                            "trainer yourself with --run-id", code="launch_unavailable")
         self._require_keys()
         project, options = _trainer_options(body)
-        run = self.runs.create(body.model, project_id=project, params=body.params)
+        run = self._create_alone(body, project)
         try:
             self.local.launch(project, run_id=run["id"], args=options, api_key=self._key_issuer(run)(None))
         except OSError as exc:
             self.runs.update(run["id"], {"status": "failed", "error": f"the trainer could not start: {exc}"})
             raise Unavailable(f"the trainer could not start: {exc}", code="launch_failed") from None
+        return run
+
+    def _create_alone(self, body: RunCreate, project: str) -> dict[str, Any]:
+        """A queued run of `project`, unless another one holds the project and no parallel run was asked for.
+
+        Created first, then checked: of two launches racing (a double click), each sees the other's run,
+        and only the one created later gives way, so exactly one starts."""
+        run = self.runs.create(body.model, project_id=project, params=body.params)
+        if body.parallel:
+            return run
+        earlier = [r for r in self.runs.active_runs(project)
+                   if (r["created_at"], r["id"]) < (run["created_at"], run["id"])]
+        if not earlier:
+            return run
+        self.runs.delete_unstarted(run["id"])
+        active = earlier[0]
+        where = f"stage {active['stage']}" if active.get("stage") else "waiting to start"
+        if active.get("epoch") is not None and active.get("epochs"):
+            where += f", epoch {active['epoch']}/{active['epochs']}"
+        raise Conflict(f"project {project!r} is already training: run {active['id']} is {active['status']} "
+                       f"({where}). Wait for it, cancel it (POST /v1/runs/{active['id']}/cancel), or ask for a "
+                       "parallel run (\"parallel\": true)", code="run_active")
+
+    def cancel(self, run_id: str, reason: str = "") -> dict[str, Any]:
+        """Cancel a queued or running run and stop its trainer: a local process gets the grace period to
+        notice and stop between epochs (then SIGTERM); a Kubernetes Job is deleted, with its pods."""
+        run = self.runs.cancel(run_id, reason)
+        if self.local is not None:
+            self.local.stop(run_id)
+        job = run.get("job")
+        if job and self.jobs is not None:
+            try:
+                self.jobs.delete(job["name"])
+            except TrainingJobError as exc:  # the run stays cancelled; the trainer stops at its next report
+                log.warning("could not delete job/%s of cancelled run %s: %s", job["name"], run_id, exc)
+                return self.runs.set_job(run_id, {**job, "message": f"the Job could not be deleted: {exc}"})
+            run = self.runs.set_job(run_id, {**job, "phase": "failed", "reason": "Cancelled",
+                                             "message": "deleted when the run was cancelled"})
         return run
 
     def follow(self, run: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ keys it accepts, the run key secret or storage credentials: `trainer_environment
 `<home>/logs/runs/<run>.log`,
 and marks the run failed if the process dies without saying so itself. The trainer reports on
 the run as it does in a Job. VISIONDOCK_TRAINING_LAUNCHER=none turns it off.
+
+A cancelled run's trainer notices at its next report (each epoch, or its heartbeat) and stops by
+itself; `stop` gives it VISIONDOCK_TRAINING_CANCEL_GRACE_SECONDS to do so, then ends its process
+group (SIGTERM, then SIGKILL), so a trainer stuck in a long step stops too.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from visiondock.settings import Settings
 from .runs import FINISHED, TrainingRuns
 
 log = logging.getLogger(__name__)
+# After SIGTERM: the trainer marks nothing (the run is cancelled already) and exits within seconds.
+TERMINATE_GRACE_S = 10.0
 
 
 class LocalTrainerLauncher:
@@ -35,6 +41,8 @@ class LocalTrainerLauncher:
         self.settings = settings
         self.runs = runs
         self.python = python
+        # Long enough by default (60 s) for a trainer to end the epoch it is in on a busy 2-core machine.
+        self.cancel_grace_s = settings.training_cancel_grace_seconds
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -73,6 +81,26 @@ class LocalTrainerLauncher:
         except Exception:  # the store may be closing with the service; the log keeps the story
             log.warning("could not mark run %s failed after its trainer exited with %s", run_id, code)
 
+    def stop(self, run_id: str) -> bool:
+        """Make sure the trainer of a cancelled run ends: wait for it to stop by itself, then end its process
+        group. In the background; False when this launcher has no process for the run."""
+        with self._lock:
+            process = self._processes.get(run_id)
+        if process is None:
+            return False
+        threading.Thread(target=self._stop, args=(run_id, process), daemon=True, name=f"stop-{run_id}").start()
+        return True
+
+    def _stop(self, run_id: str, process: subprocess.Popen[bytes]) -> None:
+        try:
+            process.wait(timeout=self.cancel_grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        log.warning("the trainer of cancelled run %s did not stop within %.0f s: terminating process %s", run_id,
+                    self.cancel_grace_s, process.pid)
+        _end(process)
+
     def _tail(self, run_id: str, chars: int = 600) -> str:
         try:
             return self.log_path(run_id).read_text(errors="replace")[-chars:].strip() or "(no output)"
@@ -87,11 +115,19 @@ class LocalTrainerLauncher:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+            _end(process, already_terminated=True)
+
+
+def _end(process: subprocess.Popen[bytes], *, already_terminated: bool = False) -> None:
+    """SIGTERM the process's group (it leads its own session), then SIGKILL it if it outlives the grace."""
+    if not already_terminated:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=TERMINATE_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def open_local_trainer_launcher(settings: Settings, runs: TrainingRuns) -> LocalTrainerLauncher | None:

@@ -89,10 +89,12 @@ def reserve_version(run_id: RunPath, catalog: Catalog) -> dict:
 
 
 @router.post("/runs/{run_id}/cancel", response_model=TrainingRun,
-             summary="Cancel a queued or running run: it registers nothing and the trainer stops")
-def cancel_run(run_id: RunPath, catalog: Catalog, body: RunCancel | None = None) -> dict:
+             summary="Cancel a queued or running run: it registers nothing, the trainer stops at its next epoch, "
+                     "and a trainer the registry started is stopped (a local process after a grace period, a "
+                     "Kubernetes Job deleted at once)")
+def cancel_run(run_id: RunPath, catalog: Catalog, launches: Launches, body: RunCancel | None = None) -> dict:
     run_for(catalog, run_id)
-    return catalog.runs.cancel(run_id, body.reason if body else "")
+    return launches.cancel(run_id, body.reason if body else "")
 
 
 @router.post("/runs/{run_id}/logs", response_model=RunLog, summary="Append lines to the run's log")

@@ -14,6 +14,14 @@ leaves a gap in the version numbers, never a half-registered version.
 Storage: collection `training_runs`, each run its own partition (its id), so reading
 one run is a point read; listing by model queries across partitions.
 
+A progress report may carry the trainer's estimate of the time left (`remaining_seconds`,
+from its measured pace); the registry stores it with the moment the run is then expected to
+end (`expected_finish_at`), so a page can count down between reports. Both are cleared when
+the run finishes.
+
+A project has at most one active run (queued or running) that the registry launched, unless
+the launch asks for a parallel one (`RunLaunches`, `active_runs`).
+
 Every progress report is also a heartbeat (`heartbeat_at`; the trainer sends an empty
 one every 30 s). A `running` run silent for longer than `lost_after` seconds becomes
 `lost` when it is next read: a trainer killed with SIGKILL cannot mark its run failed,
@@ -22,6 +30,8 @@ and nobody should wait for it. A lost run is finished like a failed one.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,9 +45,12 @@ RUNS = "training_runs"
 # `lost`: a running run whose trainer stopped sending heartbeats (killed, evicted, partitioned).
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
+ACTIVE = ("queued", "running")
 # A Kubernetes Job's phases that do not change again (services.registry.kubernetes_jobs.JobState).
 JOB_FINAL = frozenset({"succeeded", "failed"})
-_UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
+_UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report", "remaining_seconds")
+# Cleared when a run finishes: an estimate of the time left means nothing then.
+_FINISH_CLEARS = {"remaining_seconds": None, "expected_finish_at": None}
 
 
 def new_run_id() -> str:
@@ -57,8 +70,8 @@ class TrainingRuns:
         run_id = new_run_id()
         doc = {"id": run_id, "model": model, "project_id": project_id, "status": "queued", "stage": None,
                "epoch": None, "epochs": None, "metrics": {}, "error": None, "report": {}, "params": params or {},
-               "reserved_version": None, "version": None, "created_at": now, "updated_at": now,
-               "started_at": None, "finished_at": None}
+               "reserved_version": None, "version": None, "remaining_seconds": None, "expected_finish_at": None,
+               "created_at": now, "updated_at": now, "started_at": None, "finished_at": None}
         return self.documents.create(RUNS, doc, partition_key=run_id).data
 
     def get(self, run_id: str) -> dict[str, Any]:
@@ -84,7 +97,8 @@ class TrainingRuns:
             now = utc_now()
             seconds = int(self.lost_after.total_seconds())
             return {"status": "lost", "error": f"no heartbeat from the trainer for over {seconds} s; it was "
-                                               "probably killed", "finished_at": now, "updated_at": now}
+                                               "probably killed", "finished_at": now, "updated_at": now,
+                    **_FINISH_CLEARS}
 
         return self._patch(run["id"], apply)
 
@@ -106,12 +120,15 @@ class TrainingRuns:
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             fields = {key: changes[key] for key in _UPDATABLE if changes.get(key) is not None}
             now = utc_now()
+            if "remaining_seconds" in fields:
+                finish = datetime.fromisoformat(now) + timedelta(seconds=fields["remaining_seconds"])
+                fields["expected_finish_at"] = finish.isoformat(timespec="microseconds")
             if status is not None and status != current["status"]:
                 fields["status"] = status
                 if status == "running" and current["started_at"] is None:
                     fields["started_at"] = now
                 if status in FINISHED:
-                    fields["finished_at"] = now
+                    fields.update(finished_at=now, **_FINISH_CLEARS)
             elif current["status"] == "queued" and fields:
                 # Progress from a run nobody marked running yet: it is running.
                 fields.update(status="running", started_at=now)
@@ -127,9 +144,30 @@ class TrainingRuns:
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             now = utc_now()
             return {"status": "cancelled", "finished_at": now, "updated_at": now,
-                    "error": f"cancelled: {reason}" if reason else "cancelled"}
+                    "error": f"cancelled: {reason}" if reason else "cancelled", **_FINISH_CLEARS}
 
         return self._patch(run_id, apply)
+
+    def active_runs(self, project_id: str) -> builtins.list[dict[str, Any]]:
+        """The project's runs that hold it (oldest first): running ones that still send heartbeats,
+        queued ones with a Kubernetes Job waiting to start, and queued ones younger than `lost_after`
+        (a trainer started some other way has that long to report; an older one was never started)."""
+        query = Query(filters=(Filter("project_id", "eq", project_id), Filter("status", "in", list(ACTIVE))),
+                      order_by="created_at")
+        young = datetime.now(UTC) - self.lost_after
+        found = []
+        for document in self.documents.query_all(RUNS, query):
+            run = self._unless_lost(document.data)
+            job = run.get("job") or {}
+            if run["status"] == "running" or (run["status"] == "queued" and (
+                    job.get("phase") in ("pending", "running") or datetime.fromisoformat(run["created_at"]) > young)):
+                found.append(run)
+        return sorted(found, key=lambda r: (r["created_at"], r["id"]))
+
+    def delete_unstarted(self, run_id: str) -> None:
+        """Remove a queued run nothing was started for (a launch refused after the run was created)."""
+        with contextlib.suppress(DocumentNotFoundError):
+            self.documents.delete(RUNS, run_id, partition_key=run_id)
 
     def reserve_version(self, run_id: str) -> dict[str, Any]:
         """The version number this run registers under; the same number on every call."""
@@ -159,7 +197,7 @@ class TrainingRuns:
         def apply(current: dict[str, Any]) -> dict[str, Any]:
             now = utc_now()
             return {"status": "succeeded", "version": version, "stage": "registered", "finished_at": now,
-                    "updated_at": now, "started_at": current["started_at"] or now}
+                    "updated_at": now, "started_at": current["started_at"] or now, **_FINISH_CLEARS}
 
         return self._patch(run_id, apply, allow_finished=False)
 

@@ -172,6 +172,9 @@ class RunCreate(BaseModel):
                                    "\"int8\": true}` -> `--mode advanced --int8`).")
     launch: RunLaunch | None = Field(default=None, description="Also start the training Job. Without it the "
                                      "run waits, queued, for a trainer started some other way.")
+    parallel: bool = Field(default=False, description="With `launch`: start it even while another run of the "
+                                                      "project is queued or running (without, that is a 409 naming "
+                                                      "the active run).")
 
 
 class TrainingJob(BaseModel):
@@ -196,6 +199,9 @@ class RunUpdate(BaseModel):
     metrics: JsonObject | None = Field(default=None, description="The latest epoch's metrics.")
     error: str | None = Field(default=None, max_length=8000)
     report: JsonObject | None = Field(default=None, description="Skipped images, feature cache use, ...")
+    remaining_seconds: float | None = Field(default=None, ge=0, le=10**7,
+                                            description="The trainer's estimate of the time left until the run "
+                                                        "ends, from its measured pace.")
 
 
 class TrainingRun(BaseModel):
@@ -214,6 +220,12 @@ class TrainingRun(BaseModel):
     reserved_version: int | None = Field(default=None, description="The version number this run will "
                                                                     "register under (also inside its ONNX file).")
     version: int | None = Field(default=None, description="The version it registered (succeeded runs).")
+    remaining_seconds: float | None = Field(default=None, description="Seconds left until the run ends, as the "
+                                                                      "trainer last estimated them (from the first "
+                                                                      "epoch on; none once it finished).")
+    expected_finish_at: datetime | None = Field(default=None, description="When the run is expected to end: the "
+                                                                          "last estimate's time plus "
+                                                                          "`remaining_seconds`.")
     heartbeat_at: datetime | None = Field(default=None, description="The trainer's last report or heartbeat; a "
                                                                     "running run silent too long becomes lost.")
     job: TrainingJob | None = Field(default=None, description="The Kubernetes Job, for runs created with `launch`.")

@@ -11,9 +11,10 @@ Exit codes: 0 registered; 2 the options or the data cannot train a model (an opt
 that does not apply, no labeled images, a class with fewer than two images...), or
 the command line is wrong; 3 a service refused a call, or stayed unreachable for
 SERVICE_RETRY_SECONDS (a restart or rollout of the registry or the annotation
-service in between is waited out); 4 training failed otherwise (e.g. the ONNX parity check); 143 stopped by
-SIGTERM, 130 by Ctrl-C. The run is marked failed in every non-zero case it can
-reach the registry, and nothing is registered.
+service in between is waited out); 4 training failed otherwise (e.g. the ONNX parity check);
+5 the run was cancelled in the registry (noticed at an epoch's end or a stage's start); 143 stopped
+by SIGTERM, 130 by Ctrl-C. The run is marked failed in every other non-zero case it
+can reach the registry, and nothing is registered.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from visiondock.telemetry import configure_logging
 
 from .backbone import BackboneUnavailableError
 from .data import TrainingDataError
-from .job import TrainingTerminated, run_training
+from .job import RunCancelled, TrainingTerminated, run_training
 from .options import OptionError, TrainingOptions
 
 EXIT_BAD_DATA = 2
 EXIT_SERVICE = 3
 EXIT_FAILED = 4
+EXIT_CANCELLED = 5
 EXIT_TERMINATED = 143
 EXIT_INTERRUPTED = 130
 # How long the trainer keeps retrying a service that does not answer before the Job fails (exit 3).
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         log.error("service call failed: %s", exc)
         return EXIT_SERVICE
+    except RunCancelled:
+        log.warning("the run was cancelled in the registry; stopped, nothing was registered")
+        return EXIT_CANCELLED
     except TrainingTerminated:
         log.error("stopped by SIGTERM; nothing was registered")
         return EXIT_TERMINATED

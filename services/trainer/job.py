@@ -33,7 +33,7 @@ from visiondock.vocabulary import FP16, INT8, MULTICLASS
 from .cache_budget import claim_cache_dir, prune_after_training
 from .data import ImageLoader, TrainingDataError, fetch_listing
 from .options import OptionError, TrainingOptions
-from .steps import RunSteps
+from .steps import RunCancelled, RunSteps
 from .tasks import RunContext, Task, task_for
 from .tasks.base import PARITY_IMAGES, Fitted, Prepared, Validation
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # The step (and the report's timing, `<step>_s`) that makes and checks each variant file.
 VARIANT_STEPS = {INT8: "quantize", FP16: "fp16"}
 
-__all__ = ["TrainingOptions", "TrainingResult", "TrainingTerminated", "run_training"]
+__all__ = ["RunCancelled", "TrainingOptions", "TrainingResult", "TrainingTerminated", "run_training"]
 
 
 class TrainingTerminated(BaseException):
@@ -101,6 +101,9 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
         with steps.step("refit", stage=False):
             model = task.refit(data, model) or model
         return _export_and_register(run, task, data, model, validation, registry, started)
+    except RunCancelled:
+        log.warning("run %s was cancelled in the registry: stopped, nothing registered", run_id)
+        raise
     except BaseException as exc:
         steps.fail(describe(exc))
         raise

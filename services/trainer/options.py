@@ -11,9 +11,9 @@ An option set (to a value other than its default) where it does nothing is refus
 with `OptionError`, never dropped: at once when no task could use it
 (`--fine-tune-stages` in quick mode, `--face-margin` without the face preset), else when
 the project's type is known (`check_applies`: `--head mlp` on a detection project).
-Defaults that differ by task (`--epochs`: 10 in advanced mode, 60 for detection) are
-declared here too (`scoped_default`), and the fine-tuning and detector options take
-theirs from here.
+Defaults that differ by task (`--epochs`: 10 in advanced mode, 60 for detection, 24 for
+quick detection) are declared here too (`scoped_default`), and the fine-tuning and
+detector options take theirs from here.
 
 To add an option, add a field: `name: type = option(default, "help", tasks=..., modes=...)`.
 It is then a flag of both command lines (`--name`), part of `to_argv()` and `params()`,
@@ -56,6 +56,11 @@ from visiondock.vocabulary import (
 # stored with the run, refused where it does not apply), or how this process runs (runtime).
 Kind = Literal["identity", "training", "runtime"]
 _SPEC = "visiondock.option"
+
+
+# The scope of a default that holds for detection in quick mode only (`scoped_default`); DETECTION's
+# defaults are then advanced mode's.
+QUICK_DETECTION = "quick detection"
 
 
 # Backbone passes over the images that quick mode's candidates may take, counted in EfficientNet-Lite0
@@ -136,8 +141,9 @@ class TrainingOptions:
     model: str | None = option(None, "register under this name (default: the project id)", kind="identity")
 
     mode: str = option(QUICK, "quick: frozen backbone, cached features, a head (seconds); advanced: also fine-tune "
-                              "the upper backbone blocks with augmentation (minutes)",
-                       choices=MODES, tasks=CLASSIFICATION_TASKS)
+                              "the upper backbone blocks with augmentation (minutes). Detection always fine-tunes: "
+                              "quick is the short schedule (minutes on a CPU), advanced the long one",
+                       choices=MODES)
     task_preset: str | None = option(None, "face (multiclass project, one tag per person, `unknown` for people to "
                                            "reject): find the largest face, identify it, or answer `unknown`",
                                      choices=TASK_PRESETS)
@@ -153,7 +159,7 @@ class TrainingOptions:
                                                        "cheapest first; the cheapest is always computed",
                                      tasks=CLASSIFICATION_TASKS, modes=(QUICK,), metavar="IMAGES")
     epochs: int | None = option(None, "passes over the training images", modes=(ADVANCED,),
-                                scoped={ADVANCED: 10, DETECTION: 60})
+                                scoped={ADVANCED: 10, DETECTION: 60, QUICK_DETECTION: 24})
     fine_tune_stages: int = option(1, "how many of the backbone's last stages are fine-tuned",
                                    tasks=CLASSIFICATION_TASKS, modes=(ADVANCED,))
     batch_size: int | None = option(None, "images per training step", modes=(ADVANCED,),
@@ -328,8 +334,11 @@ class TrainingOptions:
 def _help(default: Any, spec: OptionSpec) -> str:
     text = spec.help
     if spec.scoped:
-        text += " (default: " + ", ".join(f"{value:g} in advanced mode" if scope == ADVANCED else
-                                         f"{value:g} for {scope}" for scope, value in spec.scoped.items()) + ")"
+        # With a quick-detection default, the detection one is advanced mode's.
+        names = {ADVANCED: "in advanced mode",
+                 DETECTION: "for advanced detection" if QUICK_DETECTION in spec.scoped else "for detection"}
+        text += " (default: " + ", ".join(f"{value:g} {names.get(scope, f'for {scope}')}"
+                                         for scope, value in spec.scoped.items()) + ")"
     elif default is not None and not isinstance(default, bool) and "default:" not in text:
         text += f" (default: {default})"
     if spec.tasks != MODEL_TASKS or spec.modes != MODES:

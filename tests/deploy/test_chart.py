@@ -179,7 +179,8 @@ def test_only_the_registry_may_create_training_jobs() -> None:
     assert [s["name"] for b in bindings for s in b["subjects"]] == ["vd-visiondock-registry"]
     role = find(docs, "Role", bindings[0]["roleRef"]["name"])
     creates = [r for r in role["rules"] if "create" in r["verbs"]]
-    assert creates == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch"]}]
+    assert creates == [{"apiGroups": ["batch"], "resources": ["jobs"],
+                        "verbs": ["create", "get", "list", "watch", "delete"]}]  # delete: a cancelled run's Job
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
     registry = containers(find(docs, "Deployment", "vd-visiondock-registry"))[0]
     assert env_of(registry)["VISIONDOCK_KUBERNETES_TRAINER_CRONJOB"] == "vd-visiondock-trainer"

@@ -367,3 +367,43 @@ def test_visiondock_train_on_kubernetes_follows_the_job_to_its_end(
     assert "the training failed" in result.stderr and "memory limit" in result.stderr
     trainer = trainer_container(server.sent("POST", JOBS)[0].body["spec"]["template"]["spec"])
     assert trainer["args"][:1] == ["--no-progress"] and "--mode" in trainer["args"]
+
+
+def test_a_project_trains_one_launched_run_at_a_time_and_cancel_deletes_the_job(
+        api: Callable[..., ReplayServer], cluster_env: Callable[[ReplayServer], dict[str, str]],
+        tmp_path: Path) -> None:
+    deleted = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+               "details": {"name": "$JOB", "group": "batch", "kind": "jobs"}}
+    server = api(launch_exchanges(), launch_exchanges(), [Exchange("DELETE", f"{JOBS}/$JOB", 200, deleted)],
+                 launch_exchanges())
+    cluster_env(server)
+    launch = {"model": "flowers", "launch": {"on": "kubernetes"}}
+    with registry_client(tmp_path) as registry:
+        first = registry.post("/v1/runs", json=launch).json()
+        # A second click on Start: refused with the active run's id and the ways out; no second Job.
+        again = registry.post("/v1/runs", json=launch)
+        assert again.status_code == 409 and again.json()["code"] == "run_active"
+        detail = again.json()["detail"]
+        assert first["id"] in detail and "cancel" in detail and '"parallel": true' in detail
+        assert len(server.sent("POST", JOBS)) == 1
+        assert [r["id"] for r in registry.get("/v1/runs", params={"model": "flowers"}).json()["data"]] == \
+            [first["id"]]  # the refused run left nothing behind
+        # Asked for, a parallel run starts.
+        parallel = registry.post("/v1/runs", json={**launch, "parallel": True})
+        assert parallel.status_code == 201 and len(server.sent("POST", JOBS)) == 2
+
+        cancelled = registry.post(f"/v1/runs/{first['id']}/cancel", json={"reason": "wrong labels"})
+        assert cancelled.status_code == 200, cancelled.text
+        run = cancelled.json()
+        assert run["status"] == "cancelled" and run["error"] == "cancelled: wrong labels"
+        assert (run["job"]["phase"], run["job"]["reason"]) == ("failed", "Cancelled")
+        [delete] = server.sent("DELETE", JOBS)
+        assert delete.path == f"{JOBS}/{first['job']['name']}"
+        assert delete.query.get("propagationPolicy") == ["Background"] or \
+            (delete.body or {}).get("propagationPolicy") == "Background"
+        assert registry.get(f"/v1/runs/{first['id']}").json()["status"] == "cancelled"
+
+        # The parallel run still holds the project; once it is cancelled too, Start works again.
+        assert registry.post("/v1/runs", json=launch).status_code == 409
+        registry.post(f"/v1/runs/{parallel.json()['id']}/cancel")
+        assert registry.post("/v1/runs", json=launch).status_code == 201

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,30 @@ def test_a_run_reports_progress_and_registers_under_its_reserved_number(client: 
     late = client.patch(f"/v1/runs/{run_id}", json={"status": "failed", "error": "too late"})
     assert late.status_code == 409
     assert client.get("/v1/models/pets").json()["latest_version"] == reserved + 1
+
+
+def test_a_run_carries_the_trainers_estimate_of_the_time_left_until_it_ends(client: TestClient) -> None:
+    run_id = client.post("/v1/runs", json={"model": "pets"}).json()["id"]
+    assert client.get(f"/v1/runs/{run_id}").json()["remaining_seconds"] is None  # no epoch yet, no estimate
+    before = datetime.now(UTC)
+    run = client.patch(f"/v1/runs/{run_id}", json={"stage": "train", "epoch": 1, "epochs": 24,
+                                                   "remaining_seconds": 190.5}).json()
+    assert run["remaining_seconds"] == 190.5
+    finish = datetime.fromisoformat(run["expected_finish_at"])
+    assert before + timedelta(seconds=190) <= finish <= datetime.now(UTC) + timedelta(seconds=191)
+    # A later report replaces it; a report without one keeps the last.
+    assert client.patch(f"/v1/runs/{run_id}", json={"epoch": 2, "remaining_seconds": 180}).json()[
+        "remaining_seconds"] == 180
+    assert client.patch(f"/v1/runs/{run_id}", json={"stage": "export"}).json()["remaining_seconds"] == 180
+    for bad in (-1, "soon", 1e9):
+        assert client.patch(f"/v1/runs/{run_id}", json={"remaining_seconds": bad}).status_code == 422
+    # Once the run ends there is nothing left to wait for.
+    failed = client.patch(f"/v1/runs/{run_id}", json={"status": "failed", "error": "out of memory"}).json()
+    assert failed["remaining_seconds"] is None and failed["expected_finish_at"] is None
+    cancelled_id = client.post("/v1/runs", json={"model": "pets"}).json()["id"]
+    client.patch(f"/v1/runs/{cancelled_id}", json={"epoch": 1, "remaining_seconds": 60})
+    cancelled = client.post(f"/v1/runs/{cancelled_id}/cancel").json()
+    assert cancelled["remaining_seconds"] is None and cancelled["expected_finish_at"] is None
 
 
 def test_a_failed_run_keeps_its_error_and_registers_nothing(client: TestClient) -> None:

@@ -4,6 +4,7 @@ from, its parameters, the code version and its parent; the run's log tells how i
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,28 @@ def test_a_cancelled_run_stops_the_trainer_at_its_next_report(registry: Registry
         reporter.epoch(1, 1, {"loss": 0.5})
     assert registry.get_run(run["id"])["status"] == "cancelled"
     assert [line["text"] for line in registry.run_log(run["id"])["lines"]] == ["status running stage train"]
+
+
+def test_a_cancel_the_heartbeat_learns_of_stops_the_training_at_its_next_epoch_or_stage(
+        registry: RegistryClient) -> None:
+    run = registry.create_run("cancelled-between-reports")
+    reporter = RunSteps(registry, run["id"])
+    reporter.stage("train")
+    reporter.epoch(1, 30, {"loss": 0.9}, remaining_s=290.4)
+    assert registry.get_run(run["id"])["remaining_seconds"] == 290.4
+    reporter.start_heartbeat(interval=0.2)
+    try:
+        registry.cancel_run(run["id"])
+        deadline = time.monotonic() + 30
+        while reporter._cancelled is None:  # the heartbeat's next report is refused
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Raised before anything is sent, even an epoch report the 1-second pacing would have skipped.
+        with pytest.raises(RunCancelled, match="stopped in the registry"):
+            reporter.epoch(2, 30, {"loss": 0.8}, remaining_s=280)
+        with pytest.raises(RunCancelled):
+            reporter.stage("export")
+    finally:
+        reporter.stop_heartbeat()
+    texts = [line["text"] for line in registry.run_log(run["id"])["lines"]]
+    assert texts == ["status running stage train", "status running epoch 1/30 about 4 min 50 s left loss=0.9"]

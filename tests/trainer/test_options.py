@@ -19,7 +19,7 @@ from services.trainer.__main__ import main as job_main
 from services.trainer.data import ProjectData
 from services.trainer.fcos import DetectorOptions
 from services.trainer.finetune import FineTuneOptions
-from services.trainer.options import OptionError, TrainingOptions, flag, scoped_default
+from services.trainer.options import QUICK_DETECTION, OptionError, TrainingOptions, flag, scoped_default
 from services.trainer.tasks import RunContext, task_for
 from services.trainer.tasks.classification import FaceTask, MultilabelTask
 from services.trainer.tasks.detection import DetectionTask
@@ -172,7 +172,6 @@ def test_python_callers_get_the_same_checks() -> None:
 
 @pytest.mark.parametrize(("project_type", "options", "message"), [
     (DETECTION, {"head": "mlp"}, "--head is for classification; this run trains a detection model"),
-    (DETECTION, {"mode": "advanced"}, "--mode is for classification; this run trains a detection model"),
     (DETECTION, {"weight_decay": 0.01}, "--weight-decay is for classification"),
     ("multiclass", {"epochs": 3}, "--epochs is for classification in advanced mode and detection; this run trains a "
                                   "multiclass model in quick mode"),
@@ -197,6 +196,11 @@ def test_each_project_type_gets_its_task(tmp_path: Path) -> None:
     detector = detection.detector_options
     assert (detector.epochs, detector.input_size, detector.batch_size) == (3, 256, 2)
     assert detector.learning_rate == 1e-3 and detector.seed == 4
+    # Quick detection (the default) is the short schedule; advanced the long one; asked-for epochs win in both.
+    quick, advanced = (task_for(run_on(DETECTION, TrainingOptions(project="p", mode=mode), tmp_path))
+                       for mode in ("quick", "advanced"))
+    assert quick.detector_options.epochs == scoped_default("epochs", QUICK_DETECTION) < advanced.detector_options.epochs
+    assert advanced.detector_options == DetectorOptions(seed=0)
     assert isinstance(task_for(run_on("multilabel", TrainingOptions(project="p"), tmp_path)), MultilabelTask)
     face = task_for(run_on("multiclass", TrainingOptions(project="p", task_preset="face", face_margin=0.3), tmp_path))
     assert isinstance(face, FaceTask) and face.name == "face" and face.face_margin == 0.3
@@ -210,7 +214,8 @@ def test_defaults_that_differ_by_task_are_declared_once() -> None:
     assert detector.head_lr == pytest.approx(1e-3)
     assert fine_tune.learning_rate == scoped_default("learning_rate", ADVANCED) == 1e-4
     help_text = " ".join(job_parser().format_help().split())
-    assert "10 in advanced mode, 60 for detection" in help_text and "448 for detection" in help_text
+    assert "10 in advanced mode, 60 for advanced detection, 24 for quick detection" in help_text
+    assert "448 for detection" in help_text
 
 
 def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:

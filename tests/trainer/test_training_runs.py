@@ -336,8 +336,19 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     created = upload_unlabeled(annotation, project, [jpeg(image) for image, _ in scenes])
     for image, (_, regions) in zip(created, scenes, strict=True):
         annotation.set_image_regions(project, image["id"], regions)
-    result = run_training(config(project, cache_dir, epochs=2, input_size=64, int8=True), annotation,
-                          registry)
+    reports: list[dict] = []
+    original_update = registry.update_run
+
+    def record(run_id: str, **changes: object) -> dict:
+        reports.append(changes)
+        return original_update(run_id, **changes)
+
+    registry.update_run = record  # type: ignore[method-assign]
+    try:
+        result = run_training(config(project, cache_dir, epochs=2, input_size=64, int8=True), annotation,
+                              registry)
+    finally:
+        del registry.update_run
 
     assert result.task == "detection"
     metrics = result.metrics
@@ -350,15 +361,54 @@ def test_detection_run_exports_boxes_and_scores_that_match_torch(
     assert {"score", "nms_iou"} <= set(card.thresholds)
     boxes, scores = session.run(None, {"image": np.zeros((1, 3, 64, 64), np.float32)})
     assert boxes.shape[-1] == 4 and scores.shape[-1] == 2 and boxes.shape[1] == scores.shape[1]
-    # INT8 is judged by mAP@0.5 on validation images: registered only when it drops no more than 0.01.
+    # A few validation images would choose nothing well: they train, and the threshold is the default, said so.
+    assert metrics["validation_count"] == 0 and metrics["train_count"] + metrics["test_count"] == 18
+    selection = metrics["threshold_selection"]
+    assert selection["method"] == "default" and selection["minimum_images"] == 30
+    assert "fewer than 30 images" in selection["note"] and card.thresholds["score"] == 0.5
+    # The estimate: mAP on the test images with a 95 % bootstrap interval and what it rests on.
+    estimate = metrics["estimate"]
+    assert estimate["map_50"]["value"] == pytest.approx(metrics["map_50"], abs=1e-4)
+    assert estimate["map_50"]["low"] <= estimate["map_50"]["value"] <= estimate["map_50"]["high"]
+    assert (estimate["images"], estimate["source"], estimate["confidence"]) == (metrics["test_count"], "held-out",
+                                                                                0.95)
+    assert (estimate["metric"], estimate["value"]) == ("mAP@0.5", estimate["map_50"]["value"])
+    # Per class: AP at both IoU criteria, box counts, PR curves and the error breakdown, whose boxes add up.
+    for label in ("disc", "block"):
+        row, errors = metrics["per_class"][label], metrics["errors"]["per_class"][label]
+        assert {"ap_50", "ap_50_95", "box_count", "precision", "recall", "f1"} <= set(row)
+        assert set(metrics["pr_curves"][label]) == {"precision", "recall", "threshold"}
+        assert errors["boxes"] == row["box_count"] == (errors["found"] + errors["wrong_class"] +
+                                                       errors["mislocated"] + errors["missed"])
+    # Variants are judged on every labeled image by the mAP@0.5 difference and its interval.
     for variant in ("int8", "fp16"):
         checked = metrics[variant]
-        assert checked["registered"] == (checked["map_50_drop"] <= 0.01) == (variant in result.variants)
+        difference = checked["map_50_difference"]
+        assert checked["checked"] == difference["image_count"] == 18 and checked["checked_on"] == "all labeled images"
+        assert checked["registered"] == (checked["map_50_drop"] <= 0.01 and difference["high"] >= 0) == \
+            (variant in result.variants)
         assert checked[f"map_50_{variant}"] == pytest.approx(checked["map_50_fp32"] - checked["map_50_drop"])
-    # The exported detector learned from all 18 images, for the whole schedule.
+    # Quick mode exports the evaluated detector; every epoch's report said how long the run had left.
     params = registry.get_version(project, result.version)["params"]
-    assert metrics["refit"] == {"images": 18} and params["refit_epochs"] == 2 and params["best_epoch"] <= 2
-    assert len(metrics["history"]) == params["epochs_run"]  # the curves are the evaluated training's
+    assert metrics["refit"] is False and params["epochs_run"] == 2 == len(metrics["history"])
+    epochs = [r for r in reports if r.get("epoch") is not None]
+    assert [r["epoch"] for r in epochs] == [1, 2] and all(r["remaining_seconds"] >= 0 for r in epochs)
+
+
+def test_advanced_detection_refits_on_every_image_for_the_whole_schedule(
+        annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path) -> None:
+    project = project_name("boxes-advanced")
+    annotation.create_project(project, "detection", tags=["disc", "block"])
+    rng = np.random.default_rng(9)
+    scenes = [box_scene(rng) for _ in range(14)]
+    created = upload_unlabeled(annotation, project, [jpeg(image) for image, _ in scenes])
+    for image, (_, regions) in zip(created, scenes, strict=True):
+        annotation.set_image_regions(project, image["id"], regions)
+    result = run_training(config(project, cache_dir, mode="advanced", epochs=2, input_size=64, int8=False,
+                                 fp16=False), annotation, registry)
+    params = registry.get_version(project, result.version)["params"]
+    assert result.metrics["refit"] == {"images": 14} and params["refit_epochs"] == 2 and params["best_epoch"] <= 2
+    assert len(result.metrics["history"]) == params["epochs_run"]  # the curves are the evaluated training's
 
 
 def test_data_that_cannot_train_fails_the_run_with_the_reason_and_registers_nothing(

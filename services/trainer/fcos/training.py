@@ -33,13 +33,14 @@ from tqdm import tqdm
 from visiondock.postprocess import DEFAULT_MAX_DETECTIONS, Detection, decode_detections
 from visiondock.preprocess import PreprocessSpec, normalization, normalize, to_tensor
 from visiondock.settings import available_cpus
-from visiondock.vocabulary import DEFAULT_BACKBONE, DETECTION
+from visiondock.vocabulary import DEFAULT_BACKBONE, DETECTION, QUICK
 
 from ..backbone import backbone_spec, load_pretrained
 from ..data import TrainingDataError
 from ..evaluation import ImageResult, best_f1_threshold, detection_metrics
 from ..features import use_cuda
-from ..options import check_input_size, scoped_default
+from ..loop import KeepBest, warmup_cosine
+from ..options import QUICK_DETECTION, check_input_size, scoped_default
 from .augment import AugmentOptions, View, plain_view, random_view
 from .loss import Targets, batch_targets, detection_loss
 from .model import BackboneFeatures, Detector, ExportedDetector, anchor_points, served_outputs, stage_ends
@@ -103,6 +104,16 @@ class DetectorOptions:
     @property
     def head_lr(self) -> float:
         return self.learning_rate * self.head_lr_factor
+
+
+# Quick mode's departures from the defaults above (advanced mode): chosen by bench/training_detection.py
+# --compare on the grocery folds, for a training of the 25 photos within 5 minutes on 2 CPU cores.
+QUICK_DETECTOR: dict[str, Any] = {"epochs": scoped_default("epochs", QUICK_DETECTION)}
+
+
+def detection_options(mode: str, **asked: Any) -> DetectorOptions:
+    """The detector's options in `mode` (quick or advanced), with what the run asked for."""
+    return DetectorOptions(**{**(QUICK_DETECTOR if mode == QUICK else {}), **asked})
 
 
 def build_detector(options: DetectorOptions, num_classes: int) -> Detector:
@@ -341,13 +352,6 @@ def validate(fitted: FittedDetector, validation: ValidationSet, options: Detecto
             "val_map_50_95": metrics["map_50_95"] or 0.0}
 
 
-def _schedule(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to zero: a learning-rate multiplier."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-
 def fit_detector(
     train: list[DetectionSample],
     validation: list[DetectionSample],
@@ -412,9 +416,10 @@ def fit_detector(
                             {"score": options.score_threshold, "nms_iou": options.nms_iou}, [], fitted_params)
     validation_set = (ValidationSet(validation, spec, options, batcher, pin=device.type == "cuda")
                       if validation else None)
-    best: tuple[float, float, float] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, step = 0, 0
+    # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell epochs apart,
+    # while their boxes still get tighter.
+    best = KeepBest(detector, patience=options.patience, maximize=True) if validation else None
+    step = 0
     views = iter(loader)
     bar = tqdm(range(1, options.epochs + 1), desc="train detector", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -428,7 +433,7 @@ def fit_detector(
             batch = next(views)
             waited += time.perf_counter() - asked
             batch = batch.to(device)
-            factor = _schedule(step, warmup, total_steps)
+            factor = warmup_cosine(step, warmup, total_steps)
             for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = lr * factor
             losses = _loss(detector, batch, options)
@@ -442,27 +447,21 @@ def fit_detector(
         totals = dict(zip(LOSS_KEYS, sums.tolist(), strict=True))
         record: dict[str, Any] = {"epoch": epoch} | {f"train_{k}" if k != "loss" else "train_loss": v / len(train)
                                                     for k, v in totals.items()}
-        if validation_set is not None:
+        if validation_set is not None and best is not None:
             record |= validate(fitted, validation_set, options)
-            # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell
-            # epochs apart, while their boxes still get tighter.
-            score = (float(record["val_map_50_95"]), float(record["val_map_50"]), -float(record["val_loss"]))
-            if best is None or score > best:
-                best, best_epoch = score, epoch
-                best_state = copy.deepcopy(detector.state_dict())
+            best.update(epoch, (record["val_map_50_95"], record["val_map_50"], -record["val_loss"]))
         record["seconds"] = time.perf_counter() - epoch_started
         record["data_wait_seconds"] = waited
         fitted.history.append(record)
         bar.set_postfix({k: round(v, 3) for k, v in record.items() if k in ("train_loss", "val_loss", "val_map_50_95")})
         if on_epoch is not None:
             on_epoch(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
-        if validation and epoch - best_epoch >= options.patience:
+        if best is not None and best.should_stop:
             break
     bar.close()
     del views, loader  # the workers end now (early stopping leaves batches unread), not at garbage collection
 
-    if best_state is not None:
-        detector.load_state_dict(best_state)
+    best_epoch = best.restore() if best is not None else None
     # Export, ONNX parity, INT8 calibration and the metrics after training all run on the CPU.
     detector.to("cpu").eval()
     fitted.params |= {"best_epoch": best_epoch or len(fitted.history), "epochs_run": len(fitted.history),
