@@ -26,3 +26,13 @@ def test_the_time_left_counts_the_epochs_to_come_the_refit_and_the_steps_after_t
     refitting.refitting = True
     refitting.epoch_done(5.0)  # a refit epoch: 4 s of fit pace
     assert refitting.remaining(10) == pytest.approx(4.0 * (50 * 1.25 + after))
+
+
+def test_the_time_left_follows_a_machine_that_gets_quieter() -> None:
+    """Epochs of 30 s while other work held the cores, then of 10 s: the estimate follows the recent
+    pace, not the whole run's median."""
+    pace = RunPace(fit_epochs=24, refit_epochs=0, refit_share=1.0)
+    for seconds in [30.0] * 6 + [10.0] * RunPace.RECENT_EPOCHS:
+        pace.epoch_done(seconds)
+    done = 6 + RunPace.RECENT_EPOCHS
+    assert pace.remaining(done) == pytest.approx(10.0 * (24 - done + RunPace.AFTER_TRAINING_EPOCHS))

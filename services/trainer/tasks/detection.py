@@ -95,9 +95,11 @@ class RunPace:
     """The time a detection run has left, from the seconds its epochs take.
 
     Training dominates: the remaining epochs (of the fit, then of the refit, scaled by its share
-    of images) at the median pace so far, plus the steps after training (evaluation, export, the
-    variant files), estimated as AFTER_TRAINING_EPOCHS epochs of the fit. Early stopping can only
-    make the run end sooner than said.
+    of images) at the median pace of the last RECENT_EPOCHS (one slow epoch barely moves it, and it
+    follows a machine that gets busier or quieter), plus the steps after training (evaluation,
+    export, the variant files), estimated as AFTER_TRAINING_EPOCHS epochs of the fit (the
+    end-to-end row of `make bench-detection` prints those steps' seconds beside the epochs'). Early
+    stopping can only make the run end sooner than said.
     """
 
     fit_epochs: int
@@ -106,9 +108,8 @@ class RunPace:
     epoch_seconds: list[float] = field(default_factory=list)
     refitting: bool = False
 
-    # Measured on the 25 grocery photos (quick, 448 px, both variants): export, parity, INT8 and fp16 with
-    # their checks and the registration took as long as ~4 epochs of the fit.
-    AFTER_TRAINING_EPOCHS = 4.0
+    AFTER_TRAINING_EPOCHS = 1.5
+    RECENT_EPOCHS = 5
 
     def epoch_done(self, seconds: float) -> None:
         self.epoch_seconds.append(seconds / self.refit_share if self.refitting else seconds)
@@ -117,7 +118,7 @@ class RunPace:
         """Seconds left after `epoch` of the current training (None before the first epoch)."""
         if not self.epoch_seconds:
             return None
-        pace = float(np.median(self.epoch_seconds))  # a fit epoch; the first one's warm-up weighs little
+        pace = float(np.median(self.epoch_seconds[-self.RECENT_EPOCHS:]))  # in seconds of a fit epoch
         if self.refitting:
             left = (self.refit_epochs - epoch) * self.refit_share
         else:
