@@ -12,7 +12,7 @@
     visiondock rollback MODEL --alias production
     visiondock models compare MODEL V1 V2
     visiondock runs [RUN_ID] [--follow]
-    visiondock dashboard               print the dashboard's URL
+    visiondock dashboard               print the console's and the registry dashboard's URLs
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
     visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
@@ -427,6 +427,8 @@ def _follow_run(client: RegistryClient, run_id: str, *, follow: bool) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    # The console's models (one sign-in with labeling, and "Try it"), then the registry's own copy of them.
+    print(f"{(args.annotation_url or _settings().annotation_url).rstrip('/')}/app#/models")
     print(f"{(args.registry_url or _settings().registry_url).rstrip('/')}/dashboard")
     return 0
 
@@ -617,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
 
-    command("dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
+    command("dashboard", cmd_dashboard, "print the URLs of the console's models and of the registry's dashboard")
 
     fsck = command("fsck", cmd_fsck, "find documents without their blobs and blobs without documents in this "
                                      "deployment's storage (dry run unless --repair)")
