@@ -23,7 +23,7 @@ AXE := tests/browser/node_modules/.installed
 BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-options bench-tiny bench-variants locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -60,7 +60,7 @@ test: $(STAMP) $(EMULATORS) $(BROWSER) $(AXE) $(CHECKOV)
 	$(PY) -m pytest
 
 # The CUDA major each GPU image ships against the one its locked onnxruntime-gpu / torch wheel links,
-# read from the wheels themselves (about 800 MB, downloaded once into .cache/gpu-wheels).
+# read from the wheels themselves (about 800 MB, downloaded once into ~/.cache/visiondock/gpu-wheels, or $$VISIONDOCK_WHEEL_CACHE).
 check-images: $(STAMP)
 	$(PY) -m tests.deploy.gpu_images
 
@@ -81,7 +81,7 @@ check: $(STAMP) $(AXE)
 	$(BIOME) check .
 	node --test tests/js/
 
-bench: bench-scoring bench-train bench-labeling bench-options bench-tiny bench-variants
+bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -95,6 +95,10 @@ bench-train: $(STAMP)
 
 bench-labeling: $(STAMP) $(BROWSER)
 	$(PY) -m bench.labeling
+
+# Import speed on embedded storage and on the Azure emulators (needs node + npm for the latter).
+bench-import: $(STAMP) $(EMULATORS)
+	$(PY) -m bench.import_speed
 
 # Each image's requirements, compiled by uv from pyproject.toml's extras for Linux x86-64 and Python
 # 3.11, every package pinned with its hashes. The CPU trainer's torch is PyTorch's CPU build:
@@ -121,4 +125,4 @@ bench-variants: $(STAMP)
 	$(PY) -m bench.scoring_variants
 
 clean:
-	rm -rf $(VENV) .tools .cache tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools tests/emulators/node_modules tests/browser/node_modules .pytest_cache .ruff_cache

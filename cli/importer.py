@@ -6,14 +6,17 @@ dataset that imports from the command line imports the same way as a zip uploade
 (`POST …/imports/samples`) rather than one zip: no archive size limit, progress as batches go,
 dataset errors found before anything is sent, only the images the annotations name are sent,
 and an interrupted import can simply be run again (what went in comes back as unchanged
-duplicates).
+duplicates). Two batches are in flight at once: the service stores one while the next is read
+and sent. The first goes alone, so the dataset's tags exist before the others arrive.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ from visiondock.vocabulary import DETECTION
 
 BATCH_SIZE = 32
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+# Batches sent before the answer to the first of them is awaited.
+IN_FLIGHT = 2
 COUNTS = ("images", "created", "duplicates", "labeled", "unchanged", "unlabeled", "boxes")
 LISTS = ("tags_created", "skipped", "conflicts", "notes")
 
@@ -87,15 +92,34 @@ def import_dataset(client: AnnotationClient, project_id: str, path: Path, fmt_na
         report["skipped"] = [{"path": s.path, "reason": s.reason} for s in found.skipped]
         report["notes"] = [{"path": r.path, "note": r.reason} for r in repeats]
         classes = found.classes
-        with tqdm(total=len(samples), desc=f"import into {project_id}", unit="img", disable=not progress) as bar:
-            for batch in _batches(samples, sizes):
-                manifest = {"format": fmt.name, "classes": classes, "split": split, "replace_labels": replace_labels,
-                            "samples": [_manifest_entry(s) for s in batch]}
-                answer = client.import_samples(project_id, [(s.path, source.read(s.path)) for s in batch], manifest)
-                for key in COUNTS:
-                    report[key] += answer[key]
-                for key in LISTS:
-                    report[key].extend(answer[key])
-                classes = []  # created with the first batch
-                bar.update(len(batch))
+
+        def send(batch: list[Sample]) -> tuple[int, Future[dict[str, Any]]]:
+            nonlocal classes
+            manifest = {"format": fmt.name, "classes": classes, "split": split, "replace_labels": replace_labels,
+                        "samples": [_manifest_entry(s) for s in batch]}
+            classes = []  # created with the first batch
+            files = [(s.path, source.read(s.path)) for s in batch]  # read here, sent by a worker
+            return len(batch), pool.submit(client.import_samples, project_id, files, manifest)
+
+        with tqdm(total=len(samples), desc=f"import into {project_id}", unit="img", disable=not progress) as bar, \
+                ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
+            in_flight: deque[tuple[int, Future[dict[str, Any]]]] = deque()
+            for number, batch in enumerate(_batches(samples, sizes)):
+                in_flight.append(send(batch))
+                # The first batch alone: it creates the tags the others use.
+                while in_flight and (number == 0 or len(in_flight) >= IN_FLIGHT):
+                    count, answer = in_flight.popleft()
+                    _add_answer(report, answer.result())
+                    bar.update(count)
+            while in_flight:
+                count, answer = in_flight.popleft()
+                _add_answer(report, answer.result())
+                bar.update(count)
     return report
+
+
+def _add_answer(report: dict[str, Any], answer: dict[str, Any]) -> None:
+    for key in COUNTS:
+        report[key] += answer[key]
+    for key in LISTS:
+        report[key].extend(answer[key])

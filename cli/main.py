@@ -439,10 +439,11 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     from services.annotation.images import IMAGE_BLOBS
     from services.annotation.review import REVIEW_BLOBS
     from services.registry.catalog import VERSION_BLOBS
+    from visiondock.captures import LEGACY_CAPTURE_BLOBS
     from visiondock.fsck import check, repair
     from visiondock.storage import open_blob_store, open_document_store
 
-    pairings = [IMAGE_BLOBS, REVIEW_BLOBS, VERSION_BLOBS]
+    pairings = [IMAGE_BLOBS, REVIEW_BLOBS, VERSION_BLOBS, LEGACY_CAPTURE_BLOBS]
     settings = _settings()
     documents, blobs = open_document_store(settings), open_blob_store(settings)
     try:
@@ -466,6 +467,7 @@ def cmd_purge_captures(args: argparse.Namespace) -> int:
     from services.annotation.images import ImageLibrary
     from services.annotation.projects import ProjectCatalog
     from services.annotation.review import ReviewQueue
+    from visiondock.captures import legacy_blobs
     from visiondock.storage import open_blob_store, open_document_store
 
     settings = _settings()
@@ -474,7 +476,11 @@ def cmd_purge_captures(args: argparse.Namespace) -> int:
     try:
         projects = ProjectCatalog(documents)
         queue = ReviewQueue(documents, blobs, projects, ImageLibrary(documents, blobs, projects))
-        purged = queue.purge(older_than=datetime.now(UTC) - timedelta(days=days), dry_run=args.dry_run)
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        purged = queue.purge(older_than=cutoff, dry_run=args.dry_run)
+        for key in list(legacy_blobs(blobs, older_than=cutoff)):  # copies older scoring services kept
+            if not args.dry_run:
+                blobs.delete(key)
     finally:
         documents.close()
         blobs.close()

@@ -311,16 +311,12 @@ EVERYTHING = ResourceScope(unnamed="everything")
 NOTHING = ResourceScope()
 
 
-def by_body(*fields: str, path: bool = False) -> ResourceScope:
-    return ResourceScope(path=path, body=fields)
+def by_body(*fields: str) -> ResourceScope:
+    return ResourceScope(body=fields)
 
 
 def by_lookup(lookup: Lookup, names: str) -> ResourceScope:
     return ResourceScope(lookup=lookup, lookup_names=names)
-
-
-def served_model(served: Callable[[Any, Mapping[str, Any]], str | None]) -> ResourceScope:
-    return ResourceScope(path=True, served=served)
 
 
 class RoleRequirement:
@@ -330,7 +326,7 @@ class RoleRequirement:
     (`visiondock.limits`) applies it before the body is read.
 
     `readers` may also read (GET); `resource(app, path_params)` names what the request touches when no
-    path parameter does (the model a scoring request resolves to: the same as `scope=served_model(...)`);
+    path parameter does (the model a scoring request resolves to, added to the scope as `served`);
     `azure_header` also accepts Azure AI Search's key header.
     """
 

@@ -11,6 +11,10 @@ reports both kinds, `repair` also fixes them:
 - a document without its blob is deleted when the pairing says the document is worthless
   without its bytes (an image), and only reported otherwise (a model version a person must
   look at).
+
+A pairing whose documents own no blobs (`documents_own_blobs=False`) names a prefix where every
+blob is a stray: the second copies of captured images older scoring services wrote
+(`visiondock.captures`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,22 @@ class Pairing:
     # The document (partition key, id) a blob under the prefix belongs to; None: not one of ours.
     owner: Callable[[str], tuple[str, str] | None]
     delete_documents_without_blob: bool = True
+    # False: no document owns a blob under the prefix; every blob there is a stray.
+    documents_own_blobs: bool = True
+
+    def owned(self, documents: DocumentStore, key: str) -> tuple[str, str, bool] | None:
+        """(partition key, id, whether that document exists) of the blob's owner; None: not ours."""
+        owner = self.owner(key)
+        if owner is None:
+            return None
+        partition_key, doc_id = owner
+        if not self.documents_own_blobs:
+            return partition_key, doc_id, False
+        try:
+            documents.get(self.collection, doc_id, partition_key=partition_key)
+            return partition_key, doc_id, True
+        except DocumentNotFoundError:
+            return partition_key, doc_id, False
 
 
 @dataclass(frozen=True)
@@ -56,22 +76,17 @@ def check(documents: DocumentStore, blobs: BlobStore, pairings: Iterable[Pairing
           grace: timedelta = DEFAULT_GRACE, now: datetime | None = None) -> Iterator[Problem]:
     now = now or datetime.now(UTC)
     for pairing in pairings:
-        for doc in documents.query_all(pairing.collection):
+        for doc in documents.query_all(pairing.collection) if pairing.documents_own_blobs else ():
             key = pairing.blob_key(doc)
             if not blobs.exists(key):
                 action = "delete the document" if pairing.delete_documents_without_blob else "report only"
                 yield Problem("document_without_blob", pairing.name, key,
                               f"{pairing.collection}/{doc.partition_key}/{doc.id}", action)
         for info in blobs.list(pairing.blob_prefix):
-            owner = pairing.owner(info.key)
-            if owner is None:
+            owned = pairing.owned(documents, info.key)
+            if owned is None or owned[2]:
                 continue
-            partition_key, doc_id = owner
-            try:
-                documents.get(pairing.collection, doc_id, partition_key=partition_key)
-                continue
-            except DocumentNotFoundError:
-                pass
+            partition_key, doc_id, _ = owned
             action = "delete the blob" if now - info.last_modified >= grace else "keep: younger than the grace period"
             yield Problem("blob_without_document", pairing.name, info.key,
                           f"{pairing.collection}/{partition_key}/{doc_id}", action)
@@ -87,11 +102,10 @@ def repair(documents: DocumentStore, blobs: BlobStore, problems: Iterable[Proble
         pairing = by_name[problem.pairing]
         _, partition_key, doc_id = problem.document.split("/", 2)
         if problem.action == "delete the blob":
-            try:
-                documents.get(pairing.collection, doc_id, partition_key=partition_key)
+            owned = pairing.owned(documents, problem.blob_key)
+            if owned is not None and owned[2]:
                 continue  # its document arrived after all
-            except DocumentNotFoundError:
-                blobs.delete(problem.blob_key)
+            blobs.delete(problem.blob_key)
         elif problem.action == "delete the document":
             if blobs.exists(problem.blob_key):
                 continue

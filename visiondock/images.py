@@ -2,13 +2,21 @@
 
 One place decides what an acceptable image is, so an image the annotation service
 took is one the trainer and the scoring service can read.
+
+Decoding is bounded: Pillow only ever opens the formats we accept (`formats=`), the pixel count
+is checked from the header before any pixel is decoded, at most `max_concurrent_decodes` full
+decodes run at once in a process (VISIONDOCK_MAX_CONCURRENT_DECODES; a 200 KB PNG can decode to
+hundreds of megabytes), and a request of many images shares one `PixelBudget`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -28,6 +36,24 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 # Longest side over shortest side. Phone panoramas stay under about 10:1; a 1x100000 strip
 # passes any pixel limit yet explodes when its short side is scaled up to a model's input.
 MAX_ASPECT_RATIO = 20
+
+# Full decodes in progress at once in this process, unless a service or the trainer sets its own.
+DEFAULT_CONCURRENT_DECODES = 4
+_decode_slots = threading.BoundedSemaphore(DEFAULT_CONCURRENT_DECODES)
+
+
+def limit_concurrent_decodes(count: int) -> None:
+    """At most `count` full decodes at once from now on (decodes already waiting keep the old limit)."""
+    global _decode_slots
+    _decode_slots = threading.BoundedSemaphore(max(1, count))
+
+
+@contextmanager
+def _decode_slot() -> Iterator[None]:
+    slots = _decode_slots  # released to the semaphore it was taken from, whatever happens meanwhile
+    with slots:
+        yield
+
 
 # `_open` checks each caller's own pixel limit from the header, before a pixel is decoded.
 # Pillow's process-wide check would warn (or refuse) at its own threshold instead, and
@@ -75,12 +101,45 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Formats people send that we do not accept, told by their first bytes (only to name them in the refusal).
+_OTHER_FORMATS = ((b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"),
+                  (b"%PDF", "PDF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+                  (b"qoif", "QOI"), (b"DDS ", "DDS"))
+
+
+@dataclass
+class PixelBudget:
+    """The pixels the images of one request may hold together (as their headers declare them)."""
+
+    limit: int
+    used: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def charge(self, pixels: int) -> None:
+        with self._lock:
+            if self.used + pixels > self.limit:
+                raise ImageTooLargeError(f"the images of this request hold more than {self.limit:,} pixels together; "
+                                         "send fewer or smaller images per request")
+            self.used += pixels
+
+
+def image_pixels(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """Width x height from the header, without decoding a pixel; the checks of a full decode's start."""
+    width, height = _open(data, max_pixels).size
+    return width * height
+
+
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidImageError("the upload is empty; send the image's bytes")
     try:
-        image = Image.open(io.BytesIO(data))
+        # Only our formats' openers look at the bytes: no other Pillow plugin parses a stranger's file.
+        image = Image.open(io.BytesIO(data), formats=tuple(ALLOWED_FORMATS))
     except UnidentifiedImageError:
+        known = next((name for magic, name in _OTHER_FORMATS if data.startswith(magic)), None)
+        if known is not None:
+            raise UnsupportedImageError(f"image format {known} is not accepted; use JPEG, PNG, BMP, GIF or WebP") \
+                from None
         raise UnsupportedImageError("not an image: expected JPEG, PNG, BMP, GIF or WebP bytes") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # The header itself is cut off or malformed.
@@ -115,8 +174,9 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     """Decode fully (so truncation is caught) and describe the image; raises InvalidImageError."""
     image = _open(data, max_pixels)
     fmt = image.format or ""
-    _load(image)
-    width, height = ImageOps.exif_transpose(image).size if _has_rotation(image) else image.size
+    with _decode_slot():
+        _load(image)
+        width, height = ImageOps.exif_transpose(image).size if _has_rotation(image) else image.size
     return ImageFacts(format=fmt, content_type=ALLOWED_FORMATS[fmt], width=width, height=height,
                       sha256=sha256_hex(data))
 
@@ -167,12 +227,13 @@ def decode_image(
     width, height = image.size
     if draft_size is not None and image.format == "JPEG":
         image.draft("RGB", draft_size)
-    _load(image)
-    if _has_rotation(image):
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # the quarter turns swap width and height
-            width, height = height, width
-        image = ImageOps.exif_transpose(image)
-    return DecodedImage(_to_rgb(image), fmt, width, height)
+    with _decode_slot():
+        _load(image)
+        if _has_rotation(image):
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # the quarter turns swap width and height
+                width, height = height, width
+            image = ImageOps.exif_transpose(image)
+        return DecodedImage(_to_rgb(image), fmt, width, height)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

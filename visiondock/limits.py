@@ -11,6 +11,7 @@ they stream in, and answers 401/403/413 at once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,13 +23,18 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import AUTHORIZED, declared_requirement
-from visiondock.errors import DomainError, InvalidInput, NotAuthenticated
+from visiondock.errors import DomainError, InvalidInput, NotAuthenticated, TooLarge
 
 # JSON bodies of ordinary routes (projects, labels, aliases, runs) are a few kilobytes.
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # Deeper JSON than this is no request any client of ours sends; refusing it keeps parsers and
 # validators away from Python's recursion limit.
 MAX_JSON_DEPTH = 64
+# Values (numbers, strings, objects, arrays) in a JSON body a route parses itself: counted on the bytes
+# before the body is parsed, so a body of millions of tiny objects never becomes millions of objects.
+MAX_JSON_VALUES = 100_000
+# A JSON string, escapes included: what the count skips over.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 LimitOf = Callable[[FastAPI], int]
@@ -270,10 +276,23 @@ async def json_body_depth(request: Request) -> None:
     check_json_depth(value)
 
 
-def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH) -> Any:
-    """json.loads with clear 400s for invalid and for too deeply nested JSON. `max_depth=None`
-    skips the walk over the parsed value (tensors: millions of numbers) and only refuses what the
-    parser itself cannot nest."""
+def count_json_values(body: bytes) -> int:
+    """About how many values a JSON text's arrays and objects hold side by side (a `,` outside strings
+    separates two), without parsing it. Nesting is the depth limit's business."""
+    return _JSON_STRING.sub(b'""', body).count(b",") + 1
+
+
+def loads_bounded(body: bytes | str, what: str = "the body", max_depth: int | None = MAX_JSON_DEPTH,
+                  max_values: int | None = MAX_JSON_VALUES) -> Any:
+    """json.loads with clear 400s for invalid and for too deeply nested JSON, and a 413 for a body of
+    more than `max_values` values, counted before it is parsed. `max_depth=None` (tensors: millions of
+    numbers) skips the walk over the parsed value and the count, and only refuses what the parser
+    itself cannot nest."""
+    if max_depth is not None and max_values is not None:
+        values = count_json_values(body.encode() if isinstance(body, str) else body)
+        if values > max_values:
+            raise TooLarge(f"{what} holds about {values:,} JSON values; the limit is {max_values:,}",
+                           code="too_many_values")
     try:
         value = json.loads(body)
     except RecursionError:

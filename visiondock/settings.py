@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     # How long a run key holds when the trainer has no deadline of its own (a process beside the registry).
     run_key_lifetime_seconds: float = Field(default=24 * 3600.0, gt=0)
 
+    # Full image decodes at once in one process (a small PNG can decode to hundreds of megabytes), and the
+    # pixels the images of one scoring request may hold together (batches and skills).
+    max_concurrent_decodes: int = Field(default=4, ge=1)
+    max_request_pixels: int = Field(default=1_000_000_000, ge=1)
+
     # Population stability index above which production predictions are flagged as drifted
     # (below 0.1 is read as stable, 0.1 up to this as a moderate shift).
     drift_psi_threshold: float = Field(default=0.25, gt=0)

@@ -55,6 +55,7 @@ from visiondock.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from visiondock.images import limit_concurrent_decodes
 from visiondock.limits import RequestGuardMiddleware, json_body_depth
 from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
@@ -336,6 +337,7 @@ def create_service_app(
     """
     configure_logging(service, level=settings.log_level, fmt=settings.log_format)
     keyring = keyring_of(settings)
+    limit_concurrent_decodes(settings.max_concurrent_decodes)
     metrics = ServiceMetrics(service)
 
     @asynccontextmanager
@@ -392,14 +394,17 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: the service can do its work (details with a key)",
+    @app.get("/readyz", tags=["health"],
+             summary="Readiness: the service can do its work (details with an unscoped key)",
              responses={503: {"description": "Not ready yet; with a key, the body says why."}})
     async def readyz(request: Request) -> JSONResponse:
         state = readiness(app)
         body = {"status": "ready" if state.ready else "not ready", "service": service}
-        # Probes need only the verdict; what is loaded and from where (labels, URLs) needs a key.
+        # Probes need only the verdict; what is loaded and from where (labels of every served model, URLs)
+        # needs a key for everything, as /metrics does.
         key = presented_key(request.headers, azure_header=False)
-        if key is not None and keyring.identify(key) is not None:
+        caller = keyring.identify(key) if key is not None else None
+        if caller is not None and caller.unscoped:
             body.update(state.details)
         return JSONResponse(body, status_code=200 if state.ready else 503)
 

@@ -1,9 +1,14 @@
-"""Changes to many images at once: renaming and deleting tags, bulk tag and split changes,
-deleting a project with everything it stored.
+"""Changes to many images at once: renaming and deleting tags, bulk tag and split changes, bulk
+deletes, deleting a project with everything it stored.
 
 Every label change goes through `ImageLibrary.set_tags`/`set_regions`/`set_split` with the
 image's etag, so a concurrent edit is never overwritten blindly (the change is re-read and
-retried) and whatever the library records about label changes records these too.
+retried) and whatever the library records about label changes records these too, under the
+caller's name (`who`).
+
+A rename or delete marks the tag (`ProjectCatalog.retire_tag`) before it looks for the images
+carrying it, and someone labeling at the same time reads the tags after writing (`ImageLibrary`):
+an image labeled with the old name while the tag was renamed ends up with the new name either way.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from visiondock.captures import summaries_of_project
 from visiondock.errors import Conflict, InvalidInput, NotFound
 from visiondock.storage import (
     BlobStore,
@@ -25,8 +31,9 @@ from visiondock.storage import (
     Query,
 )
 
-from .images import IMAGES, ImageLibrary, image_blob_key
-from .projects import PROJECTS, TAGS, ProjectCatalog
+from .history import LABEL_HISTORY, LabelChange
+from .images import IMAGES, ImageLibrary, image_blob_key, labels_changed
+from .projects import PROJECTS, TAG_CHANGES, TAGS, ProjectCatalog
 from .review import REVIEW_ITEMS, review_blob_key
 
 # Blob folders that hold a project's bytes: its images, their thumbnails, captured review images.
@@ -39,11 +46,12 @@ log = logging.getLogger(__name__)
 
 class Curation:
     def __init__(self, documents: DocumentStore, blobs: BlobStore, projects: ProjectCatalog,
-                 library: ImageLibrary) -> None:
+                 library: ImageLibrary, *, who: str = LabelChange().who) -> None:
         self.documents = documents
         self.blobs = blobs
         self.projects = projects
         self.library = library
+        self.change = LabelChange(who=who, source="bulk")
 
     # -- tags ------------------------------------------------------------------------
     def _tag(self, project_id: str, name: str) -> dict[str, Any]:
@@ -73,6 +81,7 @@ class Curation:
                 count = len(self._carrying(project_id, new_name))
                 raise Conflict(f"tag {new_name!r} already exists (on {count} images); rename with merge to join "
                                f"{name!r} into it", code="tag_exists") from None
+        self.projects.retire_tag(project_id, name, renamed_to=new_name)
         changed = self._relabel(project_id, name, lambda tag: new_name if tag == name else tag)
         self.documents.delete(TAGS, name, partition_key=project_id)
         return {"name": new_name, "image_count": len(self._carrying(project_id, new_name)), "images_changed": changed}
@@ -85,6 +94,7 @@ class Curation:
             raise Conflict(f"tag {name!r} is on {count} image{'s' * (count != 1)}; deleting it takes it off them "
                            f"(multiclass images become unlabeled, boxes of it are removed): confirm to go on",
                            code="tag_in_use")
+        self.projects.retire_tag(project_id, name, renamed_to=None)
         changed = self._relabel(project_id, name, lambda tag: None if tag == name else tag)
         self.documents.delete(TAGS, name, partition_key=project_id)
         return {"name": name, "image_count": 0, "images_changed": changed}
@@ -93,15 +103,8 @@ class Curation:
         """Apply `change` (new name, or None to drop) to every label naming `name`; images changed."""
         changed = 0
         for doc in self._carrying(project_id, name):
-            changed += self._update(project_id, doc, lambda data: self._changed_labels(data, change))
+            changed += self._update(project_id, doc, lambda data: labels_changed(data, change))
         return changed
-
-    @staticmethod
-    def _changed_labels(data: dict[str, Any], change: Callable[[str], str | None]) -> dict[str, Any]:
-        if data.get("regions"):
-            regions = [{**r, "tag": change(r["tag"])} for r in data["regions"] if change(r["tag"]) is not None]
-            return {"regions": regions}
-        return {"tags": list(dict.fromkeys(t for t in (change(tag) for tag in data["tags"]) if t is not None))}
 
     def _update(self, project_id: str, doc: Document, labels: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Write `labels(image)` to one image with its etag, re-reading on a concurrent change; 1 if changed."""
@@ -111,11 +114,12 @@ class Curation:
                 if "regions" in wanted:
                     if wanted["regions"] == doc.data["regions"]:
                         return 0
-                    self.library.set_regions(project_id, doc.id, wanted["regions"], if_match=doc.etag)
+                    self.library.set_regions(project_id, doc.id, wanted["regions"], if_match=doc.etag,
+                                             change=self.change)
                 else:
                     if wanted["tags"] == doc.data["tags"]:
                         return 0
-                    self.library.set_tags(project_id, doc.id, wanted["tags"], if_match=doc.etag)
+                    self.library.set_tags(project_id, doc.id, wanted["tags"], if_match=doc.etag, change=self.change)
                 return 1
             except PreconditionFailedError:
                 doc = self.library.get(project_id, doc.id)
@@ -155,16 +159,24 @@ class Curation:
 
         return self._each(project_id, image_ids, move)
 
-    def _each(self, project_id: str, image_ids: Sequence[str],
-              apply: Callable[[Document], int]) -> list[dict[str, Any]]:
+    def bulk_delete(self, project_id: str, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Delete many images (document, bytes, thumbnail), each as `DELETE .../images/{id}` does."""
+        def remove(doc: Document) -> int:
+            self.library.delete(project_id, doc.id, if_match=None)
+            return 1
+
+        return self._each(project_id, image_ids, remove, done="deleted")
+
+    def _each(self, project_id: str, image_ids: Sequence[str], apply: Callable[[Document], int], *,
+              done: str = "updated") -> list[dict[str, Any]]:
         self.projects.get(project_id)
         results = []
         for image_id in self._check_ids(image_ids):
             try:
                 doc = self.documents.get(IMAGES, image_id, partition_key=project_id)
-                status = "updated" if apply(doc) else "unchanged"
+                status = done if apply(doc) else "unchanged"
                 results.append({"id": image_id, "status": status, "error": None})
-            except DocumentNotFoundError:
+            except (DocumentNotFoundError, NotFound):  # NotFound: gone meanwhile
                 results.append({"id": image_id, "status": "not_found", "error": "no such image in the project"})
             except (InvalidInput, Conflict) as exc:
                 results.append({"id": image_id, "status": "rejected", "error": exc.message})
@@ -172,7 +184,8 @@ class Curation:
 
     # -- projects --------------------------------------------------------------------
     def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
-        """Delete a project, its images, tags and review items, and every blob under its folders.
+        """Delete a project, its images, tags, review items, label history and capture summaries, and every
+        blob under its folders.
 
         Documents go before their blobs (a blob without a document is invisible); the project's own
         document goes last, so an interrupted deletion can simply be run again."""
@@ -190,8 +203,10 @@ class Curation:
         for item_id in items:
             self._delete_document(REVIEW_ITEMS, item_id, project_id)
             self.blobs.delete(review_blob_key(project_id, item_id))
-        for tag in [doc.id for doc in self.documents.query_all(TAGS, partition)]:
-            self._delete_document(TAGS, tag, project_id)
+        for collection in (TAGS, TAG_CHANGES, LABEL_HISTORY):  # the label history must not outlive the project
+            for doc_id in [doc.id for doc in self.documents.query_all(collection, partition)]:
+                self._delete_document(collection, doc_id, project_id)
+        summaries_of_project(self.documents, project_id)  # what was captured for it, across models
         blobs = 0
         for prefix in PROJECT_BLOB_PREFIXES:  # thumbnails, and anything a crash left behind
             for info in list(self.blobs.list(f"{prefix}/{project_id}/")):

@@ -1,4 +1,4 @@
-"""HTTP routes of tag renames and deletes, bulk tag and split changes, and project deletion:
+"""HTTP routes of tag renames and deletes, bulk tag and split changes, bulk deletes, and project deletion:
 thin wrappers over Curation."""
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from visiondock.web import require_role
 
 from .curation import Curation
-from .curation_schemas import BulkResults, BulkSplit, BulkTags, ProjectDeleted, TagRename, TagUsage
+from .curation_schemas import (
+    BulkDelete,
+    BulkDeleted,
+    BulkResults,
+    BulkSplit,
+    BulkTags,
+    ProjectDeleted,
+    TagRename,
+    TagUsage,
+)
+from .history import caller_name
 from .schemas import ProjectPath, TagPath
 
 # Tags and bulk changes are labeling; deleting a whole project (its images and labels) is an admin's.
@@ -21,7 +31,8 @@ _ADMIN = [Depends(require_role("admin"))]
 
 async def _curation(request: Request) -> Curation:
     state = request.app.state
-    return Curation(state.images.documents, state.images.blobs, state.projects, state.images)
+    return Curation(state.images.documents, state.images.blobs, state.projects, state.images,
+                    who=caller_name(request))
 
 
 Curator = Annotated[Curation, Depends(_curation)]
@@ -62,6 +73,15 @@ def bulk_tags(project_id: ProjectPath, body: BulkTags, curation: Curator) -> dic
              summary="Put many images in a split (or none); one result per image")
 def bulk_split(project_id: ProjectPath, body: BulkSplit, curation: Curator) -> dict[str, Any]:
     return _summary(curation.bulk_split(project_id, body.image_ids, body.split))
+
+
+@router.post("/images/bulk/delete", response_model=BulkDeleted, tags=["images"],
+             summary="Delete many images (bytes, thumbnail and labels), as DELETE …/images/{id} does each; "
+                     "one result per image")
+def bulk_delete(project_id: ProjectPath, body: BulkDelete, curation: Curator) -> dict[str, Any]:
+    results = curation.bulk_delete(project_id, body.image_ids)
+    return {"deleted": sum(r["status"] == "deleted" for r in results),
+            "failed": sum(r["status"] != "deleted" for r in results), "results": results}
 
 
 @router.delete("", response_model=ProjectDeleted, tags=["projects"],

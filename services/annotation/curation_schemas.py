@@ -32,15 +32,25 @@ class BulkSplit(BaseModel):
     split: Split | None
 
 
+class BulkDelete(BaseModel):
+    image_ids: list[str] = Field(min_length=1, max_length=1000)
+
+
 class BulkResult(BaseModel):
     id: str
-    status: Literal["updated", "unchanged", "not_found", "rejected"]
+    status: Literal["updated", "unchanged", "deleted", "not_found", "rejected"]
     error: str | None = None
 
 
 class BulkResults(BaseModel):
     updated: int
     unchanged: int
+    failed: int
+    results: list[BulkResult]
+
+
+class BulkDeleted(BaseModel):
+    deleted: int
     failed: int
     results: list[BulkResult]
 

@@ -1,8 +1,9 @@
 """Bringing a dataset into a project: images, tags and labels, with a report of what happened.
 
 The same logic serves a zip archive read on the server and batches of images a client read
-with the same readers (`visiondock import`). Each image goes in through `ImageLibrary` (so an
-image already in the project is a duplicate, never a copy) and gets its labels through
+with the same readers (`visiondock import`). Images go in through `ImageLibrary.add` by batches
+of IMPORT_BATCH, new ones with their labels in the same write (so an image already in the project
+is a duplicate, never a copy); a duplicate gets the dataset's labels through
 `ImageLibrary.set_tags`/`set_regions`. Importing the same data again changes nothing: a
 duplicate whose labels already match is left alone, and one labeled differently keeps its
 labels unless the import says `replace_labels`.
@@ -17,17 +18,20 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from visiondock.errors import DomainError, InvalidInput
+from visiondock.errors import Conflict, DomainError, InvalidInput
 from visiondock.storage import PreconditionFailedError
 
 from .datasets import Box, DatasetFormat, DatasetFormatError, DatasetRead, Sample, merge_same_images
-from .images import ImageLibrary
+from .history import LabelChange
+from .images import ImageLibrary, NewImage, UploadOutcome
 from .projects import ProjectCatalog
 from .schemas import TagName
 
 _TAG_NAME: TypeAdapter[str] = TypeAdapter(TagName)
 # Two boxes within this many pixels on every side are the same box.
 SAME_BOX_PIXELS = 0.5
+# Images stored together (the progress events of a batch come once it is stored).
+IMPORT_BATCH = 32
 
 
 @dataclass
@@ -94,9 +98,11 @@ def _same_regions(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], widt
 
 
 class DatasetImporter:
-    def __init__(self, library: ImageLibrary, projects: ProjectCatalog) -> None:
+    def __init__(self, library: ImageLibrary, projects: ProjectCatalog, *, who: str = LabelChange().who) -> None:
         self.library = library
         self.projects = projects
+        # The label history names who imported (the caller's key).
+        self.change = LabelChange(who=who, source="import")
 
     def check_format(self, project_id: str, fmt: DatasetFormat) -> dict[str, Any]:
         project = self.projects.get(project_id)
@@ -106,18 +112,20 @@ class DatasetImporter:
         return project
 
     def run(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
-            options: ImportOptions | None = None) -> dict[str, Any]:
+            options: ImportOptions | None = None, change: LabelChange | None = None) -> dict[str, Any]:
         """Import everything and return the report."""
         report: dict[str, Any] = {}
-        for event in self.events(project_id, fmt, found, load, options):
+        for event in self.events(project_id, fmt, found, load, options, change):
             if event["event"] == "report":
                 report = event["report"]
         return report
 
     def events(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
-               options: ImportOptions | None = None) -> Iterator[dict[str, Any]]:
-        """`{"event": "progress", "done", "total"}` as images go in, then `{"event": "report", ...}`."""
+               options: ImportOptions | None = None, change: LabelChange | None = None) -> Iterator[dict[str, Any]]:
+        """`{"event": "progress", "done", "total"}` as images go in, then `{"event": "report", ...}`.
+        The labels it gives are recorded in the label history as `change` (by default an import by the caller)."""
         options = options or ImportOptions()
+        change = change or self.change
         project = self.check_format(project_id, fmt)
         report = ImportReport(fmt.name)
         for item in found.skipped:
@@ -127,12 +135,12 @@ class DatasetImporter:
         self._create_tags(project_id, found.classes, samples, report)
         total = len(samples)
         yield {"event": "progress", "done": 0, "total": total}
-        for done, sample in enumerate(samples, start=1):
-            try:
-                self._import_one(project, sample, load, options, report)
-            except (DatasetFormatError, DomainError) as exc:
-                report.skip(sample.path, str(exc))
-            yield {"event": "progress", "done": done, "total": total}
+        for start in range(0, total, IMPORT_BATCH):
+            batch = samples[start:start + IMPORT_BATCH]
+            self._import_batch(project, batch, load, options, change, report)
+            # One line per image, as the API promises; a batch's come together once it is stored.
+            for done in range(start + 1, start + len(batch) + 1):
+                yield {"event": "progress", "done": done, "total": total}
         yield {"event": "report", "report": report.as_dict()}
 
     # -- steps -----------------------------------------------------------------------
@@ -163,7 +171,10 @@ class DatasetImporter:
                                                          "' ', '.', '+', '-', '_'; at most 64): its labels are "
                                                          "skipped"})
                 continue
-            self.projects.create_tag(project_id, name)
+            try:
+                self.projects.create_tag(project_id, name)
+            except Conflict:
+                continue  # created meanwhile (another batch of this import, or a person)
             report.tags_created.append(name)
 
     def _labels(self, project_type: str, sample: Sample) -> tuple[list[str], list[Box]] | str:
@@ -180,35 +191,81 @@ class DatasetImporter:
             return f"a multiclass image has one tag; the dataset gives {len(tags)}: {', '.join(tags)}"
         return tags, []
 
-    def _import_one(self, project: dict[str, Any], sample: Sample, load: Loader, options: ImportOptions,
-                    report: ImportReport) -> None:
-        project_id, project_type = project["id"], project["type"]
-        labels = self._labels(project_type, sample) if sample.labeled else ([], [])
-        if isinstance(labels, str):
-            report.skip(sample.path, labels)
-            return
-        tags, boxes = labels
-        outcome = self.library.upload(project_id, [(sample.path, load(sample.path))], split=options.split)[0]
-        if outcome.image is None:
-            report.skip(sample.path, outcome.error or "refused")
-            return
-        image = outcome.image
-        if outcome.status == "created":
-            report.created += 1
-        else:
+    def _import_batch(self, project: dict[str, Any], samples: Sequence[Sample], load: Loader,
+                      options: ImportOptions, change: LabelChange, report: ImportReport) -> None:
+        project_type = project["type"]
+        additions: list[NewImage] = []
+        planned: list[tuple[Sample, list[str], list[dict[str, Any]]]] = []
+        for sample in samples:
+            labels = self._labels(project_type, sample) if sample.labeled else ([], [])
+            if isinstance(labels, str):
+                report.skip(sample.path, labels)
+                continue
+            try:
+                image = self.library.check(sample.path, load(sample.path))
+            except (DatasetFormatError, DomainError) as exc:
+                report.skip(sample.path, str(exc))
+                continue
+            tags, boxes = labels
+            regions = self._regions(sample, boxes, image.facts.width, image.facts.height, report)
+            if project_type == "detection":
+                tags = sorted({region["tag"] for region in regions})
+            # A multiclass image without a tag stays unlabeled: "none of these" is not a class.
+            wanted = sample.labeled and not (project_type == "multiclass" and not tags)
+            additions.append(NewImage(image, (tags, regions) if wanted else None, options.split))
+            planned.append((sample, tags, regions))
+        try:
+            outcomes = self.library.add(project, additions, change=change)
+        except DomainError:
+            # Labels the project's rules refuse (a tag deleted meanwhile), found before anything was
+            # written: image by image, so only those are skipped.
+            outcomes = [self._add_one(project, addition, change) for addition in additions]
+        for (sample, tags, regions), addition, outcome in zip(planned, additions, outcomes, strict=True):
+            if outcome.image is None:
+                report.skip(sample.path, outcome.error or "refused")
+                continue
+            if outcome.status == "created":
+                report.created += 1
+                if addition.labels is None:
+                    report.unlabeled += 1
+                else:
+                    report.labeled += 1
+                    report.boxes += len(regions)
+                continue
             report.duplicates += 1
-        # A multiclass image without a tag stays unlabeled: "none of these" is not a class.
-        if not sample.labeled or (project_type == "multiclass" and not tags):
-            report.unlabeled += int(not image["labeled"])
-            report.unchanged += int(image["labeled"])
-            return
+            try:
+                self._label_duplicate(project, sample, outcome.image, tags, regions, addition.labels is not None,
+                                      options, change, report)
+            except DomainError as exc:
+                report.skip(sample.path, str(exc))
+
+    def _add_one(self, project: dict[str, Any], addition: NewImage, change: LabelChange) -> UploadOutcome:
+        try:
+            return self.library.add(project, [addition], change=change)[0]
+        except DomainError as exc:
+            return UploadOutcome(addition.image.filename, "rejected", problem=exc)
+
+    @staticmethod
+    def _regions(sample: Sample, boxes: Sequence[Box], width: int, height: int,
+                 report: ImportReport) -> list[dict[str, Any]]:
         regions = []
         for box in boxes:
-            region = _to_region(box, image["width"], image["height"])
+            region = _to_region(box, width, height)
             if region is None:
                 report.notes.append({"path": sample.path, "note": f"a {box.tag} box lies outside the image: left out"})
             else:
                 regions.append(region)
+        return regions
+
+    def _label_duplicate(self, project: dict[str, Any], sample: Sample, image: dict[str, Any], tags: list[str],
+                         regions: list[dict[str, Any]], wanted: bool, options: ImportOptions, change: LabelChange,
+                         report: ImportReport) -> None:
+        """Give an image the project had already the dataset's labels, unless it has others."""
+        project_id, project_type = project["id"], project["type"]
+        if not wanted:
+            report.unlabeled += int(not image["labeled"])
+            report.unchanged += int(image["labeled"])
+            return
         if image["labeled"]:
             same = (_same_regions(image["regions"], regions, image["width"], image["height"])
                     if project_type == "detection" else sorted(image["tags"]) == sorted(tags))
@@ -222,9 +279,9 @@ class DatasetImporter:
                 return
         try:
             if project_type == "detection":
-                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"])
+                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"], change=change)
             else:
-                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"])
+                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"], change=change)
         except PreconditionFailedError:
             report.conflicts.append({"path": sample.path, "image_id": image["id"],
                                      "reason": "someone changed its labels during the import; kept theirs"})

@@ -35,6 +35,7 @@ from .datasets import (
     ZipSource,
     get_format,
 )
+from .history import caller_name
 from .images import MAX_FILES_PER_UPLOAD
 from .schemas import ProjectPath, Split
 
@@ -51,7 +52,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", rea
 
 
 async def _importer(request: Request) -> DatasetImporter:
-    return DatasetImporter(request.app.state.images, request.app.state.projects)
+    return DatasetImporter(request.app.state.images, request.app.state.projects, who=caller_name(request))
 
 
 async def _exporter(request: Request) -> DatasetExporter:

@@ -4,24 +4,35 @@ An image's id is the SHA-256 of its bytes, so the same photo uploaded twice is o
 image. Its bytes live in the BlobStore at `images/<project>/<sha256>`, its metadata
 and labels in the `images` collection, partition `<project>`.
 
-Order of writes: the blob first, then the document, so a document never points at
-missing bytes; if the document cannot be written, the blob is removed again unless
-another document already owns it. A delete racing an upload of the same bytes: after
-its last write each side checks the other's (the upload its blob, the delete the
-document) and puts the bytes back when needed.
+New images go in by batches of up to MAX_BATCH_DOCUMENTS (`add`): one query finds those the
+project has already (by content hash), the new ones' bytes go up in parallel, then their label
+history entries in one batch write and their documents, labels included, in another. Order of
+writes: blobs, history, documents; the document is what makes an image exist, so a document
+never points at missing bytes nor lacks its history entry. If a write fails, what the batch
+wrote is removed again (history entries, and blobs no document owns), so each image is either
+all there or not at all. A delete racing an upload of the same bytes: after its last write each
+side checks the other's (the upload its blob, the delete the document) and puts the bytes back
+when needed.
+
+Labels never name a tag that is gone: after writing an image's labels the library reads the tags
+they name, and where one is being renamed or deleted (or is gone) it relabels the image the way the
+rename or delete does. A rename marks the tag before it looks for images carrying it, so of the two
+at least one sees the other (`ProjectCatalog.retire_tag`, `curation.py`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from visiondock.errors import DomainError, InvalidInput, NotFound, TooLarge
+from visiondock.errors import Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
-from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
+from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
 from visiondock.storage import (
+    MAX_BATCH_DOCUMENTS,
     BlobStore,
     Document,
     DocumentExistsError,
@@ -31,7 +42,7 @@ from visiondock.storage import (
     PreconditionFailedError,
     Query,
 )
-from visiondock.timeutil import utc_now
+from visiondock.timeutil import utc_now, utc_now_series
 from visiondock.vocabulary import DETECTION, MULTICLASS
 
 from .history import LabelChange, LabelHistory
@@ -41,8 +52,12 @@ IMAGES = "images"
 MAX_FILES_PER_UPLOAD = 256
 # One upload request, all files together; larger imports are split into several requests.
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+# Blob writes of new images in flight at once, in all of this process's uploads together.
+BLOB_WRITERS = 8
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def image_blob_key(project_id: str, image_id: str) -> str:
@@ -67,6 +82,19 @@ def public_image(doc: Document) -> dict[str, Any]:
     return {**doc.data, "etag": doc.etag}
 
 
+def labels_changed(data: dict[str, Any], change: Callable[[str], str | None]) -> dict[str, Any]:
+    """An image's labels with each tag named through `change` (its new name, or None to drop it):
+    `{"regions": ...}` for an image labeled with boxes, else `{"tags": ...}`."""
+    if data.get("regions"):
+        regions = [{**r, "tag": change(r["tag"])} for r in data["regions"] if change(r["tag"]) is not None]
+        return {"regions": regions}
+    return {"tags": list(dict.fromkeys(t for t in (change(tag) for tag in data["tags"]) if t is not None))}
+
+
+# Attempts at writing labels over concurrent changes of the same image.
+LABEL_RETRIES = 5
+
+
 @dataclass
 class UploadOutcome:
     filename: str
@@ -77,6 +105,41 @@ class UploadOutcome:
     @property
     def error(self) -> str | None:
         return self.problem.message if self.problem is not None else None
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """Bytes that passed `ImageLibrary.check`: an image within the limits, and what it is."""
+
+    filename: str
+    data: bytes
+    facts: ImageFacts
+
+    @property
+    def id(self) -> str:
+        return self.facts.sha256
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to add and the labels it comes with, as (tags, regions); None leaves it unlabeled."""
+
+    image: CheckedImage
+    labels: tuple[list[str], list[dict[str, Any]]] | None = None
+    split: str | None = None
+
+
+# One pool for the process: concurrent uploads share BLOB_WRITERS connections (the Azure SDK keeps 10 per host).
+_blob_writers = ThreadPoolExecutor(max_workers=BLOB_WRITERS, thread_name_prefix="blob-writer")
+
+
+def _in_parallel(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """`work` on each item, several at once; every call has ended when the first error is raised."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    futures = [_blob_writers.submit(work, item) for item in items]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 class ImageLibrary:
@@ -147,13 +210,27 @@ class ImageLibrary:
             raise InvalidInput("no files in the upload; send them as multipart form field 'files'")
         if len(files) > MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
-        labels = self._check_tags(project, tags) if tags else []
-        outcomes = [self._upload_one(project, name, data, labels, split) for name, data in files]
+        labels = (self._check_tags(project, tags), []) if tags else None
+        outcomes: list[UploadOutcome] = []
+        additions: list[NewImage] = []
+        places: list[int] = []
+        for filename, data in files:
+            try:
+                additions.append(NewImage(self.check(filename, data), labels, split))
+            except DomainError as exc:
+                outcomes.append(UploadOutcome(filename, "rejected", problem=exc))
+                continue
+            places.append(len(outcomes))
+            outcomes.append(UploadOutcome(filename, "pending"))
+        for place, outcome in zip(places, self.add(project, additions, change=change), strict=True):
+            outcomes[place] = outcome
         if labels:
+            # A tag renamed or deleted while these were written: relabel them as the rename does.
             for outcome in outcomes:
                 if outcome.status == "created" and outcome.image is not None:
-                    self._record(project_id, outcome.image["id"], change or LabelChange(source="upload"),
-                                 None, outcome.image)
+                    stored = self.documents.get(IMAGES, outcome.image["id"], partition_key=project_id)
+                    settled = self._settle(project_id, project["type"], stored, change or LabelChange(source="upload"))
+                    outcome.image = public_image(settled)
         return outcomes
 
     def _record(self, project_id: str, image_id: str, change: LabelChange | None,
@@ -161,60 +238,170 @@ class ImageLibrary:
         if self.history is not None:
             self.history.record(project_id, image_id, change or LabelChange(), previous=previous, current=current)
 
-    def _upload_one(self, project: dict[str, Any], filename: str, data: bytes, tags: list[str],
-                    split: str | None) -> UploadOutcome:
-        project_id = project["id"]
+    def check(self, filename: str, data: bytes) -> CheckedImage:
+        """The image in `data`, if it is one within the limits (TooLarge, InvalidImageError otherwise)."""
         if len(data) > self.max_bytes:
-            return UploadOutcome(filename, "rejected", problem=TooLarge(
-                f"{len(data):,} bytes is over the {self.max_bytes:,}-byte limit per image"))
-        try:
-            facts = inspect_image(data, max_pixels=self.max_pixels)
-        except InvalidImageError as exc:
-            return UploadOutcome(filename, "rejected", problem=exc)
-        image_id = facts.sha256
-        try:
-            existing = self.documents.get(IMAGES, image_id, partition_key=project_id)
-            return UploadOutcome(filename, "duplicate", image=public_image(existing))
-        except DocumentNotFoundError:
-            pass
-        key = image_blob_key(project_id, image_id)
-        self.blobs.put(key, data, content_type=facts.content_type)
-        now = utc_now()
-        document = {
-            "id": image_id,
-            "project_id": project_id,
-            "filename": filename[:255],
-            "content_type": facts.content_type,
-            "width": facts.width,
-            "height": facts.height,
-            "size": len(data),
-            "split": split,
-            "created_at": now,
-            # Tags given with the upload label the image; without them it waits to be labeled.
-            **(self._label_fields(project["type"], tags, []) if tags
-               else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now}),
-        }
-        try:
-            stored = self.documents.create(IMAGES, document, partition_key=project_id)
-        except DocumentExistsError:
-            # A concurrent upload of the same bytes won; the blob is now that image's.
-            winner = self.documents.get(IMAGES, image_id, partition_key=project_id)
-            return UploadOutcome(filename, "duplicate", image=public_image(winner))
-        except Exception:
-            self._remove_orphan_blob(project_id, image_id)
-            raise
-        # A delete of the same bytes may have removed the blob between our put and our create.
-        if not self.blobs.exists(key):
-            self.blobs.put(key, data, content_type=facts.content_type)
-        return UploadOutcome(filename, "created", image=public_image(stored))
+            raise TooLarge(f"{len(data):,} bytes is over the {self.max_bytes:,}-byte limit per image")
+        return CheckedImage(filename, data, inspect_image(data, max_pixels=self.max_pixels))
 
-    def _remove_orphan_blob(self, project_id: str, image_id: str) -> None:
+    def add(self, project: dict[str, Any], additions: Sequence[NewImage], *,
+            change: LabelChange | None = None) -> list[UploadOutcome]:
+        """Add images to the project, each with the labels it comes with (recorded in the label history
+        as `change`, by default an upload): `created`, or `duplicate` of the image the project has with
+        the same bytes (its labels untouched). Written by batches (see the module's docstring); when
+        this raises, the images of the failing batch are not stored at all."""
+        self._check_labels(project, additions)
+        change = change or LabelChange(source="upload")
+        outcomes: list[UploadOutcome] = []
+        for start in range(0, len(additions), MAX_BATCH_DOCUMENTS):
+            outcomes += self._add_batch(project, additions[start:start + MAX_BATCH_DOCUMENTS], change)
+        return outcomes
+
+    def _check_labels(self, project: dict[str, Any], additions: Sequence[NewImage]) -> None:
+        """The labels new images come with follow the project's rules."""
+        names: set[str] = set()
+        for addition in additions:
+            if addition.labels is None:
+                continue
+            tags, regions = addition.labels
+            if project["type"] == DETECTION:
+                if sorted(tags) != sorted({region["tag"] for region in regions}):
+                    raise InvalidInput("a detection image's tags are those of its regions")
+            elif regions:
+                raise InvalidInput(f"project {project['id']!r} is {project['type']}: its images have tags, "
+                                   "not regions")
+            elif project["type"] == MULTICLASS and len(tags) > 1:
+                raise InvalidInput(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
+            names.update(tags)
+        if names:
+            self.projects.require_tags(project["id"], names)
+
+    def _add_batch(self, project: dict[str, Any], additions: Sequence[NewImage],
+                   change: LabelChange) -> list[UploadOutcome]:
+        project_id = project["id"]
+        first: dict[str, NewImage] = {}  # the same bytes twice: the first is added, the second is its duplicate
+        for addition in additions:
+            first.setdefault(addition.image.id, addition)
+        stored = self._existing(project_id, list(first))
+        new = {image_id: addition for image_id, addition in first.items() if image_id not in stored}
+        created: set[str] = set()
+        if new:
+            try:
+                documents, winners = self._store_new(project, new, change)
+            except BaseException:
+                self._remove_orphan_blobs(project_id, list(new))
+                raise
+            stored.update(documents | winners)
+            created.update(documents)
+        outcomes = []
+        for addition in additions:
+            image_id = addition.image.id
+            fresh = image_id in created and first[image_id] is addition
+            outcomes.append(UploadOutcome(addition.image.filename, "created" if fresh else "duplicate",
+                                          image=public_image(stored[image_id])))
+        return outcomes
+
+    def _store_new(self, project: dict[str, Any], new: dict[str, NewImage],
+                   change: LabelChange) -> tuple[dict[str, Document], dict[str, Document]]:
+        """Blobs, history entries, then documents of images the project did not have: the documents
+        created, and those that concurrent uploads of the same bytes created first."""
+        project_id = project["id"]
+        _in_parallel(lambda addition: self.blobs.put(image_blob_key(project_id, addition.image.id),
+                                                     addition.image.data,
+                                                     content_type=addition.image.facts.content_type),
+                     list(new.values()))
+        winners: dict[str, Document] = {}
+        while new:
+            # In the order given: images are listed by creation time.
+            bodies = [self._new_document(project, addition, now)
+                      for addition, now in zip(new.values(), utc_now_series(len(new)), strict=True)]
+            entries = self._history_entries(project_id, bodies, change)
+            try:
+                created = self._create_documents(project_id, bodies)
+            except DocumentExistsError:
+                # Concurrent uploads of some of these bytes won: theirs are duplicates now, the rest go again.
+                self._withdraw_history(project_id, entries, keep=set())
+                taken = self._existing(project_id, list(new))
+                winners.update(taken)
+                new = {image_id: addition for image_id, addition in new.items() if image_id not in taken}
+                continue
+            except BaseException:
+                self._withdraw_history(project_id, entries, keep=self._written_by(project_id, bodies))
+                raise
+            # A delete of the same bytes may have removed a blob between our put and our create.
+            _in_parallel(self._restore_blob(project_id), list(new.values()))
+            return {doc.id: doc for doc in created}, winners
+        return {}, winners
+
+    def _new_document(self, project: dict[str, Any], addition: NewImage, now: str) -> dict[str, Any]:
+        image = addition.image
+        labels = (self._label_fields(project["type"], *addition.labels) if addition.labels is not None
+                  else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now})
+        return {"id": image.id, "project_id": project["id"], "filename": image.filename[:255],
+                "content_type": image.facts.content_type, "width": image.facts.width, "height": image.facts.height,
+                "size": len(image.data), "split": addition.split, "created_at": now, **labels, "updated_at": now}
+
+    def _history_entries(self, project_id: str, bodies: list[dict[str, Any]],
+                         change: LabelChange) -> dict[str, dict[str, Any]]:
+        """The history entries of the labeled ones among new images, written; by image id."""
+        if self.history is None:
+            return {}
+        entries = {body["id"]: self.history.entry(body["id"], change, previous=None, current=body)
+                   for body in bodies if body["label_revision"]}
+        self.history.record_many(project_id, list(entries.values()))
+        return entries
+
+    def _withdraw_history(self, project_id: str, entries: dict[str, dict[str, Any]], *, keep: set[str]) -> None:
+        if self.history is None:
+            return
         try:
-            self.documents.get(IMAGES, image_id, partition_key=project_id)
-        except DocumentNotFoundError:
-            self.blobs.delete(image_blob_key(project_id, image_id))
-        except Exception:  # the store is down: keeping a stray blob beats deleting one in use
-            log.warning("could not check image %s/%s; its blob is kept", project_id, image_id)
+            self.history.withdraw(project_id, [entry["id"] for image_id, entry in entries.items()
+                                               if image_id not in keep])
+        except Exception:
+            log.exception("could not withdraw the history entries of images in %s that were not stored", project_id)
+
+    def _written_by(self, project_id: str, bodies: list[dict[str, Any]]) -> set[str]:
+        """Which of these documents are stored as written, after a write whose outcome is unknown."""
+        try:
+            stored = self._existing(project_id, [body["id"] for body in bodies])
+        except Exception:
+            return set()
+        return {body["id"] for body in bodies if body["id"] in stored
+                and stored[body["id"]].data.get("created_at") == body["created_at"]}
+
+    def _create_documents(self, project_id: str, bodies: list[dict[str, Any]]) -> list[Document]:
+        if len(bodies) == 1:
+            return [self.documents.create(IMAGES, bodies[0], partition_key=project_id)]
+        return self.documents.create_many(IMAGES, bodies, partition_key=project_id)
+
+    def _existing(self, project_id: str, image_ids: list[str]) -> dict[str, Document]:
+        """The project's images among these ids (at most MAX_BATCH_DOCUMENTS): one query, not a read each."""
+        if not image_ids:
+            return {}
+        query = Query(partition_key=project_id, filters=[Filter("id", "in", image_ids)])
+        return {doc.id: doc for doc in self.documents.query(IMAGES, query, limit=len(image_ids)).items}
+
+    def _restore_blob(self, project_id: str) -> Callable[[NewImage], None]:
+        def restore(addition: NewImage) -> None:
+            key = image_blob_key(project_id, addition.image.id)
+            if not self.blobs.exists(key):
+                self.blobs.put(key, addition.image.data, content_type=addition.image.facts.content_type)
+        return restore
+
+    def _remove_orphan_blobs(self, project_id: str, image_ids: list[str]) -> None:
+        """Delete the blobs of these images unless a document owns them (another upload's)."""
+        try:
+            owned = self._existing(project_id, image_ids)
+        except Exception:  # the store is down: keeping stray blobs beats deleting ones in use
+            log.warning("could not check %d images of %s; their blobs are kept", len(image_ids), project_id)
+            return
+        for image_id in image_ids:
+            if image_id not in owned:
+                try:
+                    self.blobs.delete(image_blob_key(project_id, image_id))
+                except Exception:
+                    log.warning("could not remove the blob of image %s/%s, which was not stored", project_id,
+                                image_id)
 
     # -- reading -------------------------------------------------------------------
     def get(self, project_id: str, image_id: str) -> Document:
@@ -275,7 +462,7 @@ class ImageLibrary:
         before = self.get(project_id, image_id)
         updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
-        return updated
+        return self._settle(project_id, project["type"], updated, change)
 
     def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None, change: LabelChange | None = None) -> Document:
@@ -289,7 +476,30 @@ class ImageLibrary:
         updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
                                 if_match)
         self._record(project_id, image_id, change, before.data, updated.data)
-        return updated
+        return self._settle(project_id, DETECTION, updated, change)
+
+    def _settle(self, project_id: str, project_type: str, doc: Document, change: LabelChange | None) -> Document:
+        """The image, relabeled where its labels name a tag being renamed or deleted meanwhile (see the
+        module docstring); the label history records that too, as a bulk change."""
+        for _ in range(LABEL_RETRIES):
+            named = [*doc.data.get("tags", []), *(r["tag"] for r in doc.data.get("regions") or [])]
+            retired = self.projects.retired(project_id, named) if named else {}
+            if not retired:
+                return doc
+            wanted = labels_changed(doc.data, lambda tag, moved=retired: moved.get(tag, tag))
+            regions = wanted.get("regions", [])
+            tags = sorted({r["tag"] for r in regions}) if project_type == DETECTION else wanted["tags"]
+            fields = self._label_fields(project_type, tags, regions, doc.data.get("label_revision", 0) + 1)
+            try:
+                settled = self.documents.patch(IMAGES, doc.id, partition_key=project_id, set_fields=fields,
+                                               if_match=doc.etag)
+            except PreconditionFailedError:
+                doc = self.get(project_id, doc.id)
+                continue
+            who = change.who if change is not None else LabelChange().who
+            self._record(project_id, doc.id, LabelChange(who=who, source="bulk"), doc.data, settled.data)
+            doc = settled
+        raise Conflict(f"image {doc.id} kept changing while its tags were renamed; read it again")
 
     def restore_labels(self, project_id: str, image_id: str, previous: dict[str, Any] | None, *,
                        if_match: str | None, change: LabelChange | None = None) -> Document:

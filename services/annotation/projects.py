@@ -2,6 +2,10 @@
 
 A project is partition `<project id>` of the `projects` collection; its tags are
 documents of the `tags` collection in the same partition, keyed by tag name.
+
+A tag being renamed or deleted is marked first (`renamed_to`: its new name, or null) and leaves
+a record in `tag_changes` (same partition, keyed by the old name) that outlives it: whoever
+writes labels naming a tag that is marked or gone reads where it went (`retired`) and follows.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from visiondock.timeutil import utc_now
 
 PROJECTS = "projects"
 TAGS = "tags"
+TAG_CHANGES = "tag_changes"
 
 
 class ProjectCatalog:
@@ -60,6 +65,31 @@ class ProjectCatalog:
         self.get(project_id)
         query = Query(partition_key=project_id, order_by="created_at")
         return [doc.data for doc in self.documents.query_all(TAGS, query)]
+
+    def retire_tag(self, project_id: str, name: str, *, renamed_to: str | None) -> None:
+        """Say that `name` is going (to `renamed_to`, or deleted): the record first, then the mark."""
+        self.documents.put(TAG_CHANGES, {"id": name, "name": name, "renamed_to": renamed_to, "at": utc_now()},
+                           partition_key=project_id)
+        self.documents.patch(TAGS, name, partition_key=project_id, set_fields={"renamed_to": renamed_to})
+
+    def retired(self, project_id: str, names: Iterable[str]) -> dict[str, str | None]:
+        """Of `names`, those that are being renamed or deleted or are gone, each with its new name (None:
+        deleted, or never a tag of the project)."""
+        found: dict[str, str | None] = {}
+        for name in set(names):
+            try:
+                data = self.documents.get(TAGS, name, partition_key=project_id).data
+            except DocumentNotFoundError:
+                data = None
+            if data is not None:
+                if "renamed_to" in data:
+                    found[name] = data["renamed_to"]
+                continue
+            try:
+                found[name] = self.documents.get(TAG_CHANGES, name, partition_key=project_id).data["renamed_to"]
+            except DocumentNotFoundError:
+                found[name] = None
+        return found
 
     def require_tags(self, project_id: str, names: Iterable[str]) -> None:
         """Refuse labels that name tags the project does not have."""

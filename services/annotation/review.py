@@ -9,7 +9,9 @@ marks it rejected.
 
 Storage: documents in the `review_items` collection, partition `<project>`, id = the
 capture id (so a repeated hand-over is one item); the bytes at `review/<project>/<id>`
-in the BlobStore, written before the document (a document never points at nothing).
+in the BlobStore (`visiondock.captures`: the one copy of a captured image), written before the
+document (a document never points at nothing). Retention (`purge`) takes the items, their
+images and the captures' summaries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from visiondock.captures import purge_summaries, review_blob_key, review_item_of_blob
 from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
@@ -48,18 +51,8 @@ CLAIM_TTL = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
-
-def review_blob_key(project_id: str, item_id: str) -> str:
-    return f"review/{project_id}/{item_id}"
-
-
-def _item_of_blob(key: str) -> tuple[str, str] | None:
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 else None
-
-
 REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, "review/",
-                       lambda doc: review_blob_key(doc.partition_key, doc.id), _item_of_blob)
+                       lambda doc: review_blob_key(doc.partition_key, doc.id), review_item_of_blob)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -316,8 +309,10 @@ class ReviewQueue:
     # -- retention -------------------------------------------------------------------
     def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
         """Delete captured items (document, then image) created before `older_than`, in every
-        project and whatever their status: an accepted item's image lives on as a project image.
-        Returns `<project>/<item>` of each purged (or, in a dry run, purgeable) item."""
+        project and whatever their status (an accepted item's image lives on as a project image),
+        and the summaries of predictions captured before then. Returns `<project>/<item>` of each
+        purged (or, in a dry run, purgeable) item."""
+        purge_summaries(self.documents, older_than=older_than, dry_run=dry_run)
         cutoff = older_than.astimezone(UTC).isoformat(timespec="microseconds")
         query = Query(filters=[Filter("created_at", "lt", cutoff)], order_by="created_at")
         purged = []

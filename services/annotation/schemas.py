@@ -277,6 +277,6 @@ class LabelHistoryEntry(BaseModel):
     image_id: str
     at: datetime
     who: str = Field(description="The name of the API key that made the change (`api-key` for unnamed keys).")
-    source: Literal["person", "suggestion", "review", "upload"]
+    source: Literal["person", "suggestion", "review", "upload", "import", "bulk"]
     previous: LabelState | None = Field(description="The labels before; null when the image was uploaded labeled.")
     labels: LabelState

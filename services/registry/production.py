@@ -1,10 +1,10 @@
 """How a model behaves in production, from the predictions the scoring service captured.
 
-The scoring service stores each captured prediction as `captures/<model>/<id>.json` in the
-shared blob store (see `services/scoring/capture.py`); ids start with the capture time, so
-key order is time order and the newest `MAX_CAPTURES` are one listing away. They are
-grouped by version and time window, and each group's confidence histogram and label mix is
-compared with the version's test-set baseline by PSI (`visiondock.drift`).
+The scoring service stores a summary of each captured prediction in the shared document store
+(`visiondock.captures`: the `captures` collection, partition = the model); a report reads the
+newest `MAX_CAPTURES` of the model's summaries in its time range, one query, never a blob
+listing. They are grouped by version and time window, and each group's confidence histogram
+and label mix is compared with the version's test-set baseline by PSI (`visiondock.drift`).
 
 Captures are a sample (`VISIONDOCK_SCORING_CAPTURE_RATE`), so counts here are captured
 predictions; the scoring service's own gauges see every prediction.
@@ -12,15 +12,15 @@ predictions; the scoring service's own gauges see every prediction.
 
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from visiondock.captures import CAPTURES, capture_query
 from visiondock.drift import EDGES, drift_report
 from visiondock.errors import NotFound
-from visiondock.storage import BlobNotFoundError
 
 from .catalog import ModelCatalog
 
@@ -29,17 +29,15 @@ log = logging.getLogger(__name__)
 
 
 def _captures(catalog: ModelCatalog, model: str, since: datetime) -> list[dict[str, Any]]:
-    keys = [info.key for info in catalog.blobs.list(f"captures/{model}/") if info.key.endswith(".json")]
     found = []
-    for key in keys[-MAX_CAPTURES:]:
+    newest = catalog.documents.query_all(CAPTURES, capture_query(model, since), page_size=1000)
+    for doc in itertools.islice(newest, MAX_CAPTURES):
         try:
-            document = json.loads(catalog.blobs.get(key))
-            captured = datetime.fromisoformat(document["captured_at"])
-        except (BlobNotFoundError, ValueError, KeyError, TypeError):
-            log.warning("skipping unreadable capture %s", key)
+            captured = datetime.fromisoformat(doc.data["captured_at"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("skipping unreadable capture %s/%s", doc.partition_key, doc.id)
             continue
-        if captured >= since:
-            found.append({**document, "_at": captured})
+        found.append({**doc.data, "_at": captured if captured.tzinfo else captured.replace(tzinfo=UTC)})
     return found
 
 

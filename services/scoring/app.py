@@ -52,7 +52,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
                                                                             timeout=30.0)
         capture = None
         if settings.scoring_capture_rate > 0:
-            capture = CaptureSink(rate=settings.scoring_capture_rate, blobs=stores.blobs,
+            capture = CaptureSink(rate=settings.scoring_capture_rate, documents=stores.documents,
                                   annotation=AnnotationClient(settings.annotation_url, key, timeout=10.0, retries=2),
                                   project_override=settings.scoring_capture_project,
                                   queue_size=settings.scoring_capture_queue_size, metrics=metrics)

@@ -1,18 +1,18 @@
 """Prediction capture: a sample of scored images goes to a person for review.
 
-A captured prediction is first stored in the BlobStore (`captures/<model>/<id>.<ext>`
-and `captures/<model>/<id>.json`, the prediction document with model version, scores
-and boxes), then handed to the annotation service's review queue of the model's
-project. All of it happens on one background thread fed by a bounded queue: a request
-only pays for a `put_nowait`, a full queue drops the capture (counted in
-`visiondock_scoring_captures_total{outcome="dropped"}`), and no failure here ever
-reaches the request that was captured.
+A captured prediction is kept as `visiondock.captures` lays it out: its summary (model,
+version, time, labels, confidence; no image) as a document of the `captures` collection, which
+the registry's production report reads, and the image with the whole prediction handed to the
+annotation service's review queue of the model's project, which keeps the one copy of the
+image. All of it happens on one background thread fed by a bounded queue: a request only pays
+for a `put_nowait`, a full queue drops the capture (counted in
+`visiondock_scoring_captures_total{outcome="dropped"}`), and no failure here ever reaches the
+request that was captured.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import random
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from visiondock.captures import CAPTURES, summary
 from visiondock.clients import AnnotationClient
-from visiondock.storage import BlobStore
+from visiondock.storage import DocumentStore
 from visiondock.timeutil import utc_now
 
 from .metrics import ScoringMetrics
 from .model import LoadedModel
 
 log = logging.getLogger(__name__)
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp"}
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "GIF": "image/gif",
                  "WEBP": "image/webp"}
 
@@ -61,10 +61,10 @@ def prediction_document(item_id: str, model: LoadedModel, answer: dict[str, Any]
 
 
 class CaptureSink:
-    def __init__(self, *, rate: float, blobs: BlobStore | None, annotation: AnnotationClient | None,
+    def __init__(self, *, rate: float, documents: DocumentStore | None, annotation: AnnotationClient | None,
                  project_override: str = "", queue_size: int = 64, metrics: ScoringMetrics | None = None) -> None:
         self.rate = rate
-        self.blobs = blobs
+        self.documents = documents
         self.annotation = annotation
         self.project_override = project_override
         self.metrics = metrics
@@ -121,16 +121,14 @@ class CaptureSink:
 
     def _handle(self, capture: Capture) -> None:
         model = capture.document["model"]
-        extension = EXTENSIONS.get(capture.format, "img")
         content_type = CONTENT_TYPES.get(capture.format, "application/octet-stream")
-        if self.blobs is not None:
+        if self.documents is not None:
             try:
-                self.blobs.put(f"captures/{model}/{capture.id}.{extension}", capture.data, content_type=content_type)
-                self.blobs.put(f"captures/{model}/{capture.id}.json", json.dumps(capture.document).encode(),
-                               content_type="application/json")
+                self.documents.put(CAPTURES, summary(capture.id, capture.document, capture.project_id),
+                                   partition_key=model)
                 self._count("stored")
             except Exception as exc:
-                log.warning("could not store capture %s: %s", capture.id, exc)
+                log.warning("could not store the summary of capture %s: %s", capture.id, exc)
                 self._count("store_failed")
         if self.annotation is None:
             return

@@ -5,8 +5,10 @@ when on, every fetch:
 
 - accepts http and https only, and only the configured hosts when a host list is set;
 - resolves the host itself and refuses it when any address is loopback, link-local (cloud
-  metadata at 169.254.169.254), private, shared, multicast, reserved or unspecified, unless
-  the address is inside a network the operator allowed explicitly;
+  metadata at 169.254.169.254), private, shared, multicast, reserved or unspecified, or an IPv6
+  address that carries or reaches an IPv4 one (6to4 2002::/16, NAT64 64:ff9b::/96 and
+  64:ff9b:1::/48, IPv4-mapped) or is site-local (fec0::/10), unless the address is inside a
+  network the operator allowed explicitly;
 - connects to the address it checked (the URL is rewritten to it, with the original Host
   header and TLS server name), so a second DNS answer cannot point the connection elsewhere;
 - follows no redirects, stops at the byte limit, and ends at one total deadline;
@@ -14,7 +16,8 @@ when on, every fetch:
   1000 connections.
 
 Every failure a remote party could cause reads the same to the caller (the reason is logged),
-so the fetcher cannot be used to map which internal addresses answer, or how.
+an image over the size limit included, so the fetcher cannot be used to map which internal
+addresses answer, or how. A URL that cannot be parsed is the caller's own 400.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
-from visiondock.errors import DomainError, InvalidInput, TooLarge
+from visiondock.errors import InvalidInput
 
 from .settings import ScoringSettings
 
@@ -50,9 +53,17 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# IPv6 networks `is_global` counts as public that lead to other addresses: 6to4 (2002::/16) and NAT64
+# (64:ff9b::/96, 64:ff9b:1::/48) carry an IPv4 address a relay or gateway would reach.
+_NOT_PUBLIC_V6 = tuple(ipaddress.ip_network(n) for n in ("2002::/16", "64:ff9b::/96", "64:ff9b:1::/48"))
+
+
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.is_site_local or any(address in network for network in _NOT_PUBLIC_V6):
+            return False
     return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
 
 
@@ -80,17 +91,19 @@ class GuardedFetcher:
         if not self.enabled:
             raise InvalidInput("this service does not fetch image URLs; send the image bytes as base64 "
                                "(or enable VISIONDOCK_SCORING_SKILL_FETCH_URLS)")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:  # e.g. an IPv6 address without its closing bracket
+            raise InvalidInput(f"cannot fetch {url[:200]!r}: not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not hostname:
             raise InvalidInput(f"cannot fetch {url[:200]!r}: only http and https URLs")
-        host = parts.hostname.lower()
+        host = hostname.lower()
         if self.hosts and host not in self.hosts:
             raise InvalidInput(f"fetching from {host} is not allowed; allowed hosts: {', '.join(sorted(self.hosts))}")
         try:
             async with asyncio.timeout(self.deadline), self._slots:
                 return await self._fetch_checked(host, parts)
-        except DomainError:
-            raise
         except (FetchRefusedError, httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
             log.info("skill URL fetch refused or failed for host %s: %s", host[:100],
                      str(exc) or type(exc).__name__)
@@ -118,8 +131,8 @@ class GuardedFetcher:
             chunks, size = [], 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                if size > self.max_bytes:
-                    raise TooLarge(f"the image at the URL is over the {self.max_bytes:,}-byte limit")
+                if size > self.max_bytes:  # said like any other failure: no probing of what answers how
+                    raise FetchRefusedError(f"the answer is over the {self.max_bytes:,}-byte limit")
                 chunks.append(chunk)
             return b"".join(chunks)
         finally:

@@ -1,8 +1,10 @@
 """Images out of HTTP requests: a multipart file, the raw body, or JSON with base64.
 
 Bodies are read with a byte limit as they arrive, so an oversized upload is refused
-after `limit` bytes whatever its Content-Length says. Everything a caller can get
-wrong is a `visiondock.errors` kind with a message saying what to send instead.
+after `limit` bytes whatever its Content-Length says. A JSON batch is counted before its
+images are decoded from base64, and the images of a batch share one pixel budget
+(VISIONDOCK_MAX_REQUEST_PIXELS, checked from their headers before any is decoded). Everything a
+caller can get wrong is a `visiondock.errors` kind with a message saying what to send instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from visiondock.errors import DomainError, InvalidInput, TooLarge, UnsupportedMediaType
+from visiondock.images import PixelBudget, image_pixels
 from visiondock.limits import loads_bounded
 
 # Multipart and JSON framing around the image bytes.
@@ -125,11 +128,13 @@ async def image_from_request(request: Request, *, max_bytes: int, offload: Offlo
     return data
 
 
-def _json_images(body: bytes, max_bytes: int) -> list[NamedImage]:
+def _json_images(body: bytes, max_bytes: int, max_images: int | None = None) -> list[NamedImage]:
     payload = _parse_json(body)
     entries = payload.get("images") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
         raise InvalidInput('JSON batch bodies are {"images": [{"image_base64": "<base64>"}, ...]}')
+    if max_images is not None and len(entries) > max_images:  # counted before any image is decoded
+        raise InvalidInput(f"at most {max_images} images per batch; got {len(entries)}")
     found = []
     for index, entry in enumerate(entries):
         name = f"images[{index}]"
@@ -156,14 +161,29 @@ async def images_from_batch_request(request: Request, *, max_bytes: int, max_req
                 data = await value.read()
                 found.append(_checked(NamedImage(value.filename or key, data), max_bytes))
     elif kind in JSON_TYPES:
-        found = await offload(_json_images, body, max_bytes)
+        found = await offload(_json_images, body, max_bytes, max_images)
     else:
         raise UnsupportedMediaType("send a batch as multipart/form-data files or as JSON")
     if not found:
         raise InvalidInput("the batch holds no images")
     if len(found) > max_images:
         raise InvalidInput(f"at most {max_images} images per batch; got {len(found)}")
-    return found
+    budget = PixelBudget(request.app.state.settings.max_request_pixels)
+    return await offload(_within_budget, found, budget)
+
+
+def _within_budget(images: list[NamedImage], budget: PixelBudget) -> list[NamedImage]:
+    """The batch, with each image past the request's pixel budget (or whose header is bad) failed on its
+    own, before any is decoded."""
+    checked = []
+    for image in images:
+        if image.data is not None:
+            try:
+                budget.charge(image_pixels(image.data))
+            except DomainError as exc:
+                image = NamedImage(image.name, error=exc)
+        checked.append(image)
+    return checked
 
 
 def _checked(image: NamedImage, max_bytes: int) -> NamedImage:

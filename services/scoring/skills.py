@@ -9,7 +9,8 @@ optionally limited to `VISIONDOCK_SCORING_SKILL_URL_HOSTS`), through the SSRF gu
 
 Response: every record answered under its `recordId` with `data`, `errors` and
 `warnings`; a bad record gets its own error while the others succeed. Only a body that
-is not a skill request at all is refused as a whole.
+is not a skill request at all is refused as a whole. The records' images share one pixel budget
+(VISIONDOCK_MAX_REQUEST_PIXELS), checked from each image's header before it is decoded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 from typing import Any
 
 from visiondock.errors import DomainError, InvalidInput, TooLarge
+from visiondock.images import PixelBudget, image_pixels
 from visiondock.vocabulary import CLASSIFICATION_TASKS, DETECTION
 from visiondock.web import http_status
 
@@ -89,10 +91,11 @@ class SkillRunner:
         if model.task not in SKILL_TASKS[kind]:
             other = next(k for k, tasks in SKILL_TASKS.items() if model.task in tasks)
             raise InvalidInput(f"the served model {model.name} is a {model.task} model: use /v1/skills/{other}")
-        answers = await asyncio.gather(*(self._record(kind, record, model) for record in records))
+        budget = PixelBudget(self.scoring.settings.max_request_pixels)
+        answers = await asyncio.gather(*(self._record(kind, record, model, budget) for record in records))
         return {"values": answers}
 
-    async def _record(self, kind: str, record: Any, model: LoadedModel) -> dict[str, Any]:
+    async def _record(self, kind: str, record: Any, model: LoadedModel, budget: PixelBudget) -> dict[str, Any]:
         record_id = record.get("recordId") if isinstance(record, dict) else None
         if not isinstance(record_id, str):  # echoed back: only what the contract allows
             record_id = None
@@ -105,6 +108,7 @@ class SkillRunner:
                 data = await self.fetcher.fetch(source)
             else:  # megabytes of base64: not on the event loop
                 data = await self.scoring.off_loop(decode_base64, source, "data.image")
+            budget.charge(await self.scoring.off_loop(image_pixels, data))
             answer = await self.scoring.predict(data, model=model, source=f"skill:{kind}",
                                                 filename=f"record-{record_id}")
             reply["data"] = skill_output(kind, answer)

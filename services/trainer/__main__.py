@@ -27,6 +27,7 @@ import sys
 from types import FrameType
 
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
+from visiondock.images import limit_concurrent_decodes
 from visiondock.job_contract import project_from_environment
 from visiondock.settings import Settings
 from visiondock.telemetry import configure_logging
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         options = dataclasses.replace(options, progress=False)
     settings = Settings()
     configure_logging("trainer", level=settings.log_level, fmt=settings.log_format)
+    limit_concurrent_decodes(settings.max_concurrent_decodes)
     key = settings.api_key.get_secret_value()
     log = logging.getLogger("services.trainer")
     # Kubernetes stops a Job's pod with SIGTERM: fail the run cleanly instead of vanishing mid-step.

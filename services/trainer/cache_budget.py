@@ -12,9 +12,9 @@ Files used within `KEEP_RECENT_SECONDS` stay whatever the budget: a training Job
 the volume may be about to open what it just checked exists.
 
 Pruning only ever touches a directory the trainer made its cache: `claim_cache_dir` creates the
-directory (or takes an empty one) and leaves `CACHE_MARKER` in it; a directory without the
-marker is never pruned, whatever path a setting or a flag names. A cache written before the
-marker existed is recognised by the speed file only the trainer writes at its top.
+directory, or takes one holding nothing but what the trainer writes at a cache's top (or a fresh
+volume's `lost+found`), and leaves `CACHE_MARKER` in it; a directory without the marker is never
+pruned, whatever path a setting or a flag names.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ CACHE_MARKER = ".visiondock-trainer-cache"
 SPEED_FILE = "feature-speed.json"
 # Not cache entries: rewritten by every run that computes features, or the marker itself.
 _KEPT_NAMES = frozenset({SPEED_FILE, CACHE_MARKER})
+# What may sit at the top of a directory the trainer takes as its cache: what it writes there
+# (features.py, tasks/: feature and face caches, exported backbones), and a new volume's lost+found.
+_CACHE_TOP = frozenset({SPEED_FILE, "features", "faces", "models", "lost+found"})
 
 
 def mark_used(path: Path) -> None:
@@ -63,15 +66,15 @@ class Pruned:
 
 
 def claim_cache_dir(root: Path) -> bool:
-    """Make `root` this trainer's cache: create it with the marker, or mark it when it is empty or
-    an unmarked cache of an earlier trainer. False (and never pruned) for a directory holding
-    anything else."""
+    """Make `root` this trainer's cache: create it with the marker, or mark it when it holds nothing
+    but a cache's own top entries (empty, or an unmarked cache of an earlier trainer). False (and
+    never pruned) for a directory holding anything else."""
     marker = root / CACHE_MARKER
     try:
         if marker.is_file():
             return True
         root.mkdir(parents=True, exist_ok=True)
-        if any(path.name != SPEED_FILE for path in root.iterdir()) and not (root / SPEED_FILE).is_file():
+        if any(path.name not in _CACHE_TOP for path in root.iterdir()):
             log.warning("the trainer cache %s holds files the trainer did not write; it is used but never pruned",
                         root)
             return False

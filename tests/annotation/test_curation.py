@@ -98,3 +98,26 @@ def test_delete_an_empty_project_needs_no_confirmation(client: TestClient) -> No
     client.post("/v1/projects", json={"id": "empty", "type": "multiclass"})
     assert client.delete("/v1/projects/empty").status_code == 200
     assert client.delete("/v1/projects/empty").status_code == 404
+
+
+def test_bulk_delete_answers_per_image_and_removes_bytes_and_thumbnails(client: TestClient,
+                                                                        settings: Settings) -> None:
+    ids = _project(client, "cull", "multiclass", ["a"], 4)
+    _project(client, "other", "multiclass", ["a"], 1)
+    assert client.get(f"/v1/projects/cull/images/{ids[0]}/thumbnail").status_code == 200
+    missing = "0" * 64
+    deleted = client.post("/v1/projects/cull/images/bulk/delete", json={"image_ids": [ids[0], ids[1], missing]})
+    assert deleted.status_code == 200
+    assert deleted.json() == {"deleted": 2, "failed": 1, "results": [
+        {"id": ids[0], "status": "deleted", "error": None}, {"id": ids[1], "status": "deleted", "error": None},
+        {"id": missing, "status": "not_found", "error": "no such image in the project"}]}
+    assert client.get(f"/v1/projects/cull/images/{ids[0]}").status_code == 404
+    assert client.get("/v1/projects/cull/stats").json()["image_count"] == 2
+    blobs = open_blob_store(settings)
+    assert sorted(info.key for info in blobs.list("images/cull/")) == sorted(f"images/cull/{i}" for i in ids[2:])
+    assert not [info.key for info in blobs.list("thumbnails/cull/") if ids[0] in info.key]
+    again = client.post("/v1/projects/cull/images/bulk/delete", json={"image_ids": [ids[0]]}).json()
+    assert (again["deleted"], again["failed"]) == (0, 1)
+    assert client.post("/v1/projects/cull/images/bulk/delete", json={"image_ids": []}).status_code == 422
+    assert client.post("/v1/projects/nope/images/bulk/delete", json={"image_ids": ids}).status_code == 404
+    assert client.get("/v1/projects/other/stats").json()["image_count"] == 1

@@ -87,3 +87,33 @@ def test_history_of_an_unknown_image_is_a_clear_404(client: TestClient) -> None:
     response = client.get(f"/v1/projects/flowers/images/{'0' * 64}/history")
     assert response.status_code == 404
     assert "does not exist" in response.json()["detail"]
+
+
+def test_bulk_changes_tag_renames_and_imports_record_who_made_them(client: TestClient) -> None:
+    who = KEY_NAMES[client.headers["x-api-key"]]
+    client.post("/v1/projects", json={"id": "fruit", "type": "multiclass", "tags": ["apple", "pear"]})
+    image = _upload(client, "fruit", jpeg())
+    bulk = client.post("/v1/projects/fruit/images/bulk/tags", json={"image_ids": [image["id"]], "add": ["apple"]})
+    assert bulk.json()["updated"] == 1
+    client.post("/v1/projects/fruit/tags/apple/rename", json={"name": "pomme"})
+    manifest = {"format": "folder", "classes": ["pear"], "replace_labels": True,
+                "samples": [{"path": "pear/b.jpg", "tags": ["pear"], "labeled": True}]}
+    imported = client.post("/v1/projects/fruit/imports/samples", data={"manifest": json.dumps(manifest)},
+                           files=[("files", ("b.jpg", jpeg((10, 200, 10))))])
+    assert imported.json()["labeled"] == 1, imported.text
+    other = client.get("/v1/projects/fruit/images", params={"tag": "pear"}).json()["data"][0]["id"]
+    entries = [(e["source"], e["who"], e["labels"]["tags"]) for e in _history(client, "fruit", image["id"])["data"]]
+    assert entries == [("bulk", who, ["pomme"]), ("bulk", who, ["apple"])]
+    assert [(e["source"], e["who"]) for e in _history(client, "fruit", other)["data"]] == [("import", who)]
+
+
+def test_deleting_a_project_deletes_its_label_history(client: TestClient) -> None:
+    client.post("/v1/projects", json={"id": "fruit", "type": "multiclass", "tags": ["apple", "pear"]})
+    image = _upload(client, "fruit", jpeg(), tags="apple")
+    client.put(f"/v1/projects/fruit/images/{image['id']}/tags", json={"tags": ["pear"]})
+    assert client.delete("/v1/projects/fruit", params={"confirm": "true"}).status_code == 200
+    # A new project of the same name, the same photo: its history starts afresh.
+    client.post("/v1/projects", json={"id": "fruit", "type": "multiclass", "tags": ["apple"]})
+    again = _upload(client, "fruit", jpeg())
+    assert again["id"] == image["id"]
+    assert _history(client, "fruit", image["id"])["data"] == []

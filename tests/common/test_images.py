@@ -128,3 +128,67 @@ def test_sha256_identifies_the_bytes() -> None:
     data = encode(Image.new("RGB", (8, 8)), "PNG")
     assert inspect_image(data).sha256 == inspect_image(data).sha256
     assert inspect_image(data).sha256 != inspect_image(encode(Image.new("RGB", (8, 9)), "PNG")).sha256
+
+
+def test_pillow_opens_only_the_formats_we_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No other plugin of Pillow's ever parses a stranger's bytes: a TIFF is refused unread.
+    from PIL import TiffImagePlugin
+
+    opened: list[str] = []
+    original = TiffImagePlugin.TiffImageFile._open
+
+    def recording(self: TiffImagePlugin.TiffImageFile) -> None:
+        opened.append("tiff")
+        original(self)
+
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "_open", recording)
+    with pytest.raises(InvalidImageError, match="TIFF is not accepted"):
+        inspect_image(encode(Image.new("RGB", (8, 8)), "TIFF"))
+    assert opened == []
+
+
+def test_full_decodes_wait_for_one_of_a_few_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from PIL import ImageFile
+
+    from visiondock import images
+
+    running = most = 0
+    lock = threading.Lock()
+    original = ImageFile.ImageFile.load
+
+    def counted(self: ImageFile.ImageFile) -> object:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)  # long enough for the other threads to pile up behind
+        try:
+            return original(self)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    monkeypatch.setattr(images, "_decode_slots", images._decode_slots)  # restored after the test
+    images.limit_concurrent_decodes(2)
+    data = encode(Image.new("RGB", (64, 48), (10, 200, 10)), "PNG")
+    with ThreadPoolExecutor(8) as pool:
+        decoded = list(pool.map(lambda _: decode_rgb(data).size, range(16)))
+    assert decoded == [(64, 48)] * 16
+    assert most == 2
+
+
+def test_a_pixel_budget_is_shared_by_the_images_of_a_request() -> None:
+    from visiondock.images import ImageTooLargeError, PixelBudget, image_pixels
+
+    data = encode(Image.new("RGB", (40, 30)), "PNG")
+    assert image_pixels(data) == 1200
+    budget = PixelBudget(3000)
+    budget.charge(image_pixels(data))
+    budget.charge(image_pixels(data))
+    with pytest.raises(ImageTooLargeError, match="more than 3,000 pixels together") as refused:
+        budget.charge(image_pixels(data))
+    assert http_status(refused.value) == 413

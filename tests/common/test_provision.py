@@ -8,18 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from services.annotation.history import LABEL_HISTORY
 from services.annotation.images import IMAGES
-from services.annotation.projects import PROJECTS, TAGS
+from services.annotation.projects import PROJECTS, TAG_CHANGES, TAGS
 from services.annotation.review import REVIEW_ITEMS
+from services.registry.aliases import HISTORY
 from services.registry.catalog import ALIASES, MODELS, VERSIONS
+from services.registry.run_logs import RUN_LOGS
 from services.registry.runs import RUNS
 from tests.support.emulators import AzuriteBlobServer, CosmosDbServer
+from visiondock.captures import CAPTURES
 from visiondock.settings import Settings
 from visiondock.storage.provision import COLLECTIONS, main, provision
 
 
 def test_every_collection_a_service_uses_is_provisioned() -> None:
-    assert set(COLLECTIONS) == {PROJECTS, TAGS, IMAGES, REVIEW_ITEMS, MODELS, VERSIONS, ALIASES, RUNS}
+    assert set(COLLECTIONS) == {PROJECTS, TAGS, TAG_CHANGES, IMAGES, LABEL_HISTORY, REVIEW_ITEMS, CAPTURES, MODELS,
+                                VERSIONS, ALIASES, HISTORY, RUNS, RUN_LOGS}
 
 
 def test_embedded_storage_needs_only_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -21,6 +21,7 @@ tests/deploy/test_gpu_images.py runs the same comparison whenever the cache hold
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -31,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 LOCKS = DOCKER / "requirements"
-CACHE = ROOT / ".cache" / "gpu-wheels"
+# Outside the checkout, so that every clone on a machine (CI's clean clones included) downloads the wheels once.
+CACHE = Path(os.environ.get("VISIONDOCK_WHEEL_CACHE") or Path.home() / ".cache" / "visiondock" / "gpu-wheels")
 # The platform every lock is compiled for (Makefile `locks`).
 PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp")
 

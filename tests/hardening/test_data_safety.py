@@ -27,6 +27,8 @@ from services.registry.app import create_app as registry_app
 from services.registry.catalog import VERSION_BLOBS
 from services.trainer.steps import RunSteps
 from tests.scoring.conftest import AppFactory
+from visiondock.captures import CAPTURES, LEGACY_CAPTURE_BLOBS
+from visiondock.captures import summary as capture_summary
 from visiondock.clients import RegistryClient
 from visiondock.fsck import check, repair
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
@@ -266,3 +268,82 @@ def test_captured_predictions_are_purged_after_the_retention_period(
         # The accepted one lives on as a labeled project image.
         assert client.get(f"/v1/projects/colours/images/{accepted['id']}/content").status_code == 200
     assert not any(LocalBlobStore(settings.resolved_blob_root).list("review/"))
+
+
+# -- captures: one copy, under retention, known to fsck, gone with their project, read as summaries --------------
+def _summary(documents: SqliteDocumentStore, model: str, capture_id: str, project: str, label: str,
+             at: datetime) -> None:
+    document = {"model": model, "version": 1, "task": "multiclass", "uncertainty": 0.2, "captured_at": at.isoformat(),
+                "prediction": {"label": label, "probability": 0.8, "predictions": [{"label": label}]}}
+    documents.put(CAPTURES, capture_summary(capture_id, document, project), partition_key=model)
+
+
+def test_capture_summaries_and_old_copies_follow_retention_fsck_and_project_deletion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    now = datetime.now(UTC)
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        for project in ("colours", "shapes"):
+            client.post("/v1/projects", json={"id": project, "type": "multiclass", "tags": ["red"]})
+    documents = SqliteDocumentStore(settings.resolved_sqlite_path)
+    blobs = LocalBlobStore(settings.resolved_blob_root)
+    try:
+        _summary(documents, "colours", "old", "colours", "red", now - timedelta(days=40))
+        _summary(documents, "colours", "new", "colours", "red", now)
+        _summary(documents, "shapes", "kept", "shapes", "red", now)
+        # What a scoring service of the old layout kept beside the review item: a second copy.
+        blobs.put("captures/colours/20250101T000000Z-abc.jpg", _png((1, 2, 3)))
+        blobs.put("captures/colours/20250101T000000Z-abc.json", b"{}")
+        # fsck knows them: owned by nothing, deleted by --repair.
+        problems = list(check(documents, blobs, [LEGACY_CAPTURE_BLOBS], now=now + timedelta(hours=1)))
+        assert sorted(p.blob_key for p in problems) == ["captures/colours/20250101T000000Z-abc.jpg",
+                                                         "captures/colours/20250101T000000Z-abc.json"]
+        assert len(repair(documents, blobs, problems, [LEGACY_CAPTURE_BLOBS])) == 2
+        assert not list(blobs.list("captures/"))
+        blobs.put("captures/colours/20250101T000000Z-def.jpg", _png((1, 2, 3)))
+    finally:
+        documents.close()
+    monkeypatch.setenv("VISIONDOCK_HOME", str(tmp_path))
+    # Retention: the summary captured 40 days ago and the old copies past it go; today's stay.
+    assert cli_main(["purge-captures", "--older-than-days", "30"]) == 0
+    documents = SqliteDocumentStore(settings.resolved_sqlite_path)
+    try:
+        assert sorted(d.id for d in documents.query_all(CAPTURES)) == ["kept", "new"]
+        assert list(blobs.list("captures/")) != []  # written seconds ago: within the retention period
+        assert cli_main(["purge-captures", "--older-than-days", "0"]) == 0
+        assert not list(blobs.list("captures/"))
+        _summary(documents, "colours", "again", "colours", "red", now)
+        _summary(documents, "shapes", "theirs", "shapes", "red", now)
+    finally:
+        documents.close()
+    # Deleting a project deletes what was captured for it.
+    with TestClient(annotation_app(settings), headers=AUTH) as client:
+        assert client.delete("/v1/projects/colours", params={"confirm": "true"}).status_code == 200
+    documents = SqliteDocumentStore(settings.resolved_sqlite_path)
+    try:
+        assert [d.id for d in documents.query_all(CAPTURES)] == ["theirs"]
+    finally:
+        documents.close()
+
+
+def test_the_production_report_reads_capture_summaries_not_blobs(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
+    now = datetime.now(UTC)
+    with TestClient(registry_app(settings), headers=AUTH) as client:
+        documents = SqliteDocumentStore(settings.resolved_sqlite_path)
+        try:
+            for index in range(4):
+                _summary(documents, "colours", f"c{index}", "colours", "red" if index else "blue",
+                         now - timedelta(minutes=index))
+            _summary(documents, "colours", "too-old", "colours", "blue", now - timedelta(days=30))
+        finally:
+            documents.close()
+        # A stray copy under the old prefix is not a capture the report counts.
+        stray = {"model": "colours", "version": 1, "captured_at": now.isoformat(), "prediction": {"label": "red"}}
+        LocalBlobStore(settings.resolved_blob_root).put("captures/colours/x.json", json.dumps(stray).encode())
+        metadata = json.dumps({"task": "multiclass", "labels": ["red", "blue"]})
+        client.post("/v1/models/colours/versions", files={"model": ("model.onnx", b"onnx")},
+                    data={"metadata": metadata})
+        report = client.get("/v1/models/colours/production", params={"window_minutes": 60, "windows": 2}).json()
+    assert report["captured"] == 4 and sum(report["requests"]) == 4
+    assert report["versions"][0]["overall"]["label_counts"] == {"red": 3, "blue": 1}

@@ -51,6 +51,11 @@ def upstream() -> Iterator[Upstream]:
                     self.send_header("Content-Length", str(len(PNG)))
                     self.end_headers()
                     self.wfile.write(PNG)
+                elif self.path == "/big.png":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(PNG) + 4096))
+                    self.end_headers()
+                    self.wfile.write(PNG + b"\0" * 4096)
                 elif self.path == "/slow":
                     self.send_response(200)
                     self.send_header("Content-Length", "100")
@@ -89,7 +94,10 @@ def _skill(client: object, urls: dict[str, str]) -> dict[str, dict]:
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.169.254",
                                      "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "fc00::1",
-                                     "::ffff:127.0.0.1", "240.0.0.1"])
+                                     "::ffff:127.0.0.1", "240.0.0.1",
+                                     # 6to4 and NAT64 lead to IPv4 addresses; site-local is private
+                                     "2002:7f00:1::1", "2002:a00:1::1", "2002:5db8:d822::1", "64:ff9b::7f00:1",
+                                     "64:ff9b:1::a00:1", "fec0::1", "feff::1"])
 def test_internal_and_reserved_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
@@ -114,13 +122,21 @@ def test_loopback_and_private_urls_are_refused_with_one_text(serve: AppFactory, 
 def test_allowed_networks_open_the_guard_and_upstream_errors_stay_uniform(
         serve: AppFactory, models: dict[str, Path], upstream: Upstream) -> None:
     urls = {"ok": f"{upstream.url}/red.png", "missing": f"{upstream.url}/nothing.png",
-            "closed": "http://127.0.0.1:1/red.png"}
-    with serve(models["multiclass"], scoring_skill_fetch_urls=True,
+            "closed": "http://127.0.0.1:1/red.png", "big": f"{upstream.url}/big.png"}
+    with serve(models["multiclass"], scoring_skill_fetch_urls=True, scoring_max_body_bytes=len(PNG) + 100,
                scoring_skill_fetch_allowed_networks="127.0.0.0/8") as client:
-        values = _skill(client, urls)
+        values = _skill(client, {**urls, "refused": "http://10.255.255.1/x.png"})
     assert values["ok"]["data"]["label"] == "red"
-    assert values["missing"]["errors"][0]["message"] == FETCH_FAILED
-    assert values["closed"]["errors"][0]["message"] == FETCH_FAILED
+    # Missing, closed, too large or refused: one answer, so nobody learns which internal address answers how.
+    for record_id in ("missing", "closed", "big", "refused"):
+        assert values[record_id]["errors"] == [{"message": FETCH_FAILED, "statusCode": 400}], record_id
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[::1]:99999/x.png", "http://[fe80::1%eth0/x", "http://:80/"])
+def test_a_url_that_cannot_be_parsed_is_a_400(serve: AppFactory, models: dict[str, Path], url: str) -> None:
+    with serve(models["multiclass"], scoring_skill_fetch_urls=True) as client:
+        values = _skill(client, {"bad": url})
+    assert values["bad"]["errors"][0]["statusCode"] == 400, values
 
 
 def test_the_connection_goes_to_the_checked_address(tmp_path: Path, upstream: Upstream) -> None:

@@ -190,6 +190,43 @@ def test_a_scoped_train_key_cannot_train_on_or_register_into_another_project(reg
     assert register("flowers").status_code == 201
 
 
+def test_train_keys_keep_versions_and_export_snapshots(annotation: TestClient, registry: TestClient,
+                                                      tmp_path: Path) -> None:
+    model = tiny_models.classifier(tmp_path / "m.onnx", model_name="birds")
+    metadata = json.dumps({"task": "multiclass", "labels": ["red", "green", "blue"]})
+    registry.post("/v1/models/birds/versions", files={"model": ("model.onnx", model.read_bytes())},
+                  data={"metadata": metadata}, headers=key("trainer"))
+    # Deleting a version is an operator's decision, as moving an alias is.
+    assert registry.delete("/v1/models/birds/versions/1", headers=key("trainer")).status_code == 403
+    assert registry.get("/v1/models/birds/versions/1", headers=key("operator")).status_code == 200
+    assert registry.delete("/v1/models/birds/versions/1", headers=key("operator")).status_code == 204
+    # A dataset snapshot export reads: train keys may, as they may export with GET.
+    annotation.post("/v1/projects", json={"id": "flowers", "type": "multiclass", "tags": ["rose"]},
+                    headers=key("labeler"))
+    upload = annotation.post("/v1/projects/flowers/images", files=[("files", ("a.jpg", _jpeg(), "image/jpeg"))],
+                             data={"tags": "rose"}, headers=key("labeler")).json()
+    image_id = upload["results"][0]["image"]["id"]
+    exported = annotation.post("/v1/projects/flowers/export", json={"format": "folder", "image_ids": [image_id]},
+                               headers=key("trainer"))
+    assert exported.status_code == 200 and exported.headers["X-Image-Count"] == "1", exported.text
+    assert annotation.post("/v1/projects/flowers/export", json={"format": "folder", "image_ids": [image_id]},
+                           headers=key("scorer")).status_code == 403
+
+
+def test_metrics_need_a_key_for_everything(tmp_path: Path) -> None:
+    # The scoring service counts answers by model and label (people's names for a face model).
+    model = tiny_models.classifier(tmp_path / "m.onnx", model_name="birds")
+    settings = _settings(tmp_path, ScoringSettings, scoring_model_path=model, scoring_model="birds")
+    with TestClient(scoring_app(settings)) as client:
+        client.post("/v1/predict", content=_jpeg(), headers={"Content-Type": "image/jpeg", **key("birds-scorer")})
+        refused = client.get("/metrics", headers=key("birds-scorer"))
+        assert refused.status_code == 403 and "red" not in refused.text
+        assert client.get("/metrics", headers=key("scorer")).status_code == 200
+        # The readiness details name the served model's labels too: the same rule.
+        assert "model" not in client.get("/readyz", headers=key("birds-scorer")).json()
+        assert client.get("/readyz", headers=key("scorer")).json()["model"]["labels"] == ["red", "green", "blue"]
+
+
 def test_a_run_key_trains_its_own_run_on_its_own_project_and_model_only(tmp_path: Path) -> None:
     keys = RunKeys(RUN_KEY_SECRET.encode())
     with TestClient(annotation_app(_settings(tmp_path / "a"))) as annotation, \

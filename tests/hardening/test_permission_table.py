@@ -251,6 +251,16 @@ def test_the_apps_registry_proxy_passes_the_registrys_refusals_on(stack: dict[st
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("path", ["runs/..%2F..%2Freadyz", "runs/..%2F..%2Fopenapi.json",
+                                  "models/%2E%2E/%2E%2E/metrics",
+                                  "runs/.%2F..%2F..%2Fdashboard", "models/x%5C..%5C..%5Creadyz", "runs//x"])
+def test_the_registry_proxy_reaches_only_runs_and_models(stack: dict[str, Any], path: str) -> None:
+    local: LocalServices = stack["local"]
+    answer = httpx.get(local.url("annotation") + "/app/registry/v1/" + path, headers=headers("admin"))
+    assert answer.status_code == 404 and "runs and models" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.e2e
 def test_refused_calls_changed_nothing_and_allowed_reads_are_not_refused(stack: dict[str, Any],
                                                                           tmp_path: Path) -> None:
     local: LocalServices = stack["local"]

@@ -4,6 +4,7 @@ service (and in form fields with a 422), while what was stored before the limit 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -125,6 +126,39 @@ def test_deep_json_in_form_fields_is_bounded_like_bodies(tmp_path: Path) -> None
         response = client.put("/v1/projects/p/review-items/c1", files={"image": ("c.png", buffer.getvalue())},
                               data={"capture": json.dumps(capture)})
         assert response.status_code == 422 and "prediction" in response.json()["detail"], response.text
+
+
+def _png(size: tuple[int, int] = (40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (220, 20, 20)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_batch_and_a_skill_share_a_pixel_budget(serve: AppFactory, models: dict[str, Path]) -> None:
+    # Three 40x30 images against a budget of 3,000 pixels: the third is refused before it is decoded.
+    encoded = base64.b64encode(_png()).decode()
+    with serve(models["multiclass"], max_request_pixels=3000) as client:
+        batch = client.post("/v1/predict/batch", files=[("files", (f"{i}.png", _png())) for i in range(3)]).json()
+        assert [r["status"] for r in batch["results"]] == [200, 200, 413], batch
+        assert "pixels together" in batch["results"][2]["error"]["detail"]
+        skill = client.post("/v1/skills/classify", json={"values": [
+            {"recordId": str(i), "data": {"image": {"data": encoded}}} for i in range(3)]}).json()["values"]
+        assert sorted(len(v["errors"]) for v in skill) == [0, 0, 1]
+        assert next(v for v in skill if v["errors"])["errors"][0]["statusCode"] == 413
+
+
+def test_batch_and_skill_json_is_counted_before_it_is_parsed(serve: AppFactory, models: dict[str, Path]) -> None:
+    # 200,000 tiny values would become 200,000 Python objects before the count of images or records.
+    many = b'{"images": [' + b",".join([b"{}"] * 200_000) + b"]}"
+    records = b'{"values": [' + b",".join([b"1"] * 200_000) + b"]}"
+    with serve(models["multiclass"]) as client:
+        for path, body in (("/v1/predict/batch", many), ("/v1/skills/classify", records)):
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 413 and response.json()["code"] == "too_many_values", response.text
+        # A batch over its image count is refused before any image is decoded from base64.
+        images = {"images": [{"image_base64": "not base64 at all"} for _ in range(65)]}
+        response = client.post("/v1/predict/batch", json=images)
+        assert response.status_code == 400 and "at most 64 images" in response.json()["detail"]
 
 
 def test_too_many_files_are_refused_while_parsing(tmp_path: Path) -> None:

@@ -140,7 +140,10 @@ def test_a_launched_job_is_the_charts_template_plus_the_project_and_run(api: Cal
     # The trainer in that container reads the project back from its environment.
     env = {e["name"]: e.get("value", "") for e in trainer_container(posted["spec"]["template"]["spec"])["env"]}
     assert project_from_environment(env) == "flowers"
-    # Whatever keys the template carries (the chart gives trainer Jobs none), the Job holds the run's key only.
+    # The chart's template gives the trainer no key of its own (tests/deploy/test_keys_and_identities.py), and
+    # the Job holds the run's key only.
+    template_env = trainer_container(template["spec"]["jobTemplate"]["spec"]["template"]["spec"])["env"]
+    assert not {e["name"] for e in template_env} & set(WITHHELD_SETTINGS)
     keys_given = [e for e in env if e.startswith("VISIONDOCK_API_KEY")]
     assert keys_given == ["VISIONDOCK_API_KEY"] and env["VISIONDOCK_API_KEY"] == "vdr1_the-runs-own-key"
     secrets_given = [e for e in trainer_container(posted["spec"]["template"]["spec"])["env"]

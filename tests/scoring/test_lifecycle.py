@@ -30,10 +30,13 @@ from services.scoring import settings as scoring_settings
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from tests.support.stack import running_services
+from visiondock.captures import CAPTURES
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.preprocess import PreprocessSpec, to_tensor
 from visiondock.serve import WorkerPool, listening_socket, serve
 from visiondock.settings import LOCAL_DEV_API_KEY, available_cpus
+from visiondock.storage import Query
+from visiondock.storage.documents_sqlite import SqliteDocumentStore
 
 from . import tiny_models
 from .conftest import AUTH, AppFactory
@@ -435,8 +438,15 @@ def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, reg
             rejected = annotation.reject_review_item(MODEL, items[1]["id"], reason="duplicate")
             assert rejected["status"] == "rejected"
             assert [i["id"] for i in annotation.list_review_items(MODEL)] == [items[2]["id"]]
-        stored = list((stack.home / "blobs" / "data" / "captures" / MODEL).glob("*.json"))
-        assert len(stored) == 3
+        # One copy of each image (the review item's), and a summary each for the production report.
+        blobs = stack.home / "blobs" / "data"
+        assert len(list((blobs / "review" / MODEL).iterdir())) == 3
+        assert not (blobs / "captures").exists()
+        documents = SqliteDocumentStore(stack.home / "documents.sqlite3")
+        with contextlib.closing(documents):
+            summaries = list(documents.query_all(CAPTURES, Query(partition_key=MODEL)))
+        assert sorted(s.id for s in summaries) == sorted(i["id"] for i in items)
+        assert all("image" not in s.data and s.data["project_id"] == MODEL for s in summaries)
 
 
 def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory, models: dict[str, Path],
@@ -454,7 +464,11 @@ def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory
         wait_for(failed_three, "three failed hand-overs", timeout=60)
         metrics = client.get("/metrics").text
     assert 'visiondock_scoring_captures_total{outcome="stored"} 3.0' in metrics
-    assert len(list((tmp_path / "blobs" / "data" / "captures" / "colours").glob("*.jpg"))) == 3
+    # The summaries are kept for the production report; no image is kept anywhere but a review item.
+    documents = SqliteDocumentStore(tmp_path / "documents.sqlite3")
+    with contextlib.closing(documents):
+        assert len(list(documents.query_all(CAPTURES, Query(partition_key="colours")))) == 3
+    assert not (tmp_path / "blobs" / "data" / "captures").exists()
 
 
 def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(

@@ -5,6 +5,7 @@ and lists only what it covers; a refused request captures nothing."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from cli.launcher import free_port
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from visiondock.auth import new_key
+from visiondock.captures import CAPTURES
+from visiondock.storage import Query
+from visiondock.storage.documents_sqlite import SqliteDocumentStore
 
 from . import tiny_models
 from .tiny_models import solid
@@ -70,8 +74,10 @@ def test_a_refused_request_lands_in_no_review_queue(scoring: TestClient, tmp_pat
     with scoring:
         assert scoring.post("/v1/predict", content=solid(RED), headers=key("birds-scorer")).status_code == 403
         assert scoring.post("/v1/predict", content=solid(RED), headers=key("colours-scorer")).status_code == 200
-    # Stopping the app finished the capture queue: one capture, the allowed request's, under its model.
-    assert len(list((tmp_path / "blobs" / "data" / "captures" / "colours").glob("*.json"))) == 1
+    # Stopping the app finished the capture queue: one capture summary, the allowed request's, under its model.
+    documents = SqliteDocumentStore(tmp_path / "documents.sqlite3")
+    with contextlib.closing(documents):
+        assert len(list(documents.query_all(CAPTURES, Query(partition_key="colours")))) == 1
 
 
 def test_the_list_of_served_models_needs_a_key_and_shows_what_it_covers(scoring: TestClient) -> None:

@@ -233,6 +233,20 @@ def test_racing_creates_with_overwrite_false_have_exactly_one_winner(store: Blob
     assert store.get("race/key") == f"writer {winners[0].split()[1]}".encode()
 
 
+def test_one_store_takes_puts_from_many_threads_at_once(store: BlobStore) -> None:
+    # An import writes a batch's images in parallel through one store.
+    from concurrent.futures import ThreadPoolExecutor
+
+    payloads = {f"images/p/{n:03d}": random.Random(n).randbytes(20_000 + n) for n in range(48)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        infos = list(pool.map(lambda key: store.put(key, payloads[key], content_type="image/jpeg"), payloads))
+
+    assert [info.key for info in infos] == list(payloads)
+    assert [info.key for info in store.list("images/p/")] == sorted(payloads)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(store.get, payloads)) == list(payloads.values())
+
+
 # -- missing blobs and delete ------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from visiondock.storage.documents import (
+    MAX_BATCH_DOCUMENTS,
     MAX_PAGE_SIZE,
     ConflictError,
     Document,
@@ -266,6 +267,103 @@ def test_reserved_field_names_are_refused(store: DocumentStore, field: str) -> N
 
     assert store.get(COLLECTION, "x", partition_key="p1").data == {"id": "x", "v": 1}
     assert ids(store.query(COLLECTION).items) == {"x"}
+
+
+# -- create_many -------------------------------------------------------------------
+
+
+def test_create_many_stores_every_document_and_returns_them_in_order(store: DocumentStore) -> None:
+    batch = [{"id": f"doc-{n}", "n": n, "tags": ["a", n]} for n in (3, 1, 2)]
+
+    created = store.create_many(COLLECTION, batch, partition_key="p1")
+
+    assert [(doc.id, doc.partition_key, doc.data) for doc in created] == [(b["id"], "p1", b) for b in batch]
+    assert len({doc.etag for doc in created}) == 3
+    for doc in created:
+        assert store.get(COLLECTION, doc.id, partition_key="p1") == doc
+    assert store.create_many(COLLECTION, [], partition_key="p1") == []
+
+
+def test_create_many_of_one_document_is_a_create(store: DocumentStore) -> None:
+    [created] = store.create_many(COLLECTION, [{"id": "only"}], partition_key="p1")
+
+    assert store.get(COLLECTION, "only", partition_key="p1") == created
+    with pytest.raises(DocumentExistsError):
+        store.create_many(COLLECTION, [{"id": "only", "v": 2}], partition_key="p1")
+
+
+@pytest.mark.parametrize("taken", [0, 2, 4])
+def test_create_many_with_a_taken_id_stores_none_of_them(store: DocumentStore, taken: int) -> None:
+    existing = store.create(COLLECTION, {"id": f"doc-{taken}", "v": "old"}, partition_key="p1")
+    batch = [{"id": f"doc-{n}", "v": "new"} for n in range(5)]
+
+    with pytest.raises(DocumentExistsError) as raised:
+        store.create_many(COLLECTION, batch, partition_key="p1")
+
+    assert raised.value.doc_id == f"doc-{taken}"
+    assert store.query(COLLECTION).items == [existing]
+
+
+def test_create_many_over_the_batch_request_size_is_still_all_or_none(store: DocumentStore) -> None:
+    # 3 documents of 0.8 MB: more than a Cosmos DB transactional batch carries (2 MB).
+    big = "x" * 800_000
+    store.create(COLLECTION, {"id": "doc-2"}, partition_key="p1")
+
+    with pytest.raises(DocumentExistsError):
+        store.create_many(COLLECTION, [{"id": f"doc-{n}", "big": big} for n in range(3)], partition_key="p1")
+    assert ids(store.query(COLLECTION).items) == {"doc-2"}
+
+    created = store.create_many(COLLECTION, [{"id": f"big-{n}", "big": big} for n in range(3)], partition_key="p1")
+    assert [doc.id for doc in created] == ["big-0", "big-1", "big-2"]
+    assert store.get(COLLECTION, "big-2", partition_key="p1").data["big"] == big
+
+
+def test_create_many_checks_partitions_and_collections_apart(store: DocumentStore) -> None:
+    store.create(COLLECTION, {"id": "a"}, partition_key="p1")
+    store.create("others", {"id": "b"}, partition_key="p2")
+
+    created = store.create_many(COLLECTION, [{"id": "a"}, {"id": "b"}], partition_key="p2")
+
+    assert keys(created) == [("p2", "a"), ("p2", "b")]
+
+
+def test_create_many_takes_up_to_the_batch_limit(store: DocumentStore) -> None:
+    created = store.create_many(COLLECTION, [{"id": f"doc-{n:03d}"} for n in range(MAX_BATCH_DOCUMENTS)],
+                                partition_key="p1")
+    assert len(created) == len(list(store.query_all(COLLECTION))) == MAX_BATCH_DOCUMENTS
+
+    with pytest.raises(DocumentError, match=f"at most {MAX_BATCH_DOCUMENTS}"):
+        store.create_many(COLLECTION, [{"id": f"more-{n}"} for n in range(MAX_BATCH_DOCUMENTS + 1)],
+                          partition_key="p1")
+    assert len(list(store.query_all(COLLECTION))) == MAX_BATCH_DOCUMENTS
+
+
+@pytest.mark.parametrize("documents", [
+    [{"id": "a"}, {"id": "b"}, {"id": "a"}],  # one id twice
+    [{"id": "a"}, {"id": "b", "_etag": "x"}],  # a reserved field
+    [{"id": "a"}, {"id": "bad/id"}],
+    [{"id": "a"}, {"v": 1}],  # no id
+    {"id": "a"},  # one document, not a list
+])
+def test_create_many_refuses_a_bad_batch_and_stores_none_of_it(store: DocumentStore, documents: Any) -> None:
+    with pytest.raises(DocumentError):
+        store.create_many(COLLECTION, documents, partition_key="p1")
+    assert store.query(COLLECTION).items == []
+
+
+def test_racing_create_many_of_one_id_have_exactly_one_winner(store: DocumentStore) -> None:
+    won: list[int] = []
+
+    def create(n: int) -> None:
+        store.create_many(COLLECTION, [{"id": f"own-{n}"}, {"id": "shared", "by": n}], partition_key="p1")
+        won.append(n)
+
+    errors = run_in_threads(6, create)
+
+    assert len(won) == 1 and len(errors) == 5
+    assert all(isinstance(error, DocumentExistsError) for error in errors)
+    assert ids(store.query(COLLECTION).items) == {"shared", f"own-{won[0]}"}
+    assert store.get(COLLECTION, "shared", partition_key="p1").data["by"] == won[0]
 
 
 # -- put ---------------------------------------------------------------------------
@@ -522,6 +620,12 @@ FILTER_CASES: list[tuple[list[Filter], set[str]]] = [
     ([Filter("flag", "in", [True, None])], {"a", "c", "f"}),
     ([Filter("maybe", "in", [None, 1])], {"a", "b"}),
     ([Filter("s", "in", [])], set()),
+    # Ids are strings: looked up by value (a batch of images by content hash), never matching other types.
+    ([Filter("id", "eq", "c")], {"c"}),
+    ([Filter("id", "in", ["a", "e", "zz"])], {"a", "e"}),
+    ([Filter("id", "in", ["b", 1, None, True])], {"b"}),
+    ([Filter("id", "eq", 1)], set()),
+    ([Filter("id", "in", ["a", "d"]), Filter("flag", "eq", True)], {"a"}),
     ([Filter("tags", "contains", "red")], {"a", "c"}),
     ([Filter("tags", "contains", "fruit")], {"a", "b"}),
     ([Filter("tags", "contains", True)], {"f"}),

@@ -103,6 +103,8 @@ def test_a_directory_the_trainer_did_not_make_is_never_pruned(tmp_path: Path) ->
 
 def test_the_trainer_marks_the_cache_it_makes_and_one_an_earlier_trainer_made(tmp_path: Path) -> None:
     assert claim_cache_dir(tmp_path / "new") and (tmp_path / "new" / CACHE_MARKER).is_file()
+    (tmp_path / "volume" / "lost+found").mkdir(parents=True)  # a fresh ext4 persistent volume
+    assert claim_cache_dir(tmp_path / "volume")
     earlier = cached_file(tmp_path / "earlier", "features/aaaa/01/one.npy", 1000, age_days=9)
     cached_file(tmp_path / "earlier", "feature-speed.json", 100, age_days=9)
     assert claim_cache_dir(tmp_path / "earlier")

@@ -20,6 +20,7 @@ from visiondock.storage.blobs import (
     InvalidBlobKeyError,
 )
 from visiondock.storage.documents import (
+    MAX_BATCH_DOCUMENTS,
     ConflictError,
     Document,
     DocumentError,
@@ -34,6 +35,7 @@ from visiondock.storage.documents import (
 )
 
 __all__ = [
+    "MAX_BATCH_DOCUMENTS",
     "BlobError",
     "BlobExistsError",
     "BlobInfo",

@@ -33,6 +33,8 @@ FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "contains"]
 FILTER_OPS: tuple[str, ...] = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains")
 MAX_PAGE_SIZE = 1000
 MAX_PARTITION_KEY_LENGTH = 1024
+# Documents one `create_many` takes: Cosmos DB's limit of operations in one transactional batch.
+MAX_BATCH_DOCUMENTS = 100
 
 # The JSON types a filter value or an ordering value may have, in their sort order.
 TYPE_RANK_NULL, TYPE_RANK_BOOL, TYPE_RANK_NUMBER, TYPE_RANK_STRING = 0, 1, 2, 3
@@ -286,6 +288,22 @@ def clean_body(data: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
+def batch_bodies(documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The bodies of a `create_many` (each as `clean_body` makes it), checked: a list of at most
+    MAX_BATCH_DOCUMENTS documents with distinct ids."""
+    if isinstance(documents, Mapping | str) or not isinstance(documents, Sequence):
+        raise DocumentError("create_many takes a list of documents")
+    if len(documents) > MAX_BATCH_DOCUMENTS:
+        raise DocumentError(f"at most {MAX_BATCH_DOCUMENTS} documents are created together; got {len(documents)}")
+    bodies = [clean_body(data) for data in documents]
+    seen: set[str] = set()
+    for body in bodies:
+        if body["id"] in seen:
+            raise DocumentError(f"document id {body['id']!r} appears twice in one create_many")
+        seen.add(body["id"])
+    return bodies
+
+
 def patch_changes(
     set_fields: Mapping[str, Any] | None, remove_fields: Sequence[str]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -325,6 +343,17 @@ class DocumentStore(ABC):
     @abstractmethod
     def create(self, collection: str, data: Mapping[str, Any], *, partition_key: str) -> Document:
         """Insert a new document (`data["id"]` required); DocumentExistsError if the id is taken."""
+
+    @abstractmethod
+    def create_many(
+        self, collection: str, documents: Sequence[Mapping[str, Any]], *, partition_key: str
+    ) -> list[Document]:
+        """Insert up to MAX_BATCH_DOCUMENTS new documents of one partition together, in one round trip
+        where the backend has one: all of them, or none. When any cannot be written (DocumentExistsError
+        for an id that is taken, or any other error), the call raises and none of them is stored; the
+        documents come back in the order given. A backend whose service runs the batch as one transaction
+        (SQLite, Cosmos DB) never shows a reader part of it; one that cannot (see documents_cosmos.py)
+        removes again what went in before it raises."""
 
     @abstractmethod
     def put(

@@ -39,6 +39,7 @@ from visiondock.storage.documents import (
     Page,
     PreconditionFailedError,
     Query,
+    batch_bodies,
     clean_body,
     decode_page_token,
     encode_page_token,
@@ -247,6 +248,21 @@ class SqliteDocumentStore(DocumentStore):
                 raise DocumentExistsError(collection, body["id"])
             return self._write(conn, collection, partition_key, body)
 
+    def create_many(
+        self, collection: str, documents: Sequence[Mapping[str, Any]], *, partition_key: str
+    ) -> list[Document]:
+        validate_collection(collection)
+        validate_partition_key(partition_key)
+        bodies = batch_bodies(documents)
+        # One transaction: a taken id rolls back the ones before it.
+        with self._transaction() as conn:
+            created = []
+            for body in bodies:
+                if self._row(conn, collection, partition_key, body["id"]) is not None:
+                    raise DocumentExistsError(collection, body["id"])
+                created.append(self._write(conn, collection, partition_key, body))
+        return created
+
     def put(
         self,
         collection: str,
@@ -314,6 +330,13 @@ class SqliteDocumentStore(DocumentStore):
     # -- queries -----------------------------------------------------------------
     @staticmethod
     def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+        if flt.field == "id" and flt.op in ("eq", "in"):
+            # Every id is a string, kept in the primary key's `id` column too: a lookup by ids (a batch
+            # of images by content hash) reads those rows, not the whole partition.
+            ids = [value for value in (flt.value if flt.op == "in" else [flt.value]) if isinstance(value, str)]
+            if not ids:
+                return "0", []
+            return f"id IN ({', '.join('?' for _ in ids)})", ids
         path = _json_path(flt.field)
         extract = f"json_extract(body, '{path}')"
         kind = f"json_type(body, '{path}')"

@@ -23,8 +23,8 @@ from visiondock.storage import BlobError, DocumentError, open_blob_store, open_d
 from visiondock.telemetry import configure_logging
 
 # Every document collection the services use (tests/common/test_provision.py keeps it in step with them).
-COLLECTIONS = ("projects", "tags", "images", "review_items", "models", "model_versions", "model_aliases",
-               "training_runs")
+COLLECTIONS = ("projects", "tags", "tag_changes", "images", "label_history", "review_items", "captures", "models",
+               "model_versions", "model_aliases", "alias_history", "training_runs", "run_logs")
 
 log = logging.getLogger("visiondock.provision")
 

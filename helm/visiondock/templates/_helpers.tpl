@@ -144,11 +144,9 @@ azure.workload.identity/tenant-id: {{ . | quote }}
 {{- end }}
 {{- end }}
 
-{{/* Processes that serve nothing (the trainer, the storage hook, purge-captures) accept no key, so the
-  production check on accepted keys does not apply to them; the trainer presents the run key its
-  launcher gives it (VISIONDOCK_API_KEY). */}}
-{{- define "visiondock.nonServingEnv" -}}
-- {name: VISIONDOCK_ENVIRONMENT, value: local}
+{{/* Jobs that call no service (the storage hook, purge-captures) present no key. */}}
+{{- define "visiondock.noKeyEnv" -}}
+- {name: VISIONDOCK_API_KEY, value: ""}
 {{- end }}
 
 {{/* The non-secret settings, as key: value lines (the ConfigMap's data, and the hook's env). */}}

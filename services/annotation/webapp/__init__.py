@@ -35,6 +35,9 @@ from visiondock.web import API_KEY_HEADER, require_role
 STATIC = Path(__file__).parent / "static"
 # What the app may reach in the registry: runs (start, watch) and models (versions, aliases).
 REGISTRY_PATHS = ("runs", "models")
+# A segment of a registry path: a name, id, number or file name. Never `.`, `..`, empty, or anything
+# encoded (`..%2F` arrives here decoded, as `../`): the path cannot leave runs and models.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # What it may reach in the scoring service: the served models, and one photo scored or drawn by a model
 # named in the path (at an alias, or at the version it serves).
 SCORING_PATHS = re.compile(r"^models(/[A-Za-z0-9][A-Za-z0-9._-]*(/aliases/[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -97,7 +100,8 @@ async def _forward(request: Request, *, base_url: str, path: str, service: str, 
 @router.api_route("/registry/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                   dependencies=[Depends(_PROXIED)])
 async def registry_proxy(request: Request, path: str) -> Response:
-    if path.split("/", 1)[0] not in REGISTRY_PATHS:
+    segments = path.split("/")
+    if segments[0] not in REGISTRY_PATHS or not all(_SEGMENT.match(segment) for segment in segments):
         raise NotFound(f"the app reaches only the registry's {' and '.join(REGISTRY_PATHS)}")
     settings: Settings = request.app.state.settings
     return await _forward(request, base_url=settings.registry_url, path=f"/v1/{path}", service="registry",

@@ -4,6 +4,7 @@ import { modelRoutes, routeOf } from "/app/common/models.js";
 import { api, registry, session } from "./api.js";
 import { imagesView } from "./images.js";
 import { labelerView } from "./labeler.js";
+import { datasetView, deleteProject, tagsView } from "./projects.js";
 import { reviewView } from "./review.js";
 import { trainingView } from "./training.js";
 import { tryIt } from "./tryit.js";
@@ -84,6 +85,7 @@ async function projectsView() {
         "tr",
         {},
         ["Project", "Type", "Images", "Labeled", "Description"].map((c) => h("th", { scope: "col" }, c)),
+        h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
       ),
     ),
     list,
@@ -141,7 +143,7 @@ async function projectsView() {
   main.replaceChildren(h("h1", {}, "Projects"), table, form);
   try {
     const projects = (await api("/v1/projects?limit=1000")).data;
-    if (!projects.length) list.append(h("tr", {}, h("td", { colspan: 5 }, "No projects yet: create one below.")));
+    if (!projects.length) list.append(h("tr", {}, h("td", { colspan: 6 }, "No projects yet: create one below.")));
     for (const p of projects) {
       const images = h("td", {}, "…");
       const labeled = h("td", {}, "…");
@@ -154,6 +156,20 @@ async function projectsView() {
           images,
           labeled,
           h("td", {}, p.description),
+          h(
+            "td",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                class: "danger",
+                "aria-label": `Delete project ${p.id}`,
+                onclick: async () => (await deleteProject(p.id)) && projectsView(),
+              },
+              "Delete…",
+            ),
+          ),
         ),
       );
       api(`/v1/projects/${p.id}/stats`)
@@ -179,6 +195,8 @@ function projectNav(project, current) {
   nav.replaceChildren(
     h("span", { class: "project-name" }, project),
     link("images", "Images"),
+    link("tags", "Tags"),
+    link("data", "Import / export"),
     link("review", "Review queue"),
     link("training", "Training"),
     // The model a project trains has the project's name.
@@ -216,6 +234,8 @@ async function modelView(show) {
 const routes = [
   [/^#\/p\/([^/]+)\/images$/, (m) => imagesView(main, m[1]), "images"],
   [/^#\/p\/([^/]+)\/label\/([0-9a-f]+)$/, (m) => labelerView(main, m[1], m[2]), "images"],
+  [/^#\/p\/([^/]+)\/tags$/, (m) => tagsView(main, m[1]), "tags"],
+  [/^#\/p\/([^/]+)\/data$/, (m) => datasetView(main, m[1]), "data"],
   [/^#\/p\/([^/]+)\/review$/, (m) => reviewView(main, m[1]), "review"],
   [/^#\/p\/([^/]+)\/training$/, (m) => trainingView(main, m[1]), "training"],
 ];

@@ -1,5 +1,10 @@
-// The image grid: thumbnails, filters, drag-and-drop upload, asking the model for suggestions.
+// The image grid: thumbnails, filters, upload by drag and drop (files or folders; a folder's name can tag
+// its images), selecting images (checkboxes, Shift ranges, Ctrl/⌘+click, keys) and changing them in bulk,
+// asking the model for suggestions.
 import { allTags, api, projectPath, thumbnailUrl } from "./api.js";
+import { bulkBar } from "./bulk.js";
+import { GridSelection, neighbour } from "./selection.js";
+import { droppedEntries, pickedFolderFiles, planUpload, uploadBatches, walkEntries } from "./transfers.js";
 import { fail, h, say } from "./ui.js";
 
 const PAGE = 60;
@@ -33,6 +38,24 @@ export async function loadMore() {
   browsing.done = !page.continuation;
   return page.data;
 }
+
+// Every id the filter matches, a thousand a call (for "select all matching").
+export async function allMatchingIds(project, filter) {
+  const { path, params } = filterQuery(filter);
+  const ids = [];
+  let continuation = null;
+  do {
+    const query = new URLSearchParams({ ...params, limit: 1000 });
+    if (continuation) query.set("continuation", continuation);
+    const page = await api(`${projectPath(project)}/${path}?${query}`);
+    ids.push(...page.data.map((i) => i.id));
+    continuation = page.continuation;
+  } while (continuation);
+  return ids;
+}
+
+// The upload's choices, kept while the view is shown anew (after an upload created tags).
+const uploadChoice = { project: null, tag: "", byFolder: true };
 
 function readFilter() {
   const params = new URLSearchParams(sessionStorage.getItem("visiondock.filter") || "");
@@ -89,13 +112,65 @@ export async function imagesView(main, project) {
     multiple: true,
     accept: "image/*",
     class: "visually-hidden",
-    onchange: (e) => upload([...e.target.files]),
+    onchange: (e) => {
+      upload([...e.target.files].map((file) => ({ file, folder: null, path: file.name })));
+      e.target.value = ""; // the same files chosen again are a new choice
+    },
   });
+  const folderInput = h("input", {
+    id: "upload-folder",
+    type: "file",
+    webkitdirectory: true,
+    class: "visually-hidden",
+    onchange: (e) => {
+      upload(pickedFolderFiles(e.target.files));
+      e.target.value = "";
+    },
+  });
+  const detection = info.type === "detection";
+  if (uploadChoice.project !== project) Object.assign(uploadChoice, { project, tag: "", byFolder: true });
+  const uploadTag = h(
+    "select",
+    { id: "upload-tag", onchange: (e) => (uploadChoice.tag = e.target.value) },
+    h("option", { value: "" }, "no tag"),
+    tags.map((t) => h("option", { value: t, selected: t === uploadChoice.tag }, t)),
+  );
+  const byFolder = h("input", {
+    id: "upload-by-folder",
+    type: "checkbox",
+    checked: uploadChoice.byFolder,
+    onchange: (e) => (uploadChoice.byFolder = e.target.checked),
+  });
+  const uploadProgress = h("progress", { class: "upload-progress", hidden: true, "aria-label": "Upload" });
   const drop = h(
     "section",
     { class: "dropzone", "aria-label": "Upload images" },
-    h("p", {}, "Drop images here, or ", h("label", { for: "upload-files", class: "link" }, "choose files"), "."),
+    h(
+      "p",
+      {},
+      "Drop images or folders here, or choose ",
+      h("label", { for: "upload-files", class: "link" }, "files"),
+      " or ",
+      h("label", { for: "upload-folder", class: "link" }, "a folder"),
+      ".",
+    ),
+    detection
+      ? null
+      : h(
+          "div",
+          { class: "upload-options" },
+          h("label", { for: "upload-tag" }, "Tag new images"),
+          uploadTag,
+          h(
+            "span",
+            { class: "check" },
+            byFolder,
+            h("label", { for: "upload-by-folder" }, "each folder's name tags its images"),
+          ),
+        ),
     fileInput,
+    folderInput,
+    uploadProgress,
   );
   drop.addEventListener("dragover", (e) => {
     e.preventDefault();
@@ -105,7 +180,12 @@ export async function imagesView(main, project) {
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    upload([...e.dataTransfer.files]);
+    // The entries are taken now: the drop's data is gone once this handler returns.
+    const { entries, loose } = droppedEntries(e.dataTransfer);
+    if (entries.some((entry) => entry.isDirectory)) say("Reading the dropped folders…");
+    walkEntries(entries)
+      .then((found) => upload([...found, ...loose.map((file) => ({ file, folder: null, path: file.name }))]))
+      .catch(fail);
   });
 
   // The project's own model (named like the project, as training registers it) suggests.
@@ -134,10 +214,26 @@ export async function imagesView(main, project) {
     h("button", { type: "submit" }, "Add tag"),
   );
 
+  const selection = new GridSelection();
+  const names = new Map(); // id -> file name, of the images the grid has shown
+  const bulk = bulkBar({
+    project,
+    type: info.type,
+    tags,
+    selection,
+    allMatching: () => allMatchingIds(project, filter),
+    nameOf: (id) => names.get(id),
+    changed: async () => {
+      refreshStats().catch(fail);
+      await showPage(null);
+    },
+  });
+
   main.replaceChildren(
     h("div", { class: "heading" }, h("h1", {}, `${project}`, h("span", { class: "type" }, info.type)), stats),
     h("div", { class: "toolbar" }, filters, suggestButton, tagForm),
     drop,
+    bulk.element,
     grid,
     more,
   );
@@ -152,6 +248,7 @@ export async function imagesView(main, project) {
   }
 
   function card(image) {
+    names.set(image.id, image.filename);
     const img = h("img", { alt: image.filename, width: 160, height: 160 });
     thumbnailUrl(project, image.id)
       .then((url) => {
@@ -164,9 +261,16 @@ export async function imagesView(main, project) {
       s ? h("span", { class: "badge suggested" }, `suggested: ${proposed}`) : null,
       image.split ? h("span", { class: "badge" }, image.split) : null,
     ];
+    const picked = selection.has(image.id);
     return h(
       "li",
-      {},
+      { class: picked ? "picked" : "", dataset: { id: image.id } },
+      h("input", {
+        type: "checkbox",
+        class: "pick",
+        checked: picked,
+        "aria-label": `Select ${image.filename}`,
+      }),
       h(
         "a",
         { href: `#/p/${project}/label/${image.id}`, class: "tile", dataset: { id: image.id } },
@@ -175,6 +279,72 @@ export async function imagesView(main, project) {
       ),
     );
   }
+
+  // The tiles show the selection as it is now.
+  function showSelection() {
+    for (const li of grid.querySelectorAll("li[data-id]")) {
+      const picked = selection.has(li.dataset.id);
+      li.classList.toggle("picked", picked);
+      li.querySelector("input.pick").checked = picked;
+    }
+    bulk.update();
+  }
+
+  const tileOf = (element) => element.closest("li[data-id]");
+
+  grid.addEventListener("click", (event) => {
+    const li = tileOf(event.target);
+    if (!li) return;
+    const id = li.dataset.id;
+    if (event.target.matches("input.pick")) {
+      // The box has flipped already: its state is what the image (or the Shift range) takes.
+      if (event.shiftKey) selection.extendTo(id, event.target.checked);
+      else if (selection.has(id) !== event.target.checked) selection.toggle(id);
+      showSelection();
+    } else if (event.ctrlKey || event.metaKey || event.shiftKey) {
+      event.preventDefault(); // selects rather than opening the labeler (or a new tab)
+      if (event.shiftKey) selection.extendTo(id);
+      else selection.toggle(id);
+      showSelection();
+    }
+  });
+
+  grid.addEventListener("keydown", (event) => {
+    const li = tileOf(event.target);
+    if (!li) return;
+    const id = li.dataset.id;
+    const tiles = [...grid.querySelectorAll("li[data-id]")];
+    const key = event.key;
+    if (key.startsWith("Arrow") || key === "Home" || key === "End") {
+      const top = tiles[0].offsetTop;
+      const columns = Math.max(1, tiles.filter((t) => t.offsetTop === top).length);
+      const next = tiles[neighbour(tiles.indexOf(li), key, columns, tiles.length)];
+      event.preventDefault();
+      if (event.shiftKey) {
+        if (!selection.has(id)) selection.toggle(id);
+        selection.extendTo(next.dataset.id, true);
+        showSelection();
+      }
+      // The same control of the next tile: its checkbox from a checkbox, its link from a link.
+      next.querySelector(event.target.matches("input.pick") ? "input.pick" : "a.tile").focus();
+    } else if (key === " " && event.target.matches("a.tile")) {
+      event.preventDefault();
+      if (event.shiftKey) selection.extendTo(id);
+      else selection.toggle(id);
+      showSelection();
+    } else if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "a") {
+      event.preventDefault();
+      selection.selectAll();
+      showSelection();
+      say(`Selected the ${selection.order.length} images of this page.`);
+    } else if (key === "Escape" && selection.size) {
+      selection.clear();
+      showSelection();
+    } else if (key === "Delete") {
+      event.preventDefault();
+      bulk.deleteSelected();
+    }
+  });
 
   async function showPage(continuation) {
     const page = await loadPage(project, filter, continuation);
@@ -185,6 +355,8 @@ export async function imagesView(main, project) {
     browsing.ids.push(...page.data.map((i) => i.id));
     browsing.continuation = page.continuation;
     browsing.done = !page.continuation;
+    selection.show(browsing.ids);
+    bulk.update();
     const cards = page.data.map(card);
     grid.append(...cards);
     if (!continuation && !page.data.length) grid.append(h("li", { class: "empty" }, "No images match."));
@@ -208,28 +380,71 @@ export async function imagesView(main, project) {
     showPage(null).catch(fail);
   }
 
+  // Uploads `files` ([{file, folder, path}]) with the tags each gets (planUpload): folder tags the project
+  // lacks are created first, then each set of tags goes up in requests of 32 files (64 MB) at most, with a
+  // progress bar.
   async function upload(files) {
     if (!files.length) return;
+    const plan = planUpload(files, {
+      type: info.type,
+      chosen: detection ? "" : uploadTag.value,
+      byFolder: byFolder.checked,
+      knownTags: tags,
+    });
+    const total = plan.groups.reduce((n, g) => n + g.files.length, 0);
     let created = 0,
       duplicates = 0,
-      rejected = [];
-    for (let i = 0; i < files.length; i += 32) {
-      const body = new FormData();
-      for (const f of files.slice(i, i + 32)) body.append("files", f, f.name);
-      say(`Uploading ${Math.min(i + 32, files.length)} of ${files.length}…`);
-      try {
-        const result = await api(`${projectPath(project)}/images`, { method: "POST", body });
-        created += result.created;
-        duplicates += result.duplicates;
-        rejected.push(...result.results.filter((r) => r.status === "rejected").map((r) => `${r.filename}: ${r.error}`));
-      } catch (e) {
-        rejected.push(e.message);
+      done = 0;
+    const rejected = [];
+    const tagged = new Map();
+    try {
+      for (const name of plan.newTags) {
+        await api(`${projectPath(project)}/tags`, { method: "POST", json: { name } });
+      }
+    } catch (e) {
+      say(`No image uploaded: the tag for a folder could not be created (${e.message}).`, "error");
+      return;
+    }
+    uploadProgress.hidden = false;
+    uploadProgress.max = total;
+    uploadProgress.value = 0;
+    for (const group of plan.groups) {
+      for (const batch of uploadBatches(group.files)) {
+        const body = new FormData();
+        for (const f of batch) body.append("files", f, f.name);
+        if (group.tags.length) body.append("tags", group.tags.join(","));
+        say(`Uploading ${done + batch.length} of ${total}…`);
+        try {
+          const result = await api(`${projectPath(project)}/images`, { method: "POST", body });
+          created += result.created;
+          duplicates += result.duplicates;
+          rejected.push(
+            ...result.results.filter((r) => r.status === "rejected").map((r) => `${r.filename}: ${r.error}`),
+          );
+          if (group.tags.length && result.created) {
+            const key = group.tags.join(" + ");
+            tagged.set(key, (tagged.get(key) || 0) + result.created);
+          }
+        } catch (e) {
+          rejected.push(e.message);
+        }
+        done += batch.length;
+        uploadProgress.value = done;
       }
     }
-    say(
-      `Uploaded ${created} new, ${duplicates} already there${rejected.length ? `; refused: ${rejected.join("; ")}` : ""}.`,
-      rejected.length ? "error" : "info",
-    );
+    uploadProgress.hidden = true;
+    const parts = [`Uploaded ${created} new, ${duplicates} already there${duplicates ? " (their labels kept)" : ""}`];
+    if (tagged.size) parts.push(`tagged ${[...tagged].map(([t, n]) => `${t}: ${n}`).join(", ")}`);
+    if (plan.newTags.length)
+      parts.push(`created tag${plan.newTags.length === 1 ? "" : "s"} ${plan.newTags.join(", ")}`);
+    parts.push(...plan.notes);
+    if (rejected.length) parts.push(`refused: ${rejected.join("; ")}`);
+    say(`${parts.join("; ")}.`, rejected.length ? "error" : "info");
+    if (plan.newTags.length) {
+      // The new tags join the filters, the upload's and the bulk bar's choices.
+      await imagesView(main, project);
+      return;
+    }
     refreshStats().catch(fail);
     showPage(null).catch(fail);
   }
@@ -259,4 +474,29 @@ export async function imagesView(main, project) {
   window.gridPainted = true;
   // Counting walks every image of the project: after the thumbnails, not competing with them.
   refreshStats().catch(fail);
+
+  // Outside the grid too (but not in a field or a dialog): Ctrl/⌘+A selects the page, Escape clears.
+  stopPageKeys();
+  pageKeys = (event) => {
+    if (event.target.closest("input, select, textarea, dialog, .grid")) return;
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "a") {
+      event.preventDefault();
+      selection.selectAll();
+      showSelection();
+      say(`Selected the ${selection.order.length} images of this page.`);
+    } else if (event.key === "Escape" && selection.size) {
+      selection.clear();
+      showSelection();
+    }
+  };
+  document.addEventListener("keydown", pageKeys);
+  return stopPageKeys;
+}
+
+// The page-wide keys of the grid shown now (one grid at a time: shown anew, it replaces the last one's).
+let pageKeys = null;
+
+function stopPageKeys() {
+  if (pageKeys) document.removeEventListener("keydown", pageKeys);
+  pageKeys = null;
 }

@@ -4,6 +4,7 @@
 // are drawn in draw mode (D: a drag always draws) and moved or resized in edit mode (E).
 import { allTags, api, contentUrl, projectPath } from "./api.js";
 import { BoxEditor, colourOf, loadStyle } from "./boxes.js";
+import { ask } from "./dialog.js";
 import { browsing, loadMore } from "./images.js";
 import { isEmptySuggestion, LabelerStore } from "./store.js";
 import { fail, h, percent, say } from "./ui.js";
@@ -66,7 +67,14 @@ export async function labelerView(main, project, imageId) {
 
   main.replaceChildren(
     title,
-    h("div", { class: "labeler-bar" }, h("a", { href: `#/p/${project}/images` }, "← Images"), position, filename),
+    h(
+      "div",
+      { class: "labeler-bar" },
+      h("a", { href: `#/p/${project}/images` }, "← Images"),
+      position,
+      filename,
+      h("button", { type: "button", class: "delete-image", onclick: () => deleteImage() }, "Delete image…"),
+    ),
     h(
       "div",
       { class: "labeler" },
@@ -377,6 +385,35 @@ export async function labelerView(main, project, imageId) {
     }
   }
 
+  // After a confirmation: the image goes (bytes, thumbnail, labels); the next one of the list is shown.
+  async function deleteImage() {
+    await regionSaves;
+    const gone = image;
+    const { ok } = await ask({
+      title: `Delete ${gone.filename}?`,
+      message: `Its bytes, thumbnail and labels are removed from project ${project}. This cannot be undone.`,
+      confirm: "Delete image",
+      danger: true,
+    });
+    if (!ok) {
+      say("Nothing deleted.");
+      return;
+    }
+    try {
+      await api(`${projectPath(project)}/images/${gone.id}`, { method: "DELETE", headers: { "If-Match": gone.etag } });
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    const at = browsing.ids.indexOf(gone.id);
+    if (at >= 0) browsing.ids.splice(at, 1);
+    undoStack.entries = undoStack.entries.filter((entry) => entry.id !== gone.id);
+    say(`Deleted ${gone.filename}.`);
+    const next = browsing.ids[Math.max(0, at)] ?? (!browsing.done ? (await loadMore())[0]?.id : undefined);
+    if (next) await show(next);
+    else location.hash = `#/p/${project}/images`;
+  }
+
   function setMode(next) {
     mode = next;
     if (editor) editor.setMode(mode);
@@ -405,7 +442,7 @@ export async function labelerView(main, project, imageId) {
   }
 
   async function onKey(event) {
-    if (event.target.closest("input, select, textarea") || event.altKey || event.metaKey) return;
+    if (event.target.closest("input, select, textarea, dialog") || event.altKey || event.metaKey) return;
     const key = event.key;
     if ((event.ctrlKey && key.toLowerCase() === "z") || (!event.ctrlKey && key.toLowerCase() === "u")) {
       event.preventDefault();
@@ -447,7 +484,7 @@ export async function labelerView(main, project, imageId) {
   const queued = (event) => {
     // Decided now: the handler itself runs after the previous key's save.
     if (
-      !event.target.closest("input, select, textarea") &&
+      !event.target.closest("input, select, textarea, dialog") &&
       (/^([0-9]|Arrow(Left|Right)|[aAuUdDeE+=-]|Delete|Backspace)$/.test(event.key) ||
         (event.shiftKey && event.key.startsWith("Arrow")))
     ) {
