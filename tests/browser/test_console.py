@@ -230,7 +230,8 @@ def test_the_pages_fit_a_phone(page: Any, console: LocalServices) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{base}/app#/projects")
     page.wait_for_selector("table.projects tbody tr")
-    routes = [f"#/p/{SHAPES_PROJECT}/images", f"#/p/{SHAPES_PROJECT}/training", "#/models",
+    routes = [f"#/p/{SHAPES_PROJECT}/images", f"#/p/{SHAPES_PROJECT}/tags", f"#/p/{SHAPES_PROJECT}/data",
+              f"#/p/{SHAPES_PROJECT}/review", f"#/p/{SHAPES_PROJECT}/training", "#/models",
               f"#/models/{SHAPES_PROJECT}", f"#/models/{SHAPES_PROJECT}/versions/1",
               f"#/models/{DETECTOR}/versions/1/test", "#/runs"]
     widths = {"#/projects": page.evaluate("document.documentElement.scrollWidth")}
@@ -242,6 +243,11 @@ def test_the_pages_fit_a_phone(page: Any, console: LocalServices) -> None:
         else:
             wait_loaded(page, route)
         widths[route] = page.evaluate("document.documentElement.scrollWidth")
+    with AnnotationClient(console.url("annotation"), LOCAL_DEV_API_KEY) as annotation:
+        image = next(iter(annotation.list_images(SHAPES_PROJECT)))
+    page.goto(f"{base}/app#/p/{SHAPES_PROJECT}/label/{image['id']}")
+    page.wait_for_selector(".tag-buttons button")
+    widths["labeler"] = page.evaluate("document.documentElement.scrollWidth")
     assert all(width <= 390 for width in widths.values()), widths
     go(page, base, f"#/models/{SHAPES_PROJECT}/versions/1")
     screenshot(page, "console-version-phone")
