@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bench.training_classification import DEFAULT_DATASETS, flower_files, load_average
 
@@ -54,12 +54,12 @@ def held_out_split(labels: np.ndarray, share: float = TEST_SHARE, seed: int = HE
     return np.array([i for i in range(len(labels)) if i not in test_set]), np.array(sorted(test))
 
 
-def view_image(image: Image.Image, view: str, size: int, resize: int) -> Image.Image:
+def view_image(image: Image.Image, view: str, size: int, resize: int) -> np.ndarray:
     from visiondock.preprocess import PreprocessSpec, fit
 
     spec = PreprocessSpec(size=size, resize=size if view.startswith("wide") else resize)
     fitted = fit(image, spec)
-    return ImageOps.mirror(fitted) if view.endswith("flip") else fitted
+    return np.ascontiguousarray(fitted[:, ::-1]) if view.endswith("flip") else fitted
 
 
 def compute_features(files: Sequence[Path], backbone: str, cache_dir: Path, threads: int) -> dict[str, np.ndarray]:

@@ -318,7 +318,7 @@ def one_by_one(library: ImageLibrary, root: Path) -> None:
                 partition_key=PROJECT))
             if not library.blobs.exists(key):
                 library.blobs.put(key, data, content_type=facts.content_type)
-        assert project["type"] == "multiclass"
+        assert project.type == "multiclass"
         if image["labeled"] and image["tags"] == sample.tags:
             continue  # the same photo twice in the dataset: unchanged
         library.set_tags(PROJECT, image["id"], sample.tags, if_match=image["etag"],

@@ -32,7 +32,7 @@ import httpx
 from PIL import Image
 
 from cli.launcher import free_port
-from services.annotation.images import IMAGES, ImageLibrary
+from services.annotation.images import ImageLibrary
 from services.annotation.projects import ProjectCatalog
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import open_blob_store, open_document_store
@@ -67,20 +67,20 @@ def populate(settings: Settings, count: int) -> float:
     documents, blobs = open_document_store(settings), open_blob_store(settings)
     projects = ProjectCatalog(documents)
     library = ImageLibrary(documents, blobs, projects)
-    projects.create(PROJECT, "multiclass", tags=TAGS)
+    project = projects.create(PROJECT, "multiclass", tags=TAGS)
     for start in range(0, count, 250):
         batch = [(f"{i:05d}.jpg", photo(i)) for i in range(start, min(start + 250, count))]
-        for i, outcome in zip(range(start, start + len(batch)), library.upload(PROJECT, batch), strict=True):
+        for i, outcome in zip(range(start, start + len(batch)), library.upload(project, batch), strict=True):
             assert outcome.image is not None, outcome.error
             image_id = outcome.image["id"]
             if i % 4 == 0:
-                library.set_tags(PROJECT, image_id, [TAGS[i % len(TAGS)]], if_match=None)
+                library.set_tags(project, image_id, [TAGS[i % len(TAGS)]], if_match=None)
             elif i % 4 == 1:
-                library.set_split(PROJECT, image_id, "test" if i % 8 == 1 else "train", if_match=None)
+                library.set_split(project, image_id, "test" if i % 8 == 1 else "train", if_match=None)
             elif i % 20 == 2:
-                documents.patch(IMAGES, image_id, partition_key=PROJECT, set_fields={"suggestion": {
+                library.set_suggestion(project, image_id, {
                     "model": PROJECT, "version": 1, "tags": [TAGS[0]], "regions": [], "scores": [],
-                    "created_at": "2026-01-01T00:00:00+00:00"}})
+                    "created_at": "2026-01-01T00:00:00+00:00"})
     documents.close()
     blobs.close()
     return time.perf_counter() - started

@@ -86,11 +86,13 @@ def run_demo(*, home: Path | None = None, per_class: int = 40, heldout_per_class
         print(f"   imported {report['created']} images ({report['duplicates']} duplicates, "
               f"{len(report['skipped'])} skipped)")
 
-        _step("4/6 train (EfficientNet-Lite0 features + linear head)")
+        _step("4/6 train (EfficientNet-Lite features, candidates chosen by cross-validation)")
         result = run_training(TrainingOptions(project=PROJECT, seed=seed, cache_dir=home / "feature-cache"),
                               annotation, registry)
-        print(f"   registered {result.model} version {result.version} in {result.seconds:.1f} s; "
-              f"trainer's held-out accuracy {result.metrics['accuracy']:.1%} on {result.metrics['test_count']} images")
+        estimate = result.metrics["estimate"]
+        print(f"   registered {result.model} version {result.version} ({result.params['selection']['chosen']}) in "
+              f"{result.seconds:.1f} s; the trainer expects {estimate['value']:.1%} on new images (95 % interval "
+              f"{estimate['interval'][0]:.1%}-{estimate['interval'][1]:.1%}, {estimate['images']} images)")
 
         _step(f"5/6 promote version {result.version} to production")
         registry.set_alias(PROJECT, "production", result.version)

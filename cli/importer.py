@@ -32,8 +32,8 @@ from services.annotation.datasets import (
     get_format,
     merge_same_images,
 )
+from services.annotation.project import Project
 from visiondock.clients import AnnotationClient
-from visiondock.vocabulary import DETECTION
 
 BATCH_SIZE = 32
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -76,8 +76,7 @@ def import_dataset(client: AnnotationClient, project_id: str, path: Path, fmt_na
                    split: str | None = None, replace_labels: bool = False, progress: bool = True) -> dict[str, Any]:
     """Import the dataset at `path` (a folder or a zip file); the report, as the API gives it."""
     fmt = get_format(fmt_name)
-    project = client.get_project(project_id)
-    if project["type"] == DETECTION and not fmt.carries_boxes:
+    if Project.of(client.get_project(project_id)).labels_with_boxes and not fmt.carries_boxes:
         raise DatasetFormatError(f"format {fmt.name} carries no boxes; a detection project needs boxes")
     with ExitStack() as stack:
         source = _open(path, stack)

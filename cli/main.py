@@ -10,7 +10,9 @@
     visiondock train PROJECT
     visiondock promote MODEL VERSION --alias production
     visiondock rollback MODEL --alias production
+    visiondock models MODEL [VERSION]  versions with their estimate; one version: how it was chosen
     visiondock models compare MODEL V1 V2
+    visiondock label-issues MODEL VERSION
     visiondock runs [RUN_ID] [--follow]
     visiondock dashboard               print the console's and the registry dashboard's URLs
     visiondock predict IMAGE...
@@ -34,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from cli.version_summary import estimate_text, print_checks, print_selection, short_estimate, variant_text
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
 from visiondock.vocabulary import CROSS_VALIDATION, DETECTION, MULTILABEL, PROJECT_TYPES
@@ -259,15 +262,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
         evaluation = metrics.get("evaluation", {})
         if evaluation.get("method") == CROSS_VALIDATION:
-            print(f"{evaluation['folds']}-fold cross-validated {name} {metrics['accuracy']:.1%} over "
-                  f"{metrics['test_count']} images")
+            print(f"{evaluation.get('repeats', 1)} x {evaluation['folds']}-fold cross-validated {name} "
+                  f"{metrics['accuracy']:.1%} over {metrics['test_count']} images")
         else:
             print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
                   f"(trained on {metrics['train_count']})")
+        estimate = estimate_text(metrics)
+        if estimate:
+            print(f"  {estimate}")
         if metrics.get("refit"):
             print(f"  the registered model learned from all {metrics['refit']['images']} labeled images")
+        print_selection(result.params, limit=8)
         for warning in result.report.get("warnings", []):
             print(f"  warning: {warning}")
+        print_checks(metrics, result.model, result.version)
         print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
         for label, row in metrics["per_class"].items():
             ap = f"{row['ap']:.2f}" if row.get("ap") is not None else "-"
@@ -276,10 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  thresholds: {json.dumps(metrics.get('thresholds', {}))}")
     for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
         if variant in metrics:
-            checked = metrics[variant]
-            verdict = ("registered" if checked["registered"] else f"not made: {checked['error']}" if "error" in checked
-                       else "not registered (disagrees with fp32)")
-            print(f"  {name} variant {verdict}")
+            print(f"  {variant_text(name, metrics[variant])}")
     for item in result.skipped:
         print(f"  skipped {item['filename']}: {item['reason']}")
     for item in result.report.get("no_face", []):
@@ -342,8 +347,10 @@ def _alias_moved(alias: dict[str, Any]) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     if args.model and args.model[0] == "compare":
         return _compare(args, args.model[1:])
+    if len(args.model) == 2 and args.model[1].isdigit():
+        return _show_version(args, args.model[0], int(args.model[1]))
     if len(args.model) > 1:
-        raise SystemExit("usage: visiondock models [MODEL] | visiondock models compare MODEL V1 V2")
+        raise SystemExit("usage: visiondock models [MODEL [VERSION]] | visiondock models compare MODEL V1 V2")
     with _registry(args) as client:
         if args.model:
             for version in client.list_versions(args.model[0]):
@@ -352,15 +359,48 @@ def cmd_models(args: argparse.Namespace) -> int:
                     value = metrics.get("map_50")
                     shown = f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
                 else:
-                    value = metrics.get("accuracy")
-                    shown = f"accuracy {value:.1%}" if isinstance(value, float) else "accuracy -"
+                    shown = f"accuracy {short_estimate(metrics)}"
                 variants = ",".join(sorted(version.get("variants", {}))) or "-"
-                print(f"{version['version']:>4}  {version['task']:<11} {shown:<16} variants {variants:<9} "
+                print(f"{version['version']:>4}  {version['task']:<11} {shown:<36} variants {variants:<9} "
                       f"{version['created_at']}")
         else:
             for model in client.list_models():
                 aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
                 print(f"{model['name']:<32} latest {model['latest_version']:<4} {aliases}")
+    return 0
+
+
+def _show_version(args: argparse.Namespace, model: str, number: int) -> int:
+    """One version: its estimate beside its sample size, how it was chosen, its variants and checks."""
+    with _registry(args) as client:
+        version = client.get_version(model, number)
+    metrics, params = version.get("metrics", {}), version.get("params", {})
+    backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
+    print(f"{model} version {number}: {version['task']}, {backbones}{' with flip' if params.get('flip') else ''}, "
+          f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
+    estimate = estimate_text(metrics)
+    print(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")
+    print_selection(params)
+    for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
+        if variant in metrics:
+            print(f"  {variant_text(name, metrics[variant])}")
+    print_checks(metrics, model, number)
+    return 0
+
+
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        found = client.label_issues(args.model, args.version, limit=args.limit)
+    print(f"{found['count']} likely label errors in {args.model} version {args.version} (of {found.get('checked')} "
+          f"labeled images; given label at out-of-fold probability < {found.get('threshold')}), most likely first")
+    for item in found["items"]:
+        if "label" in item:  # multilabel: one tag of the image
+            what = (f"tag {item['label']!r} given but at {item['probability']:.2f}" if item["given"] else
+                    f"tag {item['label']!r} missing but at {item['probability']:.2f}")
+        else:
+            what = (f"labeled {item['given']!r} ({item['given_probability']:.2f}), looks like "
+                    f"{item['suggested']!r} ({item['suggested_probability']:.2f})")
+        print(f"{item['rank']:>5}  {item['filename']:<40} {what}  {item['image_id'][:12]}")
     return 0
 
 
@@ -614,9 +654,16 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--alias", default="production")
     rollback.add_argument("--reason", default="", help="why; kept in the alias's history")
 
-    models = command("models", cmd_models, "list models, one model's versions, or compare two: "
-                     "`models compare MODEL V1 V2`")
-    models.add_argument("model", nargs="*", metavar="MODEL | compare MODEL V1 V2")
+    models = command("models", cmd_models, "list models, one model's versions (with each one's estimate on new "
+                     "photos), one version (`models MODEL VERSION`: estimate, how it was chosen, variants, data "
+                     "checks), or compare two: `models compare MODEL V1 V2`")
+    models.add_argument("model", nargs="*", metavar="MODEL [VERSION] | compare MODEL V1 V2")
+
+    issues = command("label-issues", cmd_label_issues, "a version's likely label errors: labeled images whose given "
+                                                       "label the models that never saw them found unlikely")
+    issues.add_argument("model")
+    issues.add_argument("version", type=int)
+    issues.add_argument("--limit", type=int, help="at most this many, most likely first")
 
     runs = command("runs", cmd_runs, "training runs with their progress, or one run's log")
     runs.add_argument("run", nargs="?", help="a run id: print its log")

@@ -42,6 +42,8 @@ from visiondock.errors import Forbidden, InvalidContent, NotAuthenticated
 Role = Literal["predict", "label", "train", "admin"]
 ROLES: tuple[Role, ...] = ("predict", "label", "train", "admin")
 ANY_SCOPE = "*"
+# Who made a request, in the label and alias histories, when the deployment does not name its keys.
+ANONYMOUS_CALLER = "api-key"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

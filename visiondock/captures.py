@@ -4,7 +4,8 @@ With capture on (VISIONDOCK_SCORING_CAPTURE_RATE > 0) the scoring service keeps 
 images it scores, each in one place only:
 
 - the image and the whole prediction: a review item of the model's project, handed to the
-  annotation service, which stores the bytes once at `review_blob_key(project, item)`;
+  annotation service, which stores the bytes once at `review_blob_key(project, item)`
+  (`visiondock.blob_keys`);
 - a summary (model, version, time, labels, confidence; no image): a document of the `captures`
   collection, partition = the model, id = the capture id. The registry's production report
   queries these by model and time (`capture_query`); it never lists blobs.
@@ -23,25 +24,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from visiondock.blob_keys import LEGACY_CAPTURE_PREFIX, legacy_capture_of_blob
 from visiondock.fsck import Pairing
 from visiondock.storage import BlobStore, Document, DocumentNotFoundError, DocumentStore, Filter, Query
 
 CAPTURES = "captures"
-REVIEW_PREFIX = "review/"
-LEGACY_CAPTURE_PREFIX = "captures/"
 # Summary fields the production report reads, besides the prediction's labels and confidence.
 _SUMMARY_FIELDS = ("model", "version", "alias", "variant", "task", "uncertainty", "source", "captured_at")
-
-
-def review_blob_key(project_id: str, item_id: str) -> str:
-    """Where a captured image is kept: the bytes of its review item."""
-    return f"{REVIEW_PREFIX}{project_id}/{item_id}"
-
-
-def review_item_of_blob(key: str) -> tuple[str, str] | None:
-    """The review item (project, id) a blob under REVIEW_PREFIX belongs to."""
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == REVIEW_PREFIX.rstrip("/") else None
 
 
 def summary(capture_id: str, document: dict[str, Any], project_id: str | None) -> dict[str, Any]:
@@ -101,16 +90,12 @@ def legacy_blobs(blobs: BlobStore, *, older_than: datetime) -> Iterator[str]:
             yield info.key
 
 
-def _legacy_owner(key: str) -> tuple[str, str] | None:
-    # Owned by no document: a summary has no blob, so every blob under the old prefix is a stray.
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 else None
-
-
 def _no_blob(doc: Document) -> str:
     raise AssertionError("capture summaries own no blob")  # never called: LEGACY_CAPTURE_BLOBS checks blobs only
 
 
-# For `visiondock fsck`: blobs under the old `captures/` prefix are strays (repair deletes them).
+# For `visiondock fsck`: blobs under the old `captures/` prefix are strays (repair deletes them): owned by no
+# document, since a summary has no blob.
 LEGACY_CAPTURE_BLOBS = Pairing("captured image copies (old layout)", CAPTURES, LEGACY_CAPTURE_PREFIX, _no_blob,
-                               _legacy_owner, delete_documents_without_blob=False, documents_own_blobs=False)
+                               legacy_capture_of_blob, delete_documents_without_blob=False,
+                               documents_own_blobs=False)

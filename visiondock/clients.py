@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from visiondock.blob_keys import MODEL_FILE, variant_filename
 from visiondock.web import API_KEY_HEADER
 
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -296,9 +297,9 @@ class RegistryClient(ServiceClient):
         metrics of each in `metadata["variant_metrics"][name]`). With `metadata["run_id"]` the
         version takes the number the run reserved and the run becomes `succeeded`."""
         with contextlib.ExitStack() as stack:
-            files = {"model": ("model.onnx", stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
+            files = {"model": (MODEL_FILE, stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
             for name, path in (variants or {}).items():
-                files[name] = (f"model.{name}.onnx", stack.enter_context(path.open("rb")), "application/octet-stream")
+                files[name] = (variant_filename(name), stack.enter_context(path.open("rb")), "application/octet-stream")
             return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
                                 files=files).json()
 
@@ -314,6 +315,11 @@ class RegistryClient(ServiceClient):
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         return self.get_json(f"/v1/models/{model}/versions/{version}")
+
+    def label_issues(self, model: str, version: int, *, limit: int | None = None) -> dict[str, Any]:
+        """The likely label errors a version's training listed, most likely first."""
+        return self.get_json(f"/v1/models/{model}/versions/{version}/label-issues",
+                             params={"limit": limit} if limit else None)
 
     def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
                   if_match: str | None = None) -> dict[str, Any]:
@@ -350,7 +356,7 @@ class RegistryClient(ServiceClient):
 
     def download_artifact(self, model: str, version: int, destination: Path, variant: str | None = None) -> Path:
         """Download a version's fp32 `model.onnx`, or a variant's file (`variant="int8"`: `model.int8.onnx`)."""
-        filename = "model.onnx" if variant is None else f"model.{variant}.onnx"
+        filename = variant_filename(variant)
         destination.parent.mkdir(parents=True, exist_ok=True)
         _download(self._http.stream("GET", f"/v1/models/{model}/versions/{version}/artifacts/{filename}"),
                   destination)

@@ -27,6 +27,9 @@ TASK_PRESETS: Final = (FACE,)
 # What a model does, as its model card says: a project type, or the preset it was trained with.
 MODEL_TASKS: Final = (*PROJECT_TYPES, FACE)
 CLASSIFICATION_TASKS: Final = (MULTICLASS, MULTILABEL, FACE)
+# The project type each task's models learn from, so whose labels their answers propose.
+PROJECT_TYPE_OF_TASK: Final = {MULTICLASS: MULTICLASS, MULTILABEL: MULTILABEL, DETECTION: DETECTION, FACE: MULTICLASS}
+assert set(PROJECT_TYPE_OF_TASK) == set(MODEL_TASKS)
 
 # The label of people (face preset) a model must not name: tuned and tested, never trained on;
 # the scoring service answers it below the `unknown` threshold.

@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import (
+    ANONYMOUS_CALLER,
     API_KEY_HEADER,
     AUTHORIZED,
     BY_PATH,
@@ -162,6 +163,19 @@ async def current_principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def caller_name(request: Request) -> str:
+    """The name of the API key that made the request (named keys), else ANONYMOUS_CALLER."""
+    principal = getattr(request.state, "principal", None)
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) and name else ANONYMOUS_CALLER
+
+
+# A change made over what the caller read: refused (412) when it has changed since.
+IfMatch = Annotated[str | None, Header(description="The ETag of what is changed (an image, a review item, an "
+                                                   "alias) as last read; the change fails with 412 if it has "
+                                                   "changed since.")]
 
 # Any valid key, whatever its roles, on a route that touches no project or model.
 require_api_key = require_role(*ROLES, scope=NOTHING)

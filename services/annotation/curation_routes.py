@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from visiondock.web import require_role
 
-from .curation import Curation
 from .curation_schemas import (
     BulkDelete,
     BulkDeleted,
@@ -20,22 +19,13 @@ from .curation_schemas import (
     TagRename,
     TagUsage,
 )
-from .history import caller_name
+from .dependencies import Curator
 from .schemas import ProjectPath, TagPath
 
 # Tags and bulk changes are labeling; deleting a whole project (its images and labels) is an admin's.
 router = APIRouter(prefix="/v1/projects/{project_id}",
                    dependencies=[Depends(require_role("label", readers=("train",)))])
 _ADMIN = [Depends(require_role("admin"))]
-
-
-async def _curation(request: Request) -> Curation:
-    state = request.app.state
-    return Curation(state.images.documents, state.images.blobs, state.projects, state.images,
-                    who=caller_name(request))
-
-
-Curator = Annotated[Curation, Depends(_curation)]
 Confirm = Annotated[bool, Query(description="Go on although images are affected (otherwise 409 says how many).")]
 
 

@@ -14,11 +14,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from visiondock.blob_keys import image_blob_key
 from visiondock.errors import InvalidInput, NotFound
 from visiondock.storage import Document, DocumentNotFoundError, Filter, Query
 
 from .datasets import FORMATS, SUFFIX_BY_CONTENT_TYPE, Box, DatasetFormat, ExportImage, stream_zip
-from .images import IMAGES, ImageLibrary, image_blob_key
+from .images import IMAGES, ImageLibrary
+from .project import Project, ProjectRef
 from .projects import ProjectCatalog
 
 MAX_LISTED_IDS = 100_000
@@ -29,14 +31,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class ExportPlan:
     """What an export will hold, known before the first byte is sent."""
 
-    project: dict[str, Any]
+    project: Project
     fmt: DatasetFormat
     documents: list[dict[str, Any]]
     left_out: int  # unlabeled images in the selection, or negatives the format cannot carry
 
     @property
     def filename(self) -> str:
-        return f"{self.project['id']}-{self.fmt.name}.zip"
+        return f"{self.project.id}-{self.fmt.name}.zip"
 
 
 def export_names(documents: Sequence[dict[str, Any]]) -> list[str]:
@@ -60,12 +62,13 @@ class DatasetExporter:
         self.library = library
         self.projects = projects
 
-    def plan(self, project_id: str, fmt: DatasetFormat, *, split: str | None = None,
+    def plan(self, project: ProjectRef, fmt: DatasetFormat, *, split: str | None = None,
              image_ids: Sequence[str] | None = None) -> ExportPlan:
-        project = self.projects.get(project_id)
-        if project["type"] not in fmt.exports:
-            usable = ", ".join(name for name, other in FORMATS.items() if project["type"] in other.exports)
-            raise InvalidInput(f"format {fmt.name} cannot hold a {project['type']} project; use {usable}")
+        project = self.projects.resolve(project)
+        project_id = project.id
+        if project.type not in fmt.exports:
+            usable = ", ".join(name for name, other in FORMATS.items() if project.type in other.exports)
+            raise InvalidInput(f"format {fmt.name} cannot hold a {project.type} project; use {usable}")
         if image_ids is not None:
             documents = self._listed(project_id, image_ids, split)
         else:
@@ -96,11 +99,11 @@ class DatasetExporter:
         return documents
 
     def stream(self, plan: ExportPlan) -> Iterator[bytes]:
-        tags = [tag["name"] for tag in self.projects.list_tags(plan.project["id"])]
-        return stream_zip(plan.fmt.write(self._images(plan), project_type=plan.project["type"], tags=tags))
+        tags = [tag["name"] for tag in self.projects.list_tags(plan.project)]
+        return stream_zip(plan.fmt.write(self._images(plan), project_type=plan.project.type, tags=tags))
 
     def _images(self, plan: ExportPlan) -> Iterator[ExportImage]:
-        project_id = plan.project["id"]
+        project_id = plan.project.id
         for doc, name in zip(plan.documents, export_names(plan.documents), strict=True):
             width, height = doc["width"], doc["height"]
             boxes = [Box(r["tag"], r["left"] * width, r["top"] * height, (r["left"] + r["width"]) * width,

@@ -4,7 +4,7 @@ The same logic serves a zip archive read on the server and batches of images a c
 with the same readers (`visiondock import`). Images go in through `ImageLibrary.add` by batches
 of IMPORT_BATCH, new ones with their labels in the same write (so an image already in the project
 is a duplicate, never a copy); a duplicate gets the dataset's labels through
-`ImageLibrary.set_tags`/`set_regions`. Importing the same data again changes nothing: a
+`ImageLibrary.set_labels`. Importing the same data again changes nothing: a
 duplicate whose labels already match is left alone, and one labeled differently keeps its
 labels unless the import says `replace_labels`.
 """
@@ -24,6 +24,7 @@ from visiondock.storage import PreconditionFailedError
 from .datasets import Box, DatasetFormat, DatasetFormatError, DatasetRead, Sample, merge_same_images
 from .history import LabelChange
 from .images import ImageLibrary, NewImage, UploadOutcome
+from .project import Labels, Project, ProjectRef
 from .projects import ProjectCatalog
 from .schemas import TagName
 
@@ -104,35 +105,35 @@ class DatasetImporter:
         # The label history names who imported (the caller's key).
         self.change = LabelChange(who=who, source="import")
 
-    def check_format(self, project_id: str, fmt: DatasetFormat) -> dict[str, Any]:
-        project = self.projects.get(project_id)
-        if project["type"] == "detection" and not fmt.carries_boxes:
+    def check_format(self, project: ProjectRef, fmt: DatasetFormat) -> Project:
+        project = self.projects.resolve(project)
+        if project.labels_with_boxes and not fmt.carries_boxes:
             raise InvalidInput(f"format {fmt.name} carries no boxes; a detection project needs a format with boxes "
                              "(coco, voc, yolo, csv, product)")
         return project
 
-    def run(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
+    def run(self, project: ProjectRef, fmt: DatasetFormat, found: DatasetRead, load: Loader,
             options: ImportOptions | None = None, change: LabelChange | None = None) -> dict[str, Any]:
         """Import everything and return the report."""
         report: dict[str, Any] = {}
-        for event in self.events(project_id, fmt, found, load, options, change):
+        for event in self.events(project, fmt, found, load, options, change):
             if event["event"] == "report":
                 report = event["report"]
         return report
 
-    def events(self, project_id: str, fmt: DatasetFormat, found: DatasetRead, load: Loader,
+    def events(self, project: ProjectRef, fmt: DatasetFormat, found: DatasetRead, load: Loader,
                options: ImportOptions | None = None, change: LabelChange | None = None) -> Iterator[dict[str, Any]]:
         """`{"event": "progress", "done", "total"}` as images go in, then `{"event": "report", ...}`.
         The labels it gives are recorded in the label history as `change` (by default an import by the caller)."""
         options = options or ImportOptions()
         change = change or self.change
-        project = self.check_format(project_id, fmt)
+        project = self.check_format(project, fmt)
         report = ImportReport(fmt.name)
         for item in found.skipped:
             report.skip(item.path, item.reason)
         samples = self._distinct(found.samples, load, report)
         report.images = len(samples)
-        self._create_tags(project_id, found.classes, samples, report)
+        self._create_tags(project, found.classes, samples, report)
         total = len(samples)
         yield {"event": "progress", "done": 0, "total": total}
         for start in range(0, total, IMPORT_BATCH):
@@ -159,10 +160,10 @@ class DatasetImporter:
         report.notes.extend({"path": r.path, "note": r.reason} for r in repeats)
         return merged
 
-    def _create_tags(self, project_id: str, classes: Sequence[str], samples: Sequence[Sample],
+    def _create_tags(self, project: Project, classes: Sequence[str], samples: Sequence[Sample],
                      report: ImportReport) -> None:
         wanted = list(dict.fromkeys([*classes, *(t for s in samples for t in s.all_tags())]))
-        existing = {tag["name"] for tag in self.projects.list_tags(project_id)}
+        existing = self.projects.tag_names(project)
         for name in wanted:
             if name in existing:
                 continue
@@ -172,55 +173,51 @@ class DatasetImporter:
                                                          "skipped"})
                 continue
             try:
-                self.projects.create_tag(project_id, name)
+                self.projects.create_tag(project, name)
             except Conflict:
                 continue  # created meanwhile (another batch of this import, or a person)
             report.tags_created.append(name)
 
-    def _labels(self, project_type: str, sample: Sample) -> tuple[list[str], list[Box]] | str:
+    def _labels(self, project: Project, sample: Sample) -> tuple[list[str], list[Box]] | str:
         """The tags and boxes to give the image, or why it cannot be imported as labeled."""
         bad = [t for t in sample.all_tags() if not _valid_tag(t)]
         if bad:
             return f"invalid tag name(s): {', '.join(map(repr, bad))}"
-        if project_type == "detection":
+        if project.labels_with_boxes:
             if sample.tags and not sample.boxes:
                 return f"tags without boxes ({', '.join(sample.tags)}): a detection project labels with boxes"
             return [], sample.boxes
         tags = sample.all_tags()
-        if project_type == "multiclass" and len(tags) > 1:
-            return f"a multiclass image has one tag; the dataset gives {len(tags)}: {', '.join(tags)}"
-        return tags, []
+        return project.tags_problem(tags, given="the dataset gives") or (tags, [])
 
-    def _import_batch(self, project: dict[str, Any], samples: Sequence[Sample], load: Loader,
+    def _import_batch(self, project: Project, samples: Sequence[Sample], load: Loader,
                       options: ImportOptions, change: LabelChange, report: ImportReport) -> None:
-        project_type = project["type"]
         additions: list[NewImage] = []
-        planned: list[tuple[Sample, list[str], list[dict[str, Any]]]] = []
+        planned: list[tuple[Sample, Labels]] = []
         for sample in samples:
-            labels = self._labels(project_type, sample) if sample.labeled else ([], [])
-            if isinstance(labels, str):
-                report.skip(sample.path, labels)
+            found = self._labels(project, sample) if sample.labeled else ([], [])
+            if isinstance(found, str):
+                report.skip(sample.path, found)
                 continue
             try:
                 image = self.library.check(sample.path, load(sample.path))
             except (DatasetFormatError, DomainError) as exc:
                 report.skip(sample.path, str(exc))
                 continue
-            tags, boxes = labels
+            tags, boxes = found
             regions = self._regions(sample, boxes, image.facts.width, image.facts.height, report)
-            if project_type == "detection":
-                tags = sorted({region["tag"] for region in regions})
+            labels = project.box_labels(regions) if project.labels_with_boxes else Labels(tags)
             # A multiclass image without a tag stays unlabeled: "none of these" is not a class.
-            wanted = sample.labeled and not (project_type == "multiclass" and not tags)
-            additions.append(NewImage(image, (tags, regions) if wanted else None, options.split))
-            planned.append((sample, tags, regions))
+            wanted = sample.labeled and project.is_labeled(labels.tags)
+            additions.append(NewImage(image, labels if wanted else None, options.split))
+            planned.append((sample, labels))
         try:
             outcomes = self.library.add(project, additions, change=change)
         except DomainError:
             # Labels the project's rules refuse (a tag deleted meanwhile), found before anything was
             # written: image by image, so only those are skipped.
             outcomes = [self._add_one(project, addition, change) for addition in additions]
-        for (sample, tags, regions), addition, outcome in zip(planned, additions, outcomes, strict=True):
+        for (sample, labels), addition, outcome in zip(planned, additions, outcomes, strict=True):
             if outcome.image is None:
                 report.skip(sample.path, outcome.error or "refused")
                 continue
@@ -230,16 +227,16 @@ class DatasetImporter:
                     report.unlabeled += 1
                 else:
                     report.labeled += 1
-                    report.boxes += len(regions)
+                    report.boxes += len(labels.regions)
                 continue
             report.duplicates += 1
             try:
-                self._label_duplicate(project, sample, outcome.image, tags, regions, addition.labels is not None,
+                self._label_duplicate(project, sample, outcome.image, labels, addition.labels is not None,
                                       options, change, report)
             except DomainError as exc:
                 report.skip(sample.path, str(exc))
 
-    def _add_one(self, project: dict[str, Any], addition: NewImage, change: LabelChange) -> UploadOutcome:
+    def _add_one(self, project: Project, addition: NewImage, change: LabelChange) -> UploadOutcome:
         try:
             return self.library.add(project, [addition], change=change)[0]
         except DomainError as exc:
@@ -257,18 +254,16 @@ class DatasetImporter:
                 regions.append(region)
         return regions
 
-    def _label_duplicate(self, project: dict[str, Any], sample: Sample, image: dict[str, Any], tags: list[str],
-                         regions: list[dict[str, Any]], wanted: bool, options: ImportOptions, change: LabelChange,
-                         report: ImportReport) -> None:
+    def _label_duplicate(self, project: Project, sample: Sample, image: dict[str, Any], labels: Labels, wanted: bool,
+                         options: ImportOptions, change: LabelChange, report: ImportReport) -> None:
         """Give an image the project had already the dataset's labels, unless it has others."""
-        project_id, project_type = project["id"], project["type"]
         if not wanted:
             report.unlabeled += int(not image["labeled"])
             report.unchanged += int(image["labeled"])
             return
         if image["labeled"]:
-            same = (_same_regions(image["regions"], regions, image["width"], image["height"])
-                    if project_type == "detection" else sorted(image["tags"]) == sorted(tags))
+            same = (_same_regions(image["regions"], labels.regions, image["width"], image["height"])
+                    if project.labels_with_boxes else sorted(image["tags"]) == sorted(labels.tags))
             if same:
                 report.unchanged += 1
                 return
@@ -278,13 +273,10 @@ class DatasetImporter:
                                                    "(import with replace_labels to take the dataset's)"})
                 return
         try:
-            if project_type == "detection":
-                self.library.set_regions(project_id, image["id"], regions, if_match=image["etag"], change=change)
-            else:
-                self.library.set_tags(project_id, image["id"], tags, if_match=image["etag"], change=change)
+            self.library.set_labels(project, image["id"], labels, if_match=image["etag"], change=change)
         except PreconditionFailedError:
             report.conflicts.append({"path": sample.path, "image_id": image["id"],
                                      "reason": "someone changed its labels during the import; kept theirs"})
             return
         report.labeled += 1
-        report.boxes += len(regions)
+        report.boxes += len(labels.regions)

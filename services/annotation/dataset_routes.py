@@ -16,7 +16,7 @@ from visiondock.limits import body_limit
 from visiondock.web import require_role
 
 from .dataset_export import DatasetExporter
-from .dataset_import import DatasetImporter, ImportOptions
+from .dataset_import import ImportOptions
 from .dataset_schemas import (
     DatasetFormatList,
     ExportRequest,
@@ -35,7 +35,7 @@ from .datasets import (
     ZipSource,
     get_format,
 )
-from .history import caller_name
+from .dependencies import Exporter, Importer
 from .images import MAX_FILES_PER_UPLOAD
 from .schemas import ProjectPath, Split
 
@@ -49,18 +49,6 @@ NDJSON = "application/x-ndjson"
 
 # Labelers import and export; the trainer (train keys) may read the formats and export.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))], tags=["datasets"])
-
-
-async def _importer(request: Request) -> DatasetImporter:
-    return DatasetImporter(request.app.state.images, request.app.state.projects, who=caller_name(request))
-
-
-async def _exporter(request: Request) -> DatasetExporter:
-    return DatasetExporter(request.app.state.images, request.app.state.projects)
-
-
-Importer = Annotated[DatasetImporter, Depends(_importer)]
-Exporter = Annotated[DatasetExporter, Depends(_exporter)]
 
 
 @router.get("/dataset-formats", response_model=DatasetFormatList, summary="The formats import and export speak",
@@ -98,7 +86,7 @@ def import_archive(
     replace_labels: Annotated[bool, Form(description="Relabel images already labeled otherwise.")] = False,
 ) -> Any:
     fmt = get_format(dataset_format)
-    importer.check_format(project_id, fmt)
+    project = importer.check_format(project_id, fmt)
     if archive.size is not None and archive.size > MAX_ARCHIVE_BYTES:
         raise TooLarge(f"the archive is {archive.size:,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}")
     try:
@@ -109,7 +97,7 @@ def import_archive(
     except DatasetFormatError as exc:
         raise InvalidInput(f"not a {fmt.name} dataset: {exc}", code="invalid_dataset") from None
     options = ImportOptions(split=split, replace_labels=replace_labels)
-    return _answer(request, importer.events(project_id, fmt, found, source.read, options))
+    return _answer(request, importer.events(project, fmt, found, source.read, options))
 
 
 @router.post(

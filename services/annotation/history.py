@@ -16,30 +16,20 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Request
-
+from visiondock.auth import ANONYMOUS_CALLER
 from visiondock.storage import DocumentNotFoundError, DocumentStore, Filter, Query
 from visiondock.timeutil import utc_now
 
 LABEL_HISTORY = "label_history"
 LabelSource = Literal["person", "suggestion", "review", "upload", "import", "bulk"]
-# Who changed a label when the deployment does not name its keys.
-ANONYMOUS_KEY = "api-key"
 
 
 @dataclass(frozen=True)
 class LabelChange:
     """Who is changing labels, and from what: a person's hand, an accepted suggestion, a review."""
 
-    who: str = ANONYMOUS_KEY
+    who: str = ANONYMOUS_CALLER  # the API key's name (`visiondock.web.caller_name`)
     source: LabelSource = "person"
-
-
-def caller_name(request: Request) -> str:
-    """The name of the API key that made the request (named keys), else the generic `api-key`."""
-    principal = getattr(request.state, "principal", None)
-    name = getattr(principal, "name", None)
-    return name if isinstance(name, str) and name else ANONYMOUS_KEY
 
 
 def labels_of(data: dict[str, Any] | None) -> dict[str, Any] | None:

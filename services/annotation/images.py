@@ -1,7 +1,7 @@
 """Images of a project: upload with de-duplication, labels, listing.
 
 An image's id is the SHA-256 of its bytes, so the same photo uploaded twice is one
-image. Its bytes live in the BlobStore at `images/<project>/<sha256>`, its metadata
+image. Its bytes live in the BlobStore at `images/<project>/<sha256>` (`visiondock.blob_keys`), its metadata
 and labels in the `images` collection, partition `<project>`.
 
 New images go in by batches of up to MAX_BATCH_DOCUMENTS (`add`): one query finds those the
@@ -25,9 +25,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from visiondock.blob_keys import IMAGE_PREFIX, image_blob_key, image_of_blob, thumbnail_blob_key
 from visiondock.errors import Conflict, DomainError, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageFacts, inspect_image
@@ -43,9 +45,9 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now, utc_now_series
-from visiondock.vocabulary import DETECTION, MULTICLASS
 
 from .history import LabelChange, LabelHistory
+from .project import Labels, Project, ProjectRef
 from .projects import ProjectCatalog
 
 IMAGES = "images"
@@ -60,35 +62,13 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def image_blob_key(project_id: str, image_id: str) -> str:
-    return f"images/{project_id}/{image_id}"
-
-
-def thumbnail_blob_key(project_id: str, image_id: str) -> str:
-    return f"thumbnails/{project_id}/{image_id}.jpg"
-
-
-def _image_of_blob(key: str) -> tuple[str, str] | None:
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 else None
-
-
 # For `visiondock fsck`: an image document owns its bytes; without them it is worthless.
-IMAGE_BLOBS = Pairing("images", IMAGES, "images/", lambda doc: image_blob_key(doc.partition_key, doc.id),
-                      _image_of_blob)
+IMAGE_BLOBS = Pairing("images", IMAGES, IMAGE_PREFIX, lambda doc: image_blob_key(doc.partition_key, doc.id),
+                      image_of_blob)
 
 
 def public_image(doc: Document) -> dict[str, Any]:
     return {**doc.data, "etag": doc.etag}
-
-
-def labels_changed(data: dict[str, Any], change: Callable[[str], str | None]) -> dict[str, Any]:
-    """An image's labels with each tag named through `change` (its new name, or None to drop it):
-    `{"regions": ...}` for an image labeled with boxes, else `{"tags": ...}`."""
-    if data.get("regions"):
-        regions = [{**r, "tag": change(r["tag"])} for r in data["regions"] if change(r["tag"]) is not None]
-        return {"regions": regions}
-    return {"tags": list(dict.fromkeys(t for t in (change(tag) for tag in data["tags"]) if t is not None))}
 
 
 # Attempts at writing labels over concurrent changes of the same image.
@@ -122,10 +102,10 @@ class CheckedImage:
 
 @dataclass(frozen=True)
 class NewImage:
-    """An image to add and the labels it comes with, as (tags, regions); None leaves it unlabeled."""
+    """An image to add and the labels it comes with; None leaves it unlabeled."""
 
     image: CheckedImage
-    labels: tuple[list[str], list[dict[str, Any]]] | None = None
+    labels: Labels | None = None
     split: str | None = None
 
 
@@ -143,6 +123,11 @@ def _in_parallel(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
 
 
 class ImageLibrary:
+    """The project images: the one writer of the `images` collection and of the images' blobs.
+
+    Its methods take the `Project` a request read (or its id, to be read here): a request reads its
+    project once, whatever it goes through."""
+
     def __init__(
         self,
         documents: DocumentStore,
@@ -161,34 +146,24 @@ class ImageLibrary:
         self.max_bytes = max_bytes
 
     # -- labels --------------------------------------------------------------------
-    def _check_tags(self, project: dict[str, Any], tags: Sequence[str]) -> list[str]:
-        tags = list(dict.fromkeys(tags))
-        if project["type"] == DETECTION:
-            raise InvalidInput("detection images are labeled with regions (PUT .../regions), not with tags")
-        if project["type"] == MULTICLASS and len(tags) > 1:
-            raise InvalidInput(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
-        self.projects.require_tags(project["id"], tags)
-        return tags
-
     @staticmethod
-    def _label_fields(project_type: str, tags: list[str], regions: list[dict[str, Any]],
-                      revision: int = 1, labeled: bool | None = None) -> dict[str, Any]:
-        if labeled is None:
-            labeled = len(tags) == 1 if project_type == MULTICLASS else True
-        return {"tags": tags, "regions": regions, "labeled": labeled, "label_revision": revision,
+    def _label_fields(project: Project, labels: Labels, revision: int = 1,
+                      labeled: bool | None = None) -> dict[str, Any]:
+        return {"tags": labels.tags, "regions": labels.regions,
+                "labeled": project.is_labeled(labels.tags) if labeled is None else labeled,
+                "label_revision": revision,
                 # Labels given by anyone resolve the model's suggestion for the image.
                 "suggestion": None,
                 "updated_at": utc_now()}
 
-    def _relabel(self, project_id: str, image_id: str, project_type: str, tags: list[str],
-                 regions: list[dict[str, Any]], if_match: str | None, labeled: bool | None = None) -> Document:
+    def _relabel(self, project: Project, image_id: str, labels: Labels, if_match: str | None,
+                 labeled: bool | None = None) -> Document:
         """Write an image's labels, counting up its `label_revision` (what a model's lineage records)."""
         while True:
-            current = self.get(project_id, image_id)
-            fields = self._label_fields(project_type, tags, regions, current.data.get("label_revision", 0) + 1,
-                                        labeled)
+            current = self.get(project, image_id)
+            fields = self._label_fields(project, labels, current.data.get("label_revision", 0) + 1, labeled)
             try:
-                return self.documents.patch(IMAGES, image_id, partition_key=project_id, set_fields=fields,
+                return self.documents.patch(IMAGES, image_id, partition_key=project.id, set_fields=fields,
                                             if_match=if_match or current.etag)
             except PreconditionFailedError:
                 if if_match:
@@ -198,19 +173,21 @@ class ImageLibrary:
     # -- upload --------------------------------------------------------------------
     def upload(
         self,
-        project_id: str,
+        project: ProjectRef,
         files: Sequence[tuple[str, bytes]],
         *,
         tags: Sequence[str] = (),
         split: str | None = None,
         change: LabelChange | None = None,
     ) -> list[UploadOutcome]:
-        project = self.projects.get(project_id)
+        project = self.projects.resolve(project)
         if not files:
             raise InvalidInput("no files in the upload; send them as multipart form field 'files'")
         if len(files) > MAX_FILES_PER_UPLOAD:
             raise InvalidInput(f"at most {MAX_FILES_PER_UPLOAD} files per upload; got {len(files)}")
-        labels = (self._check_tags(project, tags), []) if tags else None
+        labels = project.tag_labels(tags) if tags else None
+        if labels is not None:
+            self.projects.require_tags(project.id, labels.tags)
         outcomes: list[UploadOutcome] = []
         additions: list[NewImage] = []
         places: list[int] = []
@@ -228,8 +205,8 @@ class ImageLibrary:
             # A tag renamed or deleted while these were written: relabel them as the rename does.
             for outcome in outcomes:
                 if outcome.status == "created" and outcome.image is not None:
-                    stored = self.documents.get(IMAGES, outcome.image["id"], partition_key=project_id)
-                    settled = self._settle(project_id, project["type"], stored, change or LabelChange(source="upload"))
+                    stored = self.documents.get(IMAGES, outcome.image["id"], partition_key=project.id)
+                    settled = self._settle(project, stored, change or LabelChange(source="upload"))
                     outcome.image = public_image(settled)
         return outcomes
 
@@ -244,7 +221,7 @@ class ImageLibrary:
             raise TooLarge(f"{len(data):,} bytes is over the {self.max_bytes:,}-byte limit per image")
         return CheckedImage(filename, data, inspect_image(data, max_pixels=self.max_pixels))
 
-    def add(self, project: dict[str, Any], additions: Sequence[NewImage], *,
+    def add(self, project: Project, additions: Sequence[NewImage], *,
             change: LabelChange | None = None) -> list[UploadOutcome]:
         """Add images to the project, each with the labels it comes with (recorded in the label history
         as `change`, by default an upload): `created`, or `duplicate` of the image the project has with
@@ -257,39 +234,27 @@ class ImageLibrary:
             outcomes += self._add_batch(project, additions[start:start + MAX_BATCH_DOCUMENTS], change)
         return outcomes
 
-    def _check_labels(self, project: dict[str, Any], additions: Sequence[NewImage]) -> None:
+    def _check_labels(self, project: Project, additions: Sequence[NewImage]) -> None:
         """The labels new images come with follow the project's rules."""
         names: set[str] = set()
         for addition in additions:
-            if addition.labels is None:
-                continue
-            tags, regions = addition.labels
-            if project["type"] == DETECTION:
-                if sorted(tags) != sorted({region["tag"] for region in regions}):
-                    raise InvalidInput("a detection image's tags are those of its regions")
-            elif regions:
-                raise InvalidInput(f"project {project['id']!r} is {project['type']}: its images have tags, "
-                                   "not regions")
-            elif project["type"] == MULTICLASS and len(tags) > 1:
-                raise InvalidInput(f"a multiclass image has exactly one tag; got {len(tags)}: {', '.join(tags)}")
-            names.update(tags)
-        if names:
-            self.projects.require_tags(project["id"], names)
+            if addition.labels is not None:
+                names.update(project.check(addition.labels).tags)
+        self.projects.require_tags(project.id, names)
 
-    def _add_batch(self, project: dict[str, Any], additions: Sequence[NewImage],
+    def _add_batch(self, project: Project, additions: Sequence[NewImage],
                    change: LabelChange) -> list[UploadOutcome]:
-        project_id = project["id"]
         first: dict[str, NewImage] = {}  # the same bytes twice: the first is added, the second is its duplicate
         for addition in additions:
             first.setdefault(addition.image.id, addition)
-        stored = self._existing(project_id, list(first))
+        stored = self._existing(project.id, list(first))
         new = {image_id: addition for image_id, addition in first.items() if image_id not in stored}
         created: set[str] = set()
         if new:
             try:
                 documents, winners = self._store_new(project, new, change)
             except BaseException:
-                self._remove_orphan_blobs(project_id, list(new))
+                self._remove_orphan_blobs(project.id, list(new))
                 raise
             stored.update(documents | winners)
             created.update(documents)
@@ -301,11 +266,11 @@ class ImageLibrary:
                                           image=public_image(stored[image_id])))
         return outcomes
 
-    def _store_new(self, project: dict[str, Any], new: dict[str, NewImage],
+    def _store_new(self, project: Project, new: dict[str, NewImage],
                    change: LabelChange) -> tuple[dict[str, Document], dict[str, Document]]:
         """Blobs, history entries, then documents of images the project did not have: the documents
         created, and those that concurrent uploads of the same bytes created first."""
-        project_id = project["id"]
+        project_id = project.id
         _in_parallel(lambda addition: self.blobs.put(image_blob_key(project_id, addition.image.id),
                                                      addition.image.data,
                                                      content_type=addition.image.facts.content_type),
@@ -333,11 +298,11 @@ class ImageLibrary:
             return {doc.id: doc for doc in created}, winners
         return {}, winners
 
-    def _new_document(self, project: dict[str, Any], addition: NewImage, now: str) -> dict[str, Any]:
+    def _new_document(self, project: Project, addition: NewImage, now: str) -> dict[str, Any]:
         image = addition.image
-        labels = (self._label_fields(project["type"], *addition.labels) if addition.labels is not None
+        labels = (self._label_fields(project, addition.labels) if addition.labels is not None
                   else {"tags": [], "regions": [], "labeled": False, "label_revision": 0, "updated_at": now})
-        return {"id": image.id, "project_id": project["id"], "filename": image.filename[:255],
+        return {"id": image.id, "project_id": project.id, "filename": image.filename[:255],
                 "content_type": image.facts.content_type, "width": image.facts.width, "height": image.facts.height,
                 "size": len(image.data), "split": addition.split, "created_at": now, **labels, "updated_at": now}
 
@@ -404,21 +369,21 @@ class ImageLibrary:
                                 image_id)
 
     # -- reading -------------------------------------------------------------------
-    def get(self, project_id: str, image_id: str) -> Document:
-        self.projects.get(project_id)
+    def get(self, project: ProjectRef, image_id: str) -> Document:
+        project_id = self.projects.resolve(project).id
         try:
             return self.documents.get(IMAGES, image_id, partition_key=project_id)
         except DocumentNotFoundError:
             raise NotFound(f"image {image_id!r} does not exist in project {project_id!r}") from None
 
-    def content(self, project_id: str, image_id: str) -> tuple[Iterator[bytes], str, int]:
-        doc = self.get(project_id, image_id)
-        key = image_blob_key(project_id, image_id)
-        return self.blobs.stream(key), doc.data["content_type"], doc.data["size"]
+    def content(self, project: ProjectRef, image_id: str) -> tuple[Iterator[bytes], str, int]:
+        project = self.projects.resolve(project)
+        doc = self.get(project, image_id)
+        return self.blobs.stream(image_blob_key(project.id, image_id)), doc.data["content_type"], doc.data["size"]
 
     def list(
         self,
-        project_id: str,
+        project: ProjectRef,
         *,
         labeled: bool | None = None,
         tag: str | None = None,
@@ -426,7 +391,7 @@ class ImageLibrary:
         limit: int = 100,
         continuation: str | None = None,
     ) -> tuple[list[Document], str | None]:
-        self.projects.get(project_id)
+        project_id = self.projects.resolve(project).id
         filters = []
         if labeled is not None:
             filters.append(Filter("labeled", "eq", labeled))
@@ -438,12 +403,12 @@ class ImageLibrary:
         page = self.documents.query(IMAGES, query, limit=limit, continuation=continuation)
         return page.items, page.continuation
 
-    def stats(self, project_id: str) -> dict[str, Any]:
-        self.projects.get(project_id)
-        tag_counts = {tag["name"]: 0 for tag in self.projects.list_tags(project_id)}
+    def stats(self, project: ProjectRef) -> dict[str, Any]:
+        project = self.projects.resolve(project)
+        tag_counts = {tag["name"]: 0 for tag in self.projects.list_tags(project)}
         split_counts: dict[str, int] = {}
         image_count = labeled_count = 0
-        for doc in self.documents.query_all(IMAGES, Query(partition_key=project_id, order_by="created_at")):
+        for doc in self.documents.query_all(IMAGES, Query(partition_key=project.id, order_by="created_at")):
             image_count += 1
             split_name = doc.data.get("split") or "none"
             split_counts[split_name] = split_counts.get(split_name, 0) + 1
@@ -455,72 +420,103 @@ class ImageLibrary:
                 "split_counts": split_counts}
 
     # -- updates -------------------------------------------------------------------
-    def set_tags(self, project_id: str, image_id: str, tags: Sequence[str], *, if_match: str | None,
+    def set_tags(self, project: ProjectRef, image_id: str, tags: Sequence[str], *, if_match: str | None,
                  change: LabelChange | None = None) -> Document:
-        project = self.projects.get(project_id)
-        labels = self._check_tags(project, tags)
-        before = self.get(project_id, image_id)
-        updated = self._relabel(project_id, image_id, project["type"], labels, [], if_match)
-        self._record(project_id, image_id, change, before.data, updated.data)
-        return self._settle(project_id, project["type"], updated, change)
+        project = self.projects.resolve(project)
+        return self.set_labels(project, image_id, project.tag_labels(tags), if_match=if_match, change=change)
 
-    def set_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]], *,
+    def set_regions(self, project: ProjectRef, image_id: str, regions: Sequence[dict[str, Any]], *,
                     if_match: str | None, change: LabelChange | None = None) -> Document:
-        project = self.projects.get(project_id)
-        if project["type"] != DETECTION:
-            raise InvalidInput(f"project {project_id!r} is {project['type']}: label its images with tags, "
-                             "not regions")
-        tags = sorted({region["tag"] for region in regions})
-        self.projects.require_tags(project_id, tags)
-        before = self.get(project_id, image_id)
-        updated = self._relabel(project_id, image_id, DETECTION, tags, [dict(region) for region in regions],
-                                if_match)
-        self._record(project_id, image_id, change, before.data, updated.data)
-        return self._settle(project_id, DETECTION, updated, change)
+        project = self.projects.resolve(project)
+        return self.set_labels(project, image_id, project.box_labels(regions), if_match=if_match, change=change)
 
-    def _settle(self, project_id: str, project_type: str, doc: Document, change: LabelChange | None) -> Document:
+    def set_labels(self, project: Project, image_id: str, labels: Labels, *, if_match: str | None,
+                   change: LabelChange | None = None) -> Document:
+        """Give an image these labels (tags, or boxes in a detection project), recorded in the label history
+        as `change`; over the image as it was at `if_match` only, when given."""
+        labels = project.check(labels)
+        self.projects.require_tags(project.id, labels.tags)
+        before = self.get(project, image_id)
+        updated = self._relabel(project, image_id, labels, if_match)
+        self._record(project.id, image_id, change, before.data, updated.data)
+        return self._settle(project, updated, change)
+
+    def _settle(self, project: Project, doc: Document, change: LabelChange | None) -> Document:
         """The image, relabeled where its labels name a tag being renamed or deleted meanwhile (see the
         module docstring); the label history records that too, as a bulk change."""
         for _ in range(LABEL_RETRIES):
-            named = [*doc.data.get("tags", []), *(r["tag"] for r in doc.data.get("regions") or [])]
-            retired = self.projects.retired(project_id, named) if named else {}
+            labels = Labels.of(doc.data)
+            named = [*labels.tags, *(r["tag"] for r in labels.regions)]
+            retired = self.projects.retired(project.id, named) if named else {}
             if not retired:
                 return doc
-            wanted = labels_changed(doc.data, lambda tag, moved=retired: moved.get(tag, tag))
-            regions = wanted.get("regions", [])
-            tags = sorted({r["tag"] for r in regions}) if project_type == DETECTION else wanted["tags"]
-            fields = self._label_fields(project_type, tags, regions, doc.data.get("label_revision", 0) + 1)
+            wanted = project.renamed(labels, lambda tag, moved=retired: moved.get(tag, tag))
+            fields = self._label_fields(project, wanted, doc.data.get("label_revision", 0) + 1)
             try:
-                settled = self.documents.patch(IMAGES, doc.id, partition_key=project_id, set_fields=fields,
+                settled = self.documents.patch(IMAGES, doc.id, partition_key=project.id, set_fields=fields,
                                                if_match=doc.etag)
             except PreconditionFailedError:
-                doc = self.get(project_id, doc.id)
+                doc = self.get(project, doc.id)
                 continue
             who = change.who if change is not None else LabelChange().who
-            self._record(project_id, doc.id, LabelChange(who=who, source="bulk"), doc.data, settled.data)
+            self._record(project.id, doc.id, LabelChange(who=who, source="bulk"), doc.data, settled.data)
             doc = settled
         raise Conflict(f"image {doc.id} kept changing while its tags were renamed; read it again")
 
-    def restore_labels(self, project_id: str, image_id: str, previous: dict[str, Any] | None, *,
+    def restore_labels(self, project: ProjectRef, image_id: str, previous: dict[str, Any] | None, *,
                        if_match: str | None, change: LabelChange | None = None) -> Document:
         """Put back the labels an image had (an undo): its tags, boxes and whether it was labeled at all
         (None: never labeled). Tags are not checked: they were the image's before."""
-        project = self.projects.get(project_id)
-        tags = list((previous or {}).get("tags") or [])
-        regions = [dict(r) for r in (previous or {}).get("regions") or []]
-        before = self.get(project_id, image_id)
-        updated = self._relabel(project_id, image_id, project["type"], tags, regions, if_match,
+        project = self.projects.resolve(project)
+        before = self.get(project, image_id)
+        updated = self._relabel(project, image_id, Labels.of(previous or {}), if_match,
                                 labeled=bool((previous or {}).get("labeled")))
-        self._record(project_id, image_id, change, before.data, updated.data)
+        self._record(project.id, image_id, change, before.data, updated.data)
         return updated
 
-    def set_split(self, project_id: str, image_id: str, split: str | None, *, if_match: str | None) -> Document:
-        self.get(project_id, image_id)
-        return self.documents.patch(IMAGES, image_id, partition_key=project_id,
+    def set_split(self, project: ProjectRef, image_id: str, split: str | None, *, if_match: str | None) -> Document:
+        project = self.projects.resolve(project)
+        self.get(project, image_id)
+        return self.documents.patch(IMAGES, image_id, partition_key=project.id,
                                     set_fields={"split": split, "updated_at": utc_now()}, if_match=if_match)
 
-    def delete(self, project_id: str, image_id: str, *, if_match: str | None) -> None:
-        doc = self.get(project_id, image_id)
+    def set_suggestion(self, project: ProjectRef, image_id: str, suggestion: dict[str, Any] | None) -> Document:
+        """Keep a model's suggestion on the image (None drops it). No etag: a suggestion sits beside the
+        labels and never changes them."""
+        project_id = self.projects.resolve(project).id
+        try:
+            return self.documents.patch(IMAGES, image_id, partition_key=project_id,
+                                        set_fields={"suggestion": suggestion})
+        except DocumentNotFoundError:
+            raise NotFound(f"image {image_id!r} does not exist in project {project_id!r}") from None
+
+    def with_suggestion(self, project: ProjectRef, *, limit: int,
+                        continuation: str | None) -> tuple[list[Document], str | None]:
+        """Images with a suggestion nobody acted on yet, oldest first."""
+        project_id = self.projects.resolve(project).id
+        query = Query(partition_key=project_id, filters=[Filter("suggestion.model", "ne", None)],
+                      order_by="created_at")
+        page = self.documents.query(IMAGES, query, limit=limit, continuation=continuation)
+        return page.items, page.continuation
+
+    def image_ids(self, project: ProjectRef) -> list[str]:
+        """The ids of every image of the project."""
+        query = Query(partition_key=self.projects.resolve(project).id)
+        return [doc.id for doc in self.documents.query_all(IMAGES, query)]
+
+    def delete_all(self, project: Project, image_ids: Sequence[str]) -> None:
+        """Delete images of a project that is being deleted, each document before its bytes (a blob without
+        a document is invisible); an image gone meanwhile is skipped. Its thumbnails go with the project's
+        folders."""
+        for image_id in image_ids:
+            with suppress(DocumentNotFoundError):
+                self.documents.delete(IMAGES, image_id, partition_key=project.id)
+            self.blobs.delete(image_blob_key(project.id, image_id))
+
+    def delete(self, project: ProjectRef, image_id: str, *, if_match: str | None) -> None:
+        project = self.projects.resolve(project)
+        project_id = project.id
+        doc = self.get(project, image_id)
         key = image_blob_key(project_id, image_id)
         # The document goes first: a blob without a document is invisible, the reverse is a broken image.
         held = self.blobs.get(key) if self.blobs.exists(key) else None

@@ -7,13 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from visiondock.schemas import Page
-from visiondock.web import require_role
+from visiondock.schemas import Page, PageSize
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .capture_status import CaptureStatus
-from .history import LabelHistory, caller_name
+from .dependencies import Capture, History, Library, Suggester, ThumbnailStore
 from .images import public_image
-from .routes import IfMatch, Library, PageSize
 from .schemas import (
     Image,
     ImagePath,
@@ -23,30 +21,6 @@ from .schemas import (
     SuggestRequest,
     SuggestResponse,
 )
-from .suggestions import Suggestions
-from .thumbnails import Thumbnails
-
-
-async def _history(request: Request) -> LabelHistory:
-    return request.app.state.history
-
-
-async def _suggestions(request: Request) -> Suggestions:
-    return request.app.state.suggestions
-
-
-async def _thumbnails(request: Request) -> Thumbnails:
-    return request.app.state.thumbnails
-
-
-async def _capture_status(request: Request) -> CaptureStatus:
-    return request.app.state.capture_status
-
-
-History = Annotated[LabelHistory, Depends(_history)]
-Capture = Annotated[CaptureStatus, Depends(_capture_status)]
-Suggester = Annotated[Suggestions, Depends(_suggestions)]
-ThumbnailStore = Annotated[Thumbnails, Depends(_thumbnails)]
 
 router = APIRouter(prefix="/v1/projects/{project_id}",
                    dependencies=[Depends(require_role("label", readers=("train",)))])

@@ -1,5 +1,8 @@
 """Projects and their tags.
 
+`get` reads a project into a `Project` (`project.py`: its type and the rules its labels follow),
+which callers pass on instead of its id so that a request reads it once.
+
 A project is partition `<project id>` of the `projects` collection; its tags are
 documents of the `tags` collection in the same partition, keyed by tag name.
 
@@ -17,6 +20,8 @@ from visiondock.errors import Conflict, InvalidInput, NotFound
 from visiondock.storage import DocumentExistsError, DocumentNotFoundError, DocumentStore, Query
 from visiondock.timeutil import utc_now
 
+from .project import Project, ProjectRef
+
 PROJECTS = "projects"
 TAGS = "tags"
 TAG_CHANGES = "tag_changes"
@@ -27,7 +32,7 @@ class ProjectCatalog:
         self.documents = documents
 
     def create(self, project_id: str, project_type: str, *, description: str = "",
-               tags: Iterable[str] = ()) -> dict[str, Any]:
+               tags: Iterable[str] = ()) -> Project:
         tag_names = list(dict.fromkeys(tags))
         project = {"id": project_id, "type": project_type, "description": description, "created_at": utc_now()}
         try:
@@ -36,21 +41,24 @@ class ProjectCatalog:
             raise Conflict(f"project {project_id!r} already exists") from None
         for name in tag_names:
             self._create_tag(project_id, name, exist_ok=True)
-        return stored.data
+        return Project.of(stored.data)
 
-    def get(self, project_id: str) -> dict[str, Any]:
+    def get(self, project_id: str) -> Project:
         try:
-            return self.documents.get(PROJECTS, project_id, partition_key=project_id).data
+            return Project.of(self.documents.get(PROJECTS, project_id, partition_key=project_id).data)
         except DocumentNotFoundError:
             raise NotFound(f"project {project_id!r} does not exist") from None
+
+    def resolve(self, project: ProjectRef) -> Project:
+        """The project itself, read here when only its id is given (NotFound when there is none)."""
+        return project if isinstance(project, Project) else self.get(project)
 
     def list(self, *, limit: int, continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
         page = self.documents.query(PROJECTS, Query(order_by="created_at"), limit=limit, continuation=continuation)
         return [doc.data for doc in page.items], page.continuation
 
-    def create_tag(self, project_id: str, name: str) -> dict[str, Any]:
-        self.get(project_id)
-        return self._create_tag(project_id, name, exist_ok=False)
+    def create_tag(self, project: ProjectRef, name: str) -> dict[str, Any]:
+        return self._create_tag(self.resolve(project).id, name, exist_ok=False)
 
     def _create_tag(self, project_id: str, name: str, *, exist_ok: bool) -> dict[str, Any]:
         try:
@@ -61,10 +69,15 @@ class ProjectCatalog:
                 return self.documents.get(TAGS, name, partition_key=project_id).data
             raise Conflict(f"tag {name!r} already exists in project {project_id!r}") from None
 
-    def list_tags(self, project_id: str) -> list[dict[str, Any]]:
-        self.get(project_id)
+    def list_tags(self, project: ProjectRef) -> list[dict[str, Any]]:
+        return self._tags(self.resolve(project).id)
+
+    def _tags(self, project_id: str) -> list[dict[str, Any]]:
         query = Query(partition_key=project_id, order_by="created_at")
         return [doc.data for doc in self.documents.query_all(TAGS, query)]
+
+    def tag_names(self, project: ProjectRef) -> set[str]:
+        return {tag["name"] for tag in self.list_tags(project)}
 
     def retire_tag(self, project_id: str, name: str, *, renamed_to: str | None) -> None:
         """Say that `name` is going (to `renamed_to`, or deleted): the record first, then the mark."""
@@ -92,9 +105,9 @@ class ProjectCatalog:
         return found
 
     def require_tags(self, project_id: str, names: Iterable[str]) -> None:
-        """Refuse labels that name tags the project does not have."""
-        known = {tag["name"] for tag in self.list_tags(project_id)}
-        unknown = sorted(set(names) - known)
+        """Refuse labels that name tags the project (read already) does not have."""
+        wanted = set(names)
+        unknown = sorted(wanted - {tag["name"] for tag in self._tags(project_id)}) if wanted else []
         if unknown:
             raise InvalidInput(
                 f"unknown tag(s) {', '.join(repr(n) for n in unknown)} in project {project_id!r}; "

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from visiondock.captures import purge_summaries, review_blob_key, review_item_of_blob
+from visiondock.blob_keys import REVIEW_PREFIX, review_blob_key, review_item_of_blob
+from visiondock.captures import purge_summaries
 from visiondock.errors import Conflict, InvalidInput, NotFound, Outdated, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.images import DEFAULT_MAX_PIXELS, inspect_image
@@ -37,10 +38,10 @@ from visiondock.storage import (
     Query,
 )
 from visiondock.timeutil import utc_now
-from visiondock.vocabulary import DETECTION, MULTICLASS, MULTILABEL, UNKNOWN_LABEL
 
 from .history import LabelChange
 from .images import ImageLibrary, public_image
+from .project import Labels, Project, ProjectRef, proposed_labels
 from .projects import ProjectCatalog
 
 REVIEW_ITEMS = "review_items"
@@ -51,7 +52,7 @@ CLAIM_TTL = timedelta(minutes=5)
 
 log = logging.getLogger(__name__)
 
-REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, "review/",
+REVIEW_BLOBS = Pairing("review items", REVIEW_ITEMS, REVIEW_PREFIX,
                        lambda doc: review_blob_key(doc.partition_key, doc.id), review_item_of_blob)
 
 
@@ -68,29 +69,6 @@ def public_item(doc: Document) -> dict[str, Any]:
     return {**doc.data, "etag": doc.etag}
 
 
-def suggested_labels(project_type: str, prediction: dict[str, Any]) -> dict[str, Any]:
-    """The labels a prediction proposes for a project of `project_type`."""
-    if project_type == DETECTION:
-        regions = []
-        for found in prediction.get("detections") or []:
-            region = found.get("region") or {}
-            try:
-                left = min(max(float(region["left"]), 0.0), 1.0)
-                top = min(max(float(region["top"]), 0.0), 1.0)
-                width = min(float(region["width"]), 1.0 - left)
-                height = min(float(region["height"]), 1.0 - top)
-            except (KeyError, TypeError, ValueError):
-                continue
-            if width > 0 and height > 0 and isinstance(found.get("label"), str):
-                regions.append({"tag": found["label"], "left": left, "top": top, "width": width, "height": height})
-        return {"tags": sorted({r["tag"] for r in regions}), "regions": regions}
-    if project_type == MULTILABEL:
-        return {"tags": [t["label"] for t in prediction.get("tags") or [] if isinstance(t.get("label"), str)],
-                "regions": []}
-    label = prediction.get("label")
-    return {"tags": [label] if isinstance(label, str) and label != UNKNOWN_LABEL else [], "regions": []}
-
-
 class ReviewQueue:
     def __init__(self, documents: DocumentStore, blobs: BlobStore, projects: ProjectCatalog,
                  library: ImageLibrary, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -101,10 +79,11 @@ class ReviewQueue:
         self.max_pixels = max_pixels
 
     # -- hand-over from the scoring service ----------------------------------------
-    def submit(self, project_id: str, item_id: str, data: bytes, capture: dict[str, Any], *,
+    def submit(self, project: ProjectRef, item_id: str, data: bytes, capture: dict[str, Any], *,
                filename: str) -> tuple[dict[str, Any], bool]:
         """Store a captured prediction as a pending item; (item, created). A repeat returns the first."""
-        project = self.projects.get(project_id)
+        project = self.projects.resolve(project)
+        project_id = project.id
         if not _ITEM_ID.fullmatch(item_id):
             raise InvalidInput("a review item id is 1 to 128 letters, digits, '-' and '_'")
         try:
@@ -128,7 +107,7 @@ class ReviewQueue:
             "height": facts.height,
             "size": len(data),
             "sha256": facts.sha256,
-            "suggested": suggested_labels(project["type"], capture.get("prediction") or {}),
+            "suggested": proposed_labels(project.type, capture.get("prediction") or {}).as_dict(),
             "created_at": now,
             "updated_at": now,
         }
@@ -148,29 +127,30 @@ class ReviewQueue:
             log.warning("could not remove %s after a failed hand-over", key)
 
     # -- reading -------------------------------------------------------------------
-    def get(self, project_id: str, item_id: str) -> Document:
-        self.projects.get(project_id)
+    def get(self, project: ProjectRef, item_id: str) -> Document:
+        project_id = self.projects.resolve(project).id
         try:
             return self.documents.get(REVIEW_ITEMS, item_id, partition_key=project_id)
         except DocumentNotFoundError:
             raise NotFound(f"review item {item_id!r} does not exist in project {project_id!r}") from None
 
-    def content(self, project_id: str, item_id: str) -> tuple[Iterator[bytes], str, int]:
-        doc = self.get(project_id, item_id)
-        return self.blobs.stream(review_blob_key(project_id, item_id)), doc.data["content_type"], doc.data["size"]
+    def content(self, project: ProjectRef, item_id: str) -> tuple[Iterator[bytes], str, int]:
+        doc = self.get(project, item_id)
+        return (self.blobs.stream(review_blob_key(doc.partition_key, item_id)), doc.data["content_type"],
+                doc.data["size"])
 
-    def list(self, project_id: str, *, status: str | None = "pending", limit: int = 100,
+    def list(self, project: ProjectRef, *, status: str | None = "pending", limit: int = 100,
              continuation: str | None = None) -> tuple[list[Document], str | None]:
         """Items with `status` (None: all), most uncertain first."""
-        self.projects.get(project_id)
+        project_id = self.projects.resolve(project).id
         filters = [Filter("status", "eq", status)] if status else []
         query = Query(partition_key=project_id, filters=filters, order_by="uncertainty", descending=True)
         page = self.documents.query(REVIEW_ITEMS, query, limit=limit, continuation=continuation)
         return page.items, page.continuation
 
     # -- decisions -----------------------------------------------------------------
-    def _pending(self, project_id: str, item_id: str, if_match: str | None) -> Document:
-        doc = self.get(project_id, item_id)
+    def _pending(self, project: Project, item_id: str, if_match: str | None) -> Document:
+        doc = self.get(project, item_id)
         if if_match is not None and if_match != doc.etag:
             raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
         if doc.data["status"] != "pending":
@@ -206,7 +186,7 @@ class ReviewQueue:
         except Exception:  # the claim expires by itself
             log.warning("could not release the claim on review item %s", doc.id)
 
-    def accept(self, project_id: str, item_id: str, *, tags: Sequence[str] | None = None,
+    def accept(self, project: ProjectRef, item_id: str, *, tags: Sequence[str] | None = None,
                regions: Sequence[dict[str, Any]] | None = None,
                if_match: str | None = None, who: str | None = None) -> dict[str, Any]:
         """Make the item a labeled image of the project; the prediction's labels unless given.
@@ -214,28 +194,18 @@ class ReviewQueue:
         When the same image is already in the project with labels a person gave, those labels
         stay: the item is accepted as that image, `labels_from: existing`.
         """
-        doc = self._pending(project_id, item_id, if_match)
-        project = self.projects.get(project_id)
-        suggested = doc.data.get("suggested") or {"tags": [], "regions": []}
-        if project["type"] == DETECTION:
-            if tags:
-                raise InvalidInput("detection images are labeled with regions, not tags")
-            chosen_regions = [dict(r) for r in (regions if regions is not None else suggested["regions"])]
-            chosen_tags = sorted({r["tag"] for r in chosen_regions})
-        else:
-            if regions:
-                raise InvalidInput(f"a {project['type']} project labels images with tags, not regions")
-            chosen_tags = list(dict.fromkeys(tags if tags is not None else suggested["tags"]))
-            chosen_regions = []
-            if project["type"] == MULTICLASS and len(chosen_tags) != 1:
-                prediction = (doc.data.get("prediction") or {}).get("label")
-                raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
-                                 "gives none usable: send the right tag in `tags`")
-        self.projects.require_tags(project_id, chosen_tags)
+        project = self.projects.resolve(project)
+        doc = self._pending(project, item_id, if_match)
+        chosen = project.given_labels(tags, regions, otherwise=Labels.of(doc.data.get("suggested") or {}))
+        if not project.is_labeled(chosen.tags):
+            prediction = (doc.data.get("prediction") or {}).get("label")
+            raise InvalidInput(f"a multiclass image needs exactly one tag; the prediction ({prediction!r}) "
+                               "gives none usable: send the right tag in `tags`")
+        self.projects.require_tags(project.id, chosen.tags)
         claimed = self._claim(doc, who or "")
         change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
         try:
-            image, labels_from = self._label_image(project, claimed, chosen_tags, chosen_regions, change,
+            image, labels_from = self._label_image(project, claimed, chosen, change,
                                                    "prediction" if tags is None and regions is None else "reviewer")
         except BaseException:
             self._release(claimed)
@@ -245,33 +215,30 @@ class ReviewQueue:
                                          "labels_from": labels_from})
         return {"item": public_item(decided), "image": public_image(image)}
 
-    def _label_image(self, project: dict[str, Any], item: Document, tags: list[str],
-                     regions: list[dict[str, Any]], change: LabelChange, labels_from: str) -> tuple[Document, str]:
-        project_id = project["id"]
-        data = self.blobs.get(review_blob_key(project_id, item.id))
-        outcome = self.library.upload(project_id, [(item.data.get("filename") or item.id, data)])[0]
+    def _label_image(self, project: Project, item: Document, labels: Labels, change: LabelChange,
+                     labels_from: str) -> tuple[Document, str]:
+        data = self.blobs.get(review_blob_key(project.id, item.id))
+        outcome = self.library.upload(project, [(item.data.get("filename") or item.id, data)])[0]
         if outcome.problem is not None:
             raise outcome.problem
         assert outcome.image is not None
         image_id, etag = outcome.image["id"], outcome.image["etag"]
         # The prediction never replaces labels the image already has; a reviewer's explicit choice does.
         if outcome.status == "duplicate" and _has_labels(outcome.image) and labels_from == "prediction":
-            return self.library.get(project_id, image_id), "existing"
+            return self.library.get(project, image_id), "existing"
         try:
             # Only over the image as uploaded: a person labeling it meanwhile wins.
-            if project["type"] == DETECTION:
-                return (self.library.set_regions(project_id, image_id, regions, if_match=etag, change=change),
-                        labels_from)
-            return self.library.set_tags(project_id, image_id, tags, if_match=etag, change=change), labels_from
+            return self.library.set_labels(project, image_id, labels, if_match=etag, change=change), labels_from
         except PreconditionFailedError:
-            return self.library.get(project_id, image_id), "existing"
+            return self.library.get(project, image_id), "existing"
 
-    def reopen(self, project_id: str, item_id: str, *, if_match: str | None = None,
+    def reopen(self, project: ProjectRef, item_id: str, *, if_match: str | None = None,
                who: str | None = None) -> dict[str, Any]:
         """Take a decision back (a reviewer's undo): the item is pending again, and the image an accept
         labeled gets back the labels it had before, unless someone labeled it since (409: change it in
         the labeler). An accept that kept a person's labels (`existing`) changed no image."""
-        doc = self.get(project_id, item_id)
+        project = self.projects.resolve(project)
+        doc = self.get(project, item_id)
         if if_match is not None and if_match != doc.etag:
             raise Outdated(f"review item {item_id!r} changed since you read it; read it again")
         status = doc.data["status"]
@@ -280,19 +247,19 @@ class ReviewQueue:
                            code="not_decided")
         image = None
         if status == "accepted" and doc.data.get("labels_from") != "existing" and doc.data.get("image_id"):
-            image = self._restore_image(project_id, doc, who)
+            image = self._restore_image(project, doc, who)
         kept = ("image_id", "labels", "labels_from", "reviewed_at", "reason")
         try:
-            reopened = self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=project_id,
+            reopened = self.documents.patch(REVIEW_ITEMS, doc.id, partition_key=project.id,
                                             set_fields={"status": "pending", "updated_at": utc_now()},
                                             remove_fields=[k for k in kept if k in doc.data], if_match=doc.etag)
         except PreconditionFailedError:
             raise Conflict(f"review item {item_id!r} changed meanwhile; read it again") from None
         return {"item": public_item(reopened), "image": public_image(image) if image is not None else None}
 
-    def _restore_image(self, project_id: str, doc: Document, who: str | None) -> Document:
+    def _restore_image(self, project: Project, doc: Document, who: str | None) -> Document:
         image_id = doc.data["image_id"]
-        image = self.library.get(project_id, image_id)
+        image = self.library.get(project, image_id)
         given = doc.data.get("labels") or {}
         if (image.data.get("tags") or [], image.data.get("regions") or []) != \
                 (given.get("tags") or [], given.get("regions") or []):
@@ -300,11 +267,11 @@ class ReviewQueue:
                            "in the labeler", code="relabeled_since")
         previous: dict[str, Any] | None = None
         if self.library.history is not None:
-            entries, _ = self.library.history.list(project_id, image_id, limit=20)
+            entries, _ = self.library.history.list(project.id, image_id, limit=20)
             accepted = next((e for e in entries if e.get("source") == "review"), None)
             previous = accepted.get("previous") if accepted else None
         change = LabelChange(who=who, source="review") if who else LabelChange(source="review")
-        return self.library.restore_labels(project_id, image_id, previous, if_match=image.etag, change=change)
+        return self.library.restore_labels(project, image_id, previous, if_match=image.etag, change=change)
 
     # -- retention -------------------------------------------------------------------
     def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
@@ -328,7 +295,7 @@ class ReviewQueue:
             self.blobs.delete(review_blob_key(doc.partition_key, doc.id))
         return purged
 
-    def reject(self, project_id: str, item_id: str, *, reason: str = "",
+    def reject(self, project: ProjectRef, item_id: str, *, reason: str = "",
                if_match: str | None = None) -> dict[str, Any]:
-        doc = self._pending(project_id, item_id, if_match)
+        doc = self._pending(self.projects.resolve(project), item_id, if_match)
         return public_item(self._decide(doc, {"status": "rejected", "reason": reason}))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import Json
 
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
-from visiondock.web import require_role
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .history import caller_name
-from .review import ReviewQueue
+from .dependencies import Queue
 from .schemas import (
     ItemPath,
     ProjectPath,
@@ -24,14 +23,6 @@ from .schemas import (
     ReviewReject,
     ReviewReopened,
 )
-
-
-async def _queue(request: Request) -> ReviewQueue:
-    return request.app.state.review
-
-
-Queue = Annotated[ReviewQueue, Depends(_queue)]
-IfMatch = Annotated[str | None, Header(description="The item's etag; the decision fails with 412 if it changed.")]
 
 router = APIRouter(prefix="/v1/projects/{project_id}/review-items", tags=["review"],
                    dependencies=[Depends(require_role("label"))])

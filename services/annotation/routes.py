@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from visiondock.auth import EVERYTHING, by_body
 from visiondock.errors import DomainError, InvalidInput
 from visiondock.limits import body_limit
 from visiondock.schemas import ErrorBody, Page, PageSize
-from visiondock.web import require_role
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .history import LabelChange, caller_name
-from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, ImageLibrary, UploadOutcome, public_image
-from .projects import ProjectCatalog
+from .dependencies import Catalog, Library
+from .history import LabelChange
+from .images import MAX_FILES_PER_UPLOAD, MAX_UPLOAD_BYTES, UploadOutcome, public_image
 from .schemas import (
     Image,
     ImagePath,
@@ -33,19 +33,6 @@ from .schemas import (
     UploadResponse,
 )
 
-
-async def _catalog(request: Request) -> ProjectCatalog:
-    return request.app.state.projects
-
-
-async def _library(request: Request) -> ImageLibrary:
-    return request.app.state.images
-
-
-Catalog = Annotated[ProjectCatalog, Depends(_catalog)]
-Library = Annotated[ImageLibrary, Depends(_library)]
-IfMatch = Annotated[str | None, Header(description="The image's etag; the update fails with 412 if it changed.")]
-
 # Labelers read and write; the trainer reads the labeled images.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", readers=("train",)))])
 
@@ -53,7 +40,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("label", rea
 @router.post("/projects", status_code=201, response_model=Project, tags=["projects"],
              dependencies=[Depends(require_role("label", scope=by_body("id")))])
 def create_project(body: ProjectCreate, catalog: Catalog) -> dict:
-    return catalog.create(body.id, body.type, description=body.description, tags=body.tags)
+    return dict(catalog.create(body.id, body.type, description=body.description, tags=body.tags).document)
 
 
 @router.get("/projects", response_model=Page[Project], tags=["projects"],
@@ -65,7 +52,7 @@ def list_projects(catalog: Catalog, limit: PageSize = 100, continuation: str | N
 
 @router.get("/projects/{project_id}", response_model=Project, tags=["projects"])
 def get_project(project_id: ProjectPath, catalog: Catalog) -> dict:
-    return catalog.get(project_id)
+    return dict(catalog.get(project_id).document)
 
 
 @router.get("/projects/{project_id}/stats", response_model=ProjectStats, tags=["projects"])

@@ -27,15 +27,15 @@ from typing import Any
 
 import httpx
 
+from visiondock.blob_keys import image_blob_key
 from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
-from visiondock.storage import Document, Filter, Query
+from visiondock.storage import Document
 from visiondock.timeutil import utc_now
-from visiondock.vocabulary import DETECTION, FACE, MULTICLASS, MULTILABEL
 from visiondock.web import API_KEY_HEADER
 
 from .history import LabelChange
-from .images import IMAGES, ImageLibrary, image_blob_key
-from .review import suggested_labels
+from .images import ImageLibrary
+from .project import REGION_FIELDS, Labels, Project, ProjectRef, proposed_labels
 
 # Images per request to the scoring service: its dynamic batcher fills one inference with them.
 SCORING_CHUNK = 8
@@ -46,19 +46,13 @@ REFRESH_POLL_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
 
-# The model tasks whose answers make labels of each project type.
-FITTING_TASKS: dict[str, tuple[str, ...]] = {DETECTION: (DETECTION,), MULTICLASS: (MULTICLASS, FACE),
-                                             MULTILABEL: (MULTILABEL,)}
-
-
-def check_task_fits(project_id: str, project_type: str, model: str, task: str | None) -> None:
+def check_task_fits(project: Project, model: str, task: str | None) -> None:
     """Refuse a model whose answers cannot label this project (a classifier for a detection project...)."""
-    if task is None or task in FITTING_TASKS.get(project_type, (project_type,)):
+    if task is None or project.fits_task(task):
         return
-    raise Conflict(f"model {model!r} is a {task} model and cannot suggest labels for {project_id!r}, a "
-                   f"{project_type} project; train the project's own model (it is named {project_id!r}) or "
-                   f"name a {' or '.join(FITTING_TASKS.get(project_type, (project_type,)))} model",
-                   code="model_task_mismatch")
+    raise Conflict(f"model {model!r} is a {task} model and cannot suggest labels for {project.id!r}, a "
+                   f"{project.type} project; train the project's own model (it is named {project.id!r}) or "
+                   f"name a {' or '.join(project.fitting_tasks)} model", code="model_task_mismatch")
 
 
 def is_empty(suggestion: dict[str, Any]) -> bool:
@@ -66,17 +60,10 @@ def is_empty(suggestion: dict[str, Any]) -> bool:
 
 
 def suggestion_from_answer(project_type: str, answer: dict[str, Any], known_tags: set[str]) -> dict[str, Any]:
-    """What a scoring answer proposes for an image of this project, scores kept; unknown labels dropped."""
-    if project_type == DETECTION:
-        regions = []
-        for found in answer.get("detections") or []:
-            proposed = suggested_labels("detection", {"detections": [found]})["regions"]
-            if proposed and proposed[0]["tag"] in known_tags:
-                regions.append({**proposed[0], "score": float(found.get("score") or 0.0)})
-        tags = sorted({r["tag"] for r in regions})
-    else:
-        regions = []
-        tags = [t for t in suggested_labels(project_type, answer)["tags"] if t in known_tags]
+    """What a scoring answer proposes for an image of a project of `project_type`, scores kept; labels
+    naming none of `known_tags` dropped."""
+    proposed = proposed_labels(project_type, answer, scores=True).keeping(known_tags)
+    tags, regions = proposed.tags, proposed.regions
     scores = [{"label": p["label"], "probability": float(p["probability"])}
               for p in answer.get("predictions") or [] if isinstance(p.get("label"), str)]
     return {"model": answer.get("model"), "version": answer.get("version"), "alias": answer.get("alias"),
@@ -92,18 +79,19 @@ class Suggestions:
         self.timeout = timeout
 
     # -- asking the model ---------------------------------------------------------
-    def suggest(self, project_id: str, *, model: str | None = None, alias: str | None = None,
+    def suggest(self, project: ProjectRef, *, model: str | None = None, alias: str | None = None,
                 image_ids: Sequence[str] | None = None, limit: int = 100) -> dict[str, Any]:
-        project = self.library.projects.get(project_id)
+        project = self.library.projects.resolve(project)
+        project_id = project.id
         model = model or project_id
-        known_tags = {t["name"] for t in self.library.projects.list_tags(project_id)}
-        images = self._chosen(project_id, image_ids, limit)
+        known_tags = self.library.projects.tag_names(project)
+        images = self._chosen(project, image_ids, limit)
         suggested: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         answered_by: dict[str, Any] = {}
         with httpx.Client(base_url=self.scoring_url, headers={API_KEY_HEADER: self.api_key},
                           timeout=self.timeout) as http:
-            path = self._route(http, project_id, project["type"], model, alias)
+            path = self._route(http, project, model, alias)
             for start in range(0, len(images), SCORING_CHUNK):
                 chunk = images[start:start + SCORING_CHUNK]
                 files = [("files", (doc.id, self.library.blobs.get(image_blob_key(project_id, doc.id)),
@@ -112,23 +100,21 @@ class Suggestions:
                 # Every answer of the chunk is checked before any is stored: a wrong model stores nothing.
                 for result in results:
                     if result.get("status") == 200:
-                        self._check_answer(project_id, project["type"], model, result["answer"])
+                        self._check_answer(project, model, result["answer"])
                 for doc, result in zip(chunk, results, strict=True):
                     if result.get("status") != 200:
                         failed.append({"image_id": doc.id, "error": (result.get("error") or {}).get("detail")})
                         continue
-                    suggestion = suggestion_from_answer(project["type"], result["answer"], known_tags)
+                    suggestion = suggestion_from_answer(project.type, result["answer"], known_tags)
                     answered_by = {"model": suggestion["model"], "version": suggestion["version"],
                                    "alias": suggestion["alias"]}
-                    # No etag: a suggestion sits beside the labels and never changes them.
-                    self.library.documents.patch(IMAGES, doc.id, partition_key=project_id,
-                                                 set_fields={"suggestion": suggestion})
+                    self.library.set_suggestion(project, doc.id, suggestion)
                     suggested.append({"image_id": doc.id, "tags": suggestion["tags"],
                                       "regions": suggestion["regions"]})
         return {"model": model, **answered_by, "suggested": len(suggested),
                 "empty": sum(is_empty(s) for s in suggested), "failed": failed, "results": suggested}
 
-    def _route(self, http: httpx.Client, project_id: str, project_type: str, model: str, alias: str | None) -> str:
+    def _route(self, http: httpx.Client, project: Project, model: str, alias: str | None) -> str:
         """Where the scoring service scores with `model`, after checking that its task fits the project."""
         if alias:
             return f"/v1/aliases/{alias}/predict/batch"  # the answers' model name is checked
@@ -138,12 +124,12 @@ class Suggestions:
                 "missing", "loading")):
             served, entry = self._served_after_refresh(http, model) or (served, entry)
         if entry is not None:
-            check_task_fits(project_id, project_type, model, (entry.get("model") or {}).get("task"))
+            check_task_fits(project, model, (entry.get("model") or {}).get("task"))
             return f"/v1/models/{model}/predict/batch"
         # A service started for one model (VISIONDOCK_SCORING_MODEL_PATH) lists none by name.
         primary = (self._get(http, "/v1/model").get("model") or {})
         if primary.get("name") == model:
-            check_task_fits(project_id, project_type, model, primary.get("task"))
+            check_task_fits(project, model, primary.get("task"))
             return "/v1/predict/batch"
         names = ", ".join(m["name"] for m in served.get("models") or [] if m.get("name")) or "none by name"
         raise NotFound(f"the scoring service does not serve model {model!r} (it serves {names}); train the "
@@ -171,21 +157,21 @@ class Suggestions:
             time.sleep(REFRESH_POLL_SECONDS)
 
     @staticmethod
-    def _check_answer(project_id: str, project_type: str, model: str, answer: dict[str, Any]) -> None:
+    def _check_answer(project: Project, model: str, answer: dict[str, Any]) -> None:
         if answer.get("model") != model:
             raise Conflict(f"the scoring service answered with model {answer.get('model')!r}, not {model!r}; "
                            "no suggestion was stored", code="wrong_model")
-        check_task_fits(project_id, project_type, model, answer.get("task"))
+        check_task_fits(project, model, answer.get("task"))
 
-    def _chosen(self, project_id: str, image_ids: Sequence[str] | None, limit: int) -> list[Document]:
+    def _chosen(self, project: Project, image_ids: Sequence[str] | None, limit: int) -> list[Document]:
         if image_ids:
             if len(image_ids) > MAX_IMAGES_PER_CALL:
                 raise InvalidInput(f"at most {MAX_IMAGES_PER_CALL} images per call; got {len(image_ids)}")
-            return [self.library.get(project_id, image_id) for image_id in dict.fromkeys(image_ids)]
+            return [self.library.get(project, image_id) for image_id in dict.fromkeys(image_ids)]
         docs: list[Document] = []
         continuation = None
         while len(docs) < limit:
-            page, continuation = self.library.list(project_id, labeled=False, limit=min(limit - len(docs), 1000),
+            page, continuation = self.library.list(project, labeled=False, limit=min(limit - len(docs), 1000),
                                                    continuation=continuation)
             docs.extend(page)
             if continuation is None:
@@ -227,41 +213,37 @@ class Suggestions:
         return results
 
     # -- a person's answer --------------------------------------------------------
-    def _suggestion(self, project_id: str, image_id: str) -> dict[str, Any]:
-        suggestion = self.library.get(project_id, image_id).data.get("suggestion")
+    def _suggestion(self, project: Project, image_id: str) -> dict[str, Any]:
+        suggestion = self.library.get(project, image_id).data.get("suggestion")
         if not suggestion:
             raise Conflict(f"image {image_id!r} has no suggestion to act on; ask for one with POST "
-                           f"/v1/projects/{project_id}/suggest", code="no_suggestion")
+                           f"/v1/projects/{project.id}/suggest", code="no_suggestion")
         return suggestion
 
-    def accept(self, project_id: str, image_id: str, *, who: str, if_match: str | None = None,
+    def accept(self, project: ProjectRef, image_id: str, *, who: str, if_match: str | None = None,
                empty: bool = False) -> Document:
         """The suggestion becomes the image's labels (which clears it); an empty one only with `empty`."""
-        suggestion = self._suggestion(project_id, image_id)
-        project = self.library.projects.get(project_id)
-        change = LabelChange(who=who, source="suggestion")
-        if is_empty(suggestion) and not empty and project["type"] != MULTICLASS:
-            what = "no box" if project["type"] == DETECTION else "no tag"
+        project = self.library.projects.resolve(project)
+        suggestion = self._suggestion(project, image_id)
+        labels = Labels(list(suggestion["tags"]),
+                        [{k: r[k] for k in REGION_FIELDS} for r in suggestion["regions"]])
+        if labels.empty and not empty and project.is_labeled(labels.tags):
+            what = "no box" if project.labels_with_boxes else "no tag"
             raise Conflict(f"the suggestion has {what}: accepting it labels the image as showing nothing of this "
                            "project. Label the image by hand, or accept with empty=true if that is so",
                            code="empty_suggestion")
-        if project["type"] == DETECTION:
-            regions = [{k: r[k] for k in ("tag", "left", "top", "width", "height")} for r in suggestion["regions"]]
-            return self.library.set_regions(project_id, image_id, regions, if_match=if_match, change=change)
-        if project["type"] == MULTICLASS and len(suggestion["tags"]) != 1:
+        if not project.is_labeled(labels.tags):
             raise InvalidInput("the suggestion names no tag of this project; label the image by hand",
                                code="empty_suggestion")
-        return self.library.set_tags(project_id, image_id, suggestion["tags"], if_match=if_match, change=change)
+        return self.library.set_labels(project, image_id, labels, if_match=if_match,
+                                       change=LabelChange(who=who, source="suggestion"))
 
-    def dismiss(self, project_id: str, image_id: str) -> Document:
-        self._suggestion(project_id, image_id)
-        return self.library.documents.patch(IMAGES, image_id, partition_key=project_id,
-                                            set_fields={"suggestion": None})
+    def dismiss(self, project: ProjectRef, image_id: str) -> Document:
+        project = self.library.projects.resolve(project)
+        self._suggestion(project, image_id)
+        return self.library.set_suggestion(project, image_id, None)
 
-    def pending(self, project_id: str, *, limit: int, continuation: str | None) -> tuple[list[Document], str | None]:
+    def pending(self, project: ProjectRef, *, limit: int,
+                continuation: str | None) -> tuple[list[Document], str | None]:
         """Images with a suggestion nobody acted on yet: the grid's `awaiting review` filter."""
-        self.library.projects.get(project_id)
-        query = Query(partition_key=project_id, filters=[Filter("suggestion.model", "ne", None)],
-                      order_by="created_at")
-        page = self.library.documents.query(IMAGES, query, limit=limit, continuation=continuation)
-        return page.items, page.continuation
+        return self.library.with_suggestion(project, limit=limit, continuation=continuation)

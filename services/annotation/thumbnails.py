@@ -11,10 +11,11 @@ import io
 
 from PIL import Image
 
+from visiondock.blob_keys import image_blob_key, thumbnail_blob_key
 from visiondock.images import decode_rgb
 from visiondock.storage import BlobNotFoundError, BlobStore
 
-from .images import ImageLibrary, image_blob_key, thumbnail_blob_key
+from .images import ImageLibrary
 
 THUMBNAIL_SIZE = 256
 THUMBNAIL_QUALITY = 80

@@ -1,31 +1,59 @@
-"""HTTP routes of an alias's audit trail: its history, and rolling it back."""
+"""HTTP routes of aliases: pointing one at a version (deploying it), resolving it, its history and
+rolling it back."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from visiondock.schemas import Page
-from visiondock.web import require_role
+from visiondock.web import IfMatch, caller_name, require_role
 
-from .aliases import ANONYMOUS_ACTOR, quoted
-from .dependencies import AliasPath, Catalog, Model
-from .schemas import Alias, AliasChange, AliasRollback, AliasServing
+from .aliases import quoted
+from .dependencies import DEPLOYS, AliasPath, Catalog, Model
+from .schemas import Alias, AliasChange, AliasList, AliasRollback, AliasServing, AliasUpdate, ResolvedAlias
 from .serving import MAX_WAIT_SECONDS, ScoringWatch
 
-IfMatch = Annotated[str | None, Header(description="The alias's ETag as last read; the change is refused "
-                                                   "with 412 if the alias has changed since.")]
-
-# Reading an alias's history is like reading the alias; rolling it back deploys: admin keys only.
+# Reading an alias (and its history) is like reading the model; moving or rolling it back deploys: admin keys only.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))], tags=["aliases"])
 
 
-def request_actor(request: Request) -> str:
-    """Who is making the request: the API key's name when the deployment names its keys."""
-    principal = getattr(request.state, "principal", None)
-    name = getattr(principal, "name", None)
-    return name if isinstance(name, str) and name else ANONYMOUS_ACTOR
+@router.get("/models/{model}/aliases", response_model=AliasList)
+def list_aliases(model: Model, catalog: Catalog) -> dict:
+    return {"data": catalog.list_aliases(model)}
+
+
+@router.put("/models/{model}/aliases/{alias}", response_model=Alias,
+            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
+                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.",
+            dependencies=DEPLOYS)
+def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
+              response: Response, if_match: IfMatch = None) -> dict:
+    moved = catalog.set_alias(model, alias, body.version, actor=caller_name(request), reason=body.reason,
+                               if_match=if_match)
+    response.headers["ETag"] = quoted(moved["etag"])
+    return moved
+
+
+@router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias,
+            summary="The version an alias points at, with its metadata and artifact",
+            responses={304: {"description": "The alias has not changed since the ETag sent in If-None-Match."}})
+def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                  response: Response) -> dict | Response:
+    # Watchers poll this: an unchanged alias costs one small read and an empty 304.
+    seen = request.headers.get("if-none-match")
+    if seen and seen == quoted(catalog.get_alias(model, alias)["etag"]):
+        return Response(status_code=304, headers={"ETag": seen})
+    resolved = catalog.resolve_alias(model, alias)
+    response.headers["ETag"] = quoted(resolved["etag"])
+    return resolved
+
+
+@router.delete("/models/{model}/aliases/{alias}", status_code=204, dependencies=DEPLOYS)
+def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
+    catalog.delete_alias(model, alias, actor=caller_name(request), reason=reason, if_match=if_match)
 
 
 @router.get("/models/{model}/aliases/{alias}/history", response_model=Page[AliasChange],
@@ -38,10 +66,10 @@ def alias_history(model: Model, alias: AliasPath, catalog: Catalog, limit: Annot
 
 @router.post("/models/{model}/aliases/{alias}/rollback", response_model=Alias,
              summary="Move the alias back to the version it pointed at before its last move",
-             dependencies=[Depends(require_role("admin"))])
+             dependencies=DEPLOYS)
 def rollback_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request, response: Response,
                    body: AliasRollback | None = None, if_match: IfMatch = None) -> dict:
-    moved = catalog.rollback_alias(model, alias, actor=request_actor(request),
+    moved = catalog.rollback_alias(model, alias, actor=caller_name(request),
                                     reason=body.reason if body else "", if_match=if_match)
     response.headers["ETag"] = quoted(moved["etag"])
     return moved

@@ -37,8 +37,6 @@ from visiondock.timeutil import utc_now
 
 ALIASES = "model_aliases"
 HISTORY = "alias_history"
-# Who moved an alias when the request carries no named principal (a plain shared API key).
-ANONYMOUS_ACTOR = "api-key"
 
 log = logging.getLogger(__name__)
 

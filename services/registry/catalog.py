@@ -13,7 +13,7 @@ Storage layout:
 - `alias_history` collection: every move of an alias (see `aliases.py`).
 - `training_runs` collection (see `runs.py`).
 - blobs `models/<model>/<version>/model.onnx`, optional variants such as
-  `.../model.int8.onnx`, and `.../metadata.json`.
+  `.../model.int8.onnx`, and `.../metadata.json` (`visiondock.blob_keys`).
 
 A version's number is taken before its files are written (by the registration, or
 earlier by the training run that registers it); if anything fails the number stays
@@ -38,6 +38,15 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, BinaryIO
 
+from visiondock.blob_keys import (
+    MODEL_FILE,
+    MODEL_PREFIX,
+    artifact_key,
+    label_issues_key,
+    metadata_key,
+    variant_filename,
+    version_of_blob,
+)
 from visiondock.errors import Conflict, InvalidInput, NotFound, TooLarge
 from visiondock.fsck import Pairing
 from visiondock.storage import (
@@ -68,30 +77,9 @@ DELETION_MARK_TTL = timedelta(minutes=10)
 log = logging.getLogger(__name__)
 
 
-# Artifact file names: the fp32 model, and one file per variant.
-MODEL_FILE = "model.onnx"
-
-
-def variant_filename(variant: str | None) -> str:
-    return MODEL_FILE if variant is None else f"model.{variant}.onnx"
-
-
-def artifact_key(model: str, version: int, variant: str | None = None) -> str:
-    return f"models/{model}/{version}/{variant_filename(variant)}"
-
-
-def metadata_key(model: str, version: int) -> str:
-    return f"models/{model}/{version}/metadata.json"
-
-
-def _version_of_blob(key: str) -> tuple[str, str] | None:
-    parts = key.split("/")
-    return (parts[1], parts[2]) if len(parts) == 4 else None
-
-
 # For `visiondock fsck`: a version whose file is missing needs a person (an alias may point at it).
-VERSION_BLOBS = Pairing("model versions", VERSIONS, "models/",
-                        lambda doc: artifact_key(doc.partition_key, int(doc.id)), _version_of_blob,
+VERSION_BLOBS = Pairing("model versions", VERSIONS, MODEL_PREFIX,
+                        lambda doc: artifact_key(doc.partition_key, int(doc.id)), version_of_blob,
                         delete_documents_without_blob=False)
 
 
@@ -143,8 +131,10 @@ class ModelCatalog:
     # -- versions ------------------------------------------------------------------
     def register(self, model: str, artifact: BinaryIO, metadata: dict[str, Any], *,
                  variants: Mapping[str, BinaryIO] | None = None,
-                 variant_metrics: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Store an ONNX file, its variants and its metadata as the model's next version.
+                 variant_metrics: Mapping[str, dict[str, Any]] | None = None,
+                 label_issues: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """Store an ONNX file, its variants and its metadata as the model's next version; with
+        `label_issues`, the trainer's list of likely label errors beside them (`label-issues.json`).
 
         With `metadata["run_id"]` the version takes the number the run reserved (or the
         next one), and the run becomes `succeeded`; a finished run registers nothing.
@@ -181,6 +171,11 @@ class ModelCatalog:
                 self.blobs.put(metadata_key(model, version), json.dumps(document, indent=2).encode(),
                                content_type="application/json", overwrite=False)
                 written.append(metadata_key(model, version))
+                if label_issues is not None:
+                    self.blobs.put(label_issues_key(model, version),
+                                   json.dumps([dict(item) for item in label_issues]).encode(),
+                                   content_type="application/json", overwrite=False)
+                    written.append(label_issues_key(model, version))
                 stored = self.documents.create(VERSIONS, document, partition_key=model)
             except BaseException as exc:
                 for key in written:
@@ -246,11 +241,24 @@ class ModelCatalog:
         # files cannot break a reader; a file left behind by a crash is unreachable, not half a version.
         self.documents.delete(VERSIONS, str(version), partition_key=model)
         keys = [found["artifact"]["key"], *(v["key"] for v in found.get("variants", {}).values()),
-                metadata_key(model, version)]
+                metadata_key(model, version), label_issues_key(model, version)]
         for key in keys:
             with contextlib.suppress(BlobNotFoundError):
                 self.blobs.delete(key)
         log.info("deleted %s version %d and %d files", model, version, len(keys))
+
+    def label_issues(self, model: str, version: int, *, limit: int | None = None) -> dict[str, Any]:
+        """The likely label errors the trainer listed for a version, most likely first."""
+        found = self.get_version(model, version)
+        try:
+            items = json.loads(self.blobs.get(label_issues_key(model, version)))
+        except BlobNotFoundError:
+            raise NotFound(f"model {model!r} version {version} has no list of label issues: only classifiers "
+                           "trained with cross-validation have one") from None
+        summary = found.get("metrics", {}).get("label_issues", {})
+        return {"model": model, "version": version, "project_id": found.get("project_id"),
+                "threshold": summary.get("threshold"), "checked": summary.get("checked"), "count": len(items),
+                "items": items[:limit] if limit is not None else items}
 
     def artifact(self, model: str, version: int, filename: str = MODEL_FILE) -> tuple[Iterator[bytes], dict[str, Any]]:
         """The stream and checksum of a version's file: `model.onnx` or a variant's `model.<variant>.onnx`."""

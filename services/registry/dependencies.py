@@ -1,4 +1,5 @@
-"""What the registry's route modules share: the catalog and the path parameters."""
+"""What the registry's route modules share: the catalog and the run launches, the path parameters, and
+the permissions more than one module declares."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from fastapi import Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.auth import Principal, by_lookup
+from visiondock.web import require_role
 
 from .catalog import ModelCatalog
+from .launches import RunLaunches
 from .schemas import RUN_ID_PATTERN, AliasName, ModelName, RunId
 
 
@@ -18,7 +21,12 @@ async def _catalog(request: Request) -> ModelCatalog:
     return request.app.state.catalog
 
 
+async def _launches(request: Request) -> RunLaunches:
+    return request.app.state.launches
+
+
 Catalog = Annotated[ModelCatalog, Depends(_catalog)]
+Launches = Annotated[RunLaunches, Depends(_launches)]
 Model = Annotated[ModelName, Path(description="The model's name, e.g. the project it was trained from.")]
 AliasPath = Annotated[AliasName, Path(description="An alias such as `production` or `staging`.")]
 RunPath = Annotated[RunId, Path(description="The run's id, `run-` and 16 hex digits.")]
@@ -36,6 +44,8 @@ async def _run_touches(request: Request, principal: Principal) -> list[str]:
 
 # The scope of the routes of one run: the key must cover the run's model and project.
 BY_RUN = by_lookup(_run_touches, "the run's model and project")
+# Moving an alias deploys a version, and deleting one undeploys it: admin keys only.
+DEPLOYS = [Depends(require_role("admin"))]
 
 
 def run_for(catalog: ModelCatalog, run_id: str) -> dict[str, Any]:

@@ -1,60 +1,32 @@
-"""HTTP routes of the registry service: thin wrappers over ModelCatalog and its TrainingRuns."""
+"""HTTP routes of the registry's models and versions: thin wrappers over ModelCatalog (aliases:
+`alias_routes.py`; training runs: `run_routes.py`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import StreamingResponse
 from pydantic import Json
 
-from visiondock.auth import EVERYTHING, ResourceScope, by_body
-from visiondock.errors import Forbidden, InvalidContent
+from visiondock.auth import EVERYTHING, ResourceScope
+from visiondock.blob_keys import MODEL_FILE, variant_filename
+from visiondock.errors import InvalidContent
 from visiondock.limits import body_limit
 from visiondock.schemas import Page, PageSize
 from visiondock.vocabulary import FP16, INT8, VARIANTS
-from visiondock.web import Caller, require_role
+from visiondock.web import require_role
 
-from .alias_routes import IfMatch, request_actor
-from .aliases import quoted as _quoted
-from .catalog import MODEL_FILE, variant_filename
-from .dependencies import BY_RUN, AliasPath, Catalog, Model, RunPath, run_for
-from .launches import RunLaunches
-from .schemas import (
-    Alias,
-    AliasList,
-    AliasUpdate,
-    ModelName,
-    ModelSummary,
-    ModelVersion,
-    ReservedVersion,
-    ResolvedAlias,
-    RunCreate,
-    RunStatus,
-    RunUpdate,
-    TrainingRun,
-    VersionRegistration,
-)
+from .dependencies import DEPLOYS, Catalog, Model
+from .schemas import LabelIssueList, ModelSummary, ModelVersion, VersionRegistration
 
-
-async def _launches(request: Request) -> RunLaunches:
-    return request.app.state.launches
-
-
-Launches = Annotated[RunLaunches, Depends(_launches)]
 ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
 
-# The trainer registers versions and reports runs; scoring services (predict keys) read models
-# and download their files; moving an alias deploys, which only admin keys may.
+# The trainer registers versions; scoring services (predict keys) read models and download their
+# files; deleting a version is an admin's.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))])
-_DEPLOYS = [Depends(require_role("admin"))]
 # A version's project decides where the scoring service captures its predictions: covered like its model.
 _REGISTERS = [Depends(require_role("train", scope=ResourceScope(path=True, body=("metadata.project_id",))))]
-# The trainer reads the run's project: a key creating a run must cover its model and its project.
-_CREATES_RUN = [Depends(require_role("train", scope=by_body("model", "project_id")))]
-_READS_RUNS = [Depends(require_role("train", readers=("predict",), scope=ResourceScope(query=("model",),
-                                                                                         unnamed="everything")))]
-_ONE_RUN = [Depends(require_role("train", readers=("predict",), scope=BY_RUN))]
 # An ONNX file and its variants (INT8 a quarter, fp16 half its size); EfficientNet-Lite2 is ~25 MB, detectors a
 # little more.
 MAX_VERSION_UPLOAD_BYTES = 1024 * 1024 * 1024
@@ -87,10 +59,13 @@ def register_version(
 ) -> dict:
     fields = metadata.model_dump()
     variant_metrics = fields.pop("variant_metrics")
+    issues = fields.pop("label_issues")
     variants = {name: upload.file for name, upload in ((INT8, int8), (FP16, fp16)) if upload is not None}
     if set(variant_metrics) - set(variants):
         raise InvalidContent("variant_metrics names a variant whose file was not sent")
-    return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics)
+    return catalog.register(model, file.file, fields, variants=variants, variant_metrics=variant_metrics,
+                            label_issues=[{k: v for k, v in item.items() if v is not None} for item in issues]
+                            if issues is not None else None)
 
 
 @router.get("/models/{model}/versions", response_model=Page[ModelVersion], tags=["versions"],
@@ -108,7 +83,7 @@ def list_versions(model: Model, catalog: Catalog, limit: PageSize = 100, continu
 
 
 @router.delete("/models/{model}/versions/{version}", status_code=204, tags=["versions"],
-               summary="Delete a version and its files (409 while an alias points at it)", dependencies=_DEPLOYS)
+               summary="Delete a version and its files (409 while an alias points at it)", dependencies=DEPLOYS)
 def delete_version(model: Model, version: int, catalog: Catalog) -> None:
     catalog.delete_version(model, version)
 
@@ -116,6 +91,16 @@ def delete_version(model: Model, version: int, catalog: Catalog) -> None:
 @router.get("/models/{model}/versions/{version}", response_model=ModelVersion, tags=["versions"])
 def get_version(model: Model, version: int, catalog: Catalog) -> dict:
     return catalog.get_version(model, version)
+
+
+@router.get("/models/{model}/versions/{version}/label-issues", response_model=LabelIssueList, tags=["versions"],
+            response_model_exclude_none=True,
+            summary="Likely label errors the version's training found: labeled images whose given label the "
+                    "models that never saw them found unlikely, most likely first (404 for versions without a list)")
+def get_label_issues(model: Model, version: int, catalog: Catalog,
+                     limit: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
+                     ) -> dict:
+    return catalog.label_issues(model, version, limit=limit)
 
 
 @router.get("/models/{model}/versions/{version}/artifacts/{filename}", tags=["versions"],
@@ -126,90 +111,3 @@ def get_artifact(model: Model, version: int, filename: ArtifactName, catalog: Ca
     headers = {"Content-Length": str(info["size"]), "ETag": f'"{info["sha256"]}"',
                "X-Content-SHA256": info["sha256"]}
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
-
-
-@router.get("/models/{model}/aliases", response_model=AliasList, tags=["aliases"])
-def list_aliases(model: Model, catalog: Catalog) -> dict:
-    return {"data": catalog.list_aliases(model)}
-
-
-@router.put("/models/{model}/aliases/{alias}", response_model=Alias, tags=["aliases"],
-            summary="Point an alias at a version (deploys it to whatever serves the alias); recorded in its "
-                    "history. With If-Match (the alias's ETag) a move refuses to overwrite a newer one: 412.",
-            dependencies=_DEPLOYS)
-def set_alias(model: Model, alias: AliasPath, body: AliasUpdate, catalog: Catalog, request: Request,
-              response: Response, if_match: IfMatch = None) -> dict:
-    moved = catalog.set_alias(model, alias, body.version, actor=request_actor(request), reason=body.reason,
-                               if_match=if_match)
-    response.headers["ETag"] = _quoted(moved["etag"])
-    return moved
-
-
-@router.get("/models/{model}/aliases/{alias}", response_model=ResolvedAlias, tags=["aliases"],
-            summary="The version an alias points at, with its metadata and artifact",
-            responses={304: {"description": "The alias has not changed since the ETag sent in If-None-Match."}})
-def resolve_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
-                  response: Response) -> dict | Response:
-    # Watchers poll this: an unchanged alias costs one small read and an empty 304.
-    seen = request.headers.get("if-none-match")
-    if seen and seen == _quoted(catalog.get_alias(model, alias)["etag"]):
-        return Response(status_code=304, headers={"ETag": seen})
-    resolved = catalog.resolve_alias(model, alias)
-    response.headers["ETag"] = _quoted(resolved["etag"])
-    return resolved
-
-
-@router.delete("/models/{model}/aliases/{alias}", status_code=204, tags=["aliases"], dependencies=_DEPLOYS)
-def delete_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
-                 if_match: IfMatch = None, reason: Annotated[str, Query(max_length=500)] = "") -> None:
-    catalog.delete_alias(model, alias, actor=request_actor(request), reason=reason, if_match=if_match)
-
-
-# -- training runs --------------------------------------------------------------------
-@router.post("/runs", status_code=201, response_model=TrainingRun, tags=["runs"],
-             summary="Create a training run (queued); the trainer reports its progress on it. With `launch`, "
-                     "also start the trainer: a Kubernetes Job, or a process beside the registry (`on: local`)",
-             dependencies=_CREATES_RUN)
-def create_run(body: RunCreate, launches: Launches, caller: Caller) -> dict:
-    if caller.run_id is not None:
-        raise Forbidden(f"the key {caller.name!r} belongs to a training run; it cannot start others")
-    return launches.create(body)
-
-
-@router.get("/runs", response_model=Page[TrainingRun], tags=["runs"], summary="Training runs, newest first",
-            dependencies=_READS_RUNS)
-def list_runs(catalog: Catalog, model: ModelName | None = None, status: RunStatus | None = None,
-              limit: PageSize = 100, continuation: str | None = None) -> dict:
-    items, token = catalog.runs.list(model=model, status=status, limit=limit, continuation=continuation)
-    return {"data": items, "continuation": token}
-
-
-@router.get("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
-            summary="A run; for a launched run, its Kubernetes Job is read too (a failed Job fails the run)",
-            dependencies=_ONE_RUN)
-def get_run(run_id: RunPath, catalog: Catalog, launches: Launches) -> dict:
-    return launches.follow(run_for(catalog, run_id))
-
-
-# The pod log can hold paths and settings: train keys only, not the scoring services' predict keys.
-@router.get("/runs/{run_id}/job-logs", response_class=PlainTextResponse, tags=["runs"],
-            summary="The last lines of the pod log of a run started as a Kubernetes Job (also what a trainer "
-                    "printed before it could report, e.g. when it was killed)",
-            dependencies=[Depends(require_role("train", scope=BY_RUN))])
-def get_job_logs(run_id: RunPath, catalog: Catalog, launches: Launches,
-                 tail: Annotated[int, Query(ge=1, le=10000)] = 200) -> str:
-    return launches.logs(run_for(catalog, run_id), tail_lines=tail)
-
-
-@router.patch("/runs/{run_id}", response_model=TrainingRun, tags=["runs"],
-              summary="Report progress: running with stage, epoch and metrics, or failed with the error",
-              dependencies=_ONE_RUN)
-def update_run(run_id: RunPath, body: RunUpdate, catalog: Catalog) -> dict:
-    return catalog.runs.update(run_id, body.model_dump(exclude_none=True))
-
-
-@router.post("/runs/{run_id}/reserve-version", response_model=ReservedVersion, tags=["runs"],
-             summary="The version number the run will register under (the same on every call)",
-             dependencies=_ONE_RUN)
-def reserve_version(run_id: RunPath, catalog: Catalog) -> dict:
-    return catalog.runs.reserve_version(run_id)

@@ -42,6 +42,31 @@ class VersionMetadata(BaseModel):
                                     "(see `GET …/versions/{v}/lineage`).")
 
 
+MAX_LABEL_ISSUES = 1000
+
+
+class LabelIssue(BaseModel):
+    """One likely label error. Multiclass and face: the given class and the one the models prefer, with
+    their out-of-fold probabilities. Multilabel: one tag of the image (`label`), whether it was given, and
+    its out-of-fold probability."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_id: str = Field(description="The image's id (SHA-256) in the project.")
+    filename: str = ""
+    rank: int = Field(ge=1, description="1 is the most likely error.")
+    suspicion: float = Field(ge=0, le=1, description="How likely the label is wrong: 1 - the out-of-fold "
+                                                     "probability of what was given (of a missing tag: its "
+                                                     "probability).")
+    given: str | bool | None = Field(default=None, description="The given class, or (multilabel) whether "
+                                                                "`label` was given.")
+    given_probability: float | None = None
+    suggested: str | None = Field(default=None, description="The class the models prefer.")
+    suggested_probability: float | None = None
+    label: str | None = Field(default=None, description="Multilabel: the tag in question.")
+    probability: float | None = Field(default=None, description="Multilabel: the tag's out-of-fold probability.")
+
+
 class VersionRegistration(VersionMetadata):
     """The registration form's `metadata`: a version's metadata, plus what the trainer measured
     for each variant file sent with it (stored in the version's `variants`)."""
@@ -49,6 +74,24 @@ class VersionRegistration(VersionMetadata):
     variant_metrics: dict[VariantName, JsonObject] = Field(
         default_factory=dict, description="Per variant file (form field of the same name, e.g. `int8`): how "
                                           "closely it agrees with the fp32 model, as the trainer measured.")
+    label_issues: list[LabelIssue] | None = Field(
+        default=None, max_length=MAX_LABEL_ISSUES,
+        description="Likely label errors the trainer found (classification), most likely first: kept beside "
+                    "the version's files and listed by `GET …/versions/{v}/label-issues`.")
+
+
+class LabelIssueList(BaseModel):
+    """A version's likely label errors: labeled images whose given label the models that never saw them
+    found unlikely (out-of-fold probability below `threshold`), most likely first."""
+
+    model: str
+    version: int
+    project_id: str | None = None
+    threshold: float | None = Field(default=None, description="Out-of-fold probability below which a given "
+                                                              "label is listed.")
+    checked: int | None = Field(default=None, description="How many labeled images were judged.")
+    count: int = Field(description="How many are listed in all (`items` may be a page of them).")
+    items: list[LabelIssue]
 
 
 class Artifact(BaseModel):

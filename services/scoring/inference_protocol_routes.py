@@ -18,12 +18,11 @@ from visiondock.errors import DomainError, Unavailable
 from visiondock.web import domain_error_response, require_role
 
 from . import inference_protocol
+from .dependencies import SCORING_BODY, Scoring
 from .inputs import read_body
 from .model import LoadedModel
-from .routes import SCORING_BODY
 from .schemas import InferRequest, InferResponse, ModelMetadata
 from .served_model import ServedModel
-from .service import ScoringService
 
 
 class _ProtocolErrors(APIRoute):
@@ -45,13 +44,6 @@ class _ProtocolErrors(APIRoute):
 
 _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
-
-
-async def _scoring(request: Request) -> ScoringService:
-    return request.app.state.scoring
-
-
-Scoring = Annotated[ScoringService, Depends(_scoring)]
 
 
 # A dependency naming the version a mount serves (None: whichever is served).

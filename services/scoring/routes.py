@@ -7,49 +7,42 @@ served at), `/v1/models/{model}/<route>` (a model by name),
 `/v1/models/{model}/aliases/{alias}/<route>` (a model at one of the aliases it is served at)
 and `/v1/models/{model}/versions/{version}/<route>` (a model by the version it serves now: a
 caller that must not be moved to a new version by a promotion names it). The model a request
-resolves to is what a scoped key must cover (`requested_model`).
+resolves to is what a scoped key must cover (`requested_model`, in `dependencies.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from visiondock.auth import NOTHING
 from visiondock.errors import DomainError, InvalidInput
-from visiondock.limits import body_limit, loads_bounded
+from visiondock.limits import loads_bounded
 from visiondock.web import Caller, http_status, require_role
 
+from .dependencies import (
+    SCORING_BODY,
+    ModelChoice,
+    Scoring,
+    default_model,
+    model_at_alias,
+    model_by_name,
+    model_by_name_and_version,
+    model_by_name_at_alias,
+    requested_model,
+)
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
 from .model import LoadedModel
 from .render import FORMATS
-from .repository import ModelRepository
 from .schemas import BatchResponse, ModelStatus, PredictResponse, ServedModelsStatus, SkillRequest, SkillResponse
 from .service import ScoringService
 from .skills import SkillRunner
 
-
-def requested_model(app: FastAPI, path_params: Mapping[str, Any]) -> str | None:
-    """The name of the model a request resolves to: `/v1/models/{model}/...` names it, the other routes
-    use the default model (None while there is none: they answer 503)."""
-    model = path_params.get("model")
-    if isinstance(model, str):
-        return model
-    scoring: ScoringService | None = getattr(app.state, "scoring", None)
-    return scoring.repository.default_name() if scoring is not None else None
-
-
-def request_bytes(app: FastAPI) -> int:
-    # The largest body any scoring route takes; each route also caps what it reads itself.
-    return app.state.settings.scoring_max_request_bytes
-
-
-SCORING_BODY = Depends(body_limit(request_bytes))
 _PREDICTS = [Depends(require_role("predict", resource=requested_model)), SCORING_BODY]
 # Azure AI Search presents its key in its own header; only the skill routes accept it.
 _SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=requested_model)), SCORING_BODY]
@@ -81,55 +74,6 @@ _BATCH_BODY = {
 }
 _SKILL_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": SkillRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
-
-
-async def _scoring(request: Request) -> ScoringService:
-    return request.app.state.scoring
-
-
-Scoring = Annotated[ScoringService, Depends(_scoring)]
-
-
-def repository_of(request: Request) -> ModelRepository:
-    return request.app.state.scoring.repository
-
-
-# A dependency giving the session a mount scores with, resolved through the repository (404 / 503 here,
-# before a body that cannot be scored is read); it may take path parameters of the mount. One dependency
-# per mount, not several nested ones: FastAPI solves each on every request.
-ModelChoice = Callable[..., Awaitable[LoadedModel]]
-
-
-async def default_model(request: Request) -> LoadedModel:
-    repository = repository_of(request)
-    return await repository.serving(repository.resolve())
-
-
-async def model_at_alias(request: Request, alias: Annotated[
-        str, Path(description="An alias the default model is served at, e.g. `staging`.")]) -> LoadedModel:
-    repository = repository_of(request)
-    return await repository.serving(repository.resolve(alias=alias))
-
-
-async def model_by_name(request: Request, model: Annotated[
-        str, Path(description="A model this service serves (GET /v1/models).")]) -> LoadedModel:
-    repository = repository_of(request)
-    return await repository.serving(repository.resolve(model))
-
-
-async def model_by_name_at_alias(request: Request, model: Annotated[
-        str, Path(description="A model this service serves (GET /v1/models).")], alias: Annotated[
-        str, Path(description="An alias the model is served at, e.g. `production`.")]) -> LoadedModel:
-    repository = repository_of(request)
-    return await repository.serving(repository.resolve(model, alias=alias))
-
-
-async def model_by_name_and_version(request: Request, model: Annotated[
-        str, Path(description="A model this service serves (GET /v1/models).")], version: Annotated[
-        int, Path(ge=1, description="The version it serves; 404 naming the served ones when it is another.")],
-        ) -> LoadedModel:
-    repository = repository_of(request)
-    return await repository.serving(repository.resolve(model, version=version))
 
 
 async def _skill(request: Request, kind: str, model: LoadedModel) -> dict[str, Any]:

@@ -33,7 +33,7 @@ MIN_FREE_FRACTION = 0.10
 KEEP_RECENT_SECONDS = 3600.0
 # In a directory the trainer made its cache: the only directories pruning may touch.
 CACHE_MARKER = ".visiondock-trainer-cache"
-# The measured backbone speeds (features.py), which only the trainer writes at the cache's top.
+# The backbone speeds earlier trainers measured and kept at the cache's top (no longer written).
 SPEED_FILE = "feature-speed.json"
 # Not cache entries: rewritten by every run that computes features, or the marker itself.
 _KEPT_NAMES = frozenset({SPEED_FILE, CACHE_MARKER})

@@ -185,29 +185,3 @@ class FaceBoxCache:
 
     def put(self, sha256: str, box: tuple[int, int, int, int] | None) -> None:
         atomic_write(self._path(sha256), lambda tmp: tmp.write_text(json.dumps({"box": box})))
-
-
-class FeatureSpeed:
-    """Seconds per image each backbone's features took on this machine (download, decode and
-    the frozen backbone), kept beside the cache: what `--backbone auto` budgets with when the
-    features of a run are already cached."""
-
-    # Lite0 on 2 CPU cores under load, for a cache that has no measurement yet.
-    DEFAULT_SECONDS_PER_IMAGE = 0.02
-    MIN_IMAGES = 16  # fewer images time the start-up more than the backbone
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / "feature-speed.json"
-
-    def read(self) -> dict[str, float]:
-        try:
-            raw = json.loads(self.path.read_text())
-            return {str(name): float(value) for name, value in raw.items() if float(value) > 0}
-        except (OSError, ValueError, AttributeError):
-            return {}
-
-    def record(self, backbone: str, seconds: float, images: int) -> None:
-        if images < self.MIN_IMAGES:
-            return
-        speeds = self.read() | {backbone: round(seconds / images, 6)}
-        atomic_write(self.path, lambda tmp: tmp.write_text(json.dumps(speeds, sort_keys=True)))

@@ -13,12 +13,10 @@ learning-rate factor, weight decay, patience, dropout.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +30,7 @@ from visiondock.vocabulary import ADVANCED
 from .backbone import Top
 from .features import prepared_batches
 from .heads import loss_fn, score, validation_point
+from .loop import KeepBest, warmup_cosine
 from .options import scoped_default
 
 log = logging.getLogger(__name__)
@@ -138,15 +137,9 @@ def fine_tune(top: Top, head: nn.Linear, trunk: Callable[[np.ndarray], np.ndarra
     ], weight_decay=options.weight_decay)
     steps_per_epoch = math.ceil(len(train_images) / options.batch_size)
     total_steps = max(1, steps_per_epoch * options.epochs)
+    # Linear warm-up over half an epoch (the head starts trained, the blocks pretrained), then cosine.
     warmup = max(1, steps_per_epoch // 2)
-
-    def rate(step: int) -> float:
-        # Linear warm-up over half an epoch (the head starts trained, the blocks pretrained), then cosine.
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total_steps))
     dtype = torch.float32 if multilabel else torch.int64
     y_all = torch.from_numpy(train_targets).to(dtype)
     val_y = torch.from_numpy(val_targets).to(dtype).to(device)
@@ -160,14 +153,14 @@ def fine_tune(top: Top, head: nn.Linear, trunk: Callable[[np.ndarray], np.ndarra
             return validation_point(val_logits, val_y, multilabel=multilabel)
 
     history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, Any], dict[str, Any]] | None = None
+    # Without validation the last epoch is kept (its value is -epoch); patience needs validation.
+    keep = KeepBest(top, head, patience=options.patience if val_x is not None else None)
     top.eval()
     classifier.eval()
     initial = {"epoch": 0, **validate()}
     if val_x is not None:
         history.append(initial)
-        best = (initial["val_loss"], 0, copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
-    stale = 0
+        keep.update(0, initial["val_loss"])
     for epoch in range(1, options.epochs + 1):
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(train_images))
@@ -204,18 +197,12 @@ def fine_tune(top: Top, head: nn.Linear, trunk: Callable[[np.ndarray], np.ndarra
         log.info("epoch %d/%d: %s", epoch, options.epochs, entry)
         if on_epoch is not None:
             on_epoch(epoch, options.epochs, entry)
-        current = entry.get("val_loss", -epoch)  # without validation: the last epoch
-        if best is None or current < best[0]:
-            best = (current, epoch, copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
-            stale = 0
-        else:
-            stale += 1
-            if val_x is not None and stale >= options.patience:
-                log.info("validation loss has not improved for %d epochs: stopping", stale)
-                break
-    assert best is not None
-    top.load_state_dict(best[2])
-    head.load_state_dict(best[3])
+        keep.update(epoch, entry.get("val_loss", -epoch))
+        if keep.should_stop:
+            log.info("validation loss has not improved for %d epochs: stopping", keep.stale)
+            break
+    best_epoch = keep.restore()
+    assert best_epoch is not None
     top.eval()
     epochs_run = sum(1 for entry in history if entry["epoch"] > 0)
-    return FineTuneResult(head=head.eval(), history=history, best_epoch=best[1], epochs_run=epochs_run)
+    return FineTuneResult(head=head.eval(), history=history, best_epoch=best_epoch, epochs_run=epochs_run)

@@ -10,10 +10,8 @@ epochs and patience.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ from torch.nn import functional as F
 from visiondock.vocabulary import LINEAR
 
 from .backbone import PooledFeatures
+from .loop import KeepBest
 
 WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
 DEFAULT_WEIGHT_DECAY = 1e-3
@@ -77,7 +76,8 @@ class HeadFit:
 
 def fit_linear_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *,
                     num_outputs: int, multilabel: bool, weight_decay: float, seed: int,
-                    max_iter: int = 300, start: nn.Module | None = None) -> HeadFit:
+                    max_iter: int = 300, start: nn.Module | None = None,
+                    tolerance_change: float = 1e-9) -> HeadFit:
     """Logistic regression on features by full-batch L-BFGS, with the loss curves it went through.
 
     The problem is convex, so `start` (a linear head fitted with a nearby weight decay or on
@@ -92,6 +92,7 @@ def fit_linear_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
     optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_change=tolerance_change,
                                   line_search_fn="strong_wolfe")
     history: list[dict[str, float]] = []
 
@@ -124,8 +125,8 @@ def fit_mlp_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=weight_decay * 100)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, Any], int] | None = None
-    stale = 0
+    # Without validation images (a refit on every image) the last epoch is kept: its value is -epoch.
+    keep = KeepBest(head, patience=patience)
     for epoch in range(1, epochs + 1):
         head.train()
         losses, metrics = [], []
@@ -144,17 +145,11 @@ def fit_mlp_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, va
             with torch.no_grad():
                 entry |= validation_point(head(vx), vy, multilabel=multilabel)
         history.append(entry)
-        # Without validation images (a refit on every image) the last epoch is kept.
-        current = entry.get("val_loss", -epoch)
-        if best is None or current < best[0]:
-            best, stale = (current, copy.deepcopy(head.state_dict()), epoch), 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    assert best is not None
-    head.load_state_dict(best[1])
-    return HeadFit(head=head.eval(), weight_decay=weight_decay, history=history, epochs=best[2])
+        keep.update(epoch, entry.get("val_loss", -epoch))
+        if keep.should_stop:
+            break
+    best_epoch = keep.restore()
+    return HeadFit(head=head.eval(), weight_decay=weight_decay, history=history, epochs=best_epoch)
 
 
 @contextlib.contextmanager
@@ -175,23 +170,25 @@ def torch_threads(count: int) -> Iterator[None]:
 def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, kind: str,
              num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None = None,
              weight_decays: Sequence[float] | None = None, epochs: int | None = None,
-             start: nn.Module | None = None) -> HeadFit:
+             start: nn.Module | None = None, tolerance_change: float = 1e-9) -> HeadFit:
     """Fit a head; without a given weight decay, the one of `weight_decays` with the lowest
     validation loss is chosen. `epochs` fixes the MLP's epochs (a refit without validation);
-    `start` is a fitted linear head to start from (a refit)."""
+    `start` is a fitted linear head to start from (a refit); `tolerance_change` is where L-BFGS
+    stops (a linear head's loss changing less than that between steps)."""
     with torch_threads(1):
         return _fit_head(train_x, train_y, val_x, val_y, kind=kind, num_outputs=num_outputs, multilabel=multilabel,
                          seed=seed, weight_decay=weight_decay, weight_decays=weight_decays or WEIGHT_DECAYS,
-                         epochs=epochs, start=start)
+                         epochs=epochs, start=start, tolerance_change=tolerance_change)
 
 
 def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, kind: str,
               num_outputs: int, multilabel: bool, seed: int, weight_decay: float | None,
-              weight_decays: Sequence[float], epochs: int | None, start: nn.Module | None) -> HeadFit:
+              weight_decays: Sequence[float], epochs: int | None, start: nn.Module | None,
+              tolerance_change: float) -> HeadFit:
     def fit(decay: float, start: nn.Module | None) -> HeadFit:
         if kind == LINEAR:
             return fit_linear_head(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
-                                   weight_decay=decay, seed=seed, start=start)
+                                   weight_decay=decay, seed=seed, start=start, tolerance_change=tolerance_change)
         return fit_mlp_head(train_x, train_y, val_x, val_y, num_outputs=num_outputs, multilabel=multilabel,
                             weight_decay=decay, seed=seed, **({"epochs": epochs} if epochs else {}))
 

@@ -32,7 +32,6 @@ from visiondock.vocabulary import FP16, INT8, MULTICLASS
 
 from .cache_budget import claim_cache_dir, prune_after_training
 from .data import ImageLoader, TrainingDataError, fetch_listing
-from .export import export_onnx
 from .options import OptionError, TrainingOptions
 from .steps import RunSteps
 from .tasks import RunContext, Task, task_for
@@ -61,6 +60,7 @@ class TrainingResult:
     # Feature cache use, images without a face, the INT8 decision, timings.
     report: dict[str, Any] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)  # the version's parameters (with the selection table)
 
 
 def describe(exc: BaseException) -> str:
@@ -127,12 +127,11 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
                              backbone=task.backbone, output_names=exported.output_names,
                              thresholds=validation.thresholds, model_name=options.model_name,
                              model_version=str(version), extra={**exported.card_extra, "run_id": run_id})
-            onnx_path = export_onnx(exported.module, card, Path(workdir) / "model.onnx")
+            onnx_path = task.export_file(data, model, exported, card, Path(workdir) / "model.onnx")
         with steps.step("parity", stage=False):
-            parity_inputs = exported.check_inputs[:PARITY_IMAGES]
-            parity = task.check_parity(exported.module, onnx_path, parity_inputs, card)
+            parity = task.check_export(exported, onnx_path, card, PARITY_IMAGES)
         metrics["export_parity"] = {**parity, "checked_on": exported.check_source}
-        log.info("ONNX parity on %d %s images: %s", len(parity_inputs), exported.check_source, parity)
+        log.info("ONNX parity on %d %s images: %s", parity.get("checked", 0), exported.check_source, parity)
 
         # Variant files, each registered only when it answers like the fp32 file. One that cannot be made
         # is left out with the reason: the trained model is registered all the same.
@@ -166,6 +165,9 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
             "params": {**options.params(), **model.params},
             "run_id": run_id,
             "variant_metrics": variant_metrics,
+            # Likely label errors (classification): kept beside the version's files, listed by
+            # GET /v1/models/{model}/versions/{version}/label-issues.
+            **({"label_issues": validation.label_issues} if validation.label_issues is not None else {}),
             "lineage": training_lineage(registry, options.model_name, records=data.records, splits=data.split_ids(),
                                         params=options.params(), project_id=options.project),
         }
@@ -175,4 +177,5 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
     log.info("registered %s version %s in %.1f s (run %s)", options.model_name, registered["version"], seconds, run_id)
     return TrainingResult(model=options.model_name, version=int(registered["version"]), metrics=metrics,
                           skipped=list(run.loader.skipped), seconds=seconds, run_id=run_id, task=task.name,
-                          report=steps.report, variants=sorted(registered.get("variants", {})))
+                          report=steps.report, variants=sorted(registered.get("variants", {})),
+                          params=dict(registered.get("params", {})))

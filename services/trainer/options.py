@@ -44,11 +44,9 @@ from visiondock.vocabulary import (
     EVALUATIONS,
     FACE,
     HEADS,
-    LINEAR,
     MODEL_TASKS,
     MODES,
     MULTICLASS,
-    MULTILABEL,
     PROJECT_TYPES,
     QUICK,
     TASK_PRESETS,
@@ -60,8 +58,11 @@ Kind = Literal["identity", "training", "runtime"]
 _SPEC = "visiondock.option"
 
 
-# Lite0 and Lite1 for 720 images on 2 CPU cores (about 15 s); Lite2 as well below about 500 images.
-SELECTION_BUDGET_S = 20.0
+# Backbone passes over the images that quick mode's candidates may take, counted in EfficientNet-Lite0
+# images (Lite1 1.45, Lite2 2.0, a mirrored view as much again): every backbone and view for 200 images,
+# Lite0 plain and mirrored for 720. A count of the data, not of the machine: the same images get the
+# same candidates.
+SELECTION_BUDGET = 2000.0
 
 
 class OptionError(ValueError):
@@ -138,16 +139,17 @@ class TrainingOptions:
     task_preset: str | None = option(None, "face (multiclass project, one tag per person, `unknown` for people to "
                                            "reject): find the largest face, identify it, or answer `unknown`",
                                      choices=TASK_PRESETS)
-    backbone: str = option(AUTO, "the ImageNet-pretrained backbone; auto: in quick mode, the one whose head has the "
-                                 "lowest validation loss among those whose features fit in --selection-budget, "
-                                 f"elsewhere {DEFAULT_BACKBONE}", choices=(AUTO, *BACKBONES))
-    head: str = option(LINEAR, "the classifier head on the features; auto: in quick mode, linear or mlp, whichever "
-                               "has the lower validation loss", choices=(AUTO, *HEADS), tasks=CLASSIFICATION_TASKS)
-    selection_budget: float = option(SELECTION_BUDGET_S, "with --backbone auto, the seconds that computing every tried "
-                                                         "backbone's features may take, estimated at this machine's "
-                                                         "speed as if none were cached (the cheapest backbone is "
-                                                         "always tried)", tasks=CLASSIFICATION_TASKS, modes=(QUICK,),
-                                     metavar="SECONDS")
+    backbone: str = option(AUTO, "the ImageNet-pretrained backbone; auto: in quick mode, chosen by repeated "
+                                 "cross-validation among the backbones (and ensembles of them) whose features fit "
+                                 f"in --selection-budget, elsewhere {DEFAULT_BACKBONE}", choices=(AUTO, *BACKBONES))
+    head: str = option(AUTO, "the classifier head on the features; auto: linear, and in quick mode with up to 400 "
+                             "images also mlp on the best features, chosen by repeated cross-validation (advanced "
+                             "mode: linear)", choices=(AUTO, *HEADS), tasks=CLASSIFICATION_TASKS)
+    selection_budget: float = option(SELECTION_BUDGET, "backbone passes over the images that the candidates' "
+                                                       "features may take, in EfficientNet-Lite0 images (Lite1 counts "
+                                                       "1.45 an image, Lite2 2.0, a mirrored view as much again), "
+                                                       "cheapest first; the cheapest is always computed",
+                                     tasks=CLASSIFICATION_TASKS, modes=(QUICK,), metavar="IMAGES")
     epochs: int | None = option(None, "passes over the training images", modes=(ADVANCED,),
                                 scoped={ADVANCED: 10, DETECTION: 60})
     fine_tune_stages: int = option(1, "how many of the backbone's last stages are fine-tuned",
@@ -157,30 +159,38 @@ class TrainingOptions:
     learning_rate: float | None = option(None, "learning rate of the fine-tuned backbone blocks (AdamW, cosine "
                                                "decay); the head learns 10x (advanced) or 5x (detection) faster",
                                          modes=(ADVANCED,), scoped={ADVANCED: 1e-4, DETECTION: 2e-4})
-    weight_decay: float | None = option(None, "the head's L2 penalty (default: the best of 1e-4, 1e-3, 1e-2 on the "
-                                              "validation images)", tasks=CLASSIFICATION_TASKS)
+    weight_decay: float | None = option(None, "the head's L2 penalty (default: the best of 1e-4, 1e-3, 1e-2 by "
+                                              "out-of-fold loss; advanced mode: validation loss)",
+                                        tasks=CLASSIFICATION_TASKS)
     target_precision: float = option(0.95, "the answers kept above the `uncertain` (face: `unknown`) threshold "
-                                           "must be right this often on the validation images",
+                                           "must be right this often on the out-of-fold predictions of every "
+                                           "labeled image (advanced mode: the validation images)",
                                      tasks=(MULTICLASS, FACE))
     face_margin: float = option(0.2, "widen the detected face box by this share of its size on every side",
                                 tasks=(FACE,))
     input_size: int | None = option(None, "the square input side in pixels, a multiple of 32", tasks=(DETECTION,),
                                     scoped={DETECTION: 448})
-    test_fraction: float = option(0.2, "share of each class held out for testing when the project sets no split")
-    validation_fraction: float = option(0.15, "share of the training side used to choose thresholds and stop early")
+    test_fraction: float = option(0.2, "share of each class held out for testing when the project sets no split "
+                                       "(quick mode: with --evaluation held-out)")
+    validation_fraction: float = option(0.15, "share of the training side used to choose thresholds and stop early",
+                                        modes=(ADVANCED,))
     seed: int = option(0, "seeds the split, the initialization and the augmentation")
-    evaluation: str = option(AUTO, "how metrics and thresholds are estimated: held-out (validation and test "
-                                   "images kept out of training), cross-validation (k folds over every image, "
-                                   "the model then trains on all of them), or auto (cross-validation when a "
-                                   "class has fewer than 6 images or no image is left to test on)",
-                             choices=EVALUATIONS, tasks=(MULTICLASS, MULTILABEL), modes=(QUICK,))
+    evaluation: str = option(AUTO, "what the metrics are measured on: the out-of-fold predictions of repeated k-fold "
+                                   "cross-validation over every labeled image (cross-validation; the model then "
+                                   "learns from all of them), or also a test split kept out (held-out: the "
+                                   "project's test images, or --test-fraction of each class); auto: the project's "
+                                   "test images when it has some, else cross-validation. Thresholds and the choice "
+                                   "of candidates always come from the out-of-fold predictions, and the estimate "
+                                   "from whichever set is larger", choices=EVALUATIONS, tasks=CLASSIFICATION_TASKS,
+                             modes=(QUICK,))
     refit: bool = option(True, "keep the held-out images out of the final model (by default, once evaluated, "
                                "the model is fitted again on every labeled image with the settings chosen; "
                                "the metrics stay the held-out ones)", tasks=(*CLASSIFICATION_TASKS, DETECTION),
                          modes=(QUICK,), off_flag="--no-refit")
     int8: bool = option(True, "skip the INT8 variant (by default every version also gets a static INT8 variant "
-                              "when it agrees with fp32 on validation images; the scoring service serves it on "
-                              "CPUs where it is faster)", off_flag="--no-int8")
+                              "when it keeps fp32's accuracy: quick classifiers judged on the out-of-fold "
+                              "predictions of every labeled image, detectors on validation images; the scoring "
+                              "service serves it on CPUs where it is faster)", off_flag="--no-int8")
     fp16: bool = option(True, "skip the fp16 variant (by default every version also gets a float16 variant when it "
                               "agrees with fp32 on validation images; the scoring service serves it on GPUs where it "
                               "is faster)", off_flag="--no-fp16")
@@ -227,8 +237,6 @@ class TrainingOptions:
             wrong.append("--face-margin must be at least 0")
         if self.selection_budget < 0:
             wrong.append("--selection-budget must be at least 0")
-        elif self.selection_budget != SELECTION_BUDGET_S and self.backbone != AUTO:
-            wrong.append(f"--selection-budget chooses among backbones; it does nothing with --backbone {self.backbone}")
         if wrong:
             raise OptionError("; ".join(wrong))
         if self.input_size is not None:

@@ -57,9 +57,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
         for image_id in circles[:3]:
             annotation.set_image_tags(MODEL, image_id, ["square"])
         upload_tagged(annotation, MODEL, shape_images(SHAPES, 3, seed=22))
-        # The second also chooses its head (and backbone) on enough validation images to choose on.
-        second = run_training(TrainingOptions(project=MODEL, cache_dir=cache, progress=False, head="auto",
-                                              validation_fraction=0.3), annotation, registry)
+        second = run_training(TrainingOptions(project=MODEL, cache_dir=cache, progress=False), annotation, registry)
         registry.set_alias(MODEL, "staging", second.version)
         versions = [registry.get_version(MODEL, first.version), registry.get_version(MODEL, second.version)]
         yield Trained(services=services, registry=registry, versions=versions)

@@ -33,7 +33,12 @@ def open_page(browser: Any, trained: Trained, route: str = "#/") -> Any:
 
 
 def wait_loaded(page: Any, route: str) -> None:
-    page.wait_for_function("want => document.body.dataset.loaded === want", arg=route)
+    """Waits for the page to say `route` is drawn, or that it failed; a failure names what the page
+    showed and any script error, which are the usual reasons."""
+    page.wait_for_function("want => [want, 'error'].includes(document.body.dataset.loaded)", arg=route)
+    if page.evaluate("document.body.dataset.loaded") == "error":
+        shown = page.locator("[role=alert]").all_inner_texts()
+        raise AssertionError(f"{route} failed to draw: {shown}; page errors: {getattr(page, 'errors', [])}")
 
 
 def test_a_wrong_key_is_refused_and_the_models_list_shows_aliases_and_metrics(
@@ -91,20 +96,19 @@ def test_a_version_page_draws_its_metrics_curves_and_data(browser: Any, trained:
     for part, ids in version["splits"].items():
         assert page.locator(f"#splits tr[data-split={part}] td.num").inner_text() == str(len(ids))
     assert "3 relabeled" in page.locator("#data").inner_text()
-    # How it was trained: the chosen backbone and head, and every candidate with its validation loss.
+    # How it was trained: the chosen backbone and head, and every candidate with its cross-validated accuracy.
     params = version["params"]
     assert page.locator("#settings tr[data-setting=backbone] td").last.inner_text() == params["backbone"]
     assert page.locator("#settings tr[data-setting=head] td").last.inner_text() == params["head"]
     for setting, variant in (("INT8 variant (CPUs)", "int8"), ("fp16 variant (GPUs)", "fp16")):
         shown = page.locator(f'#settings tr[data-setting="{setting}"] td').last.inner_text()
         assert shown == ("registered" if metrics[variant]["registered"] else "refused (answers differ from fp32)")
-    tried = params["selection"]["tried"]
-    assert page.locator("#selection tbody tr").count() == len(tried) >= 2
-    for candidate in tried:
-        row = page.locator(f"#selection tr[data-backbone={candidate['backbone']}][data-head={candidate['head']}]")
-        assert row.locator("td.num").first.inner_text() == f"{candidate['val_loss']:.4f}"
-        assert row.get_attribute("data-chosen") == str(
-            (candidate["backbone"], candidate["head"]) == (params["backbone"], params["head"])).lower()
+    candidates = params["selection"]["candidates"]
+    assert page.locator("#selection tbody tr").count() == len(candidates) >= 2
+    for candidate in candidates:
+        row = page.locator(f'#selection tr[data-name="{candidate["name"]}"]')
+        assert row.locator("td.num").nth(1).inner_text().startswith(f"{candidate['score'] * 100:.1f} %")
+        assert row.get_attribute("data-chosen") == str(candidate["chosen"]).lower()
     assert page.locator("#selection tr[data-chosen=true]").count() == 1
     assert page.errors == [] and page.outside == []
     page.screenshot(path=str(artifacts / "version.png"), full_page=True)

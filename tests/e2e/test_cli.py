@@ -54,6 +54,20 @@ def test_project_import_models_promote_predict(services: LocalServices, registry
     # Two photos per shape: cross-validated, trained on all twelve, with a warning rather than an error.
     assert "2-fold cross-validated accuracy" in trained.stdout and "learned from all 12" in trained.stdout
     assert "warning: few images per class" in trained.stdout
+    # The estimate on new photos beside its sample size, and how the candidate was chosen.
+    estimate = registry.get_version("cli-shapes", 1)["metrics"]["estimate"]
+    low, high = estimate["interval"]
+    assert (f"expected accuracy on new photos {estimate['value']:.1%} (95 % interval {low:.1%}-{high:.1%}) from 12 "
+            "images") in trained.stdout
+    assert "5 x 2-fold cross-validation on 12 images (cheapest within one standard error of the best" in trained.stdout
+    assert "<- chosen" in trained.stdout and "INT8 variant" in trained.stdout
+    shown = cli(services, "models", "cli-shapes", "1")
+    assert shown.returncode == 0 and "expected accuracy on new photos" in shown.stdout and "<- chosen" in shown.stdout
+    versions = cli(services, "models", "cli-shapes")
+    assert f"accuracy {estimate['value']:.1%} [{low:.1%}-{high:.1%}] n=12" in versions.stdout
+    issues = cli(services, "label-issues", "cli-shapes", "1")
+    assert issues.returncode == 0 and "likely label errors in cli-shapes version 1 (of 12 labeled images" in \
+        issues.stdout
     promoted = cli(services, "promote", "cli-shapes", "1", "--alias", "production")
     assert promoted.returncode == 0 and "cli-shapes@production -> version 1 (new alias)" in promoted.stdout
     assert registry.get_alias("cli-shapes", "production")["version"] == 1

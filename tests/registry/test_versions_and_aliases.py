@@ -123,3 +123,38 @@ def test_a_failed_registration_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(blobs.list("models/")) == []
     items, _ = catalog.list_versions("pets", limit=10, continuation=None)
     assert items == []
+
+
+ISSUES = [
+    {"image_id": "a" * 64, "filename": "cat-7.jpg", "rank": 1, "suspicion": 0.97, "given": "cat",
+     "given_probability": 0.03, "suggested": "dog", "suggested_probability": 0.95},
+    {"image_id": "b" * 64, "filename": "dog-2.jpg", "rank": 2, "suspicion": 0.85, "given": "dog",
+     "given_probability": 0.15, "suggested": "cat", "suggested_probability": 0.85},
+]
+
+
+def test_a_versions_likely_label_errors_are_kept_beside_it_and_listed(client: TestClient, tmp_path: Path) -> None:
+    """The trainer sends the ranked list with the version; it is stored as a file of the version (not in the
+    version's document, which every listing returns) and served by its own route."""
+    metrics = {**METADATA["metrics"], "label_issues": {"count": 2, "checked": 40, "threshold": 0.2}}
+    registered = register(client, "pets", b"model-1", {**METADATA, "metrics": metrics, "label_issues": ISSUES})
+    assert "label_issues" not in registered and "label_issues" not in client.get("/v1/models/pets/versions/1").json()
+    listed = client.get("/v1/models/pets/versions/1/label-issues").json()
+    assert listed == {"model": "pets", "version": 1, "threshold": 0.2, "checked": 40, "count": 2, "items": ISSUES}
+    first = client.get("/v1/models/pets/versions/1/label-issues", params={"limit": 1}).json()
+    assert first["count"] == 2 and first["items"] == ISSUES[:1]
+    assert client.get("/v1/models/pets/versions/1/label-issues", params={"limit": 0}).status_code == 422
+    # A version without a list (a detector, or one trained before) says so; so does a version that is not there.
+    register(client, "pets", b"model-2")
+    missing = client.get("/v1/models/pets/versions/2/label-issues")
+    assert missing.status_code == 404 and "no list of label issues" in missing.json()["detail"]
+    assert client.get("/v1/models/pets/versions/9/label-issues").status_code == 404
+    # A malformed list is refused with the field named, and nothing is registered.
+    refused = client.post("/v1/models/pets/versions", files={"model": ("model.onnx", b"model-3")},
+                          data={"metadata": json.dumps({**METADATA, "label_issues": [{"rank": 0}]})})
+    assert refused.status_code == 422 and "label_issues" in refused.text
+    assert [v["version"] for v in client.get("/v1/models/pets/versions").json()["data"]] == [2, 1]
+    # Deleting the version deletes its list.
+    assert list((tmp_path / "blobs").rglob("label-issues.json*"))
+    assert client.delete("/v1/models/pets/versions/1").status_code == 204
+    assert not list((tmp_path / "blobs").rglob("label-issues.json*"))

@@ -15,6 +15,7 @@ from skimage.data import astronaut, chelsea
 from torch import nn
 
 from services.trainer.backbone import PooledFeatures
+from services.trainer.compose import compose_classifier
 from services.trainer.export import (
     ParityError,
     check_detection_parity,
@@ -25,7 +26,7 @@ from services.trainer.export import (
 )
 from services.trainer.half_precision import convert_fp16
 from services.trainer.heads import HeadOutputs, ImageClassifier
-from services.trainer.quantize import compose_int8, quantize_int8
+from services.trainer.quantize import quantize_int8
 from visiondock.modelcard import PRECISION_KEY, ModelCard
 from visiondock.postprocess import Detection
 from visiondock.preprocess import PreprocessSpec, to_tensor
@@ -155,29 +156,75 @@ def test_the_fp16_variant_keeps_the_card_and_float32_inputs_and_outputs(tmp_path
     assert np.allclose(session.run(None, {"image": inputs})[0], expected, atol=2e-3)
 
 
-def test_a_quantized_backbone_under_a_float_head_answers_as_the_whole_graph_quantized(tmp_path: Path) -> None:
-    """The quick classifier's INT8 variant: the backbone quantized once (the trainer caches it) and
-    each version's head composed under it gives the same file as quantizing the whole graph."""
-    model, head, card, fp32_path, calibration = exported_classifier(tmp_path)
-    whole = quantize_int8(fp32_path, tmp_path / "whole.int8.onnx", calibration)
-    backbone = export_graph(model.features, torch.zeros(1, 3, 32, 32), tmp_path / "backbone.onnx",
-                            input_name="pixels", output_names=["features"])
-    backbone_int8 = quantize_int8(backbone, tmp_path / "backbone.int8.onnx", calibration, float_feeding_layer=False)
-    float_head = export_graph(HeadOutputs(head, multilabel=False), torch.zeros(1, 8), tmp_path / "head.onnx",
-                              input_name="features", output_names=["probabilities"])
-    composed = compose_int8(backbone_int8, float_head, fp32_path, tmp_path / "composed.int8.onnx")
+class TinyBackboneAt(nn.Module):
+    """Another tiny backbone for ensembles (a different width, like EfficientNet-Lite2 beside Lite0)."""
 
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3, stride=2, padding=1)
+
+    def extract_features(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(images))
+
+
+def member_file(module: nn.Module, path: Path, size: int = 32) -> Path:
+    """A frozen member graph as the trainer caches it: input `image`, output `output`, batch dynamic."""
+    return export_graph(module, torch.zeros(1, 3, size, size), path, input_name="image", output_names=["output"])
+
+
+def head_file(head: nn.Module, width: int, path: Path) -> Path:
+    return export_graph(HeadOutputs(head, multilabel=False), torch.zeros(1, width), path, input_name="features",
+                        output_names=["probabilities"])
+
+
+def run_file(path: Path, inputs: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})[0]
+
+
+def test_a_composed_classifier_computes_backbone_then_head_as_the_torch_model_does(tmp_path: Path) -> None:
+    """Quick mode's file: the cached frozen backbone graph and the head graph, put together."""
+    model, head = classifier()
+    composed = compose_classifier([member_file(model.features, tmp_path / "member.onnx")],
+                                  head_file(head, 8, tmp_path / "head.onnx"), tmp_path / "model.onnx", flip=False)
+    inputs = photos()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(inputs)).numpy()
+    assert np.allclose(run_file(composed, inputs), expected, atol=1e-5)
     session = ort.InferenceSession(str(composed), providers=["CPUExecutionProvider"])
-    metadata = session.get_modelmeta().custom_metadata_map
-    assert ModelCard.from_metadata(metadata) == card and metadata[PRECISION_KEY] == "int8"
-    # Served under the fp32 file's names, whatever the parts were exported with.
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["probabilities"]
-    nodes = onnx.load(str(composed)).graph.node
+
+
+def test_flip_averages_the_features_of_the_image_and_its_mirror_and_ensembles_put_members_side_by_side(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first, second = PooledFeatures(TinyBackboneAt(8)).eval(), PooledFeatures(TinyBackboneAt(5)).eval()
+    head = nn.Linear(13, 3)
+    composed = compose_classifier([member_file(first, tmp_path / "a.onnx"), member_file(second, tmp_path / "b.onnx")],
+                                  head_file(head, 13, tmp_path / "head.onnx"), tmp_path / "model.onnx", flip=True)
+    inputs = photos()
+    with torch.no_grad():
+        x = torch.from_numpy(inputs)
+        mirrored = torch.flip(x, dims=[3])
+        features = torch.cat([(first(x) + first(mirrored)) / 2, (second(x) + second(mirrored)) / 2], dim=1)
+        expected = torch.softmax(head(features), dim=1).numpy()
+    assert np.allclose(run_file(composed, inputs), expected, atol=1e-5)
+    # The mirrored pixels are the trainer's mirrored pass exactly: the tensor reversed along its width.
+    assert np.array_equal(np.ascontiguousarray(inputs[:, :, :, ::-1]), mirrored.numpy())
+
+
+def test_quantized_members_under_the_float_head_answer_close_to_fp32(tmp_path: Path) -> None:
+    """The INT8 variant of a quick classifier: the same assembly from quantized member graphs."""
+    model, head, _, _, calibration = exported_classifier(tmp_path)
+    member = member_file(model.features, tmp_path / "member.onnx")
+    member_int8 = quantize_int8(member, tmp_path / "member.int8.onnx", calibration, float_feeding_layer=False)
+    floats = head_file(head, 8, tmp_path / "head.onnx")
+    fp32 = compose_classifier([member], floats, tmp_path / "model.onnx", flip=False)
+    int8 = compose_classifier([member_int8], floats, tmp_path / "model.int8.onnx", flip=False)
+    nodes = onnx.load(str(int8)).graph.node
     assert any(n.op_type == "QuantizeLinear" for n in nodes) and sum(n.op_type == "Gemm" for n in nodes) == 1
     inputs = photos()
-    expected = ort.InferenceSession(str(whole), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})[0]
-    assert np.allclose(session.run(None, {"image": inputs})[0], expected, atol=1e-6)
+    assert np.abs(run_file(int8, inputs) - run_file(fp32, inputs)).max() < 0.05
 
 
 def test_detection_agreement_matches_label_and_box() -> None:

@@ -44,7 +44,7 @@ def run_on(project_type: str, options: TrainingOptions, tmp_path: Path) -> RunCo
 def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     assert parse_job("--project", "flowers") == parse_cli("flowers") == TrainingOptions(project="flowers")
     options = TrainingOptions(project="flowers")
-    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "linear", "auto", 0)
+    assert (options.mode, options.head, options.backbone, options.seed) == ("quick", "auto", "auto", 0)
     assert options.model_name == "flowers" and options.to_argv() == ["--project", "flowers"]
 
 
@@ -57,7 +57,8 @@ def test_defaults_are_the_dataclass_defaults_on_both_command_lines() -> None:
     ["--task-preset", "face", "--face-margin", "0.3", "--target-precision", "0.99", "--no-refit"],
     ["--evaluation", "cross-validation", "--head", "mlp", "--weight-decay", "0.001"],
     ["--epochs", "5", "--input-size", "256", "--batch-size", "2", "--learning-rate", "0.001"],
-    ["--head", "auto", "--selection-budget", "45.5"],
+    ["--head", "linear", "--selection-budget", "45.5"],
+    ["--backbone", "efficientnet-lite1", "--selection-budget", "600.0"],
 ])
 def test_the_job_argv_round_trips_through_both_parsers(argv: list[str]) -> None:
     options = parse_job("--project", "flowers", *argv)
@@ -96,8 +97,6 @@ def test_the_run_stores_every_training_option_and_nothing_of_the_process() -> No
     (["--mode", "advanced", "--epochs", "0"], "--epochs must be at least 1"),
     (["--target-precision", "0"], "--target-precision must be above 0"),
     (["--mode", "advanced", "--selection-budget", "60"], "--selection-budget is for classification in quick mode"),
-    (["--backbone", "efficientnet-lite1", "--selection-budget", "60"],
-     "--selection-budget chooses among backbones; it does nothing with --backbone efficientnet-lite1"),
     (["--selection-budget", "-1"], "--selection-budget must be at least 0"),
 ])
 def test_options_that_no_task_would_use_are_refused_at_once(argv: list[str], message: str,
@@ -168,7 +167,7 @@ def test_python_callers_get_the_same_checks() -> None:
     with pytest.raises(OptionError, match="--fine-tune-stages"):
         TrainingOptions(project="p", fine_tune_stages=2)
     # At their default values, options never change anything, so they are never in the way.
-    assert TrainingOptions(project="p", fine_tune_stages=1, head="linear").chosen() == {}
+    assert TrainingOptions(project="p", fine_tune_stages=1, head="auto").chosen() == {}
 
 
 @pytest.mark.parametrize(("project_type", "options", "message"), [
@@ -178,6 +177,8 @@ def test_python_callers_get_the_same_checks() -> None:
     ("multiclass", {"epochs": 3}, "--epochs is for classification in advanced mode and detection; this run trains a "
                                   "multiclass model in quick mode"),
     ("multiclass", {"input_size": 256}, "--input-size is for detection; this run trains a multiclass model"),
+    ("multiclass", {"validation_fraction": 0.3}, "--validation-fraction is for classification in advanced mode and "
+                                                 "detection; this run trains a multiclass model in quick mode"),
     ("multilabel", {"target_precision": 0.9}, "--target-precision is for multiclass and the face preset"),
     (DETECTION, {"task_preset": "face"}, "the face preset trains from a multiclass project"),
     ("multilabel", {"task_preset": "face"}, "'p' is multilabel"),

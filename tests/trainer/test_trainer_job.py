@@ -55,13 +55,15 @@ def test_the_job_registers_a_version_and_exits_0(services: LocalServices, annota
     stale.write_bytes(b"\0" * 5000)
     month_ago = time.time() - 30 * 86400
     os.utime(stale, (month_ago, month_ago))
-    process = trainer(services, cache_dir, "--project", project, "--run-id", created["id"],
+    process = trainer(services, cache_dir, "--project", project, "--run-id", created["id"], "--backbone",
+                      "efficientnet-lite0", "--selection-budget", "0",
                       env={"VISIONDOCK_TRAINER_CACHE_MAX_GB": "0.000001"})
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
-    # The run pruned the cache: the stale file went, this run's 18 feature files stayed (used this hour).
+    # The run pruned the cache: the stale file went, this run's feature files stayed (used this hour): the
+    # 18 images' fp32 features and their INT8 backbone's (what the INT8 variant is judged on).
     assert not stale.exists() and not stale.parent.exists()
-    assert len(list((cache_dir / "features").rglob("*.npy"))) == 18
+    assert sorted(len(list(d.rglob("*.npy"))) for d in (cache_dir / "features").iterdir()) == [18, 18]
     assert "removed 1 least recently used" in err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["run_id"] == created["id"] and summary["version"] == 1 and summary["task"] == "multiclass"

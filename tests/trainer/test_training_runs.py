@@ -59,49 +59,75 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     first = upload_tagged(annotation, project, shape_images(SHAPES, 8, seed=1))
     result = run_training(config(project, cache_dir), annotation, registry)
 
-    assert result.report["features"] == {"computed": 24, "cached": 0}
+    # 24 images: the budget affords every backbone, plain and mirrored.
+    assert result.report["features"] == {"computed": 24 * 6, "cached": 0}
     run = registry.get_run(result.run_id)
     assert run["status"] == "succeeded" and run["version"] == result.version and run["stage"] == "registered"
     version = registry.get_version(project, result.version)
     assert version["run_id"] == result.run_id and version["task"] == "multiclass"
+    # Cross-validated on every image; the model learned from all of them.
     splits = version["splits"]
-    ids = [set(splits[part]) for part in ("train", "validation", "test")]
-    assert set().union(*ids) == {image["id"] for image in first} and sum(map(len, ids)) == 24
+    assert set(splits["train"]) == {image["id"] for image in first} and splits["validation"] == splits["test"] == []
     metrics = version["metrics"]
-    for key in ("accuracy", "per_class", "pr_curves", "confusion_matrix", "history", "threshold", "export_parity"):
+    for key in ("accuracy", "per_class", "pr_curves", "confusion_matrix", "history", "threshold", "export_parity",
+                "estimate", "near_duplicates", "label_issues"):
         assert key in metrics, key
     assert set(metrics["per_class"]["circle"]) >= {"precision", "recall", "f1", "ap", "support"}
     assert metrics["export_parity"]["max_abs_diff"] < 1e-3 and metrics["export_parity"]["top1_agreement"] == 1.0
+    # The curve is one fold's fit, its held-out images as validation.
     assert metrics["history"][0]["epoch"] == 1 and "val_loss" in metrics["history"][-1]
-    # Measured on the held-out images, then fitted again on all 24 for the exported model.
-    assert metrics["evaluation"] == {"method": "held-out", "test_images": len(splits["test"])}
+    assert metrics["evaluation"] == {"method": "cross-validation", "folds": 5, "repeats": 5, "images": 24}
     assert metrics["refit"] == {"images": 24} and version["params"]["refit"] is True
-    # INT8 and fp16 are tried for every version unless turned off; the plain shapes agree, so both are registered.
+    estimate = metrics["estimate"]
+    assert estimate["source"] == "out-of-fold" and estimate["images"] == 24 and estimate["metric"] == "accuracy"
+    assert estimate["interval"][0] <= estimate["value"] == metrics["accuracy"] <= estimate["interval"][1]
+    assert metrics["threshold"]["chosen_on"] == "default" and metrics["threshold"]["value"] == 0.5  # 24 < 30
+    assert "fewer than 30" in metrics["threshold"]["note"]
+    # The choice and its table are stored with the version.
+    selection = version["params"]["selection"]
+    assert selection["rule"] == "cheapest within one standard error of the best" and selection["images"] == 24
+    chosen = [row for row in selection["candidates"] if row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["name"] == selection["chosen"] and chosen[0]["within_one_se"]
+    assert (version["params"]["backbones"], version["params"]["head"]) == (chosen[0]["backbones"], chosen[0]["head"])
+    # INT8 and fp16 are tried for every version unless turned off; INT8 is judged on the out-of-fold predictions.
     assert version["params"]["mode"] == "quick" and version["params"]["int8"] is version["params"]["fp16"] is True
-    assert metrics["int8"]["registered"] is True and metrics["fp16"]["registered"] is True
+    int8 = metrics["int8"]
+    assert int8["registered"] is int8["keeps_accuracy"] is True and int8["images"] == 24
+    assert int8["judged_on"] == "out-of-fold predictions of 24 images" and int8["difference"] >= -0.005
+    assert metrics["fp16"]["registered"] is True
     assert set(version["variants"]) == {"int8", "fp16"} and metrics["fp16"]["top1_agreement"] == 1.0
     assert result.report["timings"]["quantize_s"] > 0 and result.report["timings"]["fp16_s"] > 0
+    # Plain drawings: no label is doubted, and the list says so.
+    assert registry.label_issues(project, result.version) == {
+        "model": project, "version": result.version, "project_id": project, "threshold": 0.2, "checked": 24,
+        "count": 0, "items": []}
 
     # The file describes itself: the scoring service needs nothing else.
     session, card, _ = load_version(registry, project, result.version, tmp_path)
     assert card.task == "multiclass" and card.labels == sorted(SHAPES)
     assert card.model_version == str(result.version) and card.model_name == project
     assert set(card.thresholds) == {"uncertain"} and card.extra["run_id"] == result.run_id
-    image = annotation.get_image_bytes(project, splits["test"][0])
+    image = annotation.get_image_bytes(project, splits["train"][0])
     probabilities = session.run(None, {"image": to_tensor(decode_rgb(image), card.preprocess)[None]})[0]
     assert probabilities.shape == (1, 3) and abs(float(probabilities.sum()) - 1.0) < 1e-4
 
-    # The same images again with another head: the quantized backbone comes from the cache, and the
-    # INT8 variant (that backbone under the new float head) still answers like the fp32 model.
+    # The same images again with another head on Lite0 alone: the quantized backbone comes from the cache, and
+    # the INT8 variant (that backbone under the new float head) still answers like the fp32 model.
     backbones = set((cache_dir / "models").glob("*-pooled-int8-*.onnx"))
     assert result.report["int8_backbone"] in ("quantized", "cached") and backbones
-    mlp = run_training(config(project, cache_dir, head="mlp"), annotation, registry)
-    assert mlp.report["int8_backbone"] == "cached" and set((cache_dir / "models").glob("*-pooled-int8-*")) == backbones
+    lite0 = {"backbone": "efficientnet-lite0", "selection_budget": 0}
+    mlp = run_training(config(project, cache_dir, head="mlp", **lite0), annotation, registry)
+    mlp_rows = registry.get_version(project, mlp.version)["params"]["selection"]["candidates"]
+    assert [row["name"] for row in mlp_rows] == ["lite0 mlp"]
+    assert mlp.report["features"] == {"computed": 0, "cached": 24}
     assert mlp.metrics["int8"]["registered"] is True and mlp.metrics["int8"]["top1_agreement"] == 1.0
+    if version["params"]["backbones"] == ["efficientnet-lite0"] and not version["params"]["flip"]:
+        assert mlp.report["int8_backbone"] == "cached"
+        assert set((cache_dir / "models").glob("*-pooled-int8-*")) == backbones
     int8_session, _, _ = load_version(registry, project, mlp.version, tmp_path, variant="int8")
-    fp32_session, _, _ = load_version(registry, project, mlp.version, tmp_path)
-    batch = np.stack([to_tensor(decode_rgb(annotation.get_image_bytes(project, i)), card.preprocess)
-                      for i in splits["test"]])
+    fp32_session, mlp_card, _ = load_version(registry, project, mlp.version, tmp_path)
+    batch = np.stack([to_tensor(decode_rgb(annotation.get_image_bytes(project, i)), mlp_card.preprocess)
+                      for i in splits["train"][:8]])
     int8_answers, fp32_answers = (s.run(None, {"image": batch})[0] for s in (int8_session, fp32_session))
     assert np.abs(int8_answers - fp32_answers).max() < 0.05
 
@@ -109,16 +135,25 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     # the broken one is skipped and listed.
     added = upload_tagged(annotation, project, shape_images(SHAPES[:1], 5, seed=2))
     corrupt_blob(services, project, added[-1]["id"])
-    again = run_training(config(project, cache_dir, int8=False), annotation, registry)
+    again = run_training(config(project, cache_dir, int8=False, **lite0), annotation, registry)
     assert again.report["features"] == {"computed": 4, "cached": 24}
     assert "int8" not in again.metrics and set(registry.get_version(project, again.version)["variants"]) == {"fp16"}
     assert [item["id"] for item in again.skipped] == [added[-1]["id"]]
     assert again.version == mlp.version + 1
     assert registry.get_run(again.run_id)["report"]["skipped"][0]["id"] == added[-1]["id"]
 
-    # Without the refit the exported model is the one the held-out metrics measured: test images never seen.
-    held = run_training(config(project, cache_dir, int8=False, refit=False), annotation, registry)
-    assert held.metrics["refit"] is False and held.metrics["accuracy"] == again.metrics["accuracy"]
+    # A test split kept out: the metrics are measured on it, the estimate comes from the larger set (the
+    # out-of-fold predictions here), and without the refit the exported model never saw the test images.
+    held = run_training(config(project, cache_dir, int8=False, refit=False, evaluation="held-out", **lite0),
+                        annotation, registry)
+    assert held.metrics["refit"] is False and held.metrics["evaluation"]["method"] == "held-out"
+    test_count = held.metrics["evaluation"]["test_images"]
+    assert test_count >= 3 and held.metrics["test_count"] == test_count
+    assert held.metrics["estimate_held_out"]["images"] == test_count
+    assert held.metrics["estimate"] == held.metrics["estimate_out_of_fold"]
+    refit = run_training(config(project, cache_dir, int8=False, evaluation="held-out", **lite0), annotation,
+                         registry)
+    assert refit.metrics["refit"] == {"images": 28}  # 24 + 4 new (the broken one skipped)
 
 
 def test_two_photos_per_class_train_on_all_of_them_with_cross_validated_metrics(
@@ -131,10 +166,13 @@ def test_two_photos_per_class_train_on_all_of_them_with_cross_validated_metrics(
     result = run_training(config(project, cache_dir, int8=False), annotation, registry)
 
     metrics = result.metrics
-    assert metrics["evaluation"] == {"method": "cross-validation", "folds": 2, "images": 12}
+    assert metrics["evaluation"] == {"method": "cross-validation", "folds": 2, "repeats": 5, "images": 12}
     assert metrics["train_count"] == 12 and metrics["refit"] == {"images": 12}
-    assert metrics["accuracy"] == 1.0 and metrics["threshold"]["chosen_on"] == "out-of-fold predictions"
+    assert metrics["accuracy"] == 1.0 and metrics["estimate"]["images"] == 12
+    # Twelve images are too few to choose a threshold on: the default, and the version says why.
+    assert metrics["threshold"]["chosen_on"] == "default" and metrics["threshold"]["value"] == 0.5
     assert "2-fold cross-validation" in result.report["warnings"][0]
+    assert any("fewer than 30" in warning for warning in result.report["warnings"])
     version = registry.get_version(project, result.version)
     assert len(version["splits"]["train"]) == 12 and version["params"]["folds"] == 2
     # The model learned every photo: each is answered with its own colour.
@@ -145,48 +183,56 @@ def test_two_photos_per_class_train_on_all_of_them_with_cross_validated_metrics(
         assert card.labels[int(session.run(None, {"image": pixels[None]})[0].argmax())] == image["tags"][0]
 
 
-def test_auto_tries_the_backbones_the_budget_affords_and_keeps_the_lowest_validation_loss(
+def test_auto_cross_validates_every_candidate_the_budget_affords_and_keeps_the_cheapest_within_one_se(
         annotation: AnnotationClient, registry: RegistryClient, cache_dir: Path, tmp_path: Path) -> None:
     project = project_name("choose")
     annotation.create_project(project, "multiclass", tags=SHAPES)
     upload_tagged(annotation, project, shape_images(SHAPES, 12, seed=5))
-    common = {"int8": False, "validation_fraction": 0.3}
 
-    # A budget every backbone fits in, and both heads: six candidates, each fitted and scored.
-    result = run_training(config(project, cache_dir, head="auto", selection_budget=600, **common), annotation,
-                          registry)
-    selection = result.report["selection"]
-    tried = selection["tried"]
-    assert [(t["backbone"], t["head"]) for t in tried] == [
-        (backbone, head) for backbone in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-        for head in ("linear", "mlp")]
-    best = min(tried, key=lambda t: t["val_loss"])
-    assert (selection["backbone"], selection["head"]) == (best["backbone"], best["head"])
-    assert selection["validation_images"] >= 5
-    assert set(selection["estimated_feature_s"]) == {t["backbone"] for t in tried}
-    assert result.report["features"] == {"computed": 3 * 36, "cached": 0}
-    # The version is built on the choice and says so; its file preprocesses for that backbone.
+    # 36 images: every backbone plain and mirrored, each alone, with flip, and in ensembles; the MLP on the
+    # best linear candidate's features.
+    result = run_training(config(project, cache_dir, int8=False), annotation, registry)
     version = registry.get_version(project, result.version)
-    assert (version["params"]["backbone"], version["params"]["head"]) == (best["backbone"], best["head"])
-    assert version["params"]["selection"]["tried"] == tried
+    selection = version["params"]["selection"]
+    rows = selection["candidates"]
+    linear = [row["name"] for row in rows if row["head"] == "linear"]
+    assert len(linear) == 14 and {"lite0 linear", "lite2 flip linear", "lite0+lite1+lite2 flip linear"} <= set(linear)
+    assert [row["head"] for row in rows].count("mlp") == 1
+    assert selection["folds"] == 5 and selection["repeats"] == 5 and selection["images"] == 36
+    # A race: candidates clearly behind after the first repeat stop there; the rest run all five.
+    finalists = [row for row in rows if not row["dropped_after_first_repeat"]]
+    assert all(len(row["repeat_scores"]) == (5 if row in finalists else 1) for row in rows)
+    best = max(finalists, key=lambda row: (row["score"], -row["cost"]))
+    assert selection["best"] == best["name"]
+    within = [row for row in finalists if row["score"] >= best["score"] - selection["standard_error"] - 1e-9]
+    chosen = min(within, key=lambda row: (row["cost"], -row["score"]))
+    assert selection["chosen"] == chosen["name"] and chosen["chosen"]
+    for row in rows:
+        assert row["within_one_se"] == (row in within)
+    # The version is built on the choice and says so; its file preprocesses for its (largest) backbone.
+    assert version["params"]["backbones"] == chosen["backbones"] and version["params"]["flip"] == chosen["flip"]
     _, card, _ = load_version(registry, project, result.version, tmp_path)
     sizes = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
-    assert card.backbone == best["backbone"] and card.preprocess.size == sizes[best["backbone"]]
-    assert card.extra["head"] == best["head"]
+    size = max(sizes[b] for b in chosen["backbones"])
+    assert card.preprocess.size == size
+    # Six passes for choosing; a chosen ensemble's smaller members again as its file computes them (resized).
+    resized = sum(sizes[b] != size for b in chosen["backbones"]) * (2 if chosen["flip"] else 1)
+    assert len(selection["feature_passes"]) == 6
+    assert result.report["features"] == {"computed": (6 + resized) * 36, "cached": 0}
+    assert card.extra["backbones"] == chosen["backbones"] and card.extra["head"] == chosen["head"]
 
-    # No budget: the cheapest backbone only (always tried), every feature from the cache now.
-    cheapest = run_training(config(project, cache_dir, selection_budget=0, **common), annotation, registry)
-    assert [(t["backbone"], t["head"]) for t in cheapest.report["selection"]["tried"]] == [
-        ("efficientnet-lite0", "linear")]
+    # No budget: the cheapest backbone only (always computed), every feature from the cache now.
+    cheapest = run_training(config(project, cache_dir, selection_budget=0, head="linear", int8=False), annotation,
+                            registry)
+    assert [row["name"] for row in registry.get_version(project, cheapest.version)["params"]["selection"][
+        "candidates"]] == ["lite0 linear"]
     assert cheapest.report["features"] == {"computed": 0, "cached": 36}
-    # A named backbone is not replaced; `--head auto` still chooses the head on it.
-    named = run_training(config(project, cache_dir, backbone="efficientnet-lite1", head="auto", **common),
-                         annotation, registry)
-    assert {t["backbone"] for t in named.report["selection"]["tried"]} == {"efficientnet-lite1"}
-    assert registry.get_version(project, named.version)["params"]["backbone"] == "efficientnet-lite1"
-    # Nothing left to choose: no selection, the defaults.
-    fixed = run_training(config(project, cache_dir, backbone="efficientnet-lite0", **common), annotation, registry)
-    assert "selection" not in fixed.report
+    # A named backbone is not replaced; its flip and the MLP are still candidates.
+    named = run_training(config(project, cache_dir, backbone="efficientnet-lite1", int8=False), annotation,
+                         registry)
+    names = [row["name"] for row in registry.get_version(project, named.version)["params"]["selection"]["candidates"]]
+    assert set(names) >= {"lite1 linear", "lite1 flip linear"} and all(n.startswith("lite1") for n in names)
+    assert registry.get_version(project, named.version)["params"]["backbones"] == ["efficientnet-lite1"]
 
 
 def test_advanced_run_fine_tunes_keeps_the_best_epoch_and_adds_an_agreeing_int8_variant(

@@ -2,7 +2,7 @@
 // confusion matrix (classifiers) or the errors per class (detectors), training curves one unit per chart,
 // thresholds, the settings that apply to its task, and the data it learned from.
 import { barChart, format, lineChart } from "./charts.js";
-import { h, when } from "./common.js";
+import { h, percent, when } from "./common.js";
 import { proportion, SMALL_SAMPLE, smallSampleNote, thresholdNote } from "./numbers.js";
 import { card, DETECTION, modelPath, scroll, table, testImages, versionHash, versionHeader } from "./parts.js";
 import { metricName, metricUnit } from "./words.js";
@@ -500,7 +500,42 @@ function setupPanel(version) {
     .map(([name, value]) => h("tr", { dataset: { setting: name } }, h("td", {}, name), h("td", {}, String(value))));
   const selection = version.params?.selection;
   let chosen = null;
-  if (version.task !== DETECTION && selection?.tried) {
+  if (version.task !== DETECTION && selection?.candidates) {
+    // Chosen by repeated cross-validation: the cheapest candidate within one standard error of the best.
+    chosen = h(
+      "div",
+      {},
+      h(
+        "p",
+        {},
+        `Chosen by ${selection.repeats} × ${selection.folds}-fold cross-validation on ${selection.images} images: ${selection.rule}.`,
+      ),
+      table(
+        [
+          "candidate",
+          { label: "cost", numeric: true },
+          { label: `${selection.metric} ± SE`, numeric: true },
+          { label: "fold spread", numeric: true },
+          "",
+        ],
+        [...selection.candidates]
+          .sort((a, b) => b.score - a.score)
+          .map((c) =>
+            h(
+              "tr",
+              { class: c.chosen ? "chosen" : "", dataset: { name: c.name, chosen: String(c.chosen) } },
+              h("td", {}, c.name),
+              h("td", { class: "num" }, format(c.cost, 2)),
+              h("td", { class: "num" }, `${percent(c.score)} ± ${percent(c.standard_error)}`),
+              h("td", { class: "num" }, percent(c.spread)),
+              h("td", {}, c.chosen ? "chosen" : c.name === selection.best ? "best" : ""),
+            ),
+          ),
+        { id: "selection" },
+      ),
+      (selection.notes || []).map((note) => h("p", { class: "muted small" }, note)),
+    );
+  } else if (version.task !== DETECTION && selection?.tried) {
     const estimates = Object.entries(selection.estimated_feature_s || {}).map(
       ([name, s]) => `${name} ${format(s, 1)} s`,
     );

@@ -10,7 +10,8 @@ Exporter split:
 - `refit` (optional): the same settings fitted again on every labeled image, held-out
   ones included, for the model that is exported; the metrics stay the held-out ones;
 - `export_inputs`: what the ONNX export needs (the module, preprocessing, output names,
-  what the model card adds, inputs to check the file on), then `check_parity`;
+  what the model card adds, inputs to check the file on), then `export_file` (by default
+  the module exported) and `check_export` (by default `check_parity` against torch);
 - the variants: `int8_model` (by default the whole graph calibrated on
   `calibration_inputs`), `fp16_model`, and `variant_agreement`, which decides whether a
   variant file is registered.
@@ -37,6 +38,7 @@ from visiondock.preprocess import PreprocessSpec, to_tensor
 from visiondock.vocabulary import AUTO, DEFAULT_BACKBONE
 
 from ..data import ImageLoader, ImageRecord, ProjectData
+from ..export import export_onnx
 from ..half_precision import convert_fp16
 from ..options import TrainingOptions
 from ..quantize import quantize_int8
@@ -86,13 +88,15 @@ class Fitted:
 
 @dataclass
 class Validation:
-    thresholds: dict[str, float]  # chosen on validation images; the model card carries them
-    metrics: dict[str, Any]  # measured on test images
+    thresholds: dict[str, float]  # chosen on validation (or out-of-fold) predictions; the model card carries them
+    metrics: dict[str, Any]  # measured on test images (or out-of-fold predictions)
+    # Likely label errors (classification), ranked; stored with the version beside its files.
+    label_issues: list[dict[str, Any]] | None = None
 
 
 @dataclass
 class ExportInputs:
-    module: nn.Module  # the graph to export: image → the task's outputs
+    module: nn.Module | None  # the graph to export (image → the task's outputs); None where `export_file` assembles it
     preprocess: PreprocessSpec
     output_names: list[str]
     card_extra: dict[str, Any]  # what the model card says beyond task, labels, thresholds
@@ -102,6 +106,8 @@ class ExportInputs:
     # What the fp32 model answers on check_inputs, where the task already knows it (quick
     # classification: the head on the cached features); else the INT8 check runs the fp32 file.
     check_expected: np.ndarray | None = None
+    # The task's fitted model, for the variant checks that judge it on more than the check inputs.
+    fitted: Any = None
 
 
 DataT = TypeVar("DataT", bound=Prepared)
@@ -135,6 +141,16 @@ class Task(ABC, Generic[DataT, ModelT]):
 
     @abstractmethod
     def export_inputs(self, data: DataT, model: ModelT) -> ExportInputs: ...
+
+    def export_file(self, data: DataT, model: ModelT, exported: ExportInputs, card: ModelCard, path: Path) -> Path:
+        """Write the fp32 ONNX file with its model card: by default `exported.module` exported."""
+        assert exported.module is not None
+        return export_onnx(exported.module, card, path)
+
+    def check_export(self, exported: ExportInputs, path: Path, card: ModelCard, images: int) -> dict[str, Any]:
+        """Check the written file on the first `images` check inputs; raise ParityError when it is wrong."""
+        assert exported.module is not None
+        return self.check_parity(exported.module, path, exported.check_inputs[:images], card)
 
     @abstractmethod
     def check_parity(self, module: nn.Module, path: Path, inputs: np.ndarray, card: ModelCard) -> dict[str, Any]:

@@ -242,8 +242,8 @@ function verdict(answer, threshold, note) {
           "p",
           { class: "caveat", id: "uncertain" },
           typeof threshold === "number"
-            ? `Uncertain: ${percent(answer.probability)} is below ${percent(threshold, 2)}, the threshold this version chose on its validation images. `
-            : "Uncertain: the probability is below the threshold this version chose on its validation images. ",
+            ? `Uncertain: ${percent(answer.probability)} is below ${percent(threshold, 2)}, this version's threshold. `
+            : "Uncertain: the probability is below this version's threshold. ",
           note ?? "",
         )
       : null,
