@@ -344,13 +344,26 @@ def test_a_promotion_says_when_the_version_serves_and_the_numbers_carry_their_sa
 
     # Every figure with the number of images behind it; a small sample gets an interval and a caveat.
     with RegistryClient(console.url("registry"), LOCAL_DEV_API_KEY) as registry:
-        metrics = registry.get_version(SHAPES_PROJECT, 1)["metrics"]
+        registry_version = registry.get_version(SHAPES_PROJECT, 1)
+    metrics = registry_version["metrics"]
     route = f"#/models/{SHAPES_PROJECT}/versions/1"
     go(page, base, route)
     accuracy = page.locator(".metric[data-metric=accuracy]").inner_text()
     assert f"n = {metrics['test_count']} test images" in accuracy and "95 % interval" in accuracy
     assert f"Measured on {metrics['test_count']} test images" in page.locator("#sample-caveat").inner_text()
     assert page.locator("#threshold-note").inner_text() == metrics["threshold"]["note"]  # fewer than 30 images
+    # What it expects on new photos: the estimate with its interval beside the images it rests on.
+    estimate = metrics["estimate"]
+    low, high = estimate["interval"]
+    expected = page.locator("#estimate .metric[data-estimate=accuracy]").inner_text()
+    assert f"{estimate['value'] * 100:.1f} %" in expected and f"n = {estimate['images']} images" in expected
+    assert f"95 % interval {low * 100:.1f} %\u2013{high * 100:.1f} %" in expected, expected
+    assert "out-of-fold predictions" in page.locator("#estimate").inner_text()
+    # How it was chosen: every candidate cross-validated, best first, the chosen one marked.
+    selection = registry_version["params"]["selection"]
+    assert page.locator("#selection tbody tr").count() == len(selection["candidates"])
+    chosen = page.locator("#selection tr[data-chosen=true]")
+    assert chosen.count() == 1 and chosen.get_attribute("data-name") == selection["chosen"]
     for label, row in metrics["per_class"].items():
         recall = page.locator(f"#per-class tr[data-class={label}] td[data-metric=recall]")
         assert recall.get_attribute("title").startswith(f"{row['recall']:.3f} (n = {row['support']} images; 95 %")
@@ -373,4 +386,54 @@ def test_a_promotion_says_when_the_version_serves_and_the_numbers_carry_their_sa
     go(page, base, f"#/models/{SHAPES_PROJECT}")
     page.wait_for_selector("#serving li[data-alias=production]:has-text('serving since')")
     assert "a PSI from fewer than 100 moves a lot by chance alone" in page.locator("#drift-caveat").inner_text()
+    assert page.console_errors == []
+
+
+# -- likely label errors ---------------------------------------------------------------------------------
+def test_likely_label_errors_are_listed_in_the_grid_most_likely_first_and_can_be_fixed(
+        page: Any, console: LocalServices, tmp_path: Path) -> None:
+    project = "console-flipped"
+    with AnnotationClient(console.url("annotation"), LOCAL_DEV_API_KEY) as annotation, \
+            RegistryClient(console.url("registry"), LOCAL_DEV_API_KEY) as registry:
+        annotation.create_project(project, "multiclass", tags=list(SHAPES))
+        drawn = shape_images(SHAPES, 8, seed=61)
+        circles = [data for tag, data in drawn if tag == "circle"]
+        upload_tagged(annotation, project, [item for item in drawn if item[0] != "circle"] +
+                      [("circle", data) for data in circles[2:]])
+        # Two circles labeled as squares, as a hurried person would.
+        answer = annotation.upload_images(project, [(f"circle-{i}.jpg", data) for i, data in enumerate(circles[:2])],
+                                          tags=["square"])
+        flipped = {result["image"]["id"] for result in answer["results"]}
+        page.goto(f"{console.url('annotation')}/app#/p/{project}/images")
+        page.wait_for_function("window.gridPainted === true")
+        page.select_option("#filter-status", "label-errors")
+        page.wait_for_selector("#label-issues-note:has-text('No list of likely label errors yet')")
+        result = run_training(TrainingOptions(project=project, cache_dir=tmp_path / "features", progress=False,
+                                             int8=False, fp16=False), annotation, registry)
+        issues = registry.label_issues(project, result.version)
+        assert flipped <= {item["image_id"] for item in issues["items"][:2]}, issues  # the trainer finds both
+
+        page.reload()
+        page.wait_for_function("window.gridPainted === true")
+        note = page.locator("#label-issues-note").inner_text()
+        assert note.startswith(f"Version {result.version} found {issues['count']} likely label error")
+        tiles = page.locator(".grid li[data-id]")
+        shown = [tile.get_attribute("data-id") for tile in tiles.all()]
+        assert shown == list(dict.fromkeys(item["image_id"] for item in issues["items"]))  # ranked, each once
+        first = issues["items"][0]
+        badge = page.locator(f".grid li[data-id='{first['image_id']}'] .badge.issue").inner_text()
+        assert badge.startswith("#1 labeled square (") and "the model prefers circle" in badge, badge
+        accessible(page, "likely label errors")
+        screenshot(page, "console-label-errors")
+
+        # Fixed from the list: open the image, press the key of "circle", come back; the list says so.
+        page.click(f".grid li[data-id='{first['image_id']}'] a.tile")
+        page.wait_for_selector(".tag-buttons button")
+        page.click(".tag-buttons button:has-text('circle')")  # sets the tag and moves to the next image
+        page.wait_for_function("id => !location.hash.endsWith(id)", arg=first["image_id"])
+        assert annotation.get_image(project, first["image_id"])["tags"] == ["circle"]
+        page.goto(f"{console.url('annotation')}/app#/p/{project}/images")
+        page.wait_for_function("window.gridPainted === true")
+        fixed = page.locator(f".grid li[data-id='{first['image_id']}'] .badge.issue").inner_text()
+        assert "relabeled since" in fixed
     assert page.console_errors == []

@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.training]
 DETECTOR = "dash-boxes"
 TAGS = ("disc", "block")
 NOTHING = "\u2013"  # the dash the page shows for a figure it has not got
+DASH = "\u2013"  # between the ends of an interval
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,22 @@ def detector(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iter
     onnx = tmp_path_factory.mktemp("detector-file") / "model.onnx"
     onnx.write_bytes(registry.request("GET", f"/v1/models/{DETECTOR}/versions/{result.version}/artifacts/"
                                              "model.onnx").content)
-    errors = {"disc": {"missed": 2, "mislocated": 1, "wrong_class": 0, "background": 5},
-              "block": {"missed": 1, "mislocated": 0, "wrong_class": 1, "background": 3}}
+    # The shapes the trainer's detection evaluation stores (services/trainer/detection_evaluation.py).
+    rows = {"disc": {"found": 3, "wrong_class": 0, "mislocated": 1, "missed": 2, "duplicate": 1, "background": 5,
+                     "false_positives": 6, "boxes": 6, "confused_with": {}},
+            "block": {"found": 2, "wrong_class": 1, "mislocated": 0, "missed": 1, "duplicate": 0, "background": 3,
+                      "false_positives": 3, "boxes": 4, "confused_with": {"disc": 1}}}
+    errors = {"per_class": rows, "total": {key: sum(row[key] for row in rows.values()) for key in
+                                           ("found", "wrong_class", "mislocated", "missed", "boxes")},
+              "score_threshold": 0.5, "match_iou": 0.5, "background_iou": 0.1, "image_count": 4}
+    estimate = {"map_50": {"value": 0.61, "low": 0.32, "high": 0.85},
+                "map_50_95": {"value": 0.33, "low": 0.15, "high": 0.52}, "confidence": 0.95,
+                "method": "bootstrap over images", "resamples": 2000, "source": "test", "image_count": 4,
+                "box_count": 10}
     curves = {"disc": {"precision": [1.0, 0.67, 0.5], "recall": [0.33, 0.67, 0.67], "threshold": [0.9, 0.5, 0.2]},
               "block": {"precision": [1.0, 0.5], "recall": [0.5, 0.5], "threshold": [0.8, 0.3]}}
     metadata = {key: first[key] for key in ("task", "labels", "project_id", "splits", "params")}
-    metadata["metrics"] = {**first["metrics"], "errors": errors, "pr_curves": curves}
+    metadata["metrics"] = {**first["metrics"], "errors": errors, "pr_curves": curves, "estimate": estimate}
     second = registry.register_version(DETECTOR, onnx, metadata)
     yield [first, registry.get_version(DETECTOR, second["version"])]
 
@@ -119,13 +130,21 @@ def test_the_error_breakdown_and_detection_pr_curves_show_once_stored(
     version = detector[1]
     metrics = version["metrics"]
     page = open_page(browser, trained, f"#/models/{DETECTOR}/versions/{version['version']}")
-    for label, row in metrics["errors"].items():
-        for kind, count in row.items():
+    for label, row in metrics["errors"]["per_class"].items():
+        for kind in ("missed", "mislocated", "wrong_class", "background"):
             cell = page.locator(f"#error-table tr[data-class={label}] td[data-error={kind}]")
-            assert cell.inner_text() == str(count)
+            assert cell.inner_text() == str(row[kind])
             bar = page.locator(f"#errors rect[data-series={kind}][data-category={label}]")
-            assert float(bar.get_attribute("data-value")) == count
+            assert float(bar.get_attribute("data-value")) == row[kind]
+        assert page.locator(f"#error-table tr[data-class={label}] td[data-error=boxes]").inner_text() == str(
+            row["boxes"])
     assert page.locator("#errors").inner_text().count("boxes") >= 1  # the axis says what it counts
+    assert "(score ≥ 0.50) on 4 test images" in page.locator("#errors").inner_text()
+    # The expected mAP on new photos, each with its bootstrap interval and the images and boxes behind it.
+    for key, low, high in (("map_50", "0.320", "0.850"), ("map_50_95", "0.150", "0.520")):
+        shown = page.locator(f"#estimate .metric[data-estimate={key}]").inner_text()
+        assert f"95 % interval {low}{DASH}{high}" in shown and "n = 4 images with 10 boxes" in shown, shown
+    assert page.locator(".metric[data-metric=map_50] .interval").inner_text() == f" · 95 % interval 0.320{DASH}0.850"
     legend = {item.get_attribute("data-series"): item for item in page.locator("#pr-curves .legend-item").all()}
     assert set(legend) == set(metrics["pr_curves"])
     for label, item in legend.items():

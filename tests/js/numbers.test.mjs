@@ -4,6 +4,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   driftNote,
+  estimateSource,
+  estimates,
+  estimateText,
   proportion,
   SMALL_SAMPLE,
   smallSampleNote,
@@ -62,4 +65,42 @@ test("a threshold chosen on few validation images is flagged; the trainer's own 
 test("drift from fewer than 100 predictions carries a caveat", () => {
   assert.match(driftNote(33), /From 33 predictions/);
   assert.equal(driftNote(100), null);
+});
+
+test("estimates: a classifier's accuracy and a detector's two mAPs, each with its interval and sample size", () => {
+  const classifier = estimates({
+    estimate: {
+      metric: "accuracy",
+      value: 0.9812,
+      interval: [0.9685, 0.9889],
+      images: 720,
+      source: "out-of-fold",
+      folds: 5,
+      repeats: 2,
+    },
+  });
+  assert.equal(classifier.length, 1);
+  assert.equal(classifier[0].key, "accuracy");
+  assert.equal(estimateText(classifier[0]), "98.1 % (95 % interval 96.9–98.9 %, n = 720 images)");
+  assert.equal(estimateSource(classifier[0]), "out-of-fold predictions (2 × 5-fold cross-validation)");
+  const detector = estimates({
+    estimate: {
+      map_50: { value: 0.926, low: 0.88, high: 0.96 },
+      map_50_95: { value: 0.599, low: null, high: null },
+      image_count: 5,
+      box_count: 45,
+      source: "test",
+    },
+  });
+  assert.deepEqual(
+    detector.map((row) => [row.key, row.interval]),
+    [
+      ["map_50", [0.88, 0.96]],
+      ["map_50_95", null],
+    ],
+  );
+  assert.equal(estimateText(detector[0]), "0.926 (95 % interval 0.880–0.960, n = 5 images with 45 boxes)");
+  assert.equal(estimateSource(detector[1]), "held-out test images");
+  assert.deepEqual(estimates({}), []);
+  assert.deepEqual(estimates({ estimate: { map_50: { value: null } } }), []);
 });

@@ -1,6 +1,7 @@
 // What the model views share (models.js, version.js, use.js): cards, tables, the registry's paths, a
 // version's header, and how many images its figures were measured on.
 import { h } from "./common.js";
+import { estimates, estimateText } from "./numbers.js";
 
 export const card = (title, ...children) =>
   h("section", { class: "card" }, title ? h("h2", {}, title) : null, ...children);
@@ -45,6 +46,9 @@ export const testImages = (metrics) => (Number.isFinite(metrics.test_count) ? me
 
 export function measuredOn(version) {
   const metrics = version.metrics || {};
+  // The trainer's estimate on new photos says it all: its value, interval and sample size.
+  const [estimate] = estimates(metrics);
+  if (estimate) return h("span", { class: "estimate" }, `expected ${estimate.name} ${estimateText(estimate)}`);
   const n = testImages(metrics);
   if (!Number.isFinite(n)) return "–";
   const boxes = Number.isFinite(metrics.box_count) ? `, ${metrics.box_count} boxes` : "";

@@ -3,7 +3,7 @@
 // thresholds, the settings that apply to its task, and the data it learned from.
 import { barChart, format, lineChart } from "./charts.js";
 import { h, percent, when } from "./common.js";
-import { proportion, SMALL_SAMPLE, smallSampleNote, thresholdNote } from "./numbers.js";
+import { estimateSource, estimates, proportion, SMALL_SAMPLE, smallSampleNote, thresholdNote } from "./numbers.js";
 import { card, DETECTION, modelPath, scroll, table, testImages, versionHash, versionHeader } from "./parts.js";
 import { metricName, metricUnit } from "./words.js";
 
@@ -23,10 +23,50 @@ const HEADLINE = {
   ],
 };
 
+// The trainer's estimate on new photos, first: its value, 95 % interval, the images (and boxes) it rests on
+// and where it comes from.
+function estimateBlock(version) {
+  const rows = estimates(version.metrics || {});
+  if (!rows.length) return null;
+  const asPercent = (row) => !row.key.startsWith("map");
+  const shown = (row, value) => (asPercent(row) ? percent(value) : format(value));
+  return h(
+    "div",
+    { class: "estimate", id: "estimate" },
+    h("h3", {}, "Expected on new photos"),
+    h(
+      "div",
+      { class: "metrics" },
+      rows.map((row) =>
+        h(
+          "div",
+          { class: "metric", dataset: { estimate: row.key, value: row.value } },
+          h("div", { class: "value" }, shown(row, row.value)),
+          h("div", { class: "name" }, `${row.name}, expected on new photos`),
+          h(
+            "div",
+            { class: "sample" },
+            h(
+              "span",
+              { class: "interval" },
+              row.interval
+                ? `95 % interval ${shown(row, row.interval[0])}–${shown(row, row.interval[1])}`
+                : "no interval (too few images)",
+            ),
+            ` · n = ${row.images} images${Number.isFinite(row.boxes) ? ` with ${row.boxes} boxes` : ""}`,
+          ),
+        ),
+      ),
+    ),
+    h("p", { class: "muted small" }, `From ${estimateSource(rows[0])}.`),
+  );
+}
+
 function headline(version) {
   const metrics = version.metrics || {};
   const detection = version.task === DETECTION;
   const n = testImages(metrics);
+  const estimated = estimates(metrics);
   const rows = HEADLINE[detection ? "detection" : "classification"].filter(([key]) => typeof metrics[key] === "number");
   const sample = (kind) => {
     if (kind === "proportion") return proportion(metrics.accuracy, n, "test images");
@@ -35,7 +75,7 @@ function headline(version) {
   };
   const items = rows.map(([key, name, kind]) => {
     const shown = sample(kind);
-    const interval = shown?.interval;
+    const interval = estimated.find((row) => row.key === key)?.interval ?? shown?.interval;
     const size =
       kind === "boxes"
         ? `n = ${metrics.box_count} boxes`
@@ -60,16 +100,18 @@ function headline(version) {
     );
   });
   const caveat = smallSampleNote(n);
+  const mapInterval = estimated.some((row) => row.key === "map_50" && row.interval);
   return h(
     "div",
     {},
+    estimateBlock(version),
     h("div", { class: "metrics" }, items),
     caveat
       ? h(
           "p",
           { class: "caveat", id: "sample-caveat" },
           caveat,
-          detection
+          detection && !mapInterval
             ? " No interval is stored for mAP: read it as a rough figure."
             : " The 95 % intervals above say how far off it may be.",
         )
@@ -243,8 +285,9 @@ function confusion(metrics) {
   );
 }
 
-// Detection's errors per class (the trainer's `metrics.errors`): ground-truth boxes missed, found in the
-// wrong place, found with the wrong class, and boxes found where there is nothing.
+// Detection's errors per class (the trainer's `metrics.errors.per_class`, at the served score threshold):
+// true boxes missed, found in the wrong place, found with the wrong class, and boxes found where there is
+// nothing.
 const ERROR_KINDS = [
   ["missed", "missed"],
   ["mislocated", "mislocated"],
@@ -253,8 +296,9 @@ const ERROR_KINDS = [
 ];
 
 function errorBreakdown(metrics) {
-  const errors = metrics.errors;
-  if (!errors || !Object.keys(errors).length) {
+  const stored = metrics.errors;
+  const errors = stored?.per_class;
+  if (!errors || typeof errors !== "object" || !Object.keys(errors).length) {
     return h(
       "p",
       { class: "muted", id: "errors-missing" },
@@ -269,7 +313,11 @@ function errorBreakdown(metrics) {
       "p",
       { class: "muted" },
       "Missed: a true box nothing found. Mislocated: found with the right class but overlapping too little. " +
-        "Wrong class: found in the right place with another class. Background: a box where there is nothing.",
+        "Wrong class: found in the right place with another class. Background: a box where there is nothing." +
+        (typeof stored.score_threshold === "number"
+          ? ` Counted for the boxes served (score ≥ ${format(stored.score_threshold, 2)})` +
+            (Number.isFinite(stored.image_count) ? ` on ${stored.image_count} test images.` : ".")
+          : ""),
     ),
     barChart({
       categories: labels,
@@ -281,7 +329,11 @@ function errorBreakdown(metrics) {
       })),
     }),
     table(
-      ["class", ...ERROR_KINDS.map(([, name]) => ({ label: name, numeric: true }))],
+      [
+        "class",
+        ...ERROR_KINDS.map(([, name]) => ({ label: name, numeric: true })),
+        { label: "true boxes", numeric: true },
+      ],
       labels.map((label) =>
         h(
           "tr",
@@ -294,6 +346,7 @@ function errorBreakdown(metrics) {
               errors[label][key] ?? "–",
             ),
           ),
+          h("td", { class: "num", dataset: { error: "boxes" } }, errors[label].boxes ?? "–"),
         ),
       ),
       { id: "error-table" },
@@ -368,7 +421,11 @@ function thresholds(version) {
   const report = metrics.threshold;
   if (report && typeof report === "object") {
     const chosenOn =
-      report.chosen_on === "validation" ? `${metrics.validation_count ?? "?"} validation images` : report.chosen_on;
+      report.chosen_on === "validation"
+        ? `${metrics.validation_count ?? "?"} validation images`
+        : Number.isFinite(report.images)
+          ? `${report.chosen_on} of ${report.images} images`
+          : report.chosen_on;
     const extra = [
       ["chosen on", chosenOn],
       ["for a precision of", typeof report.target_precision === "number" ? format(report.target_precision, 2) : null],

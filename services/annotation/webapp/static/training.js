@@ -1,7 +1,7 @@
 // Training: start a run (the registry launches the trainer) once the labels can train, watch its progress,
 // promote a version and see when the scoring service serves it. Runs are polled only while one is active;
 // the model's versions are read only once a run has registered one.
-import { proportion, smallSampleNote } from "/app/common/numbers.js";
+import { estimates, estimateText, proportion, smallSampleNote } from "/app/common/numbers.js";
 import { runMetrics, runState } from "/app/common/words.js";
 import { api, projectPath, registry } from "./api.js";
 import { trainingProblem } from "./readiness.js";
@@ -9,9 +9,13 @@ import { fail, h, say } from "./ui.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 
-// The held-out figure of a version with the images it was measured on (and its interval when they are few).
+// How good a version is on images it never saw: its estimate with interval and sample size, or else its
+// held-out figure with the images it was measured on (and its interval when they are few).
 function heldOut(version) {
   const m = version.metrics || {};
+  // The trainer's estimate on new photos, with its interval and sample size, where the version has one.
+  const [estimate] = estimates(m);
+  if (estimate) return h("span", { class: "estimate" }, `${estimate.name} ${estimateText(estimate)}`);
   const n = Number.isFinite(m.test_count) ? m.test_count : m.image_count;
   if (version.task === "detection" && typeof m.map_50 === "number") {
     const note = smallSampleNote(n);
@@ -74,7 +78,9 @@ export async function trainingView(main, project) {
           h(
             "tr",
             {},
-            ["Version", "Created", "Held-out", "Aliases", ""].map((c) => h("th", { scope: "col" }, c)),
+            ["Version", "Created", "How good (on images it never saw)", "Aliases", ""].map((c) =>
+              h("th", { scope: "col" }, c),
+            ),
           ),
         ),
         versions,
