@@ -75,7 +75,9 @@ function headline(version) {
   };
   const items = rows.map(([key, name, kind]) => {
     const shown = sample(kind);
-    const interval = estimated.find((row) => row.key === key)?.interval ?? shown?.interval;
+    // The estimate's interval belongs to this figure only when both are the same measurement.
+    const same = estimated.find((row) => row.key === key && Math.abs(row.value - metrics[key]) < 1e-4);
+    const interval = same?.interval ?? shown?.interval;
     const size =
       kind === "boxes"
         ? `n = ${metrics.box_count} boxes`
@@ -329,11 +331,7 @@ function errorBreakdown(metrics) {
       })),
     }),
     table(
-      [
-        "class",
-        ...ERROR_KINDS.map(([, name]) => ({ label: name, numeric: true })),
-        { label: "true boxes", numeric: true },
-      ],
+      ["class", ...ERROR_KINDS.map(([, name]) => ({ label: name, numeric: true })), { label: "boxes", numeric: true }],
       labels.map((label) =>
         h(
           "tr",
@@ -423,7 +421,7 @@ function thresholds(version) {
     const chosenOn =
       report.chosen_on === "validation"
         ? `${metrics.validation_count ?? "?"} validation images`
-        : Number.isFinite(report.images)
+        : Number.isFinite(report.images) && !report.chosen_on?.startsWith("default")
           ? `${report.chosen_on} of ${report.images} images`
           : report.chosen_on;
     const extra = [
@@ -649,7 +647,7 @@ export async function versionView(host, model, number) {
   const detection = version.task === DETECTION;
   const counts = [
     Number.isFinite(metrics.train_count) ? `trained on ${metrics.train_count} images` : null,
-    Number.isFinite(metrics.validation_count) ? `validated on ${metrics.validation_count}` : null,
+    metrics.validation_count > 0 ? `validated on ${metrics.validation_count}` : null, // none when cross-validated
     Number.isFinite(testImages(metrics)) ? `tested on ${testImages(metrics)}` : null,
   ].filter(Boolean);
   return [

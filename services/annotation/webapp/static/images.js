@@ -129,7 +129,7 @@ export async function imagesView(main, project) {
       ["unlabeled", "Unlabeled"],
       ["labeled", "Labeled"],
       ["review", "Awaiting review (suggested)"],
-      ["label-errors", "Likely label errors (from the newest model)"],
+      ["label-errors", "Likely label errors"],
     ]),
     select("filter-tag", "Tag", filter.tag, [["", "Any tag"], ...tags.map((t) => [t, t])]),
     select("filter-split", "Split", filter.split, [

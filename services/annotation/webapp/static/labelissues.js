@@ -11,13 +11,11 @@ const modelPath = (project) => `/v1/models/${encodeURIComponent(project)}`;
 
 // The newest version of the project's model that stores a list ({version, list}), or null.
 export async function newestIssueList(project) {
-  let versions;
-  try {
-    versions = await registry(`${modelPath(project)}/versions?limit=20`);
-  } catch (error) {
-    if (error.status === 404) return null; // no model trained yet
-    throw error;
-  }
+  // The model exists once a run has registered a version: the runs say so without asking for a model that
+  // does not exist yet (a 404 each time the list is shown).
+  const runs = await registry(`/v1/runs?model=${encodeURIComponent(project)}&limit=50`);
+  if (!runs.data.some((run) => run.version)) return null;
+  const versions = await registry(`${modelPath(project)}/versions?limit=20`);
   const listed = versions.data.find((v) => v.metrics?.label_issues);
   if (!listed) return null;
   const list = await registry(`${modelPath(project)}/versions/${listed.version}/label-issues?limit=${SHOWN}`);
