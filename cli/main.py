@@ -15,7 +15,7 @@
     visiondock label-issues MODEL VERSION
     visiondock runs [RUN_ID] [--follow]
     visiondock cancel RUN_ID          stop a queued or running training; it registers nothing
-    visiondock dashboard               print the dashboard's URL
+    visiondock dashboard               print the console's and the registry dashboard's URLs
     visiondock predict IMAGE...
     visiondock key new NAME --role predict [--scope MODEL]
     visiondock fsck [--repair]         storage consistency (reads the VISIONDOCK_* storage settings)
@@ -537,6 +537,8 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    # The console's models (one sign-in with labeling, and "Try it"), then the registry's own copy of them.
+    print(f"{(args.annotation_url or _settings().annotation_url).rstrip('/')}/app#/models")
     print(f"{(args.registry_url or _settings().registry_url).rstrip('/')}/dashboard")
     return 0
 
@@ -564,7 +566,8 @@ def add_model_commands(commands: Commands) -> None:
     issues.add_argument("version", type=int)
     issues.add_argument("--limit", type=int, help="at most this many, most likely first")
 
-    _command(commands, "dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
+    _command(commands, "dashboard", cmd_dashboard,
+             "print the URLs of the console's models and of the registry's dashboard")
 
 # -- storage upkeep ----------------------------------------------------------------------------
 

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     annotation_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['annotation']}"
     registry_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['registry']}"
     scoring_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scoring']}"
+    # The scoring service's address as the people and programs calling it reach it (an ingress, a public
+    # host name), where that is not VISIONDOCK_SCORING_URL: the console's "Use this model" snippets show it.
+    scoring_public_url: str | None = None
 
     # The trainer's on-disk cache of backbone features and exported frozen backbones
     # (a persistent volume in Kubernetes); defaults to <home>/feature-cache.
@@ -167,6 +170,10 @@ class Settings(BaseSettings):
             raise ValueError(f"the run key secret must be at least {MIN_RUN_KEY_SECRET_LENGTH} characters "
                              "(e.g. `openssl rand -base64 48`)")
         return text.encode()
+
+    @property
+    def resolved_scoring_public_url(self) -> str:
+        return (self.scoring_public_url or self.scoring_url).rstrip("/")
 
     @property
     def resolved_blob_root(self) -> Path:

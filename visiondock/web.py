@@ -246,11 +246,20 @@ async def _on_http_exception(_: Request, exc: Exception) -> JSONResponse:
                           headers=exc.headers)
 
 
+# A store's collections by what a person calls one of their documents.
+_SINGULAR = {"images": "image", "projects": "project", "tags": "tag", "model_aliases": "alias",
+             "training_runs": "training run", "models": "model", "model_versions": "version",
+             "review_items": "review item"}
+
+
 async def _on_storage_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DocumentNotFoundError | BlobNotFoundError):
         return error_response(404, str(exc), "not_found")
     if isinstance(exc, PreconditionFailedError):
-        return error_response(412, f"{exc}; read it again and retry", "precondition_failed")
+        # Which kind of thing, not its id or etag (an image's id is 64 hex digits): a person reads this.
+        thing = _SINGULAR.get(exc.collection, "item")
+        return error_response(412, f"this {thing} was changed by someone else since you read it; read it again "
+                                   "and retry", "precondition_failed")
     if isinstance(exc, ConflictError):
         return error_response(409, str(exc), "conflict")
     return error_response(400, str(exc), "bad_request")
@@ -470,6 +479,13 @@ def create_service_app(
                                                        "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/me", tags=["keys"], dependencies=[Security(require_api_key)],
+             summary="The key this request was sent with: its name, roles and scope (never its secret)")
+    async def me(caller: Caller) -> dict[str, Any]:
+        # The console names the key in the snippets it shows ("the key named search-skill"), not the key.
+        return {"name": caller.name, "roles": sorted(caller.roles), "scopes": sorted(caller.scopes),
+                "run_id": caller.run_id}
 
     for router in routers:
         # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service: where FastAPI parses

@@ -8,16 +8,20 @@ or every production model under `visiondock up`); a service that serves one mode
 is asked at `/v1/predict/batch` when that model is the one, and a request naming an alias
 at `/v1/aliases/<alias>/predict/batch`. Every answer must come from the model asked for,
 with a task that fits the project (a detector for a detection project, a classifier of
-the same kind otherwise), or nothing is stored. Each answer is stored on the image as its
-`suggestion`: the model's name, version and alias, the proposed tags or boxes with their
-scores. A suggestion never labels the image: `accept` makes it the image's labels (history
-source `suggestion`), and an empty one (no box, no tag) only when the caller says it means
-"nothing here"; any labeling by hand replaces it, `dismiss` drops it.
+the same kind otherwise), or nothing is stored. A model the scoring service does not serve
+yet (promoted a moment ago: it would load it at its next poll) is asked for now: the service
+is told to check its aliases (`POST /v1/model/refresh`) and waited for a few seconds. Each
+answer is stored on the image as its `suggestion`: the model's name, version and alias, the
+proposed tags or boxes with their scores. A suggestion never labels the image: `accept` makes
+it the image's labels (history source `suggestion`), and an empty one (no box, no tag) only
+when the caller says it means "nothing here"; any labeling by hand replaces it, `dismiss`
+drops it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +40,9 @@ from .project import REGION_FIELDS, Labels, Project, ProjectRef, proposed_labels
 # Images per request to the scoring service: its dynamic batcher fills one inference with them.
 SCORING_CHUNK = 8
 MAX_IMAGES_PER_CALL = 1000
+# How long a suggestion waits for a model the scoring service is loading after being told to check now.
+REFRESH_WAIT_SECONDS = 20.0
+REFRESH_POLL_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +120,9 @@ class Suggestions:
             return f"/v1/aliases/{alias}/predict/batch"  # the answers' model name is checked
         served = self._get(http, "/v1/models")
         entry = next((m for m in served.get("models") or [] if m.get("name") == model), None)
+        if (entry is None and served.get("discovering")) or (entry is not None and entry.get("state") in (
+                "missing", "loading")):
+            served, entry = self._served_after_refresh(http, model) or (served, entry)
         if entry is not None:
             check_task_fits(project, model, (entry.get("model") or {}).get("task"))
             return f"/v1/models/{model}/predict/batch"
@@ -125,6 +135,26 @@ class Suggestions:
         raise NotFound(f"the scoring service does not serve model {model!r} (it serves {names}); train the "
                        f"project and promote a version to production (`visiondock up` serves every production "
                        f"model), or name a served model", code="model_not_served")
+
+    def _served_after_refresh(self, http: httpx.Client, model: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The scoring service's listing once it serves `model` loaded, after telling it to check its aliases
+        now (a promotion a moment ago would otherwise wait for its next poll); None when it does not serve it.
+        A refresh loads what it finds before it answers; when this service's key may not ask for one (it
+        needs `train`), the service's own poll is waited for, up to REFRESH_WAIT_SECONDS."""
+        try:
+            refreshed = http.post("/v1/model/refresh").status_code == 200
+        except httpx.HTTPError:
+            return None
+        deadline = time.monotonic() + REFRESH_WAIT_SECONDS
+        while True:
+            served = self._get(http, "/v1/models")
+            entry = next((m for m in served.get("models") or [] if m.get("name") == model), None)
+            if entry is not None and entry.get("state") == "loaded":
+                return served, entry
+            settled = refreshed and (entry is None or entry.get("state") != "loading")
+            if settled or time.monotonic() >= deadline:
+                return None
+            time.sleep(REFRESH_POLL_SECONDS)
 
     @staticmethod
     def _check_answer(project: Project, model: str, answer: dict[str, Any]) -> None:

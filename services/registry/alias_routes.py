@@ -12,7 +12,8 @@ from visiondock.web import IfMatch, caller_name, require_role
 
 from .aliases import quoted
 from .dependencies import DEPLOYS, AliasPath, Catalog, Model
-from .schemas import Alias, AliasChange, AliasList, AliasRollback, AliasUpdate, ResolvedAlias
+from .schemas import Alias, AliasChange, AliasList, AliasRollback, AliasServing, AliasUpdate, ResolvedAlias
+from .serving import MAX_WAIT_SECONDS, ScoringWatch
 
 # Reading an alias (and its history) is like reading the model; moving or rolling it back deploys: admin keys only.
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_role("train", readers=("predict",)))], tags=["aliases"])
@@ -73,3 +74,15 @@ def rollback_alias(model: Model, alias: AliasPath, catalog: Catalog, request: Re
     response.headers["ETag"] = quoted(moved["etag"])
     return moved
 
+
+# Asking the scoring service to check its aliases now uses the registry's own key: train keys only.
+@router.get("/models/{model}/aliases/{alias}/serving", response_model=AliasServing,
+            summary="Whether the scoring service serves the alias's version yet, and since when. With `wait`, it "
+                    "is first asked to check its aliases now, and the answer waits up to `wait` seconds for the "
+                    "version to serve (after a promotion)",
+            dependencies=[Depends(require_role("train"))])
+def alias_serving(model: Model, alias: AliasPath, catalog: Catalog, request: Request,
+                  wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0) -> dict:
+    version = int(catalog.get_alias(model, alias)["version"])
+    watch: ScoringWatch = request.app.state.scoring_watch
+    return watch.serving(model, alias, version, wait=wait)

@@ -164,8 +164,9 @@ class AliasBook:
         if current is None:
             raise Outdated(f"alias {model}@{alias} does not exist, so no If-Match etag can match it")
         if not etag_matches(if_match, current.etag):
-            raise Outdated(f"alias {model}@{alias} has changed: its etag is {quoted(current.etag)}, "
-                                     f"not {if_match}; read it again and retry")
+            # Said in versions, not etags: the one who reads this message is a person.
+            raise Outdated(f"alias {model}@{alias} has changed since you read it (it points at version "
+                           f"{current.data.get('version')} now); read it again and retry")
 
     def _write_alias(self, model: str, alias: str, version: int | None, current: Document | None,
                      now: str) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from .launched_runs import RunLaunches
 from .local_trainers import open_local_trainer_launcher
 from .routes import router
 from .run_routes import router as run_router
+from .serving import ScoringWatch
 
 if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
     from .kubernetes_jobs import TrainingJobLauncher
@@ -35,10 +36,12 @@ def _parts(stores: Stores) -> dict[str, Any]:
     settings = stores.settings
     catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=settings.run_lost_after_seconds)
     secret = settings.run_key_secret_bytes()
-    return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
-                                                        local=open_local_trainer_launcher(settings, catalog.runs),
-                                                        keys=RunKeys(secret) if secret is not None else None,
-                                                        key_lifetime=settings.run_key_lifetime_seconds)}
+    launches = RunLaunches(catalog.runs, _training_jobs(), local=open_local_trainer_launcher(settings, catalog.runs),
+                           keys=RunKeys(secret) if secret is not None else None,
+                           key_lifetime=settings.run_key_lifetime_seconds)
+    # After a promotion: whether the scoring service serves the new version yet (asked with the registry's key).
+    watch = ScoringWatch(settings.scoring_url, settings.api_key.get_secret_value())
+    return {"catalog": catalog, "launches": launches, "scoring_watch": watch}
 
 
 @asynccontextmanager
@@ -73,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts=_parts,
         lifespan=_lifespan,
         # The dashboard's page and scripts hold no data; every number on it comes from a keyed API call.
-        open_paths=("/dashboard", "/dashboard/assets/{name}", "/dashboard/common/{name}"),
+        open_paths=("/dashboard", "/dashboard/assets/{name}", "/dashboard/common/{name}", "/dashboard/config.json"),
     )
     document_api(app, links=LINKS)
     return app

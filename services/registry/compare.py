@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 HEADLINE = ("accuracy", "macro_f1", "micro_f1", "mean_ap", "map_50", "map_50_95")
-PER_CLASS = ("precision", "recall", "f1", "ap")
+# Classifiers store f1 and ap per class, detectors ap_50 and ap_50_95.
+PER_CLASS = ("precision", "recall", "f1", "ap", "ap_50", "ap_50_95")
 # Differences below this are rounding, not a change.
 TOLERANCE = 1e-6
 

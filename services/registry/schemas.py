@@ -151,6 +151,19 @@ class AliasList(BaseModel):
     data: list[Alias]
 
 
+class AliasServing(BaseModel):
+    """Whether the scoring service serves an alias's version (services/registry/serving.py)."""
+
+    model: str
+    alias: str
+    version: int = Field(description="The version the alias points at.")
+    serving: bool = Field(description="The scoring service answers requests for the alias with that version.")
+    served_version: int | None = Field(description="The version it answers with now, if any.")
+    since: datetime | None = Field(description="When the version it answers with was loaded.")
+    state: Literal["serving", "loading", "failed", "not_served", "unreachable"]
+    detail: str = Field(description="In words: what serves, or why the version does not serve yet.")
+
+
 # -- training runs --------------------------------------------------------------------
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
 

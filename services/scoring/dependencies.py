@@ -69,3 +69,18 @@ async def model_by_name(request: Request, model: Annotated[
         str, Path(description="A model this service serves (GET /v1/models).")]) -> LoadedModel:
     repository = repository_of(request)
     return await repository.serving(repository.resolve(model))
+
+
+async def model_by_name_at_alias(request: Request, model: Annotated[
+        str, Path(description="A model this service serves (GET /v1/models).")], alias: Annotated[
+        str, Path(description="An alias the model is served at, e.g. `production`.")]) -> LoadedModel:
+    repository = repository_of(request)
+    return await repository.serving(repository.resolve(model, alias=alias))
+
+
+async def model_by_name_and_version(request: Request, model: Annotated[
+        str, Path(description="A model this service serves (GET /v1/models).")], version: Annotated[
+        int, Path(ge=1, description="The version it serves; 404 naming the served ones when it is another.")],
+        ) -> LoadedModel:
+    repository = repository_of(request)
+    return await repository.serving(repository.resolve(model, version=version))

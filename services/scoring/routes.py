@@ -3,7 +3,10 @@
 The prediction routes are written once (`add_prediction_routes`) and added once per way of
 naming the model, each resolving it through the model repository: `/v1/<route>` (the
 default model), `/v1/aliases/{alias}/<route>` (the default model at another alias it is
-served at) and `/v1/models/{model}/<route>` (a model by name). The model a request
+served at), `/v1/models/{model}/<route>` (a model by name),
+`/v1/models/{model}/aliases/{alias}/<route>` (a model at one of the aliases it is served at)
+and `/v1/models/{model}/versions/{version}/<route>` (a model by the version it serves now: a
+caller that must not be moved to a new version by a promotion names it). The model a request
 resolves to is what a scoped key must cover (`requested_model`, in `dependencies.py`).
 """
 
@@ -28,6 +31,8 @@ from .dependencies import (
     default_model,
     model_at_alias,
     model_by_name,
+    model_by_name_and_version,
+    model_by_name_at_alias,
     predict_role,
     requested_model,
 )
@@ -163,6 +168,8 @@ router = APIRouter(prefix="/v1")
 add_prediction_routes(router, "", default_model)
 add_prediction_routes(router, "/aliases/{alias}", model_at_alias, tags=["aliases"])
 add_prediction_routes(router, "/models/{model}", model_by_name, tags=["models"])
+add_prediction_routes(router, "/models/{model}/aliases/{alias}", model_by_name_at_alias, tags=["models"])
+add_prediction_routes(router, "/models/{model}/versions/{version}", model_by_name_and_version, tags=["models"])
 
 
 @router.get("/models", tags=["models"], response_model=ServedModelsStatus,

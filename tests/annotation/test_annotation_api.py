@@ -123,6 +123,9 @@ def test_stale_etag_is_refused_with_412(client: TestClient) -> None:
     assert first.status_code == 200
     stale = client.put(path, json={"tags": ["b"]}, headers={"If-Match": image["etag"]})
     assert stale.status_code == 412 and "read it again" in stale.json()["detail"]
+    # What changed, in words a person reads: neither the image's id (64 hex digits) nor an etag.
+    assert stale.json()["detail"] == ("this image was changed by someone else since you read it; read it again "
+                                      "and retry")
     assert client.get(f"/v1/projects/shelf/images/{image['id']}").json()["tags"] == ["a"]
 
 

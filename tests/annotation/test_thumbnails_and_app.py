@@ -71,6 +71,30 @@ def test_the_registry_way_needs_a_key_reaches_only_runs_and_models_and_says_when
         _check_registry_way(client)
 
 
+def test_the_scoring_way_needs_a_key_reaches_only_named_models_and_says_when_scoring_is_down(
+        tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, log_format="text", log_level="WARNING",
+                        scoring_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+                        scoring_public_url="https://score.example.com/")
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        assert client.get("/app/scoring/v1/models", headers={"X-API-Key": ""}).status_code == 401
+        # Only the served models and a named model's predict and render: not the default model's routes, not
+        # the refresh, the skills or the batch routes.
+        for path in ("predict", "model/refresh", "models/flowers/skills/classify", "models/flowers/predict/batch",
+                     "aliases/production/predict", "models/../model/refresh"):
+            other = client.post(f"/app/scoring/v1/{path}", content=b"x")
+            assert other.status_code == 404, path
+        for path in ("models", "models/flowers/predict", "models/flowers/aliases/production/render",
+                     "models/flowers/versions/3/predict"):
+            down = client.request("GET" if path == "models" else "POST", f"/app/scoring/v1/{path}", content=b"x")
+            assert down.status_code == 503 and down.json()["code"] == "scoring_unavailable", path
+            assert "VISIONDOCK_SCORING_URL" in down.json()["detail"]
+        config = client.get("/app/config.json").json()
+        assert config["scoring"] == "/app/scoring" and config["scoring_public_url"] == "https://score.example.com"
+        assert client.get("/v1/me").json() == {"name": "local-dev", "roles": ["admin"], "scopes": ["*"],
+                                               "run_id": None}
+
+
 def _check_registry_way(client: TestClient) -> None:
     refused = client.get("/app/registry/v1/runs", headers={"X-API-Key": ""})
     assert refused.status_code == 401

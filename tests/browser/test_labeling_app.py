@@ -260,11 +260,11 @@ def test_start_training_watch_it_and_promote_the_version(page: Any, app_services
     page.wait_for_selector(".run-status.running, .run-status.queued")
     page.wait_for_selector(".run-status.succeeded, .run-status.failed", timeout=400_000)
     status = page.locator(".run-status").inner_text()
-    assert status.startswith("succeeded"), page.locator(".run").inner_text()
+    assert status == "Finished: version 1", page.locator(".run").inner_text()
     page.wait_for_selector("button:has-text('Promote v1 to production')")
     screenshot(page, "training-succeeded")
     page.click("button:has-text('Promote v1 to production')")
-    page.wait_for_selector("text=Version 1 is now production.")
+    page.wait_for_selector("#serving:has-text('Version 1 is now production; serving since')", timeout=60_000)
     _assert_accessible(page, "training")
     with RegistryClient(app_services.url("registry"), LOCAL_DEV_API_KEY) as registry:
         assert registry.get_alias(APP_PROJECT, "production")["version"] == 1

@@ -21,22 +21,31 @@ ROOT = Path(__file__).resolve().parents[2]
 BIOME = ROOT / "tests" / "browser" / "node_modules" / ".bin" / "biome"
 
 
+SHARED = {"common.js": "text/javascript", "models.js": "text/javascript", "version.js": "text/javascript",
+          "use.js": "text/javascript", "parts.js": "text/javascript", "charts.js": "text/javascript",
+          "numbers.js": "text/javascript", "snippets.js": "text/javascript", "words.js": "text/javascript",
+          "models.css": "text/css", "favicon.svg": "image/svg+xml"}
+
+
 def test_both_services_serve_the_one_common_module(tmp_path: Path) -> None:
-    common = (PAGES / "common.js").read_bytes()
     settings = Settings(home=tmp_path, log_format="text", log_level="WARNING")
     with TestClient(create_annotation_app(settings)) as annotation, \
             TestClient(create_registry_app(settings)) as registry:
         for client, path in ((annotation, "/app/common"), (registry, "/dashboard/common")):
-            served = client.get(f"{path}/common.js")  # no key: page code holds no data
-            assert served.status_code == 200 and served.content == common
-            assert served.headers["content-type"].startswith("text/javascript")
-            assert served.headers["cache-control"] == "no-cache"
+            for name, media_type in SHARED.items():
+                served = client.get(f"{path}/{name}")  # no key: page code holds no data
+                assert served.status_code == 200 and served.content == (PAGES / name).read_bytes(), name
+                assert served.headers["content-type"].startswith(media_type)
+                assert served.headers["cache-control"] == "no-cache"
             for missing in ("nothing.js", "__init__.py", "..%2F__init__.py", ".hidden.js"):
                 assert client.get(f"{path}/{missing}").status_code == 404, missing
-        # Neither page carries its own copy of what the module provides.
+        # Neither page carries its own copy of what the module provides; both show the one set of model views.
         assert "/app/common/common.js" in annotation.get("/app/static/api.js").text
+        assert "/app/common/models.js" in annotation.get("/app/static/app.js").text
         dashboard = registry.get("/dashboard/assets/dashboard.js").text
-        assert "/dashboard/common/common.js" in dashboard
+        assert "/dashboard/common/common.js" in dashboard and "/dashboard/common/models.js" in dashboard
+        for page in (annotation.get("/app").text, registry.get("/dashboard").text):
+            assert 'rel="icon"' in page and "favicon.svg" in page
         for copy in ("function h(", "class ApiError", "function api(", "visiondock.apiKey", "const percent"):
             assert copy not in dashboard and copy not in annotation.get("/app/static/ui.js").text
 

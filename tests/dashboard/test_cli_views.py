@@ -68,8 +68,10 @@ def test_runs_lists_progress_and_follows_a_run_log_to_its_end(trained: Trained) 
 
 def test_dashboard_prints_a_url_that_serves_the_page(trained: Trained) -> None:
     printed = cli(trained, "dashboard")
-    url = printed.stdout.strip()
+    console, url = printed.stdout.splitlines()
     assert printed.returncode == 0 and url == trained.url
+    assert console == f"{trained.services.url('annotation')}/app#/models"
+    assert httpx.get(console.partition("#")[0]).status_code == 200
     page = httpx.get(url)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "API key" in page.text
     assert httpx.get(f"{url}/assets/dashboard.js").headers["content-type"].startswith("text/javascript")

@@ -146,11 +146,12 @@ def test_training_runs_show_live_progress(browser: Any, trained: Trained, artifa
                         metrics={"loss": 0.61, "val_accuracy": 0.72})
     page = open_page(browser, trained, "#/runs")
     row = page.locator(f"#runs tr[data-run={run['id']}]")
-    assert "epoch 3/10" in row.inner_text() and "running" in row.inner_text()
+    # In words: the state as a sentence, the figures by their names, not the stored keys.
+    assert "Running: training, epoch 3 of 10" in row.inner_text() and "epoch 3 of 10" in row.inner_text()
     # The page follows the run on its own.
     registry.update_run(run["id"], epoch=7, metrics={"loss": 0.42, "val_accuracy": 0.81})
-    page.wait_for_selector(f"#runs tr[data-run={run['id']}]:has-text('epoch 7/10')", timeout=10_000)
-    assert "val_accuracy 0.810" in row.inner_text()
+    page.wait_for_selector(f"#runs tr[data-run={run['id']}]:has-text('epoch 7 of 10')", timeout=10_000)
+    assert "validation accuracy 0.810" in row.inner_text() and "val_accuracy" not in row.inner_text()
     page.screenshot(path=str(artifacts / "runs.png"), full_page=True)
     registry.cancel_run(run["id"], reason="test over")
     page.wait_for_selector(f"#runs tr[data-run={run['id']}][data-status=cancelled]", timeout=10_000)

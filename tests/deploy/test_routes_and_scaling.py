@@ -167,3 +167,18 @@ def test_a_pod_monitor_scrapes_the_metrics_port_no_service_exposes() -> None:
         assert all(labels[e["key"]] in e["values"] for e in selector)
         service_ports = find(docs, "Service", f"vd-visiondock-{service}")["spec"]["ports"]
         assert [p["targetPort"] for p in service_ports] == ["http"]
+
+
+def _settings_map(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return next(doc["data"] for doc in docs if doc["kind"] == "ConfigMap" and "VISIONDOCK_SCORING_URL" in
+                doc.get("data", {}))
+
+
+def test_the_console_shows_callers_the_scoring_hosts_address() -> None:
+    # The "Use this model" code names where callers reach scoring: its public host, not the in-cluster URL.
+    values = profile_values("aks-cpu")
+    settings = _settings_map(manifests(render(values)))
+    assert settings["VISIONDOCK_SCORING_PUBLIC_URL"] == f"https://{values['hosts']['scoring']}"
+    assert settings["VISIONDOCK_SCORING_URL"].startswith("http://")
+    private = _settings_map(manifests(render({**values, "hosts": {**values["hosts"], "scoring": ""}})))
+    assert "VISIONDOCK_SCORING_PUBLIC_URL" not in private

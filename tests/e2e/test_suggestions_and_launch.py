@@ -183,3 +183,24 @@ def test_a_registry_without_a_launcher_refuses_to_launch(tmp_path: Path) -> None
         assert refused.status_code == 409 and refused.json()["code"] == "launch_unavailable"
         assert "VISIONDOCK_TRAINING_LAUNCHER" in refused.json()["detail"]
         assert registry.post("/v1/runs", json={"model": "paints"}).json()["status"] == "queued"
+
+
+def test_suggestions_right_after_a_promotion_ask_the_scoring_service_to_load_it(tmp_path: Path) -> None:
+    # The scoring service serves every production model and looks for new ones once a minute: a model
+    # promoted a moment ago is not served yet, unless the suggestion tells it to check now.
+    env = {"VISIONDOCK_SCORING_MODELS": "*@production", "VISIONDOCK_SCORING_POLL_SECONDS": "60"}
+    with running_services(tmp_path / "home", env=env) as local, \
+            httpx.Client(base_url=local.url("annotation"), headers=AUTH, timeout=60) as annotation, \
+            httpx.Client(base_url=local.url("registry"), headers=AUTH, timeout=60) as registry:
+        annotation.post("/v1/projects", json={"id": "fresh", "type": "multiclass", "tags": ["red", "green", "blue"]})
+        _upload(annotation, "fresh", "red.jpg", RED)
+        model = tiny_models.classifier(tmp_path / "fresh.onnx", model_name="fresh")
+        registered = registry.post("/v1/models/fresh/versions", files={"model": model.read_bytes()},
+                                   data={"metadata": json.dumps({"task": "multiclass", "labels": ["red", "green",
+                                                                                                  "blue"]})})
+        assert registered.status_code == 201, registered.text
+        promoted = registry.put("/v1/models/fresh/aliases/production", json={"version": 1})
+        assert promoted.status_code == 200
+        answer = annotation.post("/v1/projects/fresh/suggest", json={})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["model"], answer.json()["version"], answer.json()["suggested"]) == ("fresh", 1, 1)

@@ -60,6 +60,9 @@ def test_if_match_refuses_a_stale_or_made_up_etag(any_backend_client: TestClient
                          headers={"If-Match": '"not-an-etag-of-this-alias"'})
     assert made_up.status_code == 412 and made_up.json()["code"] == "precondition_failed"
     assert "has changed" in made_up.json()["detail"]
+    # In versions, not etags: a person reads it.
+    assert made_up.json()["detail"] == ("alias pets@production has changed since you read it (it points at "
+                                        "version 1 now); read it again and retry")
 
     moved = client.put("/v1/models/pets/aliases/production", json={"version": 2}, headers={"If-Match": etag})
     assert moved.status_code == 200 and moved.headers["etag"] != etag

@@ -130,6 +130,35 @@ def test_each_model_at_its_own_routes(serve_models: ModelsApp) -> None:
 
 
 @pytest.mark.e2e
+def test_a_model_is_addressed_at_each_alias_and_at_the_version_it_serves(serve_models: ModelsApp) -> None:
+    # The URLs the console's "Use this model" panel shows: the alias's, and the version's for a caller that
+    # must not be moved by the next promotion.
+    with serve_models("shelf,flowers,tags:1", scoring_secondary_alias="staging") as client:
+        image = tiny_models.quadrants(RED, BLUE)
+        for alias in ("production", "staging"):
+            answer = client.post(f"/v1/models/shelf/aliases/{alias}/predict", content=image).json()
+            assert (answer["model"], answer["alias"], answer["version"]) == ("shelf", alias, 1)
+        flowers = client.post("/v1/models/flowers/versions/1/predict", content=solid(RED)).json()
+        assert (flowers["model"], flowers["version"], flowers["label"]) == ("flowers", 1, "red")
+        batch = client.post("/v1/models/tags/versions/1/predict/batch", files=[("files", ("a.jpg", solid(BLUE)))])
+        assert batch.json()["results"][0]["answer"]["alias"] == "v1"
+        rendered = client.post("/v1/models/shelf/versions/1/render?format=png", content=image)
+        assert rendered.headers["x-model-version"] == "1"
+        skill = client.post("/v1/models/shelf/aliases/staging/skills/detect", json={"values": [
+            {"recordId": "1", "data": {"image": {"data": base64.b64encode(image).decode()}}}]}).json()
+        assert skill["values"][0]["data"]["version"] == 1
+
+        other_version = client.post("/v1/models/flowers/versions/2/predict", content=solid(RED))
+        assert other_version.status_code == 404 and other_version.json()["code"] == "version_not_served"
+        assert "served: 1" in other_version.json()["detail"]
+        other_alias = client.post("/v1/models/flowers/aliases/staging/predict", content=solid(RED))
+        assert other_alias.status_code == 404 and other_alias.json()["code"] == "alias_not_served"
+        assert client.post("/v1/models/faces/versions/1/predict", content=solid(RED)).json()["code"] == \
+            "model_not_served"
+        assert client.post("/v1/models/flowers/versions/0/predict", content=solid(RED)).status_code == 422
+
+
+@pytest.mark.e2e
 def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsApp) -> None:
     with serve_models("flowers,shelf,tags:1", scoring_max_loaded_models=2) as client:
         # Loaded in order while the budget allows; the rest wait for a request.

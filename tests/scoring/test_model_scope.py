@@ -35,7 +35,7 @@ def key(name: str) -> dict[str, str]:
 def scoring(tmp_path: Path) -> TestClient:
     """Serving a file whose model card names it `colours`; no VISIONDOCK_SCORING_MODEL (as `visiondock up`
     leaves it), capturing every prediction."""
-    model = tiny_models.classifier(tmp_path / "model.onnx", model_name="colours")
+    model = tiny_models.classifier(tmp_path / "model.onnx", model_name="colours", model_version="1")
     settings = ScoringSettings(home=tmp_path, scoring_model_path=model, api_keys="",
                                api_key_entries="\n".join(entry for _, entry in KEYS.values()),
                                scoring_capture_rate=1.0, scoring_capture_project="colours",
@@ -52,6 +52,8 @@ ROUTES = [
         "image": {"data": base64.b64encode(solid(RED)).decode()}}}]}}),
     ("POST", "/v1/aliases/production/predict", {"content": solid(RED)}),
     ("POST", "/v1/models/colours/predict", {"content": solid(RED)}),
+    ("POST", "/v1/models/colours/aliases/production/predict", {"content": solid(RED)}),
+    ("POST", "/v1/models/colours/versions/1/predict", {"content": solid(RED)}),
     ("GET", "/v1/model", {}),
     ("GET", "/v2/models/colours", {}),
 ]

@@ -169,6 +169,10 @@ VISIONDOCK_COSMOS_ENDPOINT: {{ . | quote }}
 VISIONDOCK_ANNOTATION_URL: {{ printf "http://%s-annotation:8080" $fullname | quote }}
 VISIONDOCK_REGISTRY_URL: {{ printf "http://%s-registry:8080" $fullname | quote }}
 VISIONDOCK_SCORING_URL: {{ printf "http://%s-scoring:8080" $fullname | quote }}
+{{- with .Values.hosts.scoring }}
+{{- /* Where callers reach scoring: the address the console's "Use this model" snippets show. */}}
+VISIONDOCK_SCORING_PUBLIC_URL: {{ printf "https://%s" . | quote }}
+{{- end }}
 VISIONDOCK_METRICS_PORT: {{ .Values.metrics.port | toString | quote }}
 {{- end }}
 

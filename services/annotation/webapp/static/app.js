@@ -1,14 +1,34 @@
-// The labeling app: sign-in, projects, and a hash router over the project's views.
-import { api, session } from "./api.js";
+// The console: one sign-in, projects and their labeling views, and the models (the registry's versions,
+// runs, a version's Test page: visiondock/pages/models.js), under one hash router.
+import { modelRoutes, routeOf } from "/app/common/models.js";
+import { api, registry, session } from "./api.js";
 import { imagesView } from "./images.js";
 import { labelerView } from "./labeler.js";
 import { datasetView, deleteProject, tagsView } from "./projects.js";
 import { reviewView } from "./review.js";
 import { trainingView } from "./training.js";
+import { tryIt } from "./tryit.js";
 import { fail, h, say } from "./ui.js";
 
 const main = document.getElementById("main");
 let cleanup = () => {};
+let refreshTimer = null;
+const config = fetch("/app/config.json").then((answer) => answer.json());
+
+// Where the model views find things in the console: the registry and the scoring service through this
+// service's proxies, projects here.
+const host = {
+  registry,
+  projectLink: (project) => `#/p/${encodeURIComponent(project)}/images`,
+  me: () => api("/v1/me"),
+  config: {},
+  tryIt,
+  refresh: (ms) => {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(route, ms);
+  },
+};
+const models = modelRoutes(host);
 
 function signInView() {
   const input = h("input", { id: "api-key", type: "password", autocomplete: "current-password", required: true });
@@ -21,14 +41,15 @@ function signInView() {
         event.preventDefault();
         const key = input.value.trim();
         try {
-          const answer = await fetch("/v1/projects?limit=1", { headers: { "X-API-Key": key } });
+          const answer = await fetch("/v1/me", { headers: { "X-API-Key": key } });
           if (answer.status === 401) {
             error.textContent = "That API key was not accepted.";
             return;
           }
           if (!answer.ok) throw new Error((await answer.json()).detail);
           session.set(key);
-          location.hash = "#/projects";
+          // The page the link pointed at, kept through the sign-in; the projects when there was none.
+          if (!location.hash || location.hash === "#/") location.hash = "#/projects";
           route();
         } catch (e) {
           error.textContent = e.message;
@@ -39,7 +60,8 @@ function signInView() {
     h(
       "p",
       {},
-      "Use an API key of this VisionDock deployment. It is kept in this tab only and forgotten when the tab closes.",
+      "Use an API key of this VisionDock deployment: one sign-in for labeling and for the models. ",
+      "It is kept in this tab only and forgotten when the tab closes.",
     ),
     h("label", { for: "api-key" }, "API key"),
     input,
@@ -177,7 +199,36 @@ function projectNav(project, current) {
     link("data", "Import / export"),
     link("review", "Review queue"),
     link("training", "Training"),
+    // The model a project trains has the project's name.
+    h("a", { href: `#/models/${encodeURIComponent(project)}` }, "Model"),
   );
+}
+
+// The console's own sections: which one the page shows now.
+function consoleNav(current) {
+  for (const link of document.querySelectorAll("#console-nav a")) {
+    link.setAttribute("aria-current", link.dataset.section === current ? "page" : "false");
+  }
+}
+
+let shownView = 0;
+
+// A model view drawn into the page, unless the person went elsewhere meanwhile (or was signed out: a 401 has
+// already brought the sign-in form).
+async function modelView(show) {
+  const mine = ++shownView;
+  let content;
+  try {
+    Object.assign(host.config, await config);
+    content = await show();
+  } catch (e) {
+    if (mine !== shownView || e.status === 401) return;
+    content = [h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, e.message)];
+    fail(e);
+  }
+  if (mine !== shownView) return;
+  main.replaceChildren(h("div", { class: "models-view" }, content.filter(Boolean)));
+  document.body.dataset.loaded = location.hash;
 }
 
 const routes = [
@@ -190,10 +241,14 @@ const routes = [
 ];
 
 async function route() {
+  shownView++; // a model view still loading is not drawn over this one
   cleanup();
   cleanup = () => {};
+  clearTimeout(refreshTimer);
+  delete document.body.dataset.loaded;
   say("");
   document.getElementById("sign-out").hidden = !session.key;
+  document.getElementById("console-nav").hidden = !session.key;
   if (!session.key) {
     projectNav(null);
     signInView();
@@ -202,11 +257,20 @@ async function route() {
   for (const [pattern, view, tab] of routes) {
     const match = location.hash.match(pattern);
     if (match) {
+      consoleNav("projects");
       projectNav(decodeURIComponent(match[1]), tab);
       cleanup = (await view(match)) || (() => {});
       return;
     }
   }
+  const shown = routeOf(models, location.hash);
+  if (shown) {
+    consoleNav(location.hash.startsWith("#/runs") ? "runs" : "models");
+    projectNav(null);
+    await modelView(shown);
+    return;
+  }
+  consoleNav("projects");
   projectNav(null);
   await projectsView();
 }

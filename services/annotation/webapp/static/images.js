@@ -3,6 +3,7 @@
 // asking the model for suggestions.
 import { allTags, api, projectPath, thumbnailUrl } from "./api.js";
 import { bulkBar } from "./bulk.js";
+import { fixedSince, issueImages, issueWords, newestIssueList } from "./labelissues.js";
 import { GridSelection, neighbour } from "./selection.js";
 import { droppedEntries, pickedFolderFiles, planUpload, uploadBatches, walkEntries } from "./transfers.js";
 import { fail, h, say } from "./ui.js";
@@ -22,7 +23,20 @@ export function filterQuery(filter) {
   return { path: "images", params };
 }
 
+// The newest version's likely label errors, most likely first, as one page; the tag and split filters apply.
+async function labelErrorPage(project, filter) {
+  const found = await newestIssueList(project);
+  if (!found) return { data: [], continuation: null, issues: null };
+  const images = (await issueImages(project, found)).filter(
+    (image) =>
+      (!filter.tag || image.tags.includes(filter.tag)) &&
+      (!filter.split || (filter.split === "none" ? !image.split : image.split === filter.split)),
+  );
+  return { data: images, continuation: null, issues: { version: found.version, ...found.list } };
+}
+
 export async function loadPage(project, filter, continuation) {
+  if (filter.status === "label-errors") return labelErrorPage(project, filter);
   const { path, params } = filterQuery(filter);
   const query = new URLSearchParams({ ...params, limit: PAGE });
   if (continuation) query.set("continuation", continuation);
@@ -41,6 +55,7 @@ export async function loadMore() {
 
 // Every id the filter matches, a thousand a call (for "select all matching").
 export async function allMatchingIds(project, filter) {
+  if (filter.status === "label-errors") return (await labelErrorPage(project, filter)).data.map((i) => i.id);
   const { path, params } = filterQuery(filter);
   const ids = [];
   let continuation = null;
@@ -62,6 +77,23 @@ function readFilter() {
   return { status: params.get("status") || "all", tag: params.get("tag") || "", split: params.get("split") || "" };
 }
 
+// What the likely-label-errors list is and where it comes from, or why there is none.
+function issueSummary(page) {
+  const issues = page.issues;
+  if (!issues) {
+    return [
+      "No list of likely label errors yet: a quick training of this project (a classifier) lists the labeled " +
+        "images whose label the model, judging images it never saw, finds unlikely.",
+    ];
+  }
+  const threshold = typeof issues.threshold === "number" ? ` below ${Math.round(issues.threshold * 100)} %` : "";
+  return [
+    `Version ${issues.version} found ${issues.count} likely label error${issues.count === 1 ? "" : "s"} among ` +
+      `${issues.checked ?? "?"} labeled images (the given label's out-of-fold probability${threshold}), ` +
+      "most likely first. Open one to fix its label; the list is renewed by the next training.",
+  ];
+}
+
 function caption(image) {
   if (image.regions.length) return `${image.regions.length} box${image.regions.length === 1 ? "" : "es"}`;
   if (image.tags.length) return image.tags.join(", ");
@@ -74,6 +106,7 @@ export async function imagesView(main, project) {
   const stats = h("p", { class: "stats", "aria-live": "polite" });
   const grid = h("ul", { class: "grid", "aria-label": "Images" });
   const more = h("button", { type: "button", hidden: true }, "Load more");
+  const issueNote = h("p", { class: "note", id: "label-issues-note", hidden: true, "aria-live": "polite" });
   const select = (id, label, value, options) => [
     h("label", { for: id }, label),
     h(
@@ -96,6 +129,7 @@ export async function imagesView(main, project) {
       ["unlabeled", "Unlabeled"],
       ["labeled", "Labeled"],
       ["review", "Awaiting review (suggested)"],
+      ["label-errors", "Likely label errors"],
     ]),
     select("filter-tag", "Tag", filter.tag, [["", "Any tag"], ...tags.map((t) => [t, t])]),
     select("filter-split", "Split", filter.split, [
@@ -234,6 +268,7 @@ export async function imagesView(main, project) {
     h("div", { class: "toolbar" }, filters, suggestButton, tagForm),
     drop,
     bulk.element,
+    issueNote,
     grid,
     more,
   );
@@ -260,6 +295,14 @@ export async function imagesView(main, project) {
     const badges = [
       s ? h("span", { class: "badge suggested" }, `suggested: ${proposed}`) : null,
       image.split ? h("span", { class: "badge" }, image.split) : null,
+      ...(image.issues || []).map((item) =>
+        h(
+          "span",
+          { class: "badge issue", dataset: { rank: item.rank } },
+          `#${item.rank} ${issueWords(item)}`,
+          fixedSince(image, item) ? h("strong", { class: "fixed" }, " · relabeled since") : null,
+        ),
+      ),
     ];
     const picked = selection.has(image.id);
     return h(
@@ -359,6 +402,8 @@ export async function imagesView(main, project) {
     bulk.update();
     const cards = page.data.map(card);
     grid.append(...cards);
+    if (!continuation) issueNote.replaceChildren(...issueSummary(page));
+    issueNote.hidden = filter.status !== "label-errors";
     if (!continuation && !page.data.length) grid.append(h("li", { class: "empty" }, "No images match."));
     more.hidden = !page.continuation;
     return Promise.all(

@@ -36,25 +36,29 @@ function ticks(low, high, count = 5) {
   return Array.from({ length: count + 1 }, (_, i) => low + i * step);
 }
 
-function frame(width, height, margin, xDomain, yDomain, xLabel, yLabel) {
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+// The chart in words, for screen readers: what it plots against what, and its series (the legend beside it
+// gives each one's figure).
+function describe(yLabel, xLabel, names) {
+  const what = `${yLabel || "values"}${xLabel ? ` against ${xLabel}` : ""}`;
+  return names.length ? `${what}: ${names.join(", ")}` : what;
+}
+
+function frame(width, height, margin, xDomain, yDomain, xLabel, yLabel, label) {
+  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
   const x = (v) =>
     margin.left + ((v - xDomain[0]) / (xDomain[1] - xDomain[0] || 1)) * (width - margin.left - margin.right);
   const y = (v) =>
     height -
     margin.bottom -
     ((v - yDomain[0]) / (yDomain[1] - yDomain[0] || 1)) * (height - margin.top - margin.bottom);
-  for (const tick of ticks(...yDomain)) {
+  const yTicks = ticks(...yDomain);
+  // Whole numbers (counts) without decimals; fractions with two.
+  const yDigits = yDomain[1] - yDomain[0] > 5 || yTicks.every((tick) => Number.isInteger(tick)) ? 0 : 2;
+  for (const tick of yTicks) {
     svg.append(
       svgElement("line", { class: "grid-line", x1: margin.left, x2: width - margin.right, y1: y(tick), y2: y(tick) }),
     );
-    svg.append(
-      svgElement(
-        "text",
-        { x: margin.left - 6, y: y(tick) + 4, "text-anchor": "end" },
-        format(tick, yDomain[1] - yDomain[0] > 5 ? 0 : 2),
-      ),
-    );
+    svg.append(svgElement("text", { x: margin.left - 6, y: y(tick) + 4, "text-anchor": "end" }, format(tick, yDigits)));
   }
   svg.append(
     svgElement("line", { class: "axis", x1: margin.left, x2: margin.left, y1: margin.top, y2: height - margin.bottom }),
@@ -103,22 +107,48 @@ function legend(entries) {
   return box;
 }
 
-// series: [{name, points: [[x, y], ...], legend: "text", value}]
-export function lineChart({ series, xDomain, yDomain, xLabel, yLabel, width = 520, height = 300, dots = false }) {
+// Whole numbers from `low` to `high`, at most `count` of them, evenly spread (epochs on an axis).
+function integerTicks(low, high, count = 6) {
+  const step = Math.max(1, Math.ceil((high - low) / (count - 1)));
+  const ticks = [];
+  for (let tick = low; tick < high; tick += step) ticks.push(tick);
+  return [...ticks, high];
+}
+
+// series: [{name, points: [[x, y], ...], legend: "text", value}]; xIntegers: x counts something (epochs): the
+// axis runs from the first to the last with whole-number ticks.
+export function lineChart({
+  series,
+  xDomain,
+  yDomain,
+  xLabel,
+  yLabel,
+  width = 520,
+  height = 300,
+  dots = false,
+  xIntegers = false,
+}) {
   const container = document.createElement("div");
   container.className = "chart line-chart";
   const margin = { top: 12, right: 14, bottom: 36, left: 46 };
   const allX = series.flatMap((s) => s.points.map((p) => p[0]));
   const allY = series.flatMap((s) => s.points.map((p) => p[1]));
+  if (xIntegers) xDomain = xDomain || [Math.min(...allX), Math.max(...allX, Math.min(...allX) + 1)];
   xDomain = xDomain || [Math.min(...allX, 0), Math.max(...allX, 1)];
   yDomain = yDomain || [Math.min(...allY, 0), Math.max(...allY, 1)];
-  const { svg, x, y } = frame(width, height, margin, xDomain, yDomain, xLabel, yLabel);
-  for (const [tick] of [[xDomain[0]], [xDomain[1]]]) {
+  const label = describe(
+    yLabel,
+    xLabel,
+    series.map((one) => one.legend || one.name),
+  );
+  const { svg, x, y } = frame(width, height, margin, xDomain, yDomain, xLabel, yLabel, label);
+  const xTicks = xIntegers ? integerTicks(...xDomain) : xDomain;
+  for (const tick of xTicks) {
     svg.append(
       svgElement(
         "text",
         { x: x(tick), y: height - margin.bottom + 14, "text-anchor": "middle" },
-        format(tick, xDomain[1] - xDomain[0] > 5 ? 0 : 2),
+        format(tick, xIntegers || xDomain[1] - xDomain[0] > 5 ? 0 : 2),
       ),
     );
   }
@@ -172,7 +202,12 @@ export function barChart({ categories, series, yDomain, yLabel, width = 520, hei
   const margin = { top: 12, right: 10, bottom: 48, left: 46 };
   const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
   yDomain = yDomain || [0, Math.max(1, ...values)];
-  const { svg, y } = frame(width, height, margin, [0, 1], yDomain, null, yLabel);
+  const label = describe(
+    yLabel,
+    `${categories.join(", ")}`,
+    series.map((one) => one.legend || one.name),
+  );
+  const { svg, y } = frame(width, height, margin, [0, 1], yDomain, null, yLabel, label);
   const band = (width - margin.left - margin.right) / Math.max(categories.length, 1);
   const bar = (band * 0.8) / Math.max(series.length, 1);
   categories.forEach((category, c) => {
