@@ -85,7 +85,7 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
         for backbone in candidate.backbones:
             views = [sets.features[FeaturePass(backbone, m)] for m in ((False, True) if candidate.flip else (False,))]
             blocks.append(np.mean([np.stack([v[r.id] for r in records]) for v in views], axis=0))
-        return np.concatenate(blocks, axis=1)
+        return candidate.transform(np.concatenate(blocks, axis=1))
 
     trainable = np.ones(images, bool)
     evaluated: list[Evaluated] = []
@@ -115,7 +115,7 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
     mlp_rows = []
     if args.mlp:
         for source in dict.fromkeys([leader.candidate, overall.candidate]):
-            mlp_rows.append(run(Candidate(source.backbones, MLP, source.flip)))
+            mlp_rows.append(run(Candidate(source.backbones, MLP, source.flip, source.root)))
     in_budget = [e for e in evaluated if affords(e)]
     default_pool = linear_in_budget + [e for e in mlp_rows[:1] if affords(e)]
     chosen, best_default = one_standard_error(default_pool)

@@ -376,7 +376,9 @@ def _show_version(args: argparse.Namespace, model: str, number: int) -> int:
         version = client.get_version(model, number)
     metrics, params = version.get("metrics", {}), version.get("params", {})
     backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
-    print(f"{model} version {number}: {version['task']}, {backbones}{' with flip' if params.get('flip') else ''}, "
+    views = " with flip" if params.get("flip") else ""
+    views += f"{' and' if views else ' on'} square-rooted features" if params.get("sqrt") else ""
+    print(f"{model} version {number}: {version['task']}, {backbones}{views}, "
           f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
     estimate = estimate_text(metrics)
     print(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")

@@ -1,7 +1,7 @@
 """Classification tasks: multiclass, multilabel and face identification, in quick or advanced mode.
 
 Quick mode (`QuickClassification`): pooled backbone features (cached per image and pass),
-candidates (backbones, ensembles, flip, head) compared by repeated stratified k-fold
+candidates (backbones, ensembles, flip, square-rooted features, head) compared by repeated stratified k-fold
 cross-validation over every labeled image (`selection.py`, `crossval.py`), the model then
 fitted on all of them. The out-of-fold predictions give the thresholds, the metrics and the
 estimate of the accuracy on new photos with its interval; they also find likely label errors,
@@ -324,7 +324,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         trainable = np.array([self.multilabel or t >= 0 for t in targets], bool)
         head_kind = MLP if options.head == MLP else LINEAR
         candidates = linear_candidates(data.passes, head_kind)
-        selection = select(candidates, lambda c: self._matrix(data, c.passes(), cv), targets, trainable, data.plan,
+        selection = select(candidates, lambda c: c.transform(self._matrix(data, c.passes(), cv)), targets, trainable,
+                           data.plan,
                            num_outputs=len(data.labels), multilabel=self.multilabel, seed=options.seed,
                            weight_decay=options.weight_decay, mlp=options.head == AUTO, images=len(cv))
         chosen = selection.chosen
@@ -335,14 +336,15 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             # as the file computes them, and the candidate cross-validated on those.
             for feature_pass in served:
                 data.sets.compute(feature_pass, data.records)
-            result = cross_validate(self._matrix(data, served, cv), targets, trainable, data.plan, kind=candidate.head,
+            result = cross_validate(candidate.transform(self._matrix(data, served, cv)), targets, trainable, data.plan,
+                                    kind=candidate.head,
                                     num_outputs=len(data.labels), multilabel=self.multilabel, seed=options.seed,
                                     weight_decays=[result.weight_decay], keep_heads=True)
         # The served input is the largest member's; the card names that backbone and lists them all.
         self.backbone = max(candidate.backbones, key=lambda b: backbone_spec(b).image_size)
         self.head = candidate.head
         positions = sorted({*cv, *data.test})
-        chosen_features = self._matrix(data, served, positions)
+        chosen_features = candidate.transform(self._matrix(data, served, positions))
         data.features = {data.records[i].id: row for i, row in zip(positions, chosen_features, strict=True)}
         data.feature_dim = chosen_features.shape[1]
         data.spec = default_preprocess(self.backbone)
@@ -357,9 +359,9 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                  ", ".join(f"{e.candidate.name} {e.result.score:.4f}±{e.result.standard_error:.4f}"
                            for e in selection.evaluated))
         params = {"backbone": self.backbone, "backbones": list(candidate.backbones), "head": candidate.head,
-                  "flip": candidate.flip, "weight_decay": result.weight_decay, "folds": data.plan.k,
-                  "repeats": len(data.plan.repeats), "selection": record, "feature_dim": data.feature_dim,
-                  "preprocess": data.spec.to_json()}
+                  "flip": candidate.flip, "sqrt": candidate.root, "weight_decay": result.weight_decay,
+                  "folds": data.plan.k, "repeats": len(data.plan.repeats), "selection": record,
+                  "feature_dim": data.feature_dim, "preprocess": data.spec.to_json()}
         if not data.test:  # the model learned from every labeled image (with test images: `refit` decides)
             params["refit_images"] = len(train)
         return FittedClassifier(history=self._fold_curve(data, served, candidate.head, result.weight_decay),
@@ -518,7 +520,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
     def card_extra(self, model: FittedClassifier | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"mode": self.options.mode, "head": self.head}
         if model is not None and model.candidate is not None:
-            extra |= {"backbones": list(model.candidate.backbones), "flip": model.candidate.flip}
+            extra |= {"backbones": list(model.candidate.backbones), "flip": model.candidate.flip,
+                      "sqrt": model.candidate.root}
         return extra
 
     def export_file(self, data: ClassificationData, model: FittedClassifier, exported: ExportInputs,
@@ -531,7 +534,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
                                 Path(workdir) / "head.onnx", input_name=FEATURES_NAME,
                                 output_names=exported.output_names)
             members = [data.sets.graph(p) for p in self._members(model)]
-            compose_classifier(members, head, path, flip=model.candidate.flip, input_name=card.input_name)
+            compose_classifier(members, head, path, flip=model.candidate.flip, root=model.candidate.root,
+                               input_name=card.input_name)
         write_card(path, card)
         return path
 
@@ -604,7 +608,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
             head = export_graph(HeadOutputs(model.head, multilabel=self.multilabel), torch.zeros(1, data.feature_dim),
                                 Path(workdir) / "head.onnx", input_name=FEATURES_NAME,
                                 output_names=exported.output_names)
-            composed = compose_classifier(members, head, Path(workdir) / "composed.onnx", flip=model.candidate.flip)
+            composed = compose_classifier(members, head, Path(workdir) / "composed.onnx", flip=model.candidate.flip,
+                                          root=model.candidate.root)
             save_variant(onnx.load(str(composed)), onnx.load(str(fp32_path)), int8_path, INT8)
         return int8_path
 
@@ -657,7 +662,9 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
         records = [data.records[i] for i in cv]
         features = {p: data.sets.compute_int8(p, self._int8_member(data, FeaturePass(p.backbone, False, p.input_size)),
                                               records) for p in served}
-        int8 = predict_out_of_fold(model.cv.heads, data.plan, self._matrix(data, served, cv, features),
+        assert model.candidate is not None
+        int8 = predict_out_of_fold(model.cv.heads, data.plan, model.candidate.transform(self._matrix(data, served, cv,
+                                                                                                     features)),
                                    multilabel=self.multilabel).mean(axis=0)
         fp32 = model.cv.probabilities
         counted = set(self.scored(data, cv))
