@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         runners[(name, size)] = FrozenRunner(build, input_size=size, onnx_path=path, threads=args.threads)
     seconds: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
     ratios: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
+    # CPU seconds of this process per image (all its threads): what a quiet machine's cores must supply.
+    cpu: dict[tuple[str, int], list[float]] = {pair: [] for pair in pairs}
     baseline = ("efficientnet-lite0", 224)
     for _ in range(args.rounds):
         this_round = {}
@@ -83,15 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             ordered = [images[r.id] for r in records]
             run_batched(runners[pair], ordered[:8], lambda image, spec=spec: to_tensor(image, spec), desc="",
                         progress=False)  # warm-up
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run_batched(runners[pair], ordered, lambda image, spec=spec: to_tensor(image, spec), desc="",
                         progress=False)
             this_round[pair] = (time.perf_counter() - started) / len(ordered)
             seconds[pair].append(this_round[pair])
+            cpu[pair].append((time.process_time() - cpu_started) / len(ordered))
         if baseline in this_round:
             for pair in pairs:
                 ratios[pair].append(this_round[pair] / this_round[baseline])
-    print(f"  {'backbone':<12}{'size':>6}{'ms / image':>12}{'x Lite0@224':>13}{'area-scaled':>12}{'budget cost':>13}")
+    print(f"  {'backbone':<12}{'size':>6}{'ms / image':>12}{'CPU ms':>9}{'x Lite0@224':>13}{'area-scaled':>12}"
+          f"{'budget cost':>13}")
     for pair in pairs:
         name, size = pair
         spec = backbone_spec(name)
@@ -99,16 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(ratios[pair]) if ratios[pair] else float("nan")
         native = "" if size != spec.image_size else f"{spec.relative_cost:.2f}"
         print(f"  {name.removeprefix('efficientnet-'):<12}{size:>6}{statistics.median(seconds[pair]) * 1000:>12.1f}"
-              f"{ratio:>13.2f}{flops:>12.2f}{native:>13}")
+              f"{statistics.median(cpu[pair]) * 1000:>9.1f}{ratio:>13.2f}{flops:>12.2f}{native:>13}")
     if baseline in seconds:
         lite0 = statistics.median(seconds[baseline])
         passes = affordable_passes(BACKBONES, 720, SELECTION_BUDGET)
         units = sum(p.cost(720) for p in passes)
         names = ", ".join(p.backbone.removeprefix("efficientnet-") + (" mirrored" if p.mirrored else "")
                           for p in passes)
+        lite0_cpu = statistics.median(cpu[baseline])
         print(f"  720 images, default budget ({names}: {units:.0f} Lite0 image-passes): features projected "
-              f"{units * lite0:.1f} s at this machine's "
-              f"Lite0 figure now")
+              f"{units * lite0:.1f} s at this machine's Lite0 figure now; {units * lite0_cpu:.1f} CPU seconds, "
+              f"{units * lite0_cpu / args.threads:.1f} s on {args.threads} otherwise idle cores if the threads "
+              "kept them busy")
     print(f"load average at end {load_average()}")
     return 0
 
