@@ -56,7 +56,7 @@ def test_square_rooted_features_are_chosen_on_hot_dogs_and_the_file_computes_the
     # Lite0 alone (no budget for more passes), linear head: the plain and the square-rooted candidate cost
     # the same, and on these photos the square roots cross-validate better (about 91 % against 90 %).
     options = TrainingOptions(project=project, cache_dir=cache_dir, progress=False, backbone="efficientnet-lite0",
-                              selection_budget=0, head="linear", int8=False)
+                              selection_budget=0, head="linear")
     result = run_training(options, annotation, registry)
     version = registry.get_version(project, result.version)
     params = version["params"]
@@ -69,10 +69,18 @@ def test_square_rooted_features_are_chosen_on_hot_dogs_and_the_file_computes_the
     assert params["sqrt"] is True and params["backbones"] == ["efficientnet-lite0"]
     low, high = version["metrics"]["estimate"]["interval"]
     assert low < rows["lite0 sqrt linear"]["score"] < high
+    # The INT8 variant: quantized members under the same square roots and head. Its file answers as the fp32
+    # file does on the check photos, and its out-of-fold accuracy (the features through the same transform)
+    # is fp32's within a few photos.
+    int8 = version["metrics"]["int8"]
+    assert int8["top1_agreement"] >= 0.9 and abs(int8["accuracy_int8"] - int8["accuracy_fp32"]) <= 0.03
 
     path = registry.download_artifact(project, result.version, tmp_path / "model.onnx")
     model = onnx.load(str(path))
     assert "Sqrt" in {n.op_type for n in model.graph.node}
+    if int8["registered"]:
+        quantized = registry.download_artifact(project, result.version, tmp_path / "model.int8.onnx", variant="int8")
+        assert "Sqrt" in {n.op_type for n in onnx.load(str(quantized)).graph.node}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     card = ModelCard.from_metadata(session.get_modelmeta().custom_metadata_map)
     assert card.extra["sqrt"] is True
