@@ -66,7 +66,7 @@ class Candidate:
     flip: bool = False  # features averaged with those of the mirrored image
     # The head reads the square roots of the (non-negative) pooled features: power normalization damps the
     # few channels that fire strongly everywhere. Cross-validated on the same folds: flowers12 Lite0 98.26 % →
-    # 98.47 %, hot dogs Lite1 flip 92.9 % → 93.2 % (and Lite1 at 320 px 92.9 % → 94.0 %).
+    # 98.47 %, hot dogs Lite1 flip 92.9 % → 93.2 % (and Lite1 at 320 px 93.0 % → 94.0 %).
     root: bool = False
 
     @property
