@@ -118,7 +118,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     lite0 = {"backbone": "efficientnet-lite0", "selection_budget": 0}
     mlp = run_training(config(project, cache_dir, head="mlp", **lite0), annotation, registry)
     mlp_rows = registry.get_version(project, mlp.version)["params"]["selection"]["candidates"]
-    assert [row["name"] for row in mlp_rows] == ["lite0 mlp"]
+    assert [row["name"] for row in mlp_rows] == ["lite0 mlp", "lite0 sqrt mlp"]  # the features, and their roots
     assert mlp.report["features"] == {"computed": 0, "cached": 24}
     assert mlp.metrics["int8"]["registered"] is True and mlp.metrics["int8"]["top1_agreement"] == 1.0
     if version["params"]["backbones"] == ["efficientnet-lite0"] and not version["params"]["flip"]:
