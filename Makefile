@@ -1,11 +1,13 @@
 # VisionDock developer commands. Each target installs what it needs into .venv first.
 #   make demo    the end-to-end loop on embedded storage (services, train, promote, predict)
 #   make test    the whole test suite, Azure backends included (needs node + npm)
-#   make test-fast  unit and in-process API tests only: no service processes, training, emulators or API fuzzing
+#   make test-fast  unit and in-process API tests only: no service processes, training, emulators, API fuzzing,
+#                   deployment scans or replays
 #   make bench   benchmarks; they print ratios against a baseline measured in the same run
 #   make soak    200 clients for a minute, a registry outage, SIGKILL and SIGTERM under load
 #   make lint    ruff
-#   make check   ruff, then the page code: Biome (lint and format) and its unit tests (node --test tests/js)
+#   make check   ruff, mypy (strict: [tool.mypy] in pyproject.toml), the layer contracts (lint-imports), then the
+#                page code: Biome (lint and format) and its unit tests (node --test tests/js)
 #   make locks   the container images' pinned requirements (docker/requirements/*.txt)
 #   make check-images  each GPU image ships the CUDA its locked wheels link (downloads them once)
 #   make cluster-smoke the first-install checks of docs/verify-on-a-cluster.md on the current kube context
@@ -70,14 +72,19 @@ check-images: $(STAMP)
 cluster-smoke: $(STAMP)
 	$(PY) -m tests.kubernetes.cluster_smoke $(SMOKE_ARGS)
 
+# The edit loop: in-process tests only (see the markers in pyproject.toml).
+FAST_TESTS := not e2e and not training and not azure and not fuzz and not chart and not dockerfiles \
+	and not kubernetes and not processes
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not e2e and not training and not azure and not fuzz"
+	$(PY) -m pytest -m "$(FAST_TESTS)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
 check: $(STAMP) $(AXE)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(BIOME) check .
 	node --test tests/js/
 

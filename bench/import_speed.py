@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from cli.importer import import_dataset
-from cli.launcher import ServiceProcess, free_port
+from cli.local_services import ServiceProcess, free_port
 from services.annotation.dataset_import import DatasetImporter
 from services.annotation.datasets import FolderSource, get_format
 from services.annotation.history import LabelChange, LabelHistory

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 from services.annotation.images import ImageLibrary
 from services.annotation.projects import ProjectCatalog
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings

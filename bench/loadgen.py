@@ -61,7 +61,7 @@ async def run(url: str, images: list[bytes], *, concurrency: int, duration: floa
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     measure_from = start + warmup
     stop_at = measure_from + duration
     counter = 0
@@ -100,6 +100,7 @@ async def run(url: str, images: list[bytes], *, concurrency: int, duration: floa
         task.cancel()
     await asyncio.gather(*unfinished, return_exceptions=True)
     elapsed = time.perf_counter() - measure_from
+    cpu_seconds = time.process_time() - cpu_start  # this process's CPU while it sent and read, warm-up included
     abandoned = len(unfinished)
     ok = statuses.get("200", 0)
     values = np.array(latencies) * 1000 if latencies else np.zeros(1)
@@ -108,7 +109,7 @@ async def run(url: str, images: list[bytes], *, concurrency: int, duration: floa
         "statuses": statuses, "errors": errors, "abandoned": abandoned, "seconds": round(elapsed, 3),
         "throughput": ok / elapsed if elapsed > 0 else 0.0,
         "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
-        "mean_ms": float(statistics.fmean(values)),
+        "mean_ms": float(statistics.fmean(values)), "cpu_seconds": round(cpu_seconds, 4),
     }
     if keep_latencies:
         result["latencies"] = latencies
@@ -145,6 +146,7 @@ def run_processes(url: str, images: list[bytes], *, processes: int, concurrency:
         "answered": sum(p["answered"] for p in parts), "statuses": statuses,
         "errors": errors, "abandoned": sum(p["abandoned"] for p in parts),
         "seconds": max(p["seconds"] for p in parts), "throughput": sum(p["throughput"] for p in parts),
+        "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
         "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
         "mean_ms": float(statistics.fmean(values)),
     }

@@ -17,17 +17,26 @@ against a tutorial-style service, same model, same images, one run.
   The INT8 target is judged on ONNX Runtime alone: decoding costs the same for both;
 - (e) the default variant (`auto`: both files timed at load, the faster served) served at
   concurrency 32, against the same file in process (the better of its (a) or (d)
-  pipelines, measured again right after (e) and averaged with the first measurement, so
-  that a shared machine's load drifting between the phases weighs less): what the HTTP
-  path, with its key check and limits, costs per image.
+  pipelines): what the HTTP path, with its key check and limits, costs per image. The
+  two are measured in turns, `--rounds` rounds of both (the first of the pair
+  alternating), with the service idle while the in-process pipeline runs; the ratio is
+  the median of the rounds' ratios, printed with each round's figures and load average,
+  so that load from other processes drifting during the run weighs on both sides alike.
+  Each round also prints the CPU time an image costs on each side (served: the service's
+  processes and the load generator, per image answered; in process: this process) and
+  their ratio, which other load on a shared machine moves less than it moves throughput.
+  `--default-only` runs (e) alone (a few minutes).
 
 The model is EfficientNet-Lite0 with its ImageNet head (1000 classes), exported by the
 trainer's exporter with a real model card. Images: the flowers12 photos of
-../shared/datasets when present, else generated JPEGs (the output says which). Also
+../shared/datasets (or of VISIONDOCK_DATASETS) when present, else generated JPEGs (the
+output says which). Also
 measured: process start → ready, the scoring process's resident memory, and /healthz
 latency while the service is under load.
 
-The machine may be shared: the load average is printed next to the numbers.
+The machine may be shared: the load average is printed next to the numbers. The load
+generator shares the machine's cores with the service (the in-process pipelines have no
+client to feed): its CPU time counts against the served rows.
 """
 
 from __future__ import annotations
@@ -50,11 +59,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from cli.launcher import ServiceProcess, free_port
+from cli.local_services import ServiceProcess, free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Path(os.environ.get("VISIONDOCK_DATASETS") or ROOT.parent / "shared" / "datasets")
 MODEL = "bench-lite0"
 AUTH = {"X-API-Key": LOCAL_DEV_API_KEY}
 
@@ -155,79 +164,108 @@ class InProcess:
         return max(self.sequential, self.overlapped, key=lambda r: r.throughput)
 
 
-def in_process(path: Path, images: list[Path], *, seconds: float, label: str, variant: str) -> InProcess:
+class Pipelines:
     """The model in this process, with the scoring service's session options, batch size, batch runners
-    (each measurement runs in as many threads, each on its own batches) and decode threads."""
-    from concurrent.futures import ThreadPoolExecutor
+    (each measurement runs in as many threads, each on its own batches) and decode threads; each
+    measurement runs for `seconds` (and over every image at least twice)."""
 
-    from services.scoring.model import LoadedModel, ModelIdentity, session_options
-    from services.scoring.settings import ScoringSettings
+    def __init__(self, path: Path, images: list[Path], *, label: str, variant: str) -> None:
+        from services.scoring.model import LoadedModel, ModelIdentity, session_options
+        from services.scoring.settings import ScoringSettings
 
-    settings = ScoringSettings()
-    model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"),
-                        options=session_options(settings, gpu=settings.scoring_require_gpu))
-    # Sized as the service sizes them: by where the session actually runs.
-    runners = settings.resolved_batch_runners(gpu=model.on_gpu)
-    # The service's batch size for this variant, so (a) and (d) batch as (b) and (d served) do.
-    batch_size = settings.resolved_max_batch_size(variant=variant, gpu=model.on_gpu)
-    encoded = [p.read_bytes() for p in images]
+        self.settings = settings = ScoringSettings()
+        self.label = label
+        self.model = LoadedModel(path, ModelIdentity(MODEL, 1, "", "bench"),
+                                 options=session_options(settings, gpu=settings.scoring_require_gpu))
+        # Sized as the service sizes them: by where the session actually runs.
+        self.runners = settings.resolved_batch_runners(gpu=self.model.on_gpu)
+        # The service's batch size for this variant, so (a) and (d) batch as (b) and (d served) do.
+        self.batch_size = settings.resolved_max_batch_size(variant=variant, gpu=self.model.on_gpu)
+        self.encoded = [p.read_bytes() for p in images]
+        self.model.run(self.batch_at(0))  # warm-up
 
-    def prepare(data: bytes) -> np.ndarray:
-        return model.prepare(data, max_pixels=settings.scoring_max_pixels).tensor
+    def prepare(self, data: bytes) -> np.ndarray:
+        return self.model.prepare(data, max_pixels=self.settings.scoring_max_pixels).tensor
 
-    def batch_at(start: int, mapper: Any = map) -> np.ndarray:
-        return np.stack(list(mapper(prepare, [encoded[(start + i) % len(encoded)] for i in range(batch_size)])))
+    def batch_at(self, start: int, mapper: Any = map) -> np.ndarray:
+        encoded = self.encoded
+        return np.stack(list(mapper(self.prepare, [encoded[(start + i) % len(encoded)]
+                                                   for i in range(self.batch_size)])))
 
-    model.run(batch_at(0))  # warm-up
-    outputs = np.concatenate([model.run(batch_at(start))[0] for start in range(0, len(encoded), batch_size)])
+    def outputs(self) -> np.ndarray:
+        """The model's first output for every image, in order."""
+        encoded, size = self.encoded, self.batch_size
+        return np.concatenate([self.model.run(self.batch_at(start))[0]
+                               for start in range(0, len(encoded), size)])[:len(encoded)]
 
-    def measure(step_of: Any) -> tuple[float, np.ndarray]:
+    def _measure(self, name: str, step_of: Any, seconds: float, note: str) -> Result:
         """`step_of(runner)` makes each runner's step; the runners loop at once, as the service's do."""
-        started = time.perf_counter()
+        from concurrent.futures import ThreadPoolExecutor
+
+        runners, count = self.runners, len(self.encoded)
+        started, cpu_started = time.perf_counter(), time.process_time()
 
         def loop(runner: int) -> tuple[int, list[float]]:
-            step, offset = step_of(runner), runner * len(encoded) // runners
+            step, offset = step_of(runner), runner * count // runners
             latencies, done = [], 0
-            while time.perf_counter() - started < seconds or done < 2 * len(encoded) // runners:
+            while time.perf_counter() - started < seconds or done < 2 * count // runners:
                 mark = time.perf_counter()
                 step(offset + done)
                 latencies.append((time.perf_counter() - mark) * 1000)
-                done += batch_size
+                done += self.batch_size
             return done, latencies
 
         with ThreadPoolExecutor(runners) as pool:
             parts = list(pool.map(loop, range(runners)))
-        elapsed = time.perf_counter() - started
-        return sum(done for done, _ in parts) / elapsed, np.array([v for _, values in parts for v in values])
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        latencies = np.array([v for _, values in parts for v in values])
+        images = sum(done for done, _ in parts)
+        return Result(f"{self.label} {name}", "-", images / elapsed, *np.percentile(latencies, [50, 99]), note=note,
+                      extra={"images": images, "cpu_seconds": cpu})
 
-    def result(name: str, measured: tuple[float, np.ndarray], note: str) -> Result:
-        throughput, latencies = measured
-        return Result(f"{label} {name}", "-", throughput, *np.percentile(latencies, [50, 99]), note=note)
+    def sequential(self, seconds: float) -> Result:
+        """One thread per runner: decode a batch, then run it."""
+        return self._measure("decode, then ORT", lambda _: lambda done: self.model.run(self.batch_at(done)),
+                             seconds, f"{self.runners} runner thread(s); latency of a batch of {self.batch_size}")
 
-    threads = f"{runners} runner thread(s)"
-    sequential = result("decode, then ORT", measure(lambda _: lambda done: model.run(batch_at(done))),
-                        f"{threads}; latency of a batch of {batch_size}")
-    with ThreadPoolExecutor(settings.scoring_decode_threads) as decoders:
-        feeders = [ThreadPoolExecutor(1) for _ in range(runners)]
+    def overlapped(self, seconds: float) -> Result:
+        """Decode threads prepare each runner's next batch while ONNX Runtime runs this one."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        def overlapped_step(runner: int) -> Any:
-            upcoming = {"batch": feeders[runner].submit(batch_at, runner * len(encoded) // runners, decoders.map)}
+        with ThreadPoolExecutor(self.settings.scoring_decode_threads) as decoders:
+            feeders = [ThreadPoolExecutor(1) for _ in range(self.runners)]
 
-            def step(done: int) -> None:
-                batch = upcoming["batch"].result()
-                upcoming["batch"] = feeders[runner].submit(batch_at, done + batch_size, decoders.map)
-                model.run(batch)
+            def overlapped_step(runner: int) -> Any:
+                first = runner * len(self.encoded) // self.runners
+                upcoming = {"batch": feeders[runner].submit(self.batch_at, first, decoders.map)}
 
-            return step
+                def step(done: int) -> None:
+                    batch = upcoming["batch"].result()
+                    upcoming["batch"] = feeders[runner].submit(self.batch_at, done + self.batch_size, decoders.map)
+                    self.model.run(batch)
 
-        overlapped = result("decode || ORT", measure(overlapped_step),
-                            f"{threads}, {settings.scoring_decode_threads} decode threads ahead of them; per batch")
-        for feeder in feeders:
-            feeder.shutdown(wait=True)
-    ready = batch_at(0)
-    alone = result("ORT alone", measure(lambda _: lambda _done: model.run(ready)),
-                   f"{threads}; ready tensors; per batch")
-    return InProcess(sequential, overlapped, alone, outputs[:len(encoded)])
+                return step
+
+            try:
+                return self._measure("decode || ORT", overlapped_step, seconds,
+                                     f"{self.runners} runner thread(s), {self.settings.scoring_decode_threads} "
+                                     "decode threads ahead of them; per batch")
+            finally:
+                for feeder in feeders:
+                    feeder.shutdown(wait=True)
+
+    def alone(self, seconds: float) -> Result:
+        """ONNX Runtime on a ready batch: the model's own speed."""
+        ready = self.batch_at(0)
+        return self._measure("ORT alone", lambda _: lambda _done: self.model.run(ready), seconds,
+                             f"{self.runners} runner thread(s); ready tensors; per batch")
+
+
+def in_process(path: Path, images: list[Path], *, seconds: float, label: str, variant: str) -> InProcess:
+    """The three in-process measurements of a file (see `Pipelines`)."""
+    pipelines = Pipelines(path, images, label=label, variant=variant)
+    outputs = pipelines.outputs()
+    return InProcess(pipelines.sequential(seconds), pipelines.overlapped(seconds), pipelines.alone(seconds), outputs)
 
 
 # -- services as processes -----------------------------------------------------------------
@@ -297,21 +335,192 @@ def http_row(name: str, result: dict, note: str = "") -> Result:
                   extra=result)
 
 
+# -- (e): the default variant served against the same file in process, in turns --------------------
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by `pid` and its live descendants (the service's worker processes)."""
+    tick, total, pending = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+@dataclass
+class Alternation:
+    """(e): rounds of the served default variant at 32 clients and the same file in process, each round
+    measuring both, one right after the other."""
+
+    variant: str  # the file `auto` serves
+    kind: str  # the in-process pipeline measured: the better of the file's two in (a) / (d)
+    served: list[Result]
+    local: list[Result]
+    loads: list[float]  # the 1-minute load average after each round
+    served_cpu_ms: list[float] = field(default_factory=list)  # service + load generator, per image answered
+    local_cpu_ms: list[float] = field(default_factory=list)  # the in-process pipeline, per image
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """Images per CPU second served over in process: what the ratio would be with both sides alone on
+        the same cores, whatever else runs on the machine."""
+        return [local / served if served > 0 else 0.0 for served, local in zip(self.served_cpu_ms, self.local_cpu_ms,
+                                                                              strict=True)]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [s.throughput / i.throughput if i.throughput > 0 else 0.0 for s, i in zip(self.served, self.local,
+                                                                                         strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return float(np.median(self.ratios))
+
+    def median_row(self, rows: list[Result], name: str) -> Result:
+        """The round with the median throughput, named as the median of them all."""
+        middle = sorted(rows, key=lambda r: r.throughput)[len(rows) // 2]
+        return Result(name, middle.concurrency, float(np.median([r.throughput for r in rows])), middle.p50_ms,
+                      middle.p99_ms, note=f"median of {len(rows)} rounds, " + middle.note)
+
+
+def alternate(pipelines: Pipelines, kind: str, url: str, image_list: Path, *, seconds: float, rounds: int,
+              variant: str, service_pid: int) -> Alternation:
+    """`rounds` rounds, each measuring the served default variant @32 and the same file in process; the
+    first of the two alternates from round to round, so that load that drifts during the run (another
+    process starting or ending on a shared machine) weighs on both sides alike."""
+    measured = Alternation(variant, kind, [], [], [])
+    for index in range(rounds):
+        sides = ("in process", "served") if index % 2 == 0 else ("served", "in process")
+        for side in sides:
+            if side == "served":
+                cpu_before = process_tree_cpu_seconds(service_pid)
+                result = load(url + "/v1/predict", image_list, concurrency=32, seconds=seconds)
+                service_cpu = process_tree_cpu_seconds(service_pid) - cpu_before
+                measured.served.append(http_row(f"(e) scoring service HTTP auto={variant}", result))
+                # The load generator's CPU while it sent and read (not its start-up), warm-up included as in
+                # `answered` and in the service's.
+                measured.served_cpu_ms.append((service_cpu + result["cpu_seconds"]) * 1000
+                                              / max(1, result["answered"]))
+            else:
+                local = getattr(pipelines, kind)(seconds)
+                measured.local.append(local)
+                measured.local_cpu_ms.append(local.extra["cpu_seconds"] * 1000 / max(1, local.extra["images"]))
+        measured.loads.append(os.getloadavg()[0])
+        say(f"   round {index + 1}: served {measured.served[-1].throughput:.1f}, in process "
+            f"{measured.local[-1].throughput:.1f} images/s = {measured.ratios[-1]:.2f}; CPU ms an image served "
+            f"{measured.served_cpu_ms[-1]:.2f}, in process {measured.local_cpu_ms[-1]:.2f} = "
+            f"{measured.cpu_ratios[-1]:.2f}; load {measured.loads[-1]:.1f}")
+    return measured
+
+
+def default_variant_phase(scoring: ServiceProcess, paths: dict[str, Path], images: list[Path], image_list: Path, *,
+                          seconds: float, rounds: int, locals_: dict[str, InProcess] | None) -> Alternation:
+    """(e) on the running `auto` service: which file it serves, then the rounds."""
+    chosen = httpx.get(scoring.url + "/v1/model", headers=AUTH).json()
+    variant = chosen["model"]["variant"]
+    say(f"   auto serves {variant} ({chosen['variant_note'] or 'INT8 was faster'})")
+    pipelines = Pipelines(paths[variant], images, label=f"(e) {variant}", variant=variant)
+    local = (locals_ or {}).get(variant)
+    if local is None:  # no (a) / (d) in this run: measure both pipelines once to choose
+        local = InProcess(pipelines.sequential(seconds), pipelines.overlapped(seconds), pipelines.alone(seconds),
+                          np.zeros(0))
+    kind = "overlapped" if local.overlapped.throughput >= local.sequential.throughput else "sequential"
+    say(f"== (e) {rounds} rounds: served @32 and {variant} in process ({getattr(pipelines, kind).__doc__.strip()})")
+    return alternate(pipelines, kind, scoring.url, image_list, seconds=seconds, rounds=rounds, variant=variant,
+                     service_pid=scoring.pid)
+
+
+def default_report(measured: Alternation) -> str:
+    out = io.StringIO()
+    kind = "decode || ORT" if measured.kind == "overlapped" else "decode, then ORT"
+    out.write(f"(e) the default variant (auto serves {measured.variant}) at 32 clients against the same file in "
+              f"process ({kind}), measured in turns:\n")
+    out.write(f"    {'':>5}{'images/s':^28}{'CPU ms an image':^28}\n")
+    out.write(f"    {'round':>5}{'served':>9}{'in process':>12}{'ratio':>7}{'served':>9}{'in process':>12}{'ratio':>7}"
+              f"{'load':>7}\n")
+    rounds = zip(measured.served, measured.local, measured.ratios, measured.served_cpu_ms, measured.local_cpu_ms,
+                 measured.cpu_ratios, measured.loads, strict=True)
+    for index, (served, local, ratio, served_cpu, local_cpu, cpu_ratio, load_now) in enumerate(rounds):
+        out.write(f"    {index + 1:>5}{served.throughput:>9.1f}{local.throughput:>12.1f}{ratio:>7.2f}"
+                  f"{served_cpu:>9.2f}{local_cpu:>12.2f}{cpu_ratio:>7.2f}{load_now:>7.1f}\n")
+    ratios = measured.ratios
+    out.write(f"    median ratio {measured.ratio:.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f}); median images/s "
+              f"served {np.median([r.throughput for r in measured.served]):.1f}, in process "
+              f"{np.median([r.throughput for r in measured.local]):.1f}\n")
+    out.write(f"    median CPU ratio {float(np.median(measured.cpu_ratios)):.2f}: images per CPU second served (the "
+              "service's processes and the load generator) over in process, which other load on the machine does "
+              "not move as much\n")
+    return out.getvalue()
+
+
 # -- the run -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=240, help="how many photos to cycle through")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per HTTP phase")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="(e): rounds of the served default variant and the same file in process, in turns")
+    parser.add_argument("--default-only", action="store_true",
+                        help="only (e): the default variant served against the same file in process")
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "results" / "scoring",
                         help="models, service homes, logs and results.json (emptied first)")
     args = parser.parse_args(argv)
     load_before = load_average()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
-    return run(args.workdir, args.images, args.seconds, load_before)
+    if args.default_only:
+        return run_default_only(args.workdir, args.images, args.seconds, args.rounds, load_before)
+    return run(args.workdir, args.images, args.seconds, args.rounds, load_before)
 
 
-def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
+def service_environment(workdir: Path) -> dict[str, str]:
+    return {"VISIONDOCK_HOME": str(workdir / "home"), "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
+            "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"}
+
+
+def register(registry: ServiceProcess, fp32: Path, int8: Path, agreement: float) -> None:
+    from visiondock.clients import RegistryClient
+
+    with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
+        metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)],
+                    "variant_metrics": {"int8": {"top1_agreement": agreement}}}
+        version = client.register_version(MODEL, fp32, metadata, variants={"int8": int8})["version"]
+        client.set_alias(MODEL, "production", version)
+
+
+def run_default_only(workdir: Path, count: int, seconds: float, rounds: int, load_before: str) -> int:
+    images, images_note = benchmark_images(workdir, count)
+    image_list = workdir / "images.txt"
+    image_list.write_text("\n".join(str(p) for p in images))
+    say(f"== images: {images_note}; load average {load_before}")
+    fp32 = export_model(workdir / "model.onnx")
+    int8 = quantize(fp32, workdir / "model.int8.onnx", images)
+    logs = workdir / "logs"
+    base_env = service_environment(workdir)
+    with running("services.registry", base_env, logs, "registry") as registry:
+        register(registry, fp32, int8, agreement=1.0)  # not measured here; the variant policy does not read it
+        auto_env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
+                    "VISIONDOCK_SCORING_VARIANT": "auto"}
+        with running("services.scoring", auto_env, logs, "scoring-auto", probe="/readyz") as scoring:
+            measured = default_variant_phase(scoring, {"fp32": fp32, "int8": int8}, images, image_list,
+                                             seconds=seconds, rounds=rounds, locals_=None)
+    out = io.StringIO()
+    out.write(f"\nVisionDock scoring benchmark, (e) only: EfficientNet-Lite0 (ImageNet head), {images_note}\n")
+    out.write(f"machine: {os.cpu_count()} CPUs; load average before {load_before}, after {load_average()}\n\n")
+    out.write(default_report(measured))
+    passed = measured.ratio >= TARGET_DEFAULT_SERVED_VS_IN_PROCESS
+    out.write(f"\ntargets\n  {'(e) default variant served @32 / same file in process':<56}{measured.ratio:>8.2f} x  "
+              f">= {TARGET_DEFAULT_SERVED_VS_IN_PROCESS:<6g} {'PASS' if passed else 'FAIL'}\n")
+    print(out.getvalue())
+    return 0
+
+
+def run(workdir: Path, count: int, seconds: float, rounds: int, load_before: str) -> int:
     images, images_note = benchmark_images(workdir, count)
     image_list = workdir / "images.txt"
     image_list.write_text("\n".join(str(p) for p in images))
@@ -329,22 +538,14 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
             say(f"   {row.name}: {row.throughput:.1f} images/s")
     rows = [fp32_local.sequential, fp32_local.overlapped, fp32_local.alone]
 
-    home = workdir / "home"
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    base_env = {"VISIONDOCK_HOME": str(home), "VISIONDOCK_API_KEYS": LOCAL_DEV_API_KEY,
-                "VISIONDOCK_API_KEY": LOCAL_DEV_API_KEY, "VISIONDOCK_LOG_FORMAT": "json"}
+    base_env = service_environment(workdir)
     startup: dict[str, float] = {}
     memory: dict[str, float] = {}
     health: dict[int, list[float]] = {}
     with running("services.registry", base_env, logs, "registry") as registry:
-        from visiondock.clients import RegistryClient
-
-        with RegistryClient(registry.url, LOCAL_DEV_API_KEY) as client:
-            metadata = {"task": "multiclass", "labels": [f"class_{i}" for i in range(1000)],
-                        "variant_metrics": {"int8": {"top1_agreement": agreement}}}
-            version = client.register_version(MODEL, fp32, metadata, variants={"int8": int8})["version"]
-            client.set_alias(MODEL, "production", version)
+        register(registry, fp32, int8, agreement)
         # fp32 named: the default variant (auto) serves the version's INT8 file on a CPU.
         scoring_env = {**base_env, "VISIONDOCK_REGISTRY_URL": registry.url, "VISIONDOCK_SCORING_MODEL": MODEL,
                        "VISIONDOCK_SCORING_VARIANT": "fp32"}
@@ -377,17 +578,10 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         with running("services.scoring", auto_env, logs, "scoring-auto", probe="/readyz") as scoring:
             label = "auto variant (times both files)"
             startup[label] = time.perf_counter() - scoring.started
-            chosen = httpx.get(scoring.url + "/v1/model", headers=AUTH).json()
-            say(f"   auto serves {chosen['model']['variant']} ({chosen['variant_note'] or 'INT8 was faster'})")
             memory["after start, auto variant"], memory[f"peak, {label}"] = rss_mb(scoring)
-            result = load(scoring.url + "/v1/predict", image_list, concurrency=32, seconds=seconds)
-            default_http = http_row(f"(e) scoring service HTTP auto={chosen['model']['variant']}", result)
-        int8_chosen = chosen["model"]["variant"] == "int8"
-        say("== (e) the same file in process again, right after")
-        again = in_process(int8 if int8_chosen else fp32, images, seconds=seconds,
-                           label=f"(e) {'int8' if int8_chosen else 'fp32'} again", variant="int8" if int8_chosen
-                           else "fp32")
-        same_file = [int8_local if int8_chosen else fp32_local, again]
+            default = default_variant_phase(scoring, {"fp32": fp32, "int8": int8}, images, image_list,
+                                            seconds=seconds, rounds=rounds,
+                                            locals_={"fp32": fp32_local, "int8": int8_local})
 
     say("== (c) the naive service: FastAPI + torch eager, one image per request")
     naive_rows = []
@@ -401,20 +595,25 @@ def run(workdir: Path, count: int, seconds: float, load_before: str) -> int:
         say("   concurrency 8, one torch thread")
         result = load(naive.url + "/predict", image_list, concurrency=8, seconds=seconds)
         naive_rows.append(http_row("(c) naive, torch.set_num_threads(1)", result))
-    rows += [*naive_rows, int8_local.sequential, int8_local.overlapped, int8_local.alone, int8_http, default_http,
-             again.ceiling]
+    default_rows = [default.median_row(default.served, f"(e) scoring service HTTP auto={default.variant}"),
+                    default.median_row(default.local, default.local[0].name)]
+    rows += [*naive_rows, int8_local.sequential, int8_local.overlapped, int8_local.alone, int8_http, *default_rows]
     (workdir / "results.json").write_text(json.dumps({"rows": [r.__dict__ for r in rows], "startup": startup,
-                                                      "memory": memory, "agreement": agreement}, indent=2,
+                                                      "memory": memory, "agreement": agreement,
+                                                      "default_variant": {"variant": default.variant,
+                                                                          "ratios": default.ratios,
+                                                                          "cpu_ratios": default.cpu_ratios,
+                                                                          "loads": default.loads}}, indent=2,
                                                      default=str))
 
     print(report(rows, naive=naive_rows, fp32=fp32_local, int8=int8_local, int8_http=int8_http,
-                 default_http=default_http, same_file=same_file, startup=startup, memory=memory, health=health,
+                 default=default, startup=startup, memory=memory, health=health,
                  agreement=agreement, images_note=images_note, load_before=load_before, load_after=load_average()))
     return 0
 
 
 def report(rows: list[Result], *, naive: list[Result], fp32: InProcess, int8: InProcess, int8_http: Result,
-           default_http: Result, same_file: list[InProcess], startup: dict[str, float], memory: dict[str, float],
+           default: Alternation, startup: dict[str, float], memory: dict[str, float],
            health: dict[int, list[float]], agreement: float, images_note: str, load_before: str, load_after: str
            ) -> str:
     ceiling = fp32.ceiling
@@ -440,12 +639,10 @@ def report(rows: list[Result], *, naive: list[Result], fp32: InProcess, int8: In
         if timings:
             out.write(f"/healthz while serving at concurrency {concurrency}: p50 {np.percentile(timings, 50):.1f} ms, "
                       f"p99 {np.percentile(timings, 99):.1f} ms ({len(timings)} probes)\n")
-    in_process_mean = sum(local.ceiling.throughput for local in same_file) / len(same_file)
-    out.write(f"(e) the same file in process: {' and '.join(f'{local.ceiling.throughput:.1f}' for local in same_file)} "
-              f"images/s ({same_file[0].ceiling.name[4:]}, before and after the served run)\n")
+    out.write("\n" + default_report(default))
     checks = [
-        ("(e) default variant served @32 / same file in process",
-         _divide(default_http.throughput, in_process_mean), TARGET_DEFAULT_SERVED_VS_IN_PROCESS, "x"),
+        ("(e) default variant served @32 / same file in process", default.ratio,
+         TARGET_DEFAULT_SERVED_VS_IN_PROCESS, "x"),
         ("(b)@32 / (a)", _divide(http32.throughput, ceiling.throughput), TARGET_HTTP_VS_CEILING, "x"),
         (f"(b)@32 / best (c) ({best_naive.name[4:]} @{best_naive.concurrency})",
          _divide(http32.throughput, best_naive.throughput), TARGET_HTTP_VS_NAIVE, "x"),

@@ -44,7 +44,7 @@ from bench.scoring import (
     running,
     say,
 )
-from cli.launcher import ServiceProcess, free_port
+from cli.local_services import ServiceProcess, free_port
 
 LOADGEN_PROCESSES = 4
 # A service to start (again): its module, environment, log folder, name and port.

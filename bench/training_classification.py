@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.settings import LOCAL_DEV_API_KEY
 from visiondock.vocabulary import ADVANCED, DEFAULT_BACKBONE, MODES, MULTICLASS, QUICK

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.classification_options import DEFAULT_DATASETS, flower_files, held_out_split, load_average
-from cli.launcher import SERVICES, LocalServices, free_port
+from cli.local_services import SERVICES, LocalServices, free_port
 from visiondock.clients import AnnotationClient, RegistryClient
 from visiondock.settings import LOCAL_DEV_API_KEY
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cli.importer import import_dataset
-from cli.launcher import SERVICES, LocalServices
+from cli.local_services import SERVICES, LocalServices
 from cli.synthetic import SHAPES, write_folder
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
 from visiondock.settings import LOCAL_DEV_API_KEY

@@ -36,17 +36,18 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from cli.version_summary import estimate_text, print_checks, print_selection, short_estimate, variant_text
+from cli.version_summary import print_training_result, print_version, summary_of
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError
 from visiondock.settings import DEFAULT_PORTS, Settings
-from visiondock.vocabulary import CROSS_VALIDATION, DETECTION, MULTILABEL, PROJECT_TYPES
+from visiondock.vocabulary import PROJECT_TYPES
 
 if TYPE_CHECKING:  # imported where used: the CLI starts fast without the trainer's modules
     from services.trainer.options import TrainingOptions
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-
+# The `add_subparsers()` action each command group adds its commands to.
+Commands = Any
 
 def _settings() -> Settings:
     return Settings()
@@ -72,9 +73,16 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
-# -- commands -----------------------------------------------------------------------
+def _command(parent: Commands, name: str, handler: Callable[[argparse.Namespace], int],
+             help_text: str) -> argparse.ArgumentParser:
+    sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(handler=handler)
+    return sub
+
+# -- the services on this machine --------------------------------------------------------------
+
 def cmd_up(args: argparse.Namespace) -> int:
-    from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, SERVICES, LaunchError, LocalServices
+    from cli.local_services import SERVE_EVERY_PRODUCTION_MODEL, SERVICES, LaunchError, LocalServices
 
     settings = _settings()
     home = Path(args.home) if args.home else settings.home
@@ -129,6 +137,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if accuracy >= 0.5 else EXIT_FAILED
 
 
+def add_service_commands(commands: Commands) -> None:
+    up = _command(commands, "up", cmd_up, "start the annotation, registry and scoring services on this machine")
+    up.add_argument("--home", help="data directory (default: $VISIONDOCK_HOME or ~/.visiondock)")
+    up.add_argument("--model", help="the model the scoring service serves (its production alias)")
+    up.add_argument("--host", default="127.0.0.1")
+    for name, port in DEFAULT_PORTS.items():
+        up.add_argument(f"--{name}-port", type=int, default=port)
+
+    demo = _command(commands, "demo", cmd_demo, "run the whole loop on generated images and print held-out accuracy")
+    demo.add_argument("--home", help="keep the demo's data here instead of a scratch directory")
+    demo.add_argument("--per-class", type=int, default=40, help="images per class to train from")
+    demo.add_argument("--heldout-per-class", type=int, default=15, help="images per class to score")
+    demo.add_argument("--keep", action="store_true", help="keep the scratch directory")
+
+# -- projects and tags -------------------------------------------------------------------------
+
 def cmd_project_create(args: argparse.Namespace) -> int:
     tags = [t.strip() for t in (args.tags or "").split(",") if t.strip()]
     with _annotation(args) as client:
@@ -142,6 +166,56 @@ def cmd_project_list(args: argparse.Namespace) -> int:
             print(f"{project['id']:<32} {project['type']:<11} {project['created_at']}")
     return 0
 
+
+def cmd_project_delete(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.delete_project(args.name, confirm=args.yes)
+    print(f"deleted project {args.name!r}: {answer['images_deleted']} images, "
+          f"{answer['review_items_deleted']} review items")
+    return 0
+
+
+def cmd_tag_rename(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.rename_tag(args.project, args.tag, args.new_name, merge=args.merge)
+    print(f"renamed {args.tag!r} to {answer['name']!r} on {answer['images_changed']} images")
+    return 0
+
+
+def cmd_tag_delete(args: argparse.Namespace) -> int:
+    with _annotation(args) as client:
+        answer = client.delete_tag(args.project, args.tag, confirm=args.yes)
+    print(f"deleted tag {args.tag!r}; {answer['images_changed']} images changed")
+    return 0
+
+
+def add_project_commands(commands: Commands) -> None:
+    project = commands.add_parser("project", help="create, list and delete projects").add_subparsers(
+        dest="project_command", required=True, metavar="ACTION")
+    create = _command(project, "create", cmd_project_create, "create a project")
+    create.add_argument("name", help="lowercase letters, digits and '-'")
+    create.add_argument("--type", required=True, choices=PROJECT_TYPES)
+    create.add_argument("--tags", help="comma-separated tags to create with it")
+    create.add_argument("--description")
+    _command(project, "list", cmd_project_list, "list projects")
+    delete_project = _command(project, "delete", cmd_project_delete,
+                              "delete a project with its images and review items")
+    delete_project.add_argument("name")
+    delete_project.add_argument("--yes", action="store_true", help="go on although it has images")
+
+    tag = commands.add_parser("tag", help="rename and delete tags").add_subparsers(
+        dest="tag_command", required=True, metavar="ACTION")
+    rename = _command(tag, "rename", cmd_tag_rename, "rename a tag on every image")
+    rename.add_argument("project")
+    rename.add_argument("tag")
+    rename.add_argument("new_name")
+    rename.add_argument("--merge", action="store_true", help="allow renaming into an existing tag")
+    delete_tag = _command(tag, "delete", cmd_tag_delete, "delete a tag and take it off every image")
+    delete_tag.add_argument("project")
+    delete_tag.add_argument("tag")
+    delete_tag.add_argument("--yes", action="store_true", help="go on although images carry the tag")
+
+# -- datasets ----------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
     from cli.importer import DatasetFormatError, import_dataset
@@ -204,27 +278,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tag_rename(args: argparse.Namespace) -> int:
-    with _annotation(args) as client:
-        answer = client.rename_tag(args.project, args.tag, args.new_name, merge=args.merge)
-    print(f"renamed {args.tag!r} to {answer['name']!r} on {answer['images_changed']} images")
-    return 0
+def add_dataset_commands(commands: Commands) -> None:
+    from services.annotation.datasets import FORMATS
 
+    formats = "; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
+    imp = _command(commands, "import", cmd_import, "import a dataset (a folder or a zip file) into a project")
+    imp.add_argument("project")
+    imp.add_argument("path", help="the dataset's folder, or a zip file of it")
+    imp.add_argument("--format", default="folder", choices=list(FORMATS), help=formats)
+    imp.add_argument("--split", choices=["train", "test"], help="put every new image in this split")
+    imp.add_argument("--replace-labels", action="store_true",
+                     help="relabel images already in the project with other labels (default: keep theirs)")
 
-def cmd_tag_delete(args: argparse.Namespace) -> int:
-    with _annotation(args) as client:
-        answer = client.delete_tag(args.project, args.tag, confirm=args.yes)
-    print(f"deleted tag {args.tag!r}; {answer['images_changed']} images changed")
-    return 0
+    exp = _command(commands, "export", cmd_export,
+                   "export a project's labeled images as a zip file in a dataset format")
+    exp.add_argument("project")
+    exp.add_argument("output", help="the zip file to write")
+    exp.add_argument("--format", required=True, choices=list(FORMATS), help=formats)
+    exp.add_argument("--split", choices=["train", "test", "none"], help="only this split's images")
+    exp.add_argument("--image-ids", help="a file of image ids, one a line: exactly these images")
+    exp.add_argument("--snapshot", metavar="MODEL:VERSION",
+                     help="exactly the images a model version learned from (its lineage's dataset snapshot)")
 
-
-def cmd_project_delete(args: argparse.Namespace) -> int:
-    with _annotation(args) as client:
-        answer = client.delete_project(args.name, confirm=args.yes)
-    print(f"deleted project {args.name!r}: {answer['images_deleted']} images, "
-          f"{answer['review_items_deleted']} review items")
-    return 0
-
+# -- training ----------------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
     from services.trainer.options import OptionError, TrainingOptions
@@ -249,47 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (TrainingDataError, OptionError) as exc:
         print(f"error: cannot train: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    metrics = result.metrics
-    print(f"registered {result.model} version {result.version} in {result.seconds:.1f} s (run {result.run_id})")
-    if result.task == DETECTION:
-        print(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
-              f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
-        print(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
-        for label, row in metrics["per_class"].items():
-            print(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
-                  f"{row['box_count']:>7}")
-    else:
-        name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
-        evaluation = metrics.get("evaluation", {})
-        if evaluation.get("method") == CROSS_VALIDATION:
-            print(f"{evaluation.get('repeats', 1)} x {evaluation['folds']}-fold cross-validated {name} "
-                  f"{metrics['accuracy']:.1%} over {metrics['test_count']} images")
-        else:
-            print(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
-                  f"(trained on {metrics['train_count']})")
-        estimate = estimate_text(metrics)
-        if estimate:
-            print(f"  {estimate}")
-        if metrics.get("refit"):
-            print(f"  the registered model learned from all {metrics['refit']['images']} labeled images")
-        print_selection(result.params, limit=8)
-        for warning in result.report.get("warnings", []):
-            print(f"  warning: {warning}")
-        print_checks(metrics, result.model, result.version)
-        print(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
-        for label, row in metrics["per_class"].items():
-            ap = f"{row['ap']:.2f}" if row.get("ap") is not None else "-"
-            print(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{ap:>7}"
-                  f"{row['support']:>8}")
-    print(f"  thresholds: {json.dumps(metrics.get('thresholds', {}))}")
-    for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
-        if variant in metrics:
-            print(f"  {variant_text(name, metrics[variant])}")
-    for item in result.skipped:
-        print(f"  skipped {item['filename']}: {item['reason']}")
-    for item in result.report.get("no_face", []):
-        print(f"  no face found in {item['filename']} ({item['split']})")
-    print(f"promote it with: visiondock promote {result.model} {result.version} --alias production")
+    print_training_result(result)
     return 0
 
 
@@ -321,115 +357,6 @@ def train_on_kubernetes(args: argparse.Namespace, options: TrainingOptions) -> i
         return EXIT_FAILED
     print(f"registered {run['model']} version {run['version']} (run {run['id']})")
     print(f"promote it with: visiondock promote {run['model']} {run['version']} --alias production")
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    with _registry(args) as client:
-        alias = client.set_alias(args.model, args.alias, args.version, reason=args.reason)
-    print(_alias_moved(alias))
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    with _registry(args) as client:
-        alias = client.rollback_alias(args.model, args.alias, reason=args.reason)
-    print(_alias_moved(alias))
-    return 0
-
-
-def _alias_moved(alias: dict[str, Any]) -> str:
-    previous = alias.get("previous_version")
-    replaced = f" (was version {previous})" if previous is not None else " (new alias)"
-    return f"{alias['model']}@{alias['alias']} -> version {alias['version']}{replaced}"
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    if args.model and args.model[0] == "compare":
-        return _compare(args, args.model[1:])
-    if len(args.model) == 2 and args.model[1].isdigit():
-        return _show_version(args, args.model[0], int(args.model[1]))
-    if len(args.model) > 1:
-        raise SystemExit("usage: visiondock models [MODEL [VERSION]] | visiondock models compare MODEL V1 V2")
-    with _registry(args) as client:
-        if args.model:
-            for version in client.list_versions(args.model[0]):
-                metrics = version.get("metrics", {})
-                if version["task"] == DETECTION:
-                    value = metrics.get("map_50")
-                    shown = f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
-                else:
-                    shown = f"accuracy {short_estimate(metrics)}"
-                variants = ",".join(sorted(version.get("variants", {}))) or "-"
-                print(f"{version['version']:>4}  {version['task']:<11} {shown:<36} variants {variants:<9} "
-                      f"{version['created_at']}")
-        else:
-            for model in client.list_models():
-                aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
-                print(f"{model['name']:<32} latest {model['latest_version']:<4} {aliases}")
-    return 0
-
-
-def _show_version(args: argparse.Namespace, model: str, number: int) -> int:
-    """One version: its estimate beside its sample size, how it was chosen, its variants and checks."""
-    with _registry(args) as client:
-        version = client.get_version(model, number)
-    metrics, params = version.get("metrics", {}), version.get("params", {})
-    backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
-    views = " with flip" if params.get("flip") else ""
-    views += f"{' and' if views else ' on'} square-rooted features" if params.get("sqrt") else ""
-    print(f"{model} version {number}: {version['task']}, {backbones}{views}, "
-          f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
-    estimate = estimate_text(metrics)
-    print(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")
-    print_selection(params)
-    for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
-        if variant in metrics:
-            print(f"  {variant_text(name, metrics[variant])}")
-    print_checks(metrics, model, number)
-    return 0
-
-
-def cmd_label_issues(args: argparse.Namespace) -> int:
-    with _registry(args) as client:
-        found = client.label_issues(args.model, args.version, limit=args.limit)
-    print(f"{found['count']} likely label errors in {args.model} version {args.version} (of {found.get('checked')} "
-          f"labeled images; given label at out-of-fold probability < {found.get('threshold')}), most likely first")
-    for item in found["items"]:
-        if "label" in item:  # multilabel: one tag of the image
-            what = (f"tag {item['label']!r} given but at {item['probability']:.2f}" if item["given"] else
-                    f"tag {item['label']!r} missing but at {item['probability']:.2f}")
-        else:
-            what = (f"labeled {item['given']!r} ({item['given_probability']:.2f}), looks like "
-                    f"{item['suggested']!r} ({item['suggested_probability']:.2f})")
-        print(f"{item['rank']:>5}  {item['filename']:<40} {what}  {item['image_id'][:12]}")
-    return 0
-
-
-def _compare(args: argparse.Namespace, rest: list[str]) -> int:
-    if len(rest) != 3 or not (rest[1].isdigit() and rest[2].isdigit()):
-        raise SystemExit("usage: visiondock models compare MODEL V1 V2")
-    model, a, b = rest[0], int(rest[1]), int(rest[2])
-    with _registry(args) as client:
-        compared = client.compare_versions(model, a, b)
-    marks = {"better": "better", "worse": "WORSE", "same": "", None: ""}
-    signs = {"better": "+", "worse": "-"}
-
-    def cell(d: dict[str, Any]) -> str:
-        if d["delta"] is None:
-            return f"{'-':>22}"
-        return f"{d['a']:>6.3f} {d['b']:>6.3f} {d['delta']:>+7.3f}{signs.get(d['change'], ' ')}"
-
-    print(f"{model}: v{a} -> v{b}")
-    for name, d in compared["headline"].items():
-        print(f"  {name:<12}{cell(d)} {marks[d['change']]}")
-    names = ("precision", "recall", "f1", "ap")
-    print(f"  {'class':<12}" + "".join(f"{n + ' (a b delta)':>23}" for n in names))
-    for label, row in compared["per_class"].items():
-        print(f"  {label:<12}" + "".join(f"{cell(row[n]):>23}" for n in names))
-    summary = compared["summary"]
-    print(f"v{b} is better on {summary['better']}, worse on {summary['worse']}, the same on {summary['same']} "
-          "per-class figures")
     return 0
 
 
@@ -468,10 +395,149 @@ def _follow_run(client: RegistryClient, run_id: str, *, follow: bool) -> int:
     return EXIT_FAILED if run["status"] == "failed" else 0
 
 
+def add_training_commands(commands: Commands) -> None:
+    from services.trainer.options import TrainingOptions
+
+    train = _command(commands, "train", cmd_train, "train a model from a project's labeled images and register it")
+    train.add_argument("--on", choices=["here", "kubernetes"], default="here",
+                       help="here: in this process; kubernetes: the registry starts a Job from the Helm chart's "
+                            "trainer template and this command follows it")
+    train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
+    train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
+    train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    TrainingOptions.add_arguments(train, project_positional=True)
+
+    runs = _command(commands, "runs", cmd_runs, "training runs with their progress, or one run's log")
+    runs.add_argument("run", nargs="?", help="a run id: print its log")
+    runs.add_argument("--model", help="only this model's runs")
+    runs.add_argument("--follow", action="store_true", help="keep printing until the runs finish")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
+
+# -- models, versions and aliases --------------------------------------------------------------
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        alias = client.set_alias(args.model, args.alias, args.version, reason=args.reason)
+    print(_alias_moved(alias))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        alias = client.rollback_alias(args.model, args.alias, reason=args.reason)
+    print(_alias_moved(alias))
+    return 0
+
+
+def _alias_moved(alias: dict[str, Any]) -> str:
+    previous = alias.get("previous_version")
+    replaced = f" (was version {previous})" if previous is not None else " (new alias)"
+    return f"{alias['model']}@{alias['alias']} -> version {alias['version']}{replaced}"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.model and args.model[0] == "compare":
+        return _compare(args, args.model[1:])
+    if len(args.model) == 2 and args.model[1].isdigit():
+        return _show_version(args, args.model[0], int(args.model[1]))
+    if len(args.model) > 1:
+        raise SystemExit("usage: visiondock models [MODEL [VERSION]] | visiondock models compare MODEL V1 V2")
+    with _registry(args) as client:
+        if args.model:
+            for version in client.list_versions(args.model[0]):
+                shown = summary_of(version["task"]).headline(version.get("metrics", {}))
+                variants = ",".join(sorted(version.get("variants", {}))) or "-"
+                print(f"{version['version']:>4}  {version['task']:<11} {shown:<36} variants {variants:<9} "
+                      f"{version['created_at']}")
+        else:
+            for model in client.list_models():
+                aliases = ", ".join(f"{a}={v}" for a, v in sorted(model["aliases"].items())) or "no aliases"
+                print(f"{model['name']:<32} latest {model['latest_version']:<4} {aliases}")
+    return 0
+
+
+def _show_version(args: argparse.Namespace, model: str, number: int) -> int:
+    """One version: its estimate beside its sample size, how it was chosen, its variants and checks."""
+    with _registry(args) as client:
+        print_version(client.get_version(model, number), model, number)
+    return 0
+
+
+def _compare(args: argparse.Namespace, rest: list[str]) -> int:
+    if len(rest) != 3 or not (rest[1].isdigit() and rest[2].isdigit()):
+        raise SystemExit("usage: visiondock models compare MODEL V1 V2")
+    model, a, b = rest[0], int(rest[1]), int(rest[2])
+    with _registry(args) as client:
+        compared = client.compare_versions(model, a, b)
+    marks = {"better": "better", "worse": "WORSE", "same": "", None: ""}
+    signs = {"better": "+", "worse": "-"}
+
+    def cell(d: dict[str, Any]) -> str:
+        if d["delta"] is None:
+            return f"{'-':>22}"
+        return f"{d['a']:>6.3f} {d['b']:>6.3f} {d['delta']:>+7.3f}{signs.get(d['change'], ' ')}"
+
+    print(f"{model}: v{a} -> v{b}")
+    for name, d in compared["headline"].items():
+        print(f"  {name:<12}{cell(d)} {marks[d['change']]}")
+    names = ("precision", "recall", "f1", "ap")
+    print(f"  {'class':<12}" + "".join(f"{n + ' (a b delta)':>23}" for n in names))
+    for label, row in compared["per_class"].items():
+        print(f"  {label:<12}" + "".join(f"{cell(row[n]):>23}" for n in names))
+    summary = compared["summary"]
+    print(f"v{b} is better on {summary['better']}, worse on {summary['worse']}, the same on {summary['same']} "
+          "per-class figures")
+    return 0
+
+
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    with _registry(args) as client:
+        found = client.label_issues(args.model, args.version, limit=args.limit)
+    print(f"{found['count']} likely label errors in {args.model} version {args.version} (of {found.get('checked')} "
+          f"labeled images; given label at out-of-fold probability < {found.get('threshold')}), most likely first")
+    for item in found["items"]:
+        if "label" in item:  # multilabel: one tag of the image
+            what = (f"tag {item['label']!r} given but at {item['probability']:.2f}" if item["given"] else
+                    f"tag {item['label']!r} missing but at {item['probability']:.2f}")
+        else:
+            what = (f"labeled {item['given']!r} ({item['given_probability']:.2f}), looks like "
+                    f"{item['suggested']!r} ({item['suggested_probability']:.2f})")
+        print(f"{item['rank']:>5}  {item['filename']:<40} {what}  {item['image_id'][:12]}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     print(f"{(args.registry_url or _settings().registry_url).rstrip('/')}/dashboard")
     return 0
 
+
+def add_model_commands(commands: Commands) -> None:
+    promote = _command(commands, "promote", cmd_promote, "point an alias (e.g. production) at a model version")
+    promote.add_argument("model")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default="production")
+    promote.add_argument("--reason", default="", help="why; kept in the alias's history")
+
+    rollback = _command(commands, "rollback", cmd_rollback, "move an alias back to the version it pointed at before")
+    rollback.add_argument("model")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--reason", default="", help="why; kept in the alias's history")
+
+    models = _command(commands, "models", cmd_models, "list models, one model's versions (with each one's estimate "
+                      "on new photos), one version (`models MODEL VERSION`: estimate, how it was chosen, variants, "
+                      "data checks), or compare two: `models compare MODEL V1 V2`")
+    models.add_argument("model", nargs="*", metavar="MODEL [VERSION] | compare MODEL V1 V2")
+
+    issues = _command(commands, "label-issues", cmd_label_issues, "a version's likely label errors: labeled images "
+                      "whose given label the models that never saw them found unlikely")
+    issues.add_argument("model")
+    issues.add_argument("version", type=int)
+    issues.add_argument("--limit", type=int, help="at most this many, most likely first")
+
+    _command(commands, "dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
+
+# -- storage upkeep ----------------------------------------------------------------------------
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     from datetime import timedelta
@@ -529,6 +595,21 @@ def cmd_purge_captures(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_storage_commands(commands: Commands) -> None:
+    fsck = _command(commands, "fsck", cmd_fsck, "find documents without their blobs and blobs without documents "
+                    "in this deployment's storage (dry run unless --repair)")
+    fsck.add_argument("--repair", action="store_true", help="delete stray blobs and image documents without bytes")
+    fsck.add_argument("--grace-minutes", type=float, default=10.0,
+                      help="leave blobs younger than this alone (uploads in progress)")
+
+    purge = _command(commands, "purge-captures", cmd_purge_captures, "delete captured predictions (review items "
+                     "and their images) older than the retention period")
+    purge.add_argument("--older-than-days", type=float,
+                       help="default: $VISIONDOCK_REVIEW_RETENTION_DAYS (30)")
+    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+# -- keys --------------------------------------------------------------------------------------
+
 def cmd_key_new(args: argparse.Namespace) -> int:
     from visiondock.auth import KeyFormatError, new_key
 
@@ -542,6 +623,18 @@ def cmd_key_new(args: argparse.Namespace) -> int:
           file=sys.stderr)
     return 0
 
+
+def add_key_commands(commands: Commands) -> None:
+    key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
+                                                                     metavar="ACTION")
+    new = _command(key, "new", cmd_key_new, "make a new API key and print it with the hashed entry services store")
+    new.add_argument("name", help="the key's name, shown in logs and label history")
+    new.add_argument("--role", action="append", required=True, choices=["predict", "label", "train", "admin"],
+                     help="repeat for several roles")
+    new.add_argument("--scope", action="append", help="a project or model the key is limited to (repeatable); "
+                                                      "default: all")
+
+# -- scoring -----------------------------------------------------------------------------------
 
 def cmd_predict(args: argparse.Namespace) -> int:
     failures = 0
@@ -557,7 +650,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else 0
 
 
-# -- parser -------------------------------------------------------------------------
+def add_scoring_commands(commands: Commands) -> None:
+    predict = _command(commands, "predict", cmd_predict, "score images with the scoring service (one JSON line each)")
+    predict.add_argument("--model", help="the served model to score with (GET /v1/models lists them); default: "
+                                         "the scoring service's default model")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+
+# -- the command line --------------------------------------------------------------------------
+
+COMMAND_GROUPS: tuple[Callable[[Commands], None], ...] = (
+    add_service_commands, add_project_commands, add_dataset_commands, add_training_commands, add_model_commands,
+    add_storage_commands, add_key_commands, add_scoring_commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visiondock", description="VisionDock: custom computer vision, "
                                      "self-hosted.", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -567,138 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scoring-url", help="default: $VISIONDOCK_SCORING_URL or http://127.0.0.1:8703")
     parser.add_argument("--api-key", help="default: $VISIONDOCK_API_KEY (the local development key)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
-                parent: Any = commands) -> argparse.ArgumentParser:
-        sub = parent.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        return sub
-
-    up = command("up", cmd_up, "start the annotation, registry and scoring services on this machine")
-    up.add_argument("--home", help="data directory (default: $VISIONDOCK_HOME or ~/.visiondock)")
-    up.add_argument("--model", help="the model the scoring service serves (its production alias)")
-    up.add_argument("--host", default="127.0.0.1")
-    for name, port in DEFAULT_PORTS.items():
-        up.add_argument(f"--{name}-port", type=int, default=port)
-
-    demo = command("demo", cmd_demo, "run the whole loop on generated images and print held-out accuracy")
-    demo.add_argument("--home", help="keep the demo's data here instead of a scratch directory")
-    demo.add_argument("--per-class", type=int, default=40, help="images per class to train from")
-    demo.add_argument("--heldout-per-class", type=int, default=15, help="images per class to score")
-    demo.add_argument("--keep", action="store_true", help="keep the scratch directory")
-
-    project = commands.add_parser("project", help="create, list and delete projects").add_subparsers(
-        dest="project_command", required=True, metavar="ACTION")
-    create = command("create", cmd_project_create, "create a project", project)
-    create.add_argument("name", help="lowercase letters, digits and '-'")
-    create.add_argument("--type", required=True, choices=PROJECT_TYPES)
-    create.add_argument("--tags", help="comma-separated tags to create with it")
-    create.add_argument("--description")
-    command("list", cmd_project_list, "list projects", project)
-    delete_project = command("delete", cmd_project_delete, "delete a project with its images and review items",
-                             project)
-    delete_project.add_argument("name")
-    delete_project.add_argument("--yes", action="store_true", help="go on although it has images")
-
-    from services.annotation.datasets import FORMATS
-
-    formats = "; ".join(f"{f.name}: {f.summary}" for f in FORMATS.values())
-    imp = command("import", cmd_import, "import a dataset (a folder or a zip file) into a project")
-    imp.add_argument("project")
-    imp.add_argument("path", help="the dataset's folder, or a zip file of it")
-    imp.add_argument("--format", default="folder", choices=list(FORMATS), help=formats)
-    imp.add_argument("--split", choices=["train", "test"], help="put every new image in this split")
-    imp.add_argument("--replace-labels", action="store_true",
-                     help="relabel images already in the project with other labels (default: keep theirs)")
-
-    exp = command("export", cmd_export, "export a project's labeled images as a zip file in a dataset format")
-    exp.add_argument("project")
-    exp.add_argument("output", help="the zip file to write")
-    exp.add_argument("--format", required=True, choices=list(FORMATS), help=formats)
-    exp.add_argument("--split", choices=["train", "test", "none"], help="only this split's images")
-    exp.add_argument("--image-ids", help="a file of image ids, one a line: exactly these images")
-    exp.add_argument("--snapshot", metavar="MODEL:VERSION",
-                     help="exactly the images a model version learned from (its lineage's dataset snapshot)")
-
-    tag = commands.add_parser("tag", help="rename and delete tags").add_subparsers(
-        dest="tag_command", required=True, metavar="ACTION")
-    rename = command("rename", cmd_tag_rename, "rename a tag on every image", tag)
-    rename.add_argument("project")
-    rename.add_argument("tag")
-    rename.add_argument("new_name")
-    rename.add_argument("--merge", action="store_true", help="allow renaming into an existing tag")
-    delete_tag = command("delete", cmd_tag_delete, "delete a tag and take it off every image", tag)
-    delete_tag.add_argument("project")
-    delete_tag.add_argument("tag")
-    delete_tag.add_argument("--yes", action="store_true", help="go on although images carry the tag")
-
-    train = command("train", cmd_train, "train a model from a project's labeled images and register it")
-    train.add_argument("--on", choices=["here", "kubernetes"], default="here",
-                       help="here: in this process; kubernetes: the registry starts a Job from the Helm chart's "
-                            "trainer template and this command follows it")
-    train.add_argument("--gpu", action="store_true", help="with --on kubernetes: the GPU template")
-    train.add_argument("--detach", action="store_true", help="with --on kubernetes: do not wait for the end")
-    train.add_argument("--poll-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
-    from services.trainer.options import TrainingOptions
-
-    TrainingOptions.add_arguments(train, project_positional=True)
-
-    promote = command("promote", cmd_promote, "point an alias (e.g. production) at a model version")
-    promote.add_argument("model")
-    promote.add_argument("version", type=int)
-    promote.add_argument("--alias", default="production")
-    promote.add_argument("--reason", default="", help="why; kept in the alias's history")
-
-    rollback = command("rollback", cmd_rollback, "move an alias back to the version it pointed at before")
-    rollback.add_argument("model")
-    rollback.add_argument("--alias", default="production")
-    rollback.add_argument("--reason", default="", help="why; kept in the alias's history")
-
-    models = command("models", cmd_models, "list models, one model's versions (with each one's estimate on new "
-                     "photos), one version (`models MODEL VERSION`: estimate, how it was chosen, variants, data "
-                     "checks), or compare two: `models compare MODEL V1 V2`")
-    models.add_argument("model", nargs="*", metavar="MODEL [VERSION] | compare MODEL V1 V2")
-
-    issues = command("label-issues", cmd_label_issues, "a version's likely label errors: labeled images whose given "
-                                                       "label the models that never saw them found unlikely")
-    issues.add_argument("model")
-    issues.add_argument("version", type=int)
-    issues.add_argument("--limit", type=int, help="at most this many, most likely first")
-
-    runs = command("runs", cmd_runs, "training runs with their progress, or one run's log")
-    runs.add_argument("run", nargs="?", help="a run id: print its log")
-    runs.add_argument("--model", help="only this model's runs")
-    runs.add_argument("--follow", action="store_true", help="keep printing until the runs finish")
-    runs.add_argument("--limit", type=int, default=20)
-    runs.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
-
-    command("dashboard", cmd_dashboard, "print the URL of the registry's dashboard")
-
-    fsck = command("fsck", cmd_fsck, "find documents without their blobs and blobs without documents in this "
-                                     "deployment's storage (dry run unless --repair)")
-    fsck.add_argument("--repair", action="store_true", help="delete stray blobs and image documents without bytes")
-    fsck.add_argument("--grace-minutes", type=float, default=10.0,
-                      help="leave blobs younger than this alone (uploads in progress)")
-
-    purge = command("purge-captures", cmd_purge_captures, "delete captured predictions (review items and their "
-                                                           "images) older than the retention period")
-    purge.add_argument("--older-than-days", type=float,
-                       help="default: $VISIONDOCK_REVIEW_RETENTION_DAYS (30)")
-    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
-
-    key = commands.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True,
-                                                                     metavar="ACTION")
-    new = command("new", cmd_key_new, "make a new API key and print it with the hashed entry services store", key)
-    new.add_argument("name", help="the key's name, shown in logs and label history")
-    new.add_argument("--role", action="append", required=True, choices=["predict", "label", "train", "admin"],
-                     help="repeat for several roles")
-    new.add_argument("--scope", action="append", help="a project or model the key is limited to (repeatable); "
-                                                      "default: all")
-
-    predict = command("predict", cmd_predict, "score images with the scoring service (one JSON line each)")
-    predict.add_argument("--model", help="the served model to score with (GET /v1/models lists them); default: "
-                                         "the scoring service's default model")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    for add_commands in COMMAND_GROUPS:
+        add_commands(commands)
     return parser
 
 

@@ -43,7 +43,8 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> l
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(c) for c in rng.integers(0, 256, size=3))  # type: ignore[return-value]
+    red, green, blue = (int(c) for c in rng.integers(0, 256, size=3))
+    return red, green, blue
 
 
 def _far_colour(rng: np.random.Generator, avoid: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -64,8 +65,8 @@ def render(shape: str, rng: np.random.Generator, size: int = 160) -> Image.Image
     for _ in range(int(rng.integers(2, 6))):  # distractor strokes
         x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, size, 4))
         draw.line((x0, y0, x1, y1), fill=_colour(rng), width=int(rng.integers(1, 4)))
-    mid = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0))
-    fill = _far_colour(rng, mid)  # type: ignore[arg-type]
+    red, green, blue = (int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0))
+    fill = _far_colour(rng, (red, green, blue))
     radius = float(rng.uniform(0.2, 0.38)) * size
     cx, cy = (float(v) for v in rng.uniform(radius * 0.8, size - radius * 0.8, 2))
     angle = float(rng.uniform(0, 2 * math.pi))

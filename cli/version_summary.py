@@ -1,12 +1,23 @@
 """What the command line says about a version: its estimate on new photos, how it was chosen, its
 INT8 verdict and the label issues its training found. Read from the version's stored metrics and
 params (the registry's fields), so `visiondock train` and `visiondock models MODEL VERSION` print
-the same thing."""
+the same thing.
+
+Each task's metric layout is known here only, in its `TaskSummary` (`TASK_SUMMARIES`, keyed by the
+version's task): the one-cell headline of a version list and what `visiondock train` prints after
+training. A new task adds its entry; the commands stay as they are."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from visiondock.vocabulary import CROSS_VALIDATION, DETECTION, FACE, MULTICLASS, MULTILABEL
+
+if TYPE_CHECKING:  # the trainer's modules load only where a training ran
+    from services.trainer.job import TrainingResult
 
 Say = Callable[[str], None]
 
@@ -88,3 +99,104 @@ def print_checks(metrics: dict[str, Any], model: str, version: int, say: Say = p
     if issues:
         say(f"  likely label errors: {issues['count']} of {issues['checked']} images (given label at out-of-fold "
             f"probability < {issues['threshold']}); list them: visiondock label-issues {model} {version}")
+
+
+def _print_variants(metrics: dict[str, Any], say: Say) -> None:
+    for variant, name in (("int8", "INT8"), ("fp16", "fp16")):
+        if variant in metrics:
+            say(f"  {variant_text(name, metrics[variant])}")
+
+
+def print_version(version: dict[str, Any], model: str, number: int, say: Say = print) -> None:
+    """One registered version (`visiondock models MODEL VERSION`): estimate, selection, variants, checks."""
+    metrics, params = version.get("metrics", {}), version.get("params", {})
+    backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
+    views = " with flip" if params.get("flip") else ""
+    views += f"{' and' if views else ' on'} square-rooted features" if params.get("sqrt") else ""
+    say(f"{model} version {number}: {version['task']}, {backbones}{views}, "
+        f"{params.get('head', '?')} head, {params.get('mode', '?')} mode; registered {version['created_at']}")
+    estimate = estimate_text(metrics)
+    say(f"  {estimate}" if estimate else "  no estimate with an interval (trained before versions had one)")
+    print_selection(params, say)
+    _print_variants(metrics, say)
+    print_checks(metrics, model, number, say)
+
+
+# -- each task's metric layout -------------------------------------------------------------------
+def _classifier_headline(metrics: dict[str, Any]) -> str:
+    return f"accuracy {short_estimate(metrics)}"
+
+
+def _detector_headline(metrics: dict[str, Any]) -> str:
+    value = metrics.get("map_50")
+    return f"mAP@0.5 {value:.3f}" if isinstance(value, float) else "mAP@0.5 -"
+
+
+def _classifier_result(result: TrainingResult, say: Say) -> None:
+    """Accuracy (held-out or cross-validated), the estimate, the selection, the data checks, per class."""
+    metrics = result.metrics
+    name = "exact-match accuracy" if result.task == MULTILABEL else "accuracy"
+    evaluation = metrics.get("evaluation", {})
+    if evaluation.get("method") == CROSS_VALIDATION:
+        say(f"{evaluation.get('repeats', 1)} x {evaluation['folds']}-fold cross-validated {name} "
+            f"{metrics['accuracy']:.1%} over {metrics['test_count']} images")
+    else:
+        say(f"held-out {name} {metrics['accuracy']:.1%} on {metrics['test_count']} images "
+            f"(trained on {metrics['train_count']})")
+    estimate = estimate_text(metrics)
+    if estimate:
+        say(f"  {estimate}")
+    if metrics.get("refit"):
+        say(f"  the registered model learned from all {metrics['refit']['images']} labeled images")
+    print_selection(result.params, say, limit=8)
+    for warning in result.report.get("warnings", []):
+        say(f"  warning: {warning}")
+    print_checks(metrics, result.model, result.version, say)
+    say(f"  {'class':<24}{'precision':>10}{'recall':>8}{'f1':>8}{'AP':>7}{'images':>8}")
+    for label, row in metrics["per_class"].items():
+        ap = f"{row['ap']:.2f}" if row.get("ap") is not None else "-"
+        say(f"  {label:<24}{row['precision']:>10.2f}{row['recall']:>8.2f}{row['f1']:>8.2f}{ap:>7}"
+            f"{row['support']:>8}")
+
+
+def _detector_result(result: TrainingResult, say: Say) -> None:
+    """Held-out mAP and the per-class AP, precision and recall."""
+    metrics = result.metrics
+    say(f"held-out mAP@0.5 {metrics.get('map_50') or 0:.3f}, mAP@[.5:.95] {metrics.get('map_50_95') or 0:.3f} "
+        f"on {metrics['test_count']} images (trained on {metrics['train_count']})")
+    say(f"  {'class':<24}{'AP@0.5':>8}{'precision':>10}{'recall':>8}{'boxes':>7}")
+    for label, row in metrics["per_class"].items():
+        say(f"  {label:<24}{row['ap_50'] or 0:>8.3f}{row['precision']:>10.2f}{row['recall'] or 0:>8.2f}"
+            f"{row['box_count']:>7}")
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    headline: Callable[[dict[str, Any]], str]  # a version's metrics in one cell of `visiondock models MODEL`
+    result: Callable[[TrainingResult, Say], None]  # the task's own lines of `visiondock train`
+
+
+CLASSIFIER_SUMMARY = TaskSummary(_classifier_headline, _classifier_result)
+TASK_SUMMARIES: dict[str, TaskSummary] = {
+    MULTICLASS: CLASSIFIER_SUMMARY,
+    MULTILABEL: CLASSIFIER_SUMMARY,
+    FACE: CLASSIFIER_SUMMARY,
+    DETECTION: TaskSummary(_detector_headline, _detector_result),
+}
+
+
+def summary_of(task: str) -> TaskSummary:
+    return TASK_SUMMARIES.get(task, CLASSIFIER_SUMMARY)
+
+
+def print_training_result(result: TrainingResult, say: Say = print) -> None:
+    """What `visiondock train` prints once the version is registered."""
+    say(f"registered {result.model} version {result.version} in {result.seconds:.1f} s (run {result.run_id})")
+    summary_of(result.task).result(result, say)
+    say(f"  thresholds: {json.dumps(result.metrics.get('thresholds', {}))}")
+    _print_variants(result.metrics, say)
+    for item in result.skipped:
+        say(f"  skipped {item['filename']}: {item['reason']}")
+    for item in result.report.get("no_face", []):
+        say(f"  no face found in {item['filename']} ({item['split']})")
+    say(f"promote it with: visiondock promote {result.model} {result.version} --alias production")

@@ -11,7 +11,7 @@ from contextlib import suppress
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.support.emulators import (
     AzuriteBlobServer,
     CosmosDbServer,
@@ -26,10 +26,14 @@ from visiondock.settings import LOCAL_DEV_API_KEY
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # A test on the shared processes is an e2e test, marked or not: the fast loop never starts them.
+    # A test on the shared processes is an e2e test, one on the emulators an azure test, marked or not:
+    # the fast loop never starts them.
     for item in items:
-        if "services" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "services" in fixtures:
             item.add_marker(pytest.mark.e2e)
+        if "azurite_blob" in fixtures or "cosmosdb_server" in fixtures:
+            item.add_marker(pytest.mark.azure)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("annotation", "registry", "scoring", "trainer")
 
@@ -19,12 +21,14 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(command), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.processes
 def test_the_tree_keeps_its_layers() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.processes
 def test_a_shared_package_importing_a_service_breaks_the_contract(tmp_path: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     packages = ["cli", "visiondock", "services", *(f"services/{name}" for name in SERVICES)]

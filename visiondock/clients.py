@@ -14,13 +14,14 @@ import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+from tenacity.stop import stop_base
 
+from visiondock.auth import API_KEY_HEADER
 from visiondock.blob_keys import MODEL_FILE, variant_filename
-from visiondock.web import API_KEY_HEADER
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -77,6 +78,20 @@ def _download(stream: contextlib.AbstractContextManager[httpx.Response], destina
     return response.headers
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ServiceError(f"{response.request.method} {response.request.url.path}: expected a JSON object, "
+                           f"got {type(body).__name__}", status=response.status_code, url=str(response.request.url))
+    return body
+
+
+def _json_objects(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ServiceError(f"expected a list of JSON objects, got {type(value).__name__}")
+    return value
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ServiceUnavailableError)
 
@@ -100,7 +115,7 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ServiceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,6 +132,7 @@ class ServiceClient:
         def worth_repeating(exc: BaseException) -> bool:
             return isinstance(exc, ServiceNotReachedError) or (repeatable and _is_retryable(exc))
 
+        stop: stop_base
         if self._retry_seconds is None:
             stop, wait = stop_after_attempt(self._retries), wait_exponential(multiplier=0.2, max=3.0)
         else:
@@ -147,6 +163,13 @@ class ServiceClient:
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
 
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """`request` for the calls the service answers with a JSON object."""
+        return _json_object(self.request(method, path, **kwargs))
+
+    def get_object(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self.call("GET", path, **kwargs)
+
     def is_ready(self) -> bool:
         try:
             return self._http.get("/readyz", timeout=2.0).status_code == 200
@@ -155,8 +178,8 @@ class ServiceClient:
 
     def readiness(self) -> dict[str, Any]:
         try:
-            return self._http.get("/readyz", timeout=2.0).json()
-        except (httpx.HTTPError, ValueError) as exc:
+            return _json_object(self._http.get("/readyz", timeout=2.0))
+        except (httpx.HTTPError, ValueError, ServiceError) as exc:
             return {"status": "unreachable", "error": str(exc)}
 
 
@@ -166,7 +189,7 @@ def _paged(client: ServiceClient, path: str, params: dict[str, Any], page_size: 
         query = {**{k: v for k, v in params.items() if v is not None}, "limit": page_size}
         if token:
             query["continuation"] = token
-        page = client.get_json(path, params=query)
+        page = client.get_object(path, params=query)
         yield from page["data"]
         token = page.get("continuation")
         if not token:
@@ -179,19 +202,19 @@ class AnnotationClient(ServiceClient):
     def create_project(self, project_id: str, project_type: str, *, description: str = "",
                        tags: Sequence[str] = ()) -> dict[str, Any]:
         body = {"id": project_id, "type": project_type, "description": description, "tags": list(tags)}
-        return self.request("POST", "/v1/projects", json=body).json()
+        return self.call("POST", "/v1/projects", json=body)
 
     def get_project(self, project_id: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/projects/{project_id}")
+        return self.get_object(f"/v1/projects/{project_id}")
 
     def list_projects(self) -> list[dict[str, Any]]:
         return list(_paged(self, "/v1/projects", {}, 200))
 
     def create_tag(self, project_id: str, name: str) -> dict[str, Any]:
-        return self.request("POST", f"/v1/projects/{project_id}/tags", json={"name": name}).json()
+        return self.call("POST", f"/v1/projects/{project_id}/tags", json={"name": name})
 
     def list_tags(self, project_id: str) -> list[dict[str, Any]]:
-        return self.get_json(f"/v1/projects/{project_id}/tags")["data"]
+        return _json_objects(self.get_object(f"/v1/projects/{project_id}/tags")["data"])
 
     def upload_images(
         self,
@@ -208,7 +231,7 @@ class AnnotationClient(ServiceClient):
         if split:
             form["split"] = split
         parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
-        return self.request("POST", f"/v1/projects/{project_id}/images", data=form, files=parts).json()
+        return self.call("POST", f"/v1/projects/{project_id}/images", data=form, files=parts)
 
     def list_images(self, project_id: str, *, labeled: bool | None = None, tag: str | None = None,
                     split: str | None = None, page_size: int = 500) -> Iterator[dict[str, Any]]:
@@ -216,26 +239,26 @@ class AnnotationClient(ServiceClient):
         return _paged(self, f"/v1/projects/{project_id}/images", params, page_size)
 
     def get_image(self, project_id: str, image_id: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/projects/{project_id}/images/{image_id}")
+        return self.get_object(f"/v1/projects/{project_id}/images/{image_id}")
 
     def get_image_bytes(self, project_id: str, image_id: str) -> bytes:
         return self.request("GET", f"/v1/projects/{project_id}/images/{image_id}/content").content
 
     def set_image_tags(self, project_id: str, image_id: str, tags: Sequence[str]) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/tags",
-                            json={"tags": list(tags)}).json()
+        return self.call("PUT", f"/v1/projects/{project_id}/images/{image_id}/tags",
+                         json={"tags": list(tags)})
 
     def set_image_regions(self, project_id: str, image_id: str, regions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
-                            json={"regions": list(regions)}).json()
+        return self.call("PUT", f"/v1/projects/{project_id}/images/{image_id}/regions",
+                         json={"regions": list(regions)})
 
     # -- datasets, tags, projects -------------------------------------------------------
     def import_samples(self, project_id: str, files: Sequence[tuple[str, bytes]],
                        manifest: dict[str, Any]) -> dict[str, Any]:
         """Import a batch of images with their labels (`manifest["samples"][i]` describes `files[i]`)."""
         parts = [("files", (name, data, "application/octet-stream")) for name, data in files]
-        return self.request("POST", f"/v1/projects/{project_id}/imports/samples",
-                            data={"manifest": json.dumps(manifest)}, files=parts).json()
+        return self.call("POST", f"/v1/projects/{project_id}/imports/samples",
+                         data={"manifest": json.dumps(manifest)}, files=parts)
 
     def export_dataset(self, project_id: str, fmt: str, destination: Path, *, split: str | None = None,
                        image_ids: Sequence[str] | None = None) -> dict[str, int]:
@@ -250,24 +273,24 @@ class AnnotationClient(ServiceClient):
         return {"images": int(headers.get("X-Image-Count", 0)), "left_out": int(headers.get("X-Left-Out", 0))}
 
     def rename_tag(self, project_id: str, tag: str, new_name: str, *, merge: bool = False) -> dict[str, Any]:
-        return self.request("POST", f"/v1/projects/{project_id}/tags/{tag}/rename",
-                            json={"name": new_name, "merge": merge}).json()
+        return self.call("POST", f"/v1/projects/{project_id}/tags/{tag}/rename",
+                         json={"name": new_name, "merge": merge})
 
     def delete_tag(self, project_id: str, tag: str, *, confirm: bool = False) -> dict[str, Any]:
-        return self.request("DELETE", f"/v1/projects/{project_id}/tags/{tag}",
-                            params={"confirm": str(confirm).lower()}).json()
+        return self.call("DELETE", f"/v1/projects/{project_id}/tags/{tag}",
+                         params={"confirm": str(confirm).lower()})
 
     def delete_project(self, project_id: str, *, confirm: bool = False) -> dict[str, Any]:
-        return self.request("DELETE", f"/v1/projects/{project_id}", params={"confirm": str(confirm).lower()}).json()
+        return self.call("DELETE", f"/v1/projects/{project_id}", params={"confirm": str(confirm).lower()})
 
     # -- review queue of captured predictions ----------------------------------------
     def submit_review_item(self, project_id: str, item_id: str, image: bytes, capture: dict[str, Any], *,
                            filename: str = "capture", content_type: str = "application/octet-stream",
                            ) -> dict[str, Any]:
         """Hand a captured prediction to the project's review queue (idempotent on `item_id`)."""
-        return self.request("PUT", f"/v1/projects/{project_id}/review-items/{item_id}",
-                            data={"capture": json.dumps(capture)},
-                            files={"image": (filename, image, content_type)}).json()
+        return self.call("PUT", f"/v1/projects/{project_id}/review-items/{item_id}",
+                         data={"capture": json.dumps(capture)},
+                         files={"image": (filename, image, content_type)})
 
     def list_review_items(self, project_id: str, *, status: str = "pending",
                           page_size: int = 200) -> Iterator[dict[str, Any]]:
@@ -281,11 +304,11 @@ class AnnotationClient(ServiceClient):
             body["tags"] = list(tags)
         if regions is not None:
             body["regions"] = list(regions)
-        return self.request("POST", f"/v1/projects/{project_id}/review-items/{item_id}/accept", json=body).json()
+        return self.call("POST", f"/v1/projects/{project_id}/review-items/{item_id}/accept", json=body)
 
     def reject_review_item(self, project_id: str, item_id: str, *, reason: str = "") -> dict[str, Any]:
-        return self.request("POST", f"/v1/projects/{project_id}/review-items/{item_id}/reject",
-                            json={"reason": reason}).json()
+        return self.call("POST", f"/v1/projects/{project_id}/review-items/{item_id}/reject",
+                         json={"reason": reason})
 
 
 class RegistryClient(ServiceClient):
@@ -300,12 +323,12 @@ class RegistryClient(ServiceClient):
             files = {"model": (MODEL_FILE, stack.enter_context(onnx_path.open("rb")), "application/octet-stream")}
             for name, path in (variants or {}).items():
                 files[name] = (variant_filename(name), stack.enter_context(path.open("rb")), "application/octet-stream")
-            return self.request("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
-                                files=files).json()
+            return self.call("POST", f"/v1/models/{model}/versions", data={"metadata": json.dumps(metadata)},
+                             files=files)
 
     def get_lineage(self, model: str, version: int) -> dict[str, Any]:
         """What a version learned from (its dataset snapshot) and what made it."""
-        return self.get_json(f"/v1/models/{model}/versions/{version}/lineage")
+        return self.get_object(f"/v1/models/{model}/versions/{version}/lineage")
 
     def list_models(self) -> list[dict[str, Any]]:
         return list(_paged(self, "/v1/models", {}, 200))
@@ -314,27 +337,27 @@ class RegistryClient(ServiceClient):
         return list(_paged(self, f"/v1/models/{model}/versions", {}, 200))
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
-        return self.get_json(f"/v1/models/{model}/versions/{version}")
+        return self.get_object(f"/v1/models/{model}/versions/{version}")
 
     def label_issues(self, model: str, version: int, *, limit: int | None = None) -> dict[str, Any]:
         """The likely label errors a version's training listed, most likely first."""
-        return self.get_json(f"/v1/models/{model}/versions/{version}/label-issues",
+        return self.get_object(f"/v1/models/{model}/versions/{version}/label-issues",
                              params={"limit": limit} if limit else None)
 
     def set_alias(self, model: str, alias: str, version: int, *, reason: str = "",
                   if_match: str | None = None) -> dict[str, Any]:
         """Move an alias; the answer's `previous_version` is the version it replaced."""
         headers = {"If-Match": if_match} if if_match else {}
-        return self.request("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version, "reason": reason},
-                            headers=headers).json()
+        return self.call("PUT", f"/v1/models/{model}/aliases/{alias}", json={"version": version, "reason": reason},
+                         headers=headers)
 
     def rollback_alias(self, model: str, alias: str, *, reason: str = "") -> dict[str, Any]:
         """Move an alias back to the version it pointed at before its last move."""
-        return self.request("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason}).json()
+        return self.call("POST", f"/v1/models/{model}/aliases/{alias}/rollback", json={"reason": reason})
 
     def compare_versions(self, model: str, a: int, b: int) -> dict[str, Any]:
         """Headline and per-class metrics of two versions with `b - a` and better/worse marks."""
-        return self.get_json(f"/v1/models/{model}/compare", params={"a": a, "b": b})
+        return self.get_object(f"/v1/models/{model}/compare", params={"a": a, "b": b})
 
     def alias_history(self, model: str, alias: str) -> list[dict[str, Any]]:
         """Every change of an alias, newest first."""
@@ -342,7 +365,7 @@ class RegistryClient(ServiceClient):
 
     def get_alias(self, model: str, alias: str) -> dict[str, Any]:
         """The alias with the version it points at (its metadata and artifact checksum)."""
-        return self.get_json(f"/v1/models/{model}/aliases/{alias}")
+        return self.get_object(f"/v1/models/{model}/aliases/{alias}")
 
     def get_alias_if_changed(self, model: str, alias: str,
                              etag: str | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -352,7 +375,7 @@ class RegistryClient(ServiceClient):
         current = response.headers.get("ETag")
         if response.status_code == 304:
             return None, current or etag
-        return response.json(), current
+        return _json_object(response), current
 
     def download_artifact(self, model: str, version: int, destination: Path, variant: str | None = None) -> Path:
         """Download a version's fp32 `model.onnx`, or a variant's file (`variant="int8"`: `model.int8.onnx`)."""
@@ -367,24 +390,24 @@ class RegistryClient(ServiceClient):
                    launch: dict[str, Any] | None = None) -> dict[str, Any]:
         """A queued run; with `launch` ({"on": "kubernetes", "gpu": bool}) the registry also starts its Job."""
         body = {"model": model, "project_id": project_id, "params": params or {}, "launch": launch}
-        return self.request("POST", "/v1/runs", json=body).json()
+        return self.call("POST", "/v1/runs", json=body)
 
     def job_logs(self, run_id: str, *, tail: int = 200) -> str:
         """The pod log of a run started as a Kubernetes Job."""
         return self.request("GET", f"/v1/runs/{run_id}/job-logs", params={"tail": tail}).text
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/runs/{run_id}")
+        return self.get_object(f"/v1/runs/{run_id}")
 
     def list_runs(self, *, model: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         return list(_paged(self, "/v1/runs", {"model": model, "status": status}, 200))
 
     def update_run(self, run_id: str, **changes: Any) -> dict[str, Any]:
         """Report progress: status ("running"/"failed"), stage, epoch, epochs, metrics, error, report."""
-        return self.request("PATCH", f"/v1/runs/{run_id}", json=changes, repeatable=True).json()
+        return self.call("PATCH", f"/v1/runs/{run_id}", json=changes, repeatable=True)
 
     def cancel_run(self, run_id: str, *, reason: str = "") -> dict[str, Any]:
-        return self.request("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason}).json()
+        return self.call("POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason})
 
     def append_run_log(self, run_id: str, lines: Sequence[str]) -> int:
         """Add lines to the run's log; the number of its last line."""
@@ -393,7 +416,7 @@ class RegistryClient(ServiceClient):
     def run_log(self, run_id: str, *, after: int = 0, tail: int | None = None) -> dict[str, Any]:
         """`lines` after line `after`, or the last `tail` lines; `next` to follow on."""
         params: dict[str, Any] = {"after": after} if tail is None else {"tail": tail}
-        return self.get_json(f"/v1/runs/{run_id}/logs", params=params)
+        return self.get_object(f"/v1/runs/{run_id}/logs", params=params)
 
     def reserve_version(self, run_id: str) -> int:
         """The version number the run will register under; the same number on every call."""
@@ -406,5 +429,5 @@ class ScoringClient(ServiceClient):
     def predict(self, image: bytes, *, filename: str = "image", model: str | None = None) -> dict[str, Any]:
         """The default model's answer, or the answer of `model` (one of those GET /v1/models lists)."""
         path = f"/v1/models/{model}/predict" if model else "/v1/predict"
-        return self.request("POST", path,
-                            files={"file": (filename, image, "application/octet-stream")}).json()
+        return self.call("POST", path,
+                         files={"file": (filename, image, "application/octet-stream")})

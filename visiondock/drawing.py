@@ -158,7 +158,7 @@ def place_labels(boxes: Sequence[tuple[float, float, float, float, float, float]
     return placed
 
 
-def _strip_size(draw: ImageDraw.ImageDraw, text: str, font: Any) -> tuple[float, float, int, int]:
+def _strip_size(draw: ImageDraw.ImageDraw, text: str, font: Any) -> tuple[float, float, float, float]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     return right - left + 2 * LABEL_PADDING, bottom - top + 2 * LABEL_PADDING, left, top
 

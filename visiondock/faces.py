@@ -15,12 +15,15 @@ the crop is taken from the full image, and a small face needs its pixels.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from visiondock.preprocess import opencv
+
+if TYPE_CHECKING:
+    from cv2 import CascadeClassifier
 
 cv2 = opencv()  # with its thread pool off, as for fitting images (see `opencv`)
 
@@ -36,9 +39,9 @@ MIN_FACE_PIXELS = 24
 _local = threading.local()
 
 
-def _cascade() -> cv2.CascadeClassifier:
+def _cascade() -> CascadeClassifier:
     # One classifier per thread: the scoring service detects from several worker threads.
-    cascade = getattr(_local, "cascade", None)
+    cascade: CascadeClassifier | None = getattr(_local, "cascade", None)
     if cascade is None:
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         cascade = cv2.CascadeClassifier(path)
@@ -66,7 +69,8 @@ def find_largest_face(image: Image.Image, *, margin: float = DEFAULT_MARGIN) -> 
     if len(found) == 0:
         return None
     # Largest area first; ties by position so the answer never depends on OpenCV's order.
-    x, y, w, h = (float(v) / scale for v in max(found.tolist(), key=lambda b: (b[2] * b[3], -b[1], -b[0])))
+    boxes = [[int(v) for v in box] for box in found]  # an array of rows, which OpenCV's stubs call a sequence
+    x, y, w, h = (float(v) / scale for v in max(boxes, key=lambda b: (b[2] * b[3], -b[1], -b[0])))
     x1 = max(0, round(x - margin * w))
     y1 = max(0, round(y - margin * h))
     x2 = min(width, round(x + w + margin * w))

@@ -183,7 +183,7 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
 
 def _has_rotation(image: Image.Image) -> bool:
     try:
-        return image.getexif().get(0x0112, 1) != 1
+        return bool(image.getexif().get(0x0112, 1) != 1)
     except Exception:  # a broken EXIF block is not a reason to refuse the picture
         return False
 

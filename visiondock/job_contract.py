@@ -16,7 +16,7 @@ model, run, cache directory, the services' URLs and its key) comes from whoever 
 from a run's parameters.
 
 Where the registry starts Jobs (`KubernetesSettings`) and how a launch fails (`TrainingJobError`) live
-here, beside the contract, not in visiondock.kubernetes_launcher: that module needs the optional
+here, beside the contract, not in services.registry.kubernetes_jobs: that module needs the optional
 `kubernetes` package, which a registry that starts no Jobs (one machine) does not install.
 """
 

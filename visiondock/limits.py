@@ -17,9 +17,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path  # where Starlette defines it; its routing imports it from there
 from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
-from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import AUTHORIZED, declared_requirement
@@ -36,6 +36,10 @@ MAX_JSON_VALUES = 100_000
 # A JSON string, escapes included: what the count skips over.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# The guard remembers the route of this many recent paths (each at most this long): a request's route is
+# found with one lookup instead of matching each route's pattern in turn.
+ROUTE_MEMORY = 1024
+ROUTE_MEMORY_PATH_LENGTH = 256
 
 LimitOf = Callable[[FastAPI], int]
 # The HTTP status of a domain error (`visiondock.web.http_status`, passed in: web installs this guard).
@@ -54,16 +58,14 @@ class BodyLimit:
     def of(self, app: FastAPI) -> int:
         return self.limit(app) if callable(self.limit) else self.limit
 
-
-def body_limit(limit: int | LimitOf) -> Callable[[], None]:
-    """A dependency declaring the most bytes a route's body may have (a number, or one read from
-    the app, e.g. from its settings)."""
-
-    async def declared_body_limit() -> None:
+    async def __call__(self) -> None:
         return None
 
-    declared_body_limit.body_limit = BodyLimit(limit)  # type: ignore[attr-defined]
-    return declared_body_limit
+
+def body_limit(limit: int | LimitOf) -> BodyLimit:
+    """A dependency declaring the most bytes a route's body may have (a number, or one read from
+    the app, e.g. from its settings)."""
+    return BodyLimit(limit)
 
 
 def _limit_of(route: Any) -> BodyLimit | None:
@@ -71,7 +73,9 @@ def _limit_of(route: Any) -> BodyLimit | None:
     stack = list(dependant.dependencies) if dependant is not None else []
     while stack:
         dep = stack.pop()
-        limit = getattr(getattr(dep, "call", None), "body_limit", None)
+        call = getattr(dep, "call", None)
+        # `body_limit(...)` itself, or the key check of `require_role(..., body_limit=...)`
+        limit = call if isinstance(call, BodyLimit) else getattr(call, "body_limit", None)
         if isinstance(limit, BodyLimit):
             return limit
         stack.extend(dep.dependencies)
@@ -129,6 +133,7 @@ class RequestGuardMiddleware:
         self.app = app
         self.status_of = status_of
         self._table: list[_RoutePlan] | None = None  # built on the first request, once routes exist
+        self._recent: dict[tuple[str, str], tuple[_RoutePlan, dict[str, Any]]] = {}
 
     def _routes(self, app: Any) -> list[_RoutePlan]:
         if self._table is None:
@@ -139,10 +144,17 @@ class RequestGuardMiddleware:
     def _route(self, scope: Scope) -> tuple[_RoutePlan, dict[str, Any]] | None:
         """The route the router will pick, with its path parameters (None: 404 or 405)."""
         path, method = get_route_path(scope), scope["method"]
+        remembered = self._recent.get((path, method))
+        if remembered is not None:
+            return remembered[0], dict(remembered[1])
         for plan in self._routes(scope["app"]):
             found = plan.match(path, method)
             if found is not None:
-                return plan, found
+                if len(path) <= ROUTE_MEMORY_PATH_LENGTH:
+                    if len(self._recent) >= ROUTE_MEMORY:
+                        self._recent.clear()
+                    self._recent[(path, method)] = (plan, found)
+                return plan, dict(found)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

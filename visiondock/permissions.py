@@ -69,6 +69,9 @@ def permissions(app: Any, open_paths: Iterable[str] = ()) -> list[Permission]:
     problems: list[str] = []
     for context in iter_route_contexts(app.routes):
         path = context.path
+        if path is None:  # e.g. a Host route: nothing this table can name
+            problems.append(f"{context.route!r}: a route without a path")
+            continue
         if isinstance(context.original_route, Mount) or context.methods is None:
             if path not in opened:
                 problems.append(f"{path} (mounted): not an open path")

@@ -58,10 +58,9 @@ def opencv() -> ModuleType:
     never fit images).
 
     Images are fitted one per thread (the scoring service's decode threads, the trainer's loader
-    workers), so a pool of one thread per core can only split a small warp and wait for it. On a
-    16-core GPU node with OpenCV 5.0, decoding and fitting a 224-px photo took 7.3 ms of CPU with
-    10 cores busy for one caller, against 0.5 ms on one core of a 2-core AMD EPYC with OpenCV 4 (which
-    keeps a warp this small on one thread anyway). The setting is the process's: face detection runs on
+    workers), so a pool of one thread per core can only split a small warp and wait for it: on a
+    many-core GPU node, decoding and fitting a photo cost many times the CPU it costs on one core
+    (docs/benchmarks.md). The setting is the process's: face detection runs on
     one thread too.
     """
     import cv2
@@ -78,7 +77,7 @@ def fit(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     image and cropping, without ever holding the resized whole. An image that is
     enlarged (a small photo, or a JPEG that draft mode decoded near the input size) is
     sampled by OpenCV instead: the same bilinear weights (within one level on a
-    fraction of the pixels), 3x faster, which the scoring service spends per request.
+    fraction of the pixels), faster (docs/benchmarks.md), which the scoring service spends per request.
     """
     width, height = image.size
     if spec.policy == "stretch":
@@ -106,8 +105,9 @@ def _enlarge(pixels: np.ndarray, box: tuple[float, float, float, float], x_step:
     # centres sit at j + 0.5.
     matrix = np.array([[x_step, 0.0, box[0] + 0.5 * x_step - 0.5],
                        [0.0, y_step, box[1] + 0.5 * y_step - 0.5]])
-    return cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    enlarged: np.ndarray = cv2.warpAffine(pixels, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                          borderMode=cv2.BORDER_REPLICATE)
+    return enlarged
 
 
 def normalization(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +119,8 @@ def normalization(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """HxWx3 uint8 → 3xHxW float32, normalized."""
     scale, shift = (values[:, None, None] for values in normalization(spec))
-    # Two passes straight into the channel-first result: a scoring hot path (5x faster than
-    # converting, scaling, shifting and transposing in separate arrays).
+    # Two passes straight into the channel-first result: a scoring hot path (several times faster than
+    # converting, scaling, shifting and transposing in separate arrays: docs/benchmarks.md).
     height, width, _ = pixels.shape
     out = np.empty((3, height, width), dtype=np.float32)
     np.multiply(pixels.transpose(2, 0, 1), scale, out=out)

@@ -2,10 +2,10 @@
 
 With several workers, each worker process listens on its own socket bound to the same
 port with SO_REUSEPORT, and the kernel spreads new connections over them. uvicorn's own
-workers share one socket instead, and whichever wakes first accepts: measured here (2
-CPUs, `make bench-variants`), the 32 keep-alive connections of one load generator nearly
-all went to one of two workers, which served 94 fp32 images/s against 167 for one worker;
-with a socket each, two workers served 172.
+workers share one socket instead, and whichever wakes first accepts: under `make
+bench-variants` the keep-alive connections of one load generator nearly all went to one of
+two workers, which then served fewer images/s than one worker; with a socket each, two
+workers served more (the figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations

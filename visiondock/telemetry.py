@@ -6,13 +6,15 @@ process without clashing metric names, and `/metrics` shows only that service.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import socket
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pythonjsonlogger.json import JsonFormatter
@@ -75,6 +77,18 @@ class ServiceMetrics:
         )
         Gauge("visiondock_service_info", "The service this process runs.", ["service"],
               registry=self.registry).labels(service=service).set(1)
+        # Each (route, method, status)'s series, looked up once: `labels()` validates and locks on every call.
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        series = self._answered.get((route, method, status))
+        if series is None:
+            series = (self.requests.labels(route=route, method=method, status=str(status)),
+                      self.latency.labels(route=route, method=method))
+            self._answered[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 class MetricsServer:
@@ -141,7 +155,7 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _header(scope, REQUEST_ID_HEADER) or uuid.uuid4().hex
+        request_id = _header(scope, REQUEST_ID_HEADER) or _request_ids.new()
         status = 500
         self.metrics.in_flight.inc()
 
@@ -160,8 +174,7 @@ class RequestTelemetryMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-            self.metrics.latency.labels(route=route, method=method).observe(elapsed)
+            self.metrics.answered(route, method, status, elapsed)
             if route not in _QUIET_ROUTES or status >= 400:
                 access_log.info(
                     "%s %s -> %d in %.1f ms", method, scope.get("path"), status, elapsed * 1000,
@@ -178,6 +191,28 @@ class RequestTelemetryMiddleware:
                 )
 
 
+class RequestIds:
+    """Ids for requests that bring none: 32 hex digits, a random prefix of this process then a count.
+
+    Unique without a system call per request (uuid4's os.urandom gives up the GIL, and the event loop
+    waits to get it back from busy threads); a forked process draws a prefix of its own.
+    """
+
+    def __init__(self) -> None:
+        self._restart()
+        os.register_at_fork(after_in_child=self._restart)
+
+    def _restart(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = RequestIds()
+
+
 # Probes and scrapes arrive every few seconds; logging each would drown the real traffic.
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
@@ -185,12 +220,14 @@ _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live",
 def _key_name(scope: Scope) -> str | None:
     """The name of the API key the request presented (never the key), once it was checked."""
     principal = (scope.get("state") or {}).get("principal")
-    return getattr(principal, "name", None)
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _header(scope: Scope, name: str) -> str | None:
     wanted = name.encode()
-    for key, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for key, value in headers:
         if key == wanted:
             return value.decode("latin-1")[:128]
     return None

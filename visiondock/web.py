@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Security
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import iter_route_contexts
+from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from visiondock.auth import (
@@ -38,6 +41,7 @@ from visiondock.auth import (
     Role,
     RoleRequirement,
     RunKeys,
+    declared_requirement,
     presented_key,
     read_entries_file,
     split_entries,
@@ -57,7 +61,7 @@ from visiondock.errors import (
     UnsupportedMediaType,
 )
 from visiondock.images import limit_concurrent_decodes
-from visiondock.limits import RequestGuardMiddleware, json_body_depth
+from visiondock.limits import BodyLimit, LimitOf, RequestGuardMiddleware, json_body_depth
 from visiondock.permissions import permissions
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 from visiondock.storage import (
@@ -99,7 +103,7 @@ def http_status(error: DomainError) -> int:
 
 
 def error_response(status: int, message: str, code: str,
-                   headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": message, "code": code, **extra}, status_code=status, headers=headers)
 
 
@@ -116,34 +120,26 @@ def domain_error_response(exc: DomainError, **extra: Any) -> JSONResponse:
 # -- auth -------------------------------------------------------------------------
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key of this deployment.")
 _bearer = HTTPBearer(auto_error=False, description="The same API key, as `Authorization: Bearer <key>`.")
+# How a key may be presented, as the API documents show it on every route that declares a role.
+KEY_SCHEMES = (_api_key_header, _bearer)
 
 
-def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
-                 resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None,
-                 scope: ResourceScope = BY_PATH,
-                 ) -> Callable[..., Any]:
-    """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
-    also `readers`) and its scope must cover what `scope` says the request touches (see
-    `visiondock.auth.ResourceScope`; by default the path's project or model). Declared on a router it
-    holds for the router's routes that declare none of their own.
+class KeyCheck:
+    """The dependency `require_role` returns: checks the request's key against `requirement`; with
+    `body_limit`, it also declares the route's byte limit (read by the request guard)."""
 
-    The request guard applies the role and the scope's path part before the body is read and says
-    so on the request; this dependency then checks the scope's body part. Where the guard has not
-    (an app without it), this dependency checks everything itself. Either way the key's
-    Principal is on `request.state.principal`.
-    """
-    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
-                                  scope=scope)
+    def __init__(self, requirement: RoleRequirement, body_limit: BodyLimit | None = None) -> None:
+        self.requirement = requirement  # read by the request guard and the permission table
+        self.body_limit = body_limit
 
-    async def check_key(
-        request: Request,
-        api_key: str | None = Security(_api_key_header),
-        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-    ) -> Principal:
+    # The key schemes are documented from the permission table (`_document_key_schemes`), not declared here as
+    # `Security` parameters: FastAPI would solve them as two more dependencies on every request.
+    async def __call__(self, request: Request) -> Principal:
+        requirement = self.requirement
         state = request.scope.get("state") or {}
         checked = state.get(AUTHORIZED)
         if checked is not None:  # the guard applied the route's declaration (this one, or one overriding it)
-            principal = state["principal"]
+            principal: Principal = state["principal"]
             if checked is requirement:
                 await requirement.check_after_body(request, principal)
             return principal
@@ -153,13 +149,33 @@ def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: boo
         await requirement.check_after_body(request, principal)
         return principal
 
-    check_key.requirement = requirement  # type: ignore[attr-defined]
-    return check_key
+
+def require_role(*roles: Role, readers: tuple[Role, ...] = (), azure_header: bool = False,
+                 resource: Callable[[FastAPI, Mapping[str, Any]], str | None] | None = None,
+                 scope: ResourceScope = BY_PATH, body_limit: int | LimitOf | None = None,
+                 ) -> KeyCheck:
+    """A route's permission, as a dependency: the request's key must have one of `roles` (GET:
+    also `readers`) and its scope must cover what `scope` says the request touches (see
+    `visiondock.auth.ResourceScope`; by default the path's project or model). Declared on a router it
+    holds for the router's routes that declare none of their own.
+
+    The request guard applies the role and the scope's path part before the body is read and says
+    so on the request; this dependency then checks the scope's body part. Where the guard has not
+    (an app without it), this dependency checks everything itself. Either way the key's
+    Principal is on `request.state.principal`.
+
+    `body_limit` also declares the route's byte limit (as `visiondock.limits.body_limit` does) in
+    this one dependency: FastAPI solves every dependency of a route on each request.
+    """
+    requirement = RoleRequirement(*roles, readers=readers, azure_header=azure_header, resource=resource,
+                                  scope=scope)
+    return KeyCheck(requirement, BodyLimit(body_limit) if body_limit is not None else None)
 
 
 async def current_principal(request: Request) -> Principal:
     """The caller, as the route's key check identified it."""
-    return request.state.principal
+    principal: Principal = request.state.principal
+    return principal
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
@@ -267,6 +283,32 @@ PartsBuilder = Callable[[Stores], Mapping[str, Any]]
 ServiceLifespan = Callable[[FastAPI, Stores], AbstractAsyncContextManager[None]]
 
 
+def _document_key_schemes(app: FastAPI) -> None:
+    """Show KEY_SCHEMES on every operation whose route declares a role (`require_role`), and in the
+    components, as FastAPI shows the schemes of `Security` dependencies (Swagger UI's Authorize button)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI caches it: declaring twice writes the same again
+        schemes = {scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+                   for scheme in KEY_SCHEMES}
+        paths = schema.get("paths", {})
+        declared = False
+        for context in iter_route_contexts(app.routes):
+            if context.methods is None or declared_requirement(context) is None:
+                continue
+            for method in context.methods:
+                operation = paths.get(context.path_format, {}).get(method.lower())
+                if operation is not None:
+                    operation["security"] = [{name: []} for name in schemes]
+                    declared = True
+        if declared:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(schemes)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
+
+
 def _hoist_inline_definitions(app: FastAPI) -> None:
     """Move the `$defs` of hand-written request schemas (`openapi_extra`) into `components/schemas`,
     where their `#/components/schemas/...` references point; ReDoc stops at a dangling one."""
@@ -288,7 +330,7 @@ def _hoist_inline_definitions(app: FastAPI) -> None:
         hoist(schema.get("paths", {}), schema.setdefault("components", {}).setdefault("schemas", {}))
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the schema
 
 
 DOCS_PAGES = frozenset({"/docs", "/redoc"})
@@ -297,25 +339,34 @@ DOCS_CONTENT_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; s
                        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:")
 
 
-class DocsStayLocalMiddleware:
-    """Adds DOCS_CONTENT_POLICY to the docs pages. Pure ASGI, not `@app.middleware("http")`: that
+def _keep_docs_local(app: FastAPI) -> None:
+    """Add DOCS_CONTENT_POLICY to the docs pages' responses, by wrapping those routes' ASGI apps: a
+    middleware would sit in every request's path. Pure ASGI, not a Starlette `BaseHTTPMiddleware`: that
     wraps `receive`, and would turn the request guard's 413 for a streamed body into a 400."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def with_policy(inner: ASGIApp) -> ASGIApp:
+        async def docs_page(scope: Scope, receive: Receive, send: Send) -> None:
+            async def send_with_policy(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message)["Content-Security-Policy"] = DOCS_CONTENT_POLICY
+                await send(message)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") not in DOCS_PAGES:
-            await self.app(scope, receive, send)
-            return
+            await inner(scope, receive, send_with_policy)
 
-        async def with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = DOCS_CONTENT_POLICY
-            await send(message)
+        return docs_page
 
-        await self.app(scope, receive, with_policy)
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path in DOCS_PAGES:
+            route.app = with_policy(route.app)
+
+
+def _parses_bodies(router: APIRouter) -> bool:
+    """Whether a route of `router` (or of a router included in it) has a body FastAPI parses."""
+    for route in router.routes:
+        inner = getattr(route, "original_router", None)  # an included router, kept whole by FastAPI
+        if (inner is not None and _parses_bodies(inner)) or getattr(route, "body_field", None) is not None:
+            return True
+    return False
 
 
 def create_service_app(
@@ -376,7 +427,8 @@ def create_service_app(
     # Swagger UI's validator badge would send the spec to validator.swagger.io: off.
     app = FastAPIOffline(title=f"VisionDock {service}", description=description, version=version, lifespan=run,
                          static_url=DOCS_ASSETS_URL, swagger_ui_parameters={"validatorUrl": None})
-    app.add_middleware(DocsStayLocalMiddleware)
+    _keep_docs_local(app)
+    _document_key_schemes(app)
     _hoist_inline_definitions(app)
     app.state.settings = settings
     app.state.metrics = metrics
@@ -420,8 +472,10 @@ def create_service_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
-        # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service.
-        app.include_router(router, dependencies=[Depends(json_body_depth)])
+        # JSON bodies nest at most MAX_JSON_DEPTH levels on every route of every service: where FastAPI parses
+        # them, this dependency checks; routes that read their bodies themselves parse them with `loads_bounded`.
+        # A router without the former solves no dependency per request for it.
+        app.include_router(router, dependencies=[Depends(json_body_depth)] if _parses_bodies(router) else [])
     app.state.open_paths = tuple(open_paths)
     app.state.permissions = permissions(app, open_paths)
     return app

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from visiondock.web import API_KEY_HEADER
+from visiondock.auth import API_KEY_HEADER
 
 HOW_TO_TURN_ON = ("set VISIONDOCK_SCORING_CAPTURE_RATE on the scoring service (for example 0.05 sends 5 % of its "
                   "predictions here) and restart it")

@@ -8,6 +8,7 @@ snapshot, e.g. the images a model version was trained on).
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -110,5 +111,5 @@ class DatasetExporter:
                          (r["top"] + r["height"]) * height) for r in doc.get("regions") or []]
             key = image_blob_key(project_id, doc["id"])
             yield ExportImage(doc["id"], name, width, height, list(doc.get("tags") or []), boxes,
-                              lambda key=key: self.library.blobs.stream(key))
+                              functools.partial(self.library.blobs.stream, key))
 

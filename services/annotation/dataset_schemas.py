@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
 from .datasets import FORMAT_NAMES
 from .schemas import Split
 
-FormatName = Literal[FORMAT_NAMES]  # type: ignore[valid-type]
+# The formats of `datasets.FORMATS`, spelled out so that type checkers read them too.
+FormatName = Literal["folder", "coco", "voc", "yolo", "csv", "product"]
+if get_args(FormatName) != FORMAT_NAMES:
+    raise RuntimeError(f"FormatName {get_args(FormatName)} differs from the dataset formats {FORMAT_NAMES}")
 
 
 class DatasetFormatInfo(BaseModel):

@@ -22,6 +22,7 @@ at least one sees the other (`ProjectCatalog.retire_tag`, `curation.py`).
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -450,7 +451,10 @@ class ImageLibrary:
             retired = self.projects.retired(project.id, named) if named else {}
             if not retired:
                 return doc
-            wanted = project.renamed(labels, lambda tag, moved=retired: moved.get(tag, tag))
+            def new_name(tag: str, moved: dict[str, str | None] = retired) -> str | None:
+                return moved.get(tag, tag)
+
+            wanted = project.renamed(labels, new_name)
             fields = self._label_fields(project, wanted, doc.data.get("label_revision", 0) + 1)
             try:
                 settled = self.documents.patch(IMAGES, doc.id, partition_key=project.id, set_fields=fields,
@@ -491,7 +495,7 @@ class ImageLibrary:
             raise NotFound(f"image {image_id!r} does not exist in project {project_id!r}") from None
 
     def with_suggestion(self, project: ProjectRef, *, limit: int,
-                        continuation: str | None) -> tuple[list[Document], str | None]:
+                        continuation: str | None) -> tuple[builtins.list[Document], str | None]:
         """Images with a suggestion nobody acted on yet, oldest first."""
         project_id = self.projects.resolve(project).id
         query = Query(partition_key=project_id, filters=[Filter("suggestion.model", "ne", None)],
@@ -499,7 +503,7 @@ class ImageLibrary:
         page = self.documents.query(IMAGES, query, limit=limit, continuation=continuation)
         return page.items, page.continuation
 
-    def image_ids(self, project: ProjectRef) -> list[str]:
+    def image_ids(self, project: ProjectRef) -> builtins.list[str]:
         """The ids of every image of the project."""
         query = Query(partition_key=self.projects.resolve(project).id)
         return [doc.id for doc in self.documents.query_all(IMAGES, query)]

@@ -13,6 +13,7 @@ writes labels naming a tag that is marked or gone reads where it went (`retired`
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,10 +70,10 @@ class ProjectCatalog:
                 return self.documents.get(TAGS, name, partition_key=project_id).data
             raise Conflict(f"tag {name!r} already exists in project {project_id!r}") from None
 
-    def list_tags(self, project: ProjectRef) -> list[dict[str, Any]]:
+    def list_tags(self, project: ProjectRef) -> builtins.list[dict[str, Any]]:
         return self._tags(self.resolve(project).id)
 
-    def _tags(self, project_id: str) -> list[dict[str, Any]]:
+    def _tags(self, project_id: str) -> builtins.list[dict[str, Any]]:
         query = Query(partition_key=project_id, order_by="created_at")
         return [doc.data for doc in self.documents.query_all(TAGS, query)]
 

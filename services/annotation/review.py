@@ -16,6 +16,7 @@ images and the captures' summaries.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -140,7 +141,7 @@ class ReviewQueue:
                 doc.data["size"])
 
     def list(self, project: ProjectRef, *, status: str | None = "pending", limit: int = 100,
-             continuation: str | None = None) -> tuple[list[Document], str | None]:
+             continuation: str | None = None) -> tuple[builtins.list[Document], str | None]:
         """Items with `status` (None: all), most uncertain first."""
         project_id = self.projects.resolve(project).id
         filters = [Filter("status", "eq", status)] if status else []
@@ -274,7 +275,7 @@ class ReviewQueue:
         return self.library.restore_labels(project, image_id, previous, if_match=image.etag, change=change)
 
     # -- retention -------------------------------------------------------------------
-    def purge(self, *, older_than: datetime, dry_run: bool = False) -> list[str]:
+    def purge(self, *, older_than: datetime, dry_run: bool = False) -> builtins.list[str]:
         """Delete captured items (document, then image) created before `older_than`, in every
         project and whatever their status (an accepted item's image lives on as a project image),
         and the summaries of predictions captured before then. Returns `<project>/<item>` of each

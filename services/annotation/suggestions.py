@@ -23,11 +23,11 @@ from typing import Any
 
 import httpx
 
+from visiondock.auth import API_KEY_HEADER
 from visiondock.blob_keys import image_blob_key
 from visiondock.errors import Conflict, InvalidInput, NotFound, Unavailable
 from visiondock.storage import Document
 from visiondock.timeutil import utc_now
-from visiondock.web import API_KEY_HEADER
 
 from .history import LabelChange
 from .images import ImageLibrary
@@ -185,7 +185,7 @@ class Suggestions:
     # -- a person's answer --------------------------------------------------------
     def _suggestion(self, project: Project, image_id: str) -> dict[str, Any]:
         suggestion = self.library.get(project, image_id).data.get("suggestion")
-        if not suggestion:
+        if not suggestion or not isinstance(suggestion, dict):
             raise Conflict(f"image {image_id!r} has no suggestion to act on; ask for one with POST "
                            f"/v1/projects/{project.id}/suggest", code="no_suggestion")
         return suggestion

@@ -101,9 +101,10 @@ class AliasBook:
                 raise NotFound(f"model {model!r} has no alias {alias!r}")
             now = utc_now()
             sequence = self._last_sequence(model, alias) + 1
-            entry = {"id": _history_id(alias, sequence), "model": model, "alias": alias, "sequence": sequence,
-                     "action": action, "from_version": current.data["version"] if current else None,
-                     "to_version": version, "actor": actor, "reason": reason, "moved_at": now}
+            entry: dict[str, Any] = {
+                "id": _history_id(alias, sequence), "model": model, "alias": alias, "sequence": sequence,
+                "action": action, "from_version": current.data["version"] if current else None,
+                "to_version": version, "actor": actor, "reason": reason, "moved_at": now}
             try:
                 self.documents.create(HISTORY, entry, partition_key=model)
             except DocumentExistsError:

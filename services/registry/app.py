@@ -22,13 +22,13 @@ from .alias_routes import router as alias_router
 from .catalog import ModelCatalog
 from .dashboard import router as dashboard_router
 from .insight_routes import router as insight_router
-from .launch import open_local_launcher
-from .launches import RunLaunches
+from .launched_runs import RunLaunches
+from .local_trainers import open_local_trainer_launcher
 from .routes import router
 from .run_routes import router as run_router
 
 if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
-    from visiondock.kubernetes_launcher import TrainingJobLauncher
+    from .kubernetes_jobs import TrainingJobLauncher
 
 
 def _parts(stores: Stores) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _parts(stores: Stores) -> dict[str, Any]:
     catalog = ModelCatalog(stores.documents, stores.blobs, run_lost_after=settings.run_lost_after_seconds)
     secret = settings.run_key_secret_bytes()
     return {"catalog": catalog, "launches": RunLaunches(catalog.runs, _training_jobs(),
-                                                        local=open_local_launcher(settings, catalog.runs),
+                                                        local=open_local_trainer_launcher(settings, catalog.runs),
                                                         keys=RunKeys(secret) if secret is not None else None,
                                                         key_lifetime=settings.run_key_lifetime_seconds)}
 
@@ -58,7 +58,7 @@ def _training_jobs() -> TrainingJobLauncher | None:
     if not kubernetes.trainer_cronjob:
         return None
     # Imported only here: the `kubernetes` package is an extra that a registry starting no Jobs lacks.
-    from visiondock.kubernetes_launcher import TrainingJobLauncher
+    from .kubernetes_jobs import TrainingJobLauncher
 
     return TrainingJobLauncher.from_environment(kubernetes)
 

@@ -145,13 +145,14 @@ class ModelCatalog:
             raise InvalidInput(f"unknown model variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
         run_id = metadata.get("run_id")
         with ExitStack() as stack:
-            files = {None: _spool(artifact, stack, "the model file")}
+            files: dict[str | None, tuple[IO[bytes], str, int]] = {None: _spool(artifact, stack, "the model file")}
             for name, stream in variants.items():
                 files[name] = _spool(stream, stack, f"the {name} model file")
             reserved = self.runs.version_for_registration(run_id, model) if run_id else None
             version = reserved if reserved is not None else self._next_version(model)
-            infos = {name: {"key": artifact_key(model, version, name), "sha256": digest, "size": size}
-                     for name, (_, digest, size) in files.items()}
+            infos: dict[str | None, dict[str, Any]] = {
+                name: {"key": artifact_key(model, version, name), "sha256": digest, "size": size}
+                for name, (_, digest, size) in files.items()}
             document = {
                 **metadata,
                 "id": str(version),
@@ -164,10 +165,10 @@ class ModelCatalog:
             }
             written: list[str] = []
             try:
-                for name, (spool, _, _) in files.items():
-                    self.blobs.put(infos[name]["key"], spool, content_type="application/octet-stream",
+                for variant, (spool, _, _) in files.items():
+                    self.blobs.put(infos[variant]["key"], spool, content_type="application/octet-stream",
                                    overwrite=False)
-                    written.append(infos[name]["key"])
+                    written.append(infos[variant]["key"])
                 self.blobs.put(metadata_key(model, version), json.dumps(document, indent=2).encode(),
                                content_type="application/json", overwrite=False)
                 written.append(metadata_key(model, version))
@@ -212,7 +213,8 @@ class ModelCatalog:
     @staticmethod
     def _being_deleted(data: dict[str, Any]) -> bool:
         marked = data.get("deleting_at")
-        return bool(marked) and datetime.now(UTC) - datetime.fromisoformat(marked) < DELETION_MARK_TTL
+        return isinstance(marked, str) and bool(marked) and \
+            datetime.now(UTC) - datetime.fromisoformat(marked) < DELETION_MARK_TTL
 
     def delete_version(self, model: str, version: int) -> None:
         """Remove a version and its files; refused while an alias points at it. The version is marked

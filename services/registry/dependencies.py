@@ -13,7 +13,7 @@ from visiondock.auth import Principal, by_lookup
 from visiondock.web import require_role
 
 from .catalog import ModelCatalog
-from .launches import RunLaunches
+from .launched_runs import RunLaunches
 from .schemas import RUN_ID_PATTERN, AliasName, ModelName, RunId
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from visiondock.errors import InvalidInput
 from visiondock.storage import Filter, InvalidQueryError, Query
+from visiondock.storage.documents import FilterOp
 
 # Top-level fields of a version that hold one comparable value.
 SCALAR_FIELDS = ("version", "created_at", "task", "project_id", "run_id", "description")
 # Fields holding objects whose members (`metrics.accuracy`, `params.mode`, ...) may be queried.
 NESTED_FIELDS = ("metrics", "params")
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$")
-_OPS = {"=": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+_OPS: dict[str, FilterOp] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 
 
 def version_field(name: str) -> str:
@@ -52,7 +53,7 @@ def parse_condition(condition: str) -> Filter:
                          f"{', '.join(_OPS)}, e.g. metrics.accuracy>=0.9")
     field, op, text = match.groups()
     try:
-        return Filter(version_field(field), _OPS[op], _value(text))  # type: ignore[arg-type]
+        return Filter(version_field(field), _OPS[op], _value(text))
     except InvalidQueryError as exc:
         raise InvalidInput(f"condition {condition!r}: {exc}") from None
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
@@ -20,7 +20,11 @@ from visiondock.web import require_role
 from .dependencies import DEPLOYS, Catalog, Model
 from .schemas import LabelIssueList, ModelSummary, ModelVersion, VersionRegistration
 
-ArtifactName = Literal[MODEL_FILE, *(variant_filename(v) for v in VARIANTS)]  # type: ignore[valid-type]
+# A version's files (`variant_filename` of None and of each of VARIANTS), spelled out so that type checkers
+# read them too.
+ArtifactName = Literal["model.onnx", "model.int8.onnx", "model.fp16.onnx"]
+if get_args(ArtifactName) != (MODEL_FILE, *(variant_filename(v) for v in VARIANTS)):
+    raise RuntimeError(f"ArtifactName {get_args(ArtifactName)} differs from the files of the variants {VARIANTS}")
 
 # The trainer registers versions; scoring services (predict keys) read models and download their
 # files; deleting a version is an admin's.

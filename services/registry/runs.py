@@ -35,7 +35,7 @@ RUNS = "training_runs"
 # `lost`: a running run whose trainer stopped sending heartbeats (killed, evicted, partitioned).
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "lost"})
 DEFAULT_LOST_AFTER_S = 300.0
-# A Kubernetes Job's phases that do not change again (visiondock.kubernetes_launcher.JobState).
+# A Kubernetes Job's phases that do not change again (services.registry.kubernetes_jobs.JobState).
 JOB_FINAL = frozenset({"succeeded", "failed"})
 _UPDATABLE = ("stage", "epoch", "epochs", "metrics", "error", "report")
 
@@ -51,7 +51,8 @@ class TrainingRuns:
         self._take_version_number = take_version_number
         self.lost_after = timedelta(seconds=lost_after)
 
-    def create(self, model: str, *, project_id: str | None = None, params: dict[str, Any] | None = None) -> dict:
+    def create(self, model: str, *, project_id: str | None = None,
+               params: dict[str, Any] | None = None) -> dict[str, Any]:
         now = utc_now()
         run_id = new_run_id()
         doc = {"id": run_id, "model": model, "project_id": project_id, "status": "queued", "stage": None,
@@ -151,7 +152,8 @@ class TrainingRuns:
         if run["model"] != model:
             raise Conflict(f"training run {run_id!r} trains model {run['model']!r}, not {model!r}")
         self._refuse_finished(run, "register a version")
-        return run["reserved_version"]
+        reserved = run["reserved_version"]
+        return int(reserved) if reserved is not None else None
 
     def mark_registered(self, run_id: str, version: int) -> dict[str, Any]:
         def apply(current: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class DynamicBatcher:
     def __init__(self, *, max_batch_size: int, max_queue_delay: float, max_queue_size: int, runners: int = 1,
                  metrics: ScoringMetrics | None = None) -> None:
@@ -129,11 +134,15 @@ class DynamicBatcher:
             self._queue.put_nowait(request)
         except queue.Full:
             raise QueueFullError(f"{self._queue.maxsize} requests are already waiting") from None
+        # A timer failing the future, rather than asyncio.wait_for's second future and task per request.
+        expiry = loop.call_later(timeout, _expire, request.future)
         try:
-            return await asyncio.wait_for(request.future, timeout)
+            return await request.future
         except BaseException:  # timeout or cancellation: a runner skips it if it has not started
             request.abandoned = True
             raise
+        finally:
+            expiry.cancel()
 
     # -- the runner threads ----------------------------------------------------------
     def _next(self) -> _Request | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Request
 
-from visiondock.limits import body_limit
+from visiondock.web import require_role
 
 from .model import LoadedModel
 from .repository import ModelRepository
@@ -31,7 +31,10 @@ def request_bytes(app: FastAPI) -> int:
     return app.state.settings.scoring_max_request_bytes
 
 
-SCORING_BODY = Depends(body_limit(request_bytes))
+def predict_role(*, azure_header: bool = False, resource: Any = requested_model) -> Any:
+    """The `predict` role as the scoring routes declare it, with their body bound in the same dependency
+    (FastAPI solves each dependency of a route on every request)."""
+    return Depends(require_role("predict", azure_header=azure_header, resource=resource, body_limit=request_bytes))
 
 
 async def _scoring(request: Request) -> ScoringService:

@@ -46,6 +46,7 @@ class AliasFollower:
         has no such model, alias or version, and ServiceError when it cannot answer."""
         asked = self.last_check = self.clock()
         target = self.target
+        document: dict[str, Any] | None
         try:
             if target.version:
                 if self._settled:  # a pinned version never changes: nothing to ask

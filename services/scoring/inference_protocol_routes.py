@@ -8,17 +8,17 @@ served) and at `/v2/models/{name}/versions/{version}`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.routing import APIRoute
 
 from visiondock.errors import DomainError, Unavailable
-from visiondock.web import domain_error_response, require_role
+from visiondock.web import domain_error_response
 
 from . import inference_protocol
-from .dependencies import SCORING_BODY, Scoring
+from .dependencies import Scoring, predict_role
 from .inputs import read_body
 from .model import LoadedModel
 from .schemas import InferRequest, InferResponse, ModelMetadata
@@ -30,7 +30,7 @@ class _ProtocolErrors(APIRoute):
 
     protocol_errors = True  # the request guard's refusals carry it too
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def with_protocol_errors(request: Request) -> Response:
@@ -47,7 +47,7 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
 
 
 # A dependency naming the version a mount serves (None: whichever is served).
-VersionChoice = Callable[..., int | None]
+VersionChoice = Callable[..., Awaitable[int | None]]
 
 
 async def any_version() -> int | None:
@@ -71,7 +71,7 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
 
     model_dependency = Depends(served)
     # The model's name is in every model route's path, so a scoped key is checked against it.
-    authenticated = [Depends(require_role("predict")), SCORING_BODY]
+    authenticated = [predict_role(resource=None)]
 
     @router.get(prefix, response_model=ModelMetadata, dependencies=authenticated,
                 summary="The model's inputs, outputs and labels")
@@ -96,7 +96,7 @@ def add_model_routes(router: APIRouter, prefix: str, choose_version: VersionChoi
                  summary="Run FP32 input tensors through the model")
     async def infer(request: Request, scoring: Scoring, model: LoadedModel = model_dependency) -> dict[str, Any]:
         body = await read_body(request, scoring.settings.scoring_max_request_bytes)
-        # Parsing a megabyte of JSON numbers takes tens of milliseconds: not on the event loop.
+        # Parsing JSON numbers is slow for a big tensor: not on the event loop.
         inputs, names, request_id = await scoring.off_loop(inference_protocol.parse_infer_request, body, model)
         outputs = await scoring.infer_tensor(model, inputs)
         return await scoring.off_loop(inference_protocol.infer_response, model, outputs, names, request_id)

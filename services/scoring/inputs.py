@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from visiondock.errors import DomainError, InvalidInput, TooLarge, UnsupportedMediaType
 from visiondock.images import PixelBudget, image_pixels
 from visiondock.limits import loads_bounded
 
+from .multipart import file_parts
+
 # Multipart and JSON framing around the image bytes.
 ENVELOPE_ALLOWANCE = 64 * 1024
+# Multipart bodies up to this size are parsed on the event loop.
+MULTIPART_ON_LOOP_BYTES = 1024 * 1024
 JSON_TYPES = ("application/json", "text/json")
 
 
@@ -73,26 +76,20 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def _parse_multipart(request: Request, body: bytes, *, max_files: int) -> list[tuple[str, UploadFile | str]]:
-    async def once() -> AsyncIterator[bytes]:
-        yield body
-
-    parser = MultiPartParser(request.headers, once(), max_files=max_files, max_fields=16)
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
-    return list(form.multi_items())
-
-
 def _parse_json(body: bytes) -> Any:
     return loads_bounded(body)
 
 
-Offload = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
 
 
-async def _inline(function: Callable[..., Any], *args: Any) -> Any:
+class Offload(Protocol):
+    """Runs `function(*args)` somewhere (the service's decode threads) and answers what it returns."""
+
+    def __call__(self, function: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
+
+
+async def _inline(function: Callable[..., T], /, *args: Any) -> T:
     return function(*args)
 
 
@@ -104,18 +101,21 @@ def _json_image(body: bytes) -> bytes:
 
 
 async def image_from_request(request: Request, *, max_bytes: int, offload: Offload = _inline) -> bytes:
-    """The one image of a request, however it was sent. `offload` runs JSON and base64 decoding
-    (tens of milliseconds for a large image) somewhere other than the event loop."""
+    """The one image of a request, however it was sent. `offload` runs JSON and base64 decoding, and
+    the parsing of a big multipart body, somewhere other than the event loop."""
     kind = _content_type(request)
     body = await read_body(request, max_bytes * 4 // 3 + ENVELOPE_ALLOWANCE if kind in JSON_TYPES
                            else max_bytes + ENVELOPE_ALLOWANCE)
     if kind == "multipart/form-data":
-        items = await _parse_multipart(request, body, max_files=1)
-        uploads = [value for key, value in items if isinstance(value, UploadFile) and key == "file"]
-        uploads = uploads or [value for _, value in items if isinstance(value, UploadFile)]
-        if not uploads:
+        content_type = request.headers.get("content-type", "")
+        # A photo as phones and cameras send them is parsed on the loop, cheaper than a hop to a thread;
+        # a bigger body would hold the loop up.
+        files = (file_parts(content_type, body, max_files=1) if len(body) <= MULTIPART_ON_LOOP_BYTES
+                 else await offload(functools.partial(file_parts, max_files=1), content_type, body))
+        chosen = next((part for part in files if part.field == "file"), files[0] if files else None)
+        if chosen is None:
             raise InvalidInput("multipart body has no file: send the image in a field named 'file'")
-        data = await uploads[0].read()
+        data = chosen.data
     elif kind in JSON_TYPES:
         data = await offload(_json_image, body)
     else:
@@ -156,10 +156,10 @@ async def images_from_batch_request(request: Request, *, max_bytes: int, max_req
     body = await read_body(request, max_request_bytes)
     found: list[NamedImage] = []
     if kind == "multipart/form-data":
-        for key, value in await _parse_multipart(request, body, max_files=max_images + 1):
-            if isinstance(value, UploadFile):
-                data = await value.read()
-                found.append(_checked(NamedImage(value.filename or key, data), max_bytes))
+        parts = await offload(functools.partial(file_parts, max_files=max_images),
+                              request.headers.get("content-type", ""), body)
+        for part in parts:
+            found.append(_checked(NamedImage(part.filename or part.field, part.data), max_bytes))
     elif kind in JSON_TYPES:
         found = await offload(_json_images, body, max_bytes, max_images)
     else:

@@ -7,6 +7,7 @@ Requests by route and status, and their latency, come from the shared middleware
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -66,6 +67,16 @@ class ScoringMetrics:
                                    "1 when a drift PSI of the version is at or above the threshold.",
                                    ["model", "version"], registry=registry)
         self._shown: dict[str, tuple[str, ...]] = {}
+        # Each (model, version, label)'s series, looked up once: `labels()` validates and locks on every call.
+        self._predicted: dict[tuple[str, int | str, str], Any] = {}
+
+    def predicted(self, model: str, version: int | str, label: str) -> None:
+        """Count one predicted label."""
+        series = self._predicted.get((model, version, label))
+        if series is None:
+            series = self.predictions.labels(model=model, version=str(version), label=label)
+            self._predicted[(model, version, label)] = series
+        series.inc()
 
     def set_queue_depth_source(self, source: Callable[[], float]) -> None:
         self.queue_depth.set_function(source)

@@ -150,7 +150,8 @@ class LoadedModel:
     @property
     def provider(self) -> str:
         """The execution provider the session got (not merely asked for)."""
-        return self.session.get_providers()[0]
+        provider: str = self.session.get_providers()[0]
+        return provider
 
     @property
     def on_gpu(self) -> bool:
@@ -205,7 +206,8 @@ class LoadedModel:
     # -- inference -----------------------------------------------------------------
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """The card's outputs, in the card's order, for an N x 3 x S x S batch."""
-        return self.session.run(self.output_names, {self.card.input_name: batch})
+        outputs: list[np.ndarray] = self.session.run(self.output_names, {self.card.input_name: batch})
+        return outputs
 
     def warm_up(self) -> None:
         """One inference, so the first real request does not pay for lazy initialisation."""

@@ -25,9 +25,13 @@ def draw_answer(image: Image.Image, answer: dict[str, Any], labels: list[str]) -
     def on_canvas(box: dict[str, float]) -> dict[str, float]:
         return box if size == image.size else scale_box(box, size, image.size)
 
-    boxes = [DrawnBox(d["label"], score=d["score"], **on_canvas(d["box"])) for d in answer.get("detections", [])]
+    def drawn(label: str, box: dict[str, float], score: float | None = None) -> DrawnBox:
+        placed = on_canvas(box)
+        return DrawnBox(label, placed["x1"], placed["y1"], placed["x2"], placed["y2"], score=score)
+
+    boxes = [drawn(d["label"], d["box"], d["score"]) for d in answer.get("detections", [])]
     if answer.get("face"):
-        boxes.append(DrawnBox("", **on_canvas(answer["face"]["box"])))
+        boxes.append(drawn("", answer["face"]["box"]))
     canvas = draw_boxes(image, boxes, labels)
     if "detections" in answer:
         return canvas

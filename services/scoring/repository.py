@@ -120,16 +120,16 @@ class ModelRepository:
             raise NotFound(f"this service does not serve model {name!r}; it serves: {served}",
                            code="model_not_served")
         if alias is not None:
-            for served in named:
-                if served.target.answer_alias == alias:
-                    return served
+            for candidate in named:
+                if candidate.target.answer_alias == alias:
+                    return candidate
             raise NotFound(f"this service does not serve {alias!r}; it serves "
                            f"{', '.join(m.target.answer_alias for m in named)}", code="alias_not_served")
         if version is not None:
-            for served in named:
-                current = served.current
-                if (current.version if current is not None else served.target.version) == version:
-                    return served
+            for candidate in named:
+                current = candidate.current
+                if (current.version if current is not None else candidate.target.version) == version:
+                    return candidate
             versions = [str(m.current.version) for m in named if m.current is not None]
             raise NotFound(f"version {version} of {name!r} is not served here; served: "
                            f"{', '.join(versions) or 'none loaded'}", code="version_not_served")

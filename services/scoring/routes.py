@@ -23,12 +23,12 @@ from visiondock.limits import loads_bounded
 from visiondock.web import Caller, http_status, require_role
 
 from .dependencies import (
-    SCORING_BODY,
     ModelChoice,
     Scoring,
     default_model,
     model_at_alias,
     model_by_name,
+    predict_role,
     requested_model,
 )
 from .inputs import NamedImage, image_from_request, images_from_batch_request, read_body
@@ -38,9 +38,9 @@ from .schemas import BatchResponse, ModelStatus, PredictResponse, ServedModelsSt
 from .service import ScoringService
 from .skills import SkillRunner
 
-_PREDICTS = [Depends(require_role("predict", resource=requested_model)), SCORING_BODY]
+_PREDICTS = [predict_role()]
 # Azure AI Search presents its key in its own header; only the skill routes accept it.
-_SKILL_KEY = [Depends(require_role("predict", azure_header=True, resource=requested_model)), SCORING_BODY]
+_SKILL_KEY = [predict_role(azure_header=True)]
 
 _IMAGE_BODY = {
     "requestBody": {

@@ -12,9 +12,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -36,6 +35,28 @@ from .settings import DEFAULT_MAX_BATCH_SIZE, ScoringSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
+
+
+class _Admission:
+    """The images of one request while they are in progress (a class, not a generator: it runs per request)."""
+
+    __slots__ = ("count", "scoring")
+
+    def __init__(self, scoring: ScoringService, count: int) -> None:
+        self.scoring, self.count = scoring, count
+
+    def __enter__(self) -> None:
+        scoring, count = self.scoring, self.count
+        if scoring._in_progress + count > scoring.settings.scoring_max_queue_size:
+            scoring.metrics.rejected.labels(reason="queue_full").inc()
+            raise Unavailable(f"the service is at capacity ({scoring._in_progress} images in progress); retry "
+                              "shortly", retry_after=RETRY_AFTER_SECONDS, code="queue_full")
+        scoring._in_progress += count
+        scoring.metrics.in_progress.inc(count)
+
+    def __exit__(self, *_: object) -> None:
+        self.scoring._in_progress -= self.count
+        self.scoring.metrics.in_progress.dec(self.count)
 
 
 class ScoringService:
@@ -75,20 +96,10 @@ class ScoringService:
         return self.repository.not_ready_because()
 
     # -- the pipeline ----------------------------------------------------------------
-    @asynccontextmanager
-    async def admitted(self, count: int = 1) -> AsyncIterator[None]:
-        """Bound the images in progress; beyond it, 503 with Retry-After instead of a growing queue."""
-        if self._in_progress + count > self.settings.scoring_max_queue_size:
-            self.metrics.rejected.labels(reason="queue_full").inc()
-            raise Unavailable(f"the service is at capacity ({self._in_progress} images in progress); retry "
-                              "shortly", retry_after=RETRY_AFTER_SECONDS, code="queue_full")
-        self._in_progress += count
-        self.metrics.in_progress.inc(count)
-        try:
-            yield
-        finally:
-            self._in_progress -= count
-            self.metrics.in_progress.dec(count)
+    def admitted(self, count: int = 1) -> _Admission:
+        """Bound the images in progress (`with scoring.admitted(n):`); beyond it, 503 with Retry-After
+        instead of a growing queue."""
+        return _Admission(self, count)
 
     async def off_loop(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -120,11 +131,12 @@ class ScoringService:
             result = await self.infer(model, prepared.tensor[None], deadline=deadline)
             mark = time.perf_counter()
             rows = [output[0] for output in result.outputs]
-            options = {"top": self.settings.scoring_top_k, "uncertain_below": self.settings.scoring_uncertain_below}
+            top, uncertain_below = self.settings.scoring_top_k, self.settings.scoring_uncertain_below
             if model.task == DETECTION:  # suppression over many candidates: milliseconds, off the loop
-                body = await self.off_loop(build_answer, model, rows, prepared, **options)
+                body = await self.off_loop(build_answer, model, rows, prepared, top=top,
+                                           uncertain_below=uncertain_below)
             else:  # a top-k over one row: microseconds, cheaper than a thread hop
-                body = build_answer(model, rows, prepared, **options)
+                body = build_answer(model, rows, prepared, top=top, uncertain_below=uncertain_below)
             timings.update(queue=result.queue_seconds * 1000, inference=result.inference_seconds * 1000,
                            postprocess=(time.perf_counter() - mark) * 1000)
             batch_size = result.batch_size
@@ -132,7 +144,7 @@ class ScoringService:
             if stage in timings:
                 series.observe(timings[stage] / 1000)
         for label in predicted_labels(body):
-            self.metrics.predictions.labels(model=model.name, version=str(model.version), label=label).inc()
+            self.metrics.predicted(model.name, model.version, label)
         self.drift.observe(model, body)
         timings["total"] = (time.perf_counter() - started) * 1000
         return {"model": model.name, "version": model.version, "alias": model.identity.alias,
@@ -144,7 +156,7 @@ class ScoringService:
                       filename: str = "") -> dict[str, Any]:
         """One encoded image → `model`'s answer."""
         started = time.perf_counter()
-        async with self.admitted():
+        with self.admitted():
             prepared = await self.off_loop(model.prepare, data, max_pixels=self.settings.scoring_max_pixels)
             answer = await self.answer(model, prepared, started=started)
         if self.capture is not None and self.capture.should_capture():
@@ -157,7 +169,7 @@ class ScoringService:
         if fmt not in FORMATS:
             raise InvalidInput(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
         started = time.perf_counter()
-        async with self.admitted():
+        with self.admitted():
             decoded = await self.off_loop(model.decode, data, max_pixels=self.settings.scoring_max_pixels)
             prepared = await self.off_loop(model.prepare_decoded, decoded)
             answer = await self.answer(model, prepared, started=started)
@@ -178,14 +190,15 @@ class ScoringService:
         deadline = started + self.settings.scoring_request_timeout_seconds
         step = model.max_batch
         # Rows beyond the model's batch limit go in several inferences: one session call never holds more
-        # activations than the batching limit allows (about 12 MB per image on CPU).
-        async with self.admitted(int(inputs.shape[0])):
+        # activations than the batching limit allows.
+        with self.admitted(int(inputs.shape[0])):
             results = [await self.infer(model, inputs[start:start + step], deadline=deadline)
                        for start in range(0, int(inputs.shape[0]), step)]
         self.metrics.stage["queue"].observe(sum(r.queue_seconds for r in results))
         self.metrics.stage["inference"].observe(sum(r.inference_seconds for r in results))
         if len(results) == 1:
-            return results[0].outputs
+            outputs: list[np.ndarray] = results[0].outputs
+            return outputs
         return [np.concatenate(parts) for parts in zip(*(r.outputs for r in results), strict=True)]
 
     # -- what /readyz and /v1/model say ------------------------------------------------

@@ -14,12 +14,12 @@ from visiondock.settings import Settings, available_cpus
 
 from .targets import TargetPlan, plan_targets
 
-# Each run in flight holds a batch's activations (about 12 MB an image on CPU), and 32 clients still fill
-# four batches of 8: beyond four, more runners cost memory and make smaller batches.
+# Each run in flight holds a batch's activations, and 32 clients still fill four batches of 8: beyond four,
+# more runners cost memory and make smaller batches (`make bench-variants` prints the resident memory).
 MAX_AUTO_BATCH_RUNNERS = 4
 # With VISIONDOCK_SCORING_WORKERS=0 (the default) on a CPU: one worker per this many CPUs (`resolved_workers`).
 AUTO_CPUS_PER_WORKER = 4
-# On CPU, batches beyond ~8 images buy little speed.
+# On CPU, bigger batches buy little speed (`make bench-variants` compares batch sizes).
 DEFAULT_MAX_BATCH_SIZE = 8
 
 
@@ -85,8 +85,8 @@ class ScoringSettings(Settings):
     scoring_max_batch_size: int = Field(
         default=0, ge=0, le=1024,
         description="Images per batch run; 0 = 8, except for an fp32 model on a CPU, whose 8 are shared among "
-                    "the batch runners (4 each with 2 runners) so that its activations, about 12 MB an image, "
-                    "do not grow with the runners.")
+                    "the batch runners (4 each with 2 runners) so that its activations do not grow "
+                    "with the runners.")
     scoring_max_queue_delay_ms: float = Field(default=2.0, ge=0, description="How long the first request of a "
                                                                              "batch waits for company.")
     scoring_max_queue_size: int = Field(default=256, ge=1, description="Requests in progress before new ones "
@@ -164,11 +164,11 @@ class ScoringSettings(Settings):
         return self._target_plan
 
     def resolved_workers(self, *, gpu: bool) -> int:
-        """Worker processes: one event loop spends 1 to 1.5 ms of CPU an image, so one
-        worker cannot keep many cores busy. On a 16-core node (`bench.scoring_variants`, 32 clients), one
-        worker served 428 fp32 / 340 INT8 images/s, four 566 / 555 and sixteen 528 / 571, each of the
-        sixteen with its own copy of the model. A GPU keeps one: a second worker would hold a second CUDA
-        context, which nobody measured."""
+        """Worker processes: one event loop spends CPU on every image, so one worker cannot keep
+        many cores busy; past a few workers the throughput stops growing while each worker holds its own
+        copy of the model (`make bench-variants` prints images/s per worker count; the last figures are in
+        docs/benchmarks.md). A GPU keeps one: a second worker would hold a second CUDA context, which
+        nobody measured."""
         if self.scoring_workers:
             return self.scoring_workers
         return 1 if gpu else max(1, available_cpus() // AUTO_CPUS_PER_WORKER)
@@ -184,9 +184,9 @@ class ScoringSettings(Settings):
     def resolved_max_batch_size(self, *, variant: str, gpu: bool) -> int:
         """The most images a batch of a model of this variant holds.
 
-        An fp32 model on a CPU runs at about the same speed in batches of 4 as of 8 (2 runners, 32 clients:
-        165 against 168 images/s, `make bench-variants`) and holds a quarter less memory (about 295 MB
-        against 390); INT8 activations are a quarter the size, and INT8 batches of 4 were 9 % slower.
+        An fp32 model on a CPU runs at about the same speed in batches of 4 as of 8 (two runners) and
+        holds less memory; INT8 activations are a quarter the size, and smaller INT8 batches were slower
+        (`make bench-variants` prints both; the last figures are in docs/benchmarks.md).
         """
         if self.scoring_max_batch_size:
             return self.scoring_max_batch_size

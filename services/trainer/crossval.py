@@ -116,8 +116,8 @@ class Span:
         self.mean = x.mean(axis=0)
         centred = x - self.mean
         # The eigenvectors of the smaller Gram matrix (images x images, or features x features) on one BLAS
-        # thread: 720 x 1280 flowers12 features took 0.3 s so against 8.8 s by a threaded SVD on a busy
-        # 2-core machine.
+        # thread: a threaded SVD of the same features was many times slower on a busy machine
+        # (docs/benchmarks.md).
         with threadpool_limits(1):
             if len(x) <= x.shape[1]:
                 values, vectors = np.linalg.eigh(centred @ centred.T)
@@ -134,7 +134,9 @@ class Span:
 
     def project(self, features: np.ndarray) -> np.ndarray:
         with threadpool_limits(1):
-            return ((np.asarray(features, dtype=np.float64) - self.mean) @ self.basis).astype(np.float32)
+            raw = np.asarray(features, dtype=np.float64)
+            projected: np.ndarray = ((raw - self.mean) @ self.basis).astype(np.float32)
+            return projected
 
     def raw_head(self, head: nn.Linear) -> nn.Linear:
         """The same linear head on the raw features: W_raw = W B^T, b_raw = b - W_raw mean."""
@@ -148,13 +150,23 @@ class Span:
         return raw.eval()
 
 
+def linear(head: nn.Module) -> nn.Linear:
+    """`head`, which a linear fit made: only a linear head carries over from the span to the raw features."""
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"a linear head was expected, got {type(head).__name__}")
+    return head
+
+
 def correct(probabilities: np.ndarray, targets: np.ndarray, *, multilabel: bool,
             cut: np.ndarray | float = 0.5) -> np.ndarray:
     """Per image, whether the answer is right: the top class (multiclass; an `unknown` target, -1, is
     never right) or every tag on the right side of its threshold (multilabel)."""
+    right: np.ndarray
     if multilabel:
-        return ((probabilities >= cut) == (targets > 0.5)).all(axis=1)
-    return (targets >= 0) & (probabilities.argmax(axis=1) == targets)
+        right = ((probabilities >= cut) == (targets > 0.5)).all(axis=1)
+    else:
+        right = (targets >= 0) & (probabilities.argmax(axis=1) == targets)
+    return right
 
 
 def mean_loss(probabilities: np.ndarray, targets: np.ndarray, *, multilabel: bool) -> float:
@@ -184,7 +196,8 @@ class CrossValidated:
     @property
     def probabilities(self) -> np.ndarray:
         """Each image's out-of-fold probabilities averaged over the repeats."""
-        return self.out_of_fold.mean(axis=0)
+        averaged: np.ndarray = self.out_of_fold.mean(axis=0)
+        return averaged
 
     @property
     def score(self) -> float:
@@ -266,7 +279,7 @@ def cross_validate(features: np.ndarray, targets: np.ndarray, trainable: np.ndar
                              for fold in folds] for r, folds in enumerate(plan.repeats)])
     repeat_scores = np.array([right[r][scored].mean() for r in range(len(plan.repeats))])
     if keep_heads:
-        raw = [[span.raw_head(h) if span is not None else h for h in heads] for heads in repeats_heads]
+        raw = [[span.raw_head(linear(h)) if span is not None else h for h in heads] for heads in repeats_heads]
     else:
         raw = []
     return CrossValidated(weight_decay=chosen, out_of_fold=out_of_fold, fold_scores=np.nan_to_num(fold_scores),

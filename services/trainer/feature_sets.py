@@ -45,7 +45,9 @@ class Resized(nn.Module):
         self.size = size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.inner(F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False))
+        features: torch.Tensor = self.inner(F.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                                          align_corners=False))
+        return features
 
 
 def export_frozen(build: Callable[[], nn.Module], path: Path, input_size: int) -> Path:
@@ -87,7 +89,8 @@ class OnnxRunner:
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: batch})[0]
+        features: np.ndarray = self.session.run(None, {self.input: batch})[0]
+        return features
 
 
 class FeatureSets:

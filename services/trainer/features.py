@@ -2,8 +2,8 @@
 
 - `FrozenRunner`: a frozen torch module (the pooled backbone, or the trunk below the
   fine-tuned blocks). On a CPU it is exported to ONNX once, the file kept in the cache
-  directory, and run with ONNX Runtime (5-7x the throughput of torch eager on two
-  cores, measured here); with a CUDA GPU it runs in torch on the GPU.
+  directory, and run with ONNX Runtime (several times the throughput of torch eager on a
+  CPU: docs/benchmarks.md); with a CUDA GPU it runs in torch on the GPU.
 - `FeatureCache`: pooled features on local disk, one small `.npy` per image, keyed by
   the image's SHA-256 and a recipe hash (backbone, preprocessing, face crop), so
   retraining after adding images computes features for the new images only.
@@ -44,7 +44,7 @@ def recipe_hash(recipe: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({**recipe, "format": CACHE_FORMAT}, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     # Write beside the target and rename: concurrent Jobs sharing the cache never read half a file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
@@ -100,10 +100,12 @@ class FrozenRunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if self.session is not None:
-            return self.session.run(None, {"image": batch})[0]
+            features: np.ndarray = self.session.run(None, {"image": batch})[0]
+            return features
         assert self.module is not None
         with torch.inference_mode():
-            return self.module(torch.from_numpy(batch).to(self.device or "cpu")).float().cpu().numpy()
+            features = self.module(torch.from_numpy(batch).to(self.device or "cpu")).float().cpu().numpy()
+            return features
 
 
 def prepared_batches(items: Sequence[Any], prepare: Callable[[Any], np.ndarray], *, batch_size: int = BATCH_SIZE,
@@ -154,7 +156,7 @@ class FeatureCache:
     def get(self, sha256: str) -> np.ndarray | None:
         path = self._path(sha256)
         try:
-            vector = np.load(path)
+            vector: np.ndarray = np.load(path)
         except (OSError, ValueError):  # absent, or a file damaged on disk: compute it again
             return None
         mark_used(path)

@@ -116,7 +116,7 @@ class FineTuneResult:
     epochs_run: int
 
 
-def fine_tune(top: Top, head: nn.Linear, trunk: Callable[[np.ndarray], np.ndarray],
+def fine_tune(top: Top, head: nn.Module, trunk: Callable[[np.ndarray], np.ndarray],
               train_images: Sequence[Image.Image], train_targets: np.ndarray, val_maps: np.ndarray,
               val_targets: np.ndarray, *, spec: PreprocessSpec, multilabel: bool, options: FineTuneOptions,
               seed: int, on_epoch: EpochCallback | None = None, progress: bool = True) -> FineTuneResult:

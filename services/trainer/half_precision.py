@@ -3,8 +3,7 @@
 On a GPU, ONNX Runtime runs float16 convolutions on the tensor cores at half the memory
 traffic; the scoring service times it against the fp32 file when a version loads on a
 GPU and serves the faster (`services/scoring/variant_policy.py`). On a CPU it is slower than
-fp32 (EfficientNet-Lite0, 2 threads of the 2-core build machine: 9.4 ms an image against 4.9),
-so the service never picks it there by itself.
+fp32 (docs/benchmarks.md), so the service never picks it there by itself.
 
 The file is registered only when it answers like the fp32 model on validation images,
 by the same bars as the INT8 variant (`quantize.MIN_TOP1_AGREEMENT`, `MAX_MAP50_DROP`).

@@ -157,7 +157,8 @@ def torch_threads(count: int) -> Iterator[None]:
     """Run torch with `count` intra-op threads inside the block.
 
     A head's matrices are small: one thread does them in a fraction of a second, while
-    two threads synchronizing on a busy CPU made the same L-BFGS fit 30x slower here.
+    two threads synchronizing on a busy CPU made the same L-BFGS fit many times slower
+    (docs/benchmarks.md).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
@@ -217,7 +218,8 @@ def head_validation(head: nn.Module, features: np.ndarray, targets: np.ndarray, 
 
 def head_logits(head: nn.Module, features: np.ndarray) -> np.ndarray:
     with torch_threads(1), torch.inference_mode():
-        return head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+        logits: np.ndarray = head(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+        return logits
 
 
 def activate(logits: np.ndarray, *, multilabel: bool) -> np.ndarray:

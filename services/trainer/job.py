@@ -110,7 +110,7 @@ def run_training(options: TrainingOptions, annotation: AnnotationClient, registr
         prune_after_training(cache_dir, Settings().trainer_cache_max_gb)
 
 
-def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fitted, validation: Validation,
+def _export_and_register(run: RunContext, task: Task[Any, Any], data: Prepared, model: Fitted, validation: Validation,
                          registry: RegistryClient, started: float) -> TrainingResult:
     options, steps = run.options, run.steps
     run_id = steps.run_id
@@ -156,7 +156,7 @@ def _export_and_register(run: RunContext, task: Task, data: Prepared, model: Fit
                 variant_paths[variant] = candidate
                 variant_metrics[variant] = agreement
         steps.report["seconds"] = round(time.perf_counter() - started, 3)
-        metadata = {
+        metadata: dict[str, Any] = {
             "task": task.name,
             "labels": data.labels,
             "project_id": options.project,

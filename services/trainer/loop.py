@@ -42,7 +42,7 @@ class KeepBest:
     def improves(self, value: Any) -> bool:
         if self.best_value is None:
             return True
-        return value > self.best_value if self.maximize else value < self.best_value
+        return bool(value > self.best_value if self.maximize else value < self.best_value)
 
     def update(self, epoch: int, value: Any) -> bool:
         """Record an epoch's value; True (and its weights copied) when it is the best so far."""

@@ -107,7 +107,9 @@ def option(default: Any, help: str, **spec: Any) -> Any:
 
 
 def _spec(name: str) -> OptionSpec:
-    return _fields()[name].metadata[_SPEC]
+    spec = _fields()[name].metadata[_SPEC]
+    assert isinstance(spec, OptionSpec)  # every field is declared through `option`
+    return spec
 
 
 def _fields() -> dict[str, Any]:

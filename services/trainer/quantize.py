@@ -4,7 +4,7 @@ The INT8 file is a variant of a version, registered only when it keeps the fp32 
 quality: quick classifiers by their out-of-fold accuracy (below), advanced classifiers by
 their accuracy on every labeled image, detectors by mAP@0.5 on validation images (no more
 than 0.01 lower); the task makes that decision (`variant_agreement`).
-Dynamic quantization is not offered: measured here it ran 15x slower than fp32.
+Dynamic quantization is not offered: it ran many times slower than fp32 (docs/benchmarks.md).
 
 `quantize_int8` quantizes a whole graph. A quick classifier's INT8 variant is instead
 assembled (`compose.py`) from its quantized frozen backbones (the same for every head, so
@@ -64,11 +64,11 @@ class Int8Settings:
 # weights (measured on flowers12, seeds 0 and 1, 16, 32 and 64 images agreed with fp32 on every validation image).
 DEFAULT_SETTINGS = Int8Settings()
 CALIBRATION_IMAGES = DEFAULT_SETTINGS.calibration_images
-# Quick classifiers' frozen backbones, chosen by `bench.int8_folds` on the shared sets' folds: with 128
-# calibration images and the stem and head convolutions in float, Lite0's INT8 out-of-fold accuracy on
-# flowers12 equalled fp32's (top-1 agreement 100 %, against 99.4 % and -0.28 points with 32 images and
-# every convolution quantized); per-tensor weights lost up to 6 points. Those two convolutions are about
-# 8 % of Lite0's multiply-adds.
+# Quick classifiers' frozen backbones, chosen by `make bench-int8` (bench/int8_folds.py: fp32 against INT8
+# on the shared sets' folds for each calibration): 128 calibration images and the stem and head convolutions
+# in float kept the out-of-fold accuracy where fewer images, every convolution quantized or per-tensor
+# weights lost some (the figures: docs/benchmarks.md). Those two convolutions are a small part of Lite0's
+# multiply-adds.
 CLASSIFIER_INT8 = Int8Settings(calibration_images=128, keep_float=("stem", "head"))
 _METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy}

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 from services.annotation.app import create_app
 from services.annotation.images import thumbnail_blob_key
 from visiondock.settings import Settings

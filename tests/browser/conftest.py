@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.support.browser import chromium, offline_page
 from tests.support.emulators import unavailable
 from tests.support.stack import running_services

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.scoring import tiny_models
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError
 from visiondock.settings import LOCAL_DEV_API_KEY

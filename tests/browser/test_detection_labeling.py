@@ -23,7 +23,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from cli.synthetic import samples
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient
 from visiondock.settings import LOCAL_DEV_API_KEY

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from visiondock.clients import RegistryClient, ServiceUnavailableError
+from visiondock.clients import RegistryClient, ServiceError, ServiceUnavailableError
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
 
@@ -121,3 +122,19 @@ def test_a_training_job_waits_for_services_that_are_restarting(tmp_path: Path) -
         with RegistryClient(f"http://127.0.0.1:{registry_port}", LOCAL_DEV_API_KEY) as registry:
             (run,) = registry.list_runs(model="empty")
         assert run["status"] == "failed" and "no labeled images" in run["error"]
+
+
+def test_an_answer_that_is_not_the_object_a_call_expects_is_a_clear_service_error() -> None:
+    # A proxy or an older service answering a list where the client reads an object: the caller gets a
+    # ServiceError naming the call, not a list it would index as a dict later.
+    app = FastAPI()
+
+    @app.get("/v1/runs/{run_id}")
+    def a_list_instead(run_id: str) -> list[str]:
+        return [run_id]
+
+    with TestClient(app) as http, RegistryClient("http://testserver", LOCAL_DEV_API_KEY, http=http,
+                                                 retries=1) as client:
+        with pytest.raises(ServiceError, match="GET /v1/runs/r1: expected a JSON object, got list"):
+            client.get_run("r1")
+        assert client.get_json("/v1/runs/r1") == ["r1"]  # the untyped read still answers whatever came

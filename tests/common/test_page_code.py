@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from services.annotation.app import create_app as create_annotation_app
@@ -40,6 +41,7 @@ def test_both_services_serve_the_one_common_module(tmp_path: Path) -> None:
             assert copy not in dashboard and copy not in annotation.get("/app/static/ui.js").text
 
 
+@pytest.mark.processes
 def test_the_labeler_store_and_the_common_module_pass_their_node_tests() -> None:
     node = shutil.which("node")
     if node is None:
@@ -49,6 +51,7 @@ def test_the_labeler_store_and_the_common_module_pass_their_node_tests() -> None
     assert "# fail 0" in run.stdout
 
 
+@pytest.mark.processes
 def test_the_page_code_is_linted_and_formatted() -> None:
     if not BIOME.exists():
         unavailable(f"{BIOME} is missing; run `npm ci` in tests/browser (make test and make check do)")

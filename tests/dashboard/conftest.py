@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions
 from tests.support.browser import chromium

@@ -4,7 +4,7 @@ A call to another service is a client built from a service URL setting: a call w
 `<something>.annotation_url`, `.registry_url` or `.scoring_url` (alone, or in `a or b` / `a if c else b`:
 `AnnotationClient(args.annotation_url or settings.annotation_url, key)`, `httpx.AsyncClient(
 base_url=settings.registry_url)`); a URL inside a message (an f-string) or a dict is no call. A call to the
-Kubernetes API is a call of anything `visiondock.kubernetes_launcher` defines. A call to storage is a
+Kubernetes API is a call of anything `services.registry.kubernetes_jobs` defines. A call to storage is a
 read of `stores.documents` / `stores.blobs` or a call of `open_document_store` / `open_blob_store`.
 
 Each call keeps the conditions it runs under: the tests of the `if` statements and `x if c else y`
@@ -29,7 +29,7 @@ KUBERNETES_API = "kubernetes-api"
 STORAGE = "storage"
 _URL_SETTINGS = {f"{service}_url": service for service in SERVICES}
 _STORAGE_OPENERS = frozenset({"open_document_store", "open_blob_store"})
-_KUBERNETES_MODULE = "visiondock.kubernetes_launcher"
+_KUBERNETES_MODULE = "services.registry.kubernetes_jobs"
 
 # Each workload the chart runs, and the code it runs (a package, a module, or one function of a module).
 WORKLOAD_CODE: dict[str, tuple[str, str | None]] = {
@@ -165,9 +165,19 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def _kubernetes_names(tree: ast.Module) -> set[str]:
+def _imported_module(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute name of the module `node` imports from (`from .x import y` resolved against `path`)."""
+    if not node.level:
+        return node.module or ""
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    package = package[:len(package) - (node.level - 1)]
+    return ".".join([*package, *([node.module] if node.module else [])])
+
+
+def _kubernetes_names(tree: ast.Module, path: Path) -> set[str]:
     return {alias.asname or alias.name for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == _KUBERNETES_MODULE for alias in node.names}
+            if isinstance(node, ast.ImportFrom) and _imported_module(node, path) == _KUBERNETES_MODULE
+            for alias in node.names}
 
 
 def _sources(location: str) -> list[Path]:
@@ -180,7 +190,7 @@ def calls_of(workload: str) -> list[Call]:
     found: list[Call] = []
     for path in _sources(location):
         tree = ast.parse(path.read_text(), str(path))
-        finder = _Finder(workload, path, _kubernetes_names(tree))
+        finder = _Finder(workload, path, _kubernetes_names(tree, path))
         if function is None:
             finder.visit(tree)
         else:

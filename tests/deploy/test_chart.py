@@ -241,6 +241,19 @@ def test_a_models_list_reaches_the_scoring_pods() -> None:
         containers(find(rendered_profile("aks-gpu"), "Deployment", "vd-visiondock-scoring"))[0])
 
 
+@pytest.mark.parametrize(("size", "cap_gb"), [("4Gi", 3.22), ("500Mi", 0.39), ("10G", 7.5), ("1.5Ti", 1236.95)])
+def test_the_scoring_model_cache_is_pruned_below_its_volume_limit(size: str, cap_gb: float) -> None:
+    """kubelet evicts a pod whose emptyDir outgrows its sizeLimit: the cache's own cap (what pruning keeps it
+    under) is three quarters of that limit, whatever unit the size is written in."""
+    base = profile_values("aks-cpu")
+    values = {**base, "scoring": {**base["scoring"], "modelCacheSize": size}}
+    scoring = find(manifests(render(values)), "Deployment", "vd-visiondock-scoring")
+    env = env_of(containers(scoring)[0])
+    assert float(env["VISIONDOCK_SCORING_CACHE_MAX_GB"]) == pytest.approx(cap_gb, abs=0.01)
+    volume = next(v for v in pod_spec(scoring)["volumes"] if v["name"] == "model-cache")
+    assert volume["emptyDir"]["sizeLimit"] == size
+
+
 def test_the_schema_refuses_values_that_cannot_work() -> None:
     import helm_python as helm
 

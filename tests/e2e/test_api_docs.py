@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.launcher import SERVICES, LocalServices
+from cli.local_services import SERVICES, LocalServices
 from tests.support.browser import chromium, offline_page
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.launcher import LocalServices, free_port
+from cli.local_services import LocalServices, free_port
 from cli.synthetic import write_folder
 from visiondock.clients import RegistryClient
 

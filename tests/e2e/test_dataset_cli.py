@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.e2e.test_cli import cli
 from visiondock.clients import AnnotationClient
 

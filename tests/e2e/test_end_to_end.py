@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cli.importer import import_dataset
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from cli.synthetic import SHAPES, write_folder
 from tests.support.stack import SERVED_MODEL
 from visiondock.clients import AnnotationClient, RegistryClient, ScoringClient, ServiceError

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from services.annotation.suggestions import suggestion_from_answer
 from services.registry.app import create_app as create_registry_app
 from services.scoring.app import create_app as create_scoring_app

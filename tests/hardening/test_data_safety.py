@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from cli.main import main as cli_main
 from services.annotation.app import create_app as annotation_app
 from services.annotation.images import IMAGE_BLOBS, IMAGES, ImageLibrary, image_blob_key

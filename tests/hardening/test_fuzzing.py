@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
 from visiondock.settings import LOCAL_DEV_API_KEY

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from cli.permissions import END, START, permission_table
 from cli.permissions import main as permissions_main
 from services.annotation.app import create_app as annotation_app

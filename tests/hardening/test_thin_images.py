@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from cli.launcher import LocalServices, ServiceProcess
+from cli.local_services import LocalServices, ServiceProcess
 from tests.scoring import tiny_models
 from visiondock.images import DecodedImage, ExtremeAspectRatioError, decode_image, inspect_image
 from visiondock.preprocess import PreprocessSpec, fit

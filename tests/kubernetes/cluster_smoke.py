@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 from kubernetes import client, config
 
+from services.registry.kubernetes_jobs import TrainingJobLauncher
 from visiondock.job_contract import TRAINER_CONTAINER
-from visiondock.kubernetes_launcher import TrainingJobLauncher
 
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"

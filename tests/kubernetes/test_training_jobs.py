@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from kubernetes import client as k8s
 
 from services.registry.app import create_app
+from services.registry.kubernetes_jobs import TrainingJobError, TrainingJobLauncher
 from tests.deploy.chart import NAMESPACE, find, rendered_profile
 from tests.support.kube_replay import Exchange, ReplayServer, load_conversation
 from tests.support.stack import running_services
@@ -34,7 +35,6 @@ from visiondock.job_contract import (
     project_from_environment,
     trainer_argv,
 )
-from visiondock.kubernetes_launcher import TrainingJobError, TrainingJobLauncher
 from visiondock.settings import LOCAL_DEV_API_KEY, Settings
 
 pytestmark = pytest.mark.kubernetes

@@ -123,6 +123,7 @@ def test_a_version_carries_its_variants_with_checksum_and_metrics(client: TestCl
     assert client.get("/v1/models/pets").json()["latest_version"] == 2
 
 
+@pytest.mark.processes
 def test_the_registry_starts_and_records_runs_without_the_kubernetes_package(tmp_path: Path) -> None:
     """`kubernetes` is an optional extra: only a registry that starts training Jobs needs it."""
     script = f"""

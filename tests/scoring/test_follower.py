@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 from services.scoring.follower import AliasDiscovery, AliasFollower, ModelMissing, PollLoop
 from services.scoring.targets import ServedTarget
 from visiondock.clients import RegistryClient, ServiceUnavailableError

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 from . import tiny_models

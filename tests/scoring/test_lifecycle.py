@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import ValidationError
 
-from cli.launcher import LocalServices, free_port
+from cli.local_services import LocalServices, free_port
 from services.scoring import settings as scoring_settings
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
@@ -42,7 +42,6 @@ from . import tiny_models
 from .conftest import AUTH, AppFactory
 from .tiny_models import solid
 
-pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "colours"
 RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
@@ -105,6 +104,7 @@ def versions(registry: RegistryClient, tmp_path_factory: pytest.TempPathFactory)
     return {"v1": int(first["version"]), "v2": int(second["version"])}
 
 
+@pytest.mark.e2e
 def test_swap_under_concurrent_load_fails_no_request(stack: LocalServices, registry: RegistryClient,
                                                      versions: dict[str, int]) -> None:
     url = stack.url("scoring")
@@ -152,6 +152,7 @@ def test_swap_under_concurrent_load_fails_no_request(stack: LocalServices, regis
     assert f'version="{versions["v2"]}"' in metrics.split("visiondock_scoring_model_info{")[1].split("\n")[0]
 
 
+@pytest.mark.e2e
 def test_alias_reads_are_conditional_on_the_etag(stack: LocalServices, registry: RegistryClient,
                                                  versions: dict[str, int]) -> None:
     alias_url = f"{stack.url('registry')}/v1/models/{MODEL}/aliases/production"
@@ -165,6 +166,7 @@ def test_alias_reads_are_conditional_on_the_etag(stack: LocalServices, registry:
     assert moved.status_code == 200 and moved.headers["ETag"] != etag
 
 
+@pytest.mark.e2e
 def test_second_alias_is_served_side_by_side(stack: LocalServices, registry: RegistryClient,
                                              versions: dict[str, int]) -> None:
     url = stack.url("scoring")
@@ -178,6 +180,7 @@ def test_second_alias_is_served_side_by_side(stack: LocalServices, registry: Reg
     assert v2_metadata["parameters"]["alias"] == "staging"
 
 
+@pytest.mark.e2e
 def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict[str, int], tmp_path: Path) -> None:
     settings = ScoringSettings(home=tmp_path, registry_url=stack.url("registry"), scoring_model=MODEL,
                                scoring_version=versions["v1"], log_format="text", log_level="WARNING")
@@ -188,6 +191,7 @@ def test_a_pinned_version_ignores_the_alias(stack: LocalServices, versions: dict
     assert status["serving"] == f"{MODEL}@{versions['v1']}"
 
 
+@pytest.mark.e2e
 def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
         stack: LocalServices, versions: dict[str, int], tmp_path: Path) -> None:
     served = {}
@@ -207,6 +211,7 @@ def test_the_default_variant_serves_int8_on_a_cpu_when_the_version_has_one(
     assert served == {"v1": ("fp32", "fp32", "CPUExecutionProvider"), "v2": ("int8", "int8", "CPUExecutionProvider")}
 
 
+@pytest.mark.e2e
 def test_an_empty_variant_setting_means_auto_and_an_unknown_one_is_refused(monkeypatch: pytest.MonkeyPatch,
                                                                             tmp_path: Path) -> None:
     monkeypatch.setenv("VISIONDOCK_SCORING_VARIANT", "")  # what the Helm chart passes by default
@@ -222,6 +227,7 @@ def test_an_empty_variant_setting_means_auto_and_an_unknown_one_is_refused(monke
     assert done.stderr.startswith("error: invalid setting(s):\n  VISIONDOCK_SCORING_VARIANT: Input should be 'auto'")
 
 
+@pytest.mark.e2e
 def test_a_named_variant_is_served_from_its_own_file(stack: LocalServices, registry: RegistryClient,
                                                      versions: dict[str, int], tmp_path: Path) -> None:
     registered = registry.get_version(MODEL, versions["v2"])
@@ -242,6 +248,7 @@ def test_a_named_variant_is_served_from_its_own_file(stack: LocalServices, regis
     assert answers["fp16"]["label"] == answers["fp32"]["label"] == "red" and fp16 == pytest.approx(fp32, abs=2e-3)
 
 
+@pytest.mark.e2e
 def test_the_default_variant_serves_fp32_where_int8_is_not_faster(
         stack: LocalServices, registry: RegistryClient, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     # As on some CPUs: the INT8 file runs slower than the fp32 one (here by its busywork).
@@ -302,6 +309,7 @@ def worker_processes(pid: int) -> list[int]:
     return children
 
 
+@pytest.mark.e2e
 def test_worker_processes_share_the_port_and_each_serve_the_model(stack: LocalServices,
                                                                   versions: dict[str, int]) -> None:
     env = {"VISIONDOCK_SCORING_WORKERS": "2", "VISIONDOCK_SCORING_VERSION": str(versions["v2"]),
@@ -417,6 +425,7 @@ def test_each_worker_runs_batches_on_runners_sharing_its_cpus(monkeypatch: pytes
     assert sized.resolved_max_batch_size(variant="fp32", gpu=False) == 16
 
 
+@pytest.mark.e2e
 def test_captured_predictions_land_in_the_review_queue(stack: LocalServices, registry: RegistryClient,
                                                        versions: dict[str, int]) -> None:
     registry.set_alias(MODEL, "production", versions["v2"])
@@ -471,6 +480,7 @@ def test_capture_never_fails_a_request_when_annotation_is_down(serve: AppFactory
     assert not (tmp_path / "blobs" / "data" / "captures").exists()
 
 
+@pytest.mark.e2e
 def test_registry_outage_keeps_serving_and_a_restart_uses_the_verified_cache(
         stack: LocalServices, versions: dict[str, int]) -> None:
     url = stack.url("scoring")

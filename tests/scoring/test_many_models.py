@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.launcher import SERVE_EVERY_PRODUCTION_MODEL, LocalServices
+from cli.local_services import SERVE_EVERY_PRODUCTION_MODEL, LocalServices
 from cli.main import main as visiondock
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
@@ -31,7 +31,6 @@ from .conftest import AUTH
 from .test_lifecycle import wait_for
 from .tiny_models import solid
 
-pytestmark = pytest.mark.e2e
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 ModelsApp = Callable[..., TestClient]  # serve_models("flowers,shelf@staging", **settings)
 
@@ -88,6 +87,7 @@ def test_the_models_list_format() -> None:
         ScoringSettings(scoring_model="shelf", scoring_models="flowers,shelf")
 
 
+@pytest.mark.e2e
 def test_each_model_at_its_own_routes(serve_models: ModelsApp) -> None:
     with serve_models("flowers,shelf@staging,tags:1") as client:
         flowers = client.post("/v1/models/flowers/predict", content=solid(RED)).json()
@@ -129,6 +129,7 @@ def test_each_model_at_its_own_routes(serve_models: ModelsApp) -> None:
         assert missing.status_code == 404 and "flowers, shelf, tags" in missing.json()["error"]
 
 
+@pytest.mark.e2e
 def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsApp) -> None:
     with serve_models("flowers,shelf,tags:1", scoring_max_loaded_models=2) as client:
         # Loaded in order while the budget allows; the rest wait for a request.
@@ -154,6 +155,7 @@ def test_the_memory_budget_unloads_the_least_recently_used(serve_models: ModelsA
         assert cached.stat().st_mtime_ns == written and len(list(cache.glob("*.onnx"))) == 1
 
 
+@pytest.mark.e2e
 def test_nothing_to_discover_yet_is_ready_and_says_why(serve_models: ModelsApp) -> None:
     # No model exists for the target yet: nothing to wait for, so a fresh install's `--wait` can finish.
     with serve_models("*@canary") as client:
@@ -164,6 +166,7 @@ def test_nothing_to_discover_yet_is_ready_and_says_why(serve_models: ModelsApp) 
         assert client.post("/v1/models/flowers/predict", content=solid(RED)).status_code == 404
 
 
+@pytest.mark.e2e
 def test_every_production_model_is_discovered(serve_models: ModelsApp, registry: RegistryClient,
                                               tmp_path: Path) -> None:
     with serve_models("*@production") as client:
@@ -179,6 +182,7 @@ def test_every_production_model_is_discovered(serve_models: ModelsApp, registry:
         assert client.post("/v1/models/late/predict", content=solid(RED)).json()["model"] == "late"
 
 
+@pytest.mark.e2e
 def test_up_scores_every_production_model_and_predict_takes_a_model(
         stack: LocalServices, registry: RegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = stack.url("scoring")

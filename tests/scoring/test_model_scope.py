@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from visiondock.auth import new_key

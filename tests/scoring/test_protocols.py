@@ -346,6 +346,7 @@ def test_a_real_photo_face_is_found_as_the_trainer_finds_it(serve: AppFactory, m
     assert body["face"]["box"] == {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
 
 
+@pytest.mark.processes
 def test_the_scoring_service_does_not_import_torch() -> None:
     # The scoring image has no torch: its whole import graph, the face finder included, must do without.
     code = "import sys, services.scoring.app, visiondock.faces; sys.exit(1 if 'torch' in sys.modules else 0)"

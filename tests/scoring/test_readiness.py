@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from services.scoring.app import create_app
 from services.scoring.settings import ScoringSettings
 from visiondock.clients import RegistryClient

@@ -10,6 +10,8 @@ import threading
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
+import pytest
+
 from visiondock.storage.documents_sqlite import SqliteDocumentStore
 
 
@@ -47,6 +49,7 @@ def open_at_once(path: str, barrier: Barrier, outcomes: multiprocessing.Queue) -
         outcomes.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.processes
 def test_processes_opening_one_new_database_at_once_all_open_it(tmp_path: Path) -> None:
     # The first to switch a new file to WAL wins; before the store retried, a loser died of "database is
     # locked" at once (5 of 40 such rounds of four processes), as the registry did starting beside the

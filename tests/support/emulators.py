@@ -28,7 +28,7 @@ from typing import NoReturn
 
 import pytest
 
-from cli.launcher import free_port
+from cli.local_services import free_port
 
 EMULATORS_DIR = Path(__file__).resolve().parent.parent / "emulators"
 BIN_DIR = EMULATORS_DIR / "node_modules" / ".bin"

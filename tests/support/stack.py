@@ -1,4 +1,4 @@
-"""The three HTTP services as real uvicorn processes on free ports (cli.launcher), for the tests
+"""The three HTTP services as real uvicorn processes on free ports (cli.local_services), for the tests
 that need them: one shared set per session (the `services` fixture in tests/conftest.py), or a
 set of a test module's own where it needs other settings or stops a service."""
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from visiondock.settings import LOCAL_DEV_API_KEY
 
 # The model the shared set's scoring service follows (its production alias).

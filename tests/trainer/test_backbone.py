@@ -23,6 +23,7 @@ from visiondock.preprocess import to_tensor
 CAT_CLASSES = range(281, 286)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("name", sorted(BACKBONE_SPECS))
 def test_the_imagenet_head_sees_a_cat_in_the_cat_photo(name: str) -> None:
     model = load_pretrained(name)
@@ -35,6 +36,7 @@ def test_the_imagenet_head_sees_a_cat_in_the_cat_photo(name: str) -> None:
     assert isinstance(model._swish, torch.nn.ReLU6)
 
 
+@pytest.mark.training
 def test_trunk_then_top_computes_the_pooled_features() -> None:
     model = load_pretrained("efficientnet-lite0")
     assert top_start(model, 2) == 11  # the last two stages run at 1/32 of the input: 7x7 maps

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from skimage.data import astronaut, chelsea
 
@@ -48,6 +49,7 @@ def test_real_faces_are_found_at_any_photo_size() -> None:
     assert detector_card()["face_detector"] == DETECTOR
 
 
+@pytest.mark.processes
 def test_the_face_finder_does_not_import_torch() -> None:
     # The scoring service imports visiondock.faces; its image must not need torch.
     code = "import sys, visiondock.faces; sys.exit(1 if 'torch' in sys.modules else 0)"

@@ -226,6 +226,7 @@ def test_the_cli_and_the_job_offer_every_option_as_the_same_flag() -> None:
     assert flags(job_parser()) - {"-h", "--help"} == expected | {"--project", "--annotation-url", "--registry-url"}
 
 
+@pytest.mark.processes
 def test_the_options_and_the_command_line_do_not_import_torch() -> None:
     # `visiondock --help` and the options' checks stay fast where the trainer extra is not installed.
     code = ("import sys, services.trainer.options, cli.main; cli.main.build_parser(); "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from tests.trainer.conftest import project_name, upload_tagged
 from tests.trainer.generated import shape_images
 from visiondock.clients import AnnotationClient, RegistryClient, ServiceError

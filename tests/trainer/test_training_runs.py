@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 from services.trainer.data import TrainingDataError
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import IO
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 STREAM_CHUNK_SIZE = 1 << 20
@@ -88,7 +88,7 @@ class BlobStore(ABC):
     def put(
         self,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | IO[bytes],
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         overwrite: bool = True,

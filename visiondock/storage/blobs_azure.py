@@ -19,7 +19,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -73,7 +73,7 @@ class _CountingReader(io.RawIOBase):
     """A read-only view of a stream that counts the bytes read through it. It does not
     offer seek/tell, so the SDK uploads it in blocks without needing its length."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: IO[bytes]) -> None:
         super().__init__()
         self._source = source
         self.count = 0
@@ -92,7 +92,7 @@ class _CountingReader(io.RawIOBase):
         return len(chunk)
 
 
-def _remaining_length(stream: BinaryIO) -> int | None:
+def _remaining_length(stream: IO[bytes]) -> int | None:
     """Bytes left in a seekable stream, or None when it cannot tell."""
     try:
         if not stream.seekable():
@@ -109,7 +109,7 @@ class AzureBlobStore(BlobStore):
     def __init__(self, connection_string: str | None = None, *, container: str, account_url: str | None = None,
                  credential: Any = None) -> None:
         """Signed in by the connection string, or else at `account_url` with a token `credential`."""
-        sizes = {"max_single_put_size": _SINGLE_PUT_MAX, "max_block_size": _BLOCK_SIZE,
+        sizes: dict[str, Any] = {"max_single_put_size": _SINGLE_PUT_MAX, "max_block_size": _BLOCK_SIZE,
                  "max_single_get_size": _GET_CHUNK, "max_chunk_get_size": _GET_CHUNK}
         with _sdk_errors(None):
             if connection_string is not None:
@@ -133,7 +133,7 @@ class AzureBlobStore(BlobStore):
     def put(
         self,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | IO[bytes],
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         overwrite: bool = True,
@@ -144,7 +144,7 @@ class AzureBlobStore(BlobStore):
         if not overwrite:
             conditions = {"match_condition": MatchConditions.IfMissing}  # If-None-Match: *
         counter: _CountingReader | None = None
-        payload: bytes | BinaryIO
+        payload: bytes | IO[bytes] | _CountingReader
         if isinstance(data, bytes | bytearray | memoryview):
             payload = bytes(data)
             size: int | None = len(payload)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from visiondock.storage.blobs import (
     DEFAULT_CONTENT_TYPE,
@@ -47,7 +47,7 @@ class LocalBlobStore(BlobStore):
     def put(
         self,
         key: str,
-        data: bytes | BinaryIO,
+        data: bytes | IO[bytes],
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         overwrite: bool = True,
@@ -89,7 +89,8 @@ class LocalBlobStore(BlobStore):
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
-        return BlobInfo(key=key, size=size, content_type=meta["content_type"], etag=etag, last_modified=now)
+        return BlobInfo(key=key, size=size, content_type=content_type or DEFAULT_CONTENT_TYPE, etag=etag,
+                        last_modified=now)
 
     def _write_meta(self, meta_path: Path, meta: dict[str, object]) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=meta_path.parent, prefix=".meta-")

@@ -283,7 +283,7 @@ def check_user_fields(data: Mapping[str, Any] | Sequence[str]) -> None:
 def clean_body(data: Mapping[str, Any]) -> dict[str, Any]:
     """A deep, JSON-clean copy of a document's user fields, with a valid id."""
     check_user_fields(data)
-    body = json.loads(json.dumps(dict(data)))
+    body: dict[str, Any] = json.loads(json.dumps(dict(data)))
     validate_id(body.get("id", ""))
     return body
 

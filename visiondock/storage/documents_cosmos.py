@@ -337,8 +337,9 @@ class CosmosDocumentStore(DocumentStore):
             try:
                 results = container.execute_item_batch(operations, partition_key=partition_key)
             except CosmosBatchOperationError as exc:
-                written = [(body, response.get("eTag")) for body, response in zip(
-                    bodies, exc.operation_responses or [], strict=False)
+                written: list[tuple[Mapping[str, Any], str | None]] = [
+                    (body, response.get("eTag"))
+                    for body, response in zip(bodies, exc.operation_responses or [], strict=False)
                     if 200 <= int(response.get("statusCode", 0)) < 300]
                 self._undo_creates(container, collection, partition_key, written)
                 failed = bodies[exc.error_index or 0]["id"]

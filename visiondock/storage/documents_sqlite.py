@@ -215,10 +215,11 @@ class SqliteDocumentStore(DocumentStore):
     # -- single documents --------------------------------------------------------
     @staticmethod
     def _row(conn: sqlite3.Connection, collection: str, pk: str, doc_id: str) -> tuple[str, str] | None:
-        return conn.execute(
+        row: tuple[str, str] | None = conn.execute(
             "SELECT etag, body FROM documents WHERE collection=? AND pk=? AND id=?",
             (collection, pk, doc_id),
         ).fetchone()
+        return row
 
     @staticmethod
     def _write(conn: sqlite3.Connection, collection: str, pk: str, body: dict[str, Any]) -> Document:
@@ -415,7 +416,7 @@ class SqliteDocumentStore(DocumentStore):
             if query.order_by == "id":
                 if not isinstance(value, str):
                     raise InvalidQueryError("continuation token is not valid; start again without it")
-                boundary = [value, last_pk]
+                boundary: list[Any] = [value, last_pk]
             else:
                 boundary = [type_rank(value), 0 if value is None else _sql_value(value), last_pk, last_id]
             if query.order_by in INDEXED_ORDERINGS and query.partition_key is not None:

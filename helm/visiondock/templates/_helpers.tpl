@@ -220,3 +220,15 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The scoring model cache's cap in GB (VISIONDOCK_SCORING_CACHE_MAX_GB): three quarters of the emptyDir's size
+limit, so pruning keeps the volume under it; kubelet evicts a pod whose emptyDir outgrows its limit.
+*/}}
+{{- define "visiondock.modelCacheMaxGb" -}}
+{{- $size := toString . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $size -}}
+{{- $unit := trimPrefix $number $size -}}
+{{- $bytes := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 -}}
+{{- printf "%.2f" (mulf (float64 $number) (get $bytes $unit) 0.75 1e-9) -}}
+{{- end }}

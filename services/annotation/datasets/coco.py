@@ -87,25 +87,25 @@ class CocoFormat(DatasetFormat):
         for annotation in document.get("annotations") or []:
             if not isinstance(annotation, dict):
                 continue
-            sample = by_id.get(annotation.get("image_id"))
+            labeled = by_id.get(annotation.get("image_id"))
             category = categories.get(annotation.get("category_id"))
-            if sample is None or category is None:
-                if sample is not None or annotation.get("image_id") not in by_id:
+            if labeled is None or category is None:
+                if labeled is not None or annotation.get("image_id") not in by_id:
                     skipped.append(Skipped(path, f"annotation {annotation.get('id')} names an unknown "
                                                  "image or category"))
                 continue
             bbox = annotation.get("bbox")
             if not bbox:
-                if category not in sample.tags:
-                    sample.tags.append(category)
+                if category not in labeled.tags:
+                    labeled.tags.append(category)
                 continue
             try:
                 x, y, width, height = (number(str(v)) for v in bbox)
             except (TypeError, ValueError):
-                skipped.append(Skipped(sample.path, f"annotation {annotation.get('id')}: bbox {bbox!r} is not "
-                                                    "[x, y, width, height]"))
+                skipped.append(Skipped(labeled.path, f"annotation {annotation.get('id')}: bbox {bbox!r} is not "
+                                                     "[x, y, width, height]"))
                 continue
-            sample.boxes.append(Box(category, x, y, x + width, y + height))
+            labeled.boxes.append(Box(category, x, y, x + width, y + height))
 
     def write(self, images: Iterable[ExportImage], *, project_type: str, tags: Sequence[str]) -> Iterator[Member]:
         category_ids = {tag: index for index, tag in enumerate(tags, start=1)}

@@ -19,11 +19,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from visiondock.auth import ROLES, ResourceScope
+from visiondock.auth import API_KEY_HEADER, ROLES, ResourceScope
 from visiondock.errors import NotFound, Unavailable
 from visiondock.pages import shared_page_file
 from visiondock.settings import Settings
-from visiondock.web import API_KEY_HEADER, require_role
+from visiondock.web import require_role
 
 STATIC = Path(__file__).parent / "static"
 # What the app may reach in the registry: runs (start, watch) and models (versions, aliases).

@@ -89,7 +89,8 @@ def jitter_colour(pixels: np.ndarray, rng: np.random.Generator, strength: float)
     x = (x - x.mean()) * contrast + x.mean()
     grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     x = (x - grey[..., None]) * saturation + grey[..., None]
-    return np.clip(x, 0, 255).astype(np.uint8)
+    jittered: np.ndarray = np.clip(x, 0, 255).astype(np.uint8)
+    return jittered
 
 
 def plain_view(sample: DetectionSample, spec: PreprocessSpec) -> View:

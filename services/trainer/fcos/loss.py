@@ -10,12 +10,14 @@ classification loss.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .augment import View
 from .model import LEVEL_STRIDES
 
 
@@ -82,7 +84,7 @@ def assign(points: torch.Tensor, strides: torch.Tensor, boxes: np.ndarray, label
     return classes, target_boxes, positive, ignored & ~positive, centreness
 
 
-def batch_targets(points: torch.Tensor, strides: torch.Tensor, views: list, num_classes: int, *,
+def batch_targets(points: torch.Tensor, strides: torch.Tensor, views: Sequence[View], num_classes: int, *,
                   bounds: tuple[float, float], radius: float) -> Targets:
     parts = [assign(points, strides, v.boxes, v.labels, v.ignore, num_classes, bounds=bounds, radius=radius)
              for v in views]

@@ -17,20 +17,25 @@ Runtime's symbolic shape inference: it quantizes to INT8 with the stock tools.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..backbone import EfficientNet, EfficientNetBlock
+
 LEVEL_STRIDES = (8, 16, 32)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-def _stride(block: nn.Module) -> int:
+def _stride(block: EfficientNetBlock) -> int:
     stride = block._block_args.stride
     return int(stride[0] if isinstance(stride, list | tuple) else stride)
 
 
-def stage_ends(blocks: nn.ModuleList) -> list[int]:
+def stage_ends(blocks: Sequence[EfficientNetBlock]) -> list[int]:
     """Index of the last block at each output stride 8, 16 and 32 (the stem has stride 2)."""
     total = 2
     last_at: dict[int, int] = {}
@@ -47,14 +52,14 @@ class BackboneFeatures(nn.Module):
     batch-norm statistics stay frozen: batches of a few images would only add noise.
     """
 
-    def __init__(self, model: nn.Module, frozen_blocks: int) -> None:
+    def __init__(self, model: EfficientNet, frozen_blocks: int) -> None:
         super().__init__()
         self.stem = model._conv_stem
         self.stem_bn = model._bn0
         self.stem_act = model._swish
         self.ends = stage_ends(model._blocks)
         self.blocks = nn.ModuleList(model._blocks[: self.ends[-1] + 1])
-        self.channels = [int(self.blocks[i]._bn2.num_features) for i in self.ends]
+        self.channels = [int(model._blocks[i]._bn2.num_features) for i in self.ends]
         self.frozen_blocks = frozen_blocks
         for module in (self.stem, self.stem_bn, *self.blocks[:frozen_blocks]):
             for p in module.parameters():
@@ -65,7 +70,7 @@ class BackboneFeatures(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem_act(self.stem_bn(self.stem(image)))
+        x: torch.Tensor = self.stem_act(self.stem_bn(self.stem(image)))
         out = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -115,9 +120,11 @@ class DetectionHead(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.01)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         # Start every class at `prior` probability so the rare positives are not drowned at first.
-        nn.init.constant_(self.cls_out.bias, -math.log((1 - prior) / prior))
+        if self.cls_out.bias is not None:
+            nn.init.constant_(self.cls_out.bias, -math.log((1 - prior) / prior))
 
     def forward(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-candidate class logits [N, A, C], side distances in strides [N, A, 4], centre-ness logits [N, A]."""
@@ -161,12 +168,20 @@ class Detector(nn.Module):
         self.register_buffer("strides", strides, persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.head(self.pyramid(self.backbone(image)))
+        outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = self.head(self.pyramid(self.backbone(image)))
+        return outputs
 
     def decode(self, distances: torch.Tensor) -> torch.Tensor:
         """Side distances (in strides) → x1, y1, x2, y2 boxes in input pixels [N, A, 4]."""
-        scaled = distances * self.strides[None, :, None]
-        return torch.cat([self.points[None] - scaled[..., :2], self.points[None] + scaled[..., 2:]], dim=-1)
+        points, strides = self.anchor_points()
+        scaled = distances * strides[None, :, None]
+        return torch.cat([points[None] - scaled[..., :2], points[None] + scaled[..., 2:]], dim=-1)
+
+    def anchor_points(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The buffers `anchor_points` filled: each anchor's centre in input pixels, and its stride."""
+        points, strides = self.points, self.strides
+        assert isinstance(points, torch.Tensor) and isinstance(strides, torch.Tensor)
+        return points, strides
 
 
 def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d | None:
@@ -182,8 +197,9 @@ def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d | None:
     pad = getattr(conv, "static_padding", None)
     left, right, top, bottom = pad.padding if isinstance(pad, nn.ZeroPad2d) else (0, 0, 0, 0)
     weight = conv.weight.detach()
+    size: tuple[int, int]
     if (left, top) == (right, bottom):
-        size = weight.shape[-2:]
+        size = (weight.shape[-2], weight.shape[-1])
     elif (right - left, bottom - top) == (1, 1):
         size = (weight.shape[-2] + 1, weight.shape[-1] + 1)
         grown = weight.new_zeros((*weight.shape[:2], *size))
@@ -191,16 +207,22 @@ def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d | None:
         weight = grown
     else:
         return None
-    plain = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(size), stride=conv.stride, padding=(bottom, right),
-                      dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, size, stride=_pair(conv.stride), padding=(bottom, right),
+                      dilation=_pair(conv.dilation), groups=conv.groups, bias=conv.bias is not None)
     with torch.no_grad():
         plain.weight.copy_(weight)
-        if conv.bias is not None:
+        if conv.bias is not None and plain.bias is not None:
             plain.bias.copy_(conv.bias)
     return plain
 
 
-def fold_same_padding(module: nn.Module) -> nn.Module:
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D convolution's stride or dilation, as its two numbers."""
+    first, second = values
+    return first, second
+
+
+def fold_same_padding(module: ModuleT) -> ModuleT:
     """Replace, in place, every padded "same" convolution by its plain equivalent (see _plain_conv)."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Conv2d) and hasattr(child, "static_padding"):

@@ -53,8 +53,8 @@ LOSS_KEYS = ("loss", "cls", "box", "ctr")
 # Worker processes making the augmented views; None: automatic (`loader_workers`). A module
 # setting, not a training option: the count changes how fast views come, never which.
 LOADER_WORKERS: int | None = None
-# A 448-px view of a ~1000x1333 photo takes about 17 ms of one core: four workers make ~230
-# views a second, a batch of 4 every ~17 ms; more would mostly wait on the training step.
+# Four workers make views faster than the training step takes batches of them; more would mostly
+# wait on the step (view and epoch times: docs/benchmarks.md).
 MAX_LOADER_WORKERS = 4
 
 
@@ -133,7 +133,7 @@ class FittedDetector:
     def raw_outputs(self, images: Sequence[Image.Image], *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
         """The exported graph's outputs for images, computed in torch."""
         module = ExportedDetector(self.detector).eval()
-        device = self.detector.points.device  # the GPU while validating during training, else the CPU
+        device = self.detector.anchor_points()[0].device  # the GPU while validating during training, else the CPU
         boxes, scores = [], []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
@@ -201,12 +201,11 @@ def choose_score_threshold(fitted: FittedDetector, validation: Sequence[Detectio
 def loader_workers() -> int:
     """How many processes make views: LOADER_WORKERS when set, else from the CPUs this process may use.
 
-    On 2 CPUs or fewer none: the training step wants both cores. Measured on 21 grocery
-    photos (448 px, 2 torch threads on 2 cores): epochs took 4.3-4.9 s without a worker and
-    4.5-4.9 s with one once started, but the worker's first epoch 1-4 s longer and single
-    epochs stalled (8 s, 39 s) when other load came; views are ~17 ms each, under a tenth
-    of a CPU epoch. Elsewhere two CPUs stay with the training loop (the optimizer step,
-    kernel launches, validation) and the rest make views, up to MAX_LOADER_WORKERS.
+    On 2 CPUs or fewer none: the training step wants both cores. On grocery photos a worker on
+    2 cores made epochs no faster, its first epoch slower, and single epochs stalled when other
+    load came, while making views is a small part of a CPU epoch (docs/benchmarks.md). Elsewhere
+    two CPUs stay with the training loop (the optimizer step, kernel launches, validation) and the
+    rest make views, up to MAX_LOADER_WORKERS.
     """
     if LOADER_WORKERS is not None:
         return LOADER_WORKERS
@@ -324,7 +323,7 @@ def validate(fitted: FittedDetector, validation: ValidationSet, options: Detecto
     without the training steps' bf16 autocast).
     """
     detector = fitted.detector
-    device = detector.points.device
+    device = detector.anchor_points()[0].device
     total, results = 0.0, []
     with torch.inference_mode():
         for part, batch in validation.parts:
@@ -413,7 +412,7 @@ def fit_detector(
                             {"score": options.score_threshold, "nms_iou": options.nms_iou}, [], fitted_params)
     validation_set = (ValidationSet(validation, spec, options, batcher, pin=device.type == "cuda")
                       if validation else None)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, step = 0, 0
     views = iter(loader)
@@ -447,7 +446,7 @@ def fit_detector(
             record |= validate(fitted, validation_set, options)
             # The COCO mAP first: mAP@0.5 reaches 1.0 early on shelf photos and then cannot tell
             # epochs apart, while their boxes still get tighter.
-            score = (record["val_map_50_95"], record["val_map_50"], -record["val_loss"])
+            score = (float(record["val_map_50_95"]), float(record["val_map_50"]), -float(record["val_loss"]))
             if best is None or score > best:
                 best, best_epoch = score, epoch
                 best_state = copy.deepcopy(detector.state_dict())

@@ -6,6 +6,8 @@ the options set that the task does not use.
 
 from __future__ import annotations
 
+from typing import Any
+
 from visiondock.vocabulary import DETECTION, FACE, MULTICLASS, MULTILABEL, PROJECT_TYPES
 
 from ..data import TrainingDataError
@@ -14,13 +16,13 @@ from .base import RunContext, Task
 from .classification import FaceTask, MulticlassTask, MultilabelTask
 from .detection import DetectionTask
 
-TASKS: dict[str, type[Task]] = {MULTICLASS: MulticlassTask, MULTILABEL: MultilabelTask, FACE: FaceTask,
+TASKS: dict[str, type[Task[Any, Any]]] = {MULTICLASS: MulticlassTask, MULTILABEL: MultilabelTask, FACE: FaceTask,
                                 DETECTION: DetectionTask}
 
 __all__ = ["TASKS", "RunContext", "Task", "task_for"]
 
 
-def task_for(run: RunContext) -> Task:
+def task_for(run: RunContext) -> Task[Any, Any]:
     project_type = run.project.project["type"]
     if project_type not in PROJECT_TYPES:
         raise TrainingDataError(f"project {run.options.project!r} is a {project_type} project; this trainer trains "

@@ -82,7 +82,8 @@ def map50_of_session(path: Path, samples: Sequence[DetectionSample], spec: Prepr
                                                           score_threshold=EVAL_SCORE_THRESHOLD, nms_iou=nms_iou),
                                 labels)
                for sample, b, s in zip(samples, boxes, scores, strict=True)]
-    return detection_metrics(results, labels, score_threshold=EVAL_SCORE_THRESHOLD)["map_50"]
+    map_50 = detection_metrics(results, labels, score_threshold=EVAL_SCORE_THRESHOLD)["map_50"]
+    return None if map_50 is None else float(map_50)
 
 
 class DetectionTask(Task[DetectionData, TrainedDetector]):

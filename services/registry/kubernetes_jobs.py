@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -128,20 +128,25 @@ class TrainingJobLauncher:
         trainer presents that key and inherits none of the template's keys or credentials.
         `controlled=False`: the CronJob owns the Job (it goes when the CronJob is deleted) without
         controlling it (its history limits do not remove it)."""
-        template: client.V1JobTemplateSpec = cronjob.spec.job_template
+        cronjob_meta = _present(cronjob.metadata, "a CronJob's metadata")
+        cronjob_name = _present(cronjob_meta.name, "a CronJob's name")
+        template = _present(_present(cronjob.spec, f"cronjob/{cronjob_name}'s spec").job_template,
+                            f"cronjob/{cronjob_name}'s jobTemplate")
         meta = template.metadata or client.V1ObjectMeta()
         annotations = {**(meta.annotations or {}), "cronjob.kubernetes.io/instantiate": "manual"}
-        owner = client.V1OwnerReference(api_version="batch/v1", kind="CronJob", name=cronjob.metadata.name,
-                                        uid=cronjob.metadata.uid, controller=controlled, block_owner_deletion=True)
-        spec: client.V1JobSpec = copy.deepcopy(template.spec)
+        owner = client.V1OwnerReference(api_version="batch/v1", kind="CronJob", name=cronjob_name,
+                                        uid=_present(cronjob_meta.uid, f"cronjob/{cronjob_name}'s uid"),
+                                        controller=controlled, block_owner_deletion=True)
+        spec = copy.deepcopy(_present(template.spec, f"cronjob/{cronjob_name}'s Job spec"))
+        pod_spec = _present(spec.template.spec, f"cronjob/{cronjob_name}'s pod spec")
         job = client.V1Job(api_version="batch/v1", kind="Job",
                            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace,
                                                         labels=dict(meta.labels or {}), annotations=annotations,
                                                         owner_references=[owner]),
                            spec=spec)
-        containers = [c for c in spec.template.spec.containers if c.name == TRAINER_CONTAINER]
+        containers = [c for c in pod_spec.containers if c.name == TRAINER_CONTAINER]
         if not containers:
-            raise TrainingJobError(f"cronjob/{cronjob.metadata.name} has no container named {TRAINER_CONTAINER!r}",
+            raise TrainingJobError(f"cronjob/{cronjob_name} has no container named {TRAINER_CONTAINER!r}",
                                    status=409)
         trainer = containers[0]
         if project is not None:
@@ -149,7 +154,7 @@ class TrainingJobLauncher:
             trainer.env = [*env, client.V1EnvVar(name=PROJECT_ENV, value=project)]
         if api_key is not None:
             if any(source.secret_ref is not None for source in trainer.env_from or []):
-                raise TrainingJobError(f"cronjob/{cronjob.metadata.name} gives the trainer a whole Secret "
+                raise TrainingJobError(f"cronjob/{cronjob_name} gives the trainer a whole Secret "
                                        "(envFrom secretRef); a launched trainer may hold only its run's key",
                                        status=409)
             env = [e for e in (trainer.env or []) if e.name not in WITHHELD_SETTINGS]
@@ -162,21 +167,26 @@ class TrainingJobLauncher:
         """Create the Job of one run: `--run-id` and the options follow the template's arguments; the
         trainer presents `issue_key(the Job's activeDeadlineSeconds)`, the run's own key."""
         template = self.template(gpu=gpu)
-        deadline = template.spec.job_template.spec.active_deadline_seconds
-        job = self.job_from(template, name=job_name(project, run_id), project=project,
+        name = job_name(project, run_id)
+        job_template = _present(template.spec, "the trainer CronJob's spec").job_template
+        deadline = job_template.spec.active_deadline_seconds if job_template and job_template.spec else None
+        job = self.job_from(template, name=name, project=project,
                             args=["--run-id", run_id, *args], api_key=issue_key(deadline), controlled=False)
-        job.metadata.labels.update({RUN_LABEL: run_id, PROJECT_LABEL: project})
-        pod_meta = job.spec.template.metadata = job.spec.template.metadata or client.V1ObjectMeta()
+        job_meta = _present(job.metadata, "the Job's metadata")
+        job_meta.labels = {**(job_meta.labels or {}), RUN_LABEL: run_id, PROJECT_LABEL: project}
+        pod_template = _present(job.spec, "the Job's spec").template
+        pod_meta = pod_template.metadata = pod_template.metadata or client.V1ObjectMeta()
         pod_meta.labels = {**(pod_meta.labels or {}), RUN_LABEL: run_id, PROJECT_LABEL: project}
         try:
-            return self.batch.create_namespaced_job(self.namespace, job)
+            created: client.V1Job = self.batch.create_namespaced_job(self.namespace, job)
+            return created
         except ApiException as exc:
-            raise _api_error(f"creating job/{job.metadata.name}", exc) from None
+            raise _api_error(f"creating job/{name}", exc) from None
 
     # -- following a Job -----------------------------------------------------------
     def _pods(self, name: str) -> list[client.V1Pod]:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
-        return sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0)
+        return sorted(pods, key=lambda p: (p.metadata and p.metadata.creation_timestamp) or 0)
 
     def state(self, name: str) -> JobState:
         try:
@@ -214,12 +224,24 @@ class TrainingJobLauncher:
             pods = self._pods(name)
             if not pods:
                 return ""
-            return self.core.read_namespaced_pod_log(pods[-1].metadata.name, self.namespace,
-                                                     container=TRAINER_CONTAINER, tail_lines=tail_lines)
+            pod_name = _present(pods[-1].metadata, "a pod's metadata").name
+            log: str = self.core.read_namespaced_pod_log(_present(pod_name, "a pod's name"), self.namespace,
+                                                         container=TRAINER_CONTAINER, tail_lines=tail_lines)
+            return log
         except ApiException as exc:
             if exc.status == 400:  # the container has not started yet
                 return ""
             raise _api_error(f"reading the log of job/{name}", exc) from None
+
+
+Present = TypeVar("Present")
+
+
+def _present(value: Present | None, what: str) -> Present:
+    """`value`, which the API server always fills in; a clear error where an object lacks it."""
+    if value is None:
+        raise TrainingJobError(f"the Kubernetes API answered without {what}", status=502)
+    return value
 
 
 def _container_failure(pods: list[client.V1Pod]) -> tuple[str, str] | None:

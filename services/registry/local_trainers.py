@@ -1,7 +1,7 @@
 """The trainer as a process beside the registry, for a run created with `launch: {"on": "local"}`.
 
 On one machine (`visiondock up`, the labeling app's "Start training") there is no Kubernetes to
-run a Job: `LocalProcessLauncher` spawns `python -m services.trainer --project P --run-id R
+run a Job: `LocalTrainerLauncher` spawns `python -m services.trainer --project P --run-id R
 <options>` with this deployment's service URLs and the run's own key (never this service's key, the
 keys it accepts, the run key secret or storage credentials: `trainer_environment`), logs to
 `<home>/logs/runs/<run>.log`,
@@ -30,7 +30,7 @@ from .runs import FINISHED, TrainingRuns
 log = logging.getLogger(__name__)
 
 
-class LocalProcessLauncher:
+class LocalTrainerLauncher:
     def __init__(self, settings: Settings, runs: TrainingRuns, *, python: str = sys.executable) -> None:
         self.settings = settings
         self.runs = runs
@@ -94,7 +94,7 @@ class LocalProcessLauncher:
                     os.killpg(process.pid, signal.SIGKILL)
 
 
-def open_local_launcher(settings: Settings, runs: TrainingRuns) -> LocalProcessLauncher | None:
+def open_local_trainer_launcher(settings: Settings, runs: TrainingRuns) -> LocalTrainerLauncher | None:
     if settings.resolved_training_launcher == "local":
-        return LocalProcessLauncher(settings, runs)
+        return LocalTrainerLauncher(settings, runs)
     return None

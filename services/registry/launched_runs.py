@@ -1,8 +1,8 @@
 """Runs whose trainer the registry starts as a Kubernetes Job (or, on one machine, as a local
-process: `launch.on = "local"`, services/registry/launch.py), and following those Jobs.
+process: `launch.on = "local"`, services/registry/local_trainers.py), and following those Jobs.
 
 `POST /v1/runs` with `launch` creates the run (queued) and then its Job from the chart's trainer
-CronJob (visiondock.kubernetes_launcher); the trainer reports on the run as any trainer does. Reading
+CronJob (services.registry.kubernetes_jobs); the trainer reports on the run as any trainer does. Reading
 such a run also reads its Job, so a trainer that could not report — killed for going over its memory
 limit, stopped at its deadline, never scheduled — still leaves a run that says `failed` and why.
 
@@ -24,12 +24,12 @@ from visiondock.auth import RunKeys
 from visiondock.errors import Conflict, InvalidContent, NotFound, Unavailable
 from visiondock.job_contract import InvalidOptionsError, TrainingJobError, trainer_argv
 
-from .launch import LocalProcessLauncher
+from .local_trainers import LocalTrainerLauncher
 from .runs import FINISHED, JOB_FINAL, TrainingRuns
 from .schemas import RunCreate
 
 if TYPE_CHECKING:  # the `kubernetes` extra; a registry that starts no Jobs runs without it
-    from visiondock.kubernetes_launcher import TrainingJobLauncher
+    from .kubernetes_jobs import TrainingJobLauncher
 
 log = logging.getLogger(__name__)
 # A run key outlives its Job's deadline by this much: the trainer reports its failure after the deadline.
@@ -50,7 +50,7 @@ def _trainer_options(body: RunCreate) -> tuple[str, list[str]]:
 
 class RunLaunches:
     def __init__(self, runs: TrainingRuns, jobs: TrainingJobLauncher | None, *,
-                 local: LocalProcessLauncher | None = None, keys: RunKeys | None = None,
+                 local: LocalTrainerLauncher | None = None, keys: RunKeys | None = None,
                  key_lifetime: float = 24 * 3600.0) -> None:
         self.runs = runs
         self.jobs = jobs
@@ -95,7 +95,8 @@ class RunLaunches:
             self.runs.update(run["id"], {"status": "failed", "error": f"the training Job was not created: {exc}"})
             error = Conflict if exc.status == 409 else Unavailable
             raise error(f"the training Job was not created: {exc}", code="launch_failed") from None
-        return self.runs.set_job(run["id"], {"name": job.metadata.name, "namespace": job.metadata.namespace,
+        name, namespace = (job.metadata.name, job.metadata.namespace) if job.metadata else (None, None)
+        return self.runs.set_job(run["id"], {"name": name, "namespace": namespace,
                                              "gpu": body.launch.gpu, "phase": "pending", "reason": None,
                                              "message": None})
 
