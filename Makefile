@@ -25,7 +25,7 @@ AXE := tests/browser/node_modules/.installed
 BIOME := tests/browser/node_modules/.bin/biome
 EXTRAS := scoring,trainer,azure,kubernetes,dev
 
-.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection locks clean
+.PHONY: install demo test test-fast lint check check-images cluster-smoke soak bench bench-train bench-scoring bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-throughput bench-data-checks bench-int8 bench-detection locks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"VisionDock needs Python 3.11, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11"'
@@ -88,7 +88,7 @@ check: $(STAMP) $(AXE)
 	$(BIOME) check .
 	node --test tests/js/
 
-bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-data-checks bench-int8 bench-detection
+bench: bench-scoring bench-train bench-labeling bench-import bench-options bench-tiny bench-variants bench-models bench-throughput bench-data-checks bench-int8 bench-detection
 
 bench-scoring: $(STAMP)
 	$(PY) -m bench.scoring
@@ -135,6 +135,10 @@ bench-detection: $(STAMP)
 # Model candidates by repeated cross-validation of the shared sets: one table per data set.
 bench-models: $(STAMP)
 	$(PY) -m bench.models
+
+# Feature-extraction throughput per backbone and input size, as ratios to Lite0 at 224 px in the same run.
+bench-throughput: $(STAMP)
+	$(PY) -m bench.feature_throughput
 
 # Near-duplicate and label-error checks on the shared sets with planted duplicates and flipped labels.
 bench-data-checks: $(STAMP)

@@ -140,7 +140,7 @@ def label_flips(name: str, records: list[ImageRecord], loader: FileLoader, args:
         for backbone in candidate.backbones:
             views = [p for p in candidate.passes() if p.backbone == backbone]
             blocks.append(np.mean([np.stack([sets.features[p][r.id] for r in noisy]) for p in views], axis=0))
-        return np.concatenate(blocks, axis=1)
+        return candidate.transform(np.concatenate(blocks, axis=1))
 
     selection = select(linear_candidates(passes), matrix, targets, np.ones(len(noisy), bool), plan,
                        num_outputs=len(labels), multilabel=False, seed=args.seed, weight_decay=None, mlp=False,

@@ -20,11 +20,13 @@ mAP@0.5 and mAP@[.5:.95] per fold, their mean ± spread, pooled over the 20 out-
 ratio. Hours of CPU on 2 cores (`--detection-folds 1` runs the first fold only).
 
     python -m bench.models [--datasets ../shared/datasets] [--only flowers12 hotdog grocery] [--no-mlp]
-                           [--detection-folds N]
+                           [--detection-folds N] [--larger-inputs lite1:320 lite1:384 lite2:380]
 
 Features are cached under --cache-dir (default ~/.cache/visiondock-bench/trainer), so a second
-run costs only the head fits. Data sets whose folder is absent are skipped with a note. More
-tables are added by putting a function in TABLES.
+run costs only the head fits. Data sets whose folder is absent are skipped with a note.
+`--larger-inputs` adds rows for backbones run at larger inputs than their own (same folds; not
+trainer candidates): what such passes would add and what they cost. More tables are added by
+putting a function in TABLES.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
         for backbone in candidate.backbones:
             views = [sets.features[FeaturePass(backbone, m)] for m in ((False, True) if candidate.flip else (False,))]
             blocks.append(np.mean([np.stack([v[r.id] for r in records]) for v in views], axis=0))
-        return np.concatenate(blocks, axis=1)
+        return candidate.transform(np.concatenate(blocks, axis=1))
 
     trainable = np.ones(images, bool)
     evaluated: list[Evaluated] = []
@@ -126,7 +128,7 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
     mlp_rows = []
     if args.mlp:
         for source in dict.fromkeys([leader.candidate, overall.candidate]):
-            mlp_rows.append(run(Candidate(source.backbones, MLP, source.flip)))
+            mlp_rows.append(run(Candidate(source.backbones, MLP, source.flip, source.root)))
     in_budget = [e for e in evaluated if affords(e)]
     default_pool = linear_in_budget + [e for e in mlp_rows[:1] if affords(e)]
     chosen, best_default = one_standard_error(default_pool)
@@ -140,14 +142,14 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
     seconds = ", ".join(f"{p.backbone.removeprefix('efficientnet-')}{' mirrored' if p.mirrored else ''} "
                         f"{feature_seconds[p]:.1f}" for p in every)
     print(f"  feature passes (s, this machine now; 0 when cached): {seconds}")
-    header = (f"  {'candidate':<32}{'cost':>6}{'accuracy ± SE':>18}{'fold spread':>13}{'decay':>8}"
+    header = (f"  {'candidate':<36}{'cost':>6}{'accuracy ± SE':>18}{'fold spread':>13}{'decay':>8}"
               f"{'budget':>8}{'1 SE':>6}{'fit s':>7}")
     print(header)
     print("  " + "-" * (len(header) - 2))
     for item in sorted(evaluated, key=lambda e: -e.result.score):
         r, c = item.result, item.candidate
         mark = " <- default" if item is chosen else (" <- best" if item is best else "")
-        print(f"  {c.name:<32}{c.cost:>6.2f}{r.score * 100:>10.2f} ± {r.standard_error * 100:4.2f}"
+        print(f"  {c.name:<36}{c.cost:>6.2f}{r.score * 100:>10.2f} ± {r.standard_error * 100:4.2f}"
               f"{r.spread * 100:>12.2f}{r.weight_decay:>9.0e}{'yes' if item in in_budget else 'no':>7}"
               f"{'yes' if r.score >= floor - 1e-12 else '':>6}{fit_seconds[c]:>7.1f}{mark}")
     right = np.stack([correct(oof, targets, multilabel=False) for oof in chosen.result.out_of_fold])
@@ -162,6 +164,8 @@ def classification_table(root: Path, name: str, args: argparse.Namespace) -> Non
     print(f"  best overall: {best.candidate.name} {best.result.score:.2%} ± {best.result.standard_error:.2%}; the "
           f"default is {'within' if chosen.result.score >= floor - 1e-12 else 'OUTSIDE'} one standard error of it; "
           f"weight decays tried {', '.join(f'{d:g}' for d in WEIGHT_DECAYS)}")
+    if args.larger_inputs:
+        larger_inputs_rows(dataset, args, plan, targets, len(labels), chosen.result.score, floor)
     target = TARGETS.get(name)
     if target is not None:
         print(f"  target on new photos ≥ {target:.0%}: the default's cross-validated estimate is "
@@ -187,6 +191,77 @@ def detection_table(root: Path, name: str, args: argparse.Namespace) -> None:
     print()
 
 
+def larger_input_features(dataset: object, args: argparse.Namespace, backbone: str, size: int,
+                          mirrored: bool) -> np.ndarray:
+    """Pooled features of a backbone built for a larger square input (shorter side to size / 0.875, centre
+    crop), cached beside the trainer's: what a larger-input pass would compute."""
+    from services.trainer.backbone import PooledFeatures, load_pretrained
+    from services.trainer.features import FeatureCache, FrozenRunner, run_batched
+    from visiondock.preprocess import PreprocessSpec, to_tensor
+
+    records = dataset.records  # type: ignore[attr-defined]
+    spec = PreprocessSpec(size=size, resize=round(size / 0.875))
+    cache = FeatureCache(args.cache_dir / "larger-inputs", {"backbone": backbone, "preprocess": spec.to_json(),
+                                                             "mirrored": mirrored})
+    vectors = {r.id: cache.get(r.id) for r in records}
+    missing = [r for r in records if vectors[r.id] is None]
+    if missing:
+        loader = FileLoader(dataset.paths)  # type: ignore[attr-defined]
+        images = loader.load(missing, draft_size=spec.draft_size)
+        runner = FrozenRunner(lambda: PooledFeatures(load_pretrained(backbone, size)), input_size=size,
+                              onnx_path=args.cache_dir / "larger-inputs" / f"{backbone}-pooled-{size}.onnx",
+                              threads=args.threads)
+
+        def prepare(image: object) -> np.ndarray:
+            tensor = to_tensor(image, spec)  # type: ignore[arg-type]
+            return np.ascontiguousarray(tensor[:, :, ::-1]) if mirrored else tensor
+
+        output = run_batched(runner, [images[r.id] for r in missing], prepare, desc="", progress=False)
+        for record, vector in zip(missing, output, strict=True):
+            cache.put(record.id, vector)
+            vectors[record.id] = vector
+    return np.stack([vectors[r.id] for r in records])
+
+
+def larger_inputs_rows(dataset: object, args: argparse.Namespace, plan: object, targets: np.ndarray, classes: int,
+                       default_score: float, floor: float) -> None:
+    """Backbones at larger inputs than their own, on the same folds: each alone (plain or flip, features or
+    their square roots) and all of them side by side. Not trainer candidates: what they would add."""
+    from services.trainer.backbone import backbone_spec
+    from services.trainer.crossval import cross_validate
+    from services.trainer.selection import root_features
+
+    sizes = [(f"efficientnet-{item.split(':')[0]}", int(item.split(":")[1])) for item in args.larger_inputs]
+    views = {}
+    for backbone, size in sizes:
+        plain = larger_input_features(dataset, args, backbone, size, False)
+        views[(backbone, size)] = (plain, (plain + larger_input_features(dataset, args, backbone, size, True)) / 2)
+    rows = []
+
+    def add(label: str, cost: float, matrix: np.ndarray) -> None:
+        result = cross_validate(matrix, targets, np.ones(len(targets), bool), plan, kind="linear",  # type: ignore
+                                num_outputs=classes, multilabel=False, seed=args.seed)
+        rows.append((label, cost, result))
+
+    for (backbone, size), (plain, flipped) in views.items():
+        cost = backbone_spec(backbone).relative_cost * (size / backbone_spec(backbone).image_size) ** 2
+        short = f"{backbone.removeprefix('efficientnet-')}@{size}"
+        for flip, matrix in ((False, plain), (True, flipped)):
+            for root in (False, True):
+                add(f"{short}{' flip' if flip else ''}{' sqrt' if root else ''} linear", cost * (2 if flip else 1),
+                    root_features(matrix) if root else matrix)
+    if len(views) > 1:
+        total = sum(backbone_spec(b).relative_cost * (s / backbone_spec(b).image_size) ** 2 for b, s in views)
+        label = "+".join(f"{b.removeprefix('efficientnet-')}@{s}" for b, s in views)
+        add(f"{label} flip sqrt linear", 2 * total, root_features(np.concatenate([f for _, f in views.values()], 1)))
+    print("  larger inputs than each backbone's own (not trainer candidates; cost: area-scaled, Lite0 = 1):")
+    for label, cost, result in sorted(rows, key=lambda row: -row[2].score):
+        mark = " above the default's" if result.score > default_score else ""
+        print(f"  {label:<36}{cost:>6.2f}{result.score * 100:>10.2f} ± {result.standard_error * 100:4.2f}"
+              f"{result.spread * 100:>12.2f}{result.weight_decay:>9.0e}{'':>7}"
+              f"{'yes' if result.score >= floor - 1e-12 else '':>6}{'':>7}{mark}")
+
+
 TABLES: dict[str, Callable[[Path, str, argparse.Namespace], None]] = {
     **{name: classification_table for name in CLASSIFICATION_SETS}, DETECTION_SET: detection_table}
 
@@ -198,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--larger-inputs", nargs="*", default=[], metavar="LITEN:SIZE",
+                        help="also cross-validate backbones at larger inputs, e.g. lite1:320 lite1:384 lite2:380")
     parser.add_argument("--no-mlp", dest="mlp", action="store_false",
                         help="leave out the MLP-head rows (the MLP on the best linear features; slow)")
     parser.add_argument("--detection-folds", type=int, default=None, metavar="N",

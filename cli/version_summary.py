@@ -142,10 +142,12 @@ def print_version(version: dict[str, Any], model: str, number: int, say: Say = p
     """One registered version (`visiondock models MODEL VERSION`): estimate, selection, variants, checks."""
     metrics, params = version.get("metrics", {}), version.get("params", {})
     backbones = "+".join(params.get("backbones") or [params.get("backbone", "?")])
+    views = " with flip" if params.get("flip") else ""
+    views += f"{' and' if views else ' on'} square-rooted features" if params.get("sqrt") else ""
     if version["task"] == DETECTION:
         built = f"{params.get('architecture', 'detector')} on {backbones}, {params.get('epochs_run', '?')} epochs"
     else:
-        built = f"{backbones}{' with flip' if params.get('flip') else ''}, {params.get('head', '?')} head"
+        built = f"{backbones}{views}, {params.get('head', '?')} head"
     say(f"{model} version {number}: {version['task']}, {built}, {params.get('mode', '?')} mode; registered "
         f"{version['created_at']}")
     estimate = estimate_text(metrics)

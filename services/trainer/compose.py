@@ -7,7 +7,9 @@ with quantized backbones is the INT8 variant.
 
     image ─┬──────────────┐                       (flip: the image and its mirror image as one batch)
            └─ mirror ─────┴─ concat ─ member 1 ─ mean of the two views ─┐
-                                    └ member 2 ─ mean of the two views ─┴─ side by side ─ head ─ outputs
+                                    └ member 2 ─ mean of the two views ─┴─ side by side ─ [sqrt] ─ head ─ outputs
+
+(sqrt: the candidate reads the square roots of the pooled features, `selection.Candidate.root`.)
 
 A member graph takes the file's input as it is: an ensemble member smaller than the input size
 resizes inside its own graph (`feature_sets.Resized`), so its features in training were computed
@@ -31,10 +33,11 @@ def _constant(name: str, values: Sequence[int]) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
 
 
-def compose_classifier(members: Sequence[Path], head: Path, target: Path, *, flip: bool,
+def compose_classifier(members: Sequence[Path], head: Path, target: Path, *, flip: bool, root: bool = False,
                        input_name: str = INPUT_NAME) -> Path:
     """Write to `target` the classifier made of the member backbone files (one input: the image; one
-    output: pooled features [N, D]) and the head file (input: the members' features side by side)."""
+    output: pooled features [N, D]) and the head file (input: the members' features side by side, or their
+    square roots with `root`: clipped at 0 first, as `selection.root_features` does)."""
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
     value_info: list[onnx.ValueInfoProto] = []
@@ -74,10 +77,14 @@ def compose_classifier(members: Sequence[Path], head: Path, target: Path, *, fli
         for opset in model.opset_import:
             opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
         ir_version = max(ir_version, model.ir_version)
+    side_by_side = "features/members" if root else FEATURES_NAME
     if len(pooled) == 1:
-        nodes.append(helper.make_node("Identity", pooled, [FEATURES_NAME], name="features/identity"))
+        nodes.append(helper.make_node("Identity", pooled, [side_by_side], name="features/identity"))
     else:
-        nodes.append(helper.make_node("Concat", pooled, [FEATURES_NAME], axis=1, name="features/concat"))
+        nodes.append(helper.make_node("Concat", pooled, [side_by_side], axis=1, name="features/concat"))
+    if root:
+        nodes += [helper.make_node("Relu", [side_by_side], ["features/clipped"], name="features/clip"),
+                  helper.make_node("Sqrt", ["features/clipped"], [FEATURES_NAME], name="features/sqrt")]
     head_model = compose.add_prefix(onnx.load(str(head)), "head/", rename_outputs=False)
     head_graph = head_model.graph
     head_input = head_graph.input[0].name

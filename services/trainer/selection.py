@@ -2,7 +2,8 @@
 
 A candidate is a feature set and a head: one backbone or a small ensemble of them (their
 pooled features side by side), each image's features alone or averaged with those of its
-mirror image ("flip"), and a linear or MLP head. Every candidate is cross-validated on the same
+mirror image ("flip"), taken as they are or by their square roots ("sqrt", power
+normalization), and a linear or MLP head. Every candidate is cross-validated on the same
 folds (`crossval.py`); the rule is the one-standard-error rule: the best mean score, then the
 cheapest candidate (scoring cost per image) whose mean is within one standard error of it.
 Differences smaller than that are what a different partition of the same images could give.
@@ -11,9 +12,10 @@ Which feature sets are computed follows the data, never the machine's speed: bac
 (Lite0 = 1 per image, Lite1 1.45, Lite2 2.0; a mirrored pass as much again) are added cheapest
 first, a backbone's mirrored pass right after its plain one, while the total stays within
 `feature_budget` image-passes; the cheapest is always computed. Ensembles and flip candidates cost no pass
-beyond their members'. The MLP head is tried on the best linear candidate's features when the
-images are few enough (`MLP_MAX_IMAGES`): its fits cost about 20 linear ones. Candidates race:
-all run the first repeat, and those clearly behind after it (`RACE_STANDARD_ERRORS`) stop there.
+beyond their members', the square root none at all. The MLP head is tried on the best linear
+candidate's features when the images are few enough (`MLP_MAX_IMAGES`): its fits cost about 20
+linear ones. Candidates race: all run the first repeat, and those clearly behind after it
+(`RACE_STANDARD_ERRORS`) stop there.
 """
 
 from __future__ import annotations
@@ -62,11 +64,19 @@ class Candidate:
     backbones: tuple[str, ...]
     head: str = LINEAR
     flip: bool = False  # features averaged with those of the mirrored image
+    # The head reads the square roots of the (non-negative) pooled features: power normalization damps the
+    # few channels that fire strongly everywhere. Cross-validated on the same folds: flowers12 Lite0 98.26 % →
+    # 98.47 %, hot dogs Lite1 flip 92.9 % → 93.2 % (and Lite1 at 320 px 93.0 % → 94.0 %).
+    root: bool = False
 
     @property
     def name(self) -> str:
         members = "+".join(name.removeprefix("efficientnet-") for name in self.backbones)
-        return f"{members}{' flip' if self.flip else ''} {self.head}"
+        return f"{members}{' flip' if self.flip else ''}{' sqrt' if self.root else ''} {self.head}"
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """The head's input from the members' features side by side (as `compose.py` computes it)."""
+        return root_features(features) if self.root else features
 
     @property
     def cost(self) -> float:
@@ -96,7 +106,13 @@ class Candidate:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "backbones": list(self.backbones), "head": self.head, "flip": self.flip,
-                "cost": round(self.cost, 3)}
+                "sqrt": self.root, "cost": round(self.cost, 3)}
+
+
+def root_features(features: np.ndarray) -> np.ndarray:
+    """Square roots of pooled features (means of ReLU6 outputs, never negative; clipped at 0 all the same,
+    as the exported graph does, so a rounding below zero cannot give NaN)."""
+    return np.sqrt(np.maximum(np.asarray(features, dtype=np.float32), 0.0))
 
 
 def affordable_passes(backbones: Sequence[str], images: int, budget: float, *, flip: bool = True) -> list[FeaturePass]:
@@ -120,16 +136,18 @@ def affordable_passes(backbones: Sequence[str], images: int, budget: float, *, f
 
 def linear_candidates(passes: Sequence[FeaturePass], head: str = LINEAR) -> list[Candidate]:
     """Every candidate the computed passes allow: each backbone, with and without flip, and every
-    ensemble of two or three of them (with flip where all members have their mirrored pass)."""
+    ensemble of two or three of them (with flip where all members have their mirrored pass); each
+    of them on the features and on their square roots."""
     plain = [p.backbone for p in passes if not p.mirrored]
     mirrored = {p.backbone for p in passes if p.mirrored}
     found: list[Candidate] = []
     for size in range(1, min(3, len(plain)) + 1):
         for members in itertools.combinations(plain, size):
-            found.append(Candidate(members, head))
-            if all(m in mirrored for m in members):
-                found.append(Candidate(members, head, flip=True))
-    return sorted(found, key=lambda c: (c.cost, len(c.backbones), c.name))
+            for root in (False, True):
+                found.append(Candidate(members, head, root=root))
+                if all(m in mirrored for m in members):
+                    found.append(Candidate(members, head, flip=True, root=root))
+    return sorted(found, key=lambda c: (c.cost, len(c.backbones), c.root, c.name))
 
 
 @dataclass
@@ -225,7 +243,8 @@ def select(candidates: Sequence[Candidate], features: Callable[[Candidate], np.n
     if mlp and linear:
         if images <= MLP_MAX_IMAGES:
             leader = max(linear, key=lambda e: (e.result.score, -e.candidate.cost))
-            evaluated += race([Candidate(leader.candidate.backbones, MLP, leader.candidate.flip)])
+            source = leader.candidate
+            evaluated += race([Candidate(source.backbones, MLP, source.flip, source.root)])
         else:
             notes.append(f"the MLP head was not tried: {images} images, more than {MLP_MAX_IMAGES} (each MLP fit "
                          "costs about 20 linear ones)")

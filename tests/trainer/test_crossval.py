@@ -189,8 +189,25 @@ def test_the_feature_budget_follows_the_number_of_images() -> None:
     assert names(affordable_passes(BACKBONES, 720, 0)) == [(LITE0, False)]  # the cheapest always
     assert names(affordable_passes([LITE2], 100, 2000)) == [(LITE2, False), (LITE2, True)]
     candidates = linear_candidates([FeaturePass(LITE0), FeaturePass(LITE1), FeaturePass(LITE0, True)])
-    assert [c.name for c in candidates] == ["lite0 linear", "lite1 linear", "lite0 flip linear", "lite0+lite1 linear"]
-    assert [c.cost for c in candidates] == pytest.approx([1.0, 1.45, 2.0, 2.45])
+    assert [c.name for c in candidates] == ["lite0 linear", "lite0 sqrt linear", "lite1 linear", "lite1 sqrt linear",
+                                            "lite0 flip linear", "lite0 flip sqrt linear", "lite0+lite1 linear",
+                                            "lite0+lite1 sqrt linear"]
+    assert [c.cost for c in candidates] == pytest.approx([1.0, 1.0, 1.45, 1.45, 2.0, 2.0, 2.45, 2.45])
+
+
+def test_a_sqrt_candidate_reads_the_square_roots_of_the_features_at_no_extra_cost() -> None:
+    plain, rooted = Candidate((LITE1,), flip=True), Candidate((LITE1,), flip=True, root=True)
+    assert rooted.name == "lite1 flip sqrt linear" and rooted.cost == plain.cost
+    assert rooted.passes() == plain.passes() and rooted.passes(served=True) == plain.passes(served=True)
+    assert rooted.describe()["sqrt"] and not plain.describe()["sqrt"]
+    features = np.array([[0.0, 0.25, 4.0], [1.0, 9.0, -1e-7]], np.float32)  # pooled ReLU6 outputs; a rounding below 0
+    assert np.array_equal(plain.transform(features), features)
+    assert np.array_equal(rooted.transform(features), np.array([[0.0, 0.5, 2.0], [1.0, 3.0, 0.0]], np.float32))
+    # Same cost: of a plain candidate and its sqrt twin the rule keeps the one that scores higher.
+    chosen, best = one_standard_error([evaluated(plain, 0.929, 0.016), evaluated(rooted, 0.932, 0.015)])
+    assert chosen.candidate == rooted and best.candidate == rooted
+    chosen, _ = one_standard_error([evaluated(plain, 0.935, 0.016), evaluated(rooted, 0.932, 0.015)])
+    assert chosen.candidate == plain
 
 
 def test_an_ensemble_serves_at_its_largest_members_size_and_resizes_the_others() -> None:

@@ -27,6 +27,7 @@ from services.trainer.export import (
 from services.trainer.half_precision import convert_fp16
 from services.trainer.heads import HeadOutputs, ImageClassifier
 from services.trainer.quantize import quantize_int8
+from services.trainer.selection import Candidate
 from visiondock.modelcard import PRECISION_KEY, ModelCard
 from visiondock.postprocess import Detection
 from visiondock.preprocess import PreprocessSpec, to_tensor
@@ -211,6 +212,29 @@ def test_flip_averages_the_features_of_the_image_and_its_mirror_and_ensembles_pu
     assert np.allclose(run_file(composed, inputs), expected, atol=1e-5)
     # The mirrored pixels are the trainer's mirrored pass exactly: the tensor reversed along its width.
     assert np.array_equal(np.ascontiguousarray(inputs[:, :, :, ::-1]), mirrored.numpy())
+
+
+def test_a_sqrt_classifier_feeds_the_head_the_square_roots_of_the_features_side_by_side(tmp_path: Path) -> None:
+    """The `sqrt` candidate's file: members (flip-averaged), side by side, square-rooted, then the head."""
+    torch.manual_seed(1)
+    first, second = PooledFeatures(TinyBackboneAt(8)).eval(), PooledFeatures(TinyBackboneAt(5)).eval()
+    head = nn.Linear(13, 3)
+    composed = compose_classifier([member_file(first, tmp_path / "a.onnx"), member_file(second, tmp_path / "b.onnx")],
+                                  head_file(head, 13, tmp_path / "head.onnx"), tmp_path / "model.onnx", flip=True,
+                                  root=True)
+    inputs = photos()
+    with torch.no_grad():
+        x = torch.from_numpy(inputs)
+        mirrored = torch.flip(x, dims=[3])
+        features = torch.cat([(first(x) + first(mirrored)) / 2, (second(x) + second(mirrored)) / 2], dim=1)
+        expected = torch.softmax(head(features.sqrt()), dim=1).numpy()
+        unrooted = torch.softmax(head(features), dim=1).numpy()
+    answered = run_file(composed, inputs)
+    assert np.allclose(answered, expected, atol=1e-5)
+    assert not np.allclose(answered, unrooted, atol=1e-3)  # the square root is really in the graph
+    # The trainer's transform of the cached features is the graph's.
+    assert np.allclose(Candidate(("a", "b"), flip=True, root=True).transform(features.numpy()), features.sqrt().numpy(),
+                       atol=1e-6)
 
 
 def test_quantized_members_under_the_float_head_answer_close_to_fp32(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_quick_run_registers_a_self_describing_version_and_retrains_only_new_ima
     lite0 = {"backbone": "efficientnet-lite0", "selection_budget": 0}
     mlp = run_training(config(project, cache_dir, head="mlp", **lite0), annotation, registry)
     mlp_rows = registry.get_version(project, mlp.version)["params"]["selection"]["candidates"]
-    assert [row["name"] for row in mlp_rows] == ["lite0 mlp"]
+    assert [row["name"] for row in mlp_rows] == ["lite0 mlp", "lite0 sqrt mlp"]  # the features, and their roots
     assert mlp.report["features"] == {"computed": 0, "cached": 24}
     assert mlp.metrics["int8"]["registered"] is True and mlp.metrics["int8"]["top1_agreement"] == 1.0
     if version["params"]["backbones"] == ["efficientnet-lite0"] and not version["params"]["flip"]:
@@ -189,14 +189,15 @@ def test_auto_cross_validates_every_candidate_the_budget_affords_and_keeps_the_c
     annotation.create_project(project, "multiclass", tags=SHAPES)
     upload_tagged(annotation, project, shape_images(SHAPES, 12, seed=5))
 
-    # 36 images: every backbone plain and mirrored, each alone, with flip, and in ensembles; the MLP on the
-    # best linear candidate's features.
+    # 36 images: every backbone plain and mirrored, each alone, with flip, and in ensembles, each on the
+    # features and on their square roots; the MLP on the best linear candidate's features.
     result = run_training(config(project, cache_dir, int8=False), annotation, registry)
     version = registry.get_version(project, result.version)
     selection = version["params"]["selection"]
     rows = selection["candidates"]
     linear = [row["name"] for row in rows if row["head"] == "linear"]
-    assert len(linear) == 14 and {"lite0 linear", "lite2 flip linear", "lite0+lite1+lite2 flip linear"} <= set(linear)
+    assert len(linear) == 28 and {"lite0 linear", "lite2 flip linear", "lite0+lite1+lite2 flip linear",
+                                  "lite0 sqrt linear", "lite0+lite1+lite2 flip sqrt linear"} <= set(linear)
     assert [row["head"] for row in rows].count("mlp") == 1
     assert selection["folds"] == 5 and selection["repeats"] == 5 and selection["images"] == 36
     # A race: candidates clearly behind after the first repeat stop there; the rest run all five.
@@ -211,6 +212,7 @@ def test_auto_cross_validates_every_candidate_the_budget_affords_and_keeps_the_c
         assert row["within_one_se"] == (row in within)
     # The version is built on the choice and says so; its file preprocesses for its (largest) backbone.
     assert version["params"]["backbones"] == chosen["backbones"] and version["params"]["flip"] == chosen["flip"]
+    assert version["params"]["sqrt"] == chosen["sqrt"]
     _, card, _ = load_version(registry, project, result.version, tmp_path)
     sizes = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
     size = max(sizes[b] for b in chosen["backbones"])
@@ -225,7 +227,7 @@ def test_auto_cross_validates_every_candidate_the_budget_affords_and_keeps_the_c
     cheapest = run_training(config(project, cache_dir, selection_budget=0, head="linear", int8=False), annotation,
                             registry)
     assert [row["name"] for row in registry.get_version(project, cheapest.version)["params"]["selection"][
-        "candidates"]] == ["lite0 linear"]
+        "candidates"]] == ["lite0 linear", "lite0 sqrt linear"]
     assert cheapest.report["features"] == {"computed": 0, "cached": 36}
     # A named backbone is not replaced; its flip and the MLP are still candidates.
     named = run_training(config(project, cache_dir, backbone="efficientnet-lite1", int8=False), annotation,

@@ -206,7 +206,8 @@ class ClassificationTask(Task[ClassificationData, FittedClassifier]):
     def card_extra(self, model: FittedClassifier | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"mode": self.options.mode, "head": self.head}
         if model is not None and model.candidate is not None:
-            extra |= {"backbones": list(model.candidate.backbones), "flip": model.candidate.flip}
+            extra |= {"backbones": list(model.candidate.backbones), "flip": model.candidate.flip,
+                      "sqrt": model.candidate.root}
         return extra
 
     def export_file(self, data: ClassificationData, model: FittedClassifier, exported: ExportInputs,

@@ -71,7 +71,8 @@ def compose_file(task: ClassificationTask, data: ClassificationData, model: Fitt
     with tempfile.TemporaryDirectory(prefix="visiondock-export-") as workdir:
         head = _head_graph(task, data, model, exported, workdir)
         members = [data.sets.graph(p) for p in _members(model)]
-        compose_classifier(members, head, path, flip=model.candidate.flip, input_name=card.input_name)
+        compose_classifier(members, head, path, flip=model.candidate.flip, root=model.candidate.root,
+                           input_name=card.input_name)
     write_card(path, card)
     return path
 
@@ -124,7 +125,8 @@ def compose_int8(task: ClassificationTask, data: ClassificationData, model: Fitt
     members = [_int8_member(task, data, p) for p in _members(model)]
     with tempfile.TemporaryDirectory(prefix="visiondock-int8-") as workdir:
         head = _head_graph(task, data, model, exported, workdir)
-        composed = compose_classifier(members, head, Path(workdir) / "composed.onnx", flip=model.candidate.flip)
+        composed = compose_classifier(members, head, Path(workdir) / "composed.onnx", flip=model.candidate.flip,
+                                      root=model.candidate.root)
         save_variant(onnx.load(str(composed)), onnx.load(str(fp32_path)), int8_path, INT8)
     return int8_path
 
@@ -183,7 +185,9 @@ def _int8_out_of_fold(task: ClassificationTask, data: ClassificationData, model:
     records = [data.records[i] for i in cv]
     features = {p: sets.compute_int8(p, _int8_member(task, data, FeaturePass(p.backbone, False, p.input_size)),
                                      records) for p in served}
-    int8 = predict_out_of_fold(model.cv.heads, data.plan, feature_matrix(data, served, cv, features),
+    assert model.candidate is not None
+    int8 = predict_out_of_fold(model.cv.heads, data.plan, model.candidate.transform(feature_matrix(data, served, cv,
+                                                                                                 features)),
                                multilabel=task.multilabel).mean(axis=0)
     fp32 = model.cv.probabilities
     counted = set(task.scored(data, cv))

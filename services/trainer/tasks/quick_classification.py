@@ -1,12 +1,12 @@
 """Quick mode of the classification tasks: every labeled image cross-validated, the model chosen by it.
 
 Pooled backbone features (cached per image and pass, `feature_sets.py`); candidates (backbones,
-ensembles, flip, head) compared by repeated stratified k-fold cross-validation over every labeled
-image (`selection.py`, `crossval.py`), the chosen one then fitted on all of them. The out-of-fold
-predictions give the thresholds, the metrics and the estimate of the accuracy on new photos with
-its interval; they also find likely label errors, and near-duplicate images are kept in one fold
-(`audit.py`). Explicit test images (or `--evaluation held-out`) are judged apart and, with
-`--refit`, learned from once judged.
+ensembles, flip, square-rooted features, head) compared by repeated stratified k-fold
+cross-validation over every labeled image (`selection.py`, `crossval.py`), the chosen one then
+fitted on all of them. The out-of-fold predictions give the thresholds, the metrics and the estimate
+of the accuracy on new photos with its interval; they also find likely label errors, and
+near-duplicate images are kept in one fold (`audit.py`). Explicit test images (or `--evaluation
+held-out`) are judged apart and, with `--refit`, learned from once judged.
 
 The task (`classification.ClassificationTask`) says what its labels mean: targets, strata,
 thresholds and metrics (`measure`), and which answers are right.
@@ -132,7 +132,8 @@ class QuickClassification:
         trainable = np.array([task.multilabel or t >= 0 for t in targets], bool)
         head_kind = MLP if options.head == MLP else LINEAR
         candidates = linear_candidates(data.passes, head_kind)
-        selection = select(candidates, lambda c: feature_matrix(data, c.passes(), cv), targets, trainable, data.plan,
+        selection = select(candidates, lambda c: c.transform(feature_matrix(data, c.passes(), cv)), targets,
+                           trainable, data.plan,
                            num_outputs=len(data.labels), multilabel=task.multilabel, seed=options.seed,
                            weight_decay=options.weight_decay, mlp=options.head == AUTO, images=len(cv))
         chosen = selection.chosen
@@ -143,14 +144,15 @@ class QuickClassification:
             # as the file computes them, and the candidate cross-validated on those.
             for feature_pass in served:
                 data.sets.compute(feature_pass, data.records)
-            result = cross_validate(feature_matrix(data, served, cv), targets, trainable, data.plan,
+            result = cross_validate(candidate.transform(feature_matrix(data, served, cv)), targets, trainable,
+                                    data.plan,
                                     kind=candidate.head, num_outputs=len(data.labels), multilabel=task.multilabel,
                                     seed=options.seed, weight_decays=[result.weight_decay], keep_heads=True)
         # The served input is the largest member's; the card names that backbone and lists them all.
         task.backbone = max(candidate.backbones, key=lambda b: backbone_spec(b).image_size)
         task.head = candidate.head
         positions = sorted({*cv, *data.test})
-        chosen_features = feature_matrix(data, served, positions)
+        chosen_features = candidate.transform(feature_matrix(data, served, positions))
         data.features = {data.records[i].id: row for i, row in zip(positions, chosen_features, strict=True)}
         data.feature_dim = chosen_features.shape[1]
         data.spec = default_preprocess(task.backbone)
@@ -165,9 +167,9 @@ class QuickClassification:
                  ", ".join(f"{e.candidate.name} {e.result.score:.4f}±{e.result.standard_error:.4f}"
                            for e in selection.evaluated))
         params = {"backbone": task.backbone, "backbones": list(candidate.backbones), "head": candidate.head,
-                  "flip": candidate.flip, "weight_decay": result.weight_decay, "folds": data.plan.k,
-                  "repeats": len(data.plan.repeats), "selection": record, "feature_dim": data.feature_dim,
-                  "preprocess": data.spec.to_json()}
+                  "flip": candidate.flip, "sqrt": candidate.root, "weight_decay": result.weight_decay,
+                  "folds": data.plan.k, "repeats": len(data.plan.repeats), "selection": record,
+                  "feature_dim": data.feature_dim, "preprocess": data.spec.to_json()}
         if not data.test:  # the model learned from every labeled image (with test images: `refit` decides)
             params["refit_images"] = len(train)
         return FittedClassifier(history=self._fold_curve(data, served, candidate.head, result.weight_decay),
