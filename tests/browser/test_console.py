@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli.launcher import LocalServices
+from cli.local_services import LocalServices
 
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions
