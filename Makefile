@@ -72,11 +72,11 @@ check-images: $(STAMP)
 cluster-smoke: $(STAMP)
 	$(PY) -m tests.kubernetes.cluster_smoke $(SMOKE_ARGS)
 
-# The edit loop: in-process tests only (see the markers in pyproject.toml).
+# The edit loop: in-process tests only (see the markers in pyproject.toml), on every core.
 FAST_TESTS := not e2e and not training and not azure and not fuzz and not chart and not dockerfiles \
 	and not kubernetes and not processes
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "$(FAST_TESTS)"
+	$(PY) -m pytest -n auto -m "$(FAST_TESTS)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
