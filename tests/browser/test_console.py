@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cli.local_services import LocalServices
 
+from cli.local_services import LocalServices
 from services.trainer.job import run_training
 from services.trainer.options import TrainingOptions
 from tests.scoring import tiny_models

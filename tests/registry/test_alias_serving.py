@@ -10,8 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli.local_services import LocalServices, free_port
 
+from cli.local_services import LocalServices, free_port
 from services.registry.serving import ScoringWatch
 from tests.scoring import tiny_models
 from tests.support.stack import running_services
