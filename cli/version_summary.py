@@ -85,12 +85,16 @@ def print_selection(params: dict[str, Any], say: Say = print, *, limit: int | No
         f"images ({selection['rule']}; standard error {percent(selection['standard_error'])}):")
     say(f"    {'candidate':<32}{'cost':>6}{selection['metric'] + ' ± SE':>22}{'fold spread':>13}")
     ordered = sorted(rows, key=lambda row: -row["score"])
-    for row in ordered[:limit] if limit else ordered:
+    shown = ordered[:limit] if limit else ordered
+    # The chosen one is always shown: the rule takes the cheapest within one standard error, which can
+    # rank below the first rows when many candidates tie.
+    shown += [row for row in ordered[len(shown):] if row["chosen"]]
+    for row in shown:
         mark = "  <- chosen" if row["chosen"] else ("  (best)" if row["name"] == selection["best"] else "")
         say(f"    {row['name']:<32}{row['cost']:>6.2f}{row['score']:>14.2%} ± {row['standard_error']:.2%}"
             f"{row['spread']:>13.2%}{mark}")
-    if limit and len(rows) > limit:
-        say(f"    ... {len(rows) - limit} more (visiondock models MODEL VERSION shows them all)")
+    if len(rows) > len(shown):
+        say(f"    ... {len(rows) - len(shown)} more (visiondock models MODEL VERSION shows them all)")
     for note in selection.get("notes", []):
         say(f"    note: {note}")
 

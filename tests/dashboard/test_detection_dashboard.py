@@ -98,20 +98,24 @@ def test_a_detectors_page_shows_what_detection_measures_with_its_sample_size(
         assert line.locator("td[data-metric=box_count]").inner_text() == str(row["box_count"])
     assert page.locator("#per-class thead").inner_text().split()[:3] == ["class", "AP@0.5", "AP@[.5:.95]"]
 
-    # No confusion matrix for boxes: the error breakdown's card instead (this version has none stored).
+    # No confusion matrix for boxes: the error breakdown's card instead, drawn when the trainer stored one
+    # (the next test draws stored ones in detail), said to be missing otherwise; the PR curves likewise.
     assert page.locator("#confusion").count() == 0
-    assert page.locator("#errors-missing").count() == 1
-    assert page.locator("#pr-curves-missing").count() == 1
+    assert page.locator("#errors-missing").count() == (0 if "errors" in metrics else 1)
+    assert page.locator("#error-table").count() == (1 if "errors" in metrics else 0)
+    assert page.locator("#pr-curves-missing").count() == (0 if "pr_curves" in metrics else 1)
 
     # One unit per chart: seconds on their own axis, never beside mAP (0 to 1) or the losses.
     curves = page.locator("#training-curves")
     assert curves.locator(".curves[data-unit=seconds] path[data-series=seconds]").count() == 1
-    assert curves.locator(".curves[data-unit=fraction] path[data-series=val_map_50]").count() == 1
+    # Validation curves only where a validation split was kept (30 images or more; this project is smaller).
+    validated = bool(metrics.get("validation_count"))
+    assert curves.locator(".curves[data-unit=fraction] path[data-series=val_map_50]").count() == int(validated)
     for unit in ("fraction", "loss"):
         assert curves.locator(f".curves[data-unit={unit}] [data-series*=seconds]").count() == 0
     assert curves.locator(".curves[data-unit=loss] path[data-series=train_ctr]").count() == 1
     words = curves.inner_text()
-    assert "centre loss (training)" in words and "validation mAP@0.5" in words
+    assert "centre loss (training)" in words and ("validation mAP@0.5" in words) == validated
     assert not re.search(r"\b(train|val)_[a-z0-9_]+", words)  # the stored keys stay out of sight
 
     # The settings a detector has: no classification head; its input size, epochs and score threshold.
@@ -121,7 +125,11 @@ def test_a_detectors_page_shows_what_detection_measures_with_its_sample_size(
     assert page.locator("#settings tr[data-setting='input size (pixels)'] td").last.inner_text() == "64"
     assert page.locator("#thresholds tr[data-threshold=score]").count() == 1
     note = page.locator("#threshold-note").inner_text()
-    assert f"chosen on {metrics['validation_count']} validation images" in note and "score cut-off" in note
+    stored_note = metrics.get("threshold_selection", {}).get("note")
+    if stored_note:  # too few images to keep a validation split: the default threshold, said so
+        assert note == stored_note
+    else:
+        assert f"chosen on {metrics['validation_count']} validation images" in note and "score cut-off" in note
     assert page.errors == [] and page.outside == []
     page.screenshot(path=str(artifacts / "version-detection.png"), full_page=True)
     page.close()
@@ -157,11 +165,13 @@ def test_the_error_breakdown_and_detection_pr_curves_show_once_stored(
     assert page.locator("#pr-curves path[data-series]").count() == len(metrics["pr_curves"])
     page.screenshot(path=str(artifacts / "version-detection-errors.png"), full_page=True)
 
-    # Two detector versions side by side compare AP@0.5 and AP@[.5:.95] per class, not empty F1 columns.
+    # Two detector versions side by side compare AP@0.5 and AP@[.5:.95] per class, and F1 only where stored
+    # (the trainer stores it at the served threshold), never an empty column.
     page.goto(f"{trained.url}#/models/{DETECTOR}/compare/{detector[0]['version']}/{version['version']}")
     page.wait_for_function("want => document.body.dataset.loaded === want",
                            arg=f"#/models/{DETECTOR}/compare/{detector[0]['version']}/{version['version']}")
     header = page.locator("#compare-per-class thead").inner_text()
-    assert "AP@0.5" in header and "AP@[.5:.95]" in header and "F1" not in header
+    assert "AP@0.5" in header and "AP@[.5:.95]" in header
+    assert ("F1" in header) == any(row.get("f1") is not None for row in metrics["per_class"].values())
     assert page.errors == []
     page.close()

@@ -39,3 +39,22 @@ def test_a_classifier_prints_its_accuracy_by_its_evaluation() -> None:
     text = _printed(TrainingResult("flowers", 1, held_out, [], 1.0, task=MULTICLASS))
     assert "held-out accuracy 75.0% on 8 images (trained on 8)" in text
     assert summary_of(MULTICLASS).headline({"accuracy": 0.75}) == "accuracy 75.0% (no interval)"
+
+
+def test_the_chosen_candidate_is_shown_however_far_down_the_table_it_ranks() -> None:
+    """Many candidates tie on a few images, and the rule takes the cheapest within one standard error:
+    the chosen one may rank below the rows `visiondock train` prints, and is printed anyway."""
+    from cli.version_summary import print_selection
+
+    rows = [{"name": f"candidate {i}", "cost": 1.0 + i, "score": 0.9, "standard_error": 0.05, "spread": 0.1,
+             "chosen": False} for i in range(8)]
+    rows.append({"name": "lite0 linear", "cost": 1.0, "score": 0.85, "standard_error": 0.05, "spread": 0.1,
+                 "chosen": True})
+    params = {"selection": {"candidates": rows, "repeats": 5, "folds": 2, "images": 12, "best": "candidate 0",
+                            "rule": "cheapest within one standard error of the best", "standard_error": 0.05,
+                            "metric": "accuracy"}}
+    lines: list[str] = []
+    print_selection(params, lines.append, limit=4)
+    text = "\n".join(lines)
+    assert "lite0 linear" in text and "<- chosen" in text
+    assert "... 4 more" in text and "candidate 5" not in text

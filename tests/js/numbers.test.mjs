@@ -101,6 +101,26 @@ test("estimates: a classifier's accuracy and a detector's two mAPs, each with it
   );
   assert.equal(estimateText(detector[0]), "0.926 (95 % interval 0.880–0.960, n = 5 images with 45 boxes)");
   assert.equal(estimateSource(detector[1]), "held-out test images");
+  // As the trainer stores it: a headline in the common shape beside both mAPs; the mAPs are shown, as mAP.
+  const stored = estimates({
+    estimate: {
+      metric: "mAP@0.5",
+      value: 0.089,
+      interval: [0.072, 0.376],
+      images: 4,
+      boxes: 3,
+      map_50: { value: 0.089, low: 0.072, high: 0.376 },
+      map_50_95: { value: 0.02, low: 0.01, high: 0.09 },
+      source: "held-out",
+      image_count: 4,
+      box_count: 3,
+    },
+  });
+  assert.deepEqual(
+    stored.map((row) => row.key),
+    ["map_50", "map_50_95"],
+  );
+  assert.equal(estimateText(stored[0]), "0.089 (95 % interval 0.072–0.376, n = 4 images with 3 boxes)");
   assert.deepEqual(estimates({}), []);
   assert.deepEqual(estimates({ estimate: { map_50: { value: null } } }), []);
 });

@@ -89,7 +89,8 @@ const finite = (value) => typeof value === "number" && Number.isFinite(value);
 export function estimates(metrics = {}) {
   const found = metrics.estimate;
   if (!found || typeof found !== "object") return [];
-  if (finite(found.value)) {
+  // A detector's estimate carries both mAPs with their intervals (beside a headline in the common shape).
+  if (finite(found.value) && !finite(found.map_50?.value)) {
     const [low, high] = Array.isArray(found.interval) ? found.interval : [];
     return [
       {
@@ -109,8 +110,8 @@ export function estimates(metrics = {}) {
     name,
     value: found[key].value,
     interval: finite(found[key].low) && finite(found[key].high) ? [found[key].low, found[key].high] : null,
-    images: found.image_count,
-    boxes: found.box_count,
+    images: found.image_count ?? found.images,
+    boxes: found.box_count ?? found.boxes,
     source: found.source,
   }));
 }
